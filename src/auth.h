@@ -1,0 +1,64 @@
+/* auth: credentials and login tokens, with no SQL and no HTTP.
+ *   - Argon2id password hashes (libargon2), verified in constant time;
+ *   - 256-bit session tokens from mbedTLS's CTR-DRBG, and their SHA-256
+ *     (only the hash is ever stored);
+ *   - username and password rules;
+ *   - slowing down repeated failed logins per account and per address.
+ * Safe to use from any thread. */
+#ifndef NATTER_AUTH_H
+#define NATTER_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_TOKEN_LEN 43    /* base64url of 32 bytes, no padding */
+#define AUTH_HASH_MAX 128    /* encoded Argon2id string, with NUL */
+#define AUTH_PASSWORD_MIN 8  /* characters */
+#define AUTH_PASSWORD_MAX 1024 /* bytes */
+
+struct auth;
+
+struct auth_config {
+	uint32_t memory_kib;     /* Argon2id m (OWASP: 19456) */
+	uint32_t time_cost;      /* t (2) */
+	uint32_t parallelism;    /* p (1) */
+	unsigned fail_max;       /* failures tolerated per key per window */
+	unsigned fail_window_s;  /* window and longest lock-out */
+};
+
+/* NULL if the random generator cannot be seeded. */
+struct auth *auth_new(const struct auth_config *cfg);
+void auth_free(struct auth *a);
+
+/* Rules. */
+bool auth_username_valid(const char *name);
+/* At least AUTH_PASSWORD_MIN characters, at most AUTH_PASSWORD_MAX bytes,
+ * valid UTF-8. */
+bool auth_password_valid(const char *pw, size_t len);
+
+/* Hash into out (AUTH_HASH_MAX bytes): 0 or -1. */
+int auth_password_hash(struct auth *a, const char *pw, size_t len,
+		       char out[AUTH_HASH_MAX]);
+/* 0 if pw matches encoded, -1 if not. encoded NULL (unknown user) runs a
+ * dummy verification of the same cost and returns -1, so timing does not
+ * reveal which usernames exist. */
+int auth_password_verify(struct auth *a, const char *encoded, const char *pw,
+			 size_t len);
+
+/* A fresh token (NUL-terminated, AUTH_TOKEN_LEN chars): 0 or -1. */
+int auth_token_new(struct auth *a, char out[AUTH_TOKEN_LEN + 1]);
+void auth_token_hash(const char *token, size_t len, uint8_t out[32]);
+/* Random bytes from the CTR-DRBG: 0 or -1. */
+int auth_random(struct auth *a, void *buf, size_t len);
+
+/* Login throttling, keyed by account name (case-insensitive) and by client
+ * address. auth_login_check returns 0 if a login may be tried now, or the
+ * number of seconds to wait (for Retry-After). */
+unsigned auth_login_check(struct auth *a, const char *user, const char *addr,
+			  int64_t now_ms);
+void auth_login_failed(struct auth *a, const char *user, const char *addr,
+		       int64_t now_ms);
+void auth_login_succeeded(struct auth *a, const char *user, const char *addr);
+
+#endif

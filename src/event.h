@@ -1,0 +1,52 @@
+/* event: one chat event as the immutable, reference-counted JSON envelope
+ * that every transport sends. The envelope is built once; each transport
+ * framing of it (an SSE block) is built at most once and shared by every
+ * subscriber. Events are safe to share between threads; the refcount is
+ * atomic. It knows nothing of rooms, sockets or SQL. */
+#ifndef NATTER_EVENT_H
+#define NATTER_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+enum event_type {
+	EVENT_MESSAGE, /* persistent: a chat message */
+	EVENT_JOIN,    /* persistent: user joined room */
+	EVENT_LEAVE,   /* persistent: user left room */
+	EVENT_ROOM,    /* persistent: room created (its creator is a member) */
+	EVENT_TYPING,  /* ephemeral: user is typing in room */
+	EVENT_PRESENCE /* ephemeral: user came online / went offline */
+};
+
+struct event;
+
+/* A new event with refcount 1; json (len bytes, no trailing newline) is
+ * copied. id is 0 for ephemeral events. */
+struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
+			int64_t user_id, const char *json, size_t len);
+struct event *event_ref(struct event *ev);
+void event_unref(struct event *ev); /* NULL is fine */
+
+int64_t event_id(const struct event *ev);
+enum event_type event_type(const struct event *ev);
+int64_t event_room(const struct event *ev);
+int64_t event_user(const struct event *ev);
+/* The envelope; valid while the caller holds a reference. */
+const char *event_json(const struct event *ev, size_t *len);
+/* "id: N\nevent: TYPE\ndata: JSON\n\n" (no id line when ephemeral), built on
+ * first use and cached; valid while the caller holds a reference. */
+const char *event_sse(struct event *ev, size_t *len);
+
+const char *event_type_name(enum event_type t); /* "message", "join", ... */
+int event_type_persistent(enum event_type t);
+
+/* Build the envelope text
+ *   {"id":ID,"type":T,"room":R,"from":F,"ts":"...", <extra's members>}
+ * (no "id" member when id is 0). extra may be NULL; it is borrowed.
+ * Returns a malloc'd string (caller frees) and its length in *len. */
+char *event_envelope(int64_t id, enum event_type type, const char *room,
+		     const char *from, int64_t ts_ms, json_t *extra, size_t *len);
+
+#endif

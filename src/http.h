@@ -1,0 +1,21 @@
+/* http: the libmicrohttpd daemons, routing, per-request context, the JSON
+ * API handlers, static files from the web root, authentication of every
+ * request (session cookie or Authorization: Bearer), the CSRF and Origin
+ * checks, and the access log. It hands /ws, /events and /poll to their
+ * transport once the client is authenticated, and forgets them. */
+#ifndef NATTER_HTTP_H
+#define NATTER_HTTP_H
+
+#include "server.h"
+
+struct http;
+
+/* Start listening on every cfg->listen address. NULL on failure with a
+ * message in err naming the address and the reason. */
+struct http *http_start(struct server *srv, char *err, size_t errlen);
+/* Stop accepting new connections (first step of shutdown). */
+void http_quiesce(struct http *h);
+/* Stop the daemons; NULL is fine. */
+void http_stop(struct http *h);
+
+#endif

@@ -1,0 +1,36 @@
+/* reply: building libmicrohttpd responses the way every natter endpoint
+ * answers: JSON bodies, JSON errors {"error":code,"message":text}, and the
+ * headers every response carries (nosniff, no referrer). Used by http and by
+ * the transports, so neither reaches into the other. */
+#ifndef NATTER_REPLY_H
+#define NATTER_REPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+/* What the access log reports of a request; filled by the reply_* calls. */
+struct reply_log {
+	unsigned status;
+	uint64_t bytes;
+};
+
+/* Headers every natter response carries. */
+void reply_add_common_headers(struct MHD_Response *r);
+/* Queue r with status, recording it in log (may be NULL); r is destroyed. */
+enum MHD_Result reply_queue(struct MHD_Connection *c, struct reply_log *log,
+			    unsigned status, struct MHD_Response *r);
+/* body is stolen (decref'd). */
+enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned status, json_t *body);
+/* Pre-serialized JSON text (copied). */
+enum MHD_Result reply_json_text(struct MHD_Connection *c,
+				struct reply_log *log, unsigned status,
+				const char *json, size_t len);
+enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
+			    unsigned status, const char *code,
+			    const char *message);
+
+#endif

@@ -1,0 +1,55 @@
+/* util: allocation that aborts on failure, time, UTF-8 and name checks,
+ * a growable byte buffer. Shared by every module; depends on nothing. */
+#ifndef NATTER_UTIL_H
+#define NATTER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation: abort the process on out-of-memory, so callers never check. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Time. */
+int64_t now_ms(void);  /* wall clock, milliseconds since the epoch */
+int64_t mono_ms(void); /* monotonic clock, milliseconds */
+/* RFC 3339 UTC with milliseconds, "2026-11-26T12:00:00.123Z"; out needs 25 bytes. */
+void format_ts(int64_t ms, char out[32]);
+
+/* Text. */
+bool utf8_valid(const char *s, size_t len);
+/* Number of code points in valid UTF-8. */
+size_t utf8_count(const char *s, size_t len);
+/* 1-32 characters of [A-Za-z0-9_.-]: the rule for usernames and room names. */
+bool name_valid(const char *s);
+/* Lower-case ASCII copy into out (at least strlen(s)+1 bytes). */
+void ascii_lower(const char *s, char *out);
+/* Parse a decimal int64 filling the whole string; 0 on success, -1 otherwise. */
+int parse_i64(const char *s, int64_t *out);
+/* Constant-time comparison of two equal-length byte strings: 0 if equal. */
+int ct_memcmp(const void *a, const void *b, size_t n);
+/* Zero memory in a way the compiler will not elide (for secrets). */
+void secure_zero(void *p, size_t n);
+
+/* A growable byte buffer; always NUL-terminated after data[len]. */
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+void buf_init(struct buf *b);
+void buf_fini(struct buf *b);
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Drop the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
