@@ -141,6 +141,12 @@ int store_members_each(struct store *st,
  * Caller decrefs. NULL on error. */
 json_t *store_history(struct store *st, int64_t room_id, int64_t before,
 		      int64_t after, unsigned limit, bool *more);
+/* Full-text search (FTS5) over messages in rooms user_id is a member of:
+ * a JSON array of envelopes, newest first, at most limit. q is plain words
+ * (each is matched as a prefix; FTS syntax characters are neutralised, so
+ * any q is safe). NULL on error. */
+json_t *store_search(struct store *st, int64_t user_id, const char *q,
+		     unsigned limit);
 /* At most limit persistent events with id > after in rooms user_id is a
  * member of now, increasing id, as event references (caller unrefs each and
  * frees the array). Matches bus_history_fn. */
