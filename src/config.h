@@ -27,7 +27,9 @@ struct config {
 
 	unsigned http_threads;    /* libmicrohttpd worker threads */
 	unsigned loops;           /* event loops for upgraded connections */
-	unsigned max_connections; /* beyond it: 503 + Retry-After */
+	unsigned max_connections; /* beyond it: 503 + Retry-After; 0 (the
+				   * default): derive it at start-up from
+				   * the file-descriptor limit */
 	size_t max_body;          /* request bodies above it: 413 */
 
 	/* accounts */
