@@ -1,1 +1,199 @@
-/* placeholder during bring-up */
+/* main: read the configuration, build the server's modules and wire them
+ * together, wait for signals, and shut down in order. No logic of its own.
+ *
+ * Threads: libmicrohttpd's workers (http), one event loop per core (loop,
+ * for upgraded WebSockets and bus shards), the store's writer, and the
+ * timers of sse and longpoll. This thread only waits for signals. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "autoconfig.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+
+/* Raise the descriptor soft limit to the hard limit: every connection is a
+ * descriptor, and nothing in natter should cap lower than the system. */
+static unsigned raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur > 1000000 ? 1000000 : (unsigned)rl.rlim_cur;
+}
+
+static void load_member(void *arg, int64_t room_id, int64_t user_id)
+{
+	bus_member_add(arg, room_id, user_id);
+}
+
+static void drain_task(void *arg)
+{
+	bus_shard_drain(arg);
+}
+
+struct wake {
+	struct loop *loop;
+	struct bus_shard *shard;
+};
+
+/* The bus calls this when a shard's inbox turns non-empty. */
+static void wake_shard(void *arg)
+{
+	struct wake *w = arg;
+	loop_post(w->loop, drain_task, w->shard);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	char err[512];
+	int rc = config_load(&cfg, argc, argv, err, sizeof(err));
+	if (rc != 0) {
+		if (rc < 0)
+			fprintf(stderr, "natterd: %s\n", err);
+		config_fini(&cfg);
+		return rc < 0 ? 1 : 0;
+	}
+	if (log_open(cfg.log_file, cfg.log_level) < 0) {
+		fprintf(stderr, "natterd: log-file '%s': %s\n", cfg.log_file,
+			strerror(errno));
+		return 1;
+	}
+	unsigned fds = raise_fd_limit();
+	if (cfg.max_connections == 0)
+		cfg.max_connections = fds > 128 ? fds - 64 : fds / 2;
+
+	/* Signals go to this thread only: block them before any thread starts. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct server srv = {.cfg = &cfg};
+	metrics_init(&srv.metrics);
+
+	struct store_config sc = {
+		.path = cfg.db_path,
+		.db_dir = cfg.db_dir,
+		.sync_full = cfg.db_sync_full,
+		.commit_interval_ms = cfg.commit_interval_ms,
+		.commit_batch_max = cfg.commit_batch_max,
+		.readers = cfg.http_threads + 2,
+	};
+	srv.store = store_open(&sc, err, sizeof(err));
+	if (!srv.store)
+		fatal("cannot open the database path=%s: %s", cfg.db_path, err);
+
+	struct auth_config ac = {
+		.memory_kib = cfg.argon2_memory_kib,
+		.time_cost = cfg.argon2_time,
+		.parallelism = cfg.argon2_parallelism,
+		.fail_max = cfg.login_fail_max,
+		.fail_window_s = cfg.login_fail_window_s,
+	};
+	srv.auth = auth_new(&ac);
+	if (!srv.auth)
+		fatal("cannot seed the random number generator");
+
+	srv.bus = bus_new(cfg.ring_size, cfg.replay_max,
+			  store_last_event_id(srv.store), store_events_after,
+			  srv.store);
+	if (store_members_each(srv.store, load_member, srv.bus) < 0)
+		fatal("cannot load room memberships from path=%s", cfg.db_path);
+	srv.chat = chat_new(srv.store, srv.bus);
+
+	srv.nloops = cfg.loops;
+	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
+	srv.shards = xcalloc(srv.nloops, sizeof(*srv.shards));
+	struct wake *wakes = xcalloc(srv.nloops, sizeof(*wakes));
+	for (unsigned i = 0; i < srv.nloops; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "loop%u", i);
+		srv.loops[i] = loop_new(name);
+		if (!srv.loops[i])
+			fatal("cannot create event loop %u: %s", i,
+			      strerror(errno));
+		wakes[i].loop = srv.loops[i];
+		srv.shards[i] = bus_shard_new(srv.bus, wake_shard, &wakes[i]);
+		wakes[i].shard = srv.shards[i];
+	}
+	struct ws_config wc = {
+		.loops = srv.loops,
+		.shards = srv.shards,
+		.nloops = srv.nloops,
+		.bus = srv.bus,
+		.chat = srv.chat,
+		.metrics = &srv.metrics,
+		.send_queue_max = cfg.send_queue_max,
+		.ping_s = cfg.ws_ping_s,
+	};
+	srv.ws = ws_server_new(&wc); /* sets each loop's tick: before start */
+	for (unsigned i = 0; i < srv.nloops; i++)
+		if (loop_start(srv.loops[i]) < 0)
+			fatal("cannot start event loop %u", i);
+	srv.sse = sse_new(srv.bus, &srv.metrics, cfg.sse_heartbeat_s,
+			  cfg.send_queue_max);
+	srv.poll = longpoll_new(srv.bus, &srv.metrics);
+
+	struct http *http = http_start(&srv, err, sizeof(err));
+	if (!http)
+		fatal("%s", err);
+	log_info("natterd started version=%s db=%s last_event_id=%lld",
+		 PACKAGE_VERSION, cfg.db_path,
+		 (long long)store_last_event_id(srv.store));
+
+	for (;;) {
+		int sig;
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			if (log_reopen() < 0)
+				fprintf(stderr, "natterd: cannot reopen log\n");
+			log_info("log reopened on SIGHUP");
+			continue;
+		}
+		log_info("shutting down signal=%s", strsignal(sig));
+		break;
+	}
+
+	/* Orderly shutdown: stop accepting; end the streams; let requests
+	 * waiting on a commit get their answers and stop HTTP; the writer
+	 * commits what is queued (its hook still publishes to running loops)
+	 * and the database closes; then the loops stop. */
+	http_quiesce(http);
+	ws_server_free(srv.ws);
+	longpoll_free(srv.poll);
+	sse_free(srv.sse);
+	http_stop(http);
+	store_close(srv.store);
+	for (unsigned i = 0; i < srv.nloops; i++)
+		loop_stop(srv.loops[i]);
+	for (unsigned i = 0; i < srv.nloops; i++) {
+		bus_shard_free(srv.shards[i]);
+		loop_free(srv.loops[i]);
+	}
+	chat_free(srv.chat);
+	bus_free(srv.bus);
+	auth_free(srv.auth);
+	free(wakes);
+	free(srv.shards);
+	free(srv.loops);
+	log_info("natterd stopped");
+	log_close();
+	config_fini(&cfg);
+	return 0;
+}
