@@ -1,1 +1,1134 @@
-int main(void){return 77;}
+/* Unit tests for bus, through bus.h only: fan-out to members, shards,
+ * membership changes in stream order, replay from the ring and from a fake
+ * history, resume errors, and a multi-threaded stress run that checks every
+ * subscriber sees gap-free, strictly increasing ids while others subscribe,
+ * unsubscribe and drain concurrently. Shards are driven by calling
+ * bus_shard_drain() directly; wake() only counts. */
+
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "bus.h"
+
+#define LOBBY 10
+#define ANNEX 20
+#define ALICE 1
+#define BOB 2
+#define CAROL 3
+
+/* ---- a fake subscriber that records what it gets ---- */
+
+#define REC_MAX 256
+
+struct rec {
+	int hellos;
+	struct bus_resume resume;
+	size_t n;
+	int64_t ids[REC_MAX];
+	enum event_type types[REC_MAX];
+	int64_t rooms[REC_MAX];
+};
+
+static void rec_hello(void *arg, const struct bus_resume *r)
+{
+	struct rec *rec = arg;
+	assert_int_equal(rec->n, 0); /* hello comes first */
+	rec->hellos++;
+	rec->resume = *r;
+}
+
+static void rec_deliver(void *arg, struct event *ev)
+{
+	struct rec *rec = arg;
+	assert_true(rec->n < REC_MAX);
+	rec->ids[rec->n] = event_id(ev);
+	rec->types[rec->n] = event_type(ev);
+	rec->rooms[rec->n] = event_room(ev);
+	rec->n++;
+}
+
+static const struct bus_sub_ops rec_ops = {rec_hello, rec_deliver};
+
+static void assert_ids(const struct rec *rec, const int64_t *want, size_t n)
+{
+	if (rec->n != n) {
+		fprintf(stderr, "got %zu ids:", rec->n);
+		for (size_t i = 0; i < rec->n; i++)
+			fprintf(stderr, " %lld", (long long)rec->ids[i]);
+		fprintf(stderr, "\n");
+	}
+	assert_int_equal(rec->n, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(rec->ids[i], want[i]);
+}
+
+#define ASSERT_IDS(rec, ...)                                                   \
+	do {                                                                   \
+		const int64_t want_[] = {__VA_ARGS__};                         \
+		assert_ids((rec), want_, sizeof(want_) / sizeof(want_[0]));    \
+	} while (0)
+
+/* ---- helpers ---- */
+
+static void count_wake(void *arg)
+{
+	int *n = arg;
+	(*n)++;
+}
+
+static struct event *mk(int64_t id, enum event_type type, int64_t room,
+			int64_t user)
+{
+	char json[64];
+	int n = snprintf(json, sizeof(json), "{\"id\":%lld}", (long long)id);
+	return event_new(id, type, room, user, json, (size_t)n);
+}
+
+static void pub(struct bus *bus, int64_t id, enum event_type type, int64_t room,
+		int64_t user)
+{
+	struct event *ev = mk(id, type, room, user);
+	bus_publish(bus, ev);
+	event_unref(ev); /* the bus took its own references */
+}
+
+static struct bus_sub *sub_ok(struct bus_shard *shard, int64_t user,
+			      int64_t since, struct rec *rec)
+{
+	int err = 0;
+	struct bus_sub *s =
+	    bus_subscribe(shard, user, since, &rec_ops, rec, &err);
+	assert_non_null(s);
+	assert_int_equal(rec->hellos, 1);
+	return s;
+}
+
+/* ---- a fake history (the store): every event ever published ---- */
+
+struct fake_store {
+	struct event *evs[256];
+	size_t n;
+	int calls;
+	int fail;
+	int64_t room; /* if set, history returns only this room's events */
+	int64_t last_user, last_after;
+	size_t last_limit;
+	/* Optional: called once during the first fetch, with no bus lock
+	 * held, to publish concurrently with it. */
+	void (*during)(struct fake_store *fs);
+	struct bus *bus;
+};
+
+static void store_pub(struct fake_store *fs, int64_t id, enum event_type type,
+		      int64_t room, int64_t user)
+{
+	struct event *ev = mk(id, type, room, user);
+	fs->evs[fs->n++] = ev; /* the store keeps this reference */
+	bus_publish(fs->bus, ev);
+}
+
+static void store_fini(struct fake_store *fs)
+{
+	for (size_t i = 0; i < fs->n; i++)
+		event_unref(fs->evs[i]);
+}
+
+static int fake_history(void *arg, int64_t user_id, int64_t after, size_t limit,
+			struct event ***out, size_t *n)
+{
+	struct fake_store *fs = arg;
+	fs->calls++;
+	fs->last_user = user_id;
+	fs->last_after = after;
+	fs->last_limit = limit;
+	if (fs->fail)
+		return -1;
+	/* What the store has committed at this moment. */
+	size_t committed = fs->n;
+	if (fs->during) {
+		void (*during)(struct fake_store *) = fs->during;
+		fs->during = NULL;
+		during(fs);
+	}
+	struct event **v = malloc((committed + 1) * sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; i < committed && k < limit; i++)
+		if (event_id(fs->evs[i]) > after &&
+		    (!fs->room || event_room(fs->evs[i]) == fs->room))
+			v[k++] = event_ref(fs->evs[i]);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* ---- fan-out ---- */
+
+static void test_fanout_members_only(void **state)
+{
+	(void)state;
+	int w = 0;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, count_wake, &w);
+	bus_member_add(bus, LOBBY, ALICE);
+	bus_member_add(bus, LOBBY, BOB);
+	bus_member_add(bus, ANNEX, CAROL);
+	assert_true(bus_is_member(bus, LOBBY, ALICE));
+	assert_false(bus_is_member(bus, LOBBY, CAROL));
+
+	struct rec a = {0}, b = {0}, c = {0};
+	struct bus_sub *sa = sub_ok(sh, ALICE, -1, &a);
+	struct bus_sub *sb = sub_ok(sh, BOB, -1, &b);
+	struct bus_sub *sc = sub_ok(sh, CAROL, -1, &c);
+	assert_int_equal(bus_subscriber_count(bus), 3);
+
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, ALICE);
+	assert_int_equal(w, 1);
+	pub(bus, 2, EVENT_MESSAGE, LOBBY, BOB);
+	assert_int_equal(w, 1);	  /* inbox was not empty: no second wake */
+	assert_int_equal(a.n, 0); /* nothing until the shard drains */
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 1, 2);
+	ASSERT_IDS(&b, 1, 2);
+	assert_int_equal(c.n, 0);
+
+	pub(bus, 3, EVENT_MESSAGE, ANNEX, CAROL);
+	assert_int_equal(w, 2);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 1, 2);
+	ASSERT_IDS(&c, 3);
+	assert_int_equal(bus_last_id(bus), 3);
+
+	bus_unsubscribe(sa);
+	bus_unsubscribe(sb);
+	bus_unsubscribe(sc);
+	bus_unsubscribe(NULL);
+	assert_int_equal(bus_subscriber_count(bus), 0);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_two_shards(void **state)
+{
+	(void)state;
+	int w1 = 0, w2 = 0;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *s1 = bus_shard_new(bus, count_wake, &w1);
+	struct bus_shard *s2 = bus_shard_new(bus, count_wake, &w2);
+	bus_member_add(bus, LOBBY, ALICE);
+	bus_member_add(bus, LOBBY, BOB);
+
+	struct rec a1 = {0}, a2 = {0}, b2 = {0}, c1 = {0};
+	struct bus_sub *x1 = sub_ok(s1, ALICE, -1, &a1);
+	struct bus_sub *x2 = sub_ok(s2, ALICE, -1, &a2);
+	struct bus_sub *x3 = sub_ok(s2, BOB, -1, &b2);
+	struct bus_sub *x4 = sub_ok(s1, CAROL, -1, &c1);
+	assert_int_equal(bus_subscriber_count(bus), 4);
+
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_TYPING, LOBBY, BOB);
+	assert_int_equal(w1, 1);
+	assert_int_equal(w2, 1);
+	bus_shard_drain(s1);
+	ASSERT_IDS(&a1, 1, 0);
+	assert_int_equal(a2.n, 0); /* s2 not drained yet */
+	bus_shard_drain(s2);
+	ASSERT_IDS(&a2, 1, 0);
+	ASSERT_IDS(&b2, 1, 0);
+	assert_int_equal(b2.types[1], EVENT_TYPING);
+	assert_int_equal(c1.n, 0); /* non-member: nothing, not even typing */
+
+	bus_unsubscribe(x1);
+	bus_unsubscribe(x2);
+	bus_unsubscribe(x3);
+	bus_unsubscribe(x4);
+	bus_shard_free(s1);
+	bus_shard_free(s2);
+	bus_free(bus);
+}
+
+static void test_shard_pick_round_robin(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(4, 4, 0, NULL, NULL);
+	assert_null(bus_shard_pick(bus));
+	struct bus_shard *s1 = bus_shard_new(bus, NULL, NULL);
+	struct bus_shard *s2 = bus_shard_new(bus, NULL, NULL);
+	struct bus_shard *p1 = bus_shard_pick(bus), *p2 = bus_shard_pick(bus);
+	struct bus_shard *p3 = bus_shard_pick(bus);
+	assert_ptr_not_equal(p1, p2);
+	assert_ptr_equal(p1, p3);
+	assert_true((p1 == s1 && p2 == s2) || (p1 == s2 && p2 == s1));
+	bus_shard_free(s1);
+	assert_ptr_equal(bus_shard_pick(bus), s2);
+	bus_shard_free(s2);
+	bus_free(bus);
+}
+
+/* ---- membership in stream order ---- */
+
+static void test_join_midstream(void **state)
+{
+	(void)state;
+	int w1 = 0, w2 = 0;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *s1 = bus_shard_new(bus, count_wake, &w1);
+	struct bus_shard *s2 = bus_shard_new(bus, count_wake, &w2);
+	bus_member_add(bus, LOBBY, BOB);
+
+	struct rec a1 = {0}, a1b = {0}, a2 = {0}, b = {0};
+	struct bus_sub *x1 = sub_ok(s1, ALICE, -1, &a1);
+	struct bus_sub *x2 = sub_ok(s1, ALICE, -1, &a1b);
+	struct bus_sub *x3 = sub_ok(s2, ALICE, -1, &a2);
+	struct bus_sub *x4 = sub_ok(s2, BOB, -1, &b);
+
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 2, EVENT_TYPING, LOBBY, BOB);
+	pub(bus, 3, EVENT_JOIN, LOBBY, ALICE);
+	assert_true(bus_is_member(bus, LOBBY, ALICE));
+	pub(bus, 4, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_TYPING, LOBBY, BOB);
+	bus_shard_drain(s1);
+	bus_shard_drain(s2);
+	/* Event 2 was an id on an ephemeral type: dropped. */
+	ASSERT_IDS(&a1, 3, 4, 0);
+	ASSERT_IDS(&a1b, 3, 4, 0);
+	ASSERT_IDS(&a2, 3, 4, 0);
+	assert_int_equal(a1.types[0], EVENT_JOIN);
+	ASSERT_IDS(&b, 1, 3, 4, 0);
+
+	bus_unsubscribe(x1);
+	bus_unsubscribe(x2);
+	bus_unsubscribe(x3);
+	bus_unsubscribe(x4);
+	bus_shard_free(s1);
+	bus_shard_free(s2);
+	bus_free(bus);
+}
+
+static void test_leave_delivers_then_stops(void **state)
+{
+	(void)state;
+	int w = 0;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, count_wake, &w);
+	bus_member_add(bus, LOBBY, ALICE);
+	bus_member_add(bus, LOBBY, BOB);
+	bus_member_add(bus, ANNEX, ALICE);
+
+	struct rec a = {0}, a2 = {0}, b = {0};
+	struct bus_sub *x1 = sub_ok(sh, ALICE, -1, &a);
+	struct bus_sub *x2 = sub_ok(sh, ALICE, -1, &a2);
+	struct bus_sub *x3 = sub_ok(sh, BOB, -1, &b);
+
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 2, EVENT_LEAVE, LOBBY, ALICE);
+	assert_false(bus_is_member(bus, LOBBY, ALICE));
+	pub(bus, 3, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_TYPING, LOBBY, BOB);
+	pub(bus, 4, EVENT_MESSAGE, ANNEX, ALICE);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 1, 2, 4);
+	assert_int_equal(a.types[1], EVENT_LEAVE);
+	ASSERT_IDS(&a2, 1, 2, 4);
+	ASSERT_IDS(&b, 1, 2, 3, 0);
+
+	bus_unsubscribe(x1);
+	bus_unsubscribe(x2);
+	bus_unsubscribe(x3);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_room_event_adds_creator(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	struct rec a = {0}, b = {0};
+	struct bus_sub *x1 = sub_ok(sh, ALICE, -1, &a);
+	struct bus_sub *x2 = sub_ok(sh, BOB, -1, &b);
+	pub(bus, 1, EVENT_ROOM, ANNEX, ALICE);
+	pub(bus, 2, EVENT_MESSAGE, ANNEX, ALICE);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 1, 2);
+	assert_int_equal(b.n, 0);
+	assert_true(bus_is_member(bus, ANNEX, ALICE));
+	bus_unsubscribe(x1);
+	bus_unsubscribe(x2);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_unsubscribe_stops_delivery(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	struct rec a = {0}, a2 = {0};
+	struct bus_sub *x1 = sub_ok(sh, ALICE, -1, &a);
+	struct bus_sub *x2 = sub_ok(sh, ALICE, -1, &a2);
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	bus_unsubscribe(x1); /* event 1 still in the inbox */
+	assert_int_equal(bus_subscriber_count(bus), 1);
+	bus_shard_drain(sh);
+	assert_int_equal(a.n, 0);
+	ASSERT_IDS(&a2, 1);
+	/* A join after the first sub left reaches only the live one. */
+	pub(bus, 2, EVENT_JOIN, ANNEX, ALICE);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a2, 1, 2);
+	bus_unsubscribe(x2);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+/* ---- publish ordering ---- */
+
+static void test_out_of_order_ignored(void **state)
+{
+	(void)state;
+	int w = 0;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, count_wake, &w);
+	bus_member_add(bus, LOBBY, ALICE);
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, -1, &a);
+
+	pub(bus, 5, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 3, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 5, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_MESSAGE, LOBBY, BOB);	 /* persistent without id */
+	pub(bus, -1, EVENT_MESSAGE, LOBBY, BOB); /* nonsense id */
+	pub(bus, 3, EVENT_LEAVE, LOBBY, ALICE);	 /* stale: no effect */
+	assert_true(bus_is_member(bus, LOBBY, ALICE));
+	pub(bus, 6, EVENT_MESSAGE, LOBBY, BOB);
+	assert_int_equal(bus_last_id(bus), 6);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 5, 6);
+
+	/* The ring holds only the accepted ones. */
+	struct rec r = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 0, &r);
+	ASSERT_IDS(&r, 5, 6);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+/* ---- resume ---- */
+
+static void test_ring_replay_since(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		pub(bus, i, EVENT_MESSAGE, i % 3 ? LOBBY : ANNEX, BOB);
+	bus_shard_drain(sh); /* nobody listening yet */
+
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 4, &a);
+	assert_int_equal(a.resume.cursor, 10);
+	assert_true(a.resume.recovered);
+	ASSERT_IDS(&a, 5, 7, 8, 10); /* 6 and 9 are in the annex */
+	pub(bus, 11, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 5, 7, 8, 10, 11);
+
+	/* since == last id: nothing to replay, still recovered. */
+	struct rec b = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 11, &b);
+	assert_true(b.resume.recovered);
+	assert_int_equal(b.resume.cursor, 11);
+	assert_int_equal(b.n, 0);
+
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_replay_before_drain_no_duplicates(void **state)
+{
+	(void)state;
+	int w = 0;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, count_wake, &w);
+	bus_member_add(bus, LOBBY, ALICE);
+	struct rec live = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, -1, &live);
+	for (int i = 1; i <= 5; i++)
+		pub(bus, i, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_TYPING, LOBBY, BOB);
+
+	/* Subscribe while 1..5 sit in the inbox, undrained. */
+	struct rec r = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 2, &r);
+	assert_int_equal(r.resume.cursor, 5);
+	ASSERT_IDS(&r, 3, 4, 5);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&live, 1, 2, 3, 4, 5, 0);
+	/* The pending persistent ones were skipped by the cursor; the pending
+	 * typing event is live, so it is delivered. */
+	ASSERT_IDS(&r, 3, 4, 5, 0);
+	pub(bus, 6, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&r, 3, 4, 5, 0, 6);
+	ASSERT_IDS(&live, 1, 2, 3, 4, 5, 0, 6);
+
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_replay_pending_membership(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	struct rec old = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, -1, &old);
+	/* Undrained: alice joins the annex, then leaves the lobby. */
+	pub(bus, 1, EVENT_JOIN, ANNEX, ALICE);
+	pub(bus, 2, EVENT_LEAVE, LOBBY, ALICE);
+	struct rec nw = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 0, &nw);
+	ASSERT_IDS(&nw, 1, 2);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&old, 1, 2);
+	ASSERT_IDS(&nw, 1, 2);
+	pub(bus, 3, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 4, EVENT_MESSAGE, ANNEX, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&old, 1, 2, 4);
+	ASSERT_IDS(&nw, 1, 2, 4);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_replay_follows_membership_history(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(64, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 2, EVENT_MESSAGE, ANNEX, BOB); /* not yet a member */
+	pub(bus, 3, EVENT_JOIN, ANNEX, ALICE);
+	pub(bus, 4, EVENT_MESSAGE, ANNEX, BOB);
+	pub(bus, 5, EVENT_LEAVE, LOBBY, ALICE);
+	pub(bus, 6, EVENT_MESSAGE, LOBBY, BOB); /* no longer a member */
+	pub(bus, 7, EVENT_ROOM, 30, ALICE);
+	pub(bus, 8, EVENT_MESSAGE, 30, ALICE);
+	pub(bus, 9, EVENT_LEAVE, 40, ALICE);	/* never a member of 40 */
+	pub(bus, 10, EVENT_JOIN, LOBBY, ALICE); /* back */
+	pub(bus, 11, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 0, &a);
+	ASSERT_IDS(&a, 1, 3, 4, 5, 7, 8, 10, 11);
+	struct rec a2 = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 5, &a2);
+	ASSERT_IDS(&a2, 7, 8, 10, 11);
+	/* The live index agrees with the replay. */
+	pub(bus, 12, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 13, EVENT_MESSAGE, ANNEX, BOB);
+	pub(bus, 14, EVENT_MESSAGE, 30, BOB);
+	pub(bus, 15, EVENT_MESSAGE, 40, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a2, 7, 8, 10, 11, 12, 13, 14);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_ephemeral_not_replayed(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	struct rec live = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, -1, &live);
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_TYPING, LOBBY, BOB);
+	pub(bus, 0, EVENT_PRESENCE, LOBBY, BOB);
+	pub(bus, 2, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&live, 1, 0, 0, 2);
+	assert_int_equal(live.types[1], EVENT_TYPING);
+	assert_int_equal(live.types[2], EVENT_PRESENCE);
+	assert_int_equal(bus_last_id(bus), 2);
+
+	struct rec r = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 0, &r);
+	ASSERT_IDS(&r, 1, 2);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_since_negative_no_replay(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 3; i++)
+		pub(bus, i, EVENT_MESSAGE, LOBBY, BOB);
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, -1, &a);
+	assert_int_equal(a.resume.cursor, 3);
+	assert_true(a.resume.recovered);
+	bus_shard_drain(sh); /* 1..3 pending: skipped */
+	assert_int_equal(a.n, 0);
+	pub(bus, 4, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 4);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_since_future(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 7, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	assert_int_equal(bus_last_id(bus), 7);
+	struct rec a = {0};
+	int err = 0;
+	assert_null(bus_subscribe(sh, ALICE, 8, &rec_ops, &a, &err));
+	assert_int_equal(err, BUS_EFUTURE);
+	assert_int_equal(a.hellos, 0);
+	assert_int_equal(bus_subscriber_count(bus), 0);
+	/* Exactly the start-up id is fine, with nothing to replay. */
+	struct bus_sub *x = sub_ok(sh, ALICE, 7, &a);
+	assert_true(a.resume.recovered);
+	assert_int_equal(a.resume.cursor, 7);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_history_on_ring_overflow(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+
+	/* The ring (4 slots) holds 7..10: since=6 needs no history. */
+	struct rec r = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 6, &r);
+	assert_int_equal(fs.calls, 0);
+	ASSERT_IDS(&r, 7, 8, 9, 10);
+	bus_unsubscribe(x);
+
+	/* since=2: history. */
+	struct rec a = {0};
+	x = sub_ok(sh, ALICE, 2, &a);
+	assert_int_equal(fs.calls, 1);
+	assert_int_equal(fs.last_user, ALICE);
+	assert_int_equal(fs.last_after, 2);
+	assert_int_equal(fs.last_limit, 100);
+	assert_true(a.resume.recovered);
+	assert_int_equal(a.resume.cursor, 10);
+	ASSERT_IDS(&a, 3, 4, 5, 6, 7, 8, 9, 10);
+	store_pub(&fs, 11, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_unsubscribe(x);
+
+	/* History fails. */
+	fs.fail = 1;
+	struct rec f = {0};
+	int err = 0;
+	assert_null(bus_subscribe(sh, ALICE, 1, &rec_ops, &f, &err));
+	assert_int_equal(err, BUS_EHISTORY);
+	assert_int_equal(f.hellos, 0);
+	assert_int_equal(bus_subscriber_count(bus), 0);
+
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+/* Published while the history fetch runs: comes from the ring. */
+static void publish_one_more(struct fake_store *fs)
+{
+	store_pub(fs, 11, EVENT_MESSAGE, LOBBY, BOB);
+}
+
+static void test_history_then_ring(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	fs.during = publish_one_more;
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 3, &a);
+	assert_int_equal(fs.calls, 1);
+	assert_int_equal(a.resume.cursor, 11);
+	ASSERT_IDS(&a, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_shard_drain(sh); /* 11 is pending: skipped */
+	ASSERT_IDS(&a, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+/* Publishes enough during the fetch for the ring to overtake it. */
+static void publish_many_more(struct fake_store *fs)
+{
+	for (int i = 11; i <= 20; i++)
+		store_pub(fs, i, EVENT_MESSAGE, LOBBY, BOB);
+}
+
+static void test_history_overtaken_retries(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	fs.during = publish_many_more;
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 2, &a);
+	assert_int_equal(fs.calls, 2);
+	assert_true(a.resume.recovered);
+	assert_int_equal(a.resume.cursor, 20);
+	assert_int_equal(a.n, 18);
+	for (size_t i = 0; i < a.n; i++)
+		assert_int_equal(a.ids[i], (int64_t)i + 3);
+	bus_shard_drain(sh);
+	assert_int_equal(a.n, 18);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+static void test_history_limit_is_replay_max(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(2, 5, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	/* 10 - 5 = 5 = replay_max: history returns exactly the limit. */
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 5, &a);
+	assert_int_equal(fs.calls, 1);
+	assert_int_equal(fs.last_limit, 5);
+	assert_true(a.resume.recovered);
+	ASSERT_IDS(&a, 6, 7, 8, 9, 10);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+static void test_history_sparse(void **state)
+{
+	(void)state;
+	/* The user's last event in history is older than the ring, but the
+	 * answer is complete up to the last id: no retry, recovered. */
+	struct fake_store fs = {.room = LOBBY};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, i <= 5 ? LOBBY : ANNEX, BOB);
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 2, &a);
+	assert_int_equal(fs.calls, 1);
+	assert_true(a.resume.recovered);
+	assert_int_equal(a.resume.cursor, 10);
+	ASSERT_IDS(&a, 3, 4, 5);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+static void test_no_ring(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(0, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 3; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	struct rec a = {0}, b = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 1, &a);
+	assert_int_equal(fs.calls, 1);
+	ASSERT_IDS(&a, 2, 3);
+	struct bus_sub *y = sub_ok(sh, ALICE, 3, &b);
+	assert_int_equal(fs.calls, 1);
+	assert_true(b.resume.recovered);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 2, 3);
+	assert_int_equal(b.n, 0);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+static void test_too_far_behind(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 3, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	bus_member_add(bus, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 2, &a);
+	assert_false(a.resume.recovered);
+	assert_int_equal(a.resume.cursor, 10);
+	assert_int_equal(a.n, 0);
+	assert_int_equal(fs.calls, 0);
+	bus_shard_drain(sh); /* 1..10 pending: all skipped */
+	assert_int_equal(a.n, 0);
+	store_pub(&fs, 11, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 11);
+	bus_unsubscribe(x);
+	bus_shard_free(sh);
+	bus_free(bus);
+	store_fini(&fs);
+}
+
+static void test_no_history_fn_not_recovered(void **state)
+{
+	(void)state;
+	/* Started with history up to 100 and an empty ring. */
+	struct bus *bus = bus_new(8, 1000, 100, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	struct rec a = {0}, b = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 50, &a);
+	assert_false(a.resume.recovered);
+	assert_int_equal(a.resume.cursor, 100);
+	pub(bus, 101, EVENT_MESSAGE, LOBBY, BOB);
+	struct bus_sub *y = sub_ok(sh, ALICE, 100, &b);
+	assert_true(b.resume.recovered);
+	ASSERT_IDS(&b, 101);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&a, 101);
+	ASSERT_IDS(&b, 101);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
+static void test_free_with_pending(void **state)
+{
+	(void)state;
+	/* Inbox and ring references are released by the free functions
+	 * (ASan/valgrind would report a leak otherwise). */
+	struct bus *bus = bus_new(3, 10, 0, NULL, NULL); /* rounds up to 4 */
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	for (int i = 1; i <= 9; i++)
+		pub(bus, i, EVENT_MESSAGE, LOBBY, BOB);
+	pub(bus, 0, EVENT_TYPING, LOBBY, BOB);
+	bus_shard_free(sh);
+	bus_shard_free(NULL);
+	bus_free(bus);
+	bus_free(NULL);
+}
+
+/* ---- stress ---- */
+
+/* At least STRESS_EVENTS, and on until the subscriber thread has done
+ * STRESS_SUBS subscriptions (bounded by STRESS_MAX_EVENTS). */
+#define STRESS_EVENTS 20000
+#define STRESS_SUBS 500
+#define STRESS_MAX_EVENTS 5000000
+#define STRESS_ROOM 1
+#define STRESS_USERS 4 /* users 1..4 are members throughout */
+#define CHURN_USER 9   /* joins and leaves STRESS_ROOM repeatedly */
+
+struct watcher {
+	int64_t user;
+	int64_t next; /* expected next id (members), or 0 before hello */
+	int64_t last; /* newest id seen */
+	size_t got;
+	int errors;
+};
+
+static void watcher_hello(void *arg, const struct bus_resume *r)
+{
+	struct watcher *w = arg;
+	/* Set by the subscriber before the call: next = since + 1 when
+	 * resuming, 0 for "from now". */
+	if (!r->recovered || w->next == 0)
+		w->next = r->cursor + 1;
+	w->last = w->next - 1;
+}
+
+static void watcher_deliver(void *arg, struct event *ev)
+{
+	struct watcher *w = arg;
+	int64_t id = event_id(ev);
+	w->got++;
+	if (!id)
+		return;
+	if (id <= w->last)
+		w->errors++; /* twice, or out of order */
+	if (w->user != CHURN_USER && id != w->next)
+		w->errors++; /* a gap for a permanent member */
+	w->last = id;
+	w->next = id + 1;
+}
+
+static const struct bus_sub_ops watcher_ops = {watcher_hello, watcher_deliver};
+
+struct drainer {
+	struct bus_shard *shard;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pending;
+	atomic_int stop;
+	pthread_t thread;
+};
+
+static void drainer_wake(void *arg)
+{
+	struct drainer *d = arg;
+	pthread_mutex_lock(&d->mu);
+	d->pending = 1;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void *drainer_run(void *arg)
+{
+	struct drainer *d = arg;
+	for (;;) {
+		pthread_mutex_lock(&d->mu);
+		while (!d->pending && !atomic_load(&d->stop))
+			pthread_cond_wait(&d->cv, &d->mu);
+		d->pending = 0;
+		pthread_mutex_unlock(&d->mu);
+		bus_shard_drain(d->shard);
+		if (atomic_load(&d->stop))
+			break;
+	}
+	return NULL;
+}
+
+struct stress {
+	struct bus *bus;
+	struct drainer dr[2];
+	atomic_int done;
+	int64_t last_id; /* written by the publisher before done */
+	int errors;
+	atomic_size_t subscriptions;
+};
+
+static void *publisher_run(void *arg)
+{
+	struct stress *st = arg;
+	bool churn_in = false;
+	int64_t id;
+	for (id = 1; id <= STRESS_MAX_EVENTS &&
+		     (id <= STRESS_EVENTS ||
+		      atomic_load(&st->subscriptions) < STRESS_SUBS);
+	     id++) {
+		if (id % 97 == 0) {
+			pub(st->bus, id, churn_in ? EVENT_LEAVE : EVENT_JOIN,
+			    STRESS_ROOM, CHURN_USER);
+			churn_in = !churn_in;
+		} else {
+			pub(st->bus, id, EVENT_MESSAGE, STRESS_ROOM,
+			    1 + id % STRESS_USERS);
+		}
+		if (id % 13 == 0)
+			pub(st->bus, 0, EVENT_TYPING, STRESS_ROOM, 1);
+		if (id % 32 == 0)
+			sched_yield(); /* let subscribers and drains in */
+	}
+	st->last_id = id - 1;
+	atomic_store(&st->done, 1);
+	return NULL;
+}
+
+static void *subscriber_run(void *arg)
+{
+	struct stress *st = arg;
+	unsigned seed = 12345;
+	while (!atomic_load(&st->done)) {
+		struct watcher w = {0};
+		w.user = (rand_r(&seed) % 5) ? 1 + rand_r(&seed) % STRESS_USERS
+					     : CHURN_USER;
+		int64_t since = -1;
+		if (rand_r(&seed) % 2) {
+			int64_t last = bus_last_id(st->bus);
+			since = last - rand_r(&seed) % 300;
+			if (since < 0)
+				since = 0;
+			w.next = since + 1;
+		}
+		int err = 0;
+		struct bus_shard *sh = bus_shard_pick(st->bus);
+		struct bus_sub *s =
+		    bus_subscribe(sh, w.user, since, &watcher_ops, &w, &err);
+		if (!s) {
+			st->errors++;
+			break;
+		}
+		for (int i = rand_r(&seed) % 50; i > 0; i--)
+			sched_yield();
+		bus_unsubscribe(s);
+		st->errors += w.errors;
+		atomic_fetch_add(&st->subscriptions, 1);
+	}
+	return NULL;
+}
+
+static void test_stress(void **state)
+{
+	(void)state;
+	struct stress st = {0};
+	/* A ring bigger than any "since" the subscriber picks, so every
+	 * resume is served from memory. */
+	st.bus = bus_new(1024, 100000, 0, NULL, NULL);
+	for (int u = 1; u <= STRESS_USERS; u++)
+		bus_member_add(st.bus, STRESS_ROOM, u);
+	for (int i = 0; i < 2; i++) {
+		struct drainer *d = &st.dr[i];
+		pthread_mutex_init(&d->mu, NULL);
+		pthread_cond_init(&d->cv, NULL);
+		atomic_init(&d->stop, 0);
+		d->shard = bus_shard_new(st.bus, drainer_wake, d);
+	}
+
+	/* Long-lived watchers: one per user per shard, from the start. */
+	struct watcher lw[2][STRESS_USERS + 1];
+	struct bus_sub *ls[2][STRESS_USERS + 1];
+	for (int i = 0; i < 2; i++) {
+		for (int u = 0; u <= STRESS_USERS; u++) {
+			lw[i][u] = (struct watcher){0};
+			lw[i][u].user = u ? u : CHURN_USER;
+			lw[i][u].next = 1;
+			int err;
+			ls[i][u] =
+			    bus_subscribe(st.dr[i].shard, lw[i][u].user, 0,
+					  &watcher_ops, &lw[i][u], &err);
+			assert_non_null(ls[i][u]);
+		}
+	}
+
+	pthread_t pub_t, sub_t;
+	for (int i = 0; i < 2; i++)
+		pthread_create(&st.dr[i].thread, NULL, drainer_run, &st.dr[i]);
+	pthread_create(&sub_t, NULL, subscriber_run, &st);
+	pthread_create(&pub_t, NULL, publisher_run, &st);
+	pthread_join(pub_t, NULL);
+	pthread_join(sub_t, NULL);
+	for (int i = 0; i < 2; i++) {
+		atomic_store(&st.dr[i].stop, 1);
+		drainer_wake(&st.dr[i]);
+		pthread_join(st.dr[i].thread, NULL);
+		bus_shard_drain(st.dr[i].shard); /* anything left */
+	}
+
+	assert_int_equal(st.errors, 0);
+	assert_true(atomic_load(&st.subscriptions) >= STRESS_SUBS);
+	for (int i = 0; i < 2; i++) {
+		for (int u = 0; u <= STRESS_USERS; u++) {
+			assert_int_equal(lw[i][u].errors, 0);
+			if (u)
+				assert_int_equal(lw[i][u].last, st.last_id);
+			bus_unsubscribe(ls[i][u]);
+		}
+	}
+	assert_int_equal(bus_subscriber_count(st.bus), 0);
+	for (int i = 0; i < 2; i++) {
+		bus_shard_free(st.dr[i].shard);
+		pthread_cond_destroy(&st.dr[i].cv);
+		pthread_mutex_destroy(&st.dr[i].mu);
+	}
+	bus_free(st.bus);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fanout_members_only),
+	    cmocka_unit_test(test_two_shards),
+	    cmocka_unit_test(test_shard_pick_round_robin),
+	    cmocka_unit_test(test_join_midstream),
+	    cmocka_unit_test(test_leave_delivers_then_stops),
+	    cmocka_unit_test(test_room_event_adds_creator),
+	    cmocka_unit_test(test_unsubscribe_stops_delivery),
+	    cmocka_unit_test(test_out_of_order_ignored),
+	    cmocka_unit_test(test_ring_replay_since),
+	    cmocka_unit_test(test_replay_before_drain_no_duplicates),
+	    cmocka_unit_test(test_replay_pending_membership),
+	    cmocka_unit_test(test_replay_follows_membership_history),
+	    cmocka_unit_test(test_ephemeral_not_replayed),
+	    cmocka_unit_test(test_since_negative_no_replay),
+	    cmocka_unit_test(test_since_future),
+	    cmocka_unit_test(test_history_on_ring_overflow),
+	    cmocka_unit_test(test_history_then_ring),
+	    cmocka_unit_test(test_history_overtaken_retries),
+	    cmocka_unit_test(test_history_limit_is_replay_max),
+	    cmocka_unit_test(test_history_sparse),
+	    cmocka_unit_test(test_no_ring),
+	    cmocka_unit_test(test_too_far_behind),
+	    cmocka_unit_test(test_no_history_fn_not_recovered),
+	    cmocka_unit_test(test_free_with_pending),
+	    cmocka_unit_test(test_stress),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
