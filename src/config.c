@@ -263,8 +263,8 @@ static int check_listen(struct loader *ld, const struct opt *o, const char *v)
 				 "address",
 				 v, (int)hlen, h,
 				 family == AF_INET ? "IPv4" : "IPv6");
-	if (parse_i64(colon + 1, &port) != 0 || port < 1 || port > 65535)
-		return opt_error(ld, o, "'%s': port must be 1-65535", v);
+	if (parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
+		return opt_error(ld, o, "'%s': port must be 0-65535 (0: any free port)", v);
 	return 0;
 
 not_addr_port:

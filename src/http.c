@@ -703,6 +703,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 			flags |= MHD_USE_IPv6;
 		struct MHD_Daemon *d = MHD_start_daemon(
 			flags, 0, NULL, NULL, on_request, h,
+			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 			MHD_OPTION_THREAD_POOL_SIZE,
 			(unsigned int)cfg->http_threads,
@@ -710,7 +711,6 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 			(unsigned int)(h->max_streams + 256),
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 			MHD_OPTION_END);
 		if (!d) {

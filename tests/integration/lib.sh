@@ -34,7 +34,7 @@ start_natterd() {
 		"$@" >>"$WORK/natterd.log" 2>&1 &
 	NATTERD_PID=$!
 	for _ in $(seq 1 100); do
-		PORT=$(sed -n 's/.*listening .*port=\([0-9]*\).*/\1/p' "$WORK/natterd.log" | head -n1)
+		PORT=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$WORK/natterd.log" | head -n1)
 		[ -n "$PORT" ] && [ "$PORT" != 0 ] && break
 		kill -0 "$NATTERD_PID" 2>/dev/null || { cat "$WORK/natterd.log"; fail_now "natterd exited at start-up"; }
 		sleep 0.05
