@@ -34,6 +34,7 @@ struct http {
 	char *web_root; /* resolved, no trailing slash */
 	unsigned max_streams;
 	atomic_int suspended; /* requests waiting for an async command */
+	atomic_bool closing;  /* set by http_quiesce: no new streams */
 };
 
 static const char CSP[] =
@@ -347,6 +348,9 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 					   "bad_origin",
 					   "this Origin may not connect");
 	}
+	if (req->poll_state == NULL && atomic_load(&h->closing))
+		return reply_error(req->conn, &req->log, 503, "shutting_down",
+				   "the server is shutting down");
 	if (req->poll_state == NULL && open_streams(req->srv) >= h->max_streams) {
 		metrics_inc(req->srv->metrics.rejected_busy);
 		struct MHD_Response *r = MHD_create_response_from_buffer(
@@ -682,6 +686,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	struct http *h = xcalloc(1, sizeof(*h));
 	h->srv = srv;
 	atomic_init(&h->suspended, 0);
+	atomic_init(&h->closing, false);
 	char resolved[PATH_MAX];
 	if (!realpath(cfg->web_root, resolved)) {
 		snprintf(err, errlen, "web-root '%s': %s", cfg->web_root,
@@ -736,6 +741,7 @@ void http_quiesce(struct http *h)
 {
 	if (!h)
 		return;
+	atomic_store(&h->closing, true);
 	for (unsigned i = 0; i < h->ndaemons; i++) {
 		MHD_socket s = MHD_quiesce_daemon(h->daemons[i]);
 		if (s != MHD_INVALID_SOCKET)

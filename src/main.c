@@ -148,6 +148,8 @@ int main(int argc, char **argv)
 	srv.sse = sse_new(srv.bus, &srv.metrics, cfg.sse_heartbeat_s,
 			  cfg.send_queue_max);
 	srv.poll = longpoll_new(srv.bus, &srv.metrics);
+	if (!srv.sse || !srv.poll)
+		fatal("cannot start the SSE and long-poll timers");
 
 	struct http *http = http_start(&srv, err, sizeof(err));
 	if (!http)
