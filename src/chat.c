@@ -106,8 +106,8 @@ static bool client_id_valid(const char *s)
 	return true;
 }
 
-/* Message text: valid UTF-8, no NUL or C0 controls other than tab and
- * newline, not blank. Length is checked separately. */
+/* Message text: valid UTF-8, no NUL or C0 controls other than tab, CR and
+ * LF, not blank. Length is checked separately. */
 static bool text_valid(const char *text, size_t len)
 {
 	if (!utf8_valid(text, len))

@@ -21,8 +21,8 @@
 
 enum chat_err {
 	CHAT_OK = 0,
-	CHAT_EINVAL = -1,     /* 400 invalid: bad text, name, client_id */
-	CHAT_ETOOLONG = -2,   /* 413/422 text_too_long */
+	CHAT_EINVAL = -1,     /* 422 invalid: bad text, name, client_id */
+	CHAT_ETOOLONG = -2,   /* 422 text_too_long */
 	CHAT_ENOROOM = -3,    /* 404 no_such_room */
 	CHAT_ENOTMEMBER = -4, /* 403 not_a_member */
 	CHAT_EEXISTS = -5,    /* 409 room_exists / already_member */

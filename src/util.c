@@ -69,11 +69,16 @@ int64_t mono_ms(void)
 
 void format_ts(int64_t ms, char out[32])
 {
-	time_t secs = (time_t)(ms / 1000);
+	int64_t s = ms / 1000, r = ms % 1000;
+	if (r < 0) { /* floor, for times before 1970 */
+		r += 1000;
+		s--;
+	}
+	time_t secs = (time_t)s;
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+	snprintf(out + n, 32 - n, ".%03dZ", (int)r);
 }
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF. */
@@ -154,16 +159,19 @@ int parse_i64(const char *s, int64_t *out)
 	}
 	if (!*p)
 		return -1;
+	/* Accumulate the magnitude; a negative number may reach 2^63. */
+	uint64_t lim = neg ? UINT64_C(9223372036854775808)
+			   : UINT64_C(9223372036854775807);
 	uint64_t v = 0;
 	for (; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return -1;
 		unsigned d = (unsigned)(*p - '0');
-		if (v > (UINT64_C(9223372036854775807) - d) / 10)
+		if (v > (lim - d) / 10)
 			return -1;
 		v = v * 10 + d;
 	}
-	*out = neg ? -(int64_t)v : (int64_t)v;
+	*out = neg ? (v ? -(int64_t)(v - 1) - 1 : 0) : (int64_t)v;
 	return 0;
 }
 

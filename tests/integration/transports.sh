@@ -27,7 +27,7 @@ C0=$(jget .event.id)
 # Each appends one JSON line per event it receives to its file and resumes
 # from the last id in that file. With KILLS=1 each connection is SIGKILLed
 # after a random 0.3-1.2 s and restarted.
-last_id() { grep -o '"id":[0-9]*' "$1" 2>/dev/null | tail -n1 | cut -d: -f2; }
+last_id() { { grep -o '"id":[0-9]*' "$1" 2>/dev/null || true; } | tail -n1 | cut -d: -f2; }
 msg_count() { grep -c '"type":"message","room":"t"' "$1" 2>/dev/null || true; }
 life() { if [ "$KILLS" = 1 ]; then echo "0.$((RANDOM % 9 + 3))"; else echo 120; fi; }
 
