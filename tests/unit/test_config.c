@@ -382,7 +382,7 @@ static void test_invalid_flags(void **state)
 	(void)state;
 	expect_error(ARGS("--listen", "1.2.3.4"),
 		     "--listen: '1.2.3.4' is not ADDR:PORT", NULL);
-	expect_error(ARGS("--listen", "1.2.3.4:0"), "--listen:", "port");
+	expect_error(ARGS("--listen", "1.2.3.4:-1"), "--listen:", "port");
 	expect_error(ARGS("--listen", "1.2.3.4:65536"), "--listen:", "port");
 	expect_error(ARGS("--listen", "1.2.3.4:80x"), "--listen:", "port");
 	expect_error(ARGS("--listen", "1.2.3.4:"), "--listen:", "ADDR:PORT");
