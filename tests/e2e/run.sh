@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# run.sh: natter's browser end-to-end tests. Debian's chromium, driven by
+# playwright-core from npm, uses the real web client against a real natterd
+# (started here, on free ports, with a temporary database), directly and
+# through nginx configured as two kinds of restrictive proxy.
+#
+#   tests/e2e/run.sh                 run every scenario
+#   E2E_ONLY=proxy tests/e2e/run.sh  run the scenarios whose name matches
+#
+# Needs: Node.js 20 or newer with npm, and Debian's chromium and
+# nginx-light (or nginx); npm installs playwright-core from
+# package-lock.json when it is missing.
+#
+# Environment:
+#   NATTERD           natterd binary (default: ../../build/src/natterd, then
+#                     ../../src/natterd for an in-tree build)
+#   NATTER_DB_DIR     db/ with schema and migrations (default: the repo's)
+#   NATTER_WEB_ROOT   web/ (default: the repo's)
+#   NATTER_TEST_TMP   where to put work files and screenshots
+#                     (default: a temporary directory; screenshots then go
+#                     to tests/e2e/screenshots)
+#   CHROMIUM, NGINX   the browser and proxy binaries
+#   E2E_DEPS_DIR      where node_modules lives (default: here when run by
+#                     hand, $NATTER_TEST_TMP/e2e-deps under make check)
+#   E2E_ONLY          a regular expression: run only the matching scenarios
+#   KEEP_WORK=1       keep the work directory (logs) even when all pass
+#
+# Prints one line per scenario and a last line "e2e: N passed, M failed";
+# exits non-zero on any failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+
+die() {
+	printf 'e2e: error: %s\n' "$*" >&2
+	echo "e2e: 0 passed, 1 failed"
+	exit 1
+}
+
+if [ -z "${NATTERD:-}" ]; then
+	NATTERD=$top/build/src/natterd
+	[ -x "$NATTERD" ] || NATTERD=$top/src/natterd
+fi
+: "${NATTER_DB_DIR:=$top/db}"
+: "${NATTER_WEB_ROOT:=$top/web}"
+: "${CHROMIUM:=$(command -v chromium || echo /usr/bin/chromium)}"
+: "${NGINX:=$(command -v nginx || echo /usr/sbin/nginx)}"
+
+[ -x "$NATTERD" ] || die "no natterd binary at $NATTERD (build first, or set NATTERD)"
+[ -d "$NATTER_DB_DIR" ] || die "no db/ directory at $NATTER_DB_DIR"
+[ -f "$NATTER_WEB_ROOT/index.html" ] || die "no web client at $NATTER_WEB_ROOT"
+command -v node >/dev/null || die "node is missing (Node.js 20 or newer)"
+command -v npm >/dev/null || die "npm is missing (it comes with Node.js)"
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
+	die "playwright-core needs Node.js 20 or newer (this is $(node --version))"
+[ -x "$CHROMIUM" ] || die "chromium is missing (apt-get install chromium)"
+[ -x "$NGINX" ] || die "nginx is missing (apt-get install nginx-light)"
+
+if [ -n "${NATTER_TEST_TMP:-}" ]; then
+	mkdir -p "$NATTER_TEST_TMP"
+	work=$(mktemp -d "$NATTER_TEST_TMP/e2e.XXXXXX")
+	: "${E2E_SCREENSHOTS:=$NATTER_TEST_TMP/e2e-screenshots}"
+else
+	work=$(mktemp -d "${TMPDIR:-/tmp}/natter-e2e.XXXXXX")
+	: "${E2E_SCREENSHOTS:=$here/screenshots}"
+fi
+
+# node_modules: beside package.json when run by hand (or when a developer
+# already installed it there); under NATTER_TEST_TMP when run by make check,
+# which must not write into the source tree. npm's cache makes a repeated
+# install quick.
+if [ -z "${E2E_DEPS_DIR:-}" ]; then
+	if [ -f "$here/node_modules/playwright-core/package.json" ] ||
+		[ -z "${NATTER_TEST_TMP:-}" ]; then
+		E2E_DEPS_DIR=$here
+	else
+		E2E_DEPS_DIR=$NATTER_TEST_TMP/e2e-deps
+	fi
+fi
+if [ ! -f "$E2E_DEPS_DIR/node_modules/playwright-core/package.json" ]; then
+	mkdir -p "$E2E_DEPS_DIR"
+	if [ "$E2E_DEPS_DIR" != "$here" ]; then
+		cp "$here/package.json" "$here/package-lock.json" "$E2E_DEPS_DIR/"
+	fi
+	echo "e2e: installing npm dependencies in $E2E_DEPS_DIR"
+	(cd "$E2E_DEPS_DIR" && npm ci --no-audit --no-fund --loglevel=error) ||
+		die "npm ci failed"
+fi
+
+export NATTERD NATTER_DB_DIR NATTER_WEB_ROOT CHROMIUM NGINX E2E_DEPS_DIR E2E_SCREENSHOTS
+export E2E_WORK=$work
+
+rc=0
+node "$here/e2e.mjs" || rc=$?
+if [ "$rc" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then
+	rm -rf "$work"
+else
+	echo "e2e: work files (logs) kept in $work"
+fi
+exit "$rc"

@@ -1,0 +1,97 @@
+// api.js: the JSON API over fetch. Every call resolves with the parsed body
+// or throws an ApiError that carries the HTTP status, the server's error
+// code and a message a person can read. Authentication is the HttpOnly
+// session cookie, which the browser sends on its own (same origin).
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;       // 0: the request never got an answer
+    this.code = code;           // the server's "error" code, or "network"
+    this.retryAfter = retryAfter; // seconds, from Retry-After, or null
+  }
+  get offline() {
+    return this.status === 0;
+  }
+}
+
+// Messages for the codes a person is likely to meet, in plain words.
+const FRIENDLY = {
+  username_taken: 'That username is taken. Try another one.',
+  bad_credentials: 'Wrong username or password.',
+  invalid_username: 'Usernames are 1–32 letters, digits, _ . or -.',
+  invalid_password: 'Passwords need at least 8 characters.',
+  room_exists: 'A room with that name already exists.',
+  invalid_room_name: 'Room names are 1–32 letters, digits, _ . or -.',
+  not_a_member: 'You are not a member of this room. Join it first.',
+  no_such_room: 'That room does not exist (any more).',
+  text_too_long: 'That message is longer than 4000 characters.',
+  unauthorized: 'Your session has ended. Please log in again.',
+  csrf: 'The server refused a request from this page. Reload and try again.',
+  network: 'Cannot reach the server.',
+};
+
+export function friendly(err) {
+  if (!(err instanceof ApiError)) return String(err && err.message || err);
+  if (err.code === 'too_many_attempts')
+    return `Too many attempts. Try again in ${err.retryAfter || 60} s.`;
+  return FRIENDLY[err.code] || err.message || `Request failed (${err.status}).`;
+}
+
+export function retryAfterSeconds(res) {
+  const h = res.headers.get('Retry-After');
+  if (!h) return null;
+  const n = Number(h);
+  if (Number.isFinite(n)) return Math.max(0, n);
+  const t = Date.parse(h);
+  return Number.isFinite(t) ? Math.max(0, (t - Date.now()) / 1000) : null;
+}
+
+// One request. opts: {body, signal, timeout (ms, default 15000)}.
+export async function api(method, path, opts = {}) {
+  const ctl = new AbortController();
+  const timeout = setTimeout(() => ctl.abort(), opts.timeout || 15000);
+  if (opts.signal) {
+    if (opts.signal.aborted) ctl.abort();
+    else opts.signal.addEventListener('abort', () => ctl.abort(), { once: true });
+  }
+  const init = {
+    method,
+    credentials: 'same-origin',
+    cache: 'no-store',
+    signal: ctl.signal,
+    headers: { Accept: 'application/json' },
+  };
+  if (opts.body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(opts.body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    clearTimeout(timeout);
+    if (opts.signal && opts.signal.aborted) throw e;
+    throw new ApiError(0, 'network', 'Cannot reach the server.', null);
+  }
+  let body = null;
+  try {
+    const text = await res.text();
+    body = text ? JSON.parse(text) : null;
+  } catch (e) {
+    body = null;
+  } finally {
+    clearTimeout(timeout);
+  }
+  if (!res.ok) {
+    const code = body && body.error ? body.error : `http_${res.status}`;
+    const message = body && body.message ? body.message : res.statusText;
+    let ra = retryAfterSeconds(res);
+    if (ra == null && body && Number.isFinite(body.retry_after)) ra = body.retry_after;
+    // 502/503/504 from a proxy mean the server is away, like no answer.
+    throw new ApiError(res.status, code, message, ra);
+  }
+  return body;
+}
+
+export const enc = encodeURIComponent;
