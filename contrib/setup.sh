@@ -30,10 +30,15 @@ BUILD_PACKAGES=(
 	libcmocka-dev libwslay-dev libmbedtls-dev
 	curl ca-certificates sqlite3
 )
-# TEST_PACKAGES: what `test` needs on top of BUILD_PACKAGES.
+# TEST_PACKAGES: what `test` needs on top of BUILD_PACKAGES: jq for the
+# integration tests, openssl for the TLS tests, chromium and nginx for the
+# browser end-to-end tests (nginx plays the restrictive proxies).
 TEST_PACKAGES=(
-	curl jq
+	curl jq openssl chromium nginx-light
 )
+# The e2e tests need Node.js >= 20 with npm (this machine image ships it).
+# Where no node is installed at all, fall back to Debian's packages.
+command -v node >/dev/null 2>&1 || TEST_PACKAGES+=(nodejs npm)
 
 # --- helpers ------------------------------------------------------------------
 say() { printf 'setup: %s\n' "$*"; }
@@ -168,8 +173,11 @@ build() {
 
 run_tests() {
 	local log
+	# Tests run one at a time: several of them measure time (deadlines,
+	# stalls) and should not compete with each other for two cores.
 	say "make check"
-	if ! make -C build -j"$(nproc)" check; then
+	make -C build -j"$(nproc)" all || die "build failed"
+	if ! make -C build check; then
 		[[ -f build/test-suite.log ]] && cat build/test-suite.log
 		die "make check failed (log: build/test-suite.log)"
 	fi
@@ -177,7 +185,7 @@ run_tests() {
 
 	if [[ ${NATTER_DISTCHECK:-0} == 1 ]]; then
 		say "make distcheck"
-		if ! make -C build -j"$(nproc)" distcheck; then
+		if ! make -C build distcheck; then
 			for log in build/natter-*/_build/sub/test-suite.log; do
 				[[ -f $log ]] && { say "== $log"; cat "$log"; }
 			done

@@ -589,6 +589,17 @@ done:
 	return ret;
 }
 
+enum MHD_Result api_typing(struct request *req, const char *room)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	int rc = chat_typing(req->srv->chat, &cu, room);
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	return reply_queue(req->conn, &req->log, 204, r);
+}
+
 enum MHD_Result api_search(struct request *req)
 {
 	const char *q = request_arg(req, "q");

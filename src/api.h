@@ -20,6 +20,9 @@ enum MHD_Result api_room_leave(struct request *req, const char *room);
 enum MHD_Result api_room_members(struct request *req, const char *room);
 enum MHD_Result api_history(struct request *req, const char *room);
 enum MHD_Result api_send(struct request *req, const char *room);
+/* POST /api/rooms/{room}/typing: the typing signal for clients that have no
+ * WebSocket (SSE, long-poll, curl). */
+enum MHD_Result api_typing(struct request *req, const char *room);
 enum MHD_Result api_search(struct request *req);
 /* POST /api/client-report {"transport","reason"}: counted in /metrics. */
 enum MHD_Result api_client_report(struct request *req);

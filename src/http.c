@@ -483,6 +483,9 @@ static enum MHD_Result route_api(struct request *req, const char *m,
 		if (is(op, "leave"))
 			return post ? api_room_leave(req, room)
 				    : method_not_allowed(req, "POST");
+		if (is(op, "typing"))
+			return post ? api_typing(req, room)
+				    : method_not_allowed(req, "POST");
 		if (is(op, "members"))
 			return get ? api_room_members(req, room)
 				   : method_not_allowed(req, "GET");
@@ -639,7 +642,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
-	log_warn("libmicrohttpd: %s", msg);
+	/* A client closing a stream mid-response is ordinary for SSE. */
+	if (strstr(msg, "no longer available") || strstr(msg, "Failed to send"))
+		log_debug("libmicrohttpd: %s", msg);
+	else
+		log_warn("libmicrohttpd: %s", msg);
 }
 
 /* --- start and stop ---------------------------------------------------------------------------- */

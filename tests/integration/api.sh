@@ -175,6 +175,22 @@ check "search finds msg 25" test "$(jq -r '[.results[].text] | index("msg 25") !
 api_get "/api/search?q=%22msg%20OR%20(" "$ALICE"
 expect 200 "" "a hostile search query is harmless"
 
+# --- typing (for clients without a WebSocket) ----------------------------------------
+curl -sN -H "Authorization: Bearer $BOB" "$BASE/events" >"$WORK/typing.sse" &
+SSEPID=$!
+sleep 0.5
+api_json POST /api/rooms/general/typing "$ALICE" '{}'
+expect 204 "" "POST typing is a 204"
+sleep 0.5
+kill "$SSEPID" 2>/dev/null || true
+wait "$SSEPID" 2>/dev/null || true
+check "a room member's SSE stream shows the typing event" \
+	grep -q '^data: {"type":"typing","room":"general","from":"alice"' "$WORK/typing.sse"
+api_json POST /api/rooms/busy-none/typing "$ALICE" '{}'
+expect 404 no_such_room "typing in a missing room is a 404"
+api_json POST /api/rooms/cookieroom/typing "$BOB" '{}'
+expect 403 not_a_member "typing in a room you are not in is a 403"
+
 # --- leave --------------------------------------------------------------------------------
 api_json POST /api/rooms/general/leave "$BOB" '{}'
 expect 200 "" "bob leaves general"
