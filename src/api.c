@@ -10,8 +10,8 @@
 #include "store.h"
 #include "util.h"
 
-#define DISPLAY_NAME_MAX 64   /* characters */
-#define SETTINGS_MAX 16384    /* bytes of serialized settings */
+#define DISPLAY_NAME_MAX 64 /* characters */
+#define SETTINGS_MAX 16384  /* bytes of serialized settings */
 #define SEARCH_QUERY_MAX 256
 #define HISTORY_LIMIT_DEFAULT 50
 #define HISTORY_LIMIT_MAX 200
@@ -33,7 +33,8 @@ static json_t *user_json(const struct store_user *u)
 {
 	char ts[32];
 	format_ts(u->created_ms, ts);
-	json_t *settings = json_loads(u->settings ? u->settings : "{}", 0, NULL);
+	json_t *settings =
+	    json_loads(u->settings ? u->settings : "{}", 0, NULL);
 	if (!settings)
 		settings = json_object();
 	return json_pack("{s:s, s:s, s:o, s:s}", "username", u->username,
@@ -43,8 +44,8 @@ static json_t *user_json(const struct store_user *u)
 }
 
 /* A required string member: NULL (and answered 422) when absent. */
-static const char *field_str(struct request *req, json_t *obj,
-			     const char *name, enum MHD_Result *ret)
+static const char *field_str(struct request *req, json_t *obj, const char *name,
+			     enum MHD_Result *ret)
 {
 	json_t *v = json_object_get(obj, name);
 	if (json_is_string(v))
@@ -59,13 +60,13 @@ static const char *field_str(struct request *req, json_t *obj,
 static int issue_session(struct request *req)
 {
 	int64_t expires =
-		now_ms() + req->srv->cfg->session_ttl_s * (int64_t)1000;
+	    now_ms() + req->srv->cfg->session_ttl_s * (int64_t)1000;
 	uint8_t hash[32];
 	if (auth_token_new(req->srv->auth, req->token) < 0)
 		return -1;
 	auth_token_hash(req->token, strlen(req->token), hash);
-	int rc = store_session_create(req->srv->store, hash, req->user_id,
-				      expires);
+	int rc =
+	    store_session_create(req->srv->store, hash, req->user_id, expires);
 	secure_zero(hash, sizeof(hash));
 	return rc == STORE_OK ? 0 : -1;
 }
@@ -76,15 +77,15 @@ static enum MHD_Result answer_session(struct request *req, unsigned status)
 	struct store_user u;
 	if (store_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK)
 		return fail(req, 500, "internal", "cannot read the account");
-	json_t *body = json_pack("{s:s, s:o, s:I}", "token", req->token,
-				 "user", user_json(&u), "expires_in",
+	json_t *body = json_pack("{s:s, s:o, s:I}", "token", req->token, "user",
+				 user_json(&u), "expires_in",
 				 (json_int_t)req->srv->cfg->session_ttl_s);
 	store_user_fini(&u);
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	size_t len = strlen(text);
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
-		len, text, free);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(len, text, free);
 	MHD_add_response_header(r, "Content-Type",
 				"application/json; charset=utf-8");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
@@ -125,8 +126,8 @@ enum MHD_Result api_register(struct request *req)
 	int rc = store_user_create(req->srv->store, name, hash, &req->user_id);
 	secure_zero(hash, sizeof(hash));
 	if (rc == STORE_EXISTS) {
-		ret = fail(req, 409, "username_taken",
-			   "that username is taken");
+		ret =
+		    fail(req, 409, "username_taken", "that username is taken");
 		goto done;
 	}
 	if (rc != STORE_OK || issue_session(req) < 0) {
@@ -170,14 +171,14 @@ enum MHD_Result api_login(struct request *req)
 		char secs[16];
 		snprintf(secs, sizeof(secs), "%u", wait);
 		json_t *body = json_pack(
-			"{s:s, s:s, s:i}", "error", "too_many_attempts",
-			"message", "too many failed logins; try again later",
-			"retry_after", (int)wait);
+		    "{s:s, s:s, s:i}", "error", "too_many_attempts", "message",
+		    "too many failed logins; try again later", "retry_after",
+		    (int)wait);
 		char *text = json_dumps(body, JSON_COMPACT);
 		json_decref(body);
 		struct MHD_Response *r =
-			MHD_create_response_from_buffer_with_free_callback(
-				strlen(text), text, free);
+		    MHD_create_response_from_buffer_with_free_callback(
+			strlen(text), text, free);
 		MHD_add_response_header(r, "Content-Type",
 					"application/json; charset=utf-8");
 		MHD_add_response_header(r, "Retry-After", secs);
@@ -218,8 +219,9 @@ enum MHD_Result api_logout(struct request *req)
 	if (store_session_delete(req->srv->store, req->token_hash) < 0)
 		return fail(req, 500, "internal", "cannot end the session");
 	char *text = xstrdup("{\"ok\":true}");
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
-		strlen(text), text, free);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(strlen(text),
+							       text, free);
 	MHD_add_response_header(r, "Content-Type",
 				"application/json; charset=utf-8");
 	request_set_cookie(req, r, NULL);
@@ -271,8 +273,9 @@ enum MHD_Result api_me_patch(struct request *req)
 	if (dn && (!json_is_string(dn) ||
 		   !display_name_valid(json_string_value(dn),
 				       json_string_length(dn)))) {
-		ret = fail(req, 422, "invalid_display_name",
-			   "display_name is 1-64 characters, no control characters");
+		ret = fail(
+		    req, 422, "invalid_display_name",
+		    "display_name is 1-64 characters, no control characters");
 		goto done;
 	}
 	json_t *patch = json_object_get(in, "settings");
@@ -286,7 +289,8 @@ enum MHD_Result api_me_patch(struct request *req)
 		goto done;
 	}
 	if (patch) {
-		json_t *cur = json_loads(u.settings ? u.settings : "{}", 0, NULL);
+		json_t *cur =
+		    json_loads(u.settings ? u.settings : "{}", 0, NULL);
 		if (!json_is_object(cur)) {
 			json_decref(cur);
 			cur = json_object();
@@ -362,7 +366,8 @@ enum MHD_Result api_rooms_create(struct request *req)
 	if (!name)
 		goto done;
 	if (topic && !json_is_string(topic) && !json_is_null(topic)) {
-		ret = fail(req, 422, "invalid_field", "'topic' must be a string");
+		ret =
+		    fail(req, 422, "invalid_field", "'topic' must be a string");
 		goto done;
 	}
 	if (!name_valid(name)) {
@@ -388,8 +393,8 @@ enum MHD_Result api_room_join(struct request *req, const char *room)
 				    "you are a member of that room already");
 	struct chat_user cu = {req->user_id, req->username};
 	request_suspend(req);
-	request_started(req, chat_join(req->srv->chat, &cu, room,
-				       request_chat_done, req));
+	request_started(
+	    req, chat_join(req->srv->chat, &cu, room, request_chat_done, req));
 	return MHD_YES;
 }
 
@@ -399,8 +404,8 @@ enum MHD_Result api_room_leave(struct request *req, const char *room)
 		return answer_event(req, 200, NULL, NULL);
 	struct chat_user cu = {req->user_id, req->username};
 	request_suspend(req);
-	request_started(req, chat_leave(req->srv->chat, &cu, room,
-					request_chat_done, req));
+	request_started(
+	    req, chat_leave(req->srv->chat, &cu, room, request_chat_done, req));
 	return MHD_YES;
 }
 
@@ -408,9 +413,9 @@ enum MHD_Result api_room_leave(struct request *req, const char *room)
 static int member_room(struct request *req, const char *room, int64_t *id,
 		       char name[33], enum MHD_Result *ret)
 {
-	int rc = name_valid(room) ? store_room_by_name(req->srv->store, room,
-						       id, name)
-				  : STORE_NOTFOUND;
+	int rc = name_valid(room)
+		     ? store_room_by_name(req->srv->store, room, id, name)
+		     : STORE_NOTFOUND;
 	if (rc == STORE_NOTFOUND) {
 		*ret = request_chat_error(req, CHAT_ENOROOM);
 		return -1;
@@ -421,8 +426,9 @@ static int member_room(struct request *req, const char *room, int64_t *id,
 	}
 	int m = store_is_member(req->srv->store, *id, req->user_id);
 	if (m != 1) {
-		*ret = m < 0 ? fail(req, 500, "internal", "cannot read the room")
-			     : request_chat_error(req, CHAT_ENOTMEMBER);
+		*ret = m < 0
+			   ? fail(req, 500, "internal", "cannot read the room")
+			   : request_chat_error(req, CHAT_ENOTMEMBER);
 		return -1;
 	}
 	return 0;
@@ -438,9 +444,9 @@ enum MHD_Result api_room_members(struct request *req, const char *room)
 	json_t *members = store_room_members(req->srv->store, id);
 	if (!members)
 		return fail(req, 500, "internal", "cannot list members");
-	return reply_json(req->conn, &req->log, 200,
-			  json_pack("{s:s, s:o}", "room", name, "members",
-				    members));
+	return reply_json(
+	    req->conn, &req->log, 200,
+	    json_pack("{s:s, s:o}", "room", name, "members", members));
 }
 
 /* An optional non-negative integer query argument: 0 ok (default kept when
@@ -453,8 +459,8 @@ static int arg_i64(struct request *req, const char *name, int64_t *out,
 		return 0;
 	if (parse_i64(s, out) < 0 || *out < 0) {
 		char msg[96];
-		snprintf(msg, sizeof(msg), "'%s' must be a non-negative integer",
-			 name);
+		snprintf(msg, sizeof(msg),
+			 "'%s' must be a non-negative integer", name);
 		*ret = fail(req, 400, "bad_parameter", msg);
 		return -1;
 	}
@@ -536,9 +542,9 @@ static json_t *form_fields(const char *body, size_t len)
 		form_decode(pair);
 		form_decode(eq + 1);
 		if (!strcmp(pair, "text") || !strcmp(pair, "client_id"))
-			json_object_set_new(obj, pair,
-					    json_stringn_nocheck(eq + 1,
-								 strlen(eq + 1)));
+			json_object_set_new(
+			    obj, pair,
+			    json_stringn_nocheck(eq + 1, strlen(eq + 1)));
 	}
 	free(copy);
 	return obj;
@@ -554,10 +560,10 @@ enum MHD_Result api_send(struct request *req, const char *room)
 	metrics_inc(req->srv->metrics.sends);
 	enum MHD_Result ret = MHD_YES;
 	const char *ctype = MHD_lookup_connection_value(
-		req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	    req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	json_t *in;
-	if (ctype && !strncasecmp(ctype, "application/x-www-form-urlencoded",
-				  33)) {
+	if (ctype &&
+	    !strncasecmp(ctype, "application/x-www-form-urlencoded", 33)) {
 		in = form_fields(req->body.data ? req->body.data : "",
 				 req->body.len);
 	} else {
@@ -568,7 +574,8 @@ enum MHD_Result api_send(struct request *req, const char *room)
 	json_t *text = json_object_get(in, "text");
 	json_t *cid = json_object_get(in, "client_id");
 	if (!json_is_string(text)) {
-		ret = fail(req, 422, "invalid_field", "'text' must be a string");
+		ret =
+		    fail(req, 422, "invalid_field", "'text' must be a string");
 		goto done;
 	}
 	if (cid && !json_is_string(cid) && !json_is_null(cid)) {
@@ -578,11 +585,10 @@ enum MHD_Result api_send(struct request *req, const char *room)
 	}
 	struct chat_user cu = {req->user_id, req->username};
 	request_suspend(req);
-	request_started(req, chat_send(req->srv->chat, &cu, room,
-				       json_string_value(text),
-				       json_string_length(text),
-				       json_string_value(cid),
-				       request_chat_done, req));
+	request_started(
+	    req, chat_send(req->srv->chat, &cu, room, json_string_value(text),
+			   json_string_length(text), json_string_value(cid),
+			   request_chat_done, req));
 	ret = MHD_YES;
 done:
 	json_decref(in);
@@ -596,7 +602,7 @@ enum MHD_Result api_typing(struct request *req, const char *room)
 	if (rc != CHAT_OK)
 		return request_chat_error(req, rc);
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	return reply_queue(req->conn, &req->log, 204, r);
 }
 
@@ -615,13 +621,13 @@ enum MHD_Result api_search(struct request *req)
 	if (limit < 1 || limit > HISTORY_LIMIT_MAX)
 		return fail(req, 400, "bad_parameter",
 			    "limit must be between 1 and 200");
-	json_t *results = store_search(req->srv->store, req->user_id, q,
-				       (unsigned)limit);
+	json_t *results =
+	    store_search(req->srv->store, req->user_id, q, (unsigned)limit);
 	if (!results)
 		return fail(req, 500, "internal", "search failed");
-	return reply_json(req->conn, &req->log, 200,
-			  json_pack("{s:s, s:o}", "query", q, "results",
-				    results));
+	return reply_json(
+	    req->conn, &req->log, 200,
+	    json_pack("{s:s, s:o}", "query", q, "results", results));
 }
 
 enum MHD_Result api_client_report(struct request *req)
@@ -633,20 +639,21 @@ enum MHD_Result api_client_report(struct request *req)
 	json_t *t = json_object_get(in, "transport");
 	json_t *why = json_object_get(in, "reason");
 	enum transport_kind kind;
-	if (!json_is_string(t) || transport_parse(json_string_value(t), &kind)) {
+	if (!json_is_string(t) ||
+	    transport_parse(json_string_value(t), &kind)) {
 		ret = fail(req, 422, "invalid_field",
 			   "'transport' must be ws, sse or poll");
 		goto done;
 	}
 	enum client_reason r = json_is_string(why)
-				       ? client_reason_parse(json_string_value(why))
-				       : REASON_OK;
+				   ? client_reason_parse(json_string_value(why))
+				   : REASON_OK;
 	metrics_inc(req->srv->metrics.client_transport[kind][r]);
 	log_info("client transport user=%s transport=%s reason=%s",
 		 req->username, json_string_value(t),
 		 json_is_string(why) ? json_string_value(why) : "ok");
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	ret = reply_queue(req->conn, &req->log, 204, resp);
 done:
 	json_decref(in);

@@ -12,19 +12,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AUTH_TOKEN_LEN 43    /* base64url of 32 bytes, no padding */
-#define AUTH_HASH_MAX 128    /* encoded Argon2id string, with NUL */
-#define AUTH_PASSWORD_MIN 8  /* characters */
+#define AUTH_TOKEN_LEN 43      /* base64url of 32 bytes, no padding */
+#define AUTH_HASH_MAX 128      /* encoded Argon2id string, with NUL */
+#define AUTH_PASSWORD_MIN 8    /* characters */
 #define AUTH_PASSWORD_MAX 1024 /* bytes */
 
 struct auth;
 
 struct auth_config {
-	uint32_t memory_kib;     /* Argon2id m (OWASP: 19456) */
-	uint32_t time_cost;      /* t (2) */
-	uint32_t parallelism;    /* p (1) */
-	unsigned fail_max;       /* failures tolerated per key per window */
-	unsigned fail_window_s;  /* window and longest lock-out */
+	uint32_t memory_kib;	/* Argon2id m (OWASP: 19456) */
+	uint32_t time_cost;	/* t (2) */
+	uint32_t parallelism;	/* p (1) */
+	unsigned fail_max;	/* failures tolerated per key per window */
+	unsigned fail_window_s; /* window and longest lock-out */
 };
 
 /* NULL if the random generator cannot be seeded. */

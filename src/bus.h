@@ -68,9 +68,9 @@ struct bus_shard *bus_shard_pick(struct bus *bus);
 
 /* Subscribers. */
 struct bus_resume {
-	int64_t cursor;   /* newest id at subscribe time */
-	bool recovered;   /* false: events after since are no longer
-			     available; the client must reload history */
+	int64_t cursor; /* newest id at subscribe time */
+	bool recovered; /* false: events after since are no longer
+			   available; the client must reload history */
 };
 struct bus_sub_ops {
 	/* Called first, once, inside bus_subscribe. */

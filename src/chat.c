@@ -65,9 +65,9 @@ static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
 	struct chat_result res = {
-		.err = err_from_store(status),
-		.ev = status >= 0 ? ev : NULL,
-		.duplicate = status == STORE_DUPLICATE,
+	    .err = err_from_store(status),
+	    .ev = status >= 0 ? ev : NULL,
+	    .duplicate = status == STORE_DUPLICATE,
 	};
 	p->done(p->arg, &res);
 	free(p);
@@ -142,13 +142,13 @@ int chat_send(struct chat *c, const struct chat_user *u, const char *room,
 		return CHAT_ENOTMEMBER;
 	char *copy = xstrndup(text, len);
 	struct store_write w = {
-		.op = STORE_MESSAGE,
-		.user_id = u->id,
-		.username = u->username,
-		.room_id = room_id,
-		.room_name = name,
-		.text = copy,
-		.client_id = client_id,
+	    .op = STORE_MESSAGE,
+	    .user_id = u->id,
+	    .username = u->username,
+	    .room_id = room_id,
+	    .room_name = name,
+	    .text = copy,
+	    .client_id = client_id,
 	};
 	submit(c, &w, done, arg);
 	free(copy);
@@ -163,15 +163,16 @@ int chat_room_create(struct chat *c, const struct chat_user *u,
 		return CHAT_EINVAL;
 	if (topic) {
 		size_t n = strlen(topic);
-		if (!utf8_valid(topic, n) || utf8_count(topic, n) > CHAT_TOPIC_MAX)
+		if (!utf8_valid(topic, n) ||
+		    utf8_count(topic, n) > CHAT_TOPIC_MAX)
 			return CHAT_EINVAL;
 	}
 	struct store_write w = {
-		.op = STORE_ROOM_CREATE,
-		.user_id = u->id,
-		.username = u->username,
-		.room_name = room,
-		.topic = topic,
+	    .op = STORE_ROOM_CREATE,
+	    .user_id = u->id,
+	    .username = u->username,
+	    .room_name = room,
+	    .topic = topic,
 	};
 	submit(c, &w, done, arg);
 	return CHAT_OK;
@@ -187,11 +188,11 @@ static int membership(struct chat *c, enum store_op op,
 	if (rc != CHAT_OK)
 		return rc;
 	struct store_write w = {
-		.op = op,
-		.user_id = u->id,
-		.username = u->username,
-		.room_id = room_id,
-		.room_name = name,
+	    .op = op,
+	    .user_id = u->id,
+	    .username = u->username,
+	    .room_id = room_id,
+	    .room_name = name,
 	};
 	submit(c, &w, done, arg);
 	return CHAT_OK;
@@ -221,7 +222,8 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 	size_t len;
 	char *json = event_envelope(0, EVENT_TYPING, name, u->username,
 				    now_ms(), NULL, &len);
-	struct event *ev = event_new(0, EVENT_TYPING, room_id, u->id, json, len);
+	struct event *ev =
+	    event_new(0, EVENT_TYPING, room_id, u->id, json, len);
 	free(json);
 	bus_publish(c->bus, ev);
 	event_unref(ev);
@@ -234,18 +236,18 @@ static const struct {
 	const char *code;
 	const char *message;
 } errors[] = {
-	{CHAT_OK, 200, "ok", "ok"},
-	{CHAT_EINVAL, 422, "invalid",
-	 "text must be non-empty valid UTF-8; client_id 1-64 printable characters; "
-	 "names 1-32 of letters, digits, _ . -"},
-	{CHAT_ETOOLONG, 422, "text_too_long",
-	 "text is longer than 4000 characters"},
-	{CHAT_ENOROOM, 404, "no_such_room", "no room by that name"},
-	{CHAT_ENOTMEMBER, 403, "not_a_member", "join the room first"},
-	{CHAT_EEXISTS, 409, "exists",
-	 "that room exists already, or you are a member already"},
-	{CHAT_EINTERNAL, 500, "internal", "internal error; try again"},
-	{CHAT_ECLOSED, 503, "shutting_down", "the server is shutting down"},
+    {CHAT_OK, 200, "ok", "ok"},
+    {CHAT_EINVAL, 422, "invalid",
+     "text must be non-empty valid UTF-8; client_id 1-64 printable characters; "
+     "names 1-32 of letters, digits, _ . -"},
+    {CHAT_ETOOLONG, 422, "text_too_long",
+     "text is longer than 4000 characters"},
+    {CHAT_ENOROOM, 404, "no_such_room", "no room by that name"},
+    {CHAT_ENOTMEMBER, 403, "not_a_member", "join the room first"},
+    {CHAT_EEXISTS, 409, "exists",
+     "that room exists already, or you are a member already"},
+    {CHAT_EINTERNAL, 500, "internal", "internal error; try again"},
+    {CHAT_ECLOSED, 503, "shutting_down", "the server is shutting down"},
 };
 
 static size_t err_index(int err)

@@ -15,8 +15,8 @@
 #include "event.h"
 #include "store.h"
 
-#define CHAT_TEXT_MAX 4000      /* characters (code points) */
-#define CHAT_CLIENT_ID_MAX 64   /* bytes */
+#define CHAT_TEXT_MAX 4000    /* characters (code points) */
+#define CHAT_CLIENT_ID_MAX 64 /* bytes */
 #define CHAT_TOPIC_MAX 200
 
 enum chat_err {
@@ -39,9 +39,9 @@ struct chat_user {
 
 /* The result of a command. ev is borrowed (event_ref() to keep). */
 struct chat_result {
-	int err;          /* enum chat_err */
+	int err;	  /* enum chat_err */
 	struct event *ev; /* the stored event when err == CHAT_OK */
-	bool duplicate;   /* a retried client_id: ev is the first event */
+	bool duplicate;	  /* a retried client_id: ev is the first event */
 };
 /* Runs once per accepted command, on the store's writer thread. */
 typedef void (*chat_done_fn)(void *arg, const struct chat_result *res);

@@ -47,6 +47,7 @@ int event_type_persistent(enum event_type t);
  * (no "id" member when id is 0). extra may be NULL; it is borrowed.
  * Returns a malloc'd string (caller frees) and its length in *len. */
 char *event_envelope(int64_t id, enum event_type type, const char *room,
-		     const char *from, int64_t ts_ms, json_t *extra, size_t *len);
+		     const char *from, int64_t ts_ms, json_t *extra,
+		     size_t *len);
 
 #endif

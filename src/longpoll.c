@@ -59,7 +59,7 @@ struct lp_poll {
 	struct bus_sub *sub;
 
 	pthread_mutex_t mu; /* everything below */
-	int64_t cursor;     /* from hello */
+	int64_t cursor;	    /* from hello */
 	bool recovered;
 	struct event **evs; /* at most LONGPOLL_BATCH_MAX references */
 	size_t nevs, cap;
@@ -238,8 +238,8 @@ static void on_deliver(void *arg, struct event *ev)
 }
 
 static const struct bus_sub_ops poll_ops = {
-	.hello = on_hello,
-	.deliver = on_deliver,
+    .hello = on_hello,
+    .deliver = on_deliver,
 };
 
 /* --- the timer thread ----------------------------------------------------- */
@@ -340,8 +340,7 @@ void longpoll_free(struct longpoll *lp)
 enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
 				struct reply_log *log,
 				const struct transport_client *cl,
-				int64_t since, unsigned timeout_s,
-				void **state)
+				int64_t since, unsigned timeout_s, void **state)
 {
 	struct lp_poll *p = *state;
 	int err = 0;
@@ -375,8 +374,8 @@ enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
 	 * came before (and we answer now) or finds the flag and resumes. */
 	pthread_mutex_lock(&lp->lock);
 	pthread_mutex_lock(&p->mu);
-	bool wait = !lp->closing && timeout_s > 0 && p->nevs == 0 &&
-		    p->recovered;
+	bool wait =
+	    !lp->closing && timeout_s > 0 && p->nevs == 0 && p->recovered;
 	if (wait) {
 		p->deadline_ms = mono_ms() + (int64_t)timeout_s * 1000;
 		list_insert(lp, p);

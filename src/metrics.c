@@ -6,7 +6,7 @@
 
 static const char *const names[TRANSPORT_N] = {"ws", "sse", "poll"};
 static const char *const reasons[REASON_N] = {
-	"ok", "ws_failed", "ws_timeout", "sse_failed", "sse_timeout", "other"};
+    "ok", "ws_failed", "ws_timeout", "sse_failed", "sse_timeout", "other"};
 
 void metrics_init(struct metrics *m)
 {
@@ -76,8 +76,8 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	per_transport(out, "natter_slow_consumer_disconnects_total", "counter",
 		      "Connections cut loose for exceeding their send queue.",
 		      m->slow_disconnects);
-	single(out, "natter_sends_total", "counter",
-	       "Send commands received.", &m->sends);
+	single(out, "natter_sends_total", "counter", "Send commands received.",
+	       &m->sends);
 	single(out, "natter_acks_total", "counter",
 	       "Sends acknowledged after commit.", &m->acks);
 	single(out, "natter_errors_total", "counter",
@@ -93,10 +93,11 @@ void metrics_render(const struct metrics *m, struct buf *out)
 		      "# TYPE natter_client_transport_total counter\n");
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
-			buf_printf(out,
-				   "natter_client_transport_total{transport=\"%s\","
-				   "reason=\"%s\"} %llu\n",
-				   names[t], reasons[r],
-				   (unsigned long long)atomic_load(
-					   &m->client_transport[t][r]));
+			buf_printf(
+			    out,
+			    "natter_client_transport_total{transport=\"%s\","
+			    "reason=\"%s\"} %llu\n",
+			    names[t], reasons[r],
+			    (unsigned long long)atomic_load(
+				&m->client_transport[t][r]));
 }

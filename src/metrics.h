@@ -8,7 +8,12 @@
 
 #include "util.h"
 
-enum transport_kind { TRANSPORT_WS, TRANSPORT_SSE, TRANSPORT_POLL, TRANSPORT_N };
+enum transport_kind {
+	TRANSPORT_WS,
+	TRANSPORT_SSE,
+	TRANSPORT_POLL,
+	TRANSPORT_N
+};
 
 /* Why a browser client ended on its transport (POST /api/client-report). */
 enum client_reason {
@@ -22,22 +27,25 @@ enum client_reason {
 };
 
 struct metrics {
-	atomic_uint_fast64_t connections[TRANSPORT_N];  /* open now */
+	atomic_uint_fast64_t connections[TRANSPORT_N]; /* open now */
 	atomic_uint_fast64_t connections_total[TRANSPORT_N];
-	atomic_uint_fast64_t delivered[TRANSPORT_N];    /* events written */
+	atomic_uint_fast64_t delivered[TRANSPORT_N]; /* events written */
 	atomic_uint_fast64_t slow_disconnects[TRANSPORT_N];
-	atomic_uint_fast64_t sends;     /* send commands received */
-	atomic_uint_fast64_t acks;      /* sends acknowledged (committed) */
-	atomic_uint_fast64_t errors;    /* error answers (4xx/5xx, WS errors) */
-	atomic_uint_fast64_t requests;  /* HTTP requests finished */
+	atomic_uint_fast64_t sends;    /* send commands received */
+	atomic_uint_fast64_t acks;     /* sends acknowledged (committed) */
+	atomic_uint_fast64_t errors;   /* error answers (4xx/5xx, WS errors) */
+	atomic_uint_fast64_t requests; /* HTTP requests finished */
 	atomic_uint_fast64_t rejected_busy; /* 503: connection limit */
 	atomic_uint_fast64_t client_transport[TRANSPORT_N][REASON_N];
 };
 
 void metrics_init(struct metrics *m);
-#define metrics_inc(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
-#define metrics_dec(field) atomic_fetch_sub_explicit(&(field), 1, memory_order_relaxed)
-#define metrics_add(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+#define metrics_inc(field)                                                     \
+	atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+#define metrics_dec(field)                                                     \
+	atomic_fetch_sub_explicit(&(field), 1, memory_order_relaxed)
+#define metrics_add(field, n)                                                  \
+	atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
 const char *transport_name(enum transport_kind k); /* "ws", "sse", "poll" */
 /* Parse the names back: 0, or -1 when unknown. */
 int transport_parse(const char *s, enum transport_kind *out);

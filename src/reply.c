@@ -16,6 +16,12 @@ enum MHD_Result reply_queue(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, struct MHD_Response *r)
 {
 	reply_add_common_headers(r);
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const struct reply_conn *rc = ci ? ci->socket_context : NULL;
+	if (rc && rc->hsts)
+		MHD_add_response_header(r, "Strict-Transport-Security",
+					rc->hsts);
 	if (log)
 		log->status = status;
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -23,12 +29,11 @@ enum MHD_Result reply_queue(struct MHD_Connection *c, struct reply_log *log,
 	return ret;
 }
 
-enum MHD_Result reply_json_text(struct MHD_Connection *c,
-				struct reply_log *log, unsigned status,
-				const char *json, size_t len)
+enum MHD_Result reply_json_text(struct MHD_Connection *c, struct reply_log *log,
+				unsigned status, const char *json, size_t len)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(
-		len, (void *)json, MHD_RESPMEM_MUST_COPY);
+	    len, (void *)json, MHD_RESPMEM_MUST_COPY);
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type",
@@ -47,8 +52,8 @@ enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
 	if (!text)
 		return MHD_NO;
 	size_t len = strlen(text);
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
-		len, text, free);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(len, text, free);
 	if (!r) {
 		free(text);
 		return MHD_NO;
@@ -65,7 +70,7 @@ enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const char *code,
 			    const char *message)
 {
-	return reply_json(c, log, status,
-			  json_pack("{s:s, s:s}", "error", code, "message",
-				    message));
+	return reply_json(
+	    c, log, status,
+	    json_pack("{s:s, s:s}", "error", code, "message", message));
 }

@@ -17,18 +17,26 @@ struct reply_log {
 	uint64_t bytes;
 };
 
+/* What http records about a connection as libmicrohttpd's socket context
+ * (MHD_OPTION_NOTIFY_CONNECTION) for connections that came through the TLS
+ * terminator; reply_queue() reads it. Plain connections have none. */
+struct reply_conn {
+	const char *hsts; /* Strict-Transport-Security value, NULL: none */
+};
+
 /* Headers every natter response carries. */
 void reply_add_common_headers(struct MHD_Response *r);
-/* Queue r with status, recording it in log (may be NULL); r is destroyed. */
+/* Queue r with status, recording it in log (may be NULL); r is destroyed.
+ * Adds the common headers, and Strict-Transport-Security on a connection
+ * whose struct reply_conn asks for it. */
 enum MHD_Result reply_queue(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, struct MHD_Response *r);
 /* body is stolen (decref'd). */
 enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
 			   unsigned status, json_t *body);
 /* Pre-serialized JSON text (copied). */
-enum MHD_Result reply_json_text(struct MHD_Connection *c,
-				struct reply_log *log, unsigned status,
-				const char *json, size_t len);
+enum MHD_Result reply_json_text(struct MHD_Connection *c, struct reply_log *log,
+				unsigned status, const char *json, size_t len);
 enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const char *code,
 			    const char *message);

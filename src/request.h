@@ -29,8 +29,8 @@ struct request {
 	struct server *srv;
 	struct MHD_Connection *conn;
 	atomic_int *suspended; /* http's count of suspended requests */
-	const char *method;  /* libmicrohttpd's, valid for the request */
-	char *path;          /* copy, for the access log */
+	const char *method;    /* libmicrohttpd's, valid for the request */
+	char *path;	       /* copy, for the access log */
 	char addr[64];
 	int64_t start_us;
 	struct reply_log log;
@@ -44,14 +44,14 @@ struct request {
 	int64_t user_id;
 	char username[33];
 	uint8_t token_hash[32];
-	char token[64];  /* a token just issued (register/login); wiped */
+	char token[64]; /* a token just issued (register/login); wiped */
 
 	/* async commands (chat) */
 	enum req_phase phase;
 	struct chat_result result; /* result.ev is a reference we own */
-	int step;                  /* handler-defined, for multi-step commands */
-	char room[33];             /* room a command was about */
-	void *poll_state;          /* longpoll's, for /poll */
+	int step;	  /* handler-defined, for multi-step commands */
+	char room[33];	  /* room a command was about */
+	void *poll_state; /* longpoll's, for /poll */
 };
 
 /* Authenticate by Authorization: Bearer, else the session cookie. 0 when

@@ -79,16 +79,16 @@ struct sse_conn {
 	char addr[64];
 
 	pthread_mutex_t mu; /* everything below */
-	size_t pre_off;     /* bytes of s->prelude handed to MHD */
-	struct buf raw;     /* hello, heartbeats: after the prelude */
+	size_t pre_off;	    /* bytes of s->prelude handed to MHD */
+	struct buf raw;	    /* hello, heartbeats: after the prelude */
 	size_t raw_off;
 	struct event **q; /* ring of event references */
 	size_t q_cap, q_head, q_len;
-	size_t q_off;   /* bytes of the head event handed to MHD */
-	size_t pending; /* bytes queued and not yet handed to MHD */
-	bool suspended; /* suspended by the reader, not resumed since */
-	bool ending;    /* send what is queued, then end the stream */
-	bool cut;       /* socket shut down after a stall */
+	size_t q_off;	     /* bytes of the head event handed to MHD */
+	size_t pending;	     /* bytes queued and not yet handed to MHD */
+	bool suspended;	     /* suspended by the reader, not resumed since */
+	bool ending;	     /* send what is queued, then end the stream */
+	bool cut;	     /* socket shut down after a stall */
 	int64_t last_out_ms; /* last bytes handed to MHD (heartbeats) */
 	int64_t progress_ms; /* last reader call, or the overflow (stalls) */
 };
@@ -121,8 +121,8 @@ static void conn_push(struct sse_conn *sc, struct event *ev)
 	sc->q_len++;
 }
 
-static size_t copy_bytes(char *out, size_t room, const char *src,
-			 size_t len, size_t *off)
+static size_t copy_bytes(char *out, size_t room, const char *src, size_t len,
+			 size_t *off)
 {
 	size_t k = len - *off;
 	if (k > room)
@@ -197,7 +197,7 @@ static struct sse_conn *conn_new(struct sse *s, struct MHD_Connection *c,
 	sc->conn = c;
 	sc->fd = -1;
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci)
 		sc->fd = ci->connect_fd;
 	sc->user_id = cl->user_id;
@@ -291,8 +291,8 @@ out:
 }
 
 static const struct bus_sub_ops sse_ops = {
-	.hello = on_hello,
-	.deliver = on_deliver,
+    .hello = on_hello,
+    .deliver = on_deliver,
 };
 
 /* --- the content reader: MHD's thread for this connection ----------------- */
@@ -489,7 +489,7 @@ enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 	metrics_inc(s->m->connections_total[TRANSPORT_SSE]);
 
 	struct MHD_Response *r = MHD_create_response_from_callback(
-		MHD_SIZE_UNKNOWN, SSE_BLOCK_SIZE, conn_read, sc, conn_free);
+	    MHD_SIZE_UNKNOWN, SSE_BLOCK_SIZE, conn_read, sc, conn_free);
 	if (!r) {
 		conn_free(sc);
 		return reply_error(c, log, 500, "internal",

@@ -24,21 +24,21 @@ struct store;
 
 enum store_status {
 	STORE_OK = 0,
-	STORE_DUPLICATE = 1,    /* client_id already used: ev is the first */
-	STORE_ERR = -1,         /* SQLite failure */
+	STORE_DUPLICATE = 1, /* client_id already used: ev is the first */
+	STORE_ERR = -1,	     /* SQLite failure */
 	STORE_NOTFOUND = -2,
-	STORE_EXISTS = -3,      /* unique name taken / already a member */
+	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5       /* store is shutting down */
+	STORE_CLOSED = -5 /* store is shutting down */
 };
 
 struct store_config {
-	const char *path;     /* database file */
-	const char *db_dir;   /* holds schema.sql and migrations/NNN-*.sql */
-	bool sync_full;       /* synchronous=FULL, else NORMAL */
+	const char *path;   /* database file */
+	const char *db_dir; /* holds schema.sql and migrations/NNN-*.sql */
+	bool sync_full;	    /* synchronous=FULL, else NORMAL */
 	unsigned commit_interval_ms;
 	unsigned commit_batch_max;
-	unsigned readers;     /* read connections in the pool */
+	unsigned readers; /* read connections in the pool */
 };
 
 /* NULL on failure with a human message in err (names the file and the
@@ -52,20 +52,20 @@ void store_close(struct store *st);
 /* --- persistent events (writer thread) --------------------------------- */
 
 enum store_op {
-	STORE_MESSAGE,     /* needs room_id, text; client_id optional */
-	STORE_JOIN,        /* membership insert; STORE_EXISTS if a member */
-	STORE_LEAVE,       /* membership delete; STORE_NOTMEMBER if not */
-	STORE_ROOM_CREATE  /* room insert + creator membership; STORE_EXISTS */
+	STORE_MESSAGE,	  /* needs room_id, text; client_id optional */
+	STORE_JOIN,	  /* membership insert; STORE_EXISTS if a member */
+	STORE_LEAVE,	  /* membership delete; STORE_NOTMEMBER if not */
+	STORE_ROOM_CREATE /* room insert + creator membership; STORE_EXISTS */
 };
 struct store_write {
 	enum store_op op;
 	int64_t user_id;
 	const char *username;
-	int64_t room_id;        /* 0 for STORE_ROOM_CREATE */
+	int64_t room_id; /* 0 for STORE_ROOM_CREATE */
 	const char *room_name;
-	const char *text;       /* STORE_MESSAGE */
-	const char *client_id;  /* STORE_MESSAGE, optional (NULL) */
-	const char *topic;      /* STORE_ROOM_CREATE, optional */
+	const char *text;      /* STORE_MESSAGE */
+	const char *client_id; /* STORE_MESSAGE, optional (NULL) */
+	const char *topic;     /* STORE_ROOM_CREATE, optional */
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the
@@ -89,9 +89,9 @@ int64_t store_last_event_id(struct store *st);
 struct store_user {
 	int64_t id;
 	char *username;
-	char *display_name;  /* may equal username */
-	char *settings;      /* JSON object text, "{}" by default */
-	char *pwhash;        /* encoded Argon2id */
+	char *display_name; /* may equal username */
+	char *settings;	    /* JSON object text, "{}" by default */
+	char *pwhash;	    /* encoded Argon2id */
 	int64_t created_ms;
 };
 void store_user_fini(struct store_user *u);

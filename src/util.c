@@ -160,8 +160,8 @@ int parse_i64(const char *s, int64_t *out)
 	if (!*p)
 		return -1;
 	/* Accumulate the magnitude; a negative number may reach 2^63. */
-	uint64_t lim = neg ? UINT64_C(9223372036854775808)
-			   : UINT64_C(9223372036854775807);
+	uint64_t lim =
+	    neg ? UINT64_C(9223372036854775808) : UINT64_C(9223372036854775807);
 	uint64_t v = 0;
 	for (; *p; p++) {
 		if (*p < '0' || *p > '9')

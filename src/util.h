@@ -17,7 +17,8 @@ char *xstrndup(const char *s, size_t n);
 /* Time. */
 int64_t now_ms(void);  /* wall clock, milliseconds since the epoch */
 int64_t mono_ms(void); /* monotonic clock, milliseconds */
-/* RFC 3339 UTC with milliseconds, "2026-11-26T12:00:00.123Z"; out needs 25 bytes. */
+/* RFC 3339 UTC with milliseconds, "2026-11-26T12:00:00.123Z"; out needs 25
+ * bytes. */
 void format_ts(int64_t ms, char out[32]);
 
 /* Text. */
@@ -28,7 +29,8 @@ size_t utf8_count(const char *s, size_t len);
 bool name_valid(const char *s);
 /* Lower-case ASCII copy into out (at least strlen(s)+1 bytes). */
 void ascii_lower(const char *s, char *out);
-/* Parse a decimal int64 filling the whole string; 0 on success, -1 otherwise. */
+/* Parse a decimal int64 filling the whole string; 0 on success, -1 otherwise.
+ */
 int parse_i64(const char *s, int64_t *out);
 /* Constant-time comparison of two equal-length byte strings: 0 if equal. */
 int ct_memcmp(const void *a, const void *b, size_t n);
@@ -46,7 +48,7 @@ void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Drop the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 

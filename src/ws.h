@@ -31,8 +31,8 @@
 struct ws_server;
 
 struct ws_config {
-	struct loop **loops;        /* connections are spread over these */
-	struct bus_shard **shards;  /* shards[i] is drained on loops[i] */
+	struct loop **loops;	   /* connections are spread over these */
+	struct bus_shard **shards; /* shards[i] is drained on loops[i] */
 	unsigned nloops;
 	struct bus *bus;
 	struct chat *chat;

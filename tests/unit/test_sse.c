@@ -81,7 +81,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	snprintf(cl.addr, sizeof(cl.addr), "127.0.0.1");
 	int64_t since = -1;
 	const char *s =
-		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+	    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
 	if (s)
 		assert_int_equal(parse_i64(s, &since), 0);
 	return sse_handle(fx->sse, c, NULL, &cl, since);
@@ -100,14 +100,14 @@ static struct fixture *fixture_new(unsigned heartbeat_s, size_t queue_max)
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fx->d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE,
-		0, NULL, NULL, on_request, fx, MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-		(unsigned int)4, MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+		MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE,
+	    0, NULL, NULL, on_request, fx, MHD_OPTION_SOCK_ADDR,
+	    (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned int)4, MHD_OPTION_END);
 	assert_non_null(fx->d);
 	const union MHD_DaemonInfo *di =
-		MHD_get_daemon_info(fx->d, MHD_DAEMON_INFO_BIND_PORT);
+	    MHD_get_daemon_info(fx->d, MHD_DAEMON_INFO_BIND_PORT);
 	assert_non_null(di);
 	fx->port = di->port;
 	return fx;
@@ -151,7 +151,7 @@ static void publish(struct fixture *fx, size_t text_len)
 		   "\"from\":\"alice\",\"text\":\"%s\"}",
 		   (long long)id, text);
 	struct event *ev =
-		event_new(id, EVENT_MESSAGE, ROOM, USER, json.data, json.len);
+	    event_new(id, EVENT_MESSAGE, ROOM, USER, json.data, json.len);
 	bus_publish(fx->bus, ev);
 	event_unref(ev);
 	bus_shard_drain(fx->shard);
@@ -174,7 +174,7 @@ static bool wait_count(atomic_uint_fast64_t *v, uint64_t want, int ms)
 
 struct client {
 	int fd;
-	struct buf raw;  /* bytes received, not yet decoded */
+	struct buf raw;	 /* bytes received, not yet decoded */
 	struct buf head; /* status line and headers */
 	struct buf body; /* the decoded stream */
 	bool have_head;
@@ -311,8 +311,8 @@ static void test_stream_opens(void **state)
 	assert_non_null(strstr(cl.head.data, "HTTP/1.1 200"));
 	assert_non_null(strstr(cl.head.data, "Content-Type: text/event-stream; "
 					     "charset=utf-8\r\n"));
-	assert_non_null(strstr(cl.head.data,
-			       "Cache-Control: no-cache, no-transform\r\n"));
+	assert_non_null(
+	    strstr(cl.head.data, "Cache-Control: no-cache, no-transform\r\n"));
 	assert_non_null(strstr(cl.head.data, "X-Accel-Buffering: no\r\n"));
 
 	/* A padding comment of at least 2 KiB comes first. */
@@ -320,10 +320,10 @@ static void test_stream_opens(void **state)
 	size_t spaces = strspn(cl.body.data + 1, " ");
 	assert_true(spaces >= 2048);
 	const char *retry = strstr(cl.body.data, "\nretry: 2000\n\n");
-	const char *hello = strstr(cl.body.data,
-				   "\nevent: hello\ndata: {\"cursor\":0,"
-				   "\"recovered\":true,"
-				   "\"transport\":\"sse\"}\n\n");
+	const char *hello =
+	    strstr(cl.body.data, "\nevent: hello\ndata: {\"cursor\":0,"
+				 "\"recovered\":true,"
+				 "\"transport\":\"sse\"}\n\n");
 	assert_non_null(retry);
 	assert_non_null(hello);
 	assert_true(retry < hello);
@@ -345,8 +345,8 @@ static void test_live_events_in_order(void **state)
 		publish(fx, 5);
 	assert_true(client_wait(&cl, "id: 3\n", 3000));
 	assert_true(client_wait(&cl, "xxxxx\"}\n\n", 3000));
-	const char *e1 = strstr(cl.body.data,
-				"id: 1\nevent: message\ndata: {\"id\":1,");
+	const char *e1 =
+	    strstr(cl.body.data, "id: 1\nevent: message\ndata: {\"id\":1,");
 	const char *e2 = strstr(cl.body.data, "id: 2\n");
 	const char *e3 = strstr(cl.body.data, "id: 3\n");
 	assert_non_null(e1);
@@ -365,7 +365,7 @@ static void test_replay_after_cursor(void **state)
 	client_open(&cl, fx, "?since=1", 0);
 	assert_true(client_wait(&cl, "id: 3\n", 3000));
 	assert_non_null(
-		strstr(cl.body.data, "{\"cursor\":3,\"recovered\":true,"));
+	    strstr(cl.body.data, "{\"cursor\":3,\"recovered\":true,"));
 	assert_null(strstr(cl.body.data, "id: 1\n"));
 	assert_true(strstr(cl.body.data, "event: hello") <
 		    strstr(cl.body.data, "id: 2\n"));
@@ -498,22 +498,22 @@ static void test_free_ends_streams(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_stream_opens,
-						setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_live_events_in_order,
-						setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_replay_after_cursor,
-						setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_future_cursor_is_400,
-						setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_heartbeat_when_idle,
-						setup_heartbeat, teardown),
-		cmocka_unit_test_setup_teardown(test_client_leaves,
-						setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_slow_consumer_is_ended,
-						setup_small_queue, teardown),
-		cmocka_unit_test_setup_teardown(test_free_ends_streams,
-						setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_stream_opens, setup_default,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_live_events_in_order,
+					    setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_replay_after_cursor,
+					    setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_future_cursor_is_400,
+					    setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_heartbeat_when_idle,
+					    setup_heartbeat, teardown),
+	    cmocka_unit_test_setup_teardown(test_client_leaves, setup_default,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_consumer_is_ended,
+					    setup_small_queue, teardown),
+	    cmocka_unit_test_setup_teardown(test_free_ends_streams,
+					    setup_default, teardown),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
