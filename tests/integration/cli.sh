@@ -51,4 +51,23 @@ sqlite3 "$WORK/natter.db" 'PRAGMA user_version = 99'
 refuse "a database from a newer schema is refused" "newer than this natterd" --listen 127.0.0.1:0 --db "$WORK/natter.db"
 sqlite3 "$WORK/natter.db" 'PRAGMA user_version = 2'
 
+# The connection cap: one stream allowed, the second gets 503 + Retry-After.
+# (An idle SSE stream is suspended; natterd notices a vanished client at
+# its next heartbeat, so the test uses a 1 s heartbeat.)
+start_natterd --max-connections 1 --sse-heartbeat 1
+TOKEN=$(register capped)
+curl -sN -H "Authorization: Bearer $TOKEN" "$BASE/events" >/dev/null &
+STREAM=$!
+sleep 0.5
+api GET /poll -H "Authorization: Bearer $TOKEN" -D "$WORK/cap.headers"
+expect 503 "" "a stream beyond --max-connections is refused with 503"
+check "the 503 carries Retry-After" grep -qi '^retry-after: [0-9]' "$WORK/cap.headers"
+api GET /metrics
+check "refusals are counted in /metrics" grep -q '^natter_rejected_busy_total 1$' <<<"$BODY"
+kill "$STREAM" 2>/dev/null || true
+wait "$STREAM" 2>/dev/null || true
+sleep 2.5
+api GET "/poll?timeout=0" -H "Authorization: Bearer $TOKEN"
+expect 200 "" "once the stream is gone a new one is accepted"
+
 finish
