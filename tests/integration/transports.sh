@@ -100,7 +100,9 @@ expected_ids() {
 run_round() {
 	local name=$1 start=$2
 	for t in ws sse poll; do : >"$WORK/$name.$t"; : >"$WORK/$name.$t.restarts"; done
-	DEADLINE=$((SECONDS + 180))
+	# Generous: a round takes ~40 s on an idle machine, but a loaded one
+	# (parallel builds, benchmarks) slows every restart down a lot.
+	DEADLINE=$((SECONDS + 600))
 	C0=$start
 	recv_ws "$WORK/$name.ws" & local p1=$!
 	recv_sse "$WORK/$name.sse" & local p2=$!
@@ -146,7 +148,9 @@ for i in $(seq 1 300); do
 		--data "{\"text\":\"big $i $BIG\"}" "$BASE/api/rooms/t/messages"
 done
 check "a fast reader receives 300 large messages while a slow one stalls" wait "$FASTPID"
-check "the 300 sends took under 30 s (no stall)" test $((SECONDS - T0)) -lt 30
+# A stall would block the senders for good; 120 s leaves room for a loaded
+# machine (the 300 sends take ~15 s on an idle one).
+check "the 300 sends finished in $((SECONDS - T0)) s (no stall)" test $((SECONDS - T0)) -lt 120
 api GET /metrics
 check "the stalled consumer was cut loose (slow_consumer_disconnects)" \
 	bash -c "grep -q '^natter_slow_consumer_disconnects_total{transport=\"ws\"} [1-9]' <<<'$BODY'"
