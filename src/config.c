@@ -40,20 +40,22 @@
 #define LINE_MAX_LEN 4096
 
 enum opt_type {
-	T_CONFIG,  /* flag only: the file to read */
-	T_HELP,	   /* flag only */
-	T_VERSION, /* flag only */
-	T_STR,	   /* char *, non-empty */
-	T_LOGFILE, /* char *, "-" means stderr (NULL) */
-	T_LISTEN,  /* appended to listen[] */
-	T_ORIGIN,  /* appended to allowed_origins[] */
-	T_LEVEL,   /* enum log_level */
-	T_SYNC,	   /* full|normal -> db_sync_full */
-	T_UINT,	   /* unsigned */
-	T_U32,	   /* uint32_t */
-	T_SIZE,	   /* size_t */
-	T_BYTES,   /* size_t, with an optional k/K or m/M suffix */
-	T_I64,	   /* int64_t */
+	T_CONFIG,     /* flag only: the file to read */
+	T_HELP,	      /* flag only */
+	T_VERSION,    /* flag only */
+	T_STR,	      /* char *, non-empty */
+	T_LOGFILE,    /* char *, "-" means stderr (NULL) */
+	T_LISTEN,     /* appended to listen[] */
+	T_TLS_LISTEN, /* appended to tls_listen[] */
+	T_BOOL,	      /* int 0/1; a flag alone means 1, in a file yes/no */
+	T_ORIGIN,     /* appended to allowed_origins[] */
+	T_LEVEL,      /* enum log_level */
+	T_SYNC,	      /* full|normal -> db_sync_full */
+	T_UINT,	      /* unsigned */
+	T_U32,	      /* uint32_t */
+	T_SIZE,	      /* size_t */
+	T_BYTES,      /* size_t, with an optional k/K or m/M suffix */
+	T_I64,	      /* int64_t */
 };
 
 struct opt {
@@ -71,7 +73,8 @@ static const struct opt opts[] = {
     {"config", "FILE", T_CONFIG, 0, 0, 0,
      "read settings from FILE; other flags override it"},
     {"listen", "ADDR:PORT", T_LISTEN, 0, 0, 0,
-     "listen on a numeric IPv4 or [IPv6] address (repeatable)"},
+     "listen on a numeric IPv4 or [IPv6] address (repeatable; with "
+     "tls-listen there is no default)"},
     {"db", "PATH", T_STR, F(db_path), 0, 0, "SQLite database file"},
     {"db-dir", "DIR", T_STR, F(db_dir), 0, 0,
      "directory of schema.sql and migrations/"},
@@ -123,6 +126,24 @@ static const struct opt opts[] = {
      "longest long-poll timeout a client may ask for (1-120)"},
     {"allowed-origin", "URL", T_ORIGIN, 0, 0, 0,
      "extra Origin allowed, e.g. https://chat.example.org (repeatable)"},
+    {"tls-listen", "ADDR:PORT", T_TLS_LISTEN, 0, 0, 0,
+     "serve HTTPS on a numeric address (repeatable; without --listen, "
+     "no plain HTTP)"},
+    {"tls-cert", "FILE", T_STR, F(tls_cert), 0, 0,
+     "PEM certificate (chain) for tls-listen; SIGHUP reloads it"},
+    {"tls-key", "FILE", T_STR, F(tls_key), 0, 0,
+     "PEM private key of tls-cert; SIGHUP reloads it"},
+    {"tls-self-signed", NULL, T_BOOL, F(tls_self_signed), 0, 0,
+     "use (or create) a self-signed pair for localhost in the database's "
+     "folder; tls-listen defaults to 127.0.0.1:8443"},
+    {"tls-handshake-timeout", "SECONDS", T_UINT, F(tls_handshake_timeout_s), 1,
+     300, "close TLS handshakes not done by then (1-300)"},
+    {"tls-max-handshakes", "N", T_UINT, F(tls_max_handshakes), 1, 100000,
+     "TLS handshakes in progress at once; more are refused"},
+    {"hsts", "SECONDS", T_UINT, F(hsts_max_age_s), 0, 63072000,
+     "Strict-Transport-Security max-age on HTTPS responses; 0: none"},
+    {"http-redirect", NULL, T_BOOL, F(http_redirect), 0, 0,
+     "answer plain HTTP requests with a redirect to HTTPS"},
     {"help", NULL, T_HELP, 0, 0, 0, "print this help and exit"},
     {"version", NULL, T_VERSION, 0, 0, 0, "print the version and exit"},
 };
@@ -137,7 +158,7 @@ struct loader {
 	size_t errlen;
 	const char *file; /* NULL while applying flags */
 	unsigned line;
-	enum origin listen_from, origins_from;
+	enum origin listen_from, origins_from, tls_listen_from;
 };
 
 static void seterr(struct loader *ld, const char *fmt, ...)
@@ -220,6 +241,9 @@ static void set_defaults(struct config *cfg)
 	cfg->ws_ping_s = 30;
 	cfg->poll_timeout_default_s = 25;
 	cfg->poll_timeout_max_s = 55;
+	cfg->tls_handshake_timeout_s = 10;
+	cfg->tls_max_handshakes = 1024;
+	cfg->hsts_max_age_s = 31536000;
 }
 
 /* "1.2.3.4:80" or "[::1]:80", numeric only. */
@@ -264,7 +288,8 @@ static int check_listen(struct loader *ld, const struct opt *o, const char *v)
 				 v, (int)hlen, h,
 				 family == AF_INET ? "IPv4" : "IPv6");
 	if (parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
-		return opt_error(ld, o, "'%s': port must be 0-65535 (0: any free port)", v);
+		return opt_error(
+		    ld, o, "'%s': port must be 0-65535 (0: any free port)", v);
 	return 0;
 
 not_addr_port:
@@ -373,11 +398,18 @@ static int set_list(struct loader *ld, const struct opt *o, const char *v)
 {
 	struct config *cfg = ld->cfg;
 	enum origin now = ld->file ? FROM_FILE : FROM_FLAGS;
-	bool listen = o->type == T_LISTEN;
-	char **list = listen ? cfg->listen : cfg->allowed_origins;
-	unsigned *n = listen ? &cfg->nlisten : &cfg->norigins;
+	bool tls = o->type == T_TLS_LISTEN;
+	bool listen = o->type == T_LISTEN || tls;
+	char **list = tls      ? cfg->tls_listen
+		      : listen ? cfg->listen
+			       : cfg->allowed_origins;
+	unsigned *n = tls      ? &cfg->ntls_listen
+		      : listen ? &cfg->nlisten
+			       : &cfg->norigins;
 	unsigned max = listen ? CONFIG_MAX_LISTEN : CONFIG_MAX_ORIGINS;
-	enum origin *from = listen ? &ld->listen_from : &ld->origins_from;
+	enum origin *from = tls	     ? &ld->tls_listen_from
+			    : listen ? &ld->listen_from
+				     : &ld->origins_from;
 
 	if (listen ? check_listen(ld, o, v) : check_origin(ld, o, v))
 		return -1;
@@ -416,8 +448,18 @@ static int set_value(struct loader *ld, const struct opt *o, const char *v)
 			   : xstrdup(v);
 		return 0;
 	case T_LISTEN:
+	case T_TLS_LISTEN:
 	case T_ORIGIN:
 		return set_list(ld, o, v);
+	case T_BOOL:
+		if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+			*(int *)field(cfg, o) = 1;
+		else if (!strcmp(v, "no") || !strcmp(v, "false") ||
+			 !strcmp(v, "0"))
+			*(int *)field(cfg, o) = 0;
+		else
+			return opt_error(ld, o, "'%s' is not yes or no", v);
+		return 0;
 	case T_LEVEL:
 		if (log_level_parse(v, &cfg->log_level) != 0)
 			return opt_error(ld, o,
@@ -544,9 +586,53 @@ fail:
 	return rc;
 }
 
+/* TLS settings across keys; may fill in tls-listen for tls-self-signed and
+ * drops the default plain listener when TLS is asked for. */
+static int validate_tls(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	bool pair = cfg->tls_cert || cfg->tls_key;
+
+	if (pair && !(cfg->tls_cert && cfg->tls_key)) {
+		seterr(ld, "tls-cert and tls-key go together: give both");
+		return -1;
+	}
+	if (pair && cfg->tls_self_signed) {
+		seterr(ld, "give either tls-cert and tls-key or "
+			   "tls-self-signed, not both");
+		return -1;
+	}
+	if (cfg->tls_self_signed && cfg->ntls_listen == 0)
+		cfg->tls_listen[cfg->ntls_listen++] = xstrdup("127.0.0.1:8443");
+	if (cfg->ntls_listen && !pair && !cfg->tls_self_signed) {
+		seterr(ld, "tls-listen needs tls-cert and tls-key (or "
+			   "tls-self-signed)");
+		return -1;
+	}
+	if (pair && cfg->ntls_listen == 0) {
+		seterr(ld, "tls-cert and tls-key need tls-listen");
+		return -1;
+	}
+	if (cfg->http_redirect && cfg->ntls_listen == 0) {
+		seterr(ld, "http-redirect needs tls-listen");
+		return -1;
+	}
+	if (cfg->ntls_listen && ld->listen_from == FROM_DEFAULT) {
+		for (unsigned i = 0; i < cfg->nlisten; i++) {
+			free(cfg->listen[i]);
+			cfg->listen[i] = NULL;
+		}
+		cfg->nlisten = 0;
+	}
+	return 0;
+}
+
 static int validate(struct loader *ld)
 {
 	const struct config *cfg = ld->cfg;
+
+	if (validate_tls(ld) != 0)
+		return -1;
 
 	if (cfg->argon2_memory_kib < 8 * cfg->argon2_parallelism) {
 		seterr(ld,
@@ -577,7 +663,8 @@ static void format_default(char *out, size_t len, const struct config *d,
 		snprintf(out, len, "none");
 		break;
 	case T_STR:
-		snprintf(out, len, "%s", *(char *const *)p);
+		snprintf(out, len, "%s",
+			 *(char *const *)p ? *(char *const *)p : "none");
 		break;
 	case T_LOGFILE:
 		snprintf(out, len, "%s",
@@ -585,6 +672,12 @@ static void format_default(char *out, size_t len, const struct config *d,
 		break;
 	case T_LISTEN:
 		snprintf(out, len, "%s", d->listen[0]);
+		break;
+	case T_TLS_LISTEN:
+		snprintf(out, len, "none");
+		break;
+	case T_BOOL:
+		snprintf(out, len, "%s", *(const int *)p ? "yes" : "no");
 		break;
 	case T_ORIGIN:
 		snprintf(out, len, "none, same host only");
@@ -719,6 +812,13 @@ static int parse_argv(struct loader *ld, int argc, char **argv,
 			       (int)(nlen > 64 ? 64 : nlen), name);
 			return -1;
 		}
+		if (!o->arg && o->type == T_BOOL) {
+			/* "--flag" or "--flag=no" */
+			flags[*nflags].o = o;
+			flags[*nflags].value = eq ? eq + 1 : "yes";
+			(*nflags)++;
+			continue;
+		}
 		if (!o->arg) {
 			if (eq)
 				return opt_error(ld, o, "takes no value");
@@ -761,6 +861,7 @@ int config_load(struct config *cfg, int argc, char **argv, char *err,
 	    .errlen = errlen,
 	    .listen_from = FROM_DEFAULT,
 	    .origins_from = FROM_DEFAULT,
+	    .tls_listen_from = FROM_DEFAULT,
 	};
 	struct flag *flags = NULL;
 	const char *cfgfile = NULL;
@@ -796,6 +897,10 @@ void config_fini(struct config *cfg)
 		free(cfg->listen[i]);
 	for (unsigned i = 0; i < CONFIG_MAX_ORIGINS; i++)
 		free(cfg->allowed_origins[i]);
+	for (unsigned i = 0; i < CONFIG_MAX_LISTEN; i++)
+		free(cfg->tls_listen[i]);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
 	free(cfg->db_path);
 	free(cfg->db_dir);
 	free(cfg->web_root);

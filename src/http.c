@@ -4,10 +4,13 @@
  * log. API handlers live in api.c; transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
- * (http_threads) on epoll. Async chat commands suspend the connection and
- * resume it from the store's writer thread, so no worker thread ever waits
- * for a commit. */
+ * (http_threads) on epoll; with tls-listen, one more without a listening
+ * socket, fed the TLS terminator's socketpairs by http_tls_add(). Its
+ * connections carry a struct reply_conn (HSTS) and get Secure cookies.
+ * Async chat commands suspend the connection and resume it from the
+ * store's writer thread, so no worker thread ever waits for a commit. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,12 +38,17 @@ struct http {
 	unsigned max_streams;
 	atomic_int suspended; /* requests waiting for an async command */
 	atomic_bool closing;  /* set by http_quiesce: no new streams */
+	/* TLS: the daemon behind the terminator, and http-redirect. */
+	struct MHD_Daemon *tls_daemon;
+	struct reply_conn tls_reply; /* every TLS connection's context */
+	char hsts[32];
+	atomic_uint https_port; /* redirect target; 0 until known */
 };
 
 static const char CSP[] =
-	"default-src 'self'; script-src 'self'; style-src 'self'; "
-	"img-src 'self' data: blob:; connect-src 'self'; "
-	"frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data: blob:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 static int64_t now_us(void)
 {
@@ -88,7 +96,7 @@ int request_auth(struct request *req)
 	if (h && !strncasecmp(h, "Bearer ", 7))
 		return auth_token(req, h + 7);
 	const char *cookie = MHD_lookup_connection_value(
-		req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+	    req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
 	if (cookie && auth_token(req, cookie) == 0) {
 		req->via_cookie = true;
 		return 0;
@@ -114,8 +122,8 @@ json_t *request_json(struct request *req, enum MHD_Result *answered)
 		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s",
 			 obj ? "" : ": ", obj ? "" : jerr.text);
 		json_decref(obj);
-		*answered = reply_error(req->conn, &req->log, 400, "bad_json",
-					msg);
+		*answered =
+		    reply_error(req->conn, &req->log, 400, "bad_json", msg);
 		return NULL;
 	}
 	return obj;
@@ -159,7 +167,7 @@ void request_set_cookie(struct request *req, struct MHD_Response *r,
 	if (token)
 		snprintf(cookie, sizeof(cookie),
 			 SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
-				"SameSite=Lax%s",
+					"SameSite=Lax%s",
 			 token, (long long)req->srv->cfg->session_ttl_s,
 			 req->tls ? "; Secure" : "");
 	else
@@ -171,7 +179,8 @@ void request_set_cookie(struct request *req, struct MHD_Response *r,
 	secure_zero(cookie, sizeof(cookie));
 }
 
-/* --- origin checks ------------------------------------------------------------ */
+/* --- origin checks
+ * ------------------------------------------------------------ */
 
 /* An Origin is acceptable if it is the request's own host (same origin) or
  * listed in allowed-origin. */
@@ -208,23 +217,24 @@ static bool csrf_ok(struct request *req)
 	return !origin || origin_allowed(req, origin);
 }
 
-/* --- static files ----------------------------------------------------------------- */
+/* --- static files
+ * ----------------------------------------------------------------- */
 
 static const char *mime_type(const char *path)
 {
 	static const struct {
 		const char *ext, *type;
 	} types[] = {
-		{".html", "text/html; charset=utf-8"},
-		{".js", "text/javascript; charset=utf-8"},
-		{".mjs", "text/javascript; charset=utf-8"},
-		{".css", "text/css; charset=utf-8"},
-		{".svg", "image/svg+xml"},
-		{".png", "image/png"},
-		{".ico", "image/x-icon"},
-		{".json", "application/json"},
-		{".webmanifest", "application/manifest+json"},
-		{".txt", "text/plain; charset=utf-8"},
+	    {".html", "text/html; charset=utf-8"},
+	    {".js", "text/javascript; charset=utf-8"},
+	    {".mjs", "text/javascript; charset=utf-8"},
+	    {".css", "text/css; charset=utf-8"},
+	    {".svg", "image/svg+xml"},
+	    {".png", "image/png"},
+	    {".ico", "image/x-icon"},
+	    {".json", "application/json"},
+	    {".webmanifest", "application/manifest+json"},
+	    {".txt", "text/plain; charset=utf-8"},
 	};
 	const char *dot = strrchr(path, '.');
 	if (dot)
@@ -256,7 +266,7 @@ static enum MHD_Result serve_file(struct request *req, struct http *h,
 				   "no such file");
 	}
 	struct MHD_Response *r =
-		MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+	    MHD_create_response_from_fd((uint64_t)st.st_size, fd);
 	if (!r) {
 		close(fd);
 		return MHD_NO;
@@ -269,13 +279,15 @@ static enum MHD_Result serve_file(struct request *req, struct http *h,
 	return reply_queue(req->conn, &req->log, 200, r);
 }
 
-/* --- small endpoints ---------------------------------------------------------------- */
+/* --- small endpoints
+ * ---------------------------------------------------------------- */
 
 static enum MHD_Result serve_text(struct request *req, const char *ctype,
 				  struct buf *b)
 {
 	size_t len = b->len;
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(
 		len, b->data ? b->data : xstrdup(""), free);
 	b->data = NULL;
 	MHD_add_response_header(r, "Content-Type", ctype);
@@ -301,7 +313,8 @@ static enum MHD_Result serve_metrics(struct request *req)
 	return serve_text(req, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 
-/* --- transports ----------------------------------------------------------------------- */
+/* --- transports
+ * ----------------------------------------------------------------------- */
 
 static unsigned open_streams(struct server *srv)
 {
@@ -351,10 +364,11 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 	if (req->poll_state == NULL && atomic_load(&h->closing))
 		return reply_error(req->conn, &req->log, 503, "shutting_down",
 				   "the server is shutting down");
-	if (req->poll_state == NULL && open_streams(req->srv) >= h->max_streams) {
+	if (req->poll_state == NULL &&
+	    open_streams(req->srv) >= h->max_streams) {
 		metrics_inc(req->srv->metrics.rejected_busy);
 		struct MHD_Response *r = MHD_create_response_from_buffer(
-			0, NULL, MHD_RESPMEM_PERSISTENT);
+		    0, NULL, MHD_RESPMEM_PERSISTENT);
 		MHD_add_response_header(r, "Retry-After", "5");
 		return reply_queue(req->conn, &req->log, 503, r);
 	}
@@ -367,7 +381,8 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 	snprintf(cl.addr, sizeof(cl.addr), "%s", req->addr);
 	switch (kind) {
 	case TRANSPORT_WS:
-		return ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
+		return ws_handle(req->srv->ws, req->conn, &req->log, &cl,
+				 since);
 	case TRANSPORT_SSE:
 		return sse_handle(req->srv->sse, req->conn, &req->log, &cl,
 				  since);
@@ -391,7 +406,9 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 	}
 }
 
-/* --- routing ------------------------------------------------------------------------------ */
+/* --- routing
+ * ------------------------------------------------------------------------------
+ */
 
 static enum MHD_Result method_not_allowed(struct request *req,
 					  const char *allow)
@@ -400,8 +417,9 @@ static enum MHD_Result method_not_allowed(struct request *req,
 				 "message", "method not allowed here");
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
-		strlen(text), text, free);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(strlen(text),
+							       text, free);
 	MHD_add_response_header(r, "Content-Type",
 				"application/json; charset=utf-8");
 	MHD_add_response_header(r, "Allow", allow);
@@ -445,13 +463,15 @@ static enum MHD_Result route_api(struct request *req, const char *m,
 
 	/* Routes open to anyone. */
 	if (n == 2 && is(what, "register"))
-		return post ? api_register(req) : method_not_allowed(req, "POST");
+		return post ? api_register(req)
+			    : method_not_allowed(req, "POST");
 	if (n == 2 && is(what, "login"))
 		return post ? api_login(req) : method_not_allowed(req, "POST");
 
 	if (!req->authed && request_auth(req) < 0)
-		return reply_error(req->conn, &req->log, 401, "unauthorized",
-				   "log in first (cookie or Authorization: Bearer)");
+		return reply_error(
+		    req->conn, &req->log, 401, "unauthorized",
+		    "log in first (cookie or Authorization: Bearer)");
 	if (!get && !csrf_ok(req))
 		return reply_error(req->conn, &req->log, 403, "csrf",
 				   "cross-site request refused");
@@ -513,13 +533,13 @@ static enum MHD_Result route(struct request *req, struct http *h,
 
 	if (n >= 1 && is(seg[0], "api"))
 		return route_api(req, m, seg, n);
-	if (n == 1 && (is(seg[0], "ws") || is(seg[0], "events") ||
-		       is(seg[0], "poll"))) {
+	if (n == 1 &&
+	    (is(seg[0], "ws") || is(seg[0], "events") || is(seg[0], "poll"))) {
 		if (!get)
 			return method_not_allowed(req, "GET");
 		if (!req->authed)
 			request_auth(req);
-		enum transport_kind k = is(seg[0], "ws")	 ? TRANSPORT_WS
+		enum transport_kind k = is(seg[0], "ws")       ? TRANSPORT_WS
 					: is(seg[0], "events") ? TRANSPORT_SSE
 							       : TRANSPORT_POLL;
 		return transport(req, h, k);
@@ -529,7 +549,8 @@ static enum MHD_Result route(struct request *req, struct http *h,
 					     "{\"status\":\"ok\"}", 15)
 			   : method_not_allowed(req, "GET");
 	if (n == 1 && is(seg[0], "metrics"))
-		return get ? serve_metrics(req) : method_not_allowed(req, "GET");
+		return get ? serve_metrics(req)
+			   : method_not_allowed(req, "GET");
 	if (!get)
 		return method_not_allowed(req, "GET");
 	if (n == 0)
@@ -540,12 +561,108 @@ static enum MHD_Result route(struct request *req, struct http *h,
 			   "no such path");
 }
 
-/* --- libmicrohttpd callbacks ----------------------------------------------------------------- */
+/* --- TLS: redirect, the terminator's daemon
+ * ------------------------------------------------- */
+
+/* Percent-encode s into b, keeping unreserved characters (and '/' when
+ * slash). */
+static void url_encode(struct buf *b, const char *s, bool slash)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch) ||
+		    (slash && ch == '/'))
+			buf_append(b, s, 1);
+		else
+			buf_printf(b, "%%%02X", ch);
+	}
+}
+
+static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind,
+				  const char *key, const char *value)
+{
+	struct buf *b = cls;
+	(void)kind;
+	buf_puts(b, strchr(b->data, '?') ? "&" : "?");
+	url_encode(b, key, false);
+	if (value) {
+		buf_puts(b, "=");
+		url_encode(b, value, false);
+	}
+	return MHD_YES;
+}
+
+/* http-redirect: the same host, path and query on the HTTPS port; 308 so
+ * that a POST stays a POST. */
+static enum MHD_Result redirect_https(struct request *req, struct http *h,
+				      const char *url)
+{
+	const char *host = header(req, MHD_HTTP_HEADER_HOST);
+	size_t len = 0;
+	if (host && host[0] == '[') {
+		const char *end = strchr(host, ']');
+		len = end ? (size_t)(end - host) + 1 : 0;
+	} else if (host) {
+		len = strcspn(host, ":");
+	}
+	bool ok = len > 0 && len < 256;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = isalnum((unsigned char)host[i]) ||
+		     strchr(".-[]:", host[i]) != NULL;
+	if (!ok)
+		return reply_error(req->conn, &req->log, 400, "bad_host",
+				   "a Host header is needed to redirect to "
+				   "HTTPS");
+	struct buf loc;
+	buf_init(&loc);
+	buf_printf(&loc, "https://%.*s", (int)len, host);
+	unsigned port = atomic_load(&h->https_port);
+	if (port != 443)
+		buf_printf(&loc, ":%u", port);
+	url_encode(&loc, url, true);
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, append_arg,
+				  &loc);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc.data);
+	buf_fini(&loc);
+	return reply_queue(req->conn, &req->log, 308, r);
+}
+
+/* Every connection the TLS terminator hands over gets the shared context
+ * that marks it as TLS (request.tls, HSTS in reply_queue). */
+static void on_tls_notify(void *cls, struct MHD_Connection *c,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		*socket_context = &h->tls_reply;
+}
+
+int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
+		 socklen_t addrlen)
+{
+	struct http *h = arg;
+	return MHD_add_connection(h->tls_daemon, fd, addr, addrlen) == MHD_YES
+		   ? 0
+		   : -1;
+}
+
+void http_set_https_port(struct http *h, unsigned port)
+{
+	atomic_store(&h->https_port, port);
+}
+
+/* --- libmicrohttpd callbacks
+ * ----------------------------------------------------------------- */
 
 static void client_addr(struct MHD_Connection *c, char *out, size_t len)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	out[0] = '\0';
 	if (!ci || !ci->client_addr)
 		return;
@@ -577,11 +694,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		req->path = xstrdup(url);
 		req->start_us = now_us();
 		client_addr(c, req->addr, sizeof(req->addr));
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		    c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		req->tls = ci && ci->socket_context; /* see on_tls_notify */
 		buf_init(&req->body);
 		*con_cls = req;
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
-			c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		int64_t n;
 		if (cl && parse_i64(cl, &n) == 0 &&
 		    (uint64_t)n > h->srv->cfg->max_body)
@@ -603,6 +723,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				   "the request body is over the size limit");
 	if (req->phase == REQ_READY)
 		atomic_fetch_sub(&h->suspended, 1);
+	if (!req->tls && h->srv->cfg->http_redirect &&
+	    atomic_load(&h->https_port))
+		return redirect_https(req, h, url);
 	return route(req, h, url);
 }
 
@@ -631,13 +754,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /* libmicrohttpd's own messages. Setting TCP_NODELAY/TCP_CORK fails on the
- * socketpairs the TLS terminator hands over: harmless, so not shown. */
+ * socketpairs the TLS terminator hands over, and then MHD also warns that
+ * it could not "push the data": harmless there (AF_UNIX has no Nagle), so
+ * not shown. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (strstr(msg, "TCP_NODELAY") || strstr(msg, "TCP_CORK") ||
-	    strstr(msg, "TCP_NOPUSH"))
+	    strstr(msg, "TCP_NOPUSH") ||
+	    strstr(msg, "Failed to push the data from buffers"))
 		return;
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
@@ -649,7 +775,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 		log_warn("libmicrohttpd: %s", msg);
 }
 
-/* --- start and stop ---------------------------------------------------------------------------- */
+/* --- start and stop
+ * ----------------------------------------------------------------------------
+ */
 
 /* "127.0.0.1:8080", "[::1]:8080", "localhost:8080" -> sockaddr. */
 static int resolve(const char *spec, struct sockaddr_storage *ss,
@@ -678,12 +806,42 @@ static int resolve(const char *spec, struct sockaddr_storage *ss,
 			*res = NULL;
 	int rc = getaddrinfo(host, colon + 1, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, errlen, "listen '%s': %s", spec, gai_strerror(rc));
+		snprintf(err, errlen, "listen '%s': %s", spec,
+			 gai_strerror(rc));
 		return -1;
 	}
 	memcpy(ss, res->ai_addr, res->ai_addrlen);
 	*len = res->ai_addrlen;
 	freeaddrinfo(res);
+	return 0;
+}
+
+#define DAEMON_FLAGS                                                           \
+	(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |                     \
+	 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG)
+
+/* The daemon for TLS connections: like the plain ones (keep them in step),
+ * but with no listening socket; the terminator adds each connection. */
+static int start_tls_daemon(struct http *h, char *err, size_t errlen)
+{
+	const struct config *cfg = h->srv->cfg;
+	if (cfg->hsts_max_age_s) {
+		snprintf(h->hsts, sizeof(h->hsts), "max-age=%u",
+			 cfg->hsts_max_age_s);
+		h->tls_reply.hsts = h->hsts;
+	}
+	h->tls_daemon = MHD_start_daemon(
+	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL,
+	    NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(h->max_streams + 256),
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_tls_notify, h, MHD_OPTION_END);
+	if (!h->tls_daemon) {
+		snprintf(err, errlen, "cannot start the HTTP server for TLS");
+		return -1;
+	}
 	return 0;
 }
 
@@ -694,6 +852,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	h->srv = srv;
 	atomic_init(&h->suspended, 0);
 	atomic_init(&h->closing, false);
+	atomic_init(&h->https_port, 0);
 	char resolved[PATH_MAX];
 	if (!realpath(cfg->web_root, resolved)) {
 		snprintf(err, errlen, "web-root '%s': %s", cfg->web_root,
@@ -708,23 +867,21 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 		socklen_t sslen;
 		if (resolve(cfg->listen[i], &ss, &sslen, err, errlen) < 0)
 			goto fail;
-		unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
-				 MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-				 MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
+		unsigned flags = DAEMON_FLAGS;
 		if (ss.ss_family == AF_INET6)
 			flags |= MHD_USE_IPv6;
 		struct MHD_Daemon *d = MHD_start_daemon(
-			flags, 0, NULL, NULL, on_request, h,
-			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-			MHD_OPTION_THREAD_POOL_SIZE,
-			(unsigned int)cfg->http_threads,
-			MHD_OPTION_CONNECTION_LIMIT,
-			(unsigned int)(h->max_streams + 256),
-			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
-			MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-			MHD_OPTION_END);
+		    flags, 0, NULL, NULL, on_request, h,
+		    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		    MHD_OPTION_THREAD_POOL_SIZE,
+		    (unsigned int)cfg->http_threads,
+		    MHD_OPTION_CONNECTION_LIMIT,
+		    (unsigned int)(h->max_streams + 256),
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+		    MHD_OPTION_END);
 		if (!d) {
 			snprintf(err, errlen,
 				 "listen '%s': cannot start the HTTP server "
@@ -734,10 +891,12 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 		}
 		h->daemons[h->ndaemons++] = d;
 		const union MHD_DaemonInfo *di =
-			MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+		    MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 		log_info("listening addr=%s port=%u", cfg->listen[i],
 			 di ? di->port : 0);
 	}
+	if (cfg->ntls_listen && start_tls_daemon(h, err, errlen) < 0)
+		goto fail;
 	return h;
 fail:
 	http_stop(h);
@@ -765,6 +924,8 @@ void http_stop(struct http *h)
 		usleep(10000);
 	for (unsigned i = 0; i < h->ndaemons; i++)
 		MHD_stop_daemon(h->daemons[i]);
+	if (h->tls_daemon)
+		MHD_stop_daemon(h->tls_daemon);
 	free(h->web_root);
 	free(h);
 }

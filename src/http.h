@@ -6,6 +6,8 @@
 #ifndef NATTER_HTTP_H
 #define NATTER_HTTP_H
 
+#include <sys/socket.h>
+
 #include "server.h"
 
 struct http;
@@ -17,5 +19,15 @@ struct http *http_start(struct server *srv, char *err, size_t errlen);
 void http_quiesce(struct http *h);
 /* Stop the daemons; NULL is fine. */
 void http_stop(struct http *h);
+
+/* TLS (when cfg->ntls_listen > 0). A tls_handoff_fn: serve fd, the
+ * decrypted end of a socketpair (ownership passes in every case), as a
+ * connection from addr; arg is the struct http. 0, or -1 when refused
+ * (connection limit). Until http_stop. */
+int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
+		 socklen_t addrlen);
+/* The HTTPS port that http-redirect sends plain requests to; until it is
+ * set, plain requests are served. */
+void http_set_https_port(struct http *h, unsigned port);
 
 #endif

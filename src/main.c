@@ -2,9 +2,11 @@
  * together, wait for signals, and shut down in order. No logic of its own.
  *
  * Threads: libmicrohttpd's workers (http), one event loop per core (loop,
- * for upgraded WebSockets and bus shards), the store's writer, and the
- * timers of sse and longpoll. This thread only waits for signals. */
+ * for upgraded WebSockets, bus shards and TLS connections), the store's
+ * writer, and the timers of sse and longpoll. This thread only waits for
+ * signals: SIGHUP reopens the log and reloads the TLS certificate. */
 #include <errno.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 /* Raise the descriptor soft limit to the hard limit: every connection is a
  * descriptor, and nothing in natter should cap lower than the system. */
@@ -54,6 +57,45 @@ static void wake_shard(void *arg)
 	loop_post(w->loop, drain_task, w->shard);
 }
 
+/* With tls-listen: load the pair (creating the self-signed one if asked)
+ * and bind; accepting starts later, in tls_start. */
+static struct tls *tls_setup(const struct config *cfg, struct server *srv)
+{
+	char err[512];
+	char *cert = NULL, *key = NULL;
+
+	if (cfg->ntls_listen == 0)
+		return NULL;
+	if (cfg->tls_self_signed) {
+		char *db = xstrdup(cfg->db_path);
+		int rc =
+		    tls_self_signed(dirname(db), &cert, &key, err, sizeof(err));
+		free(db);
+		if (rc < 0)
+			fatal("%s", err);
+		if (rc > 0)
+			log_info("tls self-signed certificate created path=%s "
+				 "key=%s",
+				 cert, key);
+	}
+	struct tls_config tc = {
+	    .listen = (const char *const *)cfg->tls_listen,
+	    .nlisten = cfg->ntls_listen,
+	    .cert_file = cert ? cert : cfg->tls_cert,
+	    .key_file = key ? key : cfg->tls_key,
+	    .handshake_timeout_s = cfg->tls_handshake_timeout_s,
+	    .max_handshakes = cfg->tls_max_handshakes,
+	    .loops = srv->loops,
+	    .nloops = srv->nloops,
+	};
+	struct tls *tls = tls_new(&tc, err, sizeof(err));
+	free(cert);
+	free(key);
+	if (!tls)
+		fatal("%s", err);
+	return tls;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -74,7 +116,8 @@ int main(int argc, char **argv)
 	if (cfg.max_connections == 0)
 		cfg.max_connections = fds > 128 ? fds - 64 : fds / 2;
 
-	/* Signals go to this thread only: block them before any thread starts. */
+	/* Signals go to this thread only: block them before any thread starts.
+	 */
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -87,23 +130,23 @@ int main(int argc, char **argv)
 	metrics_init(&srv.metrics);
 
 	struct store_config sc = {
-		.path = cfg.db_path,
-		.db_dir = cfg.db_dir,
-		.sync_full = cfg.db_sync_full,
-		.commit_interval_ms = cfg.commit_interval_ms,
-		.commit_batch_max = cfg.commit_batch_max,
-		.readers = cfg.http_threads + 2,
+	    .path = cfg.db_path,
+	    .db_dir = cfg.db_dir,
+	    .sync_full = cfg.db_sync_full,
+	    .commit_interval_ms = cfg.commit_interval_ms,
+	    .commit_batch_max = cfg.commit_batch_max,
+	    .readers = cfg.http_threads + 2,
 	};
 	srv.store = store_open(&sc, err, sizeof(err));
 	if (!srv.store)
 		fatal("cannot open the database path=%s: %s", cfg.db_path, err);
 
 	struct auth_config ac = {
-		.memory_kib = cfg.argon2_memory_kib,
-		.time_cost = cfg.argon2_time,
-		.parallelism = cfg.argon2_parallelism,
-		.fail_max = cfg.login_fail_max,
-		.fail_window_s = cfg.login_fail_window_s,
+	    .memory_kib = cfg.argon2_memory_kib,
+	    .time_cost = cfg.argon2_time,
+	    .parallelism = cfg.argon2_parallelism,
+	    .fail_max = cfg.login_fail_max,
+	    .fail_window_s = cfg.login_fail_window_s,
 	};
 	srv.auth = auth_new(&ac);
 	if (!srv.auth)
@@ -132,14 +175,14 @@ int main(int argc, char **argv)
 		wakes[i].shard = srv.shards[i];
 	}
 	struct ws_config wc = {
-		.loops = srv.loops,
-		.shards = srv.shards,
-		.nloops = srv.nloops,
-		.bus = srv.bus,
-		.chat = srv.chat,
-		.metrics = &srv.metrics,
-		.send_queue_max = cfg.send_queue_max,
-		.ping_s = cfg.ws_ping_s,
+	    .loops = srv.loops,
+	    .shards = srv.shards,
+	    .nloops = srv.nloops,
+	    .bus = srv.bus,
+	    .chat = srv.chat,
+	    .metrics = &srv.metrics,
+	    .send_queue_max = cfg.send_queue_max,
+	    .ping_s = cfg.ws_ping_s,
 	};
 	srv.ws = ws_server_new(&wc); /* sets each loop's tick: before start */
 	for (unsigned i = 0; i < srv.nloops; i++)
@@ -151,9 +194,14 @@ int main(int argc, char **argv)
 	if (!srv.sse || !srv.poll)
 		fatal("cannot start the SSE and long-poll timers");
 
+	struct tls *tls = tls_setup(&cfg, &srv);
 	struct http *http = http_start(&srv, err, sizeof(err));
 	if (!http)
 		fatal("%s", err);
+	if (tls) {
+		http_set_https_port(http, tls_port(tls, 0));
+		tls_start(tls, http_tls_add, http);
+	}
 	log_info("natterd started version=%s db=%s last_event_id=%lld",
 		 PACKAGE_VERSION, cfg.db_path,
 		 (long long)store_last_event_id(srv.store));
@@ -166,6 +214,11 @@ int main(int argc, char **argv)
 			if (log_reopen() < 0)
 				fprintf(stderr, "natterd: cannot reopen log\n");
 			log_info("log reopened on SIGHUP");
+			if (tls && tls_reload(tls, err, sizeof(err)) < 0)
+				log_warn(
+				    "tls certificate not reloaded, the old "
+				    "one stays: %s",
+				    err);
 			continue;
 		}
 		log_info("shutting down signal=%s", strsignal(sig));
@@ -177,6 +230,7 @@ int main(int argc, char **argv)
 	 * commits what is queued (its hook still publishes to running loops)
 	 * and the database closes; then the loops stop. */
 	http_quiesce(http);
+	tls_quiesce(tls);
 	ws_server_free(srv.ws);
 	longpoll_free(srv.poll);
 	sse_free(srv.sse);
@@ -184,6 +238,7 @@ int main(int argc, char **argv)
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);
+	tls_free(tls); /* its connections live on the loops */
 	for (unsigned i = 0; i < srv.nloops; i++) {
 		bus_shard_free(srv.shards[i]);
 		loop_free(srv.loops[i]);

@@ -2,8 +2,8 @@
  *
  *   wsclient [--origin O] [--header 'K: V']... [--token T] [--since N]
  *            [--count N] [--timeout S] [--send-file F | --send-stdin]
- *            [--raw-send HEX] [--rcvbuf BYTES] [--stall S]
- *            ws://HOST:PORT/PATH?QUERY
+ *            [--raw-send HEX] [--rcvbuf BYTES] [--stall S] [--tls CAFILE]
+ *            ws://HOST:PORT/PATH?QUERY | wss://HOST:PORT/PATH?QUERY
  *
  * It performs the handshake (and checks Sec-WebSocket-Accept), prints each
  * received text message on its own line, sends each line of --send-file or
@@ -19,8 +19,12 @@
  * are not acks), or on close/timeout when no --count was asked; 2 on a
  * failed handshake (the HTTP status line goes to stderr); 3 on timeout
  * before --count; 4 when the server closed before --count; 1 on usage or
- * network errors. It does no TLS, no proxies and no redirects. */
+ * network errors. wss:// needs --tls CAFILE: mbedTLS verifies the server's
+ * chain against it, and the name for a DNS host (mbedTLS 2.28 cannot match
+ * IP addresses, so for an IP literal only the chain is checked). It does no
+ * proxies and no redirects. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -37,7 +41,13 @@
 
 #include <jansson.h>
 #include <mbedtls/base64.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
 #include <mbedtls/sha1.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
 #include <wslay/wslay.h>
 
 #define MAX_HEADERS 16
@@ -57,6 +67,14 @@ struct client {
 	long count, seen;
 	int close_code; /* -1 until the server closes */
 	bool eof;
+	/* wss:// */
+	bool tls;
+	mbedtls_net_context net;
+	mbedtls_ssl_context ssl;
+	mbedtls_ssl_config conf;
+	mbedtls_x509_crt ca;
+	mbedtls_entropy_context entropy;
+	mbedtls_ctr_drbg_context drbg;
 };
 
 static void die(const char *what)
@@ -71,7 +89,7 @@ static void usage(void)
 		"usage: wsclient [--origin O] [--header 'K: V'] [--token T] "
 		"[--since N] [--count N] [--timeout S] [--send-file F | "
 		"--send-stdin] [--raw-send HEX] [--rcvbuf N] [--stall S] "
-		"ws://HOST:PORT/PATH\n");
+		"[--tls CAFILE] ws[s]://HOST:PORT/PATH\n");
 	exit(1);
 }
 
@@ -82,11 +100,55 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_all(int fd, const void *p, size_t n)
+/* recv/send with the socket's semantics (-1 and errno EAGAIN when it
+ * would block), through TLS for wss://. The socket is non-blocking. */
+static ssize_t io_recv(struct client *c, void *buf, size_t len)
+{
+	if (!c->tls)
+		return recv(c->fd, buf, len, MSG_DONTWAIT);
+	int n = mbedtls_ssl_read(&c->ssl, buf, len);
+	if (n >= 0)
+		return n;
+	if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
+	    n == MBEDTLS_ERR_SSL_CONN_EOF)
+		return 0;
+	errno = n == MBEDTLS_ERR_SSL_WANT_READ ||
+			n == MBEDTLS_ERR_SSL_WANT_WRITE
+		    ? EAGAIN
+		    : ECONNRESET;
+	return -1;
+}
+
+static ssize_t io_send(struct client *c, const void *buf, size_t len)
+{
+	if (!c->tls)
+		return send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	int n = mbedtls_ssl_write(&c->ssl, buf, len);
+	if (n >= 0)
+		return n;
+	errno = n == MBEDTLS_ERR_SSL_WANT_READ ||
+			n == MBEDTLS_ERR_SSL_WANT_WRITE
+		    ? EAGAIN
+		    : EPIPE;
+	return -1;
+}
+
+/* Decrypted bytes waiting inside mbedTLS: poll() cannot see them. */
+static bool io_pending(struct client *c)
+{
+	return c->tls && mbedtls_ssl_get_bytes_avail(&c->ssl) > 0;
+}
+
+static void write_all(struct client *c, const void *p, size_t n)
 {
 	const char *b = p;
 	while (n) {
-		ssize_t w = write(fd, b, n);
+		ssize_t w = io_send(c, b, n);
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pf = {c->fd, POLLOUT | POLLIN, 0};
+			poll(&pf, 1, 1000);
+			continue;
+		}
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
@@ -94,6 +156,80 @@ static void write_all(int fd, const void *p, size_t n)
 		b += w;
 		n -= (size_t)w;
 	}
+}
+
+static void tls_die(const char *what, int rc)
+{
+	char buf[128];
+	mbedtls_strerror(rc, buf, sizeof(buf));
+	fprintf(stderr, "wsclient: %s: %s\n", what, buf);
+	exit(rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? 2 : 1);
+}
+
+/* TLS handshake on the connected socket, verifying against cafile. */
+static void tls_connect(struct client *c, const char *cafile, const char *host,
+			int64_t deadline)
+{
+	static const char *alpn[] = {"http/1.1", NULL};
+	unsigned char probe[16];
+	int rc;
+
+	c->tls = true;
+	c->net.fd = c->fd;
+	mbedtls_ssl_init(&c->ssl);
+	mbedtls_ssl_config_init(&c->conf);
+	mbedtls_x509_crt_init(&c->ca);
+	mbedtls_entropy_init(&c->entropy);
+	mbedtls_ctr_drbg_init(&c->drbg);
+	if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func,
+					&c->entropy, NULL, 0)) != 0)
+		tls_die("seed", rc);
+	if ((rc = mbedtls_x509_crt_parse_file(&c->ca, cafile)) != 0)
+		tls_die(cafile, rc);
+	if ((rc = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT,
+					      MBEDTLS_SSL_TRANSPORT_STREAM,
+					      MBEDTLS_SSL_PRESET_DEFAULT)) != 0)
+		tls_die("config", rc);
+	mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+	mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+	mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+	mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn);
+	if ((rc = mbedtls_ssl_setup(&c->ssl, &c->conf)) != 0)
+		tls_die("setup", rc);
+	/* A DNS name is checked against the certificate; an IP literal
+	 * (no SNI either) only gets the chain checked. */
+	bool ip = inet_pton(AF_INET, host, probe) == 1 ||
+		  inet_pton(AF_INET6, host, probe) == 1;
+	if ((rc = mbedtls_ssl_set_hostname(&c->ssl, ip ? NULL : host)) != 0)
+		tls_die("hostname", rc);
+	mbedtls_ssl_set_bio(&c->ssl, &c->net, mbedtls_net_send,
+			    mbedtls_net_recv, NULL);
+	while ((rc = mbedtls_ssl_handshake(&c->ssl)) != 0) {
+		if (rc != MBEDTLS_ERR_SSL_WANT_READ &&
+		    rc != MBEDTLS_ERR_SSL_WANT_WRITE)
+			tls_die("TLS handshake", rc);
+		struct pollfd pf = {c->fd,
+				    rc == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN
+								    : POLLOUT,
+				    0};
+		int left = (int)(deadline - now_ms());
+		if (left <= 0 || poll(&pf, 1, left) == 0) {
+			fprintf(stderr, "wsclient: TLS handshake timed out\n");
+			exit(2);
+		}
+	}
+}
+
+static void tls_close(struct client *c)
+{
+	if (!c->tls)
+		return;
+	mbedtls_ssl_close_notify(&c->ssl);
+	mbedtls_ssl_free(&c->ssl);
+	mbedtls_ssl_config_free(&c->conf);
+	mbedtls_x509_crt_free(&c->ca);
+	mbedtls_ctr_drbg_free(&c->drbg);
+	mbedtls_entropy_free(&c->entropy);
 }
 
 static void accept_for(const char *key, char out[29])
@@ -167,7 +303,7 @@ static void handshake(struct client *c, const char *host, const char *target,
 		fprintf(stderr, "wsclient: request too long\n");
 		exit(1);
 	}
-	write_all(c->fd, req, (size_t)len);
+	write_all(c, req, (size_t)len);
 
 	char head[8192];
 	size_t hl = 0;
@@ -175,11 +311,13 @@ static void handshake(struct client *c, const char *host, const char *target,
 	while (!end) {
 		struct pollfd p = {c->fd, POLLIN, 0};
 		int left = (int)(deadline - now_ms());
-		if (left <= 0 || poll(&p, 1, left) != 1) {
+		if (!io_pending(c) && (left <= 0 || poll(&p, 1, left) != 1)) {
 			fprintf(stderr, "wsclient: handshake timed out\n");
 			exit(2);
 		}
-		ssize_t r = read(c->fd, head + hl, sizeof(head) - 1 - hl);
+		ssize_t r = io_recv(c, head + hl, sizeof(head) - 1 - hl);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue; /* half a TLS record */
 		if (r <= 0) {
 			fprintf(stderr, "wsclient: connection closed during "
 					"handshake\n");
@@ -238,7 +376,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		c->pre_off += k;
 		return (ssize_t)k;
 	}
-	ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+	ssize_t n = io_recv(c, buf, len);
 	if (n > 0)
 		return n;
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -255,7 +393,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 {
 	struct client *c = user;
 	(void)flags;
-	ssize_t n = send(c->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n = io_send(c, data, len);
 	if (n >= 0)
 		return n;
 	wslay_event_set_error(ctx, errno == EAGAIN || errno == EINTR
@@ -354,7 +492,7 @@ static size_t unhex(const char *hex, unsigned char **out)
 int main(int argc, char **argv)
 {
 	const char *origin = NULL, *token = NULL, *since = NULL, *url = NULL;
-	const char *send_file = NULL, *raw_hex = NULL;
+	const char *send_file = NULL, *raw_hex = NULL, *cafile = NULL;
 	char *headers[MAX_HEADERS];
 	int nheaders = 0;
 	bool send_stdin = false;
@@ -388,17 +526,22 @@ int main(int argc, char **argv)
 			rcvbuf = atoi(argv[++i]);
 		else if (!strcmp(a, "--stall") && has)
 			stall_s = atof(argv[++i]);
+		else if (!strcmp(a, "--tls") && has)
+			cafile = argv[++i];
 		else if (a[0] != '-' && !url)
 			url = a;
 		else
 			usage();
 	}
-	if (!url || strncmp(url, "ws://", 5) != 0 || (send_file && send_stdin))
+	bool wss = url && strncmp(url, "wss://", 6) == 0;
+	if (!url || (strncmp(url, "ws://", 5) != 0 && !wss) ||
+	    (send_file && send_stdin) || wss != (cafile != NULL))
 		usage();
 
-	/* ws://host[:port][/path] */
-	char host[256], port[16] = "80", target[2048];
-	const char *h = url + 5, *slash = strchr(h, '/');
+	/* ws[s]://host[:port][/path] */
+	char host[256], port[16], target[2048];
+	snprintf(port, sizeof(port), "%s", wss ? "443" : "80");
+	const char *h = url + (wss ? 6 : 5), *slash = strchr(h, '/');
 	size_t hlen = slash ? (size_t)(slash - h) : strlen(h);
 	if (hlen == 0 || hlen >= sizeof(host))
 		usage();
@@ -430,6 +573,10 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	int64_t deadline = now_ms() + (int64_t)(timeout_s * 1000);
 	c.fd = dial(bare, port, rcvbuf);
+	if (fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK) < 0)
+		die("fcntl");
+	if (wss)
+		tls_connect(&c, cafile, bare, deadline);
 	handshake(&c, hosthdr, target, origin, headers, nheaders, deadline);
 
 	wslay_event_context_ptr ctx;
@@ -441,7 +588,7 @@ int main(int argc, char **argv)
 	if (raw_hex) {
 		unsigned char *raw;
 		size_t n = unhex(raw_hex, &raw);
-		write_all(c.fd, raw, n);
+		write_all(&c, raw, n);
 		free(raw);
 	}
 	int in = -1;
@@ -499,11 +646,13 @@ int main(int argc, char **argv)
 		struct pollfd p[2] = {{c.fd, POLLIN, 0}, {in, POLLIN, 0}};
 		if (wslay_event_want_write(ctx))
 			p[0].events |= POLLOUT;
-		/* Bytes left from the handshake read are not in the socket. */
-		int r = c.pre_off < c.pre_len ? 1 : poll(p, 2, left);
+		/* Bytes left from the handshake read, or decrypted ones in
+		 * mbedTLS, are not in the socket. */
+		bool ready = c.pre_off < c.pre_len || io_pending(&c);
+		int r = ready ? 1 : poll(p, 2, left);
 		if (r < 0 && errno != EINTR)
 			die("poll");
-		if (c.pre_off < c.pre_len ||
+		if (ready ||
 		    (p[0].revents & (POLLIN | POLLERR | POLLHUP)))
 			if (wslay_event_recv(ctx) != 0)
 				c.eof = c.eof || c.close_code < 0;
@@ -515,6 +664,7 @@ int main(int argc, char **argv)
 			c.eof = true;
 	}
 	wslay_event_context_free(ctx);
+	tls_close(&c);
 	close(c.fd);
 	return rc;
 }

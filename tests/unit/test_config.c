@@ -377,6 +377,77 @@ static void test_load_twice(void **state)
 /* --- errors -----------------------------------------------------------------
  */
 
+/* TLS keys: defaults, the plain listener dropped, tls-self-signed's
+ * default address, flags as booleans, and the cross-key errors. */
+static void test_tls(void **state)
+{
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(load(&cfg, err, sizeof(err), NO_ARGS), 0);
+	assert_int_equal(cfg.ntls_listen, 0);
+	assert_null(cfg.tls_cert);
+	assert_int_equal(cfg.tls_self_signed, 0);
+	assert_int_equal(cfg.tls_handshake_timeout_s, 10);
+	assert_int_equal(cfg.tls_max_handshakes, 1024);
+	assert_int_equal(cfg.hsts_max_age_s, 31536000);
+	assert_int_equal(cfg.http_redirect, 0);
+	config_fini(&cfg);
+
+	/* tls-listen alone: TLS only, no default plain listener. */
+	assert_int_equal(load(&cfg, err, sizeof(err),
+			      ARGS("--tls-listen", "0.0.0.0:443", "--tls-cert",
+				   "c.pem", "--tls-key", "k.pem")),
+			 0);
+	assert_int_equal(cfg.nlisten, 0);
+	assert_int_equal(cfg.ntls_listen, 1);
+	assert_string_equal(cfg.tls_listen[0], "0.0.0.0:443");
+	assert_string_equal(cfg.tls_cert, "c.pem");
+	config_fini(&cfg);
+
+	/* ... an explicit listen stays; flags and file entries as booleans. */
+	const char *path = write_conf("tls-self-signed = yes\n"
+				      "http-redirect = true\n"
+				      "hsts = 0\n");
+	assert_int_equal(load(&cfg, err, sizeof(err),
+			      ARGS("--config", path, "--listen",
+				   "127.0.0.1:8080")),
+			 0);
+	assert_int_equal(cfg.tls_self_signed, 1);
+	assert_int_equal(cfg.http_redirect, 1);
+	assert_int_equal(cfg.hsts_max_age_s, 0);
+	assert_int_equal(cfg.nlisten, 1);
+	assert_string_equal(cfg.tls_listen[0], "127.0.0.1:8443");
+	config_fini(&cfg);
+	assert_int_equal(load(&cfg, err, sizeof(err),
+			      ARGS("--config", path, "--tls-self-signed=no",
+				   "--http-redirect=no")),
+			 0);
+	assert_int_equal(cfg.tls_self_signed, 0);
+	assert_int_equal(cfg.ntls_listen, 0);
+	assert_int_equal(cfg.nlisten, 1);
+	config_fini(&cfg);
+
+	expect_error(ARGS("--tls-listen", "127.0.0.1:443"), "tls-listen needs",
+		     "tls-cert");
+	expect_error(ARGS("--tls-listen", "127.0.0.1:443", "--tls-cert", "c"),
+		     "go together", NULL);
+	expect_error(ARGS("--tls-cert", "c", "--tls-key", "k"),
+		     "need tls-listen", NULL);
+	expect_error(ARGS("--tls-self-signed", "--tls-cert", "c", "--tls-key",
+			  "k"),
+		     "not both", NULL);
+	expect_error(ARGS("--http-redirect"), "http-redirect needs", NULL);
+	expect_error(ARGS("--tls-listen", "localhost:443"), "--tls-listen:",
+		     "IPv4");
+	expect_error(ARGS("--tls-self-signed=maybe"), "--tls-self-signed:",
+		     "yes or no");
+	expect_error(ARGS("--tls-handshake-timeout", "0"),
+		     "--tls-handshake-timeout:", "out of range");
+	expect_error(ARGS("--hsts", "-1"), "--hsts:", "out of range");
+}
+
 static void test_invalid_flags(void **state)
 {
 	(void)state;
@@ -613,6 +684,7 @@ int main(void)
 	    cmocka_unit_test(test_later_flag_wins),
 	    cmocka_unit_test(test_max_body_suffixes),
 	    cmocka_unit_test(test_load_twice),
+	    cmocka_unit_test(test_tls),
 	    cmocka_unit_test(test_invalid_flags),
 	    cmocka_unit_test(test_invalid_file),
 	    cmocka_unit_test(test_file_error_not_masked),
