@@ -5,15 +5,34 @@
  * commit hook publishes each stored event on the bus before any ack runs,
  * so an acknowledged event is always both durable and delivered.
  * chat does not know any transport or any wire format but the envelope. */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat.h"
 #include "util.h"
 
+/* Room names resolved once: every send names its room, and asking SQLite
+ * each time cost a read transaction on the sender's thread per message.
+ * Rooms are never renamed or deleted, so a name that resolved once keeps
+ * its id and canonical spelling; unknown names are not cached. Keys are
+ * the names as asked (the store compares ignoring case). Bounded: when
+ * full, lookups past the cache go to the store as before. */
+#define ROOM_CACHE_CAP 8192 /* a power of two */
+
+struct room_entry {
+	char *key; /* NULL: empty */
+	int64_t id;
+	char name[33];
+};
+
 struct chat {
 	struct store *store;
 	struct bus *bus;
+	pthread_mutex_t room_mu;
+	struct room_entry *rooms; /* ROOM_CACHE_CAP slots */
+	size_t nrooms;
 };
 
 /* One queued command: the caller's callback, carried through the store. */
@@ -33,13 +52,32 @@ struct chat *chat_new(struct store *st, struct bus *bus)
 	struct chat *c = xcalloc(1, sizeof(*c));
 	c->store = st;
 	c->bus = bus;
+	pthread_mutex_init(&c->room_mu, NULL);
+	c->rooms = xcalloc(ROOM_CACHE_CAP, sizeof(*c->rooms));
 	store_set_commit_hook(st, commit_hook, c);
 	return c;
 }
 
 void chat_free(struct chat *c)
 {
+	if (!c)
+		return;
+	for (size_t i = 0; i < ROOM_CACHE_CAP; i++)
+		free(c->rooms[i].key);
+	free(c->rooms);
+	pthread_mutex_destroy(&c->room_mu);
 	free(c);
+}
+
+static size_t room_slot(const struct chat *c, const char *key)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	size_t i = (size_t)h & (ROOM_CACHE_CAP - 1);
+	while (c->rooms[i].key && strcmp(c->rooms[i].key, key) != 0)
+		i = (i + 1) & (ROOM_CACHE_CAP - 1);
+	return i;
 }
 
 static int err_from_store(int status)
@@ -88,10 +126,35 @@ static int resolve_room(struct chat *c, const char *room, int64_t *id,
 {
 	if (!room || !name_valid(room))
 		return CHAT_ENOROOM;
+	pthread_mutex_lock(&c->room_mu);
+	struct room_entry *e = &c->rooms[room_slot(c, room)];
+	bool hit = e->key != NULL;
+	if (hit) {
+		*id = e->id;
+		memcpy(name, e->name, 33);
+	}
+	pthread_mutex_unlock(&c->room_mu);
+	if (hit)
+		return CHAT_OK;
+
 	int rc = store_room_by_name(c->store, room, id, name);
 	if (rc == STORE_NOTFOUND)
 		return CHAT_ENOROOM;
-	return rc == STORE_OK ? CHAT_OK : CHAT_EINTERNAL;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	pthread_mutex_lock(&c->room_mu);
+	/* Keep a quarter free so that probes stay short. */
+	if (c->nrooms < ROOM_CACHE_CAP / 4 * 3) {
+		e = &c->rooms[room_slot(c, room)];
+		if (!e->key) {
+			e->key = xstrdup(room);
+			e->id = *id;
+			memcpy(e->name, name, 33);
+			c->nrooms++;
+		}
+	}
+	pthread_mutex_unlock(&c->room_mu);
+	return CHAT_OK;
 }
 
 /* Printable ASCII without spaces, 1..CHAT_CLIENT_ID_MAX bytes. */

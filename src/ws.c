@@ -38,21 +38,28 @@
  * waits), then http_stop() (MHD must not stop with upgraded sockets still
  * open), chat/store, loop_stop().
  *
- * Outgoing events are not copied: each queued event frame is a reference
- * to the event that wslay reads through a fragmented-message callback
- * (wslay_event_queue_msg would copy the bytes). Hello, ack, error and pong
- * frames are small and built per connection. Backpressure: pending bytes
- * are wslay's queued copies plus the event bytes not yet taken; above
- * send_queue_max the connection is closed with 1008 (a close frame jumps
- * the data queue, and nothing more is queued) and torn down once the close
- * is written, or after two ping intervals if the reader never resumes.
+ * Outgoing text frames do not go through wslay: each connection keeps its
+ * own queue of frames (an array, so queueing allocates nothing in steady
+ * state), and a flush writes every queued frame with one sendmsg() of
+ * header and payload iovecs: after a drain that delivered a batch of
+ * events, a connection costs one system call, not one per event. An event
+ * frame is a reference to the event's own bytes (never copied); hello, ack
+ * and error frames are small copies. Frames above WS_FRAG_MAX bytes are
+ * sent as fragments, as wslay did. wslay still parses everything received
+ * and writes its own control frames (pong, ping, close), always between two
+ * of our frames, never inside one. Backpressure: pending bytes are our
+ * queued frames plus wslay's control frames; above send_queue_max the
+ * connection is closed with 1008 (a close frame jumps the data queue, and
+ * nothing more is queued) and torn down once the close is written, or after
+ * two ping intervals if the reader never resumes.
  *
  * The socket's kernel send buffer is capped (WS_SNDBUF_MAX) so that a
  * stalled reader fills our queue, not the kernel's.
  *
  * Memory: a connection is this struct (~300 bytes) plus wslay's event and
  * frame contexts, which embed 4 KiB send and 4 KiB receive buffers; wslay
- * receives straight into its own buffer, so ws keeps no read buffer. */
+ * receives straight into its own buffer, so ws keeps no read buffer. The
+ * frame queue is freed when it empties, unless it is small. */
 #define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
@@ -65,6 +72,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <jansson.h>
 #include <mbedtls/base64.h>
@@ -87,6 +95,12 @@
  * stalled reader park megabytes in the kernel, where send_queue_max cannot
  * see them; 64 KiB still fills a 100 ms path at 640 KB/s. */
 #define WS_SNDBUF_MAX (64 * 1024)
+/* Payload bytes per frame before we fragment (wslay's send buffer size). */
+#define WS_FRAG_MAX 4096
+/* Frames (header + payload pieces) gathered into one sendmsg(). */
+#define WS_IOV_FRAMES 256
+/* A drained queue of at most this many slots is kept for reuse. */
+#define WS_QUEUE_KEEP 16
 
 struct ws_conn;
 
@@ -117,11 +131,11 @@ struct ws_handshake {
 	int64_t since;
 };
 
-/* One event frame queued in wslay, read from the event's own bytes. */
-struct ws_out {
-	struct ws_out *next;
-	struct event *ev;
-	size_t off;
+/* One outgoing text message: an event's shared bytes, or our own copy. */
+struct ws_frame {
+	struct event *ev; /* a reference, or NULL */
+	char *own;	  /* malloc'd payload when ev is NULL */
+	size_t len;	  /* payload bytes */
 };
 
 struct ws_conn {
@@ -143,8 +157,10 @@ struct ws_conn {
 	struct MHD_UpgradeResponseHandle *urh;
 	wslay_event_context_ptr ctx;
 	struct bus_sub *sub;
-	struct ws_out *out_head, *out_tail;
-	size_t out_bytes; /* event bytes wslay has not taken yet */
+	struct ws_frame *q; /* queued messages: q[qhead..qlen) */
+	unsigned qhead, qlen, qcap;
+	size_t q_off;	  /* wire bytes of q[qhead] already written */
+	size_t out_bytes; /* wire bytes queued in q, not written yet */
 	char *extra;	  /* bytes read by MHD past the handshake */
 	size_t extra_len, extra_off;
 	int64_t since;
@@ -412,44 +428,170 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 	}
 }
 
-/* wslay pulls an event frame's payload from here into its send buffer;
- * once all of it is taken the reference is released. */
-static ssize_t out_read_cb(wslay_event_context_ptr ctx, uint8_t *buf,
-			   size_t len,
-			   const union wslay_event_msg_source *source, int *eof,
-			   void *user)
-{
-	struct ws_conn *c = user;
-	struct ws_out *o = source->data;
-	size_t n;
-	const char *json = event_json(o->ev, &n);
-	(void)ctx;
-
-	/* wslay sends messages in queue order. */
-	assert(o == c->out_head);
-	size_t k = n - o->off;
-	if (k > len)
-		k = len;
-	memcpy(buf, json + o->off, k);
-	o->off += k;
-	c->out_bytes -= k;
-	if (o->off == n) {
-		*eof = 1;
-		c->out_head = o->next;
-		if (!c->out_head)
-			c->out_tail = NULL;
-		event_unref(o->ev);
-		free(o);
-		metrics_inc(c->metrics->delivered[TRANSPORT_WS]);
-	}
-	return (ssize_t)k;
-}
-
 /* --- queueing ------------------------------------------------------------ */
 
 static size_t conn_pending(struct ws_conn *c)
 {
 	return wslay_event_get_queued_msg_length(c->ctx) + c->out_bytes;
+}
+
+/* Wire bytes of a message of len payload bytes: fragments of at most
+ * WS_FRAG_MAX bytes, each with a 2- or 4-byte header (server frames carry
+ * no mask). */
+static size_t wire_len(size_t len)
+{
+	size_t full = len / WS_FRAG_MAX, rem = len % WS_FRAG_MAX;
+	if (len == 0)
+		return 2;
+	return len + full * 4 + (rem ? (rem < 126 ? 2 : 4) : 0);
+}
+
+static size_t frame_header(uint8_t h[4], size_t flen, bool first, bool fin)
+{
+	h[0] = (uint8_t)((fin ? 0x80 : 0) | (first ? WSLAY_TEXT_FRAME : 0));
+	if (flen < 126) {
+		h[1] = (uint8_t)flen;
+		return 2;
+	}
+	h[1] = 126;
+	h[2] = (uint8_t)(flen >> 8);
+	h[3] = (uint8_t)flen;
+	return 4;
+}
+
+static void frame_release(struct ws_frame *f)
+{
+	if (f->ev)
+		event_unref(f->ev);
+	else
+		free(f->own);
+}
+
+/* Append a message; takes over ev's reference or own. */
+static void q_push(struct ws_conn *c, struct event *ev, char *own, size_t len)
+{
+	if (c->qlen == c->qcap) {
+		if (c->qhead > 0) {
+			memmove(c->q, c->q + c->qhead,
+				(c->qlen - c->qhead) * sizeof(*c->q));
+			c->qlen -= c->qhead;
+			c->qhead = 0;
+		} else {
+			c->qcap = c->qcap ? c->qcap * 2 : 4;
+			c->q = xrealloc(c->q, c->qcap * sizeof(*c->q));
+		}
+	}
+	c->q[c->qlen++] = (struct ws_frame){ev, own, len};
+	c->out_bytes += wire_len(len);
+}
+
+static void q_clear(struct ws_conn *c)
+{
+	for (unsigned i = c->qhead; i < c->qlen; i++)
+		frame_release(&c->q[i]);
+	free(c->q);
+	c->q = NULL;
+	c->qhead = c->qlen = c->qcap = 0;
+	c->q_off = 0;
+	c->out_bytes = 0;
+}
+
+struct iov_batch {
+	struct iovec iov[2 * WS_IOV_FRAMES];
+	uint8_t hdr[WS_IOV_FRAMES][4];
+	int n, nh;
+	size_t skip;	/* wire bytes already written, still to leave out */
+	size_t offered; /* bytes in iov */
+};
+
+static void iov_add(struct iov_batch *b, const void *p, size_t len)
+{
+	if (b->skip >= len) {
+		b->skip -= len;
+		return;
+	}
+	b->iov[b->n].iov_base = (char *)p + b->skip;
+	b->iov[b->n].iov_len = len - b->skip;
+	b->offered += len - b->skip;
+	b->skip = 0;
+	b->n++;
+}
+
+/* Write queued messages, many per sendmsg(). 0 when everything is written
+ * or the socket is full, -1 when it failed. */
+static int q_write(struct ws_conn *c)
+{
+	struct iov_batch b;
+	uint64_t delivered = 0;
+	int rc = 0;
+
+	while (c->qhead < c->qlen) {
+		b.n = b.nh = 0;
+		b.skip = c->q_off;
+		b.offered = 0;
+		for (unsigned k = c->qhead; k < c->qlen && b.nh < WS_IOV_FRAMES;
+		     k++) {
+			const struct ws_frame *f = &c->q[k];
+			size_t elen;
+			const char *p =
+			    f->ev ? event_json(f->ev, &elen) : f->own;
+			size_t off = 0;
+			do {
+				size_t flen = f->len - off;
+				if (flen > WS_FRAG_MAX)
+					flen = WS_FRAG_MAX;
+				uint8_t *h = b.hdr[b.nh++];
+				size_t hl = frame_header(h, flen, off == 0,
+							 off + flen >= f->len);
+				iov_add(&b, h, hl);
+				if (flen)
+					iov_add(&b, p + off, flen);
+				off += flen;
+			} while (off < f->len && b.nh < WS_IOV_FRAMES);
+		}
+		struct msghdr mh = {.msg_iov = b.iov,
+				    .msg_iovlen = (size_t)b.n};
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				c->io_failed = true;
+				rc = -1;
+			}
+			break;
+		}
+		size_t left = (size_t)w;
+		while (left && c->qhead < c->qlen) {
+			struct ws_frame *f = &c->q[c->qhead];
+			size_t rest = wire_len(f->len) - c->q_off;
+			if (left < rest) {
+				c->q_off += left;
+				c->out_bytes -= left;
+				break;
+			}
+			left -= rest;
+			c->out_bytes -= rest;
+			c->q_off = 0;
+			if (f->ev)
+				delivered++;
+			frame_release(f);
+			c->qhead++;
+		}
+		if ((size_t)w < b.offered)
+			break; /* the socket is full */
+	}
+	if (c->qhead == c->qlen) {
+		c->qhead = c->qlen = 0;
+		if (c->qcap > WS_QUEUE_KEEP) {
+			free(c->q);
+			c->q = NULL;
+			c->qcap = 0;
+		}
+	}
+	if (delivered)
+		metrics_add(c->metrics->delivered[TRANSPORT_WS], delivered);
+	return rc;
 }
 
 static void flush_task(void *arg)
@@ -521,9 +663,11 @@ static void conn_close_after(struct ws_conn *c, uint16_t code,
 
 static void queue_text(struct ws_conn *c, const char *s, size_t len)
 {
-	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)s, len};
-	if (wslay_event_queue_msg(c->ctx, &m) != 0)
+	if (wslay_event_get_close_sent(c->ctx))
 		return;
+	char *own = xmalloc(len ? len : 1);
+	memcpy(own, s, len);
+	q_push(c, NULL, own, len);
 	struct ws_server *ws = c->wl->ws;
 	if (!c->closing && conn_pending(c) > ws->cfg.send_queue_max) {
 		metrics_inc(c->metrics->slow_disconnects[TRANSPORT_WS]);
@@ -580,26 +724,7 @@ static void sub_deliver(void *arg, struct event *ev)
 	event_json(ev, &len);
 	if (len == 0)
 		return;
-	struct ws_out *o = xmalloc(sizeof(*o));
-	o->next = NULL;
-	o->ev = event_ref(ev);
-	o->off = 0;
-	struct wslay_event_fragmented_msg m = {
-	    .opcode = WSLAY_TEXT_FRAME,
-	    .source.data = o,
-	    .read_callback = out_read_cb,
-	};
-	if (wslay_event_queue_fragmented_msg(c->ctx, &m) != 0) {
-		event_unref(o->ev);
-		free(o);
-		return;
-	}
-	if (c->out_tail)
-		c->out_tail->next = o;
-	else
-		c->out_head = o;
-	c->out_tail = o;
-	c->out_bytes += len;
+	q_push(c, event_ref(ev), NULL, len);
 	if (conn_pending(c) > c->wl->ws->cfg.send_queue_max) {
 		metrics_inc(c->metrics->slow_disconnects[TRANSPORT_WS]);
 		log_info("ws slow consumer closed addr=%s user=%s pending=%zu",
@@ -800,14 +925,7 @@ static void conn_teardown(struct ws_conn *c)
 			c->next->prev = c->prev;
 		c->prev = c->next = NULL;
 	}
-	while (c->out_head) {
-		struct ws_out *o = c->out_head;
-		c->out_head = o->next;
-		event_unref(o->ev);
-		free(o);
-	}
-	c->out_tail = NULL;
-	c->out_bytes = 0;
+	q_clear(c);
 	wslay_event_context_free(c->ctx);
 	c->ctx = NULL;
 	free(c->extra);
@@ -876,20 +994,38 @@ static void conn_flush(struct ws_conn *c)
 		conn_drain(c);
 		return;
 	}
-	if (wslay_event_send(c->ctx) != 0) {
-		conn_teardown(c);
-		return;
-	}
-	if (c->close_code && wslay_event_get_queued_msg_count(c->ctx) == 0) {
-		uint16_t code = c->close_code;
-		c->close_code = 0;
-		wslay_event_queue_close(c->ctx, code,
-					(const uint8_t *)c->close_reason,
-					strlen(c->close_reason));
-		if (wslay_event_send(c->ctx) != 0) {
+	for (;;) {
+		/* wslay's control frames go between our frames, never inside
+		 * one; ours wait while one of wslay's is half written. */
+		if (c->q_off == 0 && wslay_event_want_write(c->ctx)) {
+			if (wslay_event_send(c->ctx) != 0) {
+				conn_teardown(c);
+				return;
+			}
+			if (wslay_event_want_write(c->ctx))
+				break; /* the socket is full */
+		}
+		if (wslay_event_get_close_sent(c->ctx)) {
+			q_clear(c); /* nothing may follow a close */
+			break;
+		}
+		if (c->qhead == c->qlen) {
+			if (!c->close_code ||
+			    wslay_event_get_queued_msg_count(c->ctx) != 0)
+				break;
+			uint16_t code = c->close_code;
+			c->close_code = 0;
+			wslay_event_queue_close(
+			    c->ctx, code, (const uint8_t *)c->close_reason,
+			    strlen(c->close_reason));
+			continue;
+		}
+		if (q_write(c) < 0) {
 			conn_teardown(c);
 			return;
 		}
+		if (c->qhead < c->qlen)
+			break; /* the socket is full */
 	}
 	if (wslay_event_get_close_sent(c->ctx)) {
 		if (wslay_event_get_close_received(c->ctx))
@@ -899,7 +1035,7 @@ static void conn_flush(struct ws_conn *c)
 		return;
 	}
 	bool want_read = wslay_event_want_read(c->ctx);
-	bool want_write = wslay_event_want_write(c->ctx);
+	bool want_write = wslay_event_want_write(c->ctx) || c->qhead < c->qlen;
 	if (!want_read && !want_write) {
 		conn_teardown(c);
 		return;
@@ -1098,8 +1234,9 @@ static void close_all_task(void *arg)
 		struct ws_conn *c = wl->conns;
 		if (!c->closing)
 			conn_close(c, 1001, "server shutting down");
-		/* One non-blocking attempt to get the close frame out. */
-		if (c->ctx)
+		/* One non-blocking attempt to get the close frame out (not
+		 * in the middle of one of our frames). */
+		if (c->ctx && c->q_off == 0)
 			wslay_event_send(c->ctx);
 		conn_teardown(c);
 	}
