@@ -23,9 +23,11 @@
  *    back to the loop); a pending flush holds one. conn_teardown() is the one
  *    place that releases the socket, wslay, the subscription and queued
  *    events; the last reference frees the struct.
- *  - MHD_upgrade_action(CLOSE) is called exactly once, in conn_teardown, on
- *    the loop thread; MHD documents it for the application's thread and
- *    closes the socket itself, so ws never close()s it.
+ *  - upgrade_cb takes the socket over: it dup()s it and at once tells MHD
+ *    MHD_UPGRADE_ACTION_CLOSE, so MHD frees its connection (and the 32 KiB
+ *    memory pool that would otherwise stay for the WebSocket's whole life)
+ *    and closes its copy; MHD does not shutdown() an upgraded socket, so the
+ *    connection lives on in ws's descriptor, which conn_teardown closes.
  *  - Bus callbacks (hello, deliver) run with the shard lock held: they only
  *    queue frames and mark the connection dirty; a flush task posted to the
  *    loop writes afterwards. Nothing here tears down inside a bus or wslay
@@ -35,8 +37,8 @@
  * cfg->loops, so call it before loop_start() and give no other module
  * those ticks. Shutdown order: http_quiesce(), ws_server_free() while the
  * loops still run (it closes every connection with 1001 on its loop and
- * waits), then http_stop() (MHD must not stop with upgraded sockets still
- * open), chat/store, loop_stop().
+ * waits), then http_stop() (an upgrade still inside MHD ends there, see
+ * upgrade_cb), chat/store, loop_stop().
  *
  * Outgoing text frames do not go through wslay: each connection keeps its
  * own queue of frames (an array, so queueing allocates nothing in steady
@@ -56,10 +58,13 @@
  * The socket's kernel send buffer is capped (WS_SNDBUF_MAX) so that a
  * stalled reader fills our queue, not the kernel's.
  *
- * Memory: a connection is this struct (~300 bytes) plus wslay's event and
- * frame contexts, which embed 4 KiB send and 4 KiB receive buffers; wslay
- * receives straight into its own buffer, so ws keeps no read buffer. The
- * frame queue is freed when it empties, unless it is small. */
+ * Memory: an idle connection is this struct (~350 bytes), its bus
+ * subscription and loop watcher: about 2 KiB of RSS in all (contrib/bench).
+ * wslay's event and frame contexts (4 KiB send and 4 KiB receive buffers
+ * each, ~8.8 KB) exist only while a received frame is unfinished or a
+ * control frame waits (see conn_framer/conn_park); wslay receives straight
+ * into its own buffer, so ws keeps no read buffer. The frame queue is freed
+ * when it empties, unless it is small. */
 #define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
@@ -138,6 +143,17 @@ struct ws_frame {
 	size_t len;	  /* payload bytes */
 };
 
+/* Where the received byte stream stands (RFC 6455 5.2): inside a frame's
+ * header, inside its payload, or between frames; and whether a fragmented
+ * data message is unfinished. wslay holds state exactly when this is not
+ * "between frames, no message open". */
+struct ws_rx {
+	uint64_t left;	 /* payload bytes of the current frame still to come */
+	uint8_t hdr[14]; /* header bytes of the current frame so far */
+	uint8_t hlen;
+	bool in_msg; /* a data frame without FIN came, its final one not yet */
+};
+
 struct ws_conn {
 	struct ws_conn *prev, *next; /* ws_loop.conns */
 	struct ws_conn *dirty_next;
@@ -154,8 +170,8 @@ struct ws_conn {
 	bool io_failed;	     /* the socket failed or hit EOF: nothing to say */
 	uint16_t close_code; /* close to queue once the queue is empty */
 	const char *close_reason;
-	struct MHD_UpgradeResponseHandle *urh;
-	wslay_event_context_ptr ctx;
+	wslay_event_context_ptr ctx; /* NULL while parked (see conn_park) */
+	struct ws_rx rx;
 	struct bus_sub *sub;
 	struct ws_frame *q; /* queued messages: q[qhead..qlen) */
 	unsigned qhead, qlen, qcap;
@@ -179,6 +195,7 @@ struct ws_ack {
 };
 
 static void conn_flush(struct ws_conn *c);
+static void conn_framer(struct ws_conn *c);
 
 /* --- handshake ------------------------------------------------------- */
 
@@ -367,6 +384,48 @@ static void conn_unref(struct ws_conn *c)
 	free(c);
 }
 
+/* --- received frame boundaries ------------------------------------------ */
+
+static void rx_feed(struct ws_rx *rx, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		if (rx->left > 0) {
+			size_t k = rx->left < n ? (size_t)rx->left : n;
+			rx->left -= k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		rx->hdr[rx->hlen++] = *p++;
+		n--;
+		if (rx->hlen < 2)
+			continue;
+		unsigned len7 = rx->hdr[1] & 0x7f;
+		size_t need = 2 +
+			      (len7 == 126   ? 2
+			       : len7 == 127 ? 8
+					     : 0) +
+			      ((rx->hdr[1] & 0x80) ? 4 : 0);
+		if (rx->hlen < need)
+			continue;
+		uint64_t len = len7;
+		if (len7 >= 126) {
+			len = 0;
+			for (size_t i = 2; i < (len7 == 126 ? 4u : 10u); i++)
+				len = len << 8 | rx->hdr[i];
+		}
+		if (!(rx->hdr[0] & 0x08)) /* a data frame, not a control one */
+			rx->in_msg = !(rx->hdr[0] & 0x80);
+		rx->left = len;
+		rx->hlen = 0;
+	}
+}
+
+static bool rx_between_messages(const struct ws_rx *rx)
+{
+	return rx->left == 0 && rx->hlen == 0 && !rx->in_msg;
+}
+
 /* --- wslay callbacks --------------------------------------------------- */
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
@@ -381,6 +440,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 			k = len;
 		memcpy(buf, c->extra + c->extra_off, k);
 		c->extra_off += k;
+		rx_feed(&c->rx, buf, k);
 		if (c->extra_off == c->extra_len) {
 			free(c->extra);
 			c->extra = NULL;
@@ -392,6 +452,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		ssize_t n = recv(c->fd, buf, len, 0);
 		if (n > 0) {
 			c->last_rx = mono_ms();
+			rx_feed(&c->rx, buf, (size_t)n);
 			return n;
 		}
 		if (n < 0 && errno == EINTR)
@@ -432,7 +493,8 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 
 static size_t conn_pending(struct ws_conn *c)
 {
-	return wslay_event_get_queued_msg_length(c->ctx) + c->out_bytes;
+	return (c->ctx ? wslay_event_get_queued_msg_length(c->ctx) : 0) +
+	       c->out_bytes;
 }
 
 /* Wire bytes of a message of len payload bytes: fragments of at most
@@ -644,6 +706,7 @@ static void conn_close(struct ws_conn *c, uint16_t code, const char *reason)
 		return;
 	c->closing = true;
 	c->close_by = close_deadline(c);
+	conn_framer(c);
 	wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
 				strlen(reason));
 }
@@ -663,7 +726,7 @@ static void conn_close_after(struct ws_conn *c, uint16_t code,
 
 static void queue_text(struct ws_conn *c, const char *s, size_t len)
 {
-	if (wslay_event_get_close_sent(c->ctx))
+	if (c->ctx && wslay_event_get_close_sent(c->ctx))
 		return;
 	char *own = xmalloc(len ? len : 1);
 	memcpy(own, s, len);
@@ -904,6 +967,46 @@ static void on_msg_cb(wslay_event_context_ptr ctx,
 	 * at all already counted as a sign of life in recv_cb. */
 }
 
+/* --- wslay contexts on demand -------------------------------------------
+ *
+ * wslay's event and frame contexts embed 4 KiB buffers each, more than the
+ * rest of a connection. A connection needs them only while a received
+ * frame or fragmented message is unfinished, or while a control frame
+ * (ping, pong, close) waits to be written; our own data frames never touch
+ * them. So they are made when bytes arrive or a control frame is queued,
+ * and given back (parked) once all of that is over: an idle connection
+ * holds none, and a delivery never needs one. */
+
+static void conn_framer(struct ws_conn *c)
+{
+	static const struct wslay_event_callbacks cbs = {
+	    .recv_callback = recv_cb,
+	    .send_callback = send_cb,
+	    .on_msg_recv_callback = on_msg_cb,
+	};
+
+	if (c->ctx)
+		return;
+	if (wslay_event_context_server_init(&c->ctx, &cbs, c) != 0) {
+		log_error("out of memory for a WebSocket context");
+		abort();
+	}
+	wslay_event_config_set_max_recv_msg_length(c->ctx, WS_MESSAGE_MAX);
+	metrics_inc(c->metrics->ws_framers);
+}
+
+static void conn_park(struct ws_conn *c)
+{
+	if (!c->ctx || c->closing || !rx_between_messages(&c->rx) ||
+	    wslay_event_want_write(c->ctx) ||
+	    wslay_event_get_queued_msg_count(c->ctx) != 0 ||
+	    !wslay_event_want_read(c->ctx))
+		return;
+	wslay_event_context_free(c->ctx);
+	c->ctx = NULL;
+	metrics_dec(c->metrics->ws_framers);
+}
+
 /* --- connection I/O ------------------------------------------------------- */
 
 static void conn_teardown(struct ws_conn *c)
@@ -926,13 +1029,14 @@ static void conn_teardown(struct ws_conn *c)
 		c->prev = c->next = NULL;
 	}
 	q_clear(c);
-	wslay_event_context_free(c->ctx);
-	c->ctx = NULL;
+	if (c->ctx) {
+		wslay_event_context_free(c->ctx);
+		c->ctx = NULL;
+		metrics_dec(c->metrics->ws_framers);
+	}
 	free(c->extra);
 	c->extra = NULL;
-	/* MHD closes the socket. */
-	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-	c->urh = NULL;
+	close(c->fd);
 	c->fd = -1;
 	metrics_dec(c->metrics->connections[TRANSPORT_WS]);
 	log_debug("ws closed addr=%s user=%s", c->addr, c->username);
@@ -997,7 +1101,7 @@ static void conn_flush(struct ws_conn *c)
 	for (;;) {
 		/* wslay's control frames go between our frames, never inside
 		 * one; ours wait while one of wslay's is half written. */
-		if (c->q_off == 0 && wslay_event_want_write(c->ctx)) {
+		if (c->q_off == 0 && c->ctx && wslay_event_want_write(c->ctx)) {
 			if (wslay_event_send(c->ctx) != 0) {
 				conn_teardown(c);
 				return;
@@ -1005,16 +1109,18 @@ static void conn_flush(struct ws_conn *c)
 			if (wslay_event_want_write(c->ctx))
 				break; /* the socket is full */
 		}
-		if (wslay_event_get_close_sent(c->ctx)) {
+		if (c->ctx && wslay_event_get_close_sent(c->ctx)) {
 			q_clear(c); /* nothing may follow a close */
 			break;
 		}
 		if (c->qhead == c->qlen) {
 			if (!c->close_code ||
-			    wslay_event_get_queued_msg_count(c->ctx) != 0)
+			    (c->ctx &&
+			     wslay_event_get_queued_msg_count(c->ctx) != 0))
 				break;
 			uint16_t code = c->close_code;
 			c->close_code = 0;
+			conn_framer(c);
 			wslay_event_queue_close(
 			    c->ctx, code, (const uint8_t *)c->close_reason,
 			    strlen(c->close_reason));
@@ -1027,15 +1133,17 @@ static void conn_flush(struct ws_conn *c)
 		if (c->qhead < c->qlen)
 			break; /* the socket is full */
 	}
-	if (wslay_event_get_close_sent(c->ctx)) {
+	if (c->ctx && wslay_event_get_close_sent(c->ctx)) {
 		if (wslay_event_get_close_received(c->ctx))
 			conn_teardown(c);
 		else
 			conn_drain(c);
 		return;
 	}
-	bool want_read = wslay_event_want_read(c->ctx);
-	bool want_write = wslay_event_want_write(c->ctx) || c->qhead < c->qlen;
+	conn_park(c);
+	bool want_read = !c->ctx || wslay_event_want_read(c->ctx);
+	bool want_write =
+	    (c->ctx && wslay_event_want_write(c->ctx)) || c->qhead < c->qlen;
 	if (!want_read && !want_write) {
 		conn_teardown(c);
 		return;
@@ -1055,6 +1163,7 @@ static void conn_io(void *arg, uint32_t events)
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
 		/* A framing error (bad length encoding, reserved opcode) fails
 		 * the receive after wslay queued a close: still send that. */
+		conn_framer(c);
 		if (wslay_event_recv(c->ctx) != 0 &&
 		    (c->io_failed || !wslay_event_want_write(c->ctx))) {
 			conn_teardown(c);
@@ -1068,11 +1177,6 @@ static void conn_start(void *arg)
 {
 	struct ws_conn *c = arg;
 	struct ws_loop *wl = c->wl;
-	struct wslay_event_callbacks cbs = {
-	    .recv_callback = recv_cb,
-	    .send_callback = send_cb,
-	    .on_msg_recv_callback = on_msg_cb,
-	};
 	int err = 0;
 
 	metrics_inc(c->metrics->connections[TRANSPORT_WS]);
@@ -1082,12 +1186,6 @@ static void conn_start(void *arg)
 		wl->conns->prev = c;
 	wl->conns = c;
 	c->last_rx = c->last_ping = mono_ms();
-	if (wslay_event_context_server_init(&c->ctx, &cbs, c) != 0) {
-		c->ctx = NULL;
-		conn_teardown(c);
-		return;
-	}
-	wslay_event_config_set_max_recv_msg_length(c->ctx, WS_MESSAGE_MAX);
 	conn_watch(c, EPOLLIN | EPOLLRDHUP);
 	if (c->dead)
 		return;
@@ -1146,14 +1244,23 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 		sndbuf = 4096;
 	/* Best effort: without it backpressure only comes later. */
 	setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		pthread_mutex_unlock(&ws->mu);
+		log_warn("ws cannot take over the socket addr=%s: %s",
+			 hs->cl.addr, strerror(errno));
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		free(hs);
+		ws_unref(ws);
+		return;
+	}
 	struct ws_conn *c = xcalloc(1, sizeof(*c));
 	unsigned i = atomic_fetch_add(&ws->next_loop, 1) % ws->cfg.nloops;
 	atomic_init(&c->refs, 1);
 	c->wl = &ws->loops[i];
 	c->lp = c->wl->lp;
 	c->metrics = ws->cfg.metrics;
-	c->fd = sock;
-	c->urh = urh;
+	c->fd = fd;
 	c->since = hs->since;
 	c->user_id = hs->cl.user_id;
 	memcpy(c->username, hs->cl.username, sizeof(c->username));
@@ -1165,6 +1272,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 		memcpy(c->extra, extra_in, extra_in_size);
 		c->extra_len = extra_in_size;
 	}
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 	/* Posted under mu, so it precedes ws_server_free's close task. */
 	loop_post(c->lp, conn_start, c);
 	pthread_mutex_unlock(&ws->mu);
@@ -1197,6 +1305,7 @@ static void ws_tick(void *arg)
 		} else if (ping_ms && now - c->last_ping >= ping_ms) {
 			struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
 			c->last_ping = now;
+			conn_framer(c);
 			wslay_event_queue_msg(c->ctx, &m);
 			conn_flush(c);
 		}

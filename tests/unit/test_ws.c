@@ -1048,6 +1048,87 @@ static void test_late_ack(void **state)
 	event_unref(ev);
 }
 
+static bool no_framers(void *arg)
+{
+	struct fixture *f = arg;
+	return atomic_load(&f->metrics.ws_framers) == 0;
+}
+
+static bool one_framer(void *arg)
+{
+	struct fixture *f = arg;
+	return atomic_load(&f->metrics.ws_framers) == 1;
+}
+
+/* An idle connection holds no wslay context; one is made for a half-read
+ * frame or an unfinished fragmented message and kept exactly that long;
+ * deliveries to a parked connection need none. */
+static void test_idle_connection_parks_wslay(void **state)
+{
+	struct fixture *f = *state;
+	struct cli c;
+	char buf[256];
+	unsigned char fr[128];
+	int op;
+
+	open_ws(f, &c, "/ws");
+	assert_true(wait_until(no_framers, f, 3000));
+
+	struct event *ev = fake_event(60, "{\"id\":60,\"type\":\"message\"}");
+	fake_publish_n(ev, 1);
+	assert_true(cli_text(&c, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "{\"id\":60,\"type\":\"message\"}");
+	assert_int_equal(atomic_load(&f->metrics.ws_framers), 0);
+
+	/* Half a frame (inside the header, then inside the payload). */
+	size_t n = frame_build(fr, 1, 0x1, "{\"op\":\"ping\"}", 13);
+	cli_write(&c, fr, 3, false);
+	assert_true(wait_until(one_framer, f, 3000));
+	usleep(50000);
+	assert_int_equal(atomic_load(&f->metrics.ws_framers), 1);
+	cli_write(&c, fr + 3, 6, false);
+	usleep(50000);
+	assert_int_equal(atomic_load(&f->metrics.ws_framers), 1);
+	cli_write(&c, fr + 9, n - 9, false);
+	assert_true(cli_text(&c, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "{\"type\":\"pong\"}");
+	assert_true(wait_until(no_framers, f, 3000));
+
+	/* A fragmented message with a ping between its fragments: the
+	 * context stays until the final fragment. */
+	n = frame_build(fr, 0, 0x1, "{\"op\":", 6);
+	cli_write(&c, fr, n, false);
+	n = frame_build(fr, 1, 0x9, "hb", 2);
+	cli_write(&c, fr, n, false);
+	assert_int_equal(cli_frame(&c, &op, buf, sizeof(buf), 3000), 2);
+	assert_int_equal(op, 0x8a); /* the pong, while the message is open */
+	assert_string_equal(buf, "hb");
+	assert_int_equal(atomic_load(&f->metrics.ws_framers), 1);
+	n = frame_build(fr, 1, 0x0, "\"ping\"}", 7);
+	cli_write(&c, fr, n, false);
+	assert_true(cli_text(&c, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "{\"type\":\"pong\"}");
+	assert_true(wait_until(no_framers, f, 3000));
+
+	/* A 16-bit length header split byte by byte. */
+	char big[300];
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"op\":\"ping\"", 12);
+	big[sizeof(big) - 1] = '}';
+	unsigned char bf[512];
+	n = frame_build(bf, 1, 0x1, big, sizeof(big));
+	cli_write(&c, bf, n, true);
+	assert_true(cli_text(&c, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "{\"type\":\"pong\"}");
+	assert_true(wait_until(no_framers, f, 3000));
+
+	cli_close(&c);
+	assert_true(wait_until(no_ws_connections, f, 3000));
+	assert_int_equal(atomic_load(&f->metrics.ws_framers), 0);
+	assert_true(wait_until(event_idle, ev, 3000));
+	event_unref(ev);
+}
+
 static void test_ping_and_timeout(void **state)
 {
 	struct fixture *f = *state;
@@ -1229,6 +1310,8 @@ int main(void)
 					    setup_small_queue, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_late_ack, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_connection_parks_wslay,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ping_and_timeout, setup_ping,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_server_free_sends_1001, setup,
