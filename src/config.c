@@ -232,7 +232,7 @@ static void set_defaults(struct config *cfg)
 	cfg->login_fail_max = 5;
 	cfg->login_fail_window_s = 300;
 	cfg->db_sync_full = 1;
-	cfg->commit_interval_ms = 2;
+	cfg->commit_interval_ms = 0;
 	cfg->commit_batch_max = 256;
 	cfg->ring_size = 4096;
 	cfg->replay_max = 10000;

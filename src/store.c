@@ -30,8 +30,9 @@
 
 #define BUSY_TIMEOUT_MS 5000
 #define READERS_MAX 64
-/* The schema version this code's statements need (002 adds search). */
-#define SCHEMA_REQUIRED 2
+/* The schema version this code's statements need (002 adds search, 003
+ * moves indexing into the writer). */
+#define SCHEMA_REQUIRED 3
 /* Search: at most this many words, from at most this many bytes of q. */
 #define SEARCH_WORDS_MAX 16
 #define SEARCH_QUERY_MAX 1024
@@ -55,6 +56,7 @@ enum q {
 	Q_ROOM_ADD,
 	Q_EVENT_BY_CLIENT,
 	Q_EVENT_ADD,
+	Q_FTS_INDEX,
 	Q_LAST_ID,
 	Q_SESSIONS_PURGE,
 	/* pool */
@@ -97,6 +99,9 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_EVENT_ADD] = "INSERT INTO events (id, room_id, type, user_id, ts_ms, "
 		    "client_id, text, json) "
 		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_FTS_INDEX] = "INSERT INTO events_fts (rowid, text) SELECT id, text "
+		    "FROM events WHERE id >= ?1 AND type = 'message' "
+		    "AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 		  "WHERE name = 'events'), 0), "
 		  "coalesce((SELECT max(id) FROM events), 0))",
@@ -163,6 +168,7 @@ struct job {
 	enum store_op op;
 	int64_t user_id, room_id;
 	char *room_name, *text, *client_id, *topic;
+	char *username; /* as the caller knows it: canonical, or NULL */
 	store_done_fn done;
 	void *arg;
 	struct timespec queued; /* CLOCK_MONOTONIC */
@@ -635,6 +641,7 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	j->user_id = w->user_id;
 	j->room_id = w->room_id;
 	j->room_name = w->room_name ? xstrdup(w->room_name) : NULL;
+	j->username = w->username ? xstrdup(w->username) : NULL;
 	j->text = w->text ? xstrdup(w->text) : NULL;
 	j->client_id =
 	    w->client_id && *w->client_id ? xstrdup(w->client_id) : NULL;
@@ -649,6 +656,7 @@ static void job_free(struct job *j)
 {
 	event_unref(j->ev);
 	free(j->room_name);
+	free(j->username);
 	free(j->text);
 	free(j->client_id);
 	free(j->topic);
@@ -889,6 +897,21 @@ static int w_room_create(struct store *st, struct job *j, const char *from)
 	return rc;
 }
 
+/* A message whose sender and room the caller already resolved (chat does:
+ * usernames never change, rooms are never renamed or deleted): nothing to
+ * look up but the duplicate and the membership, which only the writer can
+ * decide. */
+static int job_message_fast(struct store *st, struct job *j)
+{
+	int rc = STORE_OK;
+
+	if (j->client_id)
+		rc = w_message_dup(st, j);
+	if (rc == STORE_OK)
+		rc = w_message(st, j, j->username, j->room_id, j->room_name);
+	return rc;
+}
+
 /* One job inside the batch's transaction: a status, W_FATAL, and the event
  * in j->ev. */
 static int job_run(struct store *st, struct job *j)
@@ -897,6 +920,9 @@ static int job_run(struct store *st, struct job *j)
 	int64_t room_id = 0;
 	int rc;
 
+	if (j->op == STORE_MESSAGE && j->username && j->room_id > 0 &&
+	    j->room_name)
+		return job_message_fast(st, j);
 	if (j->op == STORE_MESSAGE && j->client_id) {
 		rc = w_message_dup(st, j);
 		if (rc != STORE_OK)
@@ -945,17 +971,36 @@ out:
 	return rc;
 }
 
-/* Run the jobs in one transaction, each under a savepoint. true if it
- * committed; false if SQLite failed and nothing was applied. */
+static int w_fts_index(struct store *st, int64_t first)
+{
+	sqlite3_stmt *s = conn_stmt(&st->w, Q_FTS_INDEX);
+	if (!s)
+		return sqlite3_errcode(st->w.db);
+	sqlite3_bind_int64(s, 1, first);
+	int rc = sqlite3_step(s);
+	stmt_done(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Run the jobs in one transaction, each that writes more than one row
+ * under a savepoint. true if it committed; false if SQLite failed and
+ * nothing was applied. A message writes one row with one INSERT (the
+ * search index follows once per batch): a failed statement is undone
+ * by SQLite itself, so it needs no savepoint (two statements saved per
+ * message; contrib/bench durable sends). */
 static bool batch_apply(struct store *st, struct job **jobs, size_t n)
 {
+	int64_t first = st->next_id;
+	bool messages = false;
+
 	if (conn_run(&st->w, Q_BEGIN) != SQLITE_OK)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = jobs[i];
 		int64_t next = st->next_id;
+		bool sp = j->op != STORE_MESSAGE;
 
-		if (conn_run(&st->w, Q_SAVEPOINT) != SQLITE_OK)
+		if (sp && conn_run(&st->w, Q_SAVEPOINT) != SQLITE_OK)
 			goto fail;
 		j->status = job_run(st, j);
 		if (j->status == W_FATAL)
@@ -965,12 +1010,17 @@ static bool batch_apply(struct store *st, struct job **jobs, size_t n)
 			j->ev = NULL;
 			j->fresh = false;
 			st->next_id = next;
-			if (conn_run(&st->w, Q_ROLLBACK_TO) != SQLITE_OK)
+			if (sp && conn_run(&st->w, Q_ROLLBACK_TO) != SQLITE_OK)
 				goto fail;
 		}
-		if (conn_run(&st->w, Q_RELEASE) != SQLITE_OK)
+		if (sp && conn_run(&st->w, Q_RELEASE) != SQLITE_OK)
 			goto fail;
+		messages |= j->fresh && j->op == STORE_MESSAGE;
 	}
+	/* The batch's messages join the search index in one statement
+	 * (migration 003), in the same transaction. */
+	if (messages && w_fts_index(st, first) != SQLITE_OK)
+		goto fail;
 	if (conn_run(&st->w, Q_COMMIT) != SQLITE_OK)
 		goto fail;
 	return true;
@@ -1031,10 +1081,16 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&st->qcv, &st->qmu);
 		if (!st->qhead)
 			break; /* closing, and every job is done */
-		/* Group commit: give more jobs until commit_interval_ms after
-		 * the first one queued to arrive, unless the batch is full. */
+		/* Group commit: the batch is every job queued while the last
+		 * one committed; with commit_interval_ms, also those that come
+		 * until that long after the first one queued, unless the batch
+		 * is full. The default is 0: on the benchmark machine a 2 ms
+		 * window cut acknowledged sends from 17,900/s to 11,000/s
+		 * (100 WebSocket senders, one send in flight each) and added
+		 * 2 ms to every paced message's latency. */
 		deadline_after(&deadline, &st->qhead->queued, st->interval_ms);
-		while (!st->closing && st->qlen < st->batch_max &&
+		while (st->interval_ms && !st->closing &&
+		       st->qlen < st->batch_max &&
 		       pthread_cond_timedwait(&st->qcv, &st->qmu, &deadline) !=
 			   ETIMEDOUT)
 			;

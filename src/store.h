@@ -1,8 +1,9 @@
 /* store: SQLite. Opens the database (WAL), applies db/schema.sql and the
  * numbered migrations in db/migrations/ by PRAGMA user_version, and refuses
  * a database from a newer schema. Persistent events are appended by one
- * writer thread that commits in groups (a batch every commit_interval_ms or
- * every commit_batch_max jobs, whichever comes first) and only then reports
+ * writer thread that commits in groups (the jobs queued while the previous
+ * batch committed, at most commit_batch_max, plus those arriving within
+ * commit_interval_ms if that is set) and only then reports
  * each job done; that thread assigns the server-wide event ids and builds
  * each event's envelope once. Reads and small account writes use a pool of
  * connections and are safe from any thread.

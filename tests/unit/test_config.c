@@ -163,7 +163,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.login_fail_max, 5);
 	assert_int_equal(cfg.login_fail_window_s, 300);
 	assert_int_equal(cfg.db_sync_full, 1);
-	assert_int_equal(cfg.commit_interval_ms, 2);
+	assert_int_equal(cfg.commit_interval_ms, 0);
 	assert_int_equal(cfg.commit_batch_max, 256);
 	assert_int_equal(cfg.ring_size, 4096);
 	assert_int_equal(cfg.replay_max, 10000);
@@ -202,7 +202,7 @@ static void test_file(void **state)
 		       "login-fail-max = 10\n"
 		       "login-fail-window = 600\n"
 		       "db-sync = normal\n"
-		       "commit-interval-ms = 0\n"
+		       "commit-interval-ms = 3\n"
 		       "commit-batch-max = 1000\n"
 		       "ring-size = 16\n"
 		       "replay-max = 0\n"
@@ -237,7 +237,7 @@ static void test_file(void **state)
 	assert_int_equal(cfg.login_fail_max, 10);
 	assert_int_equal(cfg.login_fail_window_s, 600);
 	assert_int_equal(cfg.db_sync_full, 0);
-	assert_int_equal(cfg.commit_interval_ms, 0);
+	assert_int_equal(cfg.commit_interval_ms, 3);
 	assert_int_equal(cfg.commit_batch_max, 1000);
 	assert_int_equal(cfg.ring_size, 16);
 	assert_int_equal(cfg.replay_max, 0);

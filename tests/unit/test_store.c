@@ -330,7 +330,7 @@ static void test_fresh_lobby(void **state)
 	json_decref(rooms);
 	fx_close(fx);
 
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
 	assert_int_equal(sql_int(fx, "SELECT journal_mode = 'wal' FROM "
 				     "pragma_journal_mode"),
 			 1);
@@ -364,10 +364,14 @@ static void test_schema_versions(void **state)
 
 	fx_open(fx, 2, 64);
 	fx_close(fx);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
+	/* 003: messages are indexed per commit, not by a per-row trigger. */
+	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
+				     "WHERE name = 'events_fts_insert'"),
+			 0);
 
-	/* A newer build's db_dir: only the missing 003 is applied (re-running
-	 * 002 would fail: its table exists). */
+	/* A newer build's db_dir: only the missing 004 is applied (re-running
+	 * 002 or 003 would fail: the table exists, the trigger does not). */
 	snprintf(dir, sizeof(dir), "%s/db3", fx->dir);
 	snprintf(mig, sizeof(mig), "%s/migrations", dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
@@ -379,27 +383,31 @@ static void test_schema_versions(void **state)
 		 fx->db_dir);
 	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
 	copy_file(from, p);
-	snprintf(p, sizeof(p), "%s/003-extra.sql", mig);
+	snprintf(from, sizeof(from), "%s/migrations/003-search-per-commit.sql",
+		 fx->db_dir);
+	snprintf(p, sizeof(p), "%s/003-search-per-commit.sql", mig);
+	copy_file(from, p);
+	snprintf(p, sizeof(p), "%s/004-extra.sql", mig);
 	write_file(p, "CREATE TABLE extra (x INTEGER);\n");
 	fx->st = open_with(fx, dir, 2, 64, err, sizeof(err));
 	if (!fx->st)
 		fail_msg("%s", err);
 	fx_close(fx);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
 				     "WHERE name = 'extra'"),
 			 1);
 
-	/* This build knows version 2 only: refused, with the reason. */
+	/* This build knows version 3 only: refused, with the reason. */
 	err[0] = '\0';
 	assert_null(open_with(fx, fx->db_dir, 2, 64, err, sizeof(err)));
-	assert_non_null(strstr(err, "database schema version 3 is newer than "
-				    "this natterd supports (2)"));
+	assert_non_null(strstr(err, "database schema version 4 is newer than "
+				    "this natterd supports (3)"));
 	assert_non_null(strstr(err, fx->path));
 	sql(fx, "PRAGMA user_version = 7");
 	assert_null(open_with(fx, fx->db_dir, 2, 64, err, sizeof(err)));
 	assert_non_null(strstr(err, "database schema version 7 is newer than "
-				    "this natterd supports (2)"));
+				    "this natterd supports (3)"));
 
 	/* A gap in the migrations is refused too. */
 	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
@@ -928,6 +936,9 @@ static void test_group_commit(void **state)
 	rec_fini(&rec);
 }
 
+static size_t search_n(struct store *st, int64_t user, const char *q,
+		       json_t **out);
+
 static void test_batch_failure(void **state)
 {
 	struct fx *fx = *state;
@@ -970,11 +981,14 @@ static void test_batch_failure(void **state)
 	assert_int_equal(rec.n, 0);
 	assert_int_equal(store_last_event_id(st), last);
 
-	/* one rejected job does not fail its batch-mates */
+	/* one rejected job does not fail its batch-mates (the last one comes
+	 * as chat sends it: sender and room already resolved) */
 	for (int i = 0; i < 3; i++) {
 		struct store_write m = {.op = STORE_MESSAGE,
 					.user_id = alice,
+					.username = i == 2 ? "alice" : NULL,
 					.room_id = lobby,
+					.room_name = i == 2 ? "lobby" : NULL,
 					.text = i == 1 ? "reject" : "fine"};
 		waiter_init(&w[i]);
 		store_write_submit(st, &m, waiter_done, &w[i]);
@@ -987,6 +1001,11 @@ static void test_batch_failure(void **state)
 	/* the id counter rolled back past both failures: no gap */
 	assert_int_equal(event_id(w[0].ev), last + 1);
 	assert_int_equal(event_id(w[2].ev), last + 2);
+	size_t l0, l2;
+	const char *j0 = event_json(w[0].ev, &l0),
+		   *j2 = event_json(w[2].ev, &l2);
+	assert_non_null(strstr(j0, "\"room\":\"lobby\",\"from\":\"alice\""));
+	assert_non_null(strstr(j2, "\"room\":\"lobby\",\"from\":\"alice\""));
 	for (int i = 0; i < 3; i++)
 		waiter_fini(&w[i]);
 	fx_close(fx);
@@ -999,6 +1018,9 @@ static void test_batch_failure(void **state)
 	json_t *h = store_history(st, lobby, -1, last, 100, &more);
 	assert_int_equal(json_array_size(h), 2);
 	json_decref(h);
+	/* the batch's messages were indexed once each, the rejected one not */
+	assert_int_equal(search_n(st, alice, "fine", NULL), 2);
+	assert_int_equal(search_n(st, alice, "reject", NULL), 0);
 	assert_int_equal(say(st, alice, lobby, "later", NULL, &id), STORE_OK);
 	assert_int_equal(id, last + 3);
 }
