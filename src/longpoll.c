@@ -35,6 +35,7 @@
 struct longpoll {
 	struct bus *bus;
 	struct metrics *m;
+	size_t bytes_max; /* envelope bytes per answer, past the first event */
 
 	pthread_mutex_t lock; /* the deadline list, refs, closing */
 	/* Signalled when the earliest deadline moves, when closing, and when
@@ -63,6 +64,8 @@ struct lp_poll {
 	bool recovered;
 	struct event **evs; /* at most LONGPOLL_BATCH_MAX references */
 	size_t nevs, cap;
+	size_t bytes;	/* envelope bytes in evs */
+	bool full;	/* an event did not fit: this answer takes no more */
 	bool suspended; /* suspended by longpoll_handle, not resumed since */
 };
 
@@ -200,9 +203,10 @@ static enum MHD_Result poll_answer(struct lp_poll *p, struct MHD_Connection *c,
 	metrics_add(lp->m->delivered[TRANSPORT_POLL], p->nevs);
 	poll_free(p);
 
-	enum MHD_Result ret = reply_json_text(c, log, 200, b.data, b.len);
-	buf_fini(&b);
-	return ret;
+	/* MHD sends the body from b itself (a copy of it would double each
+	 * waiting poll's memory at a burst). */
+	size_t blen = b.len;
+	return reply_json_take(c, log, 200, buf_steal(&b), blen);
 }
 
 /* --- bus callbacks: shard lock held, so only poll->mu and MHD ------------- */
@@ -223,8 +227,16 @@ static void on_deliver(void *arg, struct event *ev)
 
 	pthread_mutex_lock(&p->mu);
 	/* Beyond the batch, events are dropped: the cursor names the last
-	 * one included, and the next poll replays the rest. */
-	if (p->nevs < LONGPOLL_BATCH_MAX) {
+	 * one included, and the next poll replays the rest. Once one event did
+	 * not fit, no later one may (that would skip it). */
+	size_t len;
+	event_json(ev, &len);
+	if (!p->full &&
+	    (p->nevs == LONGPOLL_BATCH_MAX ||
+	     (p->nevs > 0 && p->bytes + len + 1 > p->lp->bytes_max)))
+		p->full = true;
+	if (!p->full) {
+		p->bytes += len + 1;
 		if (p->nevs == p->cap) {
 			p->cap = p->cap ? p->cap * 2 : 8;
 			if (p->cap > LONGPOLL_BATCH_MAX)
@@ -275,11 +287,13 @@ static void *timer_main(void *arg)
 
 /* --- public --------------------------------------------------------------- */
 
-struct longpoll *longpoll_new(struct bus *bus, struct metrics *m)
+struct longpoll *longpoll_new(struct bus *bus, struct metrics *m,
+			      size_t bytes_max)
 {
 	struct longpoll *lp = xcalloc(1, sizeof(*lp));
 	lp->bus = bus;
 	lp->m = m;
+	lp->bytes_max = bytes_max ? bytes_max : SIZE_MAX;
 	lp->refs = 1;
 	pthread_mutex_init(&lp->lock, NULL);
 	pthread_condattr_t ca;

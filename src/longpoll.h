@@ -2,8 +2,10 @@
  * answers at once with {"events":[...],"cursor":N,"recovered":B}; else the
  * connection is suspended until an event arrives or the timeout passes,
  * then answers with an empty batch and the same cursor. A batch holds at
- * most LONGPOLL_BATCH_MAX events (cursor says where to continue).
- * Cache-Control: no-store. */
+ * most LONGPOLL_BATCH_MAX events and, past its first event, at most
+ * bytes_max bytes of envelopes (the server's send-queue-max: the per-
+ * connection limit every transport keeps); the cursor says where to
+ * continue. Cache-Control: no-store. */
 #ifndef NATTER_LONGPOLL_H
 #define NATTER_LONGPOLL_H
 
@@ -20,7 +22,8 @@
 
 struct longpoll;
 
-struct longpoll *longpoll_new(struct bus *bus, struct metrics *m);
+struct longpoll *longpoll_new(struct bus *bus, struct metrics *m,
+			      size_t bytes_max);
 /* Answers every waiting poll with its batch so far. NULL is fine. */
 void longpoll_free(struct longpoll *lp);
 

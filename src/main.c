@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 			fatal("cannot start event loop %u", i);
 	srv.sse = sse_new(srv.bus, &srv.metrics, cfg.sse_heartbeat_s,
 			  cfg.send_queue_max);
-	srv.poll = longpoll_new(srv.bus, &srv.metrics);
+	srv.poll = longpoll_new(srv.bus, &srv.metrics, cfg.send_queue_max);
 	if (!srv.sse || !srv.poll)
 		fatal("cannot start the SSE and long-poll timers");
 

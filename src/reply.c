@@ -44,18 +44,13 @@ enum MHD_Result reply_json_text(struct MHD_Connection *c, struct reply_log *log,
 	return reply_queue(c, log, status, r);
 }
 
-enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
-			   unsigned status, json_t *body)
+enum MHD_Result reply_json_take(struct MHD_Connection *c, struct reply_log *log,
+				unsigned status, char *json, size_t len)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (!text)
-		return MHD_NO;
-	size_t len = strlen(text);
 	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(len, text, free);
+	    MHD_create_response_from_buffer_with_free_callback(len, json, free);
 	if (!r) {
-		free(text);
+		free(json);
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type",
@@ -64,6 +59,16 @@ enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
 	if (log)
 		log->bytes = len;
 	return reply_queue(c, log, status, r);
+}
+
+enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned status, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!text)
+		return MHD_NO;
+	return reply_json_take(c, log, status, text, strlen(text));
 }
 
 enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,

@@ -37,6 +37,10 @@ enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
 /* Pre-serialized JSON text (copied). */
 enum MHD_Result reply_json_text(struct MHD_Connection *c, struct reply_log *log,
 				unsigned status, const char *json, size_t len);
+/* Pre-serialized JSON text in malloc'd memory, which MHD takes over (and
+ * frees, also on failure): no copy of a large body. */
+enum MHD_Result reply_json_take(struct MHD_Connection *c, struct reply_log *log,
+				unsigned status, char *json, size_t len);
 enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const char *code,
 			    const char *message);

@@ -203,6 +203,15 @@ void buf_fini(struct buf *b)
 	buf_init(b);
 }
 
+char *buf_steal(struct buf *b)
+{
+	buf_reserve(b, 0);
+	b->data[b->len] = '\0';
+	char *p = b->data;
+	buf_init(b);
+	return p;
+}
+
 void buf_reserve(struct buf *b, size_t extra)
 {
 	if (b->len + extra + 1 <= b->cap)

@@ -44,6 +44,9 @@ struct buf {
 };
 void buf_init(struct buf *b);
 void buf_fini(struct buf *b);
+/* The bytes (NUL-terminated, never NULL), now the caller's to free; b is
+ * left empty. */
+char *buf_steal(struct buf *b);
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);

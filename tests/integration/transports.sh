@@ -191,6 +191,30 @@ check "a WebSocket since=abc is refused with 400" bash -c "[ $rc = 2 ] && grep -
 check "a WebSocket since in the future gets bad_cursor and a 1008 close" \
 	bash -c "grep -q bad_cursor '$WORK/fut' && grep -q '^close 1008' '$WORK/fut'"
 
+# A long-poll answer holds at most send-queue-max (64 KiB here) of events
+# past its first: 30 messages of ~4 KB come in several answers, each under
+# the cap, which together hold all 30 in order, once.
+api_json POST /api/rooms/t/messages "$SENDER" '{"text":"before the big ones"}' >/dev/null
+BIG0=$(jget .event.id)
+BIGTEXT=$(head -c 3900 /dev/zero | tr '\0' b)
+for i in $(seq 1 30); do
+	api_json POST /api/rooms/t/messages "$SENDER" "{\"text\":\"$i $BIGTEXT\"}" >/dev/null
+done
+cursor=$BIG0 answers=0 maxbytes=0
+: >"$WORK/bigpoll"
+while [ "$(grep -c . "$WORK/bigpoll")" -lt 30 ] && [ $answers -lt 20 ]; do
+	curl -sf -H "Authorization: Bearer $RPOLL" "$BASE/poll?since=$cursor&timeout=0" >"$WORK/bp.json"
+	bytes=$(wc -c <"$WORK/bp.json")
+	[ "$bytes" -gt "$maxbytes" ] && maxbytes=$bytes
+	jq -r '.events[] | select(.type == "message") | .text | split(" ")[0]' "$WORK/bp.json" >>"$WORK/bigpoll"
+	cursor=$(jq .cursor "$WORK/bp.json")
+	answers=$((answers + 1))
+done
+check "long-poll splits a 120 KB backlog into answers under 64 KiB (answers: $answers, largest: $maxbytes B)" \
+	bash -c "[ $answers -ge 2 ] && [ $maxbytes -le 70000 ]"
+check "and those answers hold all 30 big messages, in order, once" \
+	bash -c "seq 1 30 | cmp -s - '$WORK/bigpoll'"
+
 printf '%s\n' 'not json' '[1,2]' '{"op":"dance"}' '{"op":"send","room":"t"}' '{"op":"ping"}' >"$WORK/badcmds"
 "$WSCLIENT" --token "$RWS" --send-file "$WORK/badcmds" --timeout 3 "$WSBASE/ws" >"$WORK/badout" 2>&1 || true
 check "malformed JSON gets a bad_json error frame" grep -q '"error":"bad_json"' "$WORK/badout"

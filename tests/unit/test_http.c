@@ -494,7 +494,7 @@ static int server_start(void **state)
 			return -1;
 	srv->sse = sse_new(srv->bus, &srv->metrics, cfg->sse_heartbeat_s,
 			   cfg->send_queue_max);
-	srv->poll = longpoll_new(srv->bus, &srv->metrics);
+	srv->poll = longpoll_new(srv->bus, &srv->metrics, cfg->send_queue_max);
 
 	hx.http = http_start(srv, err, sizeof(err));
 	if (!hx.http) {

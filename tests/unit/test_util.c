@@ -409,6 +409,17 @@ static void test_buf_append(void **state)
 	assert_int_equal(b.len, 8);
 	assert_memory_equal(b.data, "abcd\0efg", 9);
 
+	char *stolen = buf_steal(&b);
+	assert_memory_equal(stolen, "abcd\0efg", 9);
+	free(stolen);
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	stolen = buf_steal(&b); /* empty: still a string */
+	assert_string_equal(stolen, "");
+	free(stolen);
+	buf_puts(&b, "again");
+	assert_string_equal(b.data, "again");
+
 	buf_fini(&b);
 	assert_null(b.data);
 	assert_int_equal(b.len, 0);
