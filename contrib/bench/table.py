@@ -39,6 +39,13 @@ SCENARIOS = [
      [("sends_per_s", "acknowledged sends/s", True), ("server_cpu_s", "server CPU s", False)]),
     ("durable-ws-16", "sends from 100 concurrent senders, WebSocket, 16 in flight each",
      [("sends_per_s", "acknowledged sends/s", True), ("server_cpu_s", "server CPU s", False)]),
+    ("burst-stalled", "burst to readers that stopped reading (send-queue-max 64 KiB)",
+     [("stalled", "stalled WebSocket readers", None),
+      ("offered_kib", "bytes offered to them, KiB", None),
+      ("peak_growth_kib", "server RSS growth, KiB", False),
+      ("bound_kib", "bound: queues x send-queue-max + 32 MiB, KiB", None),
+      ("cut_loose", "stalled readers cut loose (1008)", None),
+      ("readers_ok", "normal readers with every message", None)]),
     ("history", "history pages (GET .../messages?limit=50) with wrk",
      [("requests_per_s", "requests/s", True)]),
 ]
@@ -69,6 +76,10 @@ def value(r, key):
         return "{}/{}/{}".format(r["lost"], r["dup"], r["reordered"])
     if key == "peak_rss_mib":
         return r.get("peak_rss_kib", 0) / 1024.0
+    if key == "readers_ok":
+        if "readers" not in r:
+            return None
+        return "{}/{}".format(r["readers_complete"], r["readers"])
     return r.get(key)
 
 
@@ -175,6 +186,14 @@ def main():
     best = max([x for x in (d, d2, d3) if x is not None], default=None)
     target(">= 50,000 durable sends/s from 100 senders", None if best is None else best >= 50000,
            "HTTP {} /s, WS {} /s, WS pipelined {} /s".format(fmt(d), fmt(d2), fmt(d3)))
+    r = res.get(("burst-stalled", "natter"))
+    if r is not None and not r.get("failed_run"):
+        target("memory bounded by the per-connection queue limits in a burst",
+               bool(r.get("ok")),
+               "RSS +{} KiB (bound {} KiB) while {} KiB were offered to {} stalled "
+               "readers; {} cut loose; {}/{} readers complete".format(
+                   fmt(r["peak_growth_kib"]), fmt(r["bound_kib"]), fmt(r["offered_kib"]),
+                   r["stalled"], r["cut_loose"], r["readers_complete"], r["readers"]))
     bad = [(r.get("label"), r.get("server")) for r in rows
            if r.get("lost", 0) or r.get("dup", 0) or r.get("reordered", 0)]
     target("0 lost, duplicated or reordered", not bad,
