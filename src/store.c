@@ -12,6 +12,7 @@
  * length, client_id format and names of users are the callers'), knows
  * nothing of HTTP or the bus, and never logs: errors are returned. */
 
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1072,6 +1073,7 @@ static void *writer_main(void *arg)
 {
 	struct store *st = arg;
 
+	pthread_setname_np(pthread_self(), "store-writer");
 	pthread_mutex_lock(&st->qmu);
 	for (;;) {
 		struct timespec deadline;
