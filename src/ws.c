@@ -75,6 +75,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -1244,6 +1246,12 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 		sndbuf = 4096;
 	/* Best effort: without it backpressure only comes later. */
 	setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	/* A flush already writes everything queued in one sendmsg(), so
+	 * Nagle can only hold a small frame back until the previous one is
+	 * acknowledged (MHD leaves the option as its last response needed).
+	 * Fails harmlessly on the TLS terminator's AF_UNIX socketpairs. */
+	int one = 1;
+	setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		pthread_mutex_unlock(&ws->mu);
