@@ -208,6 +208,93 @@ static json_t *string_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+/* A JSON string as jansson's json_dumps writes it without JSON_ENSURE_ASCII
+ * or JSON_ESCAPE_SLASH: '"' and '\\' escaped, control characters as \b \f
+ * \n \r \t or \u00XX, everything else (valid UTF-8) as is. */
+static bool json_str(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	const char *run = s;
+
+	if (!utf8_valid(s, n))
+		return false;
+	buf_reserve(b, n + 2);
+	buf_append(b, "\"", 1);
+	for (const char *p = s; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		buf_append(b, run, (size_t)(p - run));
+		run = p + 1;
+		char esc[7] = {'\\', 0};
+		switch (c) {
+		case '"':
+		case '\\':
+			esc[1] = (char)c;
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			break;
+		}
+		buf_append(b, esc, esc[1] == 'u' ? 6 : 2);
+	}
+	buf_append(b, run, (size_t)(s + n - run));
+	buf_append(b, "\"", 1);
+	return true;
+}
+
+char *event_envelope_message(int64_t id, const char *room, const char *from,
+			     int64_t ts_ms, const char *text,
+			     const char *client_id, size_t *len)
+{
+	char ts[32];
+	struct buf b;
+
+	format_ts(ts_ms, ts);
+	buf_init(&b);
+	buf_reserve(&b, 96 + strlen(text));
+	buf_printf(
+	    &b, "{\"id\":%lld,\"type\":\"message\",\"room\":", (long long)id);
+	if (!json_str(&b, room))
+		goto fail;
+	buf_puts(&b, ",\"from\":");
+	if (!json_str(&b, from))
+		goto fail;
+	buf_printf(&b, ",\"ts\":\"%s\",\"text\":", ts);
+	if (!json_str(&b, text))
+		goto fail;
+	if (client_id) {
+		buf_puts(&b, ",\"client_id\":");
+		if (!json_str(&b, client_id))
+			goto fail;
+	}
+	buf_puts(&b, "}");
+	if (len)
+		*len = b.len;
+	return buf_steal(&b);
+fail:
+	buf_fini(&b);
+	return NULL;
+}
+
 /* jansson (since 2.8) keeps object members in insertion order, so the
  * members come out in the order they are set here; the unit test pins the
  * exact bytes. Returns NULL (and builds nothing) if room, from or a string

@@ -767,14 +767,19 @@ static int w_member_change(struct store *st, enum q q, int64_t room_id,
 	return STORE_OK;
 }
 
-/* Append the job's event: next id, envelope, row. */
+/* Append the job's event: next id, envelope, row. A message's envelope
+ * carries the job's text and client_id (extra is not used). */
 static int w_event_add(struct store *st, struct job *j, enum event_type type,
 		       int64_t room_id, const char *room, const char *from,
 		       json_t *extra)
 {
 	int64_t id = st->next_id, ts = now_ms();
 	size_t len;
-	char *json = event_envelope(id, type, room, from, ts, extra, &len);
+	char *json =
+	    type == EVENT_MESSAGE
+		? event_envelope_message(id, room, from, ts, j->text,
+					 j->client_id, &len)
+		: event_envelope(id, type, room, from, ts, extra, &len);
 	sqlite3_stmt *s = conn_stmt(&st->w, Q_EVENT_ADD);
 	int rc = 0;
 
@@ -835,25 +840,16 @@ static int w_message_dup(struct store *st, struct job *j)
 static int w_message(struct store *st, struct job *j, const char *from,
 		     int64_t room_id, const char *room)
 {
-	json_t *extra = NULL;
 	int rc = w_is_member(st, room_id, j->user_id);
 
 	if (rc == 0)
-		rc = STORE_NOTMEMBER;
+		return STORE_NOTMEMBER;
 	if (rc != 1)
-		goto out;
-	rc = STORE_ERR;
-	extra = json_object();
-	/* json_string() refuses NULL and invalid UTF-8 */
-	if (json_object_set_new(extra, "text", json_string(j->text)) < 0)
-		goto out;
-	if (j->client_id && json_object_set_new(extra, "client_id",
-						json_string(j->client_id)) < 0)
-		goto out;
-	rc = w_event_add(st, j, EVENT_MESSAGE, room_id, room, from, extra);
-out:
-	json_decref(extra);
-	return rc;
+		return rc;
+	if (!j->text)
+		return STORE_ERR;
+	/* the envelope refuses invalid UTF-8 */
+	return w_event_add(st, j, EVENT_MESSAGE, room_id, room, from, NULL);
 }
 
 static int w_room_create(struct store *st, struct job *j, const char *from)

@@ -47,9 +47,10 @@ stop_natterd && ok "SIGTERM exits 0"
 check "the log says it stopped" grep -q 'natterd stopped' "$WORK/natterd.log"
 
 # A database from a newer schema is refused with a clear message.
+V=$(sqlite3 "$WORK/natter.db" 'PRAGMA user_version')
 sqlite3 "$WORK/natter.db" 'PRAGMA user_version = 99'
 refuse "a database from a newer schema is refused" "newer than this natterd" --listen 127.0.0.1:0 --db "$WORK/natter.db"
-sqlite3 "$WORK/natter.db" 'PRAGMA user_version = 2'
+sqlite3 "$WORK/natter.db" "PRAGMA user_version = $V"
 
 # The connection cap: one stream allowed, the second gets 503 + Retry-After.
 # (An idle SSE stream is suspended; natterd notices a vanished client at

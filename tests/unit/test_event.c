@@ -104,6 +104,59 @@ static void test_envelope_invalid_utf8(void **state)
 	assert_int_equal(len, 77);
 }
 
+/* The writer's direct message envelope is byte for byte jansson's: every
+ * control character, quotes, backslashes, slashes, DEL, multi-byte UTF-8
+ * (U+2028 included), with and without client_id; and it refuses invalid
+ * UTF-8 as jansson does. */
+static void test_envelope_message_direct(void **state)
+{
+	(void)state;
+	char ctl[40];
+	for (int i = 1; i < 32; i++)
+		ctl[i - 1] = (char)i;
+	ctl[31] = '\0';
+	const char *texts[] = {
+	    "hi",
+	    "",
+	    ctl,
+	    "q\"uo\\te/sl\x7f",
+	    "caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80 <b>&amp;</b>",
+	    "end\\",
+	};
+	const char *cids[] = {NULL, "c-7f3a", "c\"x"};
+	for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
+		for (size_t c = 0; c < 3; c++) {
+			json_t *extra = json_pack("{s:s}", "text", texts[t]);
+			if (cids[c])
+				json_object_set_new(extra, "client_id",
+						    json_string(cids[c]));
+			size_t la = 0, lb = 0;
+			char *a = event_envelope(987654321012LL, EVENT_MESSAGE,
+						 "lo\"bby", "al/ice", TS_MS,
+						 extra, &la);
+			char *b = event_envelope_message(
+			    987654321012LL, "lo\"bby", "al/ice", TS_MS,
+			    texts[t], cids[c], &lb);
+			assert_non_null(a);
+			assert_non_null(b);
+			assert_string_equal(b, a);
+			assert_int_equal(lb, la);
+			assert_int_equal(strlen(b), lb);
+			free(a);
+			free(b);
+			json_decref(extra);
+		}
+	}
+	size_t len = 77;
+	assert_null(event_envelope_message(1, "lobby", "alice", TS_MS,
+					   "bad \xff", NULL, &len));
+	assert_null(event_envelope_message(1, "lobby", "alice", TS_MS, "ok",
+					   "\xc3", &len));
+	assert_null(event_envelope_message(1, "lo\xffy", "alice", TS_MS, "ok",
+					   NULL, &len));
+	assert_int_equal(len, 77);
+}
+
 static void test_accessors(void **state)
 {
 	(void)state;
@@ -264,6 +317,7 @@ int main(void)
 	    cmocka_unit_test(test_sse_ephemeral),
 	    cmocka_unit_test(test_sse_from_envelope),
 	    cmocka_unit_test(test_refcount),
+	    cmocka_unit_test(test_envelope_message_direct),
 	    cmocka_unit_test(test_sse_concurrent_first_use),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

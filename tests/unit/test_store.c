@@ -416,6 +416,56 @@ static void test_schema_versions(void **state)
 	assert_non_null(strstr(err, "migration 002 is missing"));
 }
 
+static size_t search_n(struct store *st, int64_t user, const char *q,
+		       json_t **out);
+
+/* A version-2 database with messages (indexed by 002's per-row trigger)
+ * moves to 3: old messages stay searchable, new ones are indexed once. */
+static void test_migrate_search_2_to_3(void **state)
+{
+	struct fx *fx = *state;
+	char dir[700], mig[720], p[800], from[800], err[512] = "";
+
+	snprintf(dir, sizeof(dir), "%s/db2", fx->dir);
+	snprintf(mig, sizeof(mig), "%s/migrations", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(mig, 0700), 0);
+	snprintf(from, sizeof(from), "%s/schema.sql", fx->db_dir);
+	snprintf(p, sizeof(p), "%s/schema.sql", dir);
+	copy_file(from, p);
+	snprintf(from, sizeof(from), "%s/migrations/002-search.sql",
+		 fx->db_dir);
+	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
+	copy_file(from, p);
+	/* This build needs 3, so a 2-only db_dir is refused... */
+	assert_null(open_with(fx, dir, 2, 64, err, sizeof(err)));
+	assert_non_null(strstr(err, "migration"));
+
+	/* ...so make the version-2 database by hand, as 002 left it. */
+	fx_open(fx, 2, 64);
+	int64_t alice = user_new(fx->st, "alice"),
+		lobby = room_id(fx->st, "lobby");
+	assert_int_equal(op(fx->st, STORE_JOIN, alice, "alice", lobby, NULL),
+			 0);
+	fx_close(fx);
+	sql(fx,
+	    "CREATE TRIGGER events_fts_insert AFTER INSERT ON events "
+	    "WHEN new.type = 'message' AND new.text IS NOT NULL BEGIN "
+	    "INSERT INTO events_fts (rowid, text) VALUES (new.id, new.text); "
+	    "END; "
+	    "INSERT INTO events (room_id, type, user_id, ts_ms, text, json) "
+	    "SELECT room_id, 'message', user_id, 0, 'ancient walrus', '{}' "
+	    "FROM events WHERE type = 'join' LIMIT 1; "
+	    "PRAGMA user_version = 2;");
+
+	struct store *st = fx_open(fx, 2, 64);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
+	assert_int_equal(search_n(st, alice, "walrus", NULL), 1);
+	assert_int_equal(say(st, alice, lobby, "modern walrus", NULL, NULL), 0);
+	assert_int_equal(search_n(st, alice, "walrus", NULL), 2);
+	assert_int_equal(search_n(st, alice, "modern", NULL), 1);
+}
+
 static void test_bad_paths(void **state)
 {
 	struct fx *fx = *state;
@@ -936,9 +986,6 @@ static void test_group_commit(void **state)
 	rec_fini(&rec);
 }
 
-static size_t search_n(struct store *st, int64_t user, const char *q,
-		       json_t **out);
-
 static void test_batch_failure(void **state)
 {
 	struct fx *fx = *state;
@@ -1328,6 +1375,8 @@ int main(void)
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, fx_setup,
 					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_search_2_to_3,
+					    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_failure, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_history, fx_setup,
