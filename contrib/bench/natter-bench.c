@@ -2076,5 +2076,10 @@ int main(int argc, char **argv)
 	       p99, p999, maxms, tot.lost, tot.dup, tot.reorder, cpu, dpc,
 	       s_empty.rss_kib, s_conn.rss_kib, s_end.hwm_kib, rss_per_conn,
 	       clean ? "true" : "false");
+	free(up);
+	free(down);
+	free(pids);
+	free(W.pub_seq);
+	free(pubs);
 	return clean ? 0 : 1;
 }
