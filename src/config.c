@@ -100,6 +100,9 @@ static const struct opt opts[] = {
      "Argon2id lanes (1-64)"},
     {"session-ttl", "SECONDS", T_I64, F(session_ttl_s), 60, 3650 * 86400,
      "lifetime of a login session"},
+    {"session-cache-ms", "N", T_UINT, F(session_cache_ms), 0, 60000,
+     "answer session checks from memory this long (0-60000; logout is "
+     "immediate)"},
     {"login-fail-max", "N", T_UINT, F(login_fail_max), 1, 1000,
      "failed logins per account or address before slowing down"},
     {"login-fail-window", "SECONDS", T_UINT, F(login_fail_window_s), 1, 86400,
@@ -229,6 +232,7 @@ static void set_defaults(struct config *cfg)
 	cfg->argon2_time = 2;
 	cfg->argon2_parallelism = 1;
 	cfg->session_ttl_s = 30 * 86400;
+	cfg->session_cache_ms = 5000;
 	cfg->login_fail_max = 5;
 	cfg->login_fail_window_s = 300;
 	cfg->db_sync_full = 1;

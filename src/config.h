@@ -37,7 +37,8 @@ struct config {
 	/* accounts */
 	uint32_t argon2_memory_kib, argon2_time, argon2_parallelism;
 	int64_t session_ttl_s;
-	unsigned login_fail_max; /* failures allowed per window ... */
+	unsigned session_cache_ms; /* store_session_user's cache */
+	unsigned login_fail_max;   /* failures allowed per window ... */
 	unsigned login_fail_window_s;
 
 	/* storage */

@@ -77,15 +77,12 @@ static int auth_token(struct request *req, const char *token)
 		return -1;
 	auth_token_hash(token, len, req->token_hash);
 	int64_t uid;
-	if (store_session_lookup(req->srv->store, req->token_hash, now_ms(),
-				 &uid) != STORE_OK)
-		return -1;
-	struct store_user u;
-	if (store_user_by_id(req->srv->store, uid, &u) != STORE_OK)
+	char name[33];
+	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
+			       name) != STORE_OK)
 		return -1;
 	req->user_id = uid;
-	snprintf(req->username, sizeof(req->username), "%s", u.username);
-	store_user_fini(&u);
+	snprintf(req->username, sizeof(req->username), "%s", name);
 	req->authed = true;
 	return 0;
 }

@@ -136,6 +136,7 @@ int main(int argc, char **argv)
 	    .commit_interval_ms = cfg.commit_interval_ms,
 	    .commit_batch_max = cfg.commit_batch_max,
 	    .readers = cfg.http_threads + 2,
+	    .session_cache_ms = cfg.session_cache_ms,
 	};
 	srv.store = store_open(&sc, err, sizeof(err));
 	if (!srv.store)

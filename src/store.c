@@ -34,6 +34,9 @@
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer). */
 #define SCHEMA_REQUIRED 3
+/* Session cache slots (a power of two), one entry each: tokens are random,
+ * so their hashes spread evenly and a collision only costs a read. */
+#define SESSION_SLOTS 4096
 /* Search: at most this many words, from at most this many bytes of q. */
 #define SEARCH_WORDS_MAX 16
 #define SEARCH_QUERY_MAX 1024
@@ -67,6 +70,7 @@ enum q {
 	Q_USER_UPDATE,
 	Q_SESSION_ADD,
 	Q_SESSION_GET,
+	Q_SESSION_USER,
 	Q_SESSION_DEL,
 	Q_SESSION_DEL_EXPIRED,
 	Q_ROOMS_LIST,
@@ -120,6 +124,9 @@ static const char *const sql_text[Q_COUNT] = {
 		      "expires_ms) VALUES (?1, ?2, ?3, ?4)",
     [Q_SESSION_GET] = "SELECT user_id, expires_ms FROM sessions "
 		      "WHERE hash = ?1",
+    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username "
+		       "FROM sessions s JOIN users u ON u.id = s.user_id "
+		       "WHERE s.hash = ?1",
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_SESSION_DEL_EXPIRED] = "DELETE FROM sessions "
 			      "WHERE hash = ?1 AND expires_ms <= ?2",
@@ -157,6 +164,14 @@ static const struct {
     {EVENT_JOIN, "join"},
     {EVENT_LEAVE, "leave"},
     {EVENT_ROOM, "room"},
+};
+
+struct session_entry {
+	uint8_t hash[32];
+	bool used;
+	int64_t user_id, expires_ms; /* expires: wall clock, as in the table */
+	int64_t until;		     /* mono_ms: answer from here until then */
+	char username[33];
 };
 
 struct conn {
@@ -203,6 +218,12 @@ struct store {
 	bool closing;
 	void (*hook)(void *arg, struct event *ev);
 	void *hook_arg;
+
+	/* session cache, guarded by smu (see store_session_user) */
+	pthread_mutex_t smu;
+	struct session_entry *sessions; /* SESSION_SLOTS, or NULL: off */
+	uint64_t session_gen;		/* bumped by every delete */
+	unsigned session_ms;
 
 	/* pool, guarded by pmu */
 	pthread_mutex_t pmu;
@@ -1159,6 +1180,8 @@ static void store_free(struct store *st)
 	conn_close(&st->w);
 	pthread_cond_destroy(&st->pcv);
 	pthread_mutex_destroy(&st->pmu);
+	pthread_mutex_destroy(&st->smu);
+	free(st->sessions);
 	pthread_cond_destroy(&st->qcv);
 	pthread_mutex_destroy(&st->qmu);
 	free(st->idle);
@@ -1197,6 +1220,10 @@ struct store *store_open(const struct store_config *cfg, char *err,
 	pthread_cond_init(&st->qcv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&st->pmu, NULL);
+	pthread_mutex_init(&st->smu, NULL);
+	st->session_ms = cfg->session_cache_ms;
+	if (st->session_ms)
+		st->sessions = xcalloc(SESSION_SLOTS, sizeof(*st->sessions));
 	pthread_cond_init(&st->pcv, NULL);
 
 	if (conn_open(&st->w, cfg, true, err, errlen) < 0)
@@ -1448,6 +1475,28 @@ fail:
 	return status;
 }
 
+static struct session_entry *session_slot(struct store *st,
+					  const uint8_t hash[32])
+{
+	uint32_t k;
+	memcpy(&k, hash, sizeof(k));
+	return &st->sessions[k & (SESSION_SLOTS - 1)];
+}
+
+/* After the row is gone: drop the cached copy, and make every lookup that
+ * read the row before the delete skip caching what it read. */
+static void session_forget(struct store *st, const uint8_t hash[32])
+{
+	if (!st->sessions)
+		return;
+	pthread_mutex_lock(&st->smu);
+	st->session_gen++;
+	struct session_entry *e = session_slot(st, hash);
+	if (e->used && !memcmp(e->hash, hash, 32))
+		e->used = false;
+	pthread_mutex_unlock(&st->smu);
+}
+
 int store_session_delete(struct store *st, const uint8_t hash[32])
 {
 	struct conn *c = pool_get(st);
@@ -1463,6 +1512,70 @@ int store_session_delete(struct store *st, const uint8_t hash[32])
 fail:
 	stmt_done(s);
 	pool_put(st, c);
+	session_forget(st, hash);
+	return status;
+}
+
+int store_session_user(struct store *st, const uint8_t hash[32], int64_t now,
+		       int64_t *user_id, char username[33])
+{
+	uint64_t gen = 0;
+
+	if (st->sessions) {
+		pthread_mutex_lock(&st->smu);
+		struct session_entry *e = session_slot(st, hash);
+		if (e->used && !memcmp(e->hash, hash, 32) &&
+		    mono_ms() < e->until && now < e->expires_ms) {
+			*user_id = e->user_id;
+			memcpy(username, e->username, 33);
+			pthread_mutex_unlock(&st->smu);
+			return STORE_OK;
+		}
+		gen = st->session_gen;
+		pthread_mutex_unlock(&st->smu);
+	}
+
+	struct conn *c = pool_get(st);
+	sqlite3_stmt *s = conn_stmt(c, Q_SESSION_USER);
+	int rc, status = STORE_ERR;
+	int64_t uid = 0, expires = 0;
+
+	if (!s)
+		goto out;
+	sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		status = STORE_NOTFOUND;
+	if (rc != SQLITE_ROW)
+		goto out;
+	uid = sqlite3_column_int64(s, 0);
+	expires = sqlite3_column_int64(s, 1);
+	const unsigned char *name = sqlite3_column_text(s, 2);
+	if (expires <= now || !name) {
+		status = STORE_NOTFOUND; /* store_session_lookup drops it */
+		goto out;
+	}
+	snprintf(username, 33, "%s", (const char *)name);
+	*user_id = uid;
+	status = STORE_OK;
+out:
+	stmt_done(s);
+	pool_put(st, c);
+	if (status == STORE_NOTFOUND && expires && expires <= now)
+		store_session_lookup(st, hash, now, NULL);
+	if (status == STORE_OK && st->sessions) {
+		pthread_mutex_lock(&st->smu);
+		if (gen == st->session_gen) {
+			struct session_entry *e = session_slot(st, hash);
+			memcpy(e->hash, hash, 32);
+			e->used = true;
+			e->user_id = uid;
+			e->expires_ms = expires;
+			e->until = mono_ms() + st->session_ms;
+			memcpy(e->username, username, 33);
+		}
+		pthread_mutex_unlock(&st->smu);
+	}
 	return status;
 }
 

@@ -40,6 +40,10 @@ struct store_config {
 	unsigned commit_interval_ms;
 	unsigned commit_batch_max;
 	unsigned readers; /* read connections in the pool */
+	/* How long store_session_user may answer from memory (0: never). A
+	 * logout through store_session_delete takes effect at once; a session
+	 * deleted behind natterd's back stops working after this long. */
+	unsigned session_cache_ms;
 };
 
 /* NULL on failure with a human message in err (names the file and the
@@ -116,6 +120,11 @@ int store_session_create(struct store *st, const uint8_t hash[32],
 int store_session_lookup(struct store *st, const uint8_t hash[32],
 			 int64_t now_ms, int64_t *user_id);
 int store_session_delete(struct store *st, const uint8_t hash[32]);
+/* store_session_lookup plus the user's name, in one read, answered from a
+ * small cache for session_cache_ms: what every authenticated request asks.
+ * STORE_OK (fills *user_id and username), STORE_NOTFOUND, STORE_ERR. */
+int store_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
+		       int64_t *user_id, char username[33]);
 
 /* --- rooms and history ---------------------------------------------------- */
 

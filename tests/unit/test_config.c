@@ -160,6 +160,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.argon2_time, 2);
 	assert_int_equal(cfg.argon2_parallelism, 1);
 	assert_int_equal(cfg.session_ttl_s, 30 * 86400);
+	assert_int_equal(cfg.session_cache_ms, 5000);
 	assert_int_equal(cfg.login_fail_max, 5);
 	assert_int_equal(cfg.login_fail_window_s, 300);
 	assert_int_equal(cfg.db_sync_full, 1);
@@ -410,10 +411,10 @@ static void test_tls(void **state)
 	const char *path = write_conf("tls-self-signed = yes\n"
 				      "http-redirect = true\n"
 				      "hsts = 0\n");
-	assert_int_equal(load(&cfg, err, sizeof(err),
-			      ARGS("--config", path, "--listen",
-				   "127.0.0.1:8080")),
-			 0);
+	assert_int_equal(
+	    load(&cfg, err, sizeof(err),
+		 ARGS("--config", path, "--listen", "127.0.0.1:8080")),
+	    0);
 	assert_int_equal(cfg.tls_self_signed, 1);
 	assert_int_equal(cfg.http_redirect, 1);
 	assert_int_equal(cfg.hsts_max_age_s, 0);
@@ -435,14 +436,14 @@ static void test_tls(void **state)
 		     "go together", NULL);
 	expect_error(ARGS("--tls-cert", "c", "--tls-key", "k"),
 		     "need tls-listen", NULL);
-	expect_error(ARGS("--tls-self-signed", "--tls-cert", "c", "--tls-key",
-			  "k"),
-		     "not both", NULL);
+	expect_error(
+	    ARGS("--tls-self-signed", "--tls-cert", "c", "--tls-key", "k"),
+	    "not both", NULL);
 	expect_error(ARGS("--http-redirect"), "http-redirect needs", NULL);
-	expect_error(ARGS("--tls-listen", "localhost:443"), "--tls-listen:",
-		     "IPv4");
-	expect_error(ARGS("--tls-self-signed=maybe"), "--tls-self-signed:",
-		     "yes or no");
+	expect_error(ARGS("--tls-listen", "localhost:443"),
+		     "--tls-listen:", "IPv4");
+	expect_error(ARGS("--tls-self-signed=maybe"),
+		     "--tls-self-signed:", "yes or no");
 	expect_error(ARGS("--tls-handshake-timeout", "0"),
 		     "--tls-handshake-timeout:", "out of range");
 	expect_error(ARGS("--hsts", "-1"), "--hsts:", "out of range");
@@ -622,6 +623,7 @@ static void test_help(void **state)
 	    "--argon2-time",
 	    "--argon2-parallelism",
 	    "--session-ttl",
+	    "--session-cache-ms",
 	    "--login-fail-max",
 	    "--login-fail-window",
 	    "--db-sync",

@@ -440,6 +440,7 @@ static int server_start(void **state)
 	    .commit_interval_ms = cfg->commit_interval_ms,
 	    .commit_batch_max = cfg->commit_batch_max,
 	    .readers = cfg->http_threads + 2,
+	    .session_cache_ms = cfg->session_cache_ms,
 	};
 	srv->store = store_open(&sc, err, sizeof(err));
 	if (!srv->store) {

@@ -571,6 +571,60 @@ static void test_sessions(void **state)
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sessions"), 0);
 }
 
+/* store_session_user: the user's name with the session, from memory for
+ * session_cache_ms; a logout is immediate, expiry is honoured from the
+ * cache, and a row deleted behind the store's back lasts at most the TTL. */
+static void test_session_cache(void **state)
+{
+	struct fx *fx = *state;
+	char err[512] = "";
+	struct store_config cfg = {.path = fx->path,
+				   .db_dir = fx->db_dir,
+				   .commit_batch_max = 64,
+				   .readers = 2,
+				   .session_cache_ms = 300};
+	struct store *st = fx->st = store_open(&cfg, err, sizeof(err));
+	assert_non_null(st);
+	int64_t alice = user_new(st, "Alice"), uid = 0;
+	char name[33];
+	uint8_t h1[32], h2[32], h3[32];
+	int64_t far = now_ms() + 3600 * 1000;
+
+	memset(h1, 0x11, sizeof(h1));
+	memset(h2, 0x22, sizeof(h2));
+	memset(h3, 0x11, sizeof(h3));
+	h3[31] = 0x12; /* same cache slot as h1, another session */
+	assert_int_equal(store_session_create(st, h1, alice, far), STORE_OK);
+	assert_int_equal(store_session_create(st, h2, alice, far), STORE_OK);
+	assert_int_equal(store_session_user(st, h1, now_ms(), &uid, name),
+			 STORE_OK);
+	assert_int_equal(uid, alice);
+	assert_string_equal(name, "Alice");
+	assert_int_equal(store_session_user(st, h3, now_ms(), &uid, name),
+			 STORE_NOTFOUND);
+
+	/* logout: gone at once, though cached a moment ago */
+	assert_int_equal(store_session_user(st, h2, now_ms(), &uid, name),
+			 STORE_OK);
+	assert_int_equal(store_session_delete(st, h2), STORE_OK);
+	assert_int_equal(store_session_user(st, h2, now_ms(), &uid, name),
+			 STORE_NOTFOUND);
+
+	/* expiry is checked on a cache hit too */
+	assert_int_equal(store_session_user(st, h1, far, &uid, name),
+			 STORE_NOTFOUND);
+
+	/* deleted by hand: still answered from memory, then not */
+	assert_int_equal(store_session_user(st, h1, now_ms(), &uid, name),
+			 STORE_OK);
+	sql(fx, "DELETE FROM sessions");
+	assert_int_equal(store_session_user(st, h1, now_ms(), &uid, name),
+			 STORE_OK);
+	usleep(350 * 1000);
+	assert_int_equal(store_session_user(st, h1, now_ms(), &uid, name),
+			 STORE_NOTFOUND);
+}
+
 static void test_rooms(void **state)
 {
 	struct fx *fx = *state;
@@ -1377,6 +1431,8 @@ int main(void)
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_search_2_to_3,
 					    fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_session_cache, fx_setup,
+					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_failure, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_history, fx_setup,
