@@ -357,10 +357,32 @@ static void copy_file(const char *from, const char *to)
 	free(text);
 }
 
+/* A db_dir of the test's own, fx->dir/name: the real schema.sql and the
+ * real migrations named in migs (NULL-terminated). */
+static void db_dir_make(struct fx *fx, const char *name,
+			const char *const *migs, char dir[700], char mig[720])
+{
+	char from[800], to[800];
+
+	snprintf(dir, 700, "%s/%s", fx->dir, name);
+	snprintf(mig, 720, "%s/migrations", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(mig, 0700), 0);
+	snprintf(from, sizeof(from), "%s/schema.sql", fx->db_dir);
+	snprintf(to, sizeof(to), "%s/schema.sql", dir);
+	copy_file(from, to);
+	for (; *migs; migs++) {
+		snprintf(from, sizeof(from), "%s/migrations/%s", fx->db_dir,
+			 *migs);
+		snprintf(to, sizeof(to), "%s/%s", mig, *migs);
+		copy_file(from, to);
+	}
+}
+
 static void test_schema_versions(void **state)
 {
 	struct fx *fx = *state;
-	char dir[700], mig[720], p[800], from[800], err[512];
+	char dir[700], mig[720], p[800], err[512];
 
 	fx_open(fx, 2, 64);
 	fx_close(fx);
@@ -372,21 +394,9 @@ static void test_schema_versions(void **state)
 
 	/* A newer build's db_dir: only the missing 004 is applied (re-running
 	 * 002 or 003 would fail: the table exists, the trigger does not). */
-	snprintf(dir, sizeof(dir), "%s/db3", fx->dir);
-	snprintf(mig, sizeof(mig), "%s/migrations", dir);
-	assert_int_equal(mkdir(dir, 0700), 0);
-	assert_int_equal(mkdir(mig, 0700), 0);
-	snprintf(from, sizeof(from), "%s/schema.sql", fx->db_dir);
-	snprintf(p, sizeof(p), "%s/schema.sql", dir);
-	copy_file(from, p);
-	snprintf(from, sizeof(from), "%s/migrations/002-search.sql",
-		 fx->db_dir);
-	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
-	copy_file(from, p);
-	snprintf(from, sizeof(from), "%s/migrations/003-search-per-commit.sql",
-		 fx->db_dir);
-	snprintf(p, sizeof(p), "%s/003-search-per-commit.sql", mig);
-	copy_file(from, p);
+	static const char *const upto3[] = {"002-search.sql",
+					    "003-search-per-commit.sql", NULL};
+	db_dir_make(fx, "db3", upto3, dir, mig);
 	snprintf(p, sizeof(p), "%s/004-extra.sql", mig);
 	write_file(p, "CREATE TABLE extra (x INTEGER);\n");
 	fx->st = open_with(fx, dir, 2, 64, err, sizeof(err));
@@ -424,19 +434,10 @@ static size_t search_n(struct store *st, int64_t user, const char *q,
 static void test_migrate_search_2_to_3(void **state)
 {
 	struct fx *fx = *state;
-	char dir[700], mig[720], p[800], from[800], err[512] = "";
+	char dir[700], mig[720], err[512] = "";
+	static const char *const upto2[] = {"002-search.sql", NULL};
 
-	snprintf(dir, sizeof(dir), "%s/db2", fx->dir);
-	snprintf(mig, sizeof(mig), "%s/migrations", dir);
-	assert_int_equal(mkdir(dir, 0700), 0);
-	assert_int_equal(mkdir(mig, 0700), 0);
-	snprintf(from, sizeof(from), "%s/schema.sql", fx->db_dir);
-	snprintf(p, sizeof(p), "%s/schema.sql", dir);
-	copy_file(from, p);
-	snprintf(from, sizeof(from), "%s/migrations/002-search.sql",
-		 fx->db_dir);
-	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
-	copy_file(from, p);
+	db_dir_make(fx, "db2", upto2, dir, mig);
 	/* This build needs 3, so a 2-only db_dir is refused... */
 	assert_null(open_with(fx, dir, 2, 64, err, sizeof(err)));
 	assert_non_null(strstr(err, "migration"));
