@@ -1257,6 +1257,19 @@ static int eku_der(unsigned char *buf, size_t size)
 	return (int)len;
 }
 
+/* A non-critical extension whose DER value der() writes at the end of a
+ * buffer (returning its length, or an mbedTLS error). */
+static int add_extension(mbedtls_x509write_cert *crt, const char *oid,
+			 size_t oid_len, int (*der)(unsigned char *, size_t))
+{
+	unsigned char buf[128];
+	int n = der(buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	return mbedtls_x509write_crt_set_extension(
+	    crt, oid, oid_len, 0, buf + sizeof(buf) - n, (size_t)n);
+}
+
 /* Write data to path through a temporary file and rename, with mode. */
 static int write_file(const char *path, const unsigned char *data, size_t len,
 		      mode_t mode, char *err, size_t errlen)
@@ -1326,11 +1339,11 @@ static int self_signed_create(const char *cert_path, const char *key_path,
 	mbedtls_pk_context key;
 	mbedtls_x509write_cert crt;
 	mbedtls_mpi serial;
-	unsigned char sbytes[16], ext[128], pem[4096];
+	unsigned char sbytes[16], pem[4096];
 	char from[16], to[16], why[128];
 	time_t now = time(NULL);
 	struct tm tm;
-	int rc, n, ret = -1;
+	int rc, ret = -1;
 
 	mbedtls_entropy_init(&entropy);
 	mbedtls_ctr_drbg_init(&drbg);
@@ -1379,20 +1392,14 @@ static int self_signed_create(const char *cert_path, const char *key_path,
 		    &crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
 	if (rc == 0)
 		rc = mbedtls_x509write_crt_set_subject_key_identifier(&crt);
-	if (rc == 0 && (n = san_der(ext, sizeof(ext))) < 0)
-		rc = n;
 	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_extension(
+		rc = add_extension(
 		    &crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
-		    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
-		    ext + sizeof(ext) - n, (size_t)n);
-	if (rc == 0 && (n = eku_der(ext, sizeof(ext))) < 0)
-		rc = n;
+		    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), san_der);
 	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_extension(
+		rc = add_extension(
 		    &crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
-		    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0,
-		    ext + sizeof(ext) - n, (size_t)n);
+		    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), eku_der);
 	if (rc != 0)
 		goto mbed_fail;
 

@@ -59,12 +59,24 @@ function parse(text) {
 // reconnecting() (browser-driven retry), fail(info) once, after which it
 // is closed. info: {reason, helloSeen, status, code, retryAfter}.
 
-class WsTransport {
-  constructor(h) {
-    this.kind = 'ws';
+// What the three share: state, and failing once (close, then report).
+class Transport {
+  constructor(kind, h) {
+    this.kind = kind;
     this.h = h;
     this.helloSeen = false;
     this.closed = false;
+  }
+  fail(reason, info = {}) {
+    if (this.closed) return;
+    this.close();
+    this.h.fail({ reason, helloSeen: this.helloSeen, ...info });
+  }
+}
+
+class WsTransport extends Transport {
+  constructor(h) {
+    super('ws', h);
   }
   start(since) {
     const url = new URL(withSince('/ws', since), location.href);
@@ -125,11 +137,6 @@ class WsTransport {
     this.ws.send(JSON.stringify(obj));
     return true;
   }
-  fail(reason, info = {}) {
-    if (this.closed) return;
-    this.close();
-    this.h.fail({ reason, helloSeen: this.helloSeen, ...info });
-  }
   close() {
     this.closed = true;
     clearInterval(this.pinger);
@@ -144,12 +151,9 @@ class WsTransport {
   }
 }
 
-class SseTransport {
+class SseTransport extends Transport {
   constructor(h) {
-    this.kind = 'sse';
-    this.h = h;
-    this.helloSeen = false;
-    this.closed = false;
+    super('sse', h);
   }
   start(since) {
     const es = (this.es = new EventSource(withSince('/events', since)));
@@ -179,11 +183,6 @@ class SseTransport {
       if (!this.watch) this.watch = setTimeout(() => this.fail('closed'), SSE_RESUME_DEADLINE);
     };
   }
-  fail(reason, info = {}) {
-    if (this.closed) return;
-    this.close();
-    this.h.fail({ reason, helloSeen: this.helloSeen, ...info });
-  }
   close() {
     this.closed = true;
     clearTimeout(this.watch);
@@ -191,12 +190,9 @@ class SseTransport {
   }
 }
 
-class PollTransport {
+class PollTransport extends Transport {
   constructor(h) {
-    this.kind = 'poll';
-    this.h = h;
-    this.helloSeen = false;
-    this.closed = false;
+    super('poll', h);
   }
   start(since) {
     this.since = since;
@@ -244,11 +240,6 @@ class PollTransport {
         this.h.synced(body.cursor);
       }
     }
-  }
-  fail(reason, info = {}) {
-    if (this.closed) return;
-    this.close();
-    this.h.fail({ reason, helloSeen: this.helloSeen, ...info });
   }
   close() {
     this.closed = true;

@@ -221,8 +221,15 @@ struct ctl_msg {
 enum cstate { C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
 
 /* Incremental HTTP/1.1 response parser. */
-enum hstate { H_HEAD, H_BODY_CL, H_CHUNK_SIZE, H_CHUNK_DATA, H_CHUNK_CRLF,
-	      H_BODY_EOF, H_DONE };
+enum hstate {
+	H_HEAD,
+	H_BODY_CL,
+	H_CHUNK_SIZE,
+	H_CHUNK_DATA,
+	H_CHUNK_CRLF,
+	H_BODY_EOF,
+	H_DONE
+};
 
 struct hresp {
 	enum hstate st;
@@ -233,7 +240,7 @@ struct hresp {
 
 struct conn {
 	int fd;
-	int id;       /* subscriber index, or publisher index */
+	int id; /* subscriber index, or publisher index */
 	bool is_pub;
 	enum proto proto;
 	enum cstate st;
@@ -342,7 +349,8 @@ static bool out_flush(struct conn *c)
 	return true;
 }
 
-/* ---- message markers ------------------------------------------------------ */
+/* ---- message markers ------------------------------------------------------
+ */
 
 static int make_text(char *buf, size_t cap, int pub, uint32_t seq)
 {
@@ -425,7 +433,8 @@ static void scan_markers(struct conn *c, const char *s, size_t n)
 	}
 }
 
-/* ---- requests ---------------------------------------------------------------- */
+/* ---- requests
+ * ---------------------------------------------------------------- */
 
 static void auth_header(struct conn *c, const char *token)
 {
@@ -443,7 +452,8 @@ static void ws_request(struct conn *c, const char *path, const char *token)
 		die("getrandom");
 	size_t k = 0;
 	for (int i = 0; i < 15; i += 3) {
-		uint32_t v = (uint32_t)raw[i] << 16 | raw[i + 1] << 8 | raw[i + 2];
+		uint32_t v =
+		    (uint32_t)raw[i] << 16 | raw[i + 1] << 8 | raw[i + 2];
 		key[k++] = b64[v >> 18 & 63];
 		key[k++] = b64[v >> 12 & 63];
 		key[k++] = b64[v >> 6 & 63];
@@ -517,16 +527,18 @@ static void sub_request(struct conn *c)
 		}
 		break;
 	case M_TORNADO:
-		snprintf(path, sizeof(path), "%s", O.prefix[0] ? O.prefix : "/");
+		snprintf(path, sizeof(path), "%s",
+			 O.prefix[0] ? O.prefix : "/");
 		ws_request(c, path, NULL);
 		break;
 	}
 }
 
-/* ---- wslay ----------------------------------------------------------------- */
+/* ---- wslay -----------------------------------------------------------------
+ */
 
-static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf,
-			  size_t len, int flags, void *user)
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+			  int flags, void *user)
 {
 	struct conn *c = user;
 	(void)flags;
@@ -586,8 +598,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 	}
 }
 
-static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf,
-			 size_t len, void *user)
+static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+			 void *user)
 {
 	(void)ctx;
 	(void)user;
@@ -615,7 +627,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
 {
 	struct conn *c = user;
 	(void)ctx;
-	if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+	if (arg->opcode != WSLAY_TEXT_FRAME &&
+	    arg->opcode != WSLAY_BINARY_FRAME)
 		return;
 	const char *m = (const char *)arg->msg;
 	size_t n = arg->msg_length;
@@ -625,8 +638,9 @@ static void ws_on_msg(wslay_event_context_ptr ctx,
 				pub_ack(c, true);
 			else if (memmem(m, n, "\"type\":\"error\"", 14)) {
 				if (W.pub_errors < 5)
-					fprintf(stderr, "natter-bench: send "
-							"error: %.*s\n",
+					fprintf(stderr,
+						"natter-bench: send "
+						"error: %.*s\n",
 						(int)(n > 300 ? 300 : n), m);
 				pub_ack(c, false);
 			}
@@ -687,6 +701,17 @@ static void on_body(struct conn *c, const char *s, size_t n);
 static void on_done(struct conn *c);
 
 /* Parse what is in c->in; false if the connection must be closed. */
+/* Up to hr.left bytes of a body (or chunk) to on_body: true once all of
+ * it came. */
+static bool body_take(struct conn *c, const char *p, size_t avail)
+{
+	size_t k = avail < (size_t)c->hr.left ? avail : (size_t)c->hr.left;
+	on_body(c, p, k);
+	c->in_off += k;
+	c->hr.left -= (int64_t)k;
+	return c->hr.left == 0;
+}
+
 static bool http_parse(struct conn *c)
 {
 	for (;;) {
@@ -716,8 +741,8 @@ static bool http_parse(struct conn *c)
 						  &v)) {
 					chunked = strcasestr(v, "chunked");
 				} else if (hdr_is(line, "Etag", &v)) {
-					snprintf(c->hr.etag,
-						 sizeof(c->hr.etag), "%s", v);
+					snprintf(c->hr.etag, sizeof(c->hr.etag),
+						 "%s", v);
 				} else if (hdr_is(line, "Last-Modified", &v)) {
 					snprintf(c->hr.lastmod,
 						 sizeof(c->hr.lastmod), "%s",
@@ -750,12 +775,7 @@ static bool http_parse(struct conn *c)
 		case H_BODY_CL: {
 			if (!avail)
 				return true;
-			size_t k = avail < (size_t)c->hr.left ? avail
-							      : (size_t)c->hr.left;
-			on_body(c, p, k);
-			c->in_off += k;
-			c->hr.left -= (int64_t)k;
-			if (c->hr.left == 0) {
+			if (body_take(c, p, avail)) {
 				c->hr.st = H_DONE;
 				on_done(c);
 				if (c->st == C_CLOSED)
@@ -787,12 +807,7 @@ static bool http_parse(struct conn *c)
 		case H_CHUNK_DATA: {
 			if (!avail)
 				return true;
-			size_t k = avail < (size_t)c->hr.left ? avail
-							      : (size_t)c->hr.left;
-			on_body(c, p, k);
-			c->in_off += k;
-			c->hr.left -= (int64_t)k;
-			if (c->hr.left == 0)
+			if (body_take(c, p, avail))
 				c->hr.st = H_CHUNK_CRLF;
 			break;
 		}
@@ -865,7 +880,8 @@ static void on_head(struct conn *c)
 	}
 	if (st != 200) {
 		if (W.res.failed < 3)
-			fprintf(stderr, "natter-bench: %s subscribe answered %d\n",
+			fprintf(stderr,
+				"natter-bench: %s subscribe answered %d\n",
 				proto_name[c->proto], st);
 		conn_close(c, true);
 		return;
@@ -1013,8 +1029,8 @@ static bool read_in(struct conn *c)
 			c->in_cap = c->in_cap ? c->in_cap * 2 : 16384;
 			c->in = xrealloc(c->in, c->in_cap);
 		}
-		ssize_t n = recv(c->fd, c->in + c->in_len,
-				 c->in_cap - c->in_len, 0);
+		ssize_t n =
+		    recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
 		if (n > 0) {
 			c->in_len += (size_t)n;
 			if ((size_t)n < c->in_cap - c->in_len + (size_t)n)
@@ -1166,7 +1182,8 @@ static void loop_once(int timeout_ms)
 	}
 }
 
-/* ---- worker: subscribers --------------------------------------------------- */
+/* ---- worker: subscribers ---------------------------------------------------
+ */
 
 static void write_all(int fd, const void *p, size_t n)
 {
@@ -1235,8 +1252,8 @@ static void worker_main(long lo, long hi, int up, int down)
 	while (!stop) {
 		/* Open more subscribers, a bounded number at a time. */
 		while (next < hi && W.pending_connects < 256) {
-			struct conn *c = conn_open((int)next, false,
-						   sub_proto(next));
+			struct conn *c =
+			    conn_open((int)next, false, sub_proto(next));
 			long room = next % O.rooms;
 			if (c->st == C_CLOSED) {
 				W.res.failed++;
@@ -1260,10 +1277,8 @@ static void worker_main(long lo, long hi, int up, int down)
 			next++;
 		}
 		if (!ready_sent && next >= hi && W.pending_connects == 0 &&
-		    W.res.ready + W.res.failed + W.res.disconnected >=
-			nsubs) {
-			struct ctl_msg m = {'R', W.res.connected,
-					    W.res.failed};
+		    W.res.ready + W.res.failed + W.res.disconnected >= nsubs) {
+			struct ctl_msg m = {'R', W.res.connected, W.res.failed};
 			write_all(up, &m, sizeof(m));
 			ready_sent = true;
 		}
@@ -1323,7 +1338,8 @@ static void worker_main(long lo, long hi, int up, int down)
 	_exit(0);
 }
 
-/* ---- set-up over blocking HTTP ---------------------------------------------- */
+/* ---- set-up over blocking HTTP ----------------------------------------------
+ */
 
 static int http_blocking(const char *method, const char *path,
 			 const char *token, const char *body, char **resp)
@@ -1336,11 +1352,12 @@ static int http_blocking(const char *method, const char *path,
 		return -1;
 	}
 	char req[4096];
-	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n"
-			 "Content-Type: application/json\r\n"
-			 "Content-Length: %zu\r\n",
-			 method, path, O.host, O.port, body ? strlen(body) : 0);
+	int n =
+	    snprintf(req, sizeof(req),
+		     "%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n"
+		     "Content-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n",
+		     method, path, O.host, O.port, body ? strlen(body) : 0);
 	if (token)
 		n += snprintf(req + n, sizeof(req) - (size_t)n,
 			      "Authorization: Bearer %s\r\n", token);
@@ -1430,8 +1447,9 @@ static void run_job(const struct setup_job *j)
 		st = http_blocking("POST", "/api/rooms", room_tokens[j->a],
 				   body, &resp);
 		if (st != 201) {
-			fprintf(stderr, "natter-bench: create room: %d %.200s\n",
-				st, resp ? resp : "");
+			fprintf(stderr,
+				"natter-bench: create room: %d %.200s\n", st,
+				resp ? resp : "");
 			setup_failed = 1;
 		}
 		break;
@@ -1527,14 +1545,16 @@ static void setup(void)
 	run_jobs();
 }
 
-/* ---- parent: publishers ---------------------------------------------------- */
+/* ---- parent: publishers ----------------------------------------------------
+ */
 
 static void pub_send_one(struct conn *c)
 {
 	char text[65536], msg[66000];
 	long g = c->next_g;
 	int room = O.mode == M_TORNADO ? 0 : (int)(g % O.rooms);
-	uint32_t seq = W.pub_seq[(size_t)c->id * (size_t)O.rooms + (size_t)room]++;
+	uint32_t seq =
+	    W.pub_seq[(size_t)c->id * (size_t)O.rooms + (size_t)room]++;
 	int tl = make_text(text, sizeof(text), c->id, seq);
 	c->next_g += O.pubs;
 	c->sent++;
@@ -1557,27 +1577,31 @@ static void pub_send_one(struct conn *c)
 	/* HTTP POST */
 	if (O.mode == M_NATTER) {
 		int bl = snprintf(msg, sizeof(msg), "{\"text\":\"%s\"}", text);
-		out_printf(c,
-			   "POST %s/api/rooms/%s/messages HTTP/1.1\r\n"
-			   "Host: %s:%d\r\nContent-Type: application/json\r\n"
-			   "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
-			   O.prefix, room_names[room], O.host, O.port,
-			   pub_tokens[c->id], bl);
+		out_printf(
+		    c,
+		    "POST %s/api/rooms/%s/messages HTTP/1.1\r\n"
+		    "Host: %s:%d\r\nContent-Type: application/json\r\n"
+		    "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
+		    O.prefix, room_names[room], O.host, O.port,
+		    pub_tokens[c->id], bl);
 		out_append(c, msg, (size_t)bl);
 	} else {
 		char path[600];
 		/* --publish-url: a path whose "%s" stands for the channel */
-		const char *pu = O.publish_url[0] ? O.publish_url : "/pub?id=%s";
+		const char *pu =
+		    O.publish_url[0] ? O.publish_url : "/pub?id=%s";
 		const char *hole = strstr(pu, "%s");
 		if (hole)
-			snprintf(path, sizeof(path), "%.*s%s%s", (int)(hole - pu),
-				 pu, room_names[room], hole + 2);
+			snprintf(path, sizeof(path), "%.*s%s%s",
+				 (int)(hole - pu), pu, room_names[room],
+				 hole + 2);
 		else
 			snprintf(path, sizeof(path), "%s", pu);
-		out_printf(c,
-			   "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
-			   "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n",
-			   path, O.host, O.port, tl);
+		out_printf(
+		    c,
+		    "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
+		    "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n",
+		    path, O.host, O.port, tl);
 		out_append(c, text, (size_t)tl);
 	}
 }
@@ -1606,9 +1630,9 @@ static int pubs_pump(struct conn **pubs, int64_t t0)
 			if (O.rate > 0) {
 				/* message k of this publisher is due at
 				 * t0 + k * P / R */
-				int64_t due = t0 + (int64_t)((double)c->sent *
-							     O.pubs / O.rate *
-							     1e9);
+				int64_t due =
+				    t0 + (int64_t)((double)c->sent * O.pubs /
+						   O.rate * 1e9);
 				if (due > now) {
 					if (due - now < wait)
 						wait = due - now;
@@ -1630,7 +1654,8 @@ static int pubs_pump(struct conn **pubs, int64_t t0)
 	return ms < 1 && wait < 1000000000 ? (wait > 0 ? 1 : 0) : ms;
 }
 
-/* ---- /proc ----------------------------------------------------------------- */
+/* ---- /proc -----------------------------------------------------------------
+ */
 
 struct srv_sample {
 	double cpu_s;
@@ -1683,18 +1708,20 @@ static void sample_server(struct srv_sample *s)
 	}
 }
 
-/* ---- main -------------------------------------------------------------------- */
+/* ---- main
+ * -------------------------------------------------------------------- */
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: natter-bench --url http://127.0.0.1:PORT[/PREFIX]\n"
-		"  [--mode natter|nchan|tornado] [--transport ws|sse|poll|mix]\n"
-		"  [--subs N] [--rooms K] [--pubs P] [--messages M] [--rate R]\n"
-		"  [--size BYTES] [--procs J] [--server-pid PID[,PID...]]\n"
-		"  [--publish-url PATH-FORMAT] [--publish-via ws|http]\n"
-		"  [--window W] [--idle] [--hold S] [--timeout S] [--drain S]\n"
-		"  [--json] [--label TEXT]\n");
+	fprintf(
+	    stderr,
+	    "usage: natter-bench --url http://127.0.0.1:PORT[/PREFIX]\n"
+	    "  [--mode natter|nchan|tornado] [--transport ws|sse|poll|mix]\n"
+	    "  [--subs N] [--rooms K] [--pubs P] [--messages M] [--rate R]\n"
+	    "  [--size BYTES] [--procs J] [--server-pid PID[,PID...]]\n"
+	    "  [--publish-url PATH-FORMAT] [--publish-via ws|http]\n"
+	    "  [--window W] [--idle] [--hold S] [--timeout S] [--drain S]\n"
+	    "  [--json] [--label TEXT]\n");
 	exit(2);
 }
 
@@ -1717,17 +1744,17 @@ static int parse_proto(const char *s)
 static void parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"url", 1, 0, 'u'},	       {"transport", 1, 0, 't'},
-	    {"subs", 1, 0, 'n'},       {"rooms", 1, 0, 'k'},
-	    {"pubs", 1, 0, 'p'},       {"messages", 1, 0, 'm'},
-	    {"rate", 1, 0, 'r'},       {"size", 1, 0, 's'},
-	    {"procs", 1, 0, 'j'},      {"server-pid", 1, 0, 'S'},
+	    {"url", 1, 0, 'u'},		{"transport", 1, 0, 't'},
+	    {"subs", 1, 0, 'n'},	{"rooms", 1, 0, 'k'},
+	    {"pubs", 1, 0, 'p'},	{"messages", 1, 0, 'm'},
+	    {"rate", 1, 0, 'r'},	{"size", 1, 0, 's'},
+	    {"procs", 1, 0, 'j'},	{"server-pid", 1, 0, 'S'},
 	    {"publish-url", 1, 0, 'U'}, {"mode", 1, 0, 'M'},
-	    {"idle", 0, 0, 'i'},       {"json", 0, 0, 'J'},
+	    {"idle", 0, 0, 'i'},	{"json", 0, 0, 'J'},
 	    {"publish-via", 1, 0, 'V'}, {"window", 1, 0, 'w'},
-	    {"hold", 1, 0, 'H'},       {"timeout", 1, 0, 'T'},
-	    {"drain", 1, 0, 'D'},      {"label", 1, 0, 'L'},
-	    {"help", 0, 0, 'h'},       {0, 0, 0, 0},
+	    {"hold", 1, 0, 'H'},	{"timeout", 1, 0, 'T'},
+	    {"drain", 1, 0, 'D'},	{"label", 1, 0, 'L'},
+	    {"help", 0, 0, 'h'},	{0, 0, 0, 0},
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1735,34 +1762,78 @@ static void parse_args(int argc, char **argv)
 		case 'u':
 			parse_url(optarg, O.host, sizeof(O.host), &O.port,
 				  O.prefix, sizeof(O.prefix));
-			if (O.prefix[0] && O.prefix[strlen(O.prefix) - 1] == '/')
+			if (O.prefix[0] &&
+			    O.prefix[strlen(O.prefix) - 1] == '/')
 				O.prefix[strlen(O.prefix) - 1] = '\0';
 			break;
-		case 't': O.transport = parse_proto(optarg); break;
-		case 'n': O.subs = atol(optarg); break;
-		case 'k': O.rooms = atol(optarg); break;
-		case 'p': O.pubs = atol(optarg); break;
-		case 'm': O.messages = atol(optarg); break;
-		case 'r': O.rate = atof(optarg); break;
-		case 's': O.size = atol(optarg); break;
-		case 'j': O.procs = atoi(optarg); break;
-		case 'S': snprintf(O.server_pids, sizeof(O.server_pids), "%s", optarg); break;
-		case 'U': snprintf(O.publish_url, sizeof(O.publish_url), "%s", optarg); break;
-		case 'M':
-			if (!strcmp(optarg, "natter")) O.mode = M_NATTER;
-			else if (!strcmp(optarg, "nchan")) O.mode = M_NCHAN;
-			else if (!strcmp(optarg, "tornado")) O.mode = M_TORNADO;
-			else die("unknown mode '%s'", optarg);
+		case 't':
+			O.transport = parse_proto(optarg);
 			break;
-		case 'i': O.idle = true; break;
-		case 'J': O.json = true; break;
-		case 'V': O.publish_via = parse_proto(optarg); break;
-		case 'w': O.window = atol(optarg); break;
-		case 'H': O.hold_s = atof(optarg); break;
-		case 'T': O.timeout_s = atof(optarg); break;
-		case 'D': O.drain_s = atof(optarg); break;
-		case 'L': snprintf(O.label, sizeof(O.label), "%s", optarg); break;
-		default: usage();
+		case 'n':
+			O.subs = atol(optarg);
+			break;
+		case 'k':
+			O.rooms = atol(optarg);
+			break;
+		case 'p':
+			O.pubs = atol(optarg);
+			break;
+		case 'm':
+			O.messages = atol(optarg);
+			break;
+		case 'r':
+			O.rate = atof(optarg);
+			break;
+		case 's':
+			O.size = atol(optarg);
+			break;
+		case 'j':
+			O.procs = atoi(optarg);
+			break;
+		case 'S':
+			snprintf(O.server_pids, sizeof(O.server_pids), "%s",
+				 optarg);
+			break;
+		case 'U':
+			snprintf(O.publish_url, sizeof(O.publish_url), "%s",
+				 optarg);
+			break;
+		case 'M':
+			if (!strcmp(optarg, "natter"))
+				O.mode = M_NATTER;
+			else if (!strcmp(optarg, "nchan"))
+				O.mode = M_NCHAN;
+			else if (!strcmp(optarg, "tornado"))
+				O.mode = M_TORNADO;
+			else
+				die("unknown mode '%s'", optarg);
+			break;
+		case 'i':
+			O.idle = true;
+			break;
+		case 'J':
+			O.json = true;
+			break;
+		case 'V':
+			O.publish_via = parse_proto(optarg);
+			break;
+		case 'w':
+			O.window = atol(optarg);
+			break;
+		case 'H':
+			O.hold_s = atof(optarg);
+			break;
+		case 'T':
+			O.timeout_s = atof(optarg);
+			break;
+		case 'D':
+			O.drain_s = atof(optarg);
+			break;
+		case 'L':
+			snprintf(O.label, sizeof(O.label), "%s", optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc)
@@ -1891,7 +1962,7 @@ int main(int argc, char **argv)
 	 * Tornado's open()) get a moment to settle. */
 	if (O.mode != M_NATTER)
 		usleep(O.transport == P_POLL || O.transport < 0 ? 1000000
-								 : 200000);
+								: 200000);
 	if (O.idle)
 		usleep((useconds_t)(O.hold_s * 1e6));
 	sample_server(&s_conn);
@@ -1903,19 +1974,23 @@ int main(int argc, char **argv)
 	int64_t t0 = 0, t_pub_end = 0;
 	if (!O.idle && O.messages > 0) {
 		for (long p = 0; p < O.pubs; p++) {
-			struct conn *c = conn_open((int)p, true, (enum proto)O.publish_via);
+			struct conn *c =
+			    conn_open((int)p, true, (enum proto)O.publish_via);
 			if (c->st == C_CLOSED)
-				die("cannot open publisher %ld: %s", p, strerror(errno));
+				die("cannot open publisher %ld: %s", p,
+				    strerror(errno));
 			c->next_g = p;
 			if (c->proto == P_WS) {
 				char path[300];
 				if (O.mode == M_NATTER)
-					snprintf(path, sizeof(path), "%s/ws", O.prefix);
+					snprintf(path, sizeof(path), "%s/ws",
+						 O.prefix);
 				else
 					snprintf(path, sizeof(path), "%s",
 						 O.prefix[0] ? O.prefix : "/");
 				ws_request(c, path,
-					   O.mode == M_NATTER ? pub_tokens[p] : NULL);
+					   O.mode == M_NATTER ? pub_tokens[p]
+							      : NULL);
 			}
 			pubs[p] = c;
 		}
@@ -1939,8 +2014,8 @@ int main(int argc, char **argv)
 		int64_t t_limit = t0 + (int64_t)(O.timeout_s * 1e9);
 		for (;;) {
 			int ms = pubs_pump(pubs, t0);
-			bool done = W.pub_acked + W.pub_errors >=
-				    (uint64_t)O.messages;
+			bool done =
+			    W.pub_acked + W.pub_errors >= (uint64_t)O.messages;
 			long open = 0;
 			for (long p = 0; p < O.pubs; p++)
 				open += pubs[p]->st != C_CLOSED;
@@ -1994,7 +2069,8 @@ int main(int argc, char **argv)
 	uint64_t notconn = (uint64_t)O.subs - tot.connected;
 	(void)notconn;
 	double pub_s = (double)((t_pub_end ? t_pub_end : now_ns()) - t0) / 1e9;
-	double deliv_s = tot.last_rx > t0 ? (double)(tot.last_rx - t0) / 1e9 : 0;
+	double deliv_s =
+	    tot.last_rx > t0 ? (double)(tot.last_rx - t0) / 1e9 : 0;
 	double dps = deliv_s > 0 ? (double)tot.inorder / deliv_s : 0;
 	double cpu = s_end.cpu_s - s_start.cpu_s;
 	double dpc = cpu > 0 ? (double)tot.inorder / cpu : 0;
@@ -2003,11 +2079,10 @@ int main(int argc, char **argv)
 	pct(tot.hist, tot.inorder, 0.99, &p99);
 	pct(tot.hist, tot.inorder, 0.999, &p999);
 	double maxms = (double)tot.max_us / 1000.0;
-	double rss_per_conn =
-	    tot.connected && s_empty.ok
-		? (double)(s_conn.rss_kib - s_empty.rss_kib) * 1024.0 /
-		      (double)tot.connected
-		: 0;
+	double rss_per_conn = tot.connected && s_empty.ok
+				  ? (double)(s_conn.rss_kib - s_empty.rss_kib) *
+					1024.0 / (double)tot.connected
+				  : 0;
 	double sends_s = pub_s > 0 ? (double)W.pub_acked / pub_s : 0;
 	bool clean = tot.lost == 0 && tot.dup == 0 && tot.reorder == 0 &&
 		     W.pub_errors == 0 && tot.failed == 0 &&
@@ -2016,26 +2091,30 @@ int main(int argc, char **argv)
 	const char *tname = O.transport < 0 ? "mix" : proto_name[O.transport];
 
 	if (!O.json) {
-		printf("natter-bench %s: mode=%s transport=%s subs=%ld rooms=%ld "
-		       "pubs=%ld (via %s, window %ld) messages=%ld rate=%g "
-		       "size=%ld procs=%d\n",
-		       O.label, mode_name[O.mode], tname, O.subs, O.rooms,
-		       O.pubs, proto_name[O.publish_via], O.window, O.messages,
-		       O.rate, O.size, O.procs);
+		printf(
+		    "natter-bench %s: mode=%s transport=%s subs=%ld rooms=%ld "
+		    "pubs=%ld (via %s, window %ld) messages=%ld rate=%g "
+		    "size=%ld procs=%d\n",
+		    O.label, mode_name[O.mode], tname, O.subs, O.rooms, O.pubs,
+		    proto_name[O.publish_via], O.window, O.messages, O.rate,
+		    O.size, O.procs);
 		printf("  set-up             %8.2f s\n", setup_s);
-		printf("  connected          %8" PRIu64 " of %ld (failed %" PRIu64
-		       ", dropped %" PRIu64 ") in %.2f s%s\n",
-		       tot.connected, O.subs, tot.failed, tot.disconnected,
-		       (double)(t_ready - t_setup) / 1e9 - setup_s,
-		       tot.fd_capped ? "  [CAPPED by the descriptor limit]" : "");
+		printf(
+		    "  connected          %8" PRIu64 " of %ld (failed %" PRIu64
+		    ", dropped %" PRIu64 ") in %.2f s%s\n",
+		    tot.connected, O.subs, tot.failed, tot.disconnected,
+		    (double)(t_ready - t_setup) / 1e9 - setup_s,
+		    tot.fd_capped ? "  [CAPPED by the descriptor limit]" : "");
 		if (!O.idle) {
-			printf("  published          %8" PRIu64 " acked, %" PRIu64
+			printf("  published          %8" PRIu64
+			       " acked, %" PRIu64
 			       " errors in %.2f s (%.0f acked/s)\n",
 			       W.pub_acked, W.pub_errors, pub_s, sends_s);
 			printf("  deliveries         %8" PRIu64 " of %" PRIu64
 			       " in %.2f s = %.0f /s\n",
 			       tot.inorder, tot.expected, deliv_s, dps);
-			printf("  latency ms         p50 %.2f  p99 %.2f  p99.9 %.2f  "
+			printf("  latency ms         p50 %.2f  p99 %.2f  p99.9 "
+			       "%.2f  "
 			       "max %.2f\n",
 			       p50, p99, p999, maxms);
 			printf("  lost/dup/reordered %" PRIu64 " / %" PRIu64
@@ -2045,11 +2124,13 @@ int main(int argc, char **argv)
 		if (O.server_pids[0]) {
 			printf("  server CPU         %8.2f s", cpu);
 			if (!O.idle)
-				printf("  -> %.0f deliveries per CPU-second", dpc);
-			printf("\n  server RSS         empty %.1f MiB, connected "
-			       "%.1f MiB, peak %.1f MiB, %.0f B/connection\n",
-			       s_empty.rss_kib / 1024.0, s_conn.rss_kib / 1024.0,
-			       s_end.hwm_kib / 1024.0, rss_per_conn);
+				printf("  -> %.0f deliveries per CPU-second",
+				       dpc);
+			printf(
+			    "\n  server RSS         empty %.1f MiB, connected "
+			    "%.1f MiB, peak %.1f MiB, %.0f B/connection\n",
+			    s_empty.rss_kib / 1024.0, s_conn.rss_kib / 1024.0,
+			    s_end.hwm_kib / 1024.0, rss_per_conn);
 		}
 		printf("  result             %s\n", clean ? "OK" : "NOT CLEAN");
 	}

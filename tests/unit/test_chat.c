@@ -13,7 +13,7 @@
  * released in the teardown, after store_close(), so a failed assertion
  * never leaves the writer pointing at a dead stack frame. */
 
-#define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
+#define _XOPEN_SOURCE 700
 #define _DEFAULT_SOURCE
 
 #include <errno.h>
@@ -34,6 +34,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testdir.h"
 #include "bus.h"
 #include "chat.h"
 #include "event.h"
@@ -207,25 +208,6 @@ static void on_wake(void *arg)
 	atomic_fetch_add(&fx->wakes, 1);
 }
 
-static const char *db_dir(void)
-{
-	const char *d = getenv("NATTER_DB_DIR");
-	if (d && *d)
-		return d;
-	if (access("../db/schema.sql", R_OK) == 0)
-		return "../db";
-	return "db";
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void load_member(void *arg, int64_t room_id, int64_t user_id)
 {
 	bus_member_add(arg, room_id, user_id);
@@ -252,22 +234,16 @@ static int join(struct fx *fx, const struct chat_user *u, const char *room)
 static int fx_setup(void **state)
 {
 	struct fx *fx = xcalloc(1, sizeof(*fx));
-	const char *base = getenv("NATTER_TEST_TMP");
 	char err[512] = "";
 
-	if (!base || !*base)
-		base = "/tmp";
-	mkdir(base, 0700); /* may exist */
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_chat.XXXXXX", base);
-	if (!mkdtemp(fx->dir)) {
-		fprintf(stderr, "mkdtemp %s: %s\n", fx->dir, strerror(errno));
+	if (testdir_make(fx->dir, sizeof(fx->dir), "test_chat") < 0) {
 		free(fx);
 		return -1;
 	}
 	snprintf(fx->path, sizeof(fx->path), "%s/natter.db", fx->dir);
 	struct store_config sc = {
 	    .path = fx->path,
-	    .db_dir = db_dir(),
+	    .db_dir = testdir_db(),
 	    .sync_full = false,
 	    .commit_interval_ms = 1,
 	    .commit_batch_max = 64,
@@ -276,7 +252,7 @@ static int fx_setup(void **state)
 	fx->st = store_open(&sc, err, sizeof(err));
 	if (!fx->st) {
 		fprintf(stderr, "store_open: %s\n", err);
-		nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		testdir_remove(fx->dir);
 		free(fx);
 		return -1;
 	}
@@ -315,7 +291,7 @@ static int fx_teardown(void **state)
 	bus_shard_free(fx->shard);
 	chat_free(fx->chat);
 	bus_free(fx->bus);
-	nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(fx->dir);
 	free(fx);
 	return 0;
 }

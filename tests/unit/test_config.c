@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "autoconfig.h" /* PACKAGE_VERSION */
+#include "testdir.h"
 #include "config.h"
 
 static char tmpdir[512];
@@ -26,15 +27,8 @@ static char tmpdir[512];
 
 static int make_tmpdir(void **state)
 {
-	const char *base = getenv("NATTER_TEST_TMP");
-
 	(void)state;
-	if (!base || !*base)
-		base = "/tmp";
-	if (mkdir(base, 0700) != 0 && errno != EEXIST)
-		return -1;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_config.XXXXXX", base);
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return testdir_make(tmpdir, sizeof(tmpdir), "test_config");
 }
 
 static void remove_file(const char *name)

@@ -13,7 +13,7 @@
  * writes, and the checks done before handing /ws, /events and /poll to
  * their transports. The transports themselves have their own tests. */
 
-#define _GNU_SOURCE /* mkdtemp, nftw, strcasestr */
+#define _GNU_SOURCE /* strcasestr */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +36,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testdir.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -63,29 +64,6 @@ static struct {
 	struct http *http;
 	char token[128]; /* bob's bearer token, registered in setup */
 } hx;
-
-static const char *env_dir(const char *var, const char *probe, const char *up,
-			   const char *here)
-{
-	const char *d = getenv(var);
-	if (d && *d)
-		return d;
-	return access(probe, R_OK) == 0 ? up : here;
-}
-
-static const char *web_root(void)
-{
-	return env_dir("NATTER_WEB_ROOT", "../web/index.html", "../web", "web");
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 /* A port nobody listens on right now (it may be taken before we bind it
  * again; acceptable in a test). */
@@ -379,18 +357,11 @@ static int register_user(const char *name, char *token, size_t len)
 static int server_start(void **state)
 {
 	(void)state;
-	const char *base = getenv("NATTER_TEST_TMP");
 	char err[512] = "";
 
 	signal(SIGPIPE, SIG_IGN);
-	if (!base || !*base)
-		base = "/tmp";
-	mkdir(base, 0700); /* may exist */
-	snprintf(hx.dir, sizeof(hx.dir), "%s/test_http.XXXXXX", base);
-	if (!mkdtemp(hx.dir)) {
-		fprintf(stderr, "mkdtemp %s: %s\n", hx.dir, strerror(errno));
+	if (testdir_make(hx.dir, sizeof(hx.dir), "test_http") < 0)
 		return -1;
-	}
 	snprintf(hx.db, sizeof(hx.db), "%s/natter.db", hx.dir);
 	hx.port = free_port();
 	if (hx.port < 0)
@@ -399,24 +370,15 @@ static int server_start(void **state)
 	snprintf(hx.host, sizeof(hx.host), "127.0.0.1:%d", hx.port);
 
 	const char *argv[] = {
-	    "natterd",
-	    "--listen",
-	    hx.listen,
-	    "--db",
-	    hx.db,
-	    "--db-dir",
-	    env_dir("NATTER_DB_DIR", "../db/schema.sql", "../db", "db"),
-	    "--web-root",
-	    web_root(),
-	    "--argon2-memory-kib",
-	    "1024",
-	    "--argon2-time",
-	    "1",
-	    "--http-threads",
-	    "2",
-	    "--loops",
-	    "1",
-	    "--log-level",
+	    "natterd",	   "--listen",
+	    hx.listen,	   "--db",
+	    hx.db,	   "--db-dir",
+	    testdir_db(),  "--web-root",
+	    testdir_web(), "--argon2-memory-kib",
+	    "1024",	   "--argon2-time",
+	    "1",	   "--http-threads",
+	    "2",	   "--loops",
+	    "1",	   "--log-level",
 	    "warn",
 	};
 	if (config_load(&hx.cfg, (int)ARRAY_LEN(argv), (char **)argv, err,
@@ -532,7 +494,7 @@ static int server_stop(void **state)
 	free(srv->loops);
 	log_close();
 	config_fini(&hx.cfg);
-	nftw(hx.dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(hx.dir);
 	return 0;
 }
 
@@ -931,7 +893,7 @@ static void test_static_index(void **state)
 	char path[1024];
 	size_t len;
 
-	snprintf(path, sizeof(path), "%s/index.html", web_root());
+	snprintf(path, sizeof(path), "%s/index.html", testdir_web());
 	char *want = slurp(path, &len);
 	http(&r, "GET", "/", NULL, NULL);
 	assert_status(&r, 200);

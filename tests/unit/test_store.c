@@ -6,7 +6,7 @@
  * test's own database file with sqlite3 directly (a trigger that fails);
  * nothing reaches into store.c's internals. */
 
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700
 #define _DEFAULT_SOURCE
 
 #include <errno.h>
@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "testdir.h"
 #include "store.h"
 #include "util.h"
 
@@ -37,41 +38,16 @@ struct fx {
 	struct store *st;
 };
 
-static const char *db_dir(void)
-{
-	const char *d = getenv("NATTER_DB_DIR");
-	if (d && *d)
-		return d;
-	if (access("../db/schema.sql", R_OK) == 0)
-		return "../db";
-	return "db";
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int fx_setup(void **state)
 {
 	struct fx *fx = xcalloc(1, sizeof(*fx));
-	const char *base = getenv("NATTER_TEST_TMP");
 
-	if (!base || !*base)
-		base = "/tmp";
-	mkdir(base, 0700); /* may exist */
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_store.XXXXXX", base);
-	if (!mkdtemp(fx->dir)) {
-		fprintf(stderr, "mkdtemp %s: %s\n", fx->dir, strerror(errno));
+	if (testdir_make(fx->dir, sizeof(fx->dir), "test_store") < 0) {
 		free(fx);
 		return -1;
 	}
 	snprintf(fx->path, sizeof(fx->path), "%s/natter.db", fx->dir);
-	fx->db_dir = db_dir();
+	fx->db_dir = testdir_db();
 	*state = fx;
 	return 0;
 }
@@ -80,7 +56,7 @@ static int fx_teardown(void **state)
 {
 	struct fx *fx = *state;
 	store_close(fx->st);
-	nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(fx->dir);
 	free(fx);
 	return 0;
 }

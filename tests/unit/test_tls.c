@@ -33,6 +33,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
+#include "testdir.h"
 #include "log.h"
 #include "loop.h"
 #include "tls.h"
@@ -230,16 +231,10 @@ static void server_stop(struct tls *t)
 
 static int setup(void **state)
 {
-	const char *base = getenv("NATTER_TEST_TMP");
 	char err[256];
 
 	(void)state;
-	if (!base || !*base)
-		base = "/tmp";
-	if (mkdir(base, 0700) != 0 && errno != EEXIST)
-		return -1;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_tls.XXXXXX", base);
-	if (!mkdtemp(tmpdir))
+	if (testdir_make(tmpdir, sizeof(tmpdir), "test_tls") < 0)
 		return -1;
 	snprintf(dir2, sizeof(dir2), "%s/second", tmpdir);
 	if (mkdir(dir2, 0700) != 0)
