@@ -15,10 +15,10 @@
 #include <sys/resource.h>
 
 #include "autoconfig.h"
-#include "http.h"
-#include "log.h"
-#include "server.h"
-#include "tls.h"
+#include "http/http.h"
+#include "util/log.h"
+#include "http/server.h"
+#include "net/tls.h"
 
 /* Raise the descriptor soft limit to the hard limit: every connection is a
  * descriptor, and nothing in natter should cap lower than the system. */

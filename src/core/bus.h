@@ -1,0 +1,99 @@
+/* bus: rooms, subscribers and fan-out. Pure logic: no sockets, no SQL, no
+ * TLS. It keeps
+ *   - who is a member of which room (loaded at start, then kept current by
+ *     the join/leave/room events that pass through bus_publish);
+ *   - a ring of the most recent persistent events, so a reconnecting client
+ *     resumes from memory;
+ *   - one shard per event loop: each shard has its own subscribers and an
+ *     inbox. bus_publish() appends an event reference to every shard's inbox
+ *     (one lock per shard per event, never per delivery) and wakes the shard;
+ *     the shard's loop calls bus_shard_drain(), which delivers to the shard's
+ *     subscribers of that room.
+ *
+ * A subscriber is one live connection of one logged-in user; it receives
+ * the events of every room the user belongs to. Joining or leaving a room
+ * takes effect on all the user's live connections at once.
+ *
+ * Threads: every function is safe to call from any thread. Callbacks of a
+ * subscriber run with its shard's lock held: they must not call back into
+ * the bus for that shard (no subscribe, unsubscribe, drain). */
+#ifndef NATTER_BUS_H
+#define NATTER_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/event.h"
+
+struct bus;
+struct bus_shard;
+struct bus_sub;
+
+/* Where the bus reads persistent events older than its ring (store).
+ * Must return, in increasing id order, at most limit events with
+ * id > after in rooms user_id belongs to; *out is a malloc'd array of
+ * references that the bus takes over. Returns 0 or -1. */
+typedef int (*bus_history_fn)(void *arg, int64_t user_id, int64_t after,
+			      size_t limit, struct event ***out, size_t *n);
+
+/* last_id: the newest persistent event id in history at start-up (0 if
+ * none). replay_max: a resume that would need more than this many events is
+ * answered recovered=false and starts from now. */
+struct bus *bus_new(size_t ring_size, size_t replay_max, int64_t last_id,
+		    bus_history_fn history, void *history_arg);
+void bus_free(struct bus *bus); /* after every shard and subscriber is gone */
+
+/* Start-up: record that user is a member of room. */
+void bus_member_add(struct bus *bus, int64_t room_id, int64_t user_id);
+bool bus_is_member(struct bus *bus, int64_t room_id, int64_t user_id);
+/* Newest persistent id published so far. */
+int64_t bus_last_id(struct bus *bus);
+
+/* Publish. Persistent events (id > 0) must arrive in strictly increasing id
+ * order (the store's commit hook guarantees it); they enter the ring and
+ * apply their membership change (JOIN adds, LEAVE removes after delivery,
+ * ROOM adds the creator). Ephemeral events (id 0) go only to live
+ * subscribers of the room. Takes its own reference; the caller keeps its. */
+void bus_publish(struct bus *bus, struct event *ev);
+
+/* Shards. wake(arg) is called (from any thread) when the shard's inbox
+ * turns non-empty; the owner must then call bus_shard_drain() on its loop. */
+struct bus_shard *bus_shard_new(struct bus *bus, void (*wake)(void *arg),
+				void *arg);
+void bus_shard_free(struct bus_shard *shard); /* no subscribers left */
+void bus_shard_drain(struct bus_shard *shard);
+/* Round-robin choice, for subscribers that live on no loop (SSE, poll). */
+struct bus_shard *bus_shard_pick(struct bus *bus);
+
+/* Subscribers. */
+struct bus_resume {
+	int64_t cursor; /* newest id at subscribe time */
+	bool recovered; /* false: events after since are no longer
+			   available; the client must reload history */
+};
+struct bus_sub_ops {
+	/* Called first, once, inside bus_subscribe. */
+	void (*hello)(void *arg, const struct bus_resume *r);
+	/* Each event for this subscriber: replayed ones first, then live ones,
+	 * persistent ids strictly increasing, never twice. ev is borrowed:
+	 * event_ref() it to keep it. */
+	void (*deliver)(void *arg, struct event *ev);
+};
+enum bus_sub_err {
+	BUS_EFUTURE = -2, /* since is newer than the newest event */
+	BUS_EHISTORY = -3 /* the history callback failed */
+};
+/* since < 0: from now on. since >= 0: replay every event after since first.
+ * Returns NULL and sets *err (a bus_sub_err) on failure. */
+struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
+			      int64_t since, const struct bus_sub_ops *ops,
+			      void *arg, int *err);
+/* After it returns, no callback of sub runs any more. Not from inside a
+ * callback of the same shard. NULL is fine. */
+void bus_unsubscribe(struct bus_sub *sub);
+
+/* Counts, for /metrics and tests. */
+size_t bus_subscriber_count(struct bus *bus);
+
+#endif

@@ -1,0 +1,80 @@
+/* api: what the api_*.c handlers share: error answers, string fields,
+ * the answer to an async chat command, and the member-only room check. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/api.h"
+#include "core/auth.h"
+#include "util/log.h"
+#include "store/store.h"
+#include "util/util.h"
+
+enum MHD_Result api_fail(struct request *req, unsigned status, const char *code,
+			 const char *message)
+{
+	return reply_error(req->conn, &req->log, status, code, message);
+}
+
+json_t *api_event_json(struct event *ev)
+{
+	size_t len;
+	const char *text = event_json(ev, &len);
+	return json_loadb(text, len, 0, NULL);
+}
+
+/* A required string member: NULL (and answered 422) when absent. */
+const char *api_field_str(struct request *req, json_t *obj, const char *name,
+			  enum MHD_Result *ret)
+{
+	json_t *v = json_object_get(obj, name);
+	if (json_is_string(v))
+		return json_string_value(v);
+	char msg[96];
+	snprintf(msg, sizeof(msg), "'%s' must be a string", name);
+	*ret = api_fail(req, 422, "invalid_field", msg);
+	return NULL;
+}
+
+/* Second half of every async chat command: map its result to an answer. */
+enum MHD_Result api_answer_event(struct request *req, unsigned status,
+				 const char *exists_code,
+				 const char *exists_message)
+{
+	const struct chat_result *res = &req->result;
+	if (res->err == CHAT_EEXISTS && exists_code)
+		return api_fail(req, 409, exists_code, exists_message);
+	if (res->err != CHAT_OK)
+		return request_chat_error(req, res->err);
+	json_t *ev = api_event_json(res->ev);
+	json_t *body = json_pack("{s:o}", "event", ev ? ev : json_null());
+	if (res->duplicate) {
+		json_object_set_new(body, "duplicate", json_true());
+		status = 200;
+	}
+	return reply_json(req->conn, &req->log, status, body);
+}
+
+/* Resolve a room the requester must belong to: 0, or -1 after answering. */
+int api_member_room(struct request *req, const char *room, int64_t *id,
+		    char name[33], enum MHD_Result *ret)
+{
+	int rc = name_valid(room)
+		     ? store_room_by_name(req->srv->store, room, id, name)
+		     : STORE_NOTFOUND;
+	if (rc == STORE_NOTFOUND) {
+		*ret = request_chat_error(req, CHAT_ENOROOM);
+		return -1;
+	}
+	if (rc != STORE_OK) {
+		*ret = api_fail(req, 500, "internal", "cannot read the room");
+		return -1;
+	}
+	int m = store_is_member(req->srv->store, *id, req->user_id);
+	if (m != 1) {
+		*ret = m < 0 ? api_fail(req, 500, "internal",
+					"cannot read the room")
+			     : request_chat_error(req, CHAT_ENOTMEMBER);
+		return -1;
+	}
+	return 0;
+}

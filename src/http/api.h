@@ -1,0 +1,49 @@
+/* api: the JSON API handlers (accounts, rooms, history, search). Each
+ * answers one route; http.c has authenticated the request where the route
+ * needs it, and has read the whole body. A handler may be called several
+ * times for one request when it runs an async chat command: req->phase
+ * tells it where it is. */
+#ifndef NATTER_API_H
+#define NATTER_API_H
+
+#include "http/request.h"
+
+enum MHD_Result api_register(struct request *req);
+enum MHD_Result api_login(struct request *req);
+enum MHD_Result api_logout(struct request *req);
+enum MHD_Result api_me_get(struct request *req);
+enum MHD_Result api_me_patch(struct request *req);
+enum MHD_Result api_rooms_list(struct request *req);
+enum MHD_Result api_rooms_create(struct request *req);
+enum MHD_Result api_room_join(struct request *req, const char *room);
+enum MHD_Result api_room_leave(struct request *req, const char *room);
+enum MHD_Result api_room_members(struct request *req, const char *room);
+enum MHD_Result api_history(struct request *req, const char *room);
+enum MHD_Result api_send(struct request *req, const char *room);
+/* POST /api/rooms/{room}/typing: the typing signal for clients that have no
+ * WebSocket (SSE, long-poll, curl). */
+enum MHD_Result api_typing(struct request *req, const char *room);
+enum MHD_Result api_search(struct request *req);
+/* POST /api/client-report {"transport","reason"}: counted in /metrics. */
+enum MHD_Result api_client_report(struct request *req);
+
+/* --- shared by the api_*.c files ---------------------------------------- */
+
+/* Answer {"error":code,"message":message} with status. */
+enum MHD_Result api_fail(struct request *req, unsigned status, const char *code,
+			 const char *message);
+/* The envelope of ev parsed back into JSON (caller decrefs). */
+json_t *api_event_json(struct event *ev);
+/* A required string member: NULL (and answered 422) when absent. */
+const char *api_field_str(struct request *req, json_t *obj, const char *name,
+			  enum MHD_Result *ret);
+/* Second half of every async chat command: map req->result to an answer
+ * (status on success; exists_code/message for CHAT_EEXISTS if not NULL). */
+enum MHD_Result api_answer_event(struct request *req, unsigned status,
+				 const char *exists_code,
+				 const char *exists_message);
+/* Resolve a room the requester must belong to: 0, or -1 after answering. */
+int api_member_room(struct request *req, const char *room, int64_t *id,
+		    char name[33], enum MHD_Result *ret);
+
+#endif

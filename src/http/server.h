@@ -1,0 +1,32 @@
+/* server: the one object main builds and wires, passed down to http. It
+ * holds pointers only; each module owns its own state. */
+#ifndef NATTER_SERVER_H
+#define NATTER_SERVER_H
+
+#include "core/auth.h"
+#include "core/bus.h"
+#include "core/chat.h"
+#include "util/config.h"
+#include "transport/longpoll.h"
+#include "net/loop.h"
+#include "util/metrics.h"
+#include "transport/sse.h"
+#include "store/store.h"
+#include "transport/ws.h"
+
+struct server {
+	const struct config *cfg;
+	struct metrics metrics;
+	struct store *store;
+	struct auth *auth;
+	struct bus *bus;
+	struct chat *chat;
+	struct loop **loops;
+	struct bus_shard **shards; /* shards[i] drained on loops[i] */
+	unsigned nloops;
+	struct ws_server *ws;
+	struct sse *sse;
+	struct longpoll *poll;
+};
+
+#endif

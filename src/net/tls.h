@@ -1,0 +1,75 @@
+/* tls: TLS termination with mbedTLS in front of the HTTP server. Listening
+ * sockets are watched by every event loop; the loop that accepts a client
+ * does its handshake (non-blocking, no thread per connection), then pumps
+ * bytes between the TLS session and one end of a socketpair whose other end
+ * it hands to the HTTP server with the client's real address, so HTTP,
+ * WebSocket, SSE and long-poll run over TLS unchanged.
+ *
+ * Settings: TLS 1.2 (mbedTLS 2.28 has no TLS 1.3 server), ECDHE with AEAD
+ * ciphers only, in the server's order, ALPN "http/1.1", session tickets and
+ * a session cache, CTR-DRBG seeded from the OS. It does not verify client
+ * certificates, speak HTTP, or know what the bytes it carries mean. */
+#ifndef NATTER_TLS_H
+#define NATTER_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "net/loop.h"
+
+struct tls;
+
+/* Takes ownership of fd (one end of a socketpair carrying the decrypted
+ * stream) in every case; addr is the client's. Runs on a loop thread.
+ * Returns 0, or -1 when the connection was refused (fd closed). */
+typedef int (*tls_handoff_fn)(void *arg, int fd, const struct sockaddr *addr,
+			      socklen_t addrlen);
+
+struct tls_config {
+	const char *const *listen; /* numeric "ADDR:PORT" / "[ADDR]:PORT" */
+	unsigned nlisten;
+	const char *cert_file; /* PEM chain, leaf first */
+	const char *key_file;  /* PEM private key */
+	unsigned handshake_timeout_s;
+	unsigned max_handshakes; /* in progress at once, all loops together */
+	struct loop **loops;	 /* borrowed; running before tls_start */
+	unsigned nloops;
+};
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+/* Load the certificate and key and bind every listen address (nothing is
+ * accepted yet). NULL on failure with err naming the file or address. */
+struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen);
+/* The port listen address i is bound to (it may have been 0). */
+unsigned tls_port(const struct tls *t, unsigned i);
+/* Start accepting on every loop; each established session's stream goes to
+ * fn(arg, ...). Logs "listening tls addr=... port=..." per address. */
+void tls_start(struct tls *t, tls_handoff_fn fn, void *arg);
+/* Stop accepting and handing over (first step of shutdown): returns once
+ * every loop has stopped, so fn is not called afterwards. Sessions already
+ * handed over keep running until their HTTP side or client closes. */
+void tls_quiesce(struct tls *t);
+/* After loop_stop() and before loop_free(): close every remaining
+ * connection and free. NULL is fine. */
+void tls_free(struct tls *t);
+
+/* --- certificates --------------------------------------------------------- */
+
+/* Re-read cert_file and key_file (any thread, e.g. on SIGHUP). New
+ * connections use the new pair, open ones keep theirs. 0, or -1 with err
+ * when the new pair is unusable; the old pair then stays in use. */
+int tls_reload(struct tls *t, char *err, size_t errlen);
+/* SHA-256 fingerprint of the certificate in use, "AB:CD:...". */
+void tls_fingerprint(struct tls *t, char out[96]);
+
+/* For --tls-self-signed: make sure dir holds a self-signed ECDSA P-256
+ * certificate for DNS:localhost and IP:127.0.0.1 and its key, creating
+ * both when either is missing or the certificate has expired. *cert_path
+ * and *key_path get the files' paths (caller frees). Returns 1 when it
+ * created them, 0 when it kept them, -1 with err. */
+int tls_self_signed(const char *dir, char **cert_path, char **key_path,
+		    char *err, size_t errlen);
+
+#endif

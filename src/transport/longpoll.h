@@ -1,0 +1,42 @@
+/* longpoll: GET /poll?since=N&timeout=S. If events after since exist it
+ * answers at once with {"events":[...],"cursor":N,"recovered":B}; else the
+ * connection is suspended until an event arrives or the timeout passes,
+ * then answers with an empty batch and the same cursor. A batch holds at
+ * most LONGPOLL_BATCH_MAX events and, past its first event, at most
+ * bytes_max bytes of envelopes (the server's send-queue-max: the per-
+ * connection limit every transport keeps); the cursor says where to
+ * continue. Cache-Control: no-store. */
+#ifndef NATTER_LONGPOLL_H
+#define NATTER_LONGPOLL_H
+
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "core/bus.h"
+#include "util/metrics.h"
+#include "transport/reply.h"
+#include "transport/transport.h"
+
+#define LONGPOLL_BATCH_MAX 500
+
+struct longpoll;
+
+struct longpoll *longpoll_new(struct bus *bus, struct metrics *m,
+			      size_t bytes_max);
+/* Answers every waiting poll with its batch so far. NULL is fine. */
+void longpoll_free(struct longpoll *lp);
+
+/* Called by http for an authenticated GET /poll, possibly several times for
+ * one request: *state is NULL the first time, and the value longpoll left
+ * in it on later calls (after a resume). since < 0 means from now. */
+enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
+				struct reply_log *log,
+				const struct transport_client *cl,
+				int64_t since, unsigned timeout_s,
+				void **state);
+/* Called by http when the request ends (answered, or the client left) with
+ * the state longpoll left; NULL is fine. */
+void longpoll_request_done(void *state);
+
+#endif

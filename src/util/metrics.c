@@ -1,0 +1,108 @@
+/* metrics: counters rendered in Prometheus text format. It only counts;
+ * modules decide what to count. */
+#include <string.h>
+
+#include "util/metrics.h"
+
+static const char *const names[TRANSPORT_N] = {"ws", "sse", "poll"};
+static const char *const reasons[REASON_N] = {
+    "ok", "ws_failed", "ws_timeout", "sse_failed", "sse_timeout", "other"};
+
+void metrics_init(struct metrics *m)
+{
+	for (int i = 0; i < TRANSPORT_N; i++) {
+		atomic_init(&m->connections[i], 0);
+		atomic_init(&m->connections_total[i], 0);
+		atomic_init(&m->delivered[i], 0);
+		atomic_init(&m->slow_disconnects[i], 0);
+	}
+	atomic_init(&m->sends, 0);
+	atomic_init(&m->acks, 0);
+	atomic_init(&m->errors, 0);
+	atomic_init(&m->requests, 0);
+	atomic_init(&m->rejected_busy, 0);
+	atomic_init(&m->ws_framers, 0);
+	for (int t = 0; t < TRANSPORT_N; t++)
+		for (int r = 0; r < REASON_N; r++)
+			atomic_init(&m->client_transport[t][r], 0);
+}
+
+int transport_parse(const char *s, enum transport_kind *out)
+{
+	for (int i = 0; i < TRANSPORT_N; i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum transport_kind)i;
+			return 0;
+		}
+	return -1;
+}
+
+enum client_reason client_reason_parse(const char *s)
+{
+	for (int i = 0; i < REASON_N; i++)
+		if (!strcmp(s, reasons[i]))
+			return (enum client_reason)i;
+	return REASON_OTHER;
+}
+
+const char *transport_name(enum transport_kind k)
+{
+	return (unsigned)k < TRANSPORT_N ? names[k] : "unknown";
+}
+
+static void per_transport(struct buf *out, const char *name, const char *type,
+			  const char *help, const atomic_uint_fast64_t *v)
+{
+	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (int i = 0; i < TRANSPORT_N; i++)
+		buf_printf(out, "%s{transport=\"%s\"} %llu\n", name, names[i],
+			   (unsigned long long)atomic_load(&v[i]));
+}
+
+static void single(struct buf *out, const char *name, const char *type,
+		   const char *help, const atomic_uint_fast64_t *v)
+{
+	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help,
+		   name, type, name, (unsigned long long)atomic_load(v));
+}
+
+void metrics_render(const struct metrics *m, struct buf *out)
+{
+	per_transport(out, "natter_connections", "gauge",
+		      "Open client connections.", m->connections);
+	per_transport(out, "natter_connections_total", "counter",
+		      "Client connections opened.", m->connections_total);
+	per_transport(out, "natter_events_delivered_total", "counter",
+		      "Events written to clients.", m->delivered);
+	per_transport(out, "natter_slow_consumer_disconnects_total", "counter",
+		      "Connections cut loose for exceeding their send queue.",
+		      m->slow_disconnects);
+	single(out, "natter_sends_total", "counter", "Send commands received.",
+	       &m->sends);
+	single(out, "natter_acks_total", "counter",
+	       "Sends acknowledged after commit.", &m->acks);
+	single(out, "natter_errors_total", "counter",
+	       "Error answers (HTTP 4xx/5xx and WebSocket error frames).",
+	       &m->errors);
+	single(out, "natter_http_requests_total", "counter",
+	       "HTTP requests finished.", &m->requests);
+	single(out, "natter_rejected_busy_total", "counter",
+	       "Connections refused at the connection limit.",
+	       &m->rejected_busy);
+	single(out, "natter_ws_framing_contexts", "gauge",
+	       "WebSocket connections holding wslay contexts now (mid-frame "
+	       "or with a control frame to send; idle ones hold none).",
+	       &m->ws_framers);
+	buf_puts(out, "# HELP natter_client_transport_total Transports browser "
+		      "clients ended on, and why they fell back.\n"
+		      "# TYPE natter_client_transport_total counter\n");
+	for (int t = 0; t < TRANSPORT_N; t++)
+		for (int r = 0; r < REASON_N; r++)
+			buf_printf(
+			    out,
+			    "natter_client_transport_total{transport=\"%s\","
+			    "reason=\"%s\"} %llu\n",
+			    names[t], reasons[r],
+			    (unsigned long long)atomic_load(
+				&m->client_transport[t][r]));
+}

@@ -1,0 +1,58 @@
+/* metrics: process-wide counters for GET /metrics (Prometheus text). Plain
+ * atomics: any thread may bump them; nothing here allocates. */
+#ifndef NATTER_METRICS_H
+#define NATTER_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+enum transport_kind {
+	TRANSPORT_WS,
+	TRANSPORT_SSE,
+	TRANSPORT_POLL,
+	TRANSPORT_N
+};
+
+/* Why a browser client ended on its transport (POST /api/client-report). */
+enum client_reason {
+	REASON_OK,
+	REASON_WS_FAILED,
+	REASON_WS_TIMEOUT,
+	REASON_SSE_FAILED,
+	REASON_SSE_TIMEOUT,
+	REASON_OTHER,
+	REASON_N
+};
+
+struct metrics {
+	atomic_uint_fast64_t connections[TRANSPORT_N]; /* open now */
+	atomic_uint_fast64_t connections_total[TRANSPORT_N];
+	atomic_uint_fast64_t delivered[TRANSPORT_N]; /* events written */
+	atomic_uint_fast64_t slow_disconnects[TRANSPORT_N];
+	atomic_uint_fast64_t sends;    /* send commands received */
+	atomic_uint_fast64_t acks;     /* sends acknowledged (committed) */
+	atomic_uint_fast64_t errors;   /* error answers (4xx/5xx, WS errors) */
+	atomic_uint_fast64_t requests; /* HTTP requests finished */
+	atomic_uint_fast64_t rejected_busy; /* 503: connection limit */
+	atomic_uint_fast64_t ws_framers; /* WebSockets holding wslay contexts */
+	atomic_uint_fast64_t client_transport[TRANSPORT_N][REASON_N];
+};
+
+void metrics_init(struct metrics *m);
+#define metrics_inc(field)                                                     \
+	atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+#define metrics_dec(field)                                                     \
+	atomic_fetch_sub_explicit(&(field), 1, memory_order_relaxed)
+#define metrics_add(field, n)                                                  \
+	atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+const char *transport_name(enum transport_kind k); /* "ws", "sse", "poll" */
+/* Parse the names back: 0, or -1 when unknown. */
+int transport_parse(const char *s, enum transport_kind *out);
+/* "ok", "ws_failed", ... ; unknown strings map to REASON_OTHER. */
+enum client_reason client_reason_parse(const char *s);
+/* Append the Prometheus exposition text. */
+void metrics_render(const struct metrics *m, struct buf *out);
+
+#endif
