@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "core/auth.h"
 
 #define T0 1700000000000LL /* an arbitrary "now" in ms */
 

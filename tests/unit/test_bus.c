@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "bus.h"
+#include "core/bus.h"
 
 #define LOBBY 10
 #define ANNEX 20

@@ -35,11 +35,11 @@
 #include <jansson.h>
 
 #include "testdir.h"
-#include "bus.h"
-#include "chat.h"
-#include "event.h"
-#include "store.h"
-#include "util.h"
+#include "core/bus.h"
+#include "core/chat.h"
+#include "model/event.h"
+#include "store/store.h"
+#include "util/util.h"
 
 #define DONE_TIMEOUT_S 20 /* generous: valgrind is slow */
 #define MAX_WAITERS 64

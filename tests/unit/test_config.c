@@ -19,7 +19,7 @@
 
 #include "autoconfig.h" /* PACKAGE_VERSION */
 #include "testdir.h"
-#include "config.h"
+#include "util/config.h"
 
 static char tmpdir[512];
 

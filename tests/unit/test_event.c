@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "event.h"
+#include "model/event.h"
 
 /* 2026-11-26T12:00:00.123Z */
 #define TS_MS (1795694400LL * 1000 + 123)

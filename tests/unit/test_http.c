@@ -37,9 +37,9 @@
 #include <jansson.h>
 
 #include "testdir.h"
-#include "http.h"
-#include "log.h"
-#include "server.h"
+#include "http/http.h"
+#include "util/log.h"
+#include "http/server.h"
 
 #define IO_TIMEOUT_S 30 /* per read or write; valgrind is slow */
 #define MIB (1024 * 1024)

@@ -21,11 +21,11 @@
 
 #include <cmocka.h>
 
-#include "bus.h"
-#include "event.h"
-#include "metrics.h"
-#include "sse.h"
-#include "util.h"
+#include "core/bus.h"
+#include "model/event.h"
+#include "util/metrics.h"
+#include "transport/sse.h"
+#include "util/util.h"
 
 #define ROOM 1
 #define USER 7

@@ -26,8 +26,8 @@
 #include <sqlite3.h>
 
 #include "testdir.h"
-#include "store.h"
-#include "util.h"
+#include "store/store.h"
+#include "util/util.h"
 
 /* --- fixture -------------------------------------------------------------- */
 

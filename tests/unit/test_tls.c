@@ -34,9 +34,9 @@
 #include <mbedtls/x509_crt.h>
 
 #include "testdir.h"
-#include "log.h"
-#include "loop.h"
-#include "tls.h"
+#include "util/log.h"
+#include "net/loop.h"
+#include "net/tls.h"
 
 static char tmpdir[512], dir2[600];
 static char *cert, *key, *cert2, *key2;

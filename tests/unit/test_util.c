@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "util.h"
+#include "util/util.h"
 
 /* utf8_valid on a string literal, which may hold NUL bytes. */
 #define VALID(lit) utf8_valid((lit), sizeof(lit) - 1)

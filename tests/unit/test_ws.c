@@ -29,7 +29,7 @@
 
 #include <cmocka.h>
 
-#include "ws.h"
+#include "transport/ws.h"
 
 /* --- fake event ----------------------------------------------------------- */
 
