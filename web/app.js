@@ -284,6 +284,7 @@ async function start(user) {
   openRoom(first, { focus: true });
 
   S.conn = new Connection({
+    eventTypes: Object.keys(EVENT_VIEWS),
     getCursor: () => S.cursor,
     onHello,
     onEvent,
@@ -616,38 +617,44 @@ function scrollToBottom() {
   $('jump-latest').hidden = true;
 }
 
+// A message: avatar, author and time (unless it continues the previous
+// one), and the text.
+function messageNode(ev, cont) {
+  const li = h('li', 'msg' + (cont ? ' cont' : '') + (ev.from === S.me.username ? ' mine' : ''));
+  if (!cont) li.append(avatar(ev.from));
+  else li.append(h('div', 'gutter'));
+  const body = h('div', 'msg-body');
+  if (!cont) {
+    const meta = h('div', 'msg-meta');
+    meta.append(h('span', 'msg-author', displayName(ev.from)), timeEl(ev.ts));
+    body.append(meta);
+  } else {
+    li.firstChild.append(timeEl(ev.ts));
+  }
+  const text = h('div', 'msg-text');
+  text.append(richText(ev.text || ''));
+  body.append(text);
+  li.append(body);
+  return li;
+}
+
+// A one-line system notice: "alice joined #room".
+function noticeNode(what) {
+  return (ev) => {
+    const li = h('li', 'sys');
+    const who = h('strong', null, displayName(ev.from || 'someone'));
+    const line = h('span', 'sys-text');
+    line.append(who, what + ev.room);
+    li.append(line, timeEl(ev.ts));
+    return li;
+  };
+}
+
 function eventNode(r, ev, cont) {
   const key = `${ev.id}:${cont ? 1 : 0}`;
   let li = r.nodes.get(key);
   if (li) return li;
-  if (ev.type === 'message') {
-    li = h('li', 'msg' + (cont ? ' cont' : '') + (ev.from === S.me.username ? ' mine' : ''));
-    if (!cont) li.append(avatar(ev.from));
-    else li.append(h('div', 'gutter'));
-    const body = h('div', 'msg-body');
-    if (!cont) {
-      const meta = h('div', 'msg-meta');
-      meta.append(h('span', 'msg-author', displayName(ev.from)), timeEl(ev.ts));
-      body.append(meta);
-    } else {
-      li.firstChild.append(timeEl(ev.ts));
-    }
-    const text = h('div', 'msg-text');
-    text.append(richText(ev.text || ''));
-    body.append(text);
-    li.append(body);
-  } else {
-    li = h('li', 'sys');
-    const who = h('strong', null, displayName(ev.from || 'someone'));
-    const what = {
-      join: ` joined #${ev.room}`,
-      leave: ` left #${ev.room}`,
-      room: ` created #${ev.room}`,
-    }[ev.type] || ` (${ev.type})`;
-    const line = h('span', 'sys-text');
-    line.append(who, what);
-    li.append(line, timeEl(ev.ts));
-  }
+  li = EVENT_VIEWS[ev.type].render(ev, cont);
   li.dataset.id = ev.id;
   if (ev.client_id) li.dataset.clientId = ev.client_id;
   r.nodes.set(key, li);
@@ -747,7 +754,7 @@ function renderMessages(opts = {}) {
       }
       nodes.push(sep);
     }
-    const cont = ev.type === 'message' && prev && prev.type === 'message' && prev.from === ev.from
+    const cont = EVENT_VIEWS[ev.type].groups && prev && prev.type === ev.type && prev.from === ev.from
       && day === prevDay && new Date(ev.ts) - new Date(prev.ts) < 5 * 60000;
     nodes.push(eventNode(r, ev, cont));
     prev = ev;
@@ -846,13 +853,15 @@ function saveUnread() {
   S.store.unread = u;
 }
 
-// Add one persistent event to its room; true if it was new.
+// Add one persistent event to its room; true if it was new. Types this
+// client has no view for (a newer server) are left out.
 function addEvent(r, ev, live) {
   if (!Number.isSafeInteger(ev.id)) return false;
+  if (!Object.hasOwn(EVENT_VIEWS, ev.type) || !EVENT_VIEWS[ev.type].render) return false;
   if (ev.client_id && S.me && ev.from === S.me.username) acked(ev.client_id);
   if (r.events.has(ev.id)) return false;
   r.events.set(ev.id, ev);
-  if (live && ev.type === 'message' && ev.from !== S.me.username
+  if (live && EVENT_VIEWS[ev.type].unread && ev.from !== S.me.username
       && (r.name !== S.current || document.hidden)) {
     r.unread++;
     saveUnread();
@@ -860,32 +869,49 @@ function addEvent(r, ev, live) {
   return true;
 }
 
+// A join or leave seen live: our own changes the room list, someone
+// else's the member count.
+function membershipChanged(r, ev, mine) {
+  if (mine) {
+    r.joined = ev.type === 'join';
+    refreshRoomsSoon();
+  } else {
+    r.members += ev.type === 'join' ? 1 : -1;
+    if (r.name === S.current || r.memberList) loadMembers(r);
+  }
+}
+
+// --- event views -----------------------------------------------------------------------------
+// One row per event type the client shows, and the only place that knows
+// the types: render(ev, cont) draws it in the timeline (persistent types);
+// live(r, ev, mine) applies what it changes when it arrives live; unread:
+// it counts towards a room's unread badge; groups: consecutive events of
+// the type by one author share a header. The transports receive exactly
+// these types (SSE listens by name); anything else is ignored.
+const EVENT_VIEWS = {
+  message: {
+    render: messageNode,
+    live: (r, ev) => stopTyping(ev.room, ev.from),
+    unread: true,
+    groups: true,
+  },
+  join: { render: noticeNode(' joined #'), live: membershipChanged },
+  leave: { render: noticeNode(' left #'), live: membershipChanged },
+  room: { render: noticeNode(' created #'), live: () => refreshRoomsSoon() },
+  typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
+};
+
 function onEvent(ev) {
   if (!S.me || !ev || typeof ev !== 'object' || !ev.type) return;
-  if (ev.type === 'typing') return onTyping(ev);
+  const view = Object.hasOwn(EVENT_VIEWS, ev.type) ? EVENT_VIEWS[ev.type] : null;
+  if (view && view.ephemeral) return view.live(null, ev, ev.from === S.me.username);
   if (!Number.isSafeInteger(ev.id) || typeof ev.room !== 'string') return;
-  advanceCursor(ev.id);
+  advanceCursor(ev.id); // even for a type this client does not show
+  if (!view) return;
   const r = room(ev.room);
   if (!addEvent(r, ev, true)) return;
   const mine = S.me && ev.from === S.me.username;
-  switch (ev.type) {
-    case 'message':
-      stopTyping(ev.room, ev.from);
-      break;
-    case 'join':
-    case 'leave':
-      if (mine) {
-        r.joined = ev.type === 'join';
-        refreshRoomsSoon();
-      } else {
-        r.members += ev.type === 'join' ? 1 : -1;
-        if (r.name === S.current || r.memberList) loadMembers(r);
-      }
-      break;
-    case 'room':
-      refreshRoomsSoon();
-      break;
-  }
+  if (view.live) view.live(r, ev, mine);
   if (r.name === S.current) {
     const bottom = isAtBottom() || mine;
     renderMessages({ bottom, newBelow: !bottom });

@@ -37,7 +37,6 @@ const BACKOFF_MAX = 30000;
 const UPGRADE_FIRST = 60000;
 const UPGRADE_MAX = 15 * 60000;
 const PREF_MAX_AGE = 7 * 24 * 3600 * 1000;
-const EVENT_TYPES = ['message', 'join', 'leave', 'room', 'typing', 'edit', 'delete', 'topic'];
 
 function withSince(path, since) {
   if (since == null) return path;
@@ -165,7 +164,9 @@ class SseTransport extends Transport {
       this.watch = null;
       this.h.hello(m);
     });
-    for (const type of EVENT_TYPES) {
+    // EventSource dispatches by the `event:` name: listen for every type
+    // the app knows how to show (its table of event views).
+    for (const type of this.h.types) {
       es.addEventListener(type, (e) => {
         const m = parse(e.data);
         if (m) this.h.event(m);
@@ -260,7 +261,8 @@ function classify(status, code, retryAfter) {
 // --- the connection -----------------------------------------------------------
 
 export class Connection {
-  // opts: getCursor(), onHello(m, kind), onEvent(ev), onFrame(m),
+  // opts: eventTypes (the event type names to receive), getCursor(),
+  // onHello(m, kind), onEvent(ev), onFrame(m),
   // onSynced(cursor), onState(state), onBadCursor(), onUnauthorized(),
   // report(kind, reason).
   constructor(opts) {
@@ -350,6 +352,7 @@ export class Connection {
   handlers(getT) {
     const cur = () => this.t === getT() && this.t;
     return {
+      types: this.o.eventTypes,
       hello: (m) => cur() && this.onHello(getT(), m),
       event: (ev) => cur() && this.o.onEvent(ev),
       frame: (m) => cur() && this.o.onFrame(m),
@@ -501,6 +504,7 @@ export class Connection {
       };
       const quiet = () => {};
       t = new TRANSPORTS[kind]({
+        types: [],
         hello: () => done(true),
         fail: () => done(false),
         reconnecting: () => done(false),
