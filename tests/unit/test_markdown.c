@@ -1,0 +1,299 @@
+/* Unit tests for markdown: a table of inputs against the exact HTML they
+ * must render to (formatting, raw HTML as text, link schemes, images,
+ * mentions and shortcodes inside and outside code), and properties that
+ * must hold for any input (no markup natter does not write itself). */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "model/markdown.h"
+#include "util/util.h"
+
+#define A "<a target=\"_blank\" rel=\"noopener noreferrer nofollow ugc\" "
+#define BOB "<span class=\"mention\" data-user=\"bob\">@bob</span>"
+#define THUMBS                                                                 \
+	"<span class=\"emoji\" role=\"img\" title=\":thumbsup:\" "             \
+	"aria-label=\"thumbsup\">\xF0\x9F\x91\x8D</span>"
+
+/* Users the test knows: bob, and alice (any case, shown lower-case), and
+ * the room-wide @room. */
+static const char *known(void *arg, const char *name, size_t len)
+{
+	int *calls = arg;
+	if (calls)
+		(*calls)++;
+	if (len == 3 && !strncmp(name, "bob", 3))
+		return "bob";
+	if (len == 5 && !strncasecmp(name, "alice", 5))
+		return "alice";
+	if (len == 4 && !strncmp(name, "room", 4))
+		return "room";
+	return NULL;
+}
+
+static char *render(const char *text)
+{
+	size_t len = 0;
+	char *html = markdown_render(text, strlen(text), known, NULL, &len);
+	assert_non_null(html);
+	assert_int_equal(len, strlen(html));
+	return html;
+}
+
+static const struct {
+	const char *in, *out;
+} cases[] = {
+    /* formatting */
+    {"hello **bold** and _it_",
+     "<p>hello <strong>bold</strong> and <em>it</em></p>"},
+    {"***nested _emph_ here***",
+     "<p><em><strong>nested <em>emph</em> here</strong></em></p>"},
+    {"~~gone~~", "<p><del>gone</del></p>"},
+    {"line1\nline2", "<p>line1<br />\nline2</p>"},
+    {"para1\n\npara2", "<p>para1</p>\n<p>para2</p>"},
+    {"> quote", "<blockquote>\n<p>quote</p>\n</blockquote>"},
+    {"- a\n- b", "<ul>\n<li>a</li>\n<li>b</li>\n</ul>"},
+    {"| a | b |\n|---|---|\n| 1 | 2 |",
+     "<table>\n<thead>\n<tr>\n<th>a</th>\n<th>b</th>\n</tr>\n</thead>\n"
+     "<tbody>\n<tr>\n<td>1</td>\n<td>2</td>\n</tr>\n</tbody>\n</table>"},
+    /* code keeps its < and its @ */
+    {"`a < b`", "<p><code>a &lt; b</code></p>"},
+    {"```c\nint a = 1 < 2;\n```",
+     "<pre><code class=\"language-c\">int a = 1 &lt; 2;\n</code></pre>"},
+    {"`@bob :thumbsup:` @bob", "<p><code>@bob :thumbsup:</code> " BOB "</p>"},
+    {"    indented @bob", "<pre><code>indented @bob\n</code></pre>"},
+    /* raw HTML is text */
+    {"<script>alert(1)</script>",
+     "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"},
+    {"a <b onmouseover=x>b</b> c",
+     "<p>a &lt;b onmouseover=x&gt;b&lt;/b&gt; c</p>"},
+    {"<div>\n<img src=x onerror=alert(1)>\n</div>",
+     "<p>&lt;div&gt;<br />\n&lt;img src=x onerror=alert(1)&gt;<br />\n"
+     "&lt;/div&gt;</p>"},
+    {"<!-- hidden -->", "<p>&lt;!-- hidden --&gt;</p>"},
+    {"&amp; &lt; &#x26; &copy;", "<p>&amp; &lt; &amp; \xC2\xA9</p>"},
+    /* links: http, https, mailto only */
+    {"[x](javascript:alert(1))", "<p>x</p>"},
+    {"[x](JaVaScRiPt:alert(1))", "<p>x</p>"},
+    {"[d](data:text/html,hi)", "<p>d</p>"},
+    {"[v](vbscript:x) [f](file:///etc/passwd)", "<p>v f</p>"},
+    {"[r](/relative)", "<p>r</p>"},
+    {"[ok](https://x.y \"t\\\"itle\")",
+     "<p>" A "href=\"https://x.y\" title=\"t&quot;itle\">ok</a></p>"},
+    {"[m](mailto:a@b.c) [H](HTTP://X.Y)",
+     "<p>" A "href=\"mailto:a@b.c\">m</a> " A "href=\"HTTP://X.Y\">H</a></p>"},
+    {"see https://example.com/a?b=1&c=2 ok",
+     "<p>see " A "href=\"https://example.com/a?b=1&amp;c=2\">"
+     "https://example.com/a?b=1&amp;c=2</a> ok</p>"},
+    {"www.example.com",
+     "<p>" A "href=\"http://www.example.com\">www.example.com</a></p>"},
+    {"<https://a.b/c>", "<p>" A "href=\"https://a.b/c\">https://a.b/c</a></p>"},
+    {"[**b** @bob](https://a.b)",
+     "<p>" A "href=\"https://a.b\"><strong>b</strong> @bob</a></p>"},
+    /* images are never loaded */
+    {"![cat](https://evil.example/cat.png)",
+     "<p>" A "href=\"https://evil.example/cat.png\">cat</a></p>"},
+    {"![](https://e.x/y.png)",
+     "<p>" A "href=\"https://e.x/y.png\">https://e.x/y.png</a></p>"},
+    {"![x](javascript:alert(1))", "<p>x</p>"},
+    /* mentions */
+    {"hi @bob.", "<p>hi " BOB ".</p>"},
+    {"@bob, @carol and @ALICE",
+     "<p>" BOB ", @carol and <span class=\"mention\" data-user=\"alice\">"
+     "@alice</span></p>"},
+    {"@room look", "<p><span class=\"mention\" data-user=\"room\">@room</span>"
+		   " look</p>"},
+    {"mail bob@example.com",
+     "<p>mail " A "href=\"mailto:bob@example.com\">bob@example.com</a></p>"},
+    {"x@bob", "<p>x@bob</p>"},
+    {"**@bob**", "<p><strong>" BOB "</strong></p>"},
+    /* shortcodes */
+    {":thumbsup: :nope: 12:30:45", "<p>" THUMBS " :nope: 12:30:45</p>"},
+    {"::thumbsup::", "<p>:" THUMBS ":</p>"},
+};
+
+static void test_cases(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *html = render(cases[i].in);
+		if (strcmp(html, cases[i].out) != 0)
+			fail_msg("case %zu: %s\n got: %s\nwant: %s", i,
+				 cases[i].in, html, cases[i].out);
+		free(html);
+	}
+}
+
+static void test_no_mention_callback(void **state)
+{
+	(void)state;
+	size_t len;
+	char *html = markdown_render("@bob", 4, NULL, NULL, &len);
+	assert_string_equal(html, "<p>@bob</p>");
+	free(html);
+}
+
+/* Mentions inside code and links are not even looked up. */
+static void test_mention_lookups(void **state)
+{
+	(void)state;
+	int calls = 0;
+	size_t len;
+	const char *in = "`@bob` [@bob](https://a.b) @bob @nobody";
+	char *html = markdown_render(in, strlen(in), known, &calls, &len);
+	assert_int_equal(calls, 2);
+	free(html);
+}
+
+static void test_emoji_table(void **state)
+{
+	(void)state;
+	assert_string_equal(markdown_emoji("+1", 2), "\xF0\x9F\x91\x8D");
+	assert_string_equal(markdown_emoji("x", 1), "\xE2\x9D\x8C");
+	assert_string_equal(markdown_emoji("heart_eyes", 10),
+			    "\xF0\x9F\x98\x8D");
+	assert_string_equal(markdown_emoji("heart", 5),
+			    "\xE2\x9D\xA4\xEF\xB8\x8F");
+	assert_null(markdown_emoji("hear", 4));
+	assert_null(markdown_emoji("", 0));
+	assert_null(markdown_emoji("zzz", 3));
+}
+
+/* Markup natter never writes must never come out, whatever the input:
+ * every tag in the output is on natter's list, with only listed
+ * attributes, and every link goes to http, https or mailto. */
+static bool listed(const char *name, size_t n, const char *const *list)
+{
+	for (; *list; list++)
+		if (strlen(*list) == n && !strncmp(*list, name, n))
+			return true;
+	return false;
+}
+
+static void assert_inert(const char *html)
+{
+	static const char *const tags[] = {
+	    "p",     "br", "strong", "em", "del",	 "code",  "pre",
+	    "ul",    "ol", "li",     "a",  "span",	 "table", "thead",
+	    "tbody", "tr", "th",     "td", "h1",	 "h2",	  "h3",
+	    "h4",    "h5", "h6",     "hr", "blockquote", NULL};
+	static const char *const attrs[] = {
+	    "href", "title",	  "target", "rel",   "class", "data-user",
+	    "role", "aria-label", "align",  "start", NULL};
+	for (const char *p = strchr(html, '<'); p; p = strchr(p, '<')) {
+		p++;
+		if (*p == '/')
+			p++;
+		size_t n = strcspn(p, " />");
+		if (!listed(p, n, tags))
+			fail_msg("tag '%.*s' in output: %s", (int)n, p, html);
+		p += n;
+		while (*p == ' ' && p[1] != '/') {
+			p++;
+			size_t an = strcspn(p, "=");
+			if (!listed(p, an, attrs))
+				fail_msg("attribute '%.*s' in output: %s",
+					 (int)an, p, html);
+			bool href = an == 4 && !strncmp(p, "href", 4);
+			p += an;
+			assert_int_equal(p[0], '=');
+			assert_int_equal(p[1], '"');
+			p += 2;
+			if (href && strncmp(p, "http://", 7) &&
+			    strncmp(p, "https://", 8) &&
+			    strncmp(p, "mailto:", 7))
+				fail_msg("link to '%.20s' in output: %s", p,
+					 html);
+			const char *q = strchr(p, '"');
+			assert_non_null(q);
+			/* A value holds no markup: cmark escapes it. */
+			assert_null(memchr(p, '<', (size_t)(q - p)));
+			p = q + 1;
+		}
+	}
+}
+
+static void test_xss_corpus(void **state)
+{
+	(void)state;
+	static const char *const corpus[] = {
+	    "<script>alert(1)</script>",
+	    "<img src=x onerror=alert(1)>",
+	    "<svg/onload=alert(1)>",
+	    "<iframe src=\"javascript:alert(1)\"></iframe>",
+	    "[a](javascript&#58;alert(1))",
+	    "[a](&#x6A;avascript:alert(1))",
+	    "[a](java\nscript:alert(1))",
+	    "[a]( javascript:alert(1))",
+	    "[a](<javascript:alert(1)>)",
+	    "![a](x\" onerror=\"alert(1))",
+	    "[a][r]\n\n[r]: javascript:alert(1)",
+	    "<a href=\"javascript:alert(1)\">x</a>",
+	    "<<script>script>alert(1)<</script>/script>",
+	    "```\n</code><script>alert(1)</script>\n```",
+	    "`</code><img src=x onerror=alert(1)>`",
+	    "<object data=x></object><embed src=x>",
+	    "<style>*{}</style><base href=x><meta http-equiv=refresh>",
+	    "<form><input></form><math><mi>x</mi></math>",
+	    "[x](data:text/html;base64,PHNjcmlwdD4=)",
+	    "@bob\" onmouseover=\"x :thumbsup:\"<img>",
+	    "| <img src=x> | b |\n|---|---|\n| <script> | 2 |",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(corpus); i++) {
+		char *html = render(corpus[i]);
+		assert_inert(html);
+		free(html);
+	}
+}
+
+/* The longest message natter accepts, and words longer than any line. */
+static void test_long(void **state)
+{
+	(void)state;
+	char *text = xmalloc(4001);
+	memset(text, 'w', 4000);
+	text[4000] = '\0';
+	char *html = render(text);
+	assert_int_equal(strlen(html), 4000 + strlen("<p></p>"));
+	free(html);
+	for (size_t i = 0; i < 4000; i++)
+		text[i] = "<a>&*_`@:\n["[i % 11];
+	html = render(text);
+	assert_inert(html);
+	free(html);
+	free(text);
+}
+
+/* Bytes that are not UTF-8 are replaced, never passed through. */
+static void test_invalid_utf8(void **state)
+{
+	(void)state;
+	size_t len;
+	char *html = markdown_render("a\xff"
+				     "b",
+				     3, known, NULL, &len);
+	assert_true(utf8_valid(html, len));
+	free(html);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cases),
+	    cmocka_unit_test(test_no_mention_callback),
+	    cmocka_unit_test(test_mention_lookups),
+	    cmocka_unit_test(test_emoji_table),
+	    cmocka_unit_test(test_xss_corpus),
+	    cmocka_unit_test(test_long),
+	    cmocka_unit_test(test_invalid_utf8),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
