@@ -57,125 +57,6 @@ static int64_t now_us(void)
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-/* --- request helpers (request.h) ------------------------------------------ */
-
-const char *request_arg(struct request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
-					   name);
-}
-
-static const char *header(struct request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-static int auth_token(struct request *req, const char *token)
-{
-	size_t len = strlen(token);
-	if (len == 0 || len > 128)
-		return -1;
-	auth_token_hash(token, len, req->token_hash);
-	int64_t uid;
-	char name[33];
-	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			       name) != STORE_OK)
-		return -1;
-	req->user_id = uid;
-	snprintf(req->username, sizeof(req->username), "%s", name);
-	req->authed = true;
-	return 0;
-}
-
-int request_auth(struct request *req)
-{
-	const char *h = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (h && !strncasecmp(h, "Bearer ", 7))
-		return auth_token(req, h + 7);
-	const char *cookie = MHD_lookup_connection_value(
-	    req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
-	if (cookie && auth_token(req, cookie) == 0) {
-		req->via_cookie = true;
-		return 0;
-	}
-	return -1;
-}
-
-json_t *request_json(struct request *req, enum MHD_Result *answered)
-{
-	const char *ctype = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (!ctype || strncasecmp(ctype, "application/json", 16) ||
-	    (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
-		*answered = reply_error(req->conn, &req->log, 415,
-					"unsupported_media_type",
-					"send Content-Type: application/json");
-		return NULL;
-	}
-	json_error_t jerr;
-	json_t *obj = json_loadb(req->body.data ? req->body.data : "",
-				 req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(obj)) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s",
-			 obj ? "" : ": ", obj ? "" : jerr.text);
-		json_decref(obj);
-		*answered =
-		    reply_error(req->conn, &req->log, 400, "bad_json", msg);
-		return NULL;
-	}
-	return obj;
-}
-
-void request_suspend(struct request *req)
-{
-	req->phase = REQ_WAITING;
-	atomic_fetch_add(req->suspended, 1);
-	MHD_suspend_connection(req->conn);
-}
-
-void request_chat_done(void *arg, const struct chat_result *res)
-{
-	struct request *req = arg;
-	req->result = *res;
-	if (res->ev)
-		event_ref(res->ev);
-	req->phase = REQ_READY;
-	MHD_resume_connection(req->conn);
-}
-
-void request_started(struct request *req, int rc)
-{
-	if (rc == CHAT_OK)
-		return;
-	struct chat_result res = {.err = rc};
-	request_chat_done(req, &res);
-}
-
-enum MHD_Result request_chat_error(struct request *req, int err)
-{
-	return reply_error(req->conn, &req->log, chat_err_status(err),
-			   chat_err_code(err), chat_err_message(err));
-}
-
-void request_set_cookie(struct request *req, struct MHD_Response *r,
-			const char *token)
-{
-	char cookie[256];
-	if (token)
-		snprintf(cookie, sizeof(cookie),
-			 SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
-					"SameSite=Lax%s",
-			 token, (long long)req->srv->cfg->session_ttl_s,
-			 req->tls ? "; Secure" : "");
-	else
-		snprintf(cookie, sizeof(cookie),
-			 SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
-					"SameSite=Lax%s",
-			 req->tls ? "; Secure" : "");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-	secure_zero(cookie, sizeof(cookie));
-}
-
 /* --- origin checks
  * ------------------------------------------------------------ */
 
@@ -187,7 +68,7 @@ static bool origin_allowed(struct request *req, const char *origin)
 	for (unsigned i = 0; i < cfg->norigins; i++)
 		if (!strcasecmp(origin, cfg->allowed_origins[i]))
 			return true;
-	const char *host = header(req, MHD_HTTP_HEADER_HOST);
+	const char *host = request_header(req, MHD_HTTP_HEADER_HOST);
 	if (!host)
 		return false;
 	const char *rest = NULL;
@@ -207,10 +88,10 @@ static bool csrf_ok(struct request *req)
 {
 	if (!req->via_cookie)
 		return true;
-	const char *site = header(req, "Sec-Fetch-Site");
+	const char *site = request_header(req, "Sec-Fetch-Site");
 	if (site && !strcasecmp(site, "cross-site"))
 		return false;
-	const char *origin = header(req, "Origin");
+	const char *origin = request_header(req, "Origin");
 	return !origin || origin_allowed(req, origin);
 }
 
@@ -326,7 +207,7 @@ static unsigned open_streams(struct server *srv)
 static int parse_since(struct request *req, bool sse, int64_t *since,
 		       enum MHD_Result *ret)
 {
-	const char *s = sse ? header(req, "Last-Event-ID") : NULL;
+	const char *s = sse ? request_header(req, "Last-Event-ID") : NULL;
 	if (!s || !*s)
 		s = request_arg(req, "since");
 	*since = -1;
@@ -344,15 +225,14 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 				 enum transport_kind kind)
 {
 	if (!req->authed) {
-		const char *token = request_arg(req, "token");
-		if (!(token && auth_token(req, token) == 0))
+		if (request_auth_query(req) < 0)
 			return reply_error(req->conn, &req->log, 401,
 					   "unauthorized", "log in first");
 	}
 	if (kind == TRANSPORT_WS) {
 		/* Browsers always send Origin with a WebSocket handshake: a
 		 * foreign one is cross-site WebSocket hijacking. */
-		const char *origin = header(req, "Origin");
+		const char *origin = request_header(req, "Origin");
 		if (origin && !origin_allowed(req, origin))
 			return reply_error(req->conn, &req->log, 403,
 					   "bad_origin",
@@ -595,7 +475,7 @@ static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind,
 static enum MHD_Result redirect_https(struct request *req, struct http *h,
 				      const char *url)
 {
-	const char *host = header(req, MHD_HTTP_HEADER_HOST);
+	const char *host = request_header(req, MHD_HTTP_HEADER_HOST);
 	size_t len = 0;
 	if (host && host[0] == '[') {
 		const char *end = strchr(host, ']');

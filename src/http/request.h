@@ -1,7 +1,9 @@
-/* request: one HTTP request as the http module and the API handlers see it.
- * http.c owns its lifecycle (created on the first callback, freed when
- * libmicrohttpd reports it complete) and implements the helpers below;
- * api.c implements the handlers. */
+/* request: one HTTP request as the http module and the API handlers see it,
+ * and the helpers the handlers share (request.c). http.c creates it on the
+ * first callback and frees it when libmicrohttpd reports it complete; the
+ * api_*.c files implement the handlers. The struct is open because every
+ * handler reads its fields; only http.c and request.c write the ones above
+ * "async commands". */
 #ifndef NATTER_REQUEST_H
 #define NATTER_REQUEST_H
 
@@ -72,6 +74,12 @@ enum MHD_Result request_chat_error(struct request *req, int err);
 /* Set the session cookie for token (or clear it when token is NULL). */
 void request_set_cookie(struct request *req, struct MHD_Response *r,
 			const char *token);
+/* A query argument or a request header; NULL when absent. Valid for the
+ * request. */
 const char *request_arg(struct request *req, const char *name);
+const char *request_header(struct request *req, const char *name);
+/* Authenticate by the query's ?token= (EventSource and WebSocket clients
+ * cannot set headers): 0 when authenticated, -1 when not. */
+int request_auth_query(struct request *req);
 
 #endif

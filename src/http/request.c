@@ -1,0 +1,147 @@
+/* request: one HTTP request as http.c and the API handlers see it, and the
+ * helpers every handler shares: query arguments, authentication (bearer
+ * token, session cookie), the JSON body, the session cookie, and the
+ * suspend/resume dance of an async chat command. It does not route, check
+ * CSRF or Origin, or answer anything but the errors its helpers document:
+ * http.c does that.
+ *
+ * Threads: a request is touched by one libmicrohttpd worker at a time. The
+ * only other thread is the store's writer, which runs request_chat_done
+ * while the connection is suspended (req->phase == REQ_WAITING) and
+ * resumes it last; the worker reads req->result only after the resume. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/auth.h"
+#include "http/request.h"
+#include "store/store.h"
+
+const char *request_arg(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+					   name);
+}
+
+static const char *header(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+static int auth_token(struct request *req, const char *token)
+{
+	size_t len = strlen(token);
+	if (len == 0 || len > 128)
+		return -1;
+	auth_token_hash(token, len, req->token_hash);
+	int64_t uid;
+	char name[33];
+	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
+			       name) != STORE_OK)
+		return -1;
+	req->user_id = uid;
+	snprintf(req->username, sizeof(req->username), "%s", name);
+	req->authed = true;
+	return 0;
+}
+
+int request_auth(struct request *req)
+{
+	const char *h = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h && !strncasecmp(h, "Bearer ", 7))
+		return auth_token(req, h + 7);
+	const char *cookie = MHD_lookup_connection_value(
+	    req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+	if (cookie && auth_token(req, cookie) == 0) {
+		req->via_cookie = true;
+		return 0;
+	}
+	return -1;
+}
+
+json_t *request_json(struct request *req, enum MHD_Result *answered)
+{
+	const char *ctype = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (!ctype || strncasecmp(ctype, "application/json", 16) ||
+	    (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
+		*answered = reply_error(req->conn, &req->log, 415,
+					"unsupported_media_type",
+					"send Content-Type: application/json");
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *obj = json_loadb(req->body.data ? req->body.data : "",
+				 req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(obj)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s",
+			 obj ? "" : ": ", obj ? "" : jerr.text);
+		json_decref(obj);
+		*answered =
+		    reply_error(req->conn, &req->log, 400, "bad_json", msg);
+		return NULL;
+	}
+	return obj;
+}
+
+void request_suspend(struct request *req)
+{
+	req->phase = REQ_WAITING;
+	atomic_fetch_add(req->suspended, 1);
+	MHD_suspend_connection(req->conn);
+}
+
+void request_chat_done(void *arg, const struct chat_result *res)
+{
+	struct request *req = arg;
+	req->result = *res;
+	if (res->ev)
+		event_ref(res->ev);
+	req->phase = REQ_READY;
+	MHD_resume_connection(req->conn);
+}
+
+void request_started(struct request *req, int rc)
+{
+	if (rc == CHAT_OK)
+		return;
+	struct chat_result res = {.err = rc};
+	request_chat_done(req, &res);
+}
+
+enum MHD_Result request_chat_error(struct request *req, int err)
+{
+	return reply_error(req->conn, &req->log, chat_err_status(err),
+			   chat_err_code(err), chat_err_message(err));
+}
+
+void request_set_cookie(struct request *req, struct MHD_Response *r,
+			const char *token)
+{
+	char cookie[256];
+	if (token)
+		snprintf(cookie, sizeof(cookie),
+			 SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
+					"SameSite=Lax%s",
+			 token, (long long)req->srv->cfg->session_ttl_s,
+			 req->tls ? "; Secure" : "");
+	else
+		snprintf(cookie, sizeof(cookie),
+			 SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
+					"SameSite=Lax%s",
+			 req->tls ? "; Secure" : "");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
+	secure_zero(cookie, sizeof(cookie));
+}
+
+const char *request_header(struct request *req, const char *name)
+{
+	return header(req, name);
+}
+
+int request_auth_query(struct request *req)
+{
+	const char *token = request_arg(req, "token");
+	return token ? auth_token(req, token) : -1;
+}
