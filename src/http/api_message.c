@@ -165,9 +165,7 @@ enum MHD_Result api_typing(struct request *req, const char *room)
 	int rc = chat_typing(req->srv->chat, &cu, room);
 	if (rc != CHAT_OK)
 		return request_chat_error(req, rc);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	return reply_queue(req->conn, &req->log, 204, r);
+	return reply_empty(req->conn, &req->log, 204, NULL, 0);
 }
 
 enum MHD_Result api_search(struct request *req)
@@ -216,9 +214,7 @@ enum MHD_Result api_client_report(struct request *req)
 	log_info("client transport user=%s transport=%s reason=%s",
 		 req->username, json_string_value(t),
 		 json_is_string(why) ? json_string_value(why) : "ok");
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	ret = reply_queue(req->conn, &req->log, 204, resp);
+	ret = reply_empty(req->conn, &req->log, 204, NULL, 0);
 done:
 	json_decref(in);
 	return ret;

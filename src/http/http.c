@@ -244,10 +244,10 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 	if (req->poll_state == NULL &&
 	    open_streams(req->srv) >= h->max_streams) {
 		metrics_inc(req->srv->metrics.rejected_busy);
-		struct MHD_Response *r = MHD_create_response_from_buffer(
-		    0, NULL, MHD_RESPMEM_PERSISTENT);
-		MHD_add_response_header(r, "Retry-After", "5");
-		return reply_queue(req->conn, &req->log, 503, r);
+		const struct reply_header retry[] = {{"Retry-After", "5"}};
+		return reply_error_headers(
+		    req->conn, &req->log, 503, "busy",
+		    "too many open streams; try again shortly", retry, 1);
 	}
 	enum MHD_Result ret = MHD_YES;
 	int64_t since;
@@ -290,17 +290,10 @@ static enum MHD_Result transport(struct request *req, struct http *h,
 static enum MHD_Result method_not_allowed(struct request *req,
 					  const char *allow)
 {
-	json_t *body = json_pack("{s:s, s:s}", "error", "method_not_allowed",
-				 "message", "method not allowed here");
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(strlen(text),
-							       text, free);
-	MHD_add_response_header(r, "Content-Type",
-				"application/json; charset=utf-8");
-	MHD_add_response_header(r, "Allow", allow);
-	return reply_queue(req->conn, &req->log, 405, r);
+	const struct reply_header h[] = {{"Allow", allow}};
+	return reply_error_headers(req->conn, &req->log, 405,
+				   "method_not_allowed",
+				   "method not allowed here", h, 1);
 }
 
 static bool is(const char *a, const char *b)
@@ -500,11 +493,11 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	url_encode(&loc, url, true);
 	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, append_arg,
 				  &loc);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc.data);
+	const struct reply_header loc_h[] = {
+	    {MHD_HTTP_HEADER_LOCATION, loc.data}};
+	enum MHD_Result ret = reply_empty(req->conn, &req->log, 308, loc_h, 1);
 	buf_fini(&loc);
-	return reply_queue(req->conn, &req->log, 308, r);
+	return ret;
 }
 
 /* Every connection the TLS terminator hands over gets the shared context

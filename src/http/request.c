@@ -116,23 +116,20 @@ enum MHD_Result request_chat_error(struct request *req, int err)
 			   chat_err_code(err), chat_err_message(err));
 }
 
-void request_set_cookie(struct request *req, struct MHD_Response *r,
-			const char *token)
+void request_cookie(struct request *req, const char *token, char *out,
+		    size_t len)
 {
-	char cookie[256];
 	if (token)
-		snprintf(cookie, sizeof(cookie),
+		snprintf(out, len,
 			 SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
 					"SameSite=Lax%s",
 			 token, (long long)req->srv->cfg->session_ttl_s,
 			 req->tls ? "; Secure" : "");
 	else
-		snprintf(cookie, sizeof(cookie),
+		snprintf(out, len,
 			 SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
 					"SameSite=Lax%s",
 			 req->tls ? "; Secure" : "");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-	secure_zero(cookie, sizeof(cookie));
 }
 
 const char *request_header(struct request *req, const char *name)

@@ -71,9 +71,12 @@ void request_started(struct request *req, int rc);
 void request_chat_done(void *arg, const struct chat_result *res);
 /* Answer a chat error (status and code from chat_err_*). */
 enum MHD_Result request_chat_error(struct request *req, int err);
-/* Set the session cookie for token (or clear it when token is NULL). */
-void request_set_cookie(struct request *req, struct MHD_Response *r,
-			const char *token);
+/* The Set-Cookie value that sets the session cookie to token (or clears it
+ * when token is NULL) into out, which REQUEST_COOKIE_MAX bytes hold; it
+ * holds a secret: wipe it after use. */
+#define REQUEST_COOKIE_MAX 256
+void request_cookie(struct request *req, const char *token, char *out,
+		    size_t len);
 /* A query argument or a request header; NULL when absent. Valid for the
  * request. */
 const char *request_arg(struct request *req, const char *name);
