@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include "http/api.h"
 #include "core/auth.h"
 #include "http/http.h"
+#include "util/addr.h"
 #include "util/log.h"
 #include "http/request.h"
 
@@ -649,43 +649,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * ----------------------------------------------------------------------------
  */
 
-/* "127.0.0.1:8080", "[::1]:8080", "localhost:8080" -> sockaddr. */
-static int resolve(const char *spec, struct sockaddr_storage *ss,
-		   socklen_t *len, char *err, size_t errlen)
-{
-	char host[256];
-	const char *colon = strrchr(spec, ':');
-	if (!colon) {
-		snprintf(err, errlen, "listen '%s': expected ADDR:PORT", spec);
-		return -1;
-	}
-	size_t hl = (size_t)(colon - spec);
-	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
-		spec++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host)) {
-		snprintf(err, errlen, "listen '%s': address too long", spec);
-		return -1;
-	}
-	memcpy(host, spec, hl);
-	host[hl] = '\0';
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE},
-			*res = NULL;
-	int rc = getaddrinfo(host, colon + 1, &hints, &res);
-	if (rc != 0) {
-		snprintf(err, errlen, "listen '%s': %s", spec,
-			 gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
-
 #define DAEMON_FLAGS                                                           \
 	(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |                     \
 	 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG)
@@ -733,17 +696,19 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	h->max_streams = cfg->max_connections;
 
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sslen;
-		if (resolve(cfg->listen[i], &ss, &sslen, err, errlen) < 0)
+		struct addr a;
+		char why[256];
+		if (addr_parse(cfg->listen[i], &a, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "listen %s", why);
 			goto fail;
+		}
 		unsigned flags = DAEMON_FLAGS;
-		if (ss.ss_family == AF_INET6)
+		if (a.ss.ss_family == AF_INET6)
 			flags |= MHD_USE_IPv6;
 		struct MHD_Daemon *d = MHD_start_daemon(
 		    flags, 0, NULL, NULL, on_request, h,
 		    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss,
 		    MHD_OPTION_THREAD_POOL_SIZE,
 		    (unsigned int)cfg->http_threads,
 		    MHD_OPTION_CONNECTION_LIMIT,
