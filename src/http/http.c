@@ -1,7 +1,9 @@
 /* http: the libmicrohttpd daemons and everything about a request before a
- * handler runs: reading the body (bounded), routing, authentication, the
- * CSRF/Origin checks, the connection cap, static files, and the access
- * log. API handlers live in api.c; transports in ws.c, sse.c, longpoll.c.
+ * handler runs: reading the body (bounded), the route table and the checks
+ * its flags ask for (authentication, CSRF, Origin), the stream cap, static
+ * files, /healthz and /metrics, and the access log. struct request and
+ * its helpers live in request.c, the matcher in route.c, the API handlers
+ * in api_*.c, the transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
  * (http_threads) on epoll; with tls-listen, one more without a listening
@@ -9,7 +11,6 @@
  * connections carry a struct reply_conn (HSTS) and get Secure cookies.
  * Async chat commands suspend the connection and resume it from the
  * store's writer thread, so no worker thread ever waits for a commit. */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include "util/addr.h"
 #include "util/log.h"
 #include "http/request.h"
+#include "http/route.h"
 
 struct http {
 	struct server *srv;
@@ -49,13 +51,6 @@ static const char CSP[] =
     "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data: blob:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-static int64_t now_us(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
 
 /* --- origin checks
  * ------------------------------------------------------------ */
@@ -122,9 +117,9 @@ static const char *mime_type(const char *path)
 	return "application/octet-stream";
 }
 
-static enum MHD_Result serve_file(struct request *req, struct http *h,
-				  const char *rel)
+static enum MHD_Result serve_file(struct request *req, const char *rel)
 {
+	struct http *h = req->http;
 	/* rel has no "..", no leading dot segments and no empty segments. */
 	for (const char *p = rel; *p; p++)
 		if ((p == rel || p[-1] == '/') && (*p == '.' || *p == '/'))
@@ -221,71 +216,146 @@ static int parse_since(struct request *req, bool sse, int64_t *since,
 	return 0;
 }
 
-static enum MHD_Result transport(struct request *req, struct http *h,
-				 enum transport_kind kind)
+/* What /ws, /events and /poll share once the router has authenticated
+ * the client: the shutdown and stream-cap refusals, and the cursor. 0 with
+ * cl and since filled, or -1 after answering. A resumed long-poll (which
+ * already holds its stream) is not refused. */
+static int stream_open(struct request *req, bool sse,
+		       struct transport_client *cl, int64_t *since,
+		       enum MHD_Result *ret)
 {
-	if (!req->authed) {
-		if (request_auth_query(req) < 0)
-			return reply_error(req->conn, &req->log, 401,
-					   "unauthorized", "log in first");
-	}
-	if (kind == TRANSPORT_WS) {
-		/* Browsers always send Origin with a WebSocket handshake: a
-		 * foreign one is cross-site WebSocket hijacking. */
-		const char *origin = request_header(req, "Origin");
-		if (origin && !origin_allowed(req, origin))
-			return reply_error(req->conn, &req->log, 403,
-					   "bad_origin",
-					   "this Origin may not connect");
-	}
-	if (req->poll_state == NULL && atomic_load(&h->closing))
-		return reply_error(req->conn, &req->log, 503, "shutting_down",
+	struct http *h = req->http;
+	if (req->poll_state == NULL && atomic_load(&h->closing)) {
+		*ret = reply_error(req->conn, &req->log, 503, "shutting_down",
 				   "the server is shutting down");
+		return -1;
+	}
 	if (req->poll_state == NULL &&
 	    open_streams(req->srv) >= h->max_streams) {
 		metrics_inc(req->srv->metrics.rejected_busy);
 		const struct reply_header retry[] = {{"Retry-After", "5"}};
-		return reply_error_headers(
+		*ret = reply_error_headers(
 		    req->conn, &req->log, 503, "busy",
 		    "too many open streams; try again shortly", retry, 1);
+		return -1;
 	}
-	enum MHD_Result ret = MHD_YES;
-	int64_t since;
-	if (parse_since(req, kind == TRANSPORT_SSE, &since, &ret) < 0)
-		return ret;
-	struct transport_client cl = {.user_id = req->user_id};
-	snprintf(cl.username, sizeof(cl.username), "%s", req->username);
-	snprintf(cl.addr, sizeof(cl.addr), "%s", req->addr);
-	switch (kind) {
-	case TRANSPORT_WS:
-		return ws_handle(req->srv->ws, req->conn, &req->log, &cl,
-				 since);
-	case TRANSPORT_SSE:
-		return sse_handle(req->srv->sse, req->conn, &req->log, &cl,
-				  since);
-	default: {
-		const struct config *cfg = req->srv->cfg;
-		int64_t timeout = cfg->poll_timeout_default_s;
-		const char *t = request_arg(req, "timeout");
-		if (t && (parse_i64(t, &timeout) < 0 || timeout < 0 ||
-			  timeout > cfg->poll_timeout_max_s)) {
-			char msg[80];
-			snprintf(msg, sizeof(msg),
-				 "timeout must be 0 to %u seconds",
-				 cfg->poll_timeout_max_s);
-			return reply_error(req->conn, &req->log, 400,
-					   "bad_parameter", msg);
-		}
-		return longpoll_handle(req->srv->poll, req->conn, &req->log,
-				       &cl, since, (unsigned)timeout,
-				       &req->poll_state);
-	}
-	}
+	if (parse_since(req, sse, since, ret) < 0)
+		return -1;
+	memset(cl, 0, sizeof(*cl));
+	cl->user_id = req->user_id;
+	snprintf(cl->username, sizeof(cl->username), "%s", req->username);
+	snprintf(cl->addr, sizeof(cl->addr), "%s", req->addr);
+	return 0;
 }
 
-/* --- routing
- * ------------------------------------------------------------------------------
- */
+static enum MHD_Result serve_ws(struct request *req)
+{
+	struct transport_client cl;
+	int64_t since;
+	enum MHD_Result ret = MHD_YES;
+	if (stream_open(req, false, &cl, &since, &ret) < 0)
+		return ret;
+	return ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
+}
+
+static enum MHD_Result serve_sse(struct request *req)
+{
+	struct transport_client cl;
+	int64_t since;
+	enum MHD_Result ret = MHD_YES;
+	if (stream_open(req, true, &cl, &since, &ret) < 0)
+		return ret;
+	return sse_handle(req->srv->sse, req->conn, &req->log, &cl, since);
+}
+
+static enum MHD_Result serve_poll(struct request *req)
+{
+	struct transport_client cl;
+	int64_t since;
+	enum MHD_Result ret = MHD_YES;
+	if (stream_open(req, false, &cl, &since, &ret) < 0)
+		return ret;
+	const struct config *cfg = req->srv->cfg;
+	int64_t timeout = cfg->poll_timeout_default_s;
+	const char *t = request_arg(req, "timeout");
+	if (t && (parse_i64(t, &timeout) < 0 || timeout < 0 ||
+		  timeout > cfg->poll_timeout_max_s)) {
+		char msg[80];
+		snprintf(msg, sizeof(msg), "timeout must be 0 to %u seconds",
+			 cfg->poll_timeout_max_s);
+		return reply_error(req->conn, &req->log, 400, "bad_parameter",
+				   msg);
+	}
+	return longpoll_handle(req->srv->poll, req->conn, &req->log, &cl, since,
+			       (unsigned)timeout, &req->poll_state);
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+static enum MHD_Result serve_healthz(struct request *req)
+{
+	return reply_json_text(req->conn, &req->log, 200, "{\"status\":\"ok\"}",
+			       15);
+}
+
+static enum MHD_Result serve_index(struct request *req)
+{
+	return serve_file(req, "index.html");
+}
+
+static enum MHD_Result not_found(struct request *req)
+{
+	return reply_error(req->conn, &req->log, 404, "not_found",
+			   "no such path");
+}
+
+static enum MHD_Result serve_static(struct request *req, const char *rest)
+{
+	return *rest ? serve_file(req, rest) : not_found(req);
+}
+
+/* Authenticated, but no such endpoint under /api/. */
+static enum MHD_Result api_not_found(struct request *req)
+{
+	return reply_error(req->conn, &req->log, 404, "not_found",
+			   "no such API endpoint");
+}
+
+#define AUTH ROUTE_AUTH
+#define CSRF ROUTE_CSRF
+
+/* Every path natter answers. Order matters only where patterns overlap:
+ * the first pattern that matches a path owns it, so the catch-alls under
+ * /api/ and at the root come after everything they cover. */
+static const struct route routes[] = {
+    {"POST", "/api/register", 0, api_register, NULL},
+    {"POST", "/api/login", 0, api_login, NULL},
+    {"POST", "/api/logout", AUTH | CSRF, api_logout, NULL},
+    {"GET", "/api/me", AUTH, api_me_get, NULL},
+    {"PATCH", "/api/me", AUTH | CSRF, api_me_patch, NULL},
+    {"POST", "/api/client-report", AUTH | CSRF, api_client_report, NULL},
+    {"GET", "/api/search", AUTH, api_search, NULL},
+    {"GET", "/api/rooms", AUTH, api_rooms_list, NULL},
+    {"POST", "/api/rooms", AUTH | CSRF, api_rooms_create, NULL},
+    {"POST", "/api/rooms/{room}/join", AUTH | CSRF, NULL, api_room_join},
+    {"POST", "/api/rooms/{room}/leave", AUTH | CSRF, NULL, api_room_leave},
+    {"POST", "/api/rooms/{room}/typing", AUTH | CSRF, NULL, api_typing},
+    {"GET", "/api/rooms/{room}/members", AUTH, NULL, api_room_members},
+    {"GET", "/api/rooms/{room}/messages", AUTH, NULL, api_history},
+    {"POST", "/api/rooms/{room}/messages", AUTH | CSRF, NULL, api_send},
+    {NULL, "/api/**", AUTH | CSRF, api_not_found, NULL},
+    {"GET", "/ws", ROUTE_TOKEN | ROUTE_ORIGIN, serve_ws, NULL},
+    {"GET", "/events", ROUTE_TOKEN, serve_sse, NULL},
+    {"GET", "/poll", ROUTE_TOKEN, serve_poll, NULL},
+    {"GET", "/healthz", 0, serve_healthz, NULL},
+    {"GET", "/metrics", 0, serve_metrics, NULL},
+    {"GET", "/", 0, serve_index, NULL},
+    {"GET", "/static/**", 0, NULL, serve_static},
+    {"GET", "/**", 0, not_found, NULL},
+};
+
+#undef AUTH
+#undef CSRF
 
 static enum MHD_Result method_not_allowed(struct request *req,
 					  const char *allow)
@@ -296,139 +366,52 @@ static enum MHD_Result method_not_allowed(struct request *req,
 				   "method not allowed here", h, 1);
 }
 
-static bool is(const char *a, const char *b)
+/* Find the route, make the checks its flags ask for, in this order (the
+ * order decides which error a request with several problems gets): a
+ * session where every method of the path needs one (401), the CSRF check
+ * for state-changing methods (403), the method (405), a session or
+ * ?token= (401), the Origin (403), a valid {room} (404), then the handler.
+ * Runs again for a request resumed after an async command: each check is
+ * cheap and gives the same answer. */
+static enum MHD_Result route(struct request *req, const char *url)
 {
-	return !strcmp(a, b);
-}
+	struct route_match m;
+	enum route_result rr =
+	    route_match(routes, ARRAY_LEN(routes), req->method, url, &m);
+	if (rr == ROUTE_BAD_PATH || rr == ROUTE_NO_PATH)
+		return not_found(req);
+	const struct route *r = m.route;
+	unsigned flags = r ? r->flags : m.flags_any;
 
-/* Split "/api/rooms/NAME/messages" into its segments: their number, or -1
- * for more than 5 segments or a segment of 64 bytes or more. A trailing
- * slash is ignored. */
-static int split_path(const char *path, char seg[5][64])
-{
-	int n = 0;
-	const char *p = path;
-	while (*p == '/')
-		p++;
-	while (*p) {
-		const char *e = strchr(p, '/');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (n == 5 || len >= 64)
-			return -1;
-		memcpy(seg[n], p, len);
-		seg[n][len] = '\0';
-		n++;
-		if (!e)
-			break;
-		p = e + 1;
-	}
-	return n;
-}
-
-static enum MHD_Result route_api(struct request *req, const char *m,
-				 char seg[5][64], int n)
-{
-	bool get = is(m, "GET") || is(m, "HEAD"), post = is(m, "POST");
-	const char *what = n > 1 ? seg[1] : "";
-
-	/* Routes open to anyone. */
-	if (n == 2 && is(what, "register"))
-		return post ? api_register(req)
-			    : method_not_allowed(req, "POST");
-	if (n == 2 && is(what, "login"))
-		return post ? api_login(req) : method_not_allowed(req, "POST");
-
-	if (!req->authed && request_auth(req) < 0)
+	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
+	    request_auth(req) < 0)
 		return reply_error(
 		    req->conn, &req->log, 401, "unauthorized",
 		    "log in first (cookie or Authorization: Bearer)");
-	if (!get && !csrf_ok(req))
+	if ((flags & ROUTE_CSRF) && !route_method_is_read(req->method) &&
+	    !csrf_ok(req))
 		return reply_error(req->conn, &req->log, 403, "csrf",
 				   "cross-site request refused");
-
-	if (n == 2 && is(what, "logout"))
-		return post ? api_logout(req) : method_not_allowed(req, "POST");
-	if (n == 2 && is(what, "me")) {
-		if (get)
-			return api_me_get(req);
-		return is(m, "PATCH") ? api_me_patch(req)
-				      : method_not_allowed(req, "GET, PATCH");
+	if (!r)
+		return method_not_allowed(req, m.allow);
+	if ((r->flags & ROUTE_TOKEN) && !req->authed && request_auth(req) < 0 &&
+	    request_auth_query(req) < 0)
+		return reply_error(req->conn, &req->log, 401, "unauthorized",
+				   "log in first");
+	if (r->flags & ROUTE_ORIGIN) {
+		/* Browsers always send Origin with a WebSocket handshake: a
+		 * foreign one is cross-site WebSocket hijacking. */
+		const char *origin = request_header(req, "Origin");
+		if (origin && !origin_allowed(req, origin))
+			return reply_error(req->conn, &req->log, 403,
+					   "bad_origin",
+					   "this Origin may not connect");
 	}
-	if (n == 2 && is(what, "client-report"))
-		return post ? api_client_report(req)
-			    : method_not_allowed(req, "POST");
-	if (n == 2 && is(what, "search"))
-		return get ? api_search(req) : method_not_allowed(req, "GET");
-	if (n == 2 && is(what, "rooms")) {
-		if (get)
-			return api_rooms_list(req);
-		return post ? api_rooms_create(req)
-			    : method_not_allowed(req, "GET, POST");
-	}
-	if (n == 4 && is(what, "rooms")) {
-		const char *room = seg[2], *op = seg[3];
-		if (is(op, "join"))
-			return post ? api_room_join(req, room)
-				    : method_not_allowed(req, "POST");
-		if (is(op, "leave"))
-			return post ? api_room_leave(req, room)
-				    : method_not_allowed(req, "POST");
-		if (is(op, "typing"))
-			return post ? api_typing(req, room)
-				    : method_not_allowed(req, "POST");
-		if (is(op, "members"))
-			return get ? api_room_members(req, room)
-				   : method_not_allowed(req, "GET");
-		if (is(op, "messages")) {
-			if (get)
-				return api_history(req, room);
-			return post ? api_send(req, room)
-				    : method_not_allowed(req, "GET, POST");
-		}
-	}
-	return reply_error(req->conn, &req->log, 404, "not_found",
-			   "no such API endpoint");
-}
-
-static enum MHD_Result route(struct request *req, struct http *h,
-			     const char *url)
-{
-	const char *m = req->method;
-	bool get = is(m, "GET") || is(m, "HEAD");
-	char seg[5][64];
-	int n = split_path(url, seg);
-	if (n < 0)
-		return reply_error(req->conn, &req->log, 404, "not_found",
-				   "no such path");
-
-	if (n >= 1 && is(seg[0], "api"))
-		return route_api(req, m, seg, n);
-	if (n == 1 &&
-	    (is(seg[0], "ws") || is(seg[0], "events") || is(seg[0], "poll"))) {
-		if (!get)
-			return method_not_allowed(req, "GET");
-		if (!req->authed)
-			request_auth(req);
-		enum transport_kind k = is(seg[0], "ws")       ? TRANSPORT_WS
-					: is(seg[0], "events") ? TRANSPORT_SSE
-							       : TRANSPORT_POLL;
-		return transport(req, h, k);
-	}
-	if (n == 1 && is(seg[0], "healthz"))
-		return get ? reply_json_text(req->conn, &req->log, 200,
-					     "{\"status\":\"ok\"}", 15)
-			   : method_not_allowed(req, "GET");
-	if (n == 1 && is(seg[0], "metrics"))
-		return get ? serve_metrics(req)
-			   : method_not_allowed(req, "GET");
-	if (!get)
-		return method_not_allowed(req, "GET");
-	if (n == 0)
-		return serve_file(req, h, "index.html");
-	if (is(seg[0], "static") && strlen(url) > 8)
-		return serve_file(req, h, url + 8);
-	return reply_error(req->conn, &req->log, 404, "not_found",
-			   "no such path");
+	if (strstr(r->pattern, "{room}") && !name_valid(m.arg))
+		return request_chat_error(req, CHAT_ENOROOM);
+	if (r->fn)
+		return r->fn(req);
+	return r->arg_fn(req, m.rest ? m.rest : m.arg);
 }
 
 /* --- TLS: redirect, the terminator's daemon
@@ -529,25 +512,6 @@ void http_set_https_port(struct http *h, unsigned port)
 /* --- libmicrohttpd callbacks
  * ----------------------------------------------------------------- */
 
-static void client_addr(struct MHD_Connection *c, char *out, size_t len)
-{
-	const union MHD_ConnectionInfo *ci =
-	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	out[0] = '\0';
-	if (!ci || !ci->client_addr)
-		return;
-	const struct sockaddr *sa = ci->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-			  out, (socklen_t)len);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)len);
-	else
-		snprintf(out, len, "local");
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -556,18 +520,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	struct http *h = cls;
 	struct request *req = *con_cls;
 	if (!req) {
-		req = xcalloc(1, sizeof(*req));
-		req->srv = h->srv;
-		req->conn = c;
-		req->suspended = &h->suspended;
-		req->method = method;
-		req->path = xstrdup(url);
-		req->start_us = now_us();
-		client_addr(c, req->addr, sizeof(req->addr));
+		req = request_new(h->srv, c, method, url, &h->suspended);
+		req->http = h;
+		/* see on_tls_notify */
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
 		    c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		req->tls = ci && ci->socket_context; /* see on_tls_notify */
-		buf_init(&req->body);
+		req->tls = ci && ci->socket_context;
 		*con_cls = req;
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
@@ -596,7 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	if (!req->tls && h->srv->cfg->http_redirect &&
 	    atomic_load(&h->https_port))
 		return redirect_https(req, h, url);
-	return route(req, h, url);
+	return route(req, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -611,15 +569,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		metrics_inc(h->srv->metrics.errors);
 	log_access(req->method, req->path,
 		   req->log.status ? req->log.status : 499, req->log.bytes,
-		   now_us() - req->start_us, req->addr);
+		   request_elapsed_us(req), req->addr);
 	longpoll_request_done(req->poll_state);
-	event_unref(req->result.ev);
-	if (req->body.data)
-		secure_zero(req->body.data, req->body.len);
-	buf_fini(&req->body);
-	secure_zero(req->token, sizeof(req->token));
-	free(req->path);
-	free(req);
+	request_free(req);
 	*con_cls = NULL;
 }
 

@@ -9,10 +9,12 @@
  * only other thread is the store's writer, which runs request_chat_done
  * while the connection is suspended (req->phase == REQ_WAITING) and
  * resumes it last; the worker reads req->result only after the resume. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 
 #include "core/auth.h"
 #include "http/request.h"
@@ -141,4 +143,66 @@ int request_auth_query(struct request *req)
 {
 	const char *token = request_arg(req, "token");
 	return token ? auth_token(req, token) : -1;
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static int64_t now_us(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static void client_addr(struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	out[0] = '\0';
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)len);
+	else
+		snprintf(out, len, "local");
+}
+
+struct request *request_new(struct server *srv, struct MHD_Connection *c,
+			    const char *method, const char *url,
+			    atomic_int *suspended)
+{
+	struct request *req = xcalloc(1, sizeof(*req));
+	req->srv = srv;
+	req->conn = c;
+	req->suspended = suspended;
+	req->method = method;
+	req->path = xstrdup(url);
+	req->start_us = now_us();
+	client_addr(c, req->addr, sizeof(req->addr));
+	buf_init(&req->body);
+	return req;
+}
+
+int64_t request_elapsed_us(const struct request *req)
+{
+	return now_us() - req->start_us;
+}
+
+void request_free(struct request *req)
+{
+	if (!req)
+		return;
+	event_unref(req->result.ev);
+	if (req->body.data)
+		secure_zero(req->body.data, req->body.len);
+	buf_fini(&req->body);
+	secure_zero(req->token, sizeof(req->token));
+	free(req->path);
+	free(req);
 }

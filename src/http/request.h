@@ -27,8 +27,11 @@ enum req_phase {
 	REQ_READY    /* async command finished: result holds the outcome */
 };
 
+struct http;
+
 struct request {
 	struct server *srv;
+	struct http *http; /* the daemons' owner; http.c's business */
 	struct MHD_Connection *conn;
 	atomic_int *suspended; /* http's count of suspended requests */
 	const char *method;    /* libmicrohttpd's, valid for the request */
@@ -55,6 +58,17 @@ struct request {
 	char room[33];	  /* room a command was about */
 	void *poll_state; /* longpoll's, for /poll */
 };
+
+/* A request on connection c (method and url are libmicrohttpd's, valid
+ * for the request); suspended is the count request_suspend and the
+ * resume keep. Caller frees with request_free, which drops a result's
+ * event reference and wipes the body and any token. */
+struct request *request_new(struct server *srv, struct MHD_Connection *c,
+			    const char *method, const char *url,
+			    atomic_int *suspended);
+void request_free(struct request *req);
+/* Microseconds since request_new, for the access log. */
+int64_t request_elapsed_us(const struct request *req);
 
 /* Authenticate by Authorization: Bearer, else the session cookie. 0 when
  * authenticated (fills user_id, username), -1 when not. */
