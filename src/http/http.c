@@ -10,7 +10,15 @@
  * socket, fed the TLS terminator's socketpairs by http_tls_add(). Its
  * connections carry a struct reply_conn (HSTS) and get Secure cookies.
  * Async chat commands suspend the connection and resume it from the
- * store's writer thread, so no worker thread ever waits for a commit. */
+ * store's writer thread, so no worker thread ever waits for a commit.
+ *
+ * Every error natter sends is JSON. libmicrohttpd still answers a few
+ * requests itself, with its own HTML, before any callback of ours runs: an
+ * unparsable request line or header (400), a malformed Content-Length or
+ * chunk (400) or one beyond 2^64 (413), a request line or headers that do
+ * not fit in the connection's memory pool (414/431; our own JSON limits,
+ * URI_MAX and HEADERS_MAX, sit below it), an unsupported HTTP version
+ * (505). At its connection limit it closes new connections unanswered. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,13 +58,21 @@ struct http {
 static const char CSP[] =
     "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data: blob:; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'";
 
 /* --- origin checks
  * ------------------------------------------------------------ */
 
-/* An Origin is acceptable if it is the request's own host (same origin) or
- * listed in allowed-origin. */
+/* An Origin is acceptable if it is listed in allowed-origin, or if it is
+ * this server as the browser reached it: the scheme natter serves this
+ * connection with (https on a connection from the TLS terminator, http on
+ * a plain one) and the Host header. So https://host on a plain connection
+ * (or http://host over TLS) is a different origin and refused. A proxy in
+ * front that terminates TLS makes browsers send https://host over plain
+ * HTTP: list that origin in allowed-origin. X-Forwarded-Proto is not
+ * consulted: any client can send it, and natter has no setting that says
+ * which proxy to believe. */
 static bool origin_allowed(struct request *req, const char *origin)
 {
 	const struct config *cfg = req->srv->cfg;
@@ -66,12 +82,9 @@ static bool origin_allowed(struct request *req, const char *origin)
 	const char *host = request_header(req, MHD_HTTP_HEADER_HOST);
 	if (!host)
 		return false;
-	const char *rest = NULL;
-	if (!strncasecmp(origin, "http://", 7))
-		rest = origin + 7;
-	else if (!strncasecmp(origin, "https://", 8))
-		rest = origin + 8;
-	return rest && !strcasecmp(rest, host);
+	const char *scheme = req->tls ? "https://" : "http://";
+	size_t n = strlen(scheme);
+	return !strncasecmp(origin, scheme, n) && !strcasecmp(origin + n, host);
 }
 
 /* CSRF: a state-changing request authenticated by cookie must come from
@@ -512,6 +525,131 @@ void http_set_https_port(struct http *h, unsigned port)
 /* --- libmicrohttpd callbacks
  * ----------------------------------------------------------------- */
 
+/* Whether a Content-Length value announces more than max bytes: any run
+ * of digits too long for a uint64_t does. Other values are left to
+ * libmicrohttpd, which refuses them. */
+static bool length_over(const char *s, uint64_t max)
+{
+	uint64_t v = 0;
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - 9) / 10)
+			return true;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	return v > max;
+}
+
+static enum MHD_Result body_too_large(struct request *req)
+{
+	req->body_too_big = true;
+	return reply_error(req->conn, &req->log, 413, "body_too_large",
+			   "the request body is over the size limit");
+}
+
+/* Our own limits on the request line and headers, well below what fits in
+ * libmicrohttpd's per-connection memory (32 KiB by default), so that a
+ * client over them gets a JSON 414 or 431. What does not fit at all is
+ * still answered by libmicrohttpd itself (see the top of this file). */
+#define URI_MAX 8192
+#define HEADERS_MAX 16384
+
+static enum MHD_Result add_length(void *cls, enum MHD_ValueKind kind,
+				  const char *key, const char *value)
+{
+	size_t *total = cls;
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/* Whether the request line or the headers are over our limits; if so the
+ * 414 or 431 is queued (before the body: libmicrohttpd then reads none of
+ * it and closes the connection). */
+static bool request_too_long(struct request *req, const char *url)
+{
+	size_t uri = strlen(url), headers = 0;
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_length,
+				  &uri);
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_length,
+				  &headers);
+	if (uri > URI_MAX)
+		reply_error(req->conn, &req->log, 414, "uri_too_long",
+			    "the request URI is over 8 KiB");
+	else if (headers > HEADERS_MAX)
+		reply_error(req->conn, &req->log, 431, "headers_too_large",
+			    "the request headers are over 16 KiB");
+	else
+		return false;
+	req->body_too_big = true; /* so that nothing else answers */
+	return true;
+}
+
+/* Set by a worker thread just before it returns MHD_NO on purpose, so that
+ * on_mhd_log (called at once on the same thread) does not report it as an
+ * internal error. */
+static _Thread_local bool quiet_close;
+
+/* How much of an oversized body is still read (and dropped) after the 413,
+ * so that a client busy sending it gets to read the answer instead of a
+ * reset; past this the connection is closed mid-body. */
+#define BODY_LINGER_MAX (256 * 1024)
+
+/* A body that passes max-body after its headers were accepted (chunked,
+ * or longer than announced). libmicrohttpd 0.9.75 accepts a response only
+ * before the body or after all of it, so the 413 is written to the socket
+ * here (the TLS terminator's socketpair for a TLS client, so it is
+ * encrypted like any answer), the write side is shut, and the body is not
+ * buffered any more: body_linger drops at most BODY_LINGER_MAX more bytes,
+ * then the connection is closed. */
+static enum MHD_Result body_cut(struct request *req, size_t *upload_size)
+{
+	static const char body[] =
+	    "{\"error\":\"body_too_large\",\"message\":\"the request body "
+	    "is over the size limit\"}";
+	char head[512];
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+	    req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 413 Content Too Large\r\n"
+			 "Connection: close\r\n"
+			 "Content-Type: application/json; charset=utf-8\r\n"
+			 "Cache-Control: no-store\r\n"
+			 "X-Content-Type-Options: nosniff\r\n"
+			 "Referrer-Policy: no-referrer\r\n"
+			 "Content-Length: %zu\r\n\r\n%s",
+			 sizeof(body) - 1, body);
+	req->body_too_big = true;
+	req->log.status = 413;
+	*upload_size = 0;
+	if (req->body.data)
+		secure_zero(req->body.data, req->body.len);
+	buf_fini(&req->body);
+	if (!ci || n <= 0 || (size_t)n >= sizeof(head) ||
+	    send(ci->connect_fd, head, (size_t)n,
+		 MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+		quiet_close = true;
+		return MHD_NO;
+	}
+	req->log.bytes = sizeof(body) - 1;
+	shutdown(ci->connect_fd, SHUT_WR);
+	return MHD_YES;
+}
+
+static enum MHD_Result body_linger(struct request *req, size_t n,
+				   size_t *upload_size)
+{
+	*upload_size = 0;
+	req->body_dropped += n;
+	if (req->body_dropped <= BODY_LINGER_MAX)
+		return MHD_YES;
+	quiet_close = true;
+	return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -519,6 +657,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 {
 	struct http *h = cls;
 	struct request *req = *con_cls;
+	quiet_close = false;
 	if (!req) {
 		req = request_new(h->srv, c, method, url, &h->suspended);
 		req->http = h;
@@ -527,28 +666,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		    c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		req->tls = ci && ci->socket_context;
 		*con_cls = req;
+		if (request_too_long(req, url))
+			return MHD_YES; /* answered; no body is read */
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		int64_t n;
-		if (cl && parse_i64(cl, &n) == 0 &&
-		    (uint64_t)n > h->srv->cfg->max_body)
-			req->body_too_big = true;
-		else
+		if (!cl || !length_over(cl, h->srv->cfg->max_body))
 			return MHD_YES;
+		return body_too_large(req);
 	}
 	if (*upload_size) {
-		if (!req->body_too_big &&
-		    req->body.len + *upload_size <= h->srv->cfg->max_body)
-			buf_append(&req->body, upload, *upload_size);
-		else
-			req->body_too_big = true;
+		if (req->body_too_big)
+			return body_linger(req, *upload_size, upload_size);
+		if (req->body.len + *upload_size > h->srv->cfg->max_body)
+			return body_cut(req, upload_size);
+		buf_append(&req->body, upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (req->body_too_big)
-		return reply_error(c, &req->log, 413, "body_too_large",
-				   "the request body is over the size limit");
+	if (req->body_too_big) {
+		/* The 413 went out from body_cut: no second answer. */
+		quiet_close = true;
+		return MHD_NO;
+	}
 	if (req->phase == REQ_READY)
 		atomic_fetch_sub(&h->suspended, 1);
 	if (!req->tls && h->srv->cfg->http_redirect &&
@@ -583,6 +723,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (quiet_close && strstr(msg, "Application reported internal error")) {
+		quiet_close = false;
+		return;
+	}
 	if (strstr(msg, "TCP_NODELAY") || strstr(msg, "TCP_CORK") ||
 	    strstr(msg, "TCP_NOPUSH") ||
 	    strstr(msg, "Failed to push the data from buffers"))

@@ -134,6 +134,66 @@ void request_cookie(struct request *req, const char *token, char *out,
 			 req->tls ? "; Secure" : "");
 }
 
+/* Decode %XX and '+' in place: the decoded length (it may hold NULs). */
+static size_t form_decode(char *s)
+{
+	char *start = s, *o = s;
+	for (; *s; s++) {
+		if (*s == '+') {
+			*o++ = ' ';
+		} else if (*s == '%' && s[1] && s[2]) {
+			char hex[3] = {s[1], s[2], 0};
+			char *end;
+			long v = strtol(hex, &end, 16);
+			if (*end) {
+				*o++ = *s;
+				continue;
+			}
+			*o++ = (char)v;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return (size_t)(o - start);
+}
+
+json_t *request_form(struct request *req, enum MHD_Result *answered)
+{
+	json_t *obj = json_object();
+	char *copy =
+	    xstrndup(req->body.data ? req->body.data : "", req->body.len);
+	size_t clen = strlen(copy);
+	char *save = NULL;
+	bool nul = memchr(req->body.data ? req->body.data : "", '\0',
+			  req->body.len) != NULL;
+	for (char *pair = strtok_r(copy, "&", &save); pair && !nul;
+	     pair = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(pair, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		size_t klen = form_decode(pair), vlen = form_decode(eq + 1);
+		/* A NUL would silently cut the field short; JSON bodies refuse
+		 * \u0000 (400 bad_json) and so do forms. */
+		if (strlen(pair) != klen || strlen(eq + 1) != vlen) {
+			nul = true;
+			break;
+		}
+		json_object_set_new(obj, pair,
+				    json_stringn_nocheck(eq + 1, vlen));
+	}
+	secure_zero(copy, clen);
+	free(copy);
+	if (!nul)
+		return obj;
+	json_decref(obj);
+	*answered = reply_error(req->conn, &req->log, 400, "bad_form",
+				"form fields may not contain NUL (%00)");
+	return NULL;
+}
+
 const char *request_header(struct request *req, const char *name)
 {
 	return header(req, name);

@@ -43,6 +43,7 @@ struct request {
 
 	struct buf body;
 	bool body_too_big;
+	uint64_t body_dropped; /* of an oversized body, after its 413 */
 
 	/* authentication, filled by request_auth() */
 	bool authed, via_cookie;
@@ -76,6 +77,11 @@ int request_auth(struct request *req);
 /* The request body parsed as a JSON object; NULL after answering the client
  * with 415 (not JSON) or 400 (malformed). *answered says which. */
 json_t *request_json(struct request *req, enum MHD_Result *answered);
+/* The body as application/x-www-form-urlencoded: every field as a JSON
+ * string (the last of repeated names wins; bytes are not checked for
+ * UTF-8). NULL after answering 400 bad_form when a name or value holds a
+ * NUL (raw or %00), which would otherwise cut it short. */
+json_t *request_form(struct request *req, enum MHD_Result *answered);
 /* Suspend the connection before queueing an async chat command; the
  * command's done callback must be request_chat_done with req as arg. */
 void request_suspend(struct request *req);
