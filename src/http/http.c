@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -46,6 +47,10 @@ struct http {
 	unsigned ndaemons;
 	char *web_root; /* resolved, no trailing slash */
 	unsigned max_streams;
+	unsigned conn_limit;  /* libmicrohttpd's, per daemon */
+	unsigned close_mark;  /* from here on, new connections are closed */
+	unsigned busy_mark;   /* from here on, requests get 503 busy */
+	atomic_uint conns;    /* connections libmicrohttpd holds, all daemons */
 	atomic_int suspended; /* requests waiting for an async command */
 	atomic_bool closing;  /* set by http_quiesce: no new streams */
 	/* TLS: the daemon behind the terminator, and http-redirect. */
@@ -229,6 +234,21 @@ static int parse_since(struct request *req, bool sse, int64_t *since,
 	return 0;
 }
 
+/* 503 busy, counted; close: also end the connection (at the connection
+ * limit, where the slot itself is what is short). */
+static enum MHD_Result reply_busy(struct request *req, bool close)
+{
+	const struct reply_header h[] = {{"Retry-After", "5"},
+					 {"Connection", "close"}};
+	metrics_inc(req->srv->metrics.rejected_busy);
+	return reply_error_headers(req->conn, &req->log, 503, "busy",
+				   close ? "the server is at its connection "
+					   "limit; try again shortly"
+					 : "too many open streams; try again "
+					   "shortly",
+				   h, close ? 2 : 1);
+}
+
 /* What /ws, /events and /poll share once the router has authenticated
  * the client: the shutdown and stream-cap refusals, and the cursor. 0 with
  * cl and since filled, or -1 after answering. A resumed long-poll (which
@@ -245,11 +265,7 @@ static int stream_open(struct request *req, bool sse,
 	}
 	if (req->poll_state == NULL &&
 	    open_streams(req->srv) >= h->max_streams) {
-		metrics_inc(req->srv->metrics.rejected_busy);
-		const struct reply_header retry[] = {{"Retry-After", "5"}};
-		*ret = reply_error_headers(
-		    req->conn, &req->log, 503, "busy",
-		    "too many open streams; try again shortly", retry, 1);
+		*ret = reply_busy(req, false);
 		return -1;
 	}
 	if (parse_since(req, sse, since, ret) < 0)
@@ -496,6 +512,20 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	return ret;
 }
 
+/* Connections are counted for the busy mark (see connections_busy). */
+static void on_notify(void *cls, struct MHD_Connection *c,
+		      void **socket_context,
+		      enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	(void)c;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&h->conns, 1);
+	else
+		atomic_fetch_sub(&h->conns, 1);
+}
+
 /* Every connection the TLS terminator hands over gets the shared context
  * that marks it as TLS (request.tls, HSTS in reply_queue). */
 static void on_tls_notify(void *cls, struct MHD_Connection *c,
@@ -503,9 +533,9 @@ static void on_tls_notify(void *cls, struct MHD_Connection *c,
 			  enum MHD_ConnectionNotificationCode toe)
 {
 	struct http *h = cls;
-	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
 		*socket_context = &h->tls_reply;
+	on_notify(cls, c, socket_context, toe);
 }
 
 int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
@@ -650,6 +680,35 @@ static enum MHD_Result body_linger(struct request *req, size_t n,
 	return MHD_NO;
 }
 
+/* The connections natter holds: libmicrohttpd's, and WebSockets, which
+ * leave it after the upgrade. */
+static unsigned connections_open(struct http *h)
+{
+	return atomic_load(&h->conns) +
+	       (unsigned)atomic_load(
+		   &h->srv->metrics.connections[TRANSPORT_WS]);
+}
+
+/* Past the busy mark a new request is better refused with a 503 the
+ * client understands than served (connection_limits). */
+static bool connections_busy(struct http *h)
+{
+	return connections_open(h) > h->busy_mark;
+}
+
+/* libmicrohttpd's accept policy: past the close mark, close at once. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
+				 socklen_t addrlen)
+{
+	struct http *h = cls;
+	(void)addr;
+	(void)addrlen;
+	if (connections_open(h) < h->close_mark)
+		return MHD_YES;
+	metrics_inc(h->srv->metrics.rejected_busy);
+	return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -668,6 +727,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		*con_cls = req;
 		if (request_too_long(req, url))
 			return MHD_YES; /* answered; no body is read */
+		if (connections_busy(h))
+			return reply_busy(req, true);
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -745,6 +806,47 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * ----------------------------------------------------------------------------
  */
 
+/* Descriptors natter needs besides its connections: listeners, the epoll
+ * and event descriptors of the loops and daemons, SQLite's (database, WAL,
+ * shared memory, the read pool), the log. */
+#define FD_RESERVE 64
+/* The width of each band below libmicrohttpd's connection limit (see
+ * connection_limits). */
+#define LIMIT_BAND 32
+
+/* Connection limits that always leave descriptors in reserve, and a clear
+ * answer at each step. libmicrohttpd 0.9.75 at its own connection limit
+ * stops accepting, and past the process's descriptor limit accept()
+ * fails: either way new clients hang in the backlog and never hear why.
+ * So its limit (the stream cap plus room for ordinary requests) never
+ * exceeds what the descriptor limit leaves after FD_RESERVE, and natter
+ * steps in before it: from close_mark on, new connections are closed as
+ * soon as they are accepted (on_accept), and from busy_mark on, requests
+ * are answered 503 busy with Retry-After. The band between close_mark and
+ * the limit absorbs worker threads that fill unevenly. WebSockets count:
+ * they keep a descriptor after leaving libmicrohttpd. A TLS client holds
+ * two more (its socketpair), which the TLS terminator's own cap bounds. */
+static void connection_limits(struct http *h)
+{
+	struct rlimit rl;
+	unsigned fds = 1024;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		fds = rl.rlim_cur > 1000000 ? 1000000 : (unsigned)rl.rlim_cur;
+	unsigned budget = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
+	h->conn_limit = h->max_streams + 256;
+	if (h->conn_limit > budget)
+		h->conn_limit = budget;
+	/* libmicrohttpd wants at least one connection per worker thread */
+	if (h->conn_limit < h->srv->cfg->http_threads)
+		h->conn_limit = h->srv->cfg->http_threads;
+	h->close_mark = h->conn_limit > 4 * LIMIT_BAND
+			    ? h->conn_limit - LIMIT_BAND
+			    : h->conn_limit * 3 / 4;
+	h->busy_mark = h->close_mark > 2 * LIMIT_BAND
+			   ? h->close_mark - LIMIT_BAND
+			   : h->close_mark / 2;
+}
+
 #define DAEMON_FLAGS                                                           \
 	(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |                     \
 	 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG)
@@ -760,10 +862,10 @@ static int start_tls_daemon(struct http *h, char *err, size_t errlen)
 		h->tls_reply.hsts = h->hsts;
 	}
 	h->tls_daemon = MHD_start_daemon(
-	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL,
-	    NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, on_accept,
+	    h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(h->max_streams + 256),
+	    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_tls_notify, h, MHD_OPTION_END);
@@ -782,6 +884,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	atomic_init(&h->suspended, 0);
 	atomic_init(&h->closing, false);
 	atomic_init(&h->https_port, 0);
+	atomic_init(&h->conns, 0);
 	char resolved[PATH_MAX];
 	if (!realpath(cfg->web_root, resolved)) {
 		snprintf(err, errlen, "web-root '%s': %s", cfg->web_root,
@@ -790,6 +893,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	}
 	h->web_root = xstrdup(resolved);
 	h->max_streams = cfg->max_connections;
+	connection_limits(h);
 
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
 		struct addr a;
@@ -802,15 +906,15 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 		if (a.ss.ss_family == AF_INET6)
 			flags |= MHD_USE_IPv6;
 		struct MHD_Daemon *d = MHD_start_daemon(
-		    flags, 0, NULL, NULL, on_request, h,
+		    flags, 0, on_accept, h, on_request, h,
 		    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss,
 		    MHD_OPTION_THREAD_POOL_SIZE,
 		    (unsigned int)cfg->http_threads,
-		    MHD_OPTION_CONNECTION_LIMIT,
-		    (unsigned int)(h->max_streams + 256),
+		    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
 		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		    MHD_OPTION_NOTIFY_CONNECTION, on_notify, h,
 		    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 		    MHD_OPTION_END);
 		if (!d) {

@@ -4,7 +4,8 @@
 # stream cap, 414 and 431 for an oversized request line or headers); an
 # oversized body is refused with 413 without reading the rest of it (a
 # chunked one as soon as it passes max-body, an absurd Content-Length at
-# once); a NUL in a form field is refused; the CSP of static files; the
+# once); near the descriptor limit requests get a 503 and past it clients
+# are refused at once, not left hanging; a NUL in a form field is refused; the CSP of static files; the
 # CSRF and WebSocket Origin checks compare the scheme; and a history page
 # checks the room and the membership before anything else, whatever bytes
 # the room name holds.
@@ -112,6 +113,45 @@ expect 201 "" "behind a TLS proxy, the public https origin is listed in allowed-
 api POST /api/rooms -b "$JAR" -H 'Content-Type: application/json' \
 	-H "Origin: https://$HOSTPORT2" -H 'X-Forwarded-Proto: https' --data '{"name":"fwdroom"}'
 expect 403 csrf "X-Forwarded-Proto is not believed"
+
+# --- the connection limit: a 503, never a hang -------------------------------
+# With 200 descriptors, natterd keeps 64 in reserve: libmicrohttpd takes at
+# most 136: from 104 on new connections are closed at once, and from 73 on
+# requests are answered 503 busy.
+stop_natterd
+printf '#!/bin/sh\nulimit -n 200\nexec "%s" "$@"\n' "$NATTERD" >"$WORK/natterd-200"
+chmod +x "$WORK/natterd-200"
+NATTERD_REAL=$NATTERD
+NATTERD="$WORK/natterd-200"
+start_natterd
+NATTERD=$NATTERD_REAL
+IDLE=()
+open_idle() {
+	local fd
+	for _ in $(seq 1 "$1"); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		IDLE+=("$fd")
+	done
+	sleep 0.5
+}
+open_idle 80
+api GET /healthz -D "$WORK/hbusy" --max-time 5
+expect 503 busy "near the descriptor budget a request is a JSON 503"
+check "... with Retry-After" grep -qi '^retry-after: 5' "$WORK/hbusy"
+open_idle 100
+T0=$(date +%s)
+api GET /healthz --max-time 5
+T1=$(date +%s)
+check "past the connection limit a client is refused at once, not left hanging (status $STATUS)" \
+	test "$STATUS" != 200 -a $((T1 - T0)) -lt 4
+for fd in "${IDLE[@]}"; do exec {fd}>&-; done
+sleep 0.5
+api GET /healthz --max-time 5
+expect 200 "" "once the idle connections are gone, requests are served again"
+api GET /metrics
+check "the refusals are counted in /metrics" grep -q '^natter_rejected_busy_total [1-9]' <<<"$BODY"
+stop_natterd
+start_natterd
 
 # --- history: room and membership first ---------------------------------------
 api_get "/api/rooms/attic/messages?before=0" "$BOB"
