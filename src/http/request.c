@@ -1,8 +1,9 @@
 /* request: one HTTP request as http.c and the API handlers see it, and the
- * helpers every handler shares: query arguments, authentication (bearer
- * token, session cookie), the JSON body, the session cookie, and the
- * suspend/resume dance of an async chat command. It does not route, check
- * CSRF or Origin, or answer anything but the errors its helpers document:
+ * helpers every handler shares: query arguments and headers,
+ * authentication (bearer token, session cookie, ?token=), the JSON or form
+ * body, the session cookie, and the suspend/resume dance of an async chat
+ * command; and its lifecycle (request_new, request_free). It does not route,
+ * check CSRF or Origin, or answer anything but the errors its helpers document:
  * http.c does that.
  *
  * Threads: a request is touched by one libmicrohttpd worker at a time. The
