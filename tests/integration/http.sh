@@ -114,6 +114,29 @@ api POST /api/rooms -b "$JAR" -H 'Content-Type: application/json' \
 	-H "Origin: https://$HOSTPORT2" -H 'X-Forwarded-Proto: https' --data '{"name":"fwdroom"}'
 expect 403 csrf "X-Forwarded-Proto is not believed"
 
+# Over TLS the reverse holds: natterd serves https there, so an http Origin
+# for the same host is another origin.
+stop_natterd
+start_natterd --tls-self-signed --tls-listen 127.0.0.1:0
+TPORT=
+for _ in $(seq 1 100); do
+	TPORT=$(sed -n 's/.*listening tls.* port=\([0-9]*\).*/\1/p' "$WORK/natterd.log" | head -n1)
+	[ -n "$TPORT" ] && break
+	sleep 0.05
+done
+SELF="$WORK/natter-selfsigned-cert.pem"
+api_json POST /api/login "" '{"username":"alice","password":"correct horse"}' -c "$JAR"
+STATUS=$(curl -s -o "$WORK/body" -w '%{http_code}' -b "$JAR" --cacert "$SELF" \
+	-H 'Content-Type: application/json' -H "Origin: http://127.0.0.1:$TPORT" \
+	--data '{"name":"tlsroom"}' "https://127.0.0.1:$TPORT/api/rooms") || STATUS=000
+BODY=$(cat "$WORK/body")
+expect 403 csrf "an http Origin over TLS is not same-origin"
+STATUS=$(curl -s -o "$WORK/body" -w '%{http_code}' -b "$JAR" --cacert "$SELF" \
+	-H 'Content-Type: application/json' -H "Origin: https://127.0.0.1:$TPORT" \
+	--data '{"name":"tlsroom"}' "https://127.0.0.1:$TPORT/api/rooms") || STATUS=000
+BODY=$(cat "$WORK/body")
+expect 201 "" "the https Origin of this server over TLS is"
+
 # --- the connection limit: a 503, never a hang -------------------------------
 # With 200 descriptors, natterd keeps 64 in reserve: libmicrohttpd takes at
 # most 136: from 104 on new connections are closed at once, and from 73 on
