@@ -1,9 +1,10 @@
 /* http: the libmicrohttpd daemons and everything about a request before a
- * handler runs: reading the body (bounded), the route table and the checks
- * its flags ask for (authentication, CSRF, Origin), the stream cap, static
- * files, /healthz and /metrics, and the access log. struct request and
- * its helpers live in request.c, the matcher in route.c, the API handlers
- * in api_*.c, the transports in ws.c, sse.c, longpoll.c.
+ * handler runs: limits on connections, request line, headers and body, the
+ * route table and the checks its flags ask for (authentication, CSRF,
+ * Origin), the stream cap, /healthz and /metrics, and the access log.
+ * struct request and its helpers live in request.c, the matcher in
+ * route.c, static files in files.c, the API handlers in api_*.c, the
+ * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
  * (http_threads) on epoll; with tls-listen, one more without a listening
@@ -21,7 +22,6 @@
  * (505). At its connection limit it closes new connections unanswered. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,12 +29,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "http/api.h"
 #include "core/auth.h"
+#include "http/files.h"
 #include "http/http.h"
 #include "util/addr.h"
 #include "util/log.h"
@@ -59,12 +59,6 @@ struct http {
 	char hsts[32];
 	atomic_uint https_port; /* redirect target; 0 until known */
 };
-
-static const char CSP[] =
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data: blob:; connect-src 'self'; "
-    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'";
 
 /* --- origin checks
  * ------------------------------------------------------------ */
@@ -106,68 +100,6 @@ static bool csrf_ok(struct request *req)
 		return false;
 	const char *origin = request_header(req, "Origin");
 	return !origin || origin_allowed(req, origin);
-}
-
-/* --- static files
- * ----------------------------------------------------------------- */
-
-static const char *mime_type(const char *path)
-{
-	static const struct {
-		const char *ext, *type;
-	} types[] = {
-	    {".html", "text/html; charset=utf-8"},
-	    {".js", "text/javascript; charset=utf-8"},
-	    {".mjs", "text/javascript; charset=utf-8"},
-	    {".css", "text/css; charset=utf-8"},
-	    {".svg", "image/svg+xml"},
-	    {".png", "image/png"},
-	    {".ico", "image/x-icon"},
-	    {".json", "application/json"},
-	    {".webmanifest", "application/manifest+json"},
-	    {".txt", "text/plain; charset=utf-8"},
-	};
-	const char *dot = strrchr(path, '.');
-	if (dot)
-		for (size_t i = 0; i < ARRAY_LEN(types); i++)
-			if (!strcmp(dot, types[i].ext))
-				return types[i].type;
-	return "application/octet-stream";
-}
-
-static enum MHD_Result serve_file(struct request *req, const char *rel)
-{
-	struct http *h = req->http;
-	/* rel has no "..", no leading dot segments and no empty segments. */
-	for (const char *p = rel; *p; p++)
-		if ((p == rel || p[-1] == '/') && (*p == '.' || *p == '/'))
-			return reply_error(req->conn, &req->log, 404,
-					   "not_found", "no such file");
-	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/%s", h->web_root, rel) >=
-	    (int)sizeof(path))
-		return reply_error(req->conn, &req->log, 404, "not_found",
-				   "no such file");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		if (fd >= 0)
-			close(fd);
-		return reply_error(req->conn, &req->log, 404, "not_found",
-				   "no such file");
-	}
-	struct MHD_Response *r =
-	    MHD_create_response_from_fd((uint64_t)st.st_size, fd);
-	if (!r) {
-		close(fd);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, "Content-Type", mime_type(path));
-	MHD_add_response_header(r, "Content-Security-Policy", CSP);
-	MHD_add_response_header(r, "Cache-Control", "no-cache");
-	MHD_add_response_header(r, "X-Frame-Options", "DENY");
-	req->log.bytes = (uint64_t)st.st_size;
-	return reply_queue(req->conn, &req->log, 200, r);
 }
 
 /* --- small endpoints
@@ -329,7 +261,7 @@ static enum MHD_Result serve_healthz(struct request *req)
 
 static enum MHD_Result serve_index(struct request *req)
 {
-	return serve_file(req, "index.html");
+	return files_serve(req, req->http->web_root, "index.html");
 }
 
 static enum MHD_Result not_found(struct request *req)
@@ -340,7 +272,8 @@ static enum MHD_Result not_found(struct request *req)
 
 static enum MHD_Result serve_static(struct request *req, const char *rest)
 {
-	return *rest ? serve_file(req, rest) : not_found(req);
+	return *rest ? files_serve(req, req->http->web_root, rest)
+		     : not_found(req);
 }
 
 /* Authenticated, but no such endpoint under /api/. */
