@@ -52,17 +52,13 @@ static enum MHD_Result answer_session(struct request *req, unsigned status)
 				 user_json(&u), "expires_in",
 				 (json_int_t)req->srv->cfg->session_ttl_s);
 	store_user_fini(&u);
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	size_t len = strlen(text);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(len, text, free);
-	MHD_add_response_header(r, "Content-Type",
-				"application/json; charset=utf-8");
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	request_set_cookie(req, r, req->token);
-	req->log.bytes = len;
-	return reply_queue(req->conn, &req->log, status, r);
+	char cookie[REQUEST_COOKIE_MAX];
+	request_cookie(req, req->token, cookie, sizeof(cookie));
+	const struct reply_header h[] = {{"Set-Cookie", cookie}};
+	enum MHD_Result ret =
+	    reply_json_headers(req->conn, &req->log, status, body, h, 1);
+	secure_zero(cookie, sizeof(cookie));
+	return ret;
 }
 
 enum MHD_Result api_register(struct request *req)
@@ -148,15 +144,8 @@ enum MHD_Result api_login(struct request *req)
 		    "{s:s, s:s, s:i}", "error", "too_many_attempts", "message",
 		    "too many failed logins; try again later", "retry_after",
 		    (int)wait);
-		char *text = json_dumps(body, JSON_COMPACT);
-		json_decref(body);
-		struct MHD_Response *r =
-		    MHD_create_response_from_buffer_with_free_callback(
-			strlen(text), text, free);
-		MHD_add_response_header(r, "Content-Type",
-					"application/json; charset=utf-8");
-		MHD_add_response_header(r, "Retry-After", secs);
-		ret = reply_queue(req->conn, &req->log, 429, r);
+		const struct reply_header h[] = {{"Retry-After", secs}};
+		ret = reply_json_headers(req->conn, &req->log, 429, body, h, 1);
 		goto done;
 	}
 	struct store_user u;
@@ -192,14 +181,11 @@ enum MHD_Result api_logout(struct request *req)
 {
 	if (store_session_delete(req->srv->store, req->token_hash) < 0)
 		return api_fail(req, 500, "internal", "cannot end the session");
-	char *text = xstrdup("{\"ok\":true}");
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(strlen(text),
-							       text, free);
-	MHD_add_response_header(r, "Content-Type",
-				"application/json; charset=utf-8");
-	request_set_cookie(req, r, NULL);
-	return reply_queue(req->conn, &req->log, 200, r);
+	char cookie[REQUEST_COOKIE_MAX];
+	request_cookie(req, NULL, cookie, sizeof(cookie));
+	const struct reply_header h[] = {{"Set-Cookie", cookie}};
+	return reply_json_headers(req->conn, &req->log, 200,
+				  json_pack("{s:b}", "ok", 1), h, 1);
 }
 
 enum MHD_Result api_me_get(struct request *req)

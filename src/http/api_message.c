@@ -49,14 +49,14 @@ enum MHD_Result api_history(struct request *req, const char *room)
 	if (limit < 1 || limit > HISTORY_LIMIT_MAX)
 		return api_fail(req, 400, "bad_parameter",
 				"limit must be between 1 and 200");
-	if (before == 0)
-		return reply_json(req->conn, &req->log, 200,
-				  json_pack("{s:s, s:[], s:b}", "room", room,
-					    "events", "has_more", 0));
 	int64_t id;
 	char name[33];
 	if (api_member_room(req, room, &id, name, &ret) < 0)
 		return ret;
+	if (before == 0)
+		return reply_json(req->conn, &req->log, 200,
+				  json_pack("{s:s, s:[], s:b}", "room", name,
+					    "events", "has_more", 0));
 	bool more = false;
 	json_t *events = store_history(req->srv->store, id, before, after,
 				       (unsigned)limit, &more);
@@ -65,53 +65,6 @@ enum MHD_Result api_history(struct request *req, const char *room)
 	return reply_json(req->conn, &req->log, 200,
 			  json_pack("{s:s, s:o, s:b}", "room", name, "events",
 				    events, "has_more", more));
-}
-
-/* Decode %XX and '+' in place. */
-static void form_decode(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (*s == '+') {
-			*o++ = ' ';
-		} else if (*s == '%' && s[1] && s[2]) {
-			char hex[3] = {s[1], s[2], 0};
-			char *end;
-			long v = strtol(hex, &end, 16);
-			if (*end) {
-				*o++ = *s;
-				continue;
-			}
-			*o++ = (char)v;
-			s += 2;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
-/* application/x-www-form-urlencoded: text and client_id, as a JSON object. */
-static json_t *form_fields(const char *body, size_t len)
-{
-	json_t *obj = json_object();
-	char *copy = xstrndup(body, len);
-	char *save = NULL;
-	for (char *pair = strtok_r(copy, "&", &save); pair;
-	     pair = strtok_r(NULL, "&", &save)) {
-		char *eq = strchr(pair, '=');
-		if (!eq)
-			continue;
-		*eq = '\0';
-		form_decode(pair);
-		form_decode(eq + 1);
-		if (!strcmp(pair, "text") || !strcmp(pair, "client_id"))
-			json_object_set_new(
-			    obj, pair,
-			    json_stringn_nocheck(eq + 1, strlen(eq + 1)));
-	}
-	free(copy);
-	return obj;
 }
 
 enum MHD_Result api_send(struct request *req, const char *room)
@@ -128,8 +81,9 @@ enum MHD_Result api_send(struct request *req, const char *room)
 	json_t *in;
 	if (ctype &&
 	    !strncasecmp(ctype, "application/x-www-form-urlencoded", 33)) {
-		in = form_fields(req->body.data ? req->body.data : "",
-				 req->body.len);
+		in = request_form(req, &ret);
+		if (!in)
+			return ret;
 	} else {
 		in = request_json(req, &ret);
 		if (!in)
@@ -165,9 +119,7 @@ enum MHD_Result api_typing(struct request *req, const char *room)
 	int rc = chat_typing(req->srv->chat, &cu, room);
 	if (rc != CHAT_OK)
 		return request_chat_error(req, rc);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	return reply_queue(req->conn, &req->log, 204, r);
+	return reply_empty(req->conn, &req->log, 204, NULL, 0);
 }
 
 enum MHD_Result api_search(struct request *req)
@@ -216,9 +168,7 @@ enum MHD_Result api_client_report(struct request *req)
 	log_info("client transport user=%s transport=%s reason=%s",
 		 req->username, json_string_value(t),
 		 json_is_string(why) ? json_string_value(why) : "ok");
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	ret = reply_queue(req->conn, &req->log, 204, resp);
+	ret = reply_empty(req->conn, &req->log, 204, NULL, 0);
 done:
 	json_decref(in);
 	return ret;

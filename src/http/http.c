@@ -1,34 +1,45 @@
 /* http: the libmicrohttpd daemons and everything about a request before a
- * handler runs: reading the body (bounded), routing, authentication, the
- * CSRF/Origin checks, the connection cap, static files, and the access
- * log. API handlers live in api.c; transports in ws.c, sse.c, longpoll.c.
+ * handler runs: limits on connections, request line, headers and body, the
+ * route table and the checks its flags ask for (authentication, CSRF,
+ * Origin), the stream cap, /healthz and /metrics, and the access log.
+ * struct request and its helpers live in request.c, the matcher in
+ * route.c, static files in files.c, the API handlers in api_*.c, the
+ * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
  * (http_threads) on epoll; with tls-listen, one more without a listening
  * socket, fed the TLS terminator's socketpairs by http_tls_add(). Its
  * connections carry a struct reply_conn (HSTS) and get Secure cookies.
  * Async chat commands suspend the connection and resume it from the
- * store's writer thread, so no worker thread ever waits for a commit. */
-#include <arpa/inet.h>
+ * store's writer thread, so no worker thread ever waits for a commit.
+ *
+ * Every error natter sends is JSON. libmicrohttpd still answers a few
+ * requests itself, with its own HTML, before any callback of ours runs: an
+ * unparsable request line or header (400), a malformed Content-Length or
+ * chunk (400) or one beyond 2^64 (413), a request line or headers that do
+ * not fit in the connection's memory pool (414/431; our own JSON limits,
+ * URI_MAX and HEADERS_MAX, sit below it), an unsupported HTTP version
+ * (505). At its connection limit it closes new connections unanswered. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "http/api.h"
 #include "core/auth.h"
+#include "http/files.h"
 #include "http/http.h"
+#include "util/addr.h"
 #include "util/log.h"
 #include "http/request.h"
+#include "http/route.h"
 
 struct http {
 	struct server *srv;
@@ -36,6 +47,10 @@ struct http {
 	unsigned ndaemons;
 	char *web_root; /* resolved, no trailing slash */
 	unsigned max_streams;
+	unsigned conn_limit;  /* libmicrohttpd's, per daemon */
+	unsigned close_mark;  /* from here on, new connections are closed */
+	unsigned busy_mark;   /* from here on, requests get 503 busy */
+	atomic_uint conns;    /* connections libmicrohttpd holds, all daemons */
 	atomic_int suspended; /* requests waiting for an async command */
 	atomic_bool closing;  /* set by http_quiesce: no new streams */
 	/* TLS: the daemon behind the terminator, and http-redirect. */
@@ -45,157 +60,30 @@ struct http {
 	atomic_uint https_port; /* redirect target; 0 until known */
 };
 
-static const char CSP[] =
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data: blob:; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-static int64_t now_us(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
-/* --- request helpers (request.h) ------------------------------------------ */
-
-const char *request_arg(struct request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
-					   name);
-}
-
-static const char *header(struct request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-static int auth_token(struct request *req, const char *token)
-{
-	size_t len = strlen(token);
-	if (len == 0 || len > 128)
-		return -1;
-	auth_token_hash(token, len, req->token_hash);
-	int64_t uid;
-	char name[33];
-	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			       name) != STORE_OK)
-		return -1;
-	req->user_id = uid;
-	snprintf(req->username, sizeof(req->username), "%s", name);
-	req->authed = true;
-	return 0;
-}
-
-int request_auth(struct request *req)
-{
-	const char *h = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (h && !strncasecmp(h, "Bearer ", 7))
-		return auth_token(req, h + 7);
-	const char *cookie = MHD_lookup_connection_value(
-	    req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
-	if (cookie && auth_token(req, cookie) == 0) {
-		req->via_cookie = true;
-		return 0;
-	}
-	return -1;
-}
-
-json_t *request_json(struct request *req, enum MHD_Result *answered)
-{
-	const char *ctype = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (!ctype || strncasecmp(ctype, "application/json", 16) ||
-	    (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
-		*answered = reply_error(req->conn, &req->log, 415,
-					"unsupported_media_type",
-					"send Content-Type: application/json");
-		return NULL;
-	}
-	json_error_t jerr;
-	json_t *obj = json_loadb(req->body.data ? req->body.data : "",
-				 req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(obj)) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s",
-			 obj ? "" : ": ", obj ? "" : jerr.text);
-		json_decref(obj);
-		*answered =
-		    reply_error(req->conn, &req->log, 400, "bad_json", msg);
-		return NULL;
-	}
-	return obj;
-}
-
-void request_suspend(struct request *req)
-{
-	req->phase = REQ_WAITING;
-	atomic_fetch_add(req->suspended, 1);
-	MHD_suspend_connection(req->conn);
-}
-
-void request_chat_done(void *arg, const struct chat_result *res)
-{
-	struct request *req = arg;
-	req->result = *res;
-	if (res->ev)
-		event_ref(res->ev);
-	req->phase = REQ_READY;
-	MHD_resume_connection(req->conn);
-}
-
-void request_started(struct request *req, int rc)
-{
-	if (rc == CHAT_OK)
-		return;
-	struct chat_result res = {.err = rc};
-	request_chat_done(req, &res);
-}
-
-enum MHD_Result request_chat_error(struct request *req, int err)
-{
-	return reply_error(req->conn, &req->log, chat_err_status(err),
-			   chat_err_code(err), chat_err_message(err));
-}
-
-void request_set_cookie(struct request *req, struct MHD_Response *r,
-			const char *token)
-{
-	char cookie[256];
-	if (token)
-		snprintf(cookie, sizeof(cookie),
-			 SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
-					"SameSite=Lax%s",
-			 token, (long long)req->srv->cfg->session_ttl_s,
-			 req->tls ? "; Secure" : "");
-	else
-		snprintf(cookie, sizeof(cookie),
-			 SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
-					"SameSite=Lax%s",
-			 req->tls ? "; Secure" : "");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-	secure_zero(cookie, sizeof(cookie));
-}
-
 /* --- origin checks
  * ------------------------------------------------------------ */
 
-/* An Origin is acceptable if it is the request's own host (same origin) or
- * listed in allowed-origin. */
+/* An Origin is acceptable if it is listed in allowed-origin, or if it is
+ * this server as the browser reached it: the scheme natter serves this
+ * connection with (https on a connection from the TLS terminator, http on
+ * a plain one) and the Host header. So https://host on a plain connection
+ * (or http://host over TLS) is a different origin and refused. A proxy in
+ * front that terminates TLS makes browsers send https://host over plain
+ * HTTP: list that origin in allowed-origin. X-Forwarded-Proto is not
+ * consulted: any client can send it, and natter has no setting that says
+ * which proxy to believe. */
 static bool origin_allowed(struct request *req, const char *origin)
 {
 	const struct config *cfg = req->srv->cfg;
 	for (unsigned i = 0; i < cfg->norigins; i++)
 		if (!strcasecmp(origin, cfg->allowed_origins[i]))
 			return true;
-	const char *host = header(req, MHD_HTTP_HEADER_HOST);
+	const char *host = request_header(req, MHD_HTTP_HEADER_HOST);
 	if (!host)
 		return false;
-	const char *rest = NULL;
-	if (!strncasecmp(origin, "http://", 7))
-		rest = origin + 7;
-	else if (!strncasecmp(origin, "https://", 8))
-		rest = origin + 8;
-	return rest && !strcasecmp(rest, host);
+	const char *scheme = req->tls ? "https://" : "http://";
+	size_t n = strlen(scheme);
+	return !strncasecmp(origin, scheme, n) && !strcasecmp(origin + n, host);
 }
 
 /* CSRF: a state-changing request authenticated by cookie must come from
@@ -207,73 +95,11 @@ static bool csrf_ok(struct request *req)
 {
 	if (!req->via_cookie)
 		return true;
-	const char *site = header(req, "Sec-Fetch-Site");
+	const char *site = request_header(req, "Sec-Fetch-Site");
 	if (site && !strcasecmp(site, "cross-site"))
 		return false;
-	const char *origin = header(req, "Origin");
+	const char *origin = request_header(req, "Origin");
 	return !origin || origin_allowed(req, origin);
-}
-
-/* --- static files
- * ----------------------------------------------------------------- */
-
-static const char *mime_type(const char *path)
-{
-	static const struct {
-		const char *ext, *type;
-	} types[] = {
-	    {".html", "text/html; charset=utf-8"},
-	    {".js", "text/javascript; charset=utf-8"},
-	    {".mjs", "text/javascript; charset=utf-8"},
-	    {".css", "text/css; charset=utf-8"},
-	    {".svg", "image/svg+xml"},
-	    {".png", "image/png"},
-	    {".ico", "image/x-icon"},
-	    {".json", "application/json"},
-	    {".webmanifest", "application/manifest+json"},
-	    {".txt", "text/plain; charset=utf-8"},
-	};
-	const char *dot = strrchr(path, '.');
-	if (dot)
-		for (size_t i = 0; i < ARRAY_LEN(types); i++)
-			if (!strcmp(dot, types[i].ext))
-				return types[i].type;
-	return "application/octet-stream";
-}
-
-static enum MHD_Result serve_file(struct request *req, struct http *h,
-				  const char *rel)
-{
-	/* rel has no "..", no leading dot segments and no empty segments. */
-	for (const char *p = rel; *p; p++)
-		if ((p == rel || p[-1] == '/') && (*p == '.' || *p == '/'))
-			return reply_error(req->conn, &req->log, 404,
-					   "not_found", "no such file");
-	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/%s", h->web_root, rel) >=
-	    (int)sizeof(path))
-		return reply_error(req->conn, &req->log, 404, "not_found",
-				   "no such file");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		if (fd >= 0)
-			close(fd);
-		return reply_error(req->conn, &req->log, 404, "not_found",
-				   "no such file");
-	}
-	struct MHD_Response *r =
-	    MHD_create_response_from_fd((uint64_t)st.st_size, fd);
-	if (!r) {
-		close(fd);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, "Content-Type", mime_type(path));
-	MHD_add_response_header(r, "Content-Security-Policy", CSP);
-	MHD_add_response_header(r, "Cache-Control", "no-cache");
-	MHD_add_response_header(r, "X-Frame-Options", "DENY");
-	req->log.bytes = (uint64_t)st.st_size;
-	return reply_queue(req->conn, &req->log, 200, r);
 }
 
 /* --- small endpoints
@@ -326,7 +152,7 @@ static unsigned open_streams(struct server *srv)
 static int parse_since(struct request *req, bool sse, int64_t *since,
 		       enum MHD_Result *ret)
 {
-	const char *s = sse ? header(req, "Last-Event-ID") : NULL;
+	const char *s = sse ? request_header(req, "Last-Event-ID") : NULL;
 	if (!s || !*s)
 		s = request_arg(req, "since");
 	*since = -1;
@@ -340,222 +166,214 @@ static int parse_since(struct request *req, bool sse, int64_t *since,
 	return 0;
 }
 
-static enum MHD_Result transport(struct request *req, struct http *h,
-				 enum transport_kind kind)
+/* 503 busy, counted; close: also end the connection (at the connection
+ * limit, where the slot itself is what is short). */
+static enum MHD_Result reply_busy(struct request *req, bool close)
 {
-	if (!req->authed) {
-		const char *token = request_arg(req, "token");
-		if (!(token && auth_token(req, token) == 0))
-			return reply_error(req->conn, &req->log, 401,
-					   "unauthorized", "log in first");
+	const struct reply_header h[] = {{"Retry-After", "5"},
+					 {"Connection", "close"}};
+	metrics_inc(req->srv->metrics.rejected_busy);
+	return reply_error_headers(req->conn, &req->log, 503, "busy",
+				   close ? "the server is at its connection "
+					   "limit; try again shortly"
+					 : "too many open streams; try again "
+					   "shortly",
+				   h, close ? 2 : 1);
+}
+
+/* What /ws, /events and /poll share once the router has authenticated
+ * the client: the shutdown and stream-cap refusals, and the cursor. 0 with
+ * cl and since filled, or -1 after answering. A resumed long-poll (which
+ * already holds its stream) is not refused. */
+static int stream_open(struct request *req, bool sse,
+		       struct transport_client *cl, int64_t *since,
+		       enum MHD_Result *ret)
+{
+	struct http *h = req->http;
+	if (req->poll_state == NULL && atomic_load(&h->closing)) {
+		*ret = reply_error(req->conn, &req->log, 503, "shutting_down",
+				   "the server is shutting down");
+		return -1;
 	}
-	if (kind == TRANSPORT_WS) {
+	if (req->poll_state == NULL &&
+	    open_streams(req->srv) >= h->max_streams) {
+		*ret = reply_busy(req, false);
+		return -1;
+	}
+	if (parse_since(req, sse, since, ret) < 0)
+		return -1;
+	memset(cl, 0, sizeof(*cl));
+	cl->user_id = req->user_id;
+	snprintf(cl->username, sizeof(cl->username), "%s", req->username);
+	snprintf(cl->addr, sizeof(cl->addr), "%s", req->addr);
+	return 0;
+}
+
+static enum MHD_Result serve_ws(struct request *req)
+{
+	struct transport_client cl;
+	int64_t since;
+	enum MHD_Result ret = MHD_YES;
+	if (stream_open(req, false, &cl, &since, &ret) < 0)
+		return ret;
+	return ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
+}
+
+static enum MHD_Result serve_sse(struct request *req)
+{
+	struct transport_client cl;
+	int64_t since;
+	enum MHD_Result ret = MHD_YES;
+	if (stream_open(req, true, &cl, &since, &ret) < 0)
+		return ret;
+	return sse_handle(req->srv->sse, req->conn, &req->log, &cl, since);
+}
+
+static enum MHD_Result serve_poll(struct request *req)
+{
+	struct transport_client cl;
+	int64_t since;
+	enum MHD_Result ret = MHD_YES;
+	if (stream_open(req, false, &cl, &since, &ret) < 0)
+		return ret;
+	const struct config *cfg = req->srv->cfg;
+	int64_t timeout = cfg->poll_timeout_default_s;
+	const char *t = request_arg(req, "timeout");
+	if (t && (parse_i64(t, &timeout) < 0 || timeout < 0 ||
+		  timeout > cfg->poll_timeout_max_s)) {
+		char msg[80];
+		snprintf(msg, sizeof(msg), "timeout must be 0 to %u seconds",
+			 cfg->poll_timeout_max_s);
+		return reply_error(req->conn, &req->log, 400, "bad_parameter",
+				   msg);
+	}
+	return longpoll_handle(req->srv->poll, req->conn, &req->log, &cl, since,
+			       (unsigned)timeout, &req->poll_state);
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+static enum MHD_Result serve_healthz(struct request *req)
+{
+	return reply_json_text(req->conn, &req->log, 200, "{\"status\":\"ok\"}",
+			       15);
+}
+
+static enum MHD_Result serve_index(struct request *req)
+{
+	return files_serve(req, req->http->web_root, "index.html");
+}
+
+static enum MHD_Result not_found(struct request *req)
+{
+	return reply_error(req->conn, &req->log, 404, "not_found",
+			   "no such path");
+}
+
+static enum MHD_Result serve_static(struct request *req, const char *rest)
+{
+	return *rest ? files_serve(req, req->http->web_root, rest)
+		     : not_found(req);
+}
+
+/* Authenticated, but no such endpoint under /api/. */
+static enum MHD_Result api_not_found(struct request *req)
+{
+	return reply_error(req->conn, &req->log, 404, "not_found",
+			   "no such API endpoint");
+}
+
+#define AUTH ROUTE_AUTH
+#define CSRF ROUTE_CSRF
+
+/* Every path natter answers. Order matters only where patterns overlap:
+ * the first pattern that matches a path owns it, so the catch-alls under
+ * /api/ and at the root come after everything they cover. */
+static const struct route routes[] = {
+    {"POST", "/api/register", 0, api_register, NULL},
+    {"POST", "/api/login", 0, api_login, NULL},
+    {"POST", "/api/logout", AUTH | CSRF, api_logout, NULL},
+    {"GET", "/api/me", AUTH, api_me_get, NULL},
+    {"PATCH", "/api/me", AUTH | CSRF, api_me_patch, NULL},
+    {"POST", "/api/client-report", AUTH | CSRF, api_client_report, NULL},
+    {"GET", "/api/search", AUTH, api_search, NULL},
+    {"GET", "/api/rooms", AUTH, api_rooms_list, NULL},
+    {"POST", "/api/rooms", AUTH | CSRF, api_rooms_create, NULL},
+    {"POST", "/api/rooms/{room}/join", AUTH | CSRF, NULL, api_room_join},
+    {"POST", "/api/rooms/{room}/leave", AUTH | CSRF, NULL, api_room_leave},
+    {"POST", "/api/rooms/{room}/typing", AUTH | CSRF, NULL, api_typing},
+    {"GET", "/api/rooms/{room}/members", AUTH, NULL, api_room_members},
+    {"GET", "/api/rooms/{room}/messages", AUTH, NULL, api_history},
+    {"POST", "/api/rooms/{room}/messages", AUTH | CSRF, NULL, api_send},
+    {NULL, "/api/**", AUTH | CSRF, api_not_found, NULL},
+    {"GET", "/ws", ROUTE_TOKEN | ROUTE_ORIGIN, serve_ws, NULL},
+    {"GET", "/events", ROUTE_TOKEN, serve_sse, NULL},
+    {"GET", "/poll", ROUTE_TOKEN, serve_poll, NULL},
+    {"GET", "/healthz", 0, serve_healthz, NULL},
+    {"GET", "/metrics", 0, serve_metrics, NULL},
+    {"GET", "/", 0, serve_index, NULL},
+    {"GET", "/static/**", 0, NULL, serve_static},
+    {"GET", "/**", 0, not_found, NULL},
+};
+
+#undef AUTH
+#undef CSRF
+
+static enum MHD_Result method_not_allowed(struct request *req,
+					  const char *allow)
+{
+	const struct reply_header h[] = {{"Allow", allow}};
+	return reply_error_headers(req->conn, &req->log, 405,
+				   "method_not_allowed",
+				   "method not allowed here", h, 1);
+}
+
+/* Find the route, make the checks its flags ask for, in this order (the
+ * order decides which error a request with several problems gets): a
+ * session where every method of the path needs one (401), the CSRF check
+ * for state-changing methods (403), the method (405), a session or
+ * ?token= (401), the Origin (403), a valid {room} (404), then the handler.
+ * Runs again for a request resumed after an async command: each check is
+ * cheap and gives the same answer. */
+static enum MHD_Result route(struct request *req, const char *url)
+{
+	struct route_match m;
+	enum route_result rr =
+	    route_match(routes, ARRAY_LEN(routes), req->method, url, &m);
+	if (rr == ROUTE_BAD_PATH || rr == ROUTE_NO_PATH)
+		return not_found(req);
+	const struct route *r = m.route;
+	unsigned flags = r ? r->flags : m.flags_any;
+
+	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
+	    request_auth(req) < 0)
+		return reply_error(
+		    req->conn, &req->log, 401, "unauthorized",
+		    "log in first (cookie or Authorization: Bearer)");
+	if ((flags & ROUTE_CSRF) && !route_method_is_read(req->method) &&
+	    !csrf_ok(req))
+		return reply_error(req->conn, &req->log, 403, "csrf",
+				   "cross-site request refused");
+	if (!r)
+		return method_not_allowed(req, m.allow);
+	if ((r->flags & ROUTE_TOKEN) && !req->authed && request_auth(req) < 0 &&
+	    request_auth_query(req) < 0)
+		return reply_error(req->conn, &req->log, 401, "unauthorized",
+				   "log in first");
+	if (r->flags & ROUTE_ORIGIN) {
 		/* Browsers always send Origin with a WebSocket handshake: a
 		 * foreign one is cross-site WebSocket hijacking. */
-		const char *origin = header(req, "Origin");
+		const char *origin = request_header(req, "Origin");
 		if (origin && !origin_allowed(req, origin))
 			return reply_error(req->conn, &req->log, 403,
 					   "bad_origin",
 					   "this Origin may not connect");
 	}
-	if (req->poll_state == NULL && atomic_load(&h->closing))
-		return reply_error(req->conn, &req->log, 503, "shutting_down",
-				   "the server is shutting down");
-	if (req->poll_state == NULL &&
-	    open_streams(req->srv) >= h->max_streams) {
-		metrics_inc(req->srv->metrics.rejected_busy);
-		struct MHD_Response *r = MHD_create_response_from_buffer(
-		    0, NULL, MHD_RESPMEM_PERSISTENT);
-		MHD_add_response_header(r, "Retry-After", "5");
-		return reply_queue(req->conn, &req->log, 503, r);
-	}
-	enum MHD_Result ret = MHD_YES;
-	int64_t since;
-	if (parse_since(req, kind == TRANSPORT_SSE, &since, &ret) < 0)
-		return ret;
-	struct transport_client cl = {.user_id = req->user_id};
-	snprintf(cl.username, sizeof(cl.username), "%s", req->username);
-	snprintf(cl.addr, sizeof(cl.addr), "%s", req->addr);
-	switch (kind) {
-	case TRANSPORT_WS:
-		return ws_handle(req->srv->ws, req->conn, &req->log, &cl,
-				 since);
-	case TRANSPORT_SSE:
-		return sse_handle(req->srv->sse, req->conn, &req->log, &cl,
-				  since);
-	default: {
-		const struct config *cfg = req->srv->cfg;
-		int64_t timeout = cfg->poll_timeout_default_s;
-		const char *t = request_arg(req, "timeout");
-		if (t && (parse_i64(t, &timeout) < 0 || timeout < 0 ||
-			  timeout > cfg->poll_timeout_max_s)) {
-			char msg[80];
-			snprintf(msg, sizeof(msg),
-				 "timeout must be 0 to %u seconds",
-				 cfg->poll_timeout_max_s);
-			return reply_error(req->conn, &req->log, 400,
-					   "bad_parameter", msg);
-		}
-		return longpoll_handle(req->srv->poll, req->conn, &req->log,
-				       &cl, since, (unsigned)timeout,
-				       &req->poll_state);
-	}
-	}
-}
-
-/* --- routing
- * ------------------------------------------------------------------------------
- */
-
-static enum MHD_Result method_not_allowed(struct request *req,
-					  const char *allow)
-{
-	json_t *body = json_pack("{s:s, s:s}", "error", "method_not_allowed",
-				 "message", "method not allowed here");
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(strlen(text),
-							       text, free);
-	MHD_add_response_header(r, "Content-Type",
-				"application/json; charset=utf-8");
-	MHD_add_response_header(r, "Allow", allow);
-	return reply_queue(req->conn, &req->log, 405, r);
-}
-
-static bool is(const char *a, const char *b)
-{
-	return !strcmp(a, b);
-}
-
-/* Split "/api/rooms/NAME/messages" into its segments: their number, or -1
- * for more than 5 segments or a segment of 64 bytes or more. A trailing
- * slash is ignored. */
-static int split_path(const char *path, char seg[5][64])
-{
-	int n = 0;
-	const char *p = path;
-	while (*p == '/')
-		p++;
-	while (*p) {
-		const char *e = strchr(p, '/');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (n == 5 || len >= 64)
-			return -1;
-		memcpy(seg[n], p, len);
-		seg[n][len] = '\0';
-		n++;
-		if (!e)
-			break;
-		p = e + 1;
-	}
-	return n;
-}
-
-static enum MHD_Result route_api(struct request *req, const char *m,
-				 char seg[5][64], int n)
-{
-	bool get = is(m, "GET") || is(m, "HEAD"), post = is(m, "POST");
-	const char *what = n > 1 ? seg[1] : "";
-
-	/* Routes open to anyone. */
-	if (n == 2 && is(what, "register"))
-		return post ? api_register(req)
-			    : method_not_allowed(req, "POST");
-	if (n == 2 && is(what, "login"))
-		return post ? api_login(req) : method_not_allowed(req, "POST");
-
-	if (!req->authed && request_auth(req) < 0)
-		return reply_error(
-		    req->conn, &req->log, 401, "unauthorized",
-		    "log in first (cookie or Authorization: Bearer)");
-	if (!get && !csrf_ok(req))
-		return reply_error(req->conn, &req->log, 403, "csrf",
-				   "cross-site request refused");
-
-	if (n == 2 && is(what, "logout"))
-		return post ? api_logout(req) : method_not_allowed(req, "POST");
-	if (n == 2 && is(what, "me")) {
-		if (get)
-			return api_me_get(req);
-		return is(m, "PATCH") ? api_me_patch(req)
-				      : method_not_allowed(req, "GET, PATCH");
-	}
-	if (n == 2 && is(what, "client-report"))
-		return post ? api_client_report(req)
-			    : method_not_allowed(req, "POST");
-	if (n == 2 && is(what, "search"))
-		return get ? api_search(req) : method_not_allowed(req, "GET");
-	if (n == 2 && is(what, "rooms")) {
-		if (get)
-			return api_rooms_list(req);
-		return post ? api_rooms_create(req)
-			    : method_not_allowed(req, "GET, POST");
-	}
-	if (n == 4 && is(what, "rooms")) {
-		const char *room = seg[2], *op = seg[3];
-		if (is(op, "join"))
-			return post ? api_room_join(req, room)
-				    : method_not_allowed(req, "POST");
-		if (is(op, "leave"))
-			return post ? api_room_leave(req, room)
-				    : method_not_allowed(req, "POST");
-		if (is(op, "typing"))
-			return post ? api_typing(req, room)
-				    : method_not_allowed(req, "POST");
-		if (is(op, "members"))
-			return get ? api_room_members(req, room)
-				   : method_not_allowed(req, "GET");
-		if (is(op, "messages")) {
-			if (get)
-				return api_history(req, room);
-			return post ? api_send(req, room)
-				    : method_not_allowed(req, "GET, POST");
-		}
-	}
-	return reply_error(req->conn, &req->log, 404, "not_found",
-			   "no such API endpoint");
-}
-
-static enum MHD_Result route(struct request *req, struct http *h,
-			     const char *url)
-{
-	const char *m = req->method;
-	bool get = is(m, "GET") || is(m, "HEAD");
-	char seg[5][64];
-	int n = split_path(url, seg);
-	if (n < 0)
-		return reply_error(req->conn, &req->log, 404, "not_found",
-				   "no such path");
-
-	if (n >= 1 && is(seg[0], "api"))
-		return route_api(req, m, seg, n);
-	if (n == 1 &&
-	    (is(seg[0], "ws") || is(seg[0], "events") || is(seg[0], "poll"))) {
-		if (!get)
-			return method_not_allowed(req, "GET");
-		if (!req->authed)
-			request_auth(req);
-		enum transport_kind k = is(seg[0], "ws")       ? TRANSPORT_WS
-					: is(seg[0], "events") ? TRANSPORT_SSE
-							       : TRANSPORT_POLL;
-		return transport(req, h, k);
-	}
-	if (n == 1 && is(seg[0], "healthz"))
-		return get ? reply_json_text(req->conn, &req->log, 200,
-					     "{\"status\":\"ok\"}", 15)
-			   : method_not_allowed(req, "GET");
-	if (n == 1 && is(seg[0], "metrics"))
-		return get ? serve_metrics(req)
-			   : method_not_allowed(req, "GET");
-	if (!get)
-		return method_not_allowed(req, "GET");
-	if (n == 0)
-		return serve_file(req, h, "index.html");
-	if (is(seg[0], "static") && strlen(url) > 8)
-		return serve_file(req, h, url + 8);
-	return reply_error(req->conn, &req->log, 404, "not_found",
-			   "no such path");
+	if (strstr(r->pattern, "{room}") && !name_valid(m.arg))
+		return request_chat_error(req, CHAT_ENOROOM);
+	if (r->fn)
+		return r->fn(req);
+	return r->arg_fn(req, m.rest ? m.rest : m.arg);
 }
 
 /* --- TLS: redirect, the terminator's daemon
@@ -595,7 +413,7 @@ static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind,
 static enum MHD_Result redirect_https(struct request *req, struct http *h,
 				      const char *url)
 {
-	const char *host = header(req, MHD_HTTP_HEADER_HOST);
+	const char *host = request_header(req, MHD_HTTP_HEADER_HOST);
 	size_t len = 0;
 	if (host && host[0] == '[') {
 		const char *end = strchr(host, ']');
@@ -620,11 +438,25 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	url_encode(&loc, url, true);
 	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, append_arg,
 				  &loc);
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc.data);
+	const struct reply_header loc_h[] = {
+	    {MHD_HTTP_HEADER_LOCATION, loc.data}};
+	enum MHD_Result ret = reply_empty(req->conn, &req->log, 308, loc_h, 1);
 	buf_fini(&loc);
-	return reply_queue(req->conn, &req->log, 308, r);
+	return ret;
+}
+
+/* Connections are counted for the busy mark (see connections_busy). */
+static void on_notify(void *cls, struct MHD_Connection *c,
+		      void **socket_context,
+		      enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	(void)c;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&h->conns, 1);
+	else
+		atomic_fetch_sub(&h->conns, 1);
 }
 
 /* Every connection the TLS terminator hands over gets the shared context
@@ -634,9 +466,9 @@ static void on_tls_notify(void *cls, struct MHD_Connection *c,
 			  enum MHD_ConnectionNotificationCode toe)
 {
 	struct http *h = cls;
-	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
 		*socket_context = &h->tls_reply;
+	on_notify(cls, c, socket_context, toe);
 }
 
 int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
@@ -656,23 +488,158 @@ void http_set_https_port(struct http *h, unsigned port)
 /* --- libmicrohttpd callbacks
  * ----------------------------------------------------------------- */
 
-static void client_addr(struct MHD_Connection *c, char *out, size_t len)
+/* Whether a Content-Length value announces more than max bytes: any run
+ * of digits too long for a uint64_t does. Other values are left to
+ * libmicrohttpd, which refuses them. */
+static bool length_over(const char *s, uint64_t max)
 {
-	const union MHD_ConnectionInfo *ci =
-	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	out[0] = '\0';
-	if (!ci || !ci->client_addr)
-		return;
-	const struct sockaddr *sa = ci->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-			  out, (socklen_t)len);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)len);
+	uint64_t v = 0;
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - 9) / 10)
+			return true;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	return v > max;
+}
+
+static enum MHD_Result body_too_large(struct request *req)
+{
+	req->body_too_big = true;
+	return reply_error(req->conn, &req->log, 413, "body_too_large",
+			   "the request body is over the size limit");
+}
+
+/* Our own limits on the request line and headers, well below what fits in
+ * libmicrohttpd's per-connection memory (32 KiB by default), so that a
+ * client over them gets a JSON 414 or 431. What does not fit at all is
+ * still answered by libmicrohttpd itself (see the top of this file). */
+#define URI_MAX 8192
+#define HEADERS_MAX 16384
+
+static enum MHD_Result add_length(void *cls, enum MHD_ValueKind kind,
+				  const char *key, const char *value)
+{
+	size_t *total = cls;
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/* Whether the request line or the headers are over our limits; if so the
+ * 414 or 431 is queued (before the body: libmicrohttpd then reads none of
+ * it and closes the connection). */
+static bool request_too_long(struct request *req, const char *url)
+{
+	size_t uri = strlen(url), headers = 0;
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_length,
+				  &uri);
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_length,
+				  &headers);
+	if (uri > URI_MAX)
+		reply_error(req->conn, &req->log, 414, "uri_too_long",
+			    "the request URI is over 8 KiB");
+	else if (headers > HEADERS_MAX)
+		reply_error(req->conn, &req->log, 431, "headers_too_large",
+			    "the request headers are over 16 KiB");
 	else
-		snprintf(out, len, "local");
+		return false;
+	req->body_too_big = true; /* so that nothing else answers */
+	return true;
+}
+
+/* Set by a worker thread just before it returns MHD_NO on purpose, so that
+ * on_mhd_log (called at once on the same thread) does not report it as an
+ * internal error. */
+static _Thread_local bool quiet_close;
+
+/* How much of an oversized body is still read (and dropped) after the 413,
+ * so that a client busy sending it gets to read the answer instead of a
+ * reset; past this the connection is closed mid-body. */
+#define BODY_LINGER_MAX (256 * 1024)
+
+/* A body that passes max-body after its headers were accepted (chunked,
+ * or longer than announced). libmicrohttpd 0.9.75 accepts a response only
+ * before the body or after all of it, so the 413 is written to the socket
+ * here (the TLS terminator's socketpair for a TLS client, so it is
+ * encrypted like any answer), the write side is shut, and the body is not
+ * buffered any more: body_linger drops at most BODY_LINGER_MAX more bytes,
+ * then the connection is closed. */
+static enum MHD_Result body_cut(struct request *req, size_t *upload_size)
+{
+	static const char body[] =
+	    "{\"error\":\"body_too_large\",\"message\":\"the request body "
+	    "is over the size limit\"}";
+	char head[512];
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+	    req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 413 Content Too Large\r\n"
+			 "Connection: close\r\n"
+			 "Content-Type: application/json; charset=utf-8\r\n"
+			 "Cache-Control: no-store\r\n"
+			 "X-Content-Type-Options: nosniff\r\n"
+			 "Referrer-Policy: no-referrer\r\n"
+			 "Content-Length: %zu\r\n\r\n%s",
+			 sizeof(body) - 1, body);
+	req->body_too_big = true;
+	req->log.status = 413;
+	*upload_size = 0;
+	if (req->body.data)
+		secure_zero(req->body.data, req->body.len);
+	buf_fini(&req->body);
+	if (!ci || n <= 0 || (size_t)n >= sizeof(head) ||
+	    send(ci->connect_fd, head, (size_t)n,
+		 MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+		quiet_close = true;
+		return MHD_NO;
+	}
+	req->log.bytes = sizeof(body) - 1;
+	shutdown(ci->connect_fd, SHUT_WR);
+	return MHD_YES;
+}
+
+static enum MHD_Result body_linger(struct request *req, size_t n,
+				   size_t *upload_size)
+{
+	*upload_size = 0;
+	req->body_dropped += n;
+	if (req->body_dropped <= BODY_LINGER_MAX)
+		return MHD_YES;
+	quiet_close = true;
+	return MHD_NO;
+}
+
+/* The connections natter holds: libmicrohttpd's, and WebSockets, which
+ * leave it after the upgrade. */
+static unsigned connections_open(struct http *h)
+{
+	return atomic_load(&h->conns) +
+	       (unsigned)atomic_load(
+		   &h->srv->metrics.connections[TRANSPORT_WS]);
+}
+
+/* Past the busy mark a new request is better refused with a 503 the
+ * client understands than served (connection_limits). */
+static bool connections_busy(struct http *h)
+{
+	return connections_open(h) > h->busy_mark;
+}
+
+/* libmicrohttpd's accept policy: past the close mark, close at once. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
+				 socklen_t addrlen)
+{
+	struct http *h = cls;
+	(void)addr;
+	(void)addrlen;
+	if (connections_open(h) < h->close_mark)
+		return MHD_YES;
+	metrics_inc(h->srv->metrics.rejected_busy);
+	return MHD_NO;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
@@ -682,48 +649,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 {
 	struct http *h = cls;
 	struct request *req = *con_cls;
+	quiet_close = false;
 	if (!req) {
-		req = xcalloc(1, sizeof(*req));
-		req->srv = h->srv;
-		req->conn = c;
-		req->suspended = &h->suspended;
-		req->method = method;
-		req->path = xstrdup(url);
-		req->start_us = now_us();
-		client_addr(c, req->addr, sizeof(req->addr));
+		req = request_new(h->srv, c, method, url, &h->suspended);
+		req->http = h;
+		/* see on_tls_notify */
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
 		    c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		req->tls = ci && ci->socket_context; /* see on_tls_notify */
-		buf_init(&req->body);
+		req->tls = ci && ci->socket_context;
 		*con_cls = req;
+		if (request_too_long(req, url))
+			return MHD_YES; /* answered; no body is read */
+		if (connections_busy(h))
+			return reply_busy(req, true);
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		int64_t n;
-		if (cl && parse_i64(cl, &n) == 0 &&
-		    (uint64_t)n > h->srv->cfg->max_body)
-			req->body_too_big = true;
-		else
+		if (!cl || !length_over(cl, h->srv->cfg->max_body))
 			return MHD_YES;
+		return body_too_large(req);
 	}
 	if (*upload_size) {
-		if (!req->body_too_big &&
-		    req->body.len + *upload_size <= h->srv->cfg->max_body)
-			buf_append(&req->body, upload, *upload_size);
-		else
-			req->body_too_big = true;
+		if (req->body_too_big)
+			return body_linger(req, *upload_size, upload_size);
+		if (req->body.len + *upload_size > h->srv->cfg->max_body)
+			return body_cut(req, upload_size);
+		buf_append(&req->body, upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (req->body_too_big)
-		return reply_error(c, &req->log, 413, "body_too_large",
-				   "the request body is over the size limit");
+	if (req->body_too_big) {
+		/* The 413 went out from body_cut: no second answer. */
+		quiet_close = true;
+		return MHD_NO;
+	}
 	if (req->phase == REQ_READY)
 		atomic_fetch_sub(&h->suspended, 1);
 	if (!req->tls && h->srv->cfg->http_redirect &&
 	    atomic_load(&h->https_port))
 		return redirect_https(req, h, url);
-	return route(req, h, url);
+	return route(req, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -738,15 +703,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		metrics_inc(h->srv->metrics.errors);
 	log_access(req->method, req->path,
 		   req->log.status ? req->log.status : 499, req->log.bytes,
-		   now_us() - req->start_us, req->addr);
+		   request_elapsed_us(req), req->addr);
 	longpoll_request_done(req->poll_state);
-	event_unref(req->result.ev);
-	if (req->body.data)
-		secure_zero(req->body.data, req->body.len);
-	buf_fini(&req->body);
-	secure_zero(req->token, sizeof(req->token));
-	free(req->path);
-	free(req);
+	request_free(req);
 	*con_cls = NULL;
 }
 
@@ -758,6 +717,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (quiet_close && strstr(msg, "Application reported internal error")) {
+		quiet_close = false;
+		return;
+	}
 	if (strstr(msg, "TCP_NODELAY") || strstr(msg, "TCP_CORK") ||
 	    strstr(msg, "TCP_NOPUSH") ||
 	    strstr(msg, "Failed to push the data from buffers"))
@@ -776,41 +739,45 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * ----------------------------------------------------------------------------
  */
 
-/* "127.0.0.1:8080", "[::1]:8080", "localhost:8080" -> sockaddr. */
-static int resolve(const char *spec, struct sockaddr_storage *ss,
-		   socklen_t *len, char *err, size_t errlen)
+/* Descriptors natter needs besides its connections: listeners, the epoll
+ * and event descriptors of the loops and daemons, SQLite's (database, WAL,
+ * shared memory, the read pool), the log. */
+#define FD_RESERVE 64
+/* The width of each band below libmicrohttpd's connection limit (see
+ * connection_limits). */
+#define LIMIT_BAND 32
+
+/* Connection limits that always leave descriptors in reserve, and a clear
+ * answer at each step. libmicrohttpd 0.9.75 at its own connection limit
+ * stops accepting, and past the process's descriptor limit accept()
+ * fails: either way new clients hang in the backlog and never hear why.
+ * So its limit (the stream cap plus room for ordinary requests) never
+ * exceeds what the descriptor limit leaves after FD_RESERVE, and natter
+ * steps in before it: from close_mark on, new connections are closed as
+ * soon as they are accepted (on_accept), and from busy_mark on, requests
+ * are answered 503 busy with Retry-After. The band between close_mark and
+ * the limit absorbs worker threads that fill unevenly. WebSockets count:
+ * they keep a descriptor after leaving libmicrohttpd. A TLS client holds
+ * two more (its socketpair), which the TLS terminator's own cap bounds. */
+static void connection_limits(struct http *h)
 {
-	char host[256];
-	const char *colon = strrchr(spec, ':');
-	if (!colon) {
-		snprintf(err, errlen, "listen '%s': expected ADDR:PORT", spec);
-		return -1;
-	}
-	size_t hl = (size_t)(colon - spec);
-	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
-		spec++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host)) {
-		snprintf(err, errlen, "listen '%s': address too long", spec);
-		return -1;
-	}
-	memcpy(host, spec, hl);
-	host[hl] = '\0';
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE},
-			*res = NULL;
-	int rc = getaddrinfo(host, colon + 1, &hints, &res);
-	if (rc != 0) {
-		snprintf(err, errlen, "listen '%s': %s", spec,
-			 gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
+	struct rlimit rl;
+	unsigned fds = 1024;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		fds = rl.rlim_cur > 1000000 ? 1000000 : (unsigned)rl.rlim_cur;
+	unsigned budget = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
+	h->conn_limit = h->max_streams + 256;
+	if (h->conn_limit > budget)
+		h->conn_limit = budget;
+	/* libmicrohttpd wants at least one connection per worker thread */
+	if (h->conn_limit < h->srv->cfg->http_threads)
+		h->conn_limit = h->srv->cfg->http_threads;
+	h->close_mark = h->conn_limit > 4 * LIMIT_BAND
+			    ? h->conn_limit - LIMIT_BAND
+			    : h->conn_limit * 3 / 4;
+	h->busy_mark = h->close_mark > 2 * LIMIT_BAND
+			   ? h->close_mark - LIMIT_BAND
+			   : h->close_mark / 2;
 }
 
 #define DAEMON_FLAGS                                                           \
@@ -828,10 +795,10 @@ static int start_tls_daemon(struct http *h, char *err, size_t errlen)
 		h->tls_reply.hsts = h->hsts;
 	}
 	h->tls_daemon = MHD_start_daemon(
-	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL,
-	    NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, on_accept,
+	    h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(h->max_streams + 256),
+	    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_tls_notify, h, MHD_OPTION_END);
@@ -850,6 +817,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	atomic_init(&h->suspended, 0);
 	atomic_init(&h->closing, false);
 	atomic_init(&h->https_port, 0);
+	atomic_init(&h->conns, 0);
 	char resolved[PATH_MAX];
 	if (!realpath(cfg->web_root, resolved)) {
 		snprintf(err, errlen, "web-root '%s': %s", cfg->web_root,
@@ -858,25 +826,28 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	}
 	h->web_root = xstrdup(resolved);
 	h->max_streams = cfg->max_connections;
+	connection_limits(h);
 
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sslen;
-		if (resolve(cfg->listen[i], &ss, &sslen, err, errlen) < 0)
+		struct addr a;
+		char why[256];
+		if (addr_parse(cfg->listen[i], &a, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "listen %s", why);
 			goto fail;
+		}
 		unsigned flags = DAEMON_FLAGS;
-		if (ss.ss_family == AF_INET6)
+		if (a.ss.ss_family == AF_INET6)
 			flags |= MHD_USE_IPv6;
 		struct MHD_Daemon *d = MHD_start_daemon(
-		    flags, 0, NULL, NULL, on_request, h,
+		    flags, 0, on_accept, h, on_request, h,
 		    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss,
 		    MHD_OPTION_THREAD_POOL_SIZE,
 		    (unsigned int)cfg->http_threads,
-		    MHD_OPTION_CONNECTION_LIMIT,
-		    (unsigned int)(h->max_streams + 256),
+		    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
 		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		    MHD_OPTION_NOTIFY_CONNECTION, on_notify, h,
 		    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 		    MHD_OPTION_END);
 		if (!d) {

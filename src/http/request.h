@@ -1,7 +1,9 @@
-/* request: one HTTP request as the http module and the API handlers see it.
- * http.c owns its lifecycle (created on the first callback, freed when
- * libmicrohttpd reports it complete) and implements the helpers below;
- * api.c implements the handlers. */
+/* request: one HTTP request as the http module and the API handlers see it,
+ * and the helpers the handlers share (request.c). http.c creates it on the
+ * first callback and frees it when libmicrohttpd reports it complete; the
+ * api_*.c files implement the handlers. The struct is open because every
+ * handler reads its fields; only http.c and request.c write the ones above
+ * "async commands". */
 #ifndef NATTER_REQUEST_H
 #define NATTER_REQUEST_H
 
@@ -25,8 +27,11 @@ enum req_phase {
 	REQ_READY    /* async command finished: result holds the outcome */
 };
 
+struct http;
+
 struct request {
 	struct server *srv;
+	struct http *http; /* the daemons' owner; http.c's business */
 	struct MHD_Connection *conn;
 	atomic_int *suspended; /* http's count of suspended requests */
 	const char *method;    /* libmicrohttpd's, valid for the request */
@@ -38,6 +43,7 @@ struct request {
 
 	struct buf body;
 	bool body_too_big;
+	uint64_t body_dropped; /* of an oversized body, after its 413 */
 
 	/* authentication, filled by request_auth() */
 	bool authed, via_cookie;
@@ -54,12 +60,28 @@ struct request {
 	void *poll_state; /* longpoll's, for /poll */
 };
 
+/* A request on connection c (method and url are libmicrohttpd's, valid
+ * for the request); suspended is the count request_suspend and the
+ * resume keep. Caller frees with request_free, which drops a result's
+ * event reference and wipes the body and any token. */
+struct request *request_new(struct server *srv, struct MHD_Connection *c,
+			    const char *method, const char *url,
+			    atomic_int *suspended);
+void request_free(struct request *req);
+/* Microseconds since request_new, for the access log. */
+int64_t request_elapsed_us(const struct request *req);
+
 /* Authenticate by Authorization: Bearer, else the session cookie. 0 when
  * authenticated (fills user_id, username), -1 when not. */
 int request_auth(struct request *req);
 /* The request body parsed as a JSON object; NULL after answering the client
  * with 415 (not JSON) or 400 (malformed). *answered says which. */
 json_t *request_json(struct request *req, enum MHD_Result *answered);
+/* The body as application/x-www-form-urlencoded: every field as a JSON
+ * string (the last of repeated names wins; bytes are not checked for
+ * UTF-8). NULL after answering 400 bad_form when a name or value holds a
+ * NUL (raw or %00), which would otherwise cut it short. */
+json_t *request_form(struct request *req, enum MHD_Result *answered);
 /* Suspend the connection before queueing an async chat command; the
  * command's done callback must be request_chat_done with req as arg. */
 void request_suspend(struct request *req);
@@ -69,9 +91,18 @@ void request_started(struct request *req, int rc);
 void request_chat_done(void *arg, const struct chat_result *res);
 /* Answer a chat error (status and code from chat_err_*). */
 enum MHD_Result request_chat_error(struct request *req, int err);
-/* Set the session cookie for token (or clear it when token is NULL). */
-void request_set_cookie(struct request *req, struct MHD_Response *r,
-			const char *token);
+/* The Set-Cookie value that sets the session cookie to token (or clears it
+ * when token is NULL) into out, which REQUEST_COOKIE_MAX bytes hold; it
+ * holds a secret: wipe it after use. */
+#define REQUEST_COOKIE_MAX 256
+void request_cookie(struct request *req, const char *token, char *out,
+		    size_t len);
+/* A query argument or a request header; NULL when absent. Valid for the
+ * request. */
 const char *request_arg(struct request *req, const char *name);
+const char *request_header(struct request *req, const char *name);
+/* Authenticate by the query's ?token= (EventSource and WebSocket clients
+ * cannot set headers): 0 when authenticated, -1 when not. */
+int request_auth_query(struct request *req);
 
 #endif

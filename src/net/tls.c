@@ -54,7 +54,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -82,6 +81,7 @@
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 
+#include "util/addr.h"
 #include "util/log.h"
 #include "net/tls.h"
 #include "util/util.h"
@@ -996,62 +996,35 @@ static void loop_quiesce_task(void *arg)
 static int listener_open(struct tls_listener *l, const char *spec, char *err,
 			 size_t errlen)
 {
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *colon, *h = spec;
-	size_t hl;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICHOST |
-					     AI_NUMERICSERV},
-			*res = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-	int one = 1, fd = -1, rc;
+	struct addr a, bound;
+	char why[256];
+	int one = 1, fd = -1;
 
 	l->fd = -1;
 	l->spec = xstrdup(spec);
-	colon = strrchr(spec, ':');
-	if (!colon)
-		goto bad;
-	hl = (size_t)(colon - spec);
-	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= sizeof(host))
-		goto bad;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	rc = getaddrinfo(host, colon + 1, &hints, &res);
-	if (rc != 0) {
-		snprintf(err, errlen, "tls-listen '%s': %s", spec,
-			 gai_strerror(rc));
+	bound.len = sizeof(bound.ss);
+	if (addr_parse(spec, &a, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "tls-listen %s", why);
 		return -1;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		    0);
 	if (fd < 0)
 		goto sys;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (res->ai_family == AF_INET6)
+	if (a.ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 ||
+	if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 ||
 	    listen(fd, 4096) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0)
+	    getsockname(fd, (struct sockaddr *)&bound.ss, &bound.len) < 0)
 		goto sys;
-	freeaddrinfo(res);
 	l->fd = fd;
-	l->port = ntohs(ss.ss_family == AF_INET6
-			    ? ((struct sockaddr_in6 *)&ss)->sin6_port
-			    : ((struct sockaddr_in *)&ss)->sin_port);
+	l->port = addr_port(&bound);
 	return 0;
 sys:
 	snprintf(err, errlen, "tls-listen '%s': %s", spec, strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	freeaddrinfo(res);
-	return -1;
-bad:
-	snprintf(err, errlen, "tls-listen '%s': expected ADDR:PORT", spec);
 	return -1;
 }
 

@@ -29,6 +29,34 @@ enum MHD_Result reply_queue(struct MHD_Connection *c, struct reply_log *log,
 	return ret;
 }
 
+static void add_headers(struct MHD_Response *r, const struct reply_header *h,
+			size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		MHD_add_response_header(r, h[i].name, h[i].value);
+}
+
+/* json in malloc'd memory, taken over by MHD (freed on failure too). */
+static enum MHD_Result queue_json(struct MHD_Connection *c,
+				  struct reply_log *log, unsigned status,
+				  char *json, size_t len,
+				  const struct reply_header *h, size_t n)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(len, json, free);
+	if (!r) {
+		free(json);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type",
+				"application/json; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	add_headers(r, h, n);
+	if (log)
+		log->bytes = len;
+	return reply_queue(c, log, status, r);
+}
+
 enum MHD_Result reply_json_text(struct MHD_Connection *c, struct reply_log *log,
 				unsigned status, const char *json, size_t len)
 {
@@ -47,35 +75,52 @@ enum MHD_Result reply_json_text(struct MHD_Connection *c, struct reply_log *log,
 enum MHD_Result reply_json_take(struct MHD_Connection *c, struct reply_log *log,
 				unsigned status, char *json, size_t len)
 {
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(len, json, free);
-	if (!r) {
-		free(json);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, "Content-Type",
-				"application/json; charset=utf-8");
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	if (log)
-		log->bytes = len;
-	return reply_queue(c, log, status, r);
+	return queue_json(c, log, status, json, len, NULL, 0);
 }
 
 enum MHD_Result reply_json(struct MHD_Connection *c, struct reply_log *log,
 			   unsigned status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (!text)
-		return MHD_NO;
-	return reply_json_take(c, log, status, text, strlen(text));
+	return reply_json_headers(c, log, status, body, NULL, 0);
 }
 
 enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const char *code,
 			    const char *message)
 {
-	return reply_json(
+	return reply_error_headers(c, log, status, code, message, NULL, 0);
+}
+
+enum MHD_Result reply_json_headers(struct MHD_Connection *c,
+				   struct reply_log *log, unsigned status,
+				   json_t *body, const struct reply_header *h,
+				   size_t n)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text)
+		return MHD_NO;
+	return queue_json(c, log, status, text, strlen(text), h, n);
+}
+
+enum MHD_Result reply_error_headers(struct MHD_Connection *c,
+				    struct reply_log *log, unsigned status,
+				    const char *code, const char *message,
+				    const struct reply_header *h, size_t n)
+{
+	return reply_json_headers(
 	    c, log, status,
-	    json_pack("{s:s, s:s}", "error", code, "message", message));
+	    json_pack("{s:s, s:s}", "error", code, "message", message), h, n);
+}
+
+enum MHD_Result reply_empty(struct MHD_Connection *c, struct reply_log *log,
+			    unsigned status, const struct reply_header *h,
+			    size_t n)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	add_headers(r, h, n);
+	return reply_queue(c, log, status, r);
 }

@@ -24,6 +24,13 @@ struct reply_conn {
 	const char *hsts; /* Strict-Transport-Security value, NULL: none */
 };
 
+/* One more header for a response: name and value are borrowed for the
+ * call (libmicrohttpd copies them). */
+struct reply_header {
+	const char *name;
+	const char *value;
+};
+
 /* Headers every natter response carries. */
 void reply_add_common_headers(struct MHD_Response *r);
 /* Queue r with status, recording it in log (may be NULL); r is destroyed.
@@ -44,5 +51,21 @@ enum MHD_Result reply_json_take(struct MHD_Connection *c, struct reply_log *log,
 enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const char *code,
 			    const char *message);
+
+/* The same answers with n extra headers h (h may be NULL when n is 0):
+ * Set-Cookie, Allow, Retry-After, Location... body is stolen (decref'd);
+ * NULL body answers MHD_NO. */
+enum MHD_Result reply_json_headers(struct MHD_Connection *c,
+				   struct reply_log *log, unsigned status,
+				   json_t *body, const struct reply_header *h,
+				   size_t n);
+enum MHD_Result reply_error_headers(struct MHD_Connection *c,
+				    struct reply_log *log, unsigned status,
+				    const char *code, const char *message,
+				    const struct reply_header *h, size_t n);
+/* No body at all (204, 308): only the common and the extra headers. */
+enum MHD_Result reply_empty(struct MHD_Connection *c, struct reply_log *log,
+			    unsigned status, const struct reply_header *h,
+			    size_t n);
 
 #endif

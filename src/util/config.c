@@ -15,7 +15,6 @@
  * walked by hand rather than with getopt_long, so config_load can run any
  * number of times in one process. */
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include "autoconfig.h" /* PACKAGE_VERSION; not src/config.h */
+#include "util/addr.h"
 #include "util/config.h"
 #include "util/util.h"
 
@@ -250,54 +250,15 @@ static void set_defaults(struct config *cfg)
 	cfg->hsts_max_age_s = 31536000;
 }
 
-/* "1.2.3.4:80" or "[::1]:80", numeric only. */
+/* "1.2.3.4:80" or "[::1]:80", numeric only: addr_parse decides. */
 static int check_listen(struct loader *ld, const struct opt *o, const char *v)
 {
-	char host[INET6_ADDRSTRLEN + 1];
-	unsigned char addr[sizeof(struct in6_addr)];
-	const char *colon, *h = v;
-	size_t hlen;
-	int family = AF_INET;
-	int64_t port;
+	char why[256];
+	struct addr a;
 
-	if (v[0] == '[') {
-		const char *close = strchr(v, ']');
-		if (!close || close[1] != ':')
-			goto not_addr_port;
-		family = AF_INET6;
-		h = v + 1;
-		hlen = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(v, ':');
-		if (!colon)
-			goto not_addr_port;
-		hlen = (size_t)(colon - v);
-		if (memchr(v, ':', hlen))
-			return opt_error(ld, o,
-					 "'%s': write IPv6 addresses as "
-					 "[ADDR]:PORT",
-					 v);
-	}
-	if (hlen == 0 || colon[1] == '\0')
-		goto not_addr_port;
-	if (hlen < sizeof(host)) {
-		memcpy(host, h, hlen);
-		host[hlen] = '\0';
-	}
-	if (hlen >= sizeof(host) || inet_pton(family, host, addr) != 1)
-		return opt_error(ld, o,
-				 "'%s': '%.*s' is not a numeric %s "
-				 "address",
-				 v, (int)hlen, h,
-				 family == AF_INET ? "IPv4" : "IPv6");
-	if (parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
-		return opt_error(
-		    ld, o, "'%s': port must be 0-65535 (0: any free port)", v);
+	if (addr_parse(v, &a, why, sizeof(why)) < 0)
+		return opt_error(ld, o, "%s", why);
 	return 0;
-
-not_addr_port:
-	return opt_error(ld, o, "'%s' is not ADDR:PORT", v);
 }
 
 /* An Origin header value: http(s)://host[:port], nothing after. */

@@ -454,6 +454,11 @@ static void test_invalid_flags(void **state)
 	expect_error(ARGS("--listen", "1.2.3.4:"), "--listen:", "ADDR:PORT");
 	expect_error(ARGS("--listen", ":80"), "--listen:", "ADDR:PORT");
 	expect_error(ARGS("--listen", "localhost:80"), "--listen:", "IPv4");
+	/* names are never resolved; the error says what to write instead */
+	expect_error(ARGS("--listen", "localhost:80"),
+		     "--listen:", "127.0.0.1 or [::1]");
+	expect_error(ARGS("--tls-listen", "localhost:443", "--tls-self-signed"),
+		     "--tls-listen:", "127.0.0.1 or [::1]");
 	expect_error(ARGS("--listen", "1.2.3.256:80"), "--listen:", "IPv4");
 	expect_error(ARGS("--listen", "::1:80"), "--listen:", "[ADDR]:PORT");
 	expect_error(ARGS("--listen", "[::1]80"), "--listen:", "ADDR:PORT");

@@ -1,0 +1,269 @@
+/* request: one HTTP request as http.c and the API handlers see it, and the
+ * helpers every handler shares: query arguments and headers,
+ * authentication (bearer token, session cookie, ?token=), the JSON or form
+ * body, the session cookie, and the suspend/resume dance of an async chat
+ * command; and its lifecycle (request_new, request_free). It does not route,
+ * check CSRF or Origin, or answer anything but the errors its helpers document:
+ * http.c does that.
+ *
+ * Threads: a request is touched by one libmicrohttpd worker at a time. The
+ * only other thread is the store's writer, which runs request_chat_done
+ * while the connection is suspended (req->phase == REQ_WAITING) and
+ * resumes it last; the worker reads req->result only after the resume. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include "core/auth.h"
+#include "http/request.h"
+#include "store/store.h"
+
+const char *request_arg(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+					   name);
+}
+
+static const char *header(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+static int auth_token(struct request *req, const char *token)
+{
+	size_t len = strlen(token);
+	if (len == 0 || len > 128)
+		return -1;
+	auth_token_hash(token, len, req->token_hash);
+	int64_t uid;
+	char name[33];
+	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
+			       name) != STORE_OK)
+		return -1;
+	req->user_id = uid;
+	snprintf(req->username, sizeof(req->username), "%s", name);
+	req->authed = true;
+	return 0;
+}
+
+int request_auth(struct request *req)
+{
+	const char *h = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h && !strncasecmp(h, "Bearer ", 7))
+		return auth_token(req, h + 7);
+	const char *cookie = MHD_lookup_connection_value(
+	    req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+	if (cookie && auth_token(req, cookie) == 0) {
+		req->via_cookie = true;
+		return 0;
+	}
+	return -1;
+}
+
+json_t *request_json(struct request *req, enum MHD_Result *answered)
+{
+	const char *ctype = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (!ctype || strncasecmp(ctype, "application/json", 16) ||
+	    (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
+		*answered = reply_error(req->conn, &req->log, 415,
+					"unsupported_media_type",
+					"send Content-Type: application/json");
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *obj = json_loadb(req->body.data ? req->body.data : "",
+				 req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(obj)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s",
+			 obj ? "" : ": ", obj ? "" : jerr.text);
+		json_decref(obj);
+		*answered =
+		    reply_error(req->conn, &req->log, 400, "bad_json", msg);
+		return NULL;
+	}
+	return obj;
+}
+
+void request_suspend(struct request *req)
+{
+	req->phase = REQ_WAITING;
+	atomic_fetch_add(req->suspended, 1);
+	MHD_suspend_connection(req->conn);
+}
+
+void request_chat_done(void *arg, const struct chat_result *res)
+{
+	struct request *req = arg;
+	req->result = *res;
+	if (res->ev)
+		event_ref(res->ev);
+	req->phase = REQ_READY;
+	MHD_resume_connection(req->conn);
+}
+
+void request_started(struct request *req, int rc)
+{
+	if (rc == CHAT_OK)
+		return;
+	struct chat_result res = {.err = rc};
+	request_chat_done(req, &res);
+}
+
+enum MHD_Result request_chat_error(struct request *req, int err)
+{
+	return reply_error(req->conn, &req->log, chat_err_status(err),
+			   chat_err_code(err), chat_err_message(err));
+}
+
+void request_cookie(struct request *req, const char *token, char *out,
+		    size_t len)
+{
+	if (token)
+		snprintf(out, len,
+			 SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
+					"SameSite=Lax%s",
+			 token, (long long)req->srv->cfg->session_ttl_s,
+			 req->tls ? "; Secure" : "");
+	else
+		snprintf(out, len,
+			 SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
+					"SameSite=Lax%s",
+			 req->tls ? "; Secure" : "");
+}
+
+/* Decode %XX and '+' in place: the decoded length (it may hold NULs). */
+static size_t form_decode(char *s)
+{
+	char *start = s, *o = s;
+	for (; *s; s++) {
+		if (*s == '+') {
+			*o++ = ' ';
+		} else if (*s == '%' && s[1] && s[2]) {
+			char hex[3] = {s[1], s[2], 0};
+			char *end;
+			long v = strtol(hex, &end, 16);
+			if (*end) {
+				*o++ = *s;
+				continue;
+			}
+			*o++ = (char)v;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return (size_t)(o - start);
+}
+
+json_t *request_form(struct request *req, enum MHD_Result *answered)
+{
+	json_t *obj = json_object();
+	char *copy =
+	    xstrndup(req->body.data ? req->body.data : "", req->body.len);
+	size_t clen = strlen(copy);
+	char *save = NULL;
+	bool nul = memchr(req->body.data ? req->body.data : "", '\0',
+			  req->body.len) != NULL;
+	for (char *pair = strtok_r(copy, "&", &save); pair && !nul;
+	     pair = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(pair, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		size_t klen = form_decode(pair), vlen = form_decode(eq + 1);
+		/* A NUL would silently cut the field short; JSON bodies refuse
+		 * \u0000 (400 bad_json) and so do forms. */
+		if (strlen(pair) != klen || strlen(eq + 1) != vlen) {
+			nul = true;
+			break;
+		}
+		json_object_set_new(obj, pair,
+				    json_stringn_nocheck(eq + 1, vlen));
+	}
+	secure_zero(copy, clen);
+	free(copy);
+	if (!nul)
+		return obj;
+	json_decref(obj);
+	*answered = reply_error(req->conn, &req->log, 400, "bad_form",
+				"form fields may not contain NUL (%00)");
+	return NULL;
+}
+
+const char *request_header(struct request *req, const char *name)
+{
+	return header(req, name);
+}
+
+int request_auth_query(struct request *req)
+{
+	const char *token = request_arg(req, "token");
+	return token ? auth_token(req, token) : -1;
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static int64_t now_us(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static void client_addr(struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	out[0] = '\0';
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)len);
+	else
+		snprintf(out, len, "local");
+}
+
+struct request *request_new(struct server *srv, struct MHD_Connection *c,
+			    const char *method, const char *url,
+			    atomic_int *suspended)
+{
+	struct request *req = xcalloc(1, sizeof(*req));
+	req->srv = srv;
+	req->conn = c;
+	req->suspended = suspended;
+	req->method = method;
+	req->path = xstrdup(url);
+	req->start_us = now_us();
+	client_addr(c, req->addr, sizeof(req->addr));
+	buf_init(&req->body);
+	return req;
+}
+
+int64_t request_elapsed_us(const struct request *req)
+{
+	return now_us() - req->start_us;
+}
+
+void request_free(struct request *req)
+{
+	if (!req)
+		return;
+	event_unref(req->result.ev);
+	if (req->body.data)
+		secure_zero(req->body.data, req->body.len);
+	buf_fini(&req->body);
+	secure_zero(req->token, sizeof(req->token));
+	free(req->path);
+	free(req);
+}
