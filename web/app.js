@@ -272,7 +272,6 @@ async function submitAuth(ev) {
 async function start(user) {
   S.me = user;
   S.names.set(user.username, user.display_name || user.username);
-  settingsStart(user);
   S.store = new UserStore(user.username);
   S.cursor = S.store.cursor;
   S.outbox = S.store.outbox;
@@ -285,6 +284,7 @@ async function start(user) {
   // Messages waiting from an earlier visit belong to rooms we know.
   for (const m of S.outbox) room(m.room);
 
+  settingsStart(user);
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
   $('me-avatar').replaceWith(Object.assign(avatar(user.username), { id: 'me-avatar' }));
@@ -578,8 +578,8 @@ function renderHeader() {
   $('room-topic').textContent = r ? r.topic : '';
   $('room-topic').hidden = !(r && r.topic);
   const n = r && r.memberList ? r.memberList.length : r ? r.members : 0;
-  $('member-count').textContent = n ? t('members.count', { n }) : t('members.title');
-  $('members-toggle').setAttribute('aria-label', n ? t('members.toggle', { n }) : t('members.title'));
+  // The button's name is its hidden word "Members" and the count shown.
+  $('member-count').textContent = n ? t('members.count', { n }) : '';
 }
 
 // The newest page of history. reset: forget what we had (recovered:false).
@@ -1540,7 +1540,8 @@ function bind() {
   }, { passive: true });
 
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') {
+    // The settings dialog closes itself on Escape, and only itself.
+    if (e.key === 'Escape' && !$('settings').open) {
       if (document.body.classList.contains('nav-open')) {
         closeNav();
         $('open-nav').focus();
