@@ -474,7 +474,13 @@ function pageWords(page) {
 // "WebSocket", key names).
 async function assertNoEnglish(page, where, allow = []) {
   const words = await pageWords(page);
-  const ok = new Set(['natter', 'WebSocket', 'SSE', 'Enter', 'Shift', 'Ctrl', 'English', 'HTTP', ...allow].map((w) => w.toLowerCase()));
+  // Room names and topics are people's words, in whatever language.
+  const rooms = await page.evaluate(async () => {
+    const res = await fetch('/api/rooms');
+    return res.ok ? (await res.json()).rooms.map((r) => `${r.name} ${r.topic || ''}`).join(' ') : '';
+  });
+  const ok = new Set(['natter', 'WebSocket', 'SSE', 'Enter', 'Shift', 'Ctrl', 'English', 'HTTP', ...allow,
+    ...(rooms.match(/[A-Za-z]{2,}/g) || [])].map((w) => w.toLowerCase()));
   const pieces = englishPieces().filter((p) => words.includes(p));
   assert(!pieces.length, `${where}: English text on the zh-CN page: ${JSON.stringify(pieces.slice(0, 5))}`);
   const latin = [...new Set(words.match(/[A-Za-z]{2,}/g) || [])].filter((w) => !ok.has(w.toLowerCase()));
