@@ -49,8 +49,9 @@ const st = {
   user: null,     // username while someone is logged in
   raw: {},        // the settings object as the server holds it, plus pending
   pending: {},    // key -> value (null: remove) not yet saved
+  inflight: {},   // what the PATCH under way sends
   saveTimer: null,
-  saving: false,
+  saving: null,   // the promise of the PATCH under way
   channel: null,
   hooks: { changed: () => {}, rooms: () => [], displayName: () => '' },
   opener: null,
@@ -108,7 +109,7 @@ function adopt(raw, redraw) {
   }
   const l = look(raw);
   uiPrefs.set(l);
-  applyDocument(l).catch((e) => status(t('settings.save_failed', { error: friendly(e) }), true));
+  applyDocument(l).catch((e) => status(t('settings.language_failed', { error: friendly(e) }), true));
   if (changed.length) st.hooks.changed(changed);
   if (changed.length && redraw && isOpen()) render();
 }
@@ -123,6 +124,7 @@ export function settingsBoot() {
 export function settingsStart(user) {
   st.user = user.username;
   st.pending = {};
+  st.inflight = {};
   adopt(user.settings && typeof user.settings === 'object' ? { ...user.settings } : {}, true);
 }
 
@@ -138,11 +140,11 @@ export async function settingsStop() {
 
 // The whole settings object, from the server (GET /api/me, or a
 // `settings` event on the stream) or from another tab. Changes this tab
-// has not saved yet stay on top.
+// has not saved yet (or is saving) stay on top.
 export function settingsReceive(settings) {
   if (!st.user || !settings || typeof settings !== 'object') return;
   const raw = { ...settings };
-  for (const [k, v] of Object.entries(st.pending)) {
+  for (const [k, v] of Object.entries({ ...st.inflight, ...st.pending })) {
     if (v === null) delete raw[k];
     else raw[k] = v;
   }
@@ -183,23 +185,29 @@ function saveSoon(ms) {
   st.saveTimer = setTimeout(() => flush().catch(() => {}), ms);
 }
 
-// Send what waits in one PATCH. On failure it stays pending and is tried
-// again later (and on the next change).
-async function flush() {
+// Send what waits in one PATCH; a save under way is waited for first.
+// On failure the changes wait again and are retried later (and with the
+// next change). Resolves when saved, rejects when that failed.
+function flush() {
   clearTimeout(st.saveTimer);
-  if (st.saving || !st.user || !Object.keys(st.pending).length) return;
+  if (st.saving) return st.saving.catch(() => {}).then(flush);
+  if (!st.user || !Object.keys(st.pending).length) return Promise.resolve();
+  st.saving = save().finally(() => {
+    st.saving = null;
+  });
+  return st.saving;
+}
+
+async function save() {
   const sent = st.pending;
   const user = st.user;
   st.pending = {};
-  st.saving = true;
+  st.inflight = sent;
+  let res;
   try {
-    const res = await api('PATCH', '/api/me', { body: { settings: sent } });
-    if (st.user === user) {
-      status(t('settings.saved'));
-      const me = res && (res.user || res);
-      if (me && me.settings) settingsReceive(me.settings);
-    }
+    res = await api('PATCH', '/api/me', { body: { settings: sent } });
   } catch (e) {
+    st.inflight = {};
     // Newer changes made meanwhile win over what failed.
     if (st.user === user) {
       st.pending = { ...sent, ...st.pending };
@@ -207,9 +215,12 @@ async function flush() {
       if (e.status !== 401) saveSoon(RETRY_DELAY);
     }
     throw e;
-  } finally {
-    st.saving = false;
   }
+  st.inflight = {};
+  if (st.user !== user) return;
+  status(t('settings.saved'));
+  const me = res && (res.user || res);
+  if (me && me.settings) settingsReceive(me.settings);
   if (Object.keys(st.pending).length) saveSoon(0);
 }
 
