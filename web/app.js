@@ -7,11 +7,13 @@
 //
 // User text only ever reaches the page through textContent. Every other
 // word comes from the message catalogs (i18n.js); the person's settings
-// and their dialog live in settings.js.
+// and their dialog live in settings.js; telling of new messages (live
+// region, desktop notifications) in notify.js.
 
 import { api, ApiError, friendly, enc } from './api.js';
 import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
+import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
   settingsBoot, settingsBind, settingsStart, settingsStop, settingsReceive, settingsFlush,
@@ -911,13 +913,6 @@ function saveUnread() {
   S.store.mentions = m;
 }
 
-// Whether text names this user as @username.
-function mentionsMe(text) {
-  if (!S.me || typeof text !== 'string') return false;
-  const name = S.me.username.replace(/[.]/g, '\\.');
-  return new RegExp(`(^|[^A-Za-z0-9_.-])@${name}(?![A-Za-z0-9_-])`, 'i').test(text);
-}
-
 // Add one persistent event to its room; true if it was new. Types this
 // client has no view for (a newer server) are left out.
 function addEvent(r, ev, live) {
@@ -928,46 +923,21 @@ function addEvent(r, ev, live) {
   r.events.set(ev.id, ev);
   const view = EVENT_VIEWS[ev.type];
   if (live && view.unread && ev.from !== S.me.username) {
-    const mention = mentionsMe(ev.text);
+    const mention = notifyMentions(ev.text, S.me.username);
     if (r.name !== S.current || document.hidden) {
       r.unread++;
       if (mention) r.mentions++;
       saveUnread();
-      notifyDesktop(r, ev, mention);
+      const msg = {
+        title: t('notify.title', { name: displayName(ev.from), room: r.name }),
+        body: ev.text || '',
+        tag: 'natter:' + r.name,
+      };
+      notifyDesktop(roomPrefs(r.name), mention, msg, () => openRoom(r.name, { focus: true }));
     }
-    if (r.name === S.current && view.speak) announce(view.speak(ev));
+    if (r.name === S.current && view.speak) notifyAnnounce(view.speak(ev));
   }
   return true;
-}
-
-// A desktop notification, as the room's level asks, when the browser
-// allows them (asked for in settings) and the page is not in front.
-function notifyDesktop(r, ev, mention) {
-  const p = roomPrefs(r.name);
-  if (p.muted || p.notify === 'none' || (p.notify === 'mentions' && !mention)) return;
-  if (!('Notification' in window) || Notification.permission !== 'granted' || !document.hidden) return;
-  try {
-    const n = new Notification(t('notify.title', { name: displayName(ev.from), room: r.name }), {
-      body: (ev.text || '').slice(0, 200),
-      tag: 'natter:' + r.name,
-      lang: document.documentElement.lang,
-    });
-    n.onclick = () => {
-      window.focus();
-      openRoom(r.name, { focus: true });
-      n.close();
-    };
-  } catch (e) {
-    /* some browsers allow notifications only from a service worker */
-  }
-}
-
-// Say line through the polite live region (screen readers read it when
-// idle). Only the last few lines are kept: the region is not a history.
-function announce(line) {
-  const box = $('announce');
-  box.append(h('p', null, line));
-  while (box.children.length > 5) box.firstElementChild.remove();
 }
 
 // A join or leave seen live: our own changes the room list, someone

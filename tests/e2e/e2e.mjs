@@ -1167,6 +1167,18 @@ async function main() {
     const kenji = person(people, 'kenji', server.base, DESKTOP);
     await kenji.register();
     await kenji.waitLive('ws');
+    // Desktop notifications, as if allowed and the page were in the
+    // background: the browser's own needs a person to say yes.
+    await p.evaluate(() => {
+      window.__notes = [];
+      window.Notification = class {
+        static permission = 'granted';
+        constructor(title, o) {
+          window.__notes.push(`${title}|${o.body}`);
+        }
+      };
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+    });
     await kenji.say('hello everyone');
     const lobby = '.room-btn[data-room="lobby"]';
     await p.waitForSelector(`${lobby}.has-unread`);
@@ -1176,6 +1188,8 @@ async function main() {
       const b = document.querySelector(sel + ' .badge');
       return b && b.textContent === '1' && b.getAttribute('aria-label') === '1 unread mention';
     }, lobby);
+    let notes = await p.evaluate(() => window.__notes);
+    assert(JSON.stringify(notes) === JSON.stringify(['kenji in #lobby|@sato are you there?']), `desktop notifications: ${JSON.stringify(notes)}`);
     await sato.openSettings();
     await p.check('#set-mute-lobby');
     await sato.closeSettings();
@@ -1185,6 +1199,9 @@ async function main() {
     await kenji.sees('@sato still muted?');
     await sleep(300);
     assert(!(await p.$(`${lobby} .badge`)), 'a muted room counts a mention');
+    notes = await p.evaluate(() => window.__notes);
+    assert(notes.length === 1, `a muted room notifies: ${JSON.stringify(notes)}`);
+    await p.evaluate(() => delete document.hidden);
 
     await p.click('#logout');
     await p.waitForSelector('#auth:not([hidden])');
