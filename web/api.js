@@ -3,6 +3,8 @@
 // code and a message a person can read. Authentication is the HttpOnly
 // session cookie, which the browser sends on its own (same origin).
 
+import { errorText } from './i18n.js';
+
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter) {
     super(message);
@@ -15,27 +17,12 @@ export class ApiError extends Error {
   }
 }
 
-// Messages for the codes a person is likely to meet, in plain words.
-const FRIENDLY = {
-  username_taken: 'That username is taken. Try another one.',
-  bad_credentials: 'Wrong username or password.',
-  invalid_username: 'Usernames are 1–32 letters, digits, _ . or -.',
-  invalid_password: 'Passwords need at least 8 characters.',
-  room_exists: 'A room with that name already exists.',
-  invalid_room_name: 'Room names are 1–32 letters, digits, _ . or -.',
-  not_a_member: 'You are not a member of this room. Join it first.',
-  no_such_room: 'That room does not exist (any more).',
-  text_too_long: 'That message is longer than 4000 characters.',
-  unauthorized: 'Your session has ended. Please log in again.',
-  csrf: 'The server refused a request from this page. Reload and try again.',
-  network: 'Cannot reach the server.',
-};
-
+// What to tell a person about a failed call, in their language: the
+// catalog's words for the server's stable error code, or the server's own
+// (English) message for a code this client does not know.
 export function friendly(err) {
   if (!(err instanceof ApiError)) return String(err && err.message || err);
-  if (err.code === 'too_many_attempts')
-    return `Too many attempts. Try again in ${err.retryAfter || 60} s.`;
-  return FRIENDLY[err.code] || err.message || `Request failed (${err.status}).`;
+  return errorText(err.code, err.message, err.status, { n: Math.ceil(err.retryAfter || 60) });
 }
 
 export function retryAfterSeconds(res) {

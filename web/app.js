@@ -5,11 +5,20 @@
 // twice; the cursor (last event id) is persisted and resumed from.
 // The live stream and its transport ladder live in connection.js.
 //
-// User text only ever reaches the page through textContent.
+// User text only ever reaches the page through textContent. Every other
+// word comes from the message catalogs (i18n.js); the person's settings
+// and their dialog live in settings.js; telling of new messages (live
+// region, desktop notifications) in notify.js.
 
 import { api, ApiError, friendly, enc } from './api.js';
 import { UserStore, onStorageChange } from './store.js';
-import { Connection, LABELS } from './connection.js';
+import { Connection } from './connection.js';
+import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
+import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
+import {
+  settingsBoot, settingsBind, settingsStart, settingsStop, settingsReceive, settingsFlush,
+  settingsGet, settingsOpen, roomPrefs,
+} from './settings.js';
 
 const PAGE = 50;
 const TEXT_MAX = 4000;
@@ -46,6 +55,7 @@ class Room {
     this.hasMore = false;
     this.error = null;
     this.unread = 0;
+    this.mentions = 0;     // of the unread, those that mention us
     this.memberList = null;
     this.nodes = new Map();  // render cache: key -> element
   }
@@ -117,27 +127,27 @@ function avatar(name, cls = 'avatar') {
   return a;
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
-
-function dayLabel(d) {
-  const today = new Date();
-  const yest = new Date(today);
-  yest.setDate(today.getDate() - 1);
-  if (d.toDateString() === today.toDateString()) return 'Today';
-  if (d.toDateString() === yest.toDateString()) return 'Yesterday';
-  return dayFmt.format(d);
-}
-
 function timeEl(ts) {
   const d = new Date(ts);
-  const t = h('time', 'msg-time', isNaN(d) ? '' : timeFmt.format(d));
+  const el = h('time', 'msg-time', isNaN(d) ? '' : timeShort(d));
   if (!isNaN(d)) {
-    t.dateTime = d.toISOString();
-    t.title = fullFmt.format(d);
+    el.dateTime = d.toISOString();
+    el.title = timeFull(d);
   }
-  return t;
+  return el;
+}
+
+// A catalog text whose {placeholders} are nodes: t() leaves a placeholder
+// it has no value for as it is, and each is then replaced by its node.
+function tNodes(key, texts, nodes) {
+  const frag = document.createDocumentFragment();
+  const parts = t(key, texts).split(/(\{\w+\})/);
+  for (const part of parts) {
+    const m = /^\{(\w+)\}$/.exec(part);
+    if (m && Object.hasOwn(nodes, m[1])) frag.append(nodes[m[1]]);
+    else if (part) frag.append(part);
+  }
+  return frag;
 }
 
 // Text with http(s) links made clickable; everything through textContent.
@@ -168,9 +178,11 @@ function show(which) {
 
 async function boot() {
   show('boot');
-  $('boot-text').textContent = 'Loading natter…';
+  $('boot-text').textContent = t('boot.loading');
   $('boot-retry').hidden = true;
   try {
+    // The words first (and the look this browser last had).
+    if (!i18nReady()) await settingsBoot();
     const me = await api('GET', '/api/me');
     await start(me.user || me);
   } catch (e) {
@@ -178,9 +190,11 @@ async function boot() {
       showAuth();
       return;
     }
-    $('boot-text').textContent = e instanceof ApiError && e.offline
-      ? 'Cannot reach the natter server. Retrying…'
-      : `Could not start: ${friendly(e)}`;
+    // Without a catalog there are no words to say it with: the logo
+    // breathes on and the page tries again.
+    if (!i18nReady()) $('boot-text').textContent = '';
+    else if (e instanceof ApiError && e.offline) $('boot-text').textContent = t('boot.offline');
+    else $('boot-text').textContent = t('boot.failed', { error: friendly(e) });
     $('boot-retry').hidden = false;
     clearTimeout(S.bootTimer);
     S.bootTimer = setTimeout(boot, 5000);
@@ -194,7 +208,8 @@ function setAuthMode(mode) {
   const reg = mode === 'register';
   $('tab-login').setAttribute('aria-selected', String(!reg));
   $('tab-register').setAttribute('aria-selected', String(reg));
-  $('auth-submit').textContent = reg ? 'Create account' : 'Log in';
+  $('auth-submit').textContent = reg ? t('auth.register') : t('auth.login');
+  $('auth-form').setAttribute('aria-labelledby', reg ? 'tab-register' : 'tab-login');
   $('auth-password').autocomplete = reg ? 'new-password' : 'current-password';
   $('auth-hint').hidden = !reg;
   $('auth-error').textContent = '';
@@ -214,20 +229,20 @@ async function submitAuth(ev) {
   const err = $('auth-error');
   const reg = authMode === 'register';
   if (!username || !password) {
-    err.textContent = 'Enter a username and a password.';
+    err.textContent = t('auth.need_both');
     return;
   }
   if (reg && !USERNAME_RE.test(username)) {
-    err.textContent = 'Usernames are 1–32 letters, digits, _ . or -.';
+    err.textContent = t('error.invalid_username');
     return;
   }
   if (reg && chars(password) < 8) {
-    err.textContent = 'Passwords need at least 8 characters.';
+    err.textContent = t('error.invalid_password');
     return;
   }
   const btn = $('auth-submit');
   btn.disabled = true;
-  btn.textContent = reg ? 'Creating account…' : 'Logging in…';
+  btn.textContent = reg ? t('auth.registering') : t('auth.logging_in');
   err.textContent = '';
   try {
     const res = await api('POST', reg ? '/api/register' : '/api/login', { body: { username, password } });
@@ -240,7 +255,7 @@ async function submitAuth(ev) {
       const tick = () => {
         const left = Math.ceil((until - Date.now()) / 1000);
         if (left > 0) {
-          err.textContent = `Too many attempts. Try again in ${left} s.`;
+          err.textContent = t('error.too_many_attempts', { n: left });
           setTimeout(tick, 1000);
         } else {
           err.textContent = '';
@@ -248,12 +263,12 @@ async function submitAuth(ev) {
         }
       };
       tick();
-      btn.textContent = reg ? 'Create account' : 'Log in';
+      btn.textContent = reg ? t('auth.register') : t('auth.login');
       return;
     }
     btn.disabled = false;
   }
-  btn.textContent = reg ? 'Create account' : 'Log in';
+  btn.textContent = reg ? t('auth.register') : t('auth.login');
 }
 
 async function start(user) {
@@ -267,12 +282,16 @@ async function start(user) {
   S.helloSeen = false;
   const unread = S.store.unread;
   for (const [name, n] of Object.entries(unread)) if (n > 0) room(name).unread = n;
+  for (const [name, n] of Object.entries(S.store.mentions)) if (n > 0 && S.rooms.has(name)) room(name).mentions = n;
   // Messages waiting from an earlier visit belong to rooms we know.
   for (const m of S.outbox) room(m.room);
 
+  settingsStart(user);
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
   $('me-avatar').replaceWith(Object.assign(avatar(user.username), { id: 'me-avatar' }));
+  $('announce').replaceChildren();
+  renderComposerHelp();
   show('app');
 
   await loadRooms();
@@ -302,14 +321,16 @@ async function start(user) {
 function sessionEnded() {
   if (S.conn) S.conn.stop();
   S.conn = null;
-  showAuth('Your session has ended. Please log in again.');
+  settingsStop();
+  showAuth(t('auth.session_ended'));
 }
 
 async function logout() {
   const waiting = S.outbox.length;
-  if (waiting && !confirm(`${waiting} message${waiting > 1 ? 's have' : ' has'} not been sent yet and will be discarded. Log out anyway?`)) return;
+  if (waiting && !confirm(t('logout.confirm', { n: waiting }))) return;
   if (S.conn) S.conn.stop();
   S.conn = null;
+  await settingsStop(); // saves what waits: the session still holds
   try {
     await api('POST', '/api/logout');
   } catch (e) {
@@ -325,7 +346,7 @@ async function logout() {
   S.current = null;
   setAuthMode('login');
   $('auth-username').value = '';
-  showAuth('You have logged out.');
+  showAuth(t('auth.logged_out'));
 }
 
 function reportTransport(transport, reason) {
@@ -336,7 +357,7 @@ function reportTransport(transport, reason) {
 
 async function loadRooms() {
   const status = $('rooms-status');
-  if (!S.rooms.size || ![...S.rooms.values()].some((r) => r.known)) status.textContent = 'Loading rooms…';
+  if (!S.rooms.size || ![...S.rooms.values()].some((r) => r.known)) status.textContent = t('rooms.loading');
   try {
     const res = await api('GET', '/api/rooms');
     const seen = new Set();
@@ -357,7 +378,7 @@ async function loadRooms() {
     status.textContent = '';
   } catch (e) {
     if (e.status === 401) return sessionEnded();
-    status.textContent = `Could not load rooms: ${friendly(e)}`;
+    status.textContent = t('rooms.load_failed', { error: friendly(e) });
   }
   renderRooms();
   renderHeader();
@@ -384,11 +405,18 @@ function renderRooms() {
     b.dataset.room = r.name;
     if (r.name === S.current) b.setAttribute('aria-current', 'page');
     b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
-    if (r.unread > 0) {
+    const prefs = roomPrefs(r.name);
+    if (prefs.muted) {
+      b.classList.add('is-muted');
+      b.append(mutedMark());
+    } else if (r.unread > 0) {
       b.classList.add('has-unread');
-      const badge = h('span', 'badge', r.unread > 99 ? '99+' : String(r.unread));
-      badge.setAttribute('aria-label', `${r.unread} unread`);
-      b.append(badge);
+      const n = badgeCount(r);
+      if (n > 0) {
+        const badge = h('span', 'badge', n > 99 ? '99+' : String(n));
+        badge.setAttribute('aria-label', t(prefs.notify === 'all' ? 'rooms.unread' : 'rooms.mentions', { n }));
+        b.append(badge);
+      }
     }
     const waiting = S.outbox.filter((m) => m.room === r.name).length;
     if (waiting) b.append(h('span', 'waiting-dot', '•'));
@@ -396,31 +424,56 @@ function renderRooms() {
     li.append(b);
     return li;
   }));
-  if (!joined.length && S.rooms.size) list.replaceChildren(h('li', 'side-note', 'You are not in any room yet.'));
+  if (!joined.length && S.rooms.size) list.replaceChildren(h('li', 'side-note', t('rooms.none_joined')));
 
   others.replaceChildren(...rest.map((r) => {
     const li = h('li', 'other-room');
     const info = h('div', 'other-info');
     info.append(h('span', 'other-name', '#' + r.name));
-    info.append(h('span', 'other-meta', `${r.members} member${r.members === 1 ? '' : 's'}${r.topic ? ' · ' + r.topic : ''}`));
-    const b = h('button', 'btn btn-side btn-small', 'Join');
+    const members = t('rooms.members', { n: r.members });
+    info.append(h('span', 'other-meta', r.topic ? t('rooms.members_topic', { members, topic: r.topic }) : members));
+    const b = h('button', 'btn btn-side btn-small', t('rooms.join'));
     b.type = 'button';
-    b.setAttribute('aria-label', `Join #${r.name}`);
+    b.setAttribute('aria-label', t('rooms.join_label', { room: r.name }));
     b.addEventListener('click', () => joinRoom(r.name, b));
     li.append(info, b);
     return li;
   }));
-  if (!rest.length) others.replaceChildren(h('li', 'side-note', 'No other rooms yet.'));
+  if (!rest.length) others.replaceChildren(h('li', 'side-note', t('rooms.none_other')));
 
-  const total = joined.reduce((n, r) => n + (r.name === S.current && !document.hidden ? 0 : r.unread), 0);
+  const total = joined.reduce((n, r) => n + (r.name === S.current && !document.hidden ? 0 : badgeCount(r)), 0);
   document.title = (total ? `(${total}) ` : '') + (S.current ? `#${S.current} · natter` : 'natter');
-  $('nav-unread').hidden = !joined.some((r) => r.unread > 0 && r.name !== S.current);
+  $('nav-unread').hidden = !joined.some((r) => badgeCount(r) > 0 && r.name !== S.current);
+}
+
+// What a room's badge counts, by its notification level: every message
+// from others, or only those that mention us; nothing when muted.
+function badgeCount(r) {
+  const p = roomPrefs(r.name);
+  if (p.muted) return 0;
+  return p.notify === 'all' ? r.unread : r.mentions;
+}
+
+// A bell struck through, and the word for screen readers.
+function mutedMark() {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '14', height: '14', 'aria-hidden': 'true' })) {
+    svg.setAttribute(k, v);
+  }
+  const path = document.createElementNS(NS, 'path');
+  path.setAttribute('d', 'M6 16v-5a6 6 0 0 1 9.3-5M18 10.5V16l1.5 2h-15M10 20.5a2 2 0 0 0 4 0M4 4l16 16');
+  path.setAttribute('class', 'icon-stroke');
+  svg.append(path);
+  const m = h('span', 'muted-mark');
+  m.append(svg, h('span', 'visually-hidden', t('rooms.muted')));
+  return m;
 }
 
 async function joinRoom(name, btn) {
   if (btn) {
     btn.disabled = true;
-    btn.textContent = 'Joining…';
+    btn.textContent = t('rooms.joining');
   }
   try {
     const res = await api('POST', `/api/rooms/${enc(name)}/join`);
@@ -429,9 +482,9 @@ async function joinRoom(name, btn) {
     if (!(e instanceof ApiError && e.code === 'already_member')) {
       if (btn) {
         btn.disabled = false;
-        btn.textContent = 'Join';
+        btn.textContent = t('rooms.join');
       }
-      $('room-form-error').textContent = `Could not join #${name}: ${friendly(e)}`;
+      $('room-form-error').textContent = t('rooms.join_failed', { room: name, error: friendly(e) });
       return false;
     }
   }
@@ -448,7 +501,7 @@ async function submitRoomForm(ev) {
   const err = $('room-form-error');
   err.textContent = '';
   if (!ROOM_RE.test(name)) {
-    err.textContent = 'Room names are 1–32 letters, digits, _ . or -.';
+    err.textContent = t('error.invalid_room_name');
     return;
   }
   const btn = $('room-form-submit');
@@ -482,11 +535,11 @@ async function submitRoomForm(ev) {
 
 async function leaveRoom() {
   const name = S.current;
-  if (!name || !confirm(`Leave #${name}?`)) return;
+  if (!name || !confirm(t('members.leave_confirm', { room: name }))) return;
   try {
     await api('POST', `/api/rooms/${enc(name)}/leave`);
   } catch (e) {
-    alert(`Could not leave #${name}: ${friendly(e)}`);
+    alert(t('members.leave_failed', { room: name, error: friendly(e) }));
     return;
   }
   room(name).joined = false;
@@ -504,6 +557,7 @@ function openRoom(name, opts = {}) {
   S.current = name;
   if (S.store) S.store.room = name;
   r.unread = 0;
+  r.mentions = 0;
   saveUnread();
   closeNav();
   renderRooms();
@@ -516,7 +570,7 @@ function openRoom(name, opts = {}) {
   renderMessages({ bottom: changed });
   if (!r.loaded && !r.loading) loadLatest(r);
   if (!$('members').hidden || r.memberList == null) loadMembers(r);
-  $('composer-input').placeholder = `Message #${name}`;
+  $('composer-input').placeholder = t('composer.placeholder', { room: name });
   if (opts.focus && !matchMedia('(pointer: coarse)').matches) $('composer-input').focus();
 }
 
@@ -526,8 +580,8 @@ function renderHeader() {
   $('room-topic').textContent = r ? r.topic : '';
   $('room-topic').hidden = !(r && r.topic);
   const n = r && r.memberList ? r.memberList.length : r ? r.members : 0;
-  $('member-count').textContent = n ? `${n}` : 'Members';
-  $('members-toggle').setAttribute('aria-label', `Members${n ? ` (${n})` : ''}`);
+  // The button's name is its hidden word "Members" and the count shown.
+  $('member-count').textContent = n ? t('members.count', { n }) : '';
 }
 
 // The newest page of history. reset: forget what we had (recovered:false).
@@ -546,7 +600,7 @@ async function loadLatest(r, reset = false) {
     r.loaded = true;
   } catch (e) {
     if (e.status === 401) return sessionEnded();
-    r.error = e.code === 'not_a_member' ? 'You are not a member of this room.' : friendly(e);
+    r.error = e.code === 'not_a_member' ? t('history.not_member') : friendly(e);
   } finally {
     r.loading = false;
   }
@@ -582,25 +636,25 @@ function renderHistoryTop() {
   top.replaceChildren();
   if (!r) return;
   if (r.loading || r.loadingOlder) {
-    const p = h('p', 'history-note loading', r.loading ? 'Loading history…' : 'Loading older messages…');
+    const p = h('p', 'history-note loading', r.loading ? t('history.loading') : t('history.loading_older'));
     p.setAttribute('role', 'status');
     top.append(p);
   } else if (r.error) {
     const p = h('p', 'history-note error', r.error + ' ');
-    const b = h('button', 'link-btn', 'Try again');
+    const b = h('button', 'link-btn', t('history.retry'));
     b.type = 'button';
     b.addEventListener('click', () => (r.loaded ? loadOlder(r) : loadLatest(r)));
     p.append(b);
     top.append(p);
   } else if (r.hasMore) {
-    const b = h('button', 'btn btn-ghost btn-small', 'Load older messages');
+    const b = h('button', 'btn btn-ghost btn-small', t('history.load_older'));
     b.type = 'button';
     b.addEventListener('click', () => loadOlder(r));
     top.append(b);
   } else if (r.loaded) {
     const intro = h('div', 'room-intro');
     intro.append(h('div', 'room-intro-hash', '#'));
-    intro.append(h('h2', null, `This is the beginning of #${r.name}`));
+    intro.append(h('h2', null, t('history.beginning', { room: r.name })));
     if (r.topic) intro.append(h('p', null, r.topic));
     top.append(intro);
   }
@@ -638,13 +692,13 @@ function messageNode(ev, cont) {
   return li;
 }
 
-// A one-line system notice: "alice joined #room".
-function noticeNode(what) {
+// A one-line system notice: "alice joined #room" (key: its catalog text).
+function noticeNode(key) {
   return (ev) => {
     const li = h('li', 'sys');
-    const who = h('strong', null, displayName(ev.from || 'someone'));
+    const who = h('strong', null, ev.from ? displayName(ev.from) : t('event.someone'));
     const line = h('span', 'sys-text');
-    line.append(who, what + ev.room);
+    line.append(tNodes(key, { room: ev.room }, { name: who }));
     li.append(line, timeEl(ev.ts));
     return li;
   };
@@ -662,9 +716,9 @@ function eventNode(r, ev, cont) {
 }
 
 function pendingState(m) {
-  if (m.failed) return `Not sent: ${m.failed}`;
-  if (S.inflight.has(m.client_id) || S.connState.phase === 'live') return 'Sending…';
-  return 'Waiting for connection';
+  if (m.failed) return t('pending.failed', { error: m.failed });
+  if (S.inflight.has(m.client_id) || S.connState.phase === 'live') return t('pending.sending');
+  return t('pending.waiting');
 }
 
 function pendingNode(r, m, cont) {
@@ -692,7 +746,7 @@ function pendingNode(r, m, cont) {
   body.append(text);
   if (m.failed) {
     const actions = h('div', 'msg-actions');
-    const retry = h('button', 'link-btn', 'Retry');
+    const retry = h('button', 'link-btn', t('pending.retry'));
     retry.type = 'button';
     retry.addEventListener('click', () => {
       delete m.failed;
@@ -700,7 +754,7 @@ function pendingNode(r, m, cont) {
       renderMessages();
       flushOutbox();
     });
-    const drop = h('button', 'link-btn danger', 'Discard');
+    const drop = h('button', 'link-btn danger', t('pending.discard'));
     drop.type = 'button';
     drop.addEventListener('click', () => {
       S.outbox = S.outbox.filter((x) => x.client_id !== m.client_id);
@@ -767,7 +821,7 @@ function renderMessages(opts = {}) {
     prev = m.failed ? null : { from: S.me.username, pending: true };
   }
   if (!nodes.length && r.loaded && !r.hasMore) {
-    nodes.push(h('li', 'empty', 'No messages yet. Say hello!'));
+    nodes.push(h('li', 'empty', t('messages.empty')));
   }
   reconcile(list, nodes);
   // Forget pending nodes not shown any more (acknowledged or restated).
@@ -804,7 +858,7 @@ function renderMembers() {
   const r = S.rooms.get(S.current);
   const list = $('member-list');
   if (!r || !r.memberList) {
-    list.replaceChildren(h('li', 'side-note', 'Loading members…'));
+    list.replaceChildren(h('li', 'side-note', t('members.loading')));
     return;
   }
   const sorted = [...r.memberList].sort((a, b) => a.username.localeCompare(b.username));
@@ -812,7 +866,8 @@ function renderMembers() {
     const li = h('li', 'member');
     li.append(avatar(m.username, 'avatar avatar-small'));
     const names = h('div', 'member-names');
-    names.append(h('span', 'member-name', (m.display_name || m.username) + (m.username === S.me.username ? ' (you)' : '')));
+    const name = m.display_name || m.username;
+    names.append(h('span', 'member-name', m.username === S.me.username ? t('members.you', { name }) : name));
     if (m.display_name && m.display_name !== m.username) names.append(h('span', 'member-user', '@' + m.username));
     li.append(names);
     return li;
@@ -849,8 +904,13 @@ function saveOutbox() {
 function saveUnread() {
   if (!S.store) return;
   const u = {};
-  for (const r of S.rooms.values()) if (r.unread > 0) u[r.name] = r.unread;
+  const m = {};
+  for (const r of S.rooms.values()) {
+    if (r.unread > 0) u[r.name] = r.unread;
+    if (r.mentions > 0) m[r.name] = r.mentions;
+  }
   S.store.unread = u;
+  S.store.mentions = m;
 }
 
 // Add one persistent event to its room; true if it was new. Types this
@@ -861,10 +921,21 @@ function addEvent(r, ev, live) {
   if (ev.client_id && S.me && ev.from === S.me.username) acked(ev.client_id);
   if (r.events.has(ev.id)) return false;
   r.events.set(ev.id, ev);
-  if (live && EVENT_VIEWS[ev.type].unread && ev.from !== S.me.username
-      && (r.name !== S.current || document.hidden)) {
-    r.unread++;
-    saveUnread();
+  const view = EVENT_VIEWS[ev.type];
+  if (live && view.unread && ev.from !== S.me.username) {
+    const mention = notifyMentions(ev.text, S.me.username);
+    if (r.name !== S.current || document.hidden) {
+      r.unread++;
+      if (mention) r.mentions++;
+      saveUnread();
+      const msg = {
+        title: t('notify.title', { name: displayName(ev.from), room: r.name }),
+        body: ev.text || '',
+        tag: 'natter:' + r.name,
+      };
+      notifyDesktop(roomPrefs(r.name), mention, msg, () => openRoom(r.name, { focus: true }));
+    }
+    if (r.name === S.current && view.speak) notifyAnnounce(view.speak(ev));
   }
   return true;
 }
@@ -885,20 +956,27 @@ function membershipChanged(r, ev, mine) {
 // One row per event type the client shows, and the only place that knows
 // the types: render(ev, cont) draws it in the timeline (persistent types);
 // live(r, ev, mine) applies what it changes when it arrives live; unread:
-// it counts towards a room's unread badge; groups: consecutive events of
-// the type by one author share a header. The transports receive exactly
-// these types (SSE listens by name); anything else is ignored.
+// it counts towards a room's unread badge (and may notify); speak(ev):
+// what the live region says when one from someone else arrives in the
+// open room; groups: consecutive events of the type by one author share a
+// header. The transports receive exactly these types (SSE listens by
+// name); anything else is ignored.
 const EVENT_VIEWS = {
   message: {
     render: messageNode,
     live: (r, ev) => stopTyping(ev.room, ev.from),
     unread: true,
+    speak: (ev) => t('announce.message', { name: displayName(ev.from), text: (ev.text || '').slice(0, 300) }),
     groups: true,
   },
-  join: { render: noticeNode(' joined #'), live: membershipChanged },
-  leave: { render: noticeNode(' left #'), live: membershipChanged },
-  room: { render: noticeNode(' created #'), live: () => refreshRoomsSoon() },
+  join: { render: noticeNode('event.join'), live: membershipChanged },
+  leave: { render: noticeNode('event.leave'), live: membershipChanged },
+  room: { render: noticeNode('event.room'), live: () => refreshRoomsSoon() },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
+  // The user's whole settings object, changed on another device:
+  // {"type":"settings","settings":{...}}; applied like a change made in
+  // another tab or read on a reconnect.
+  settings: { ephemeral: true, live: (r, ev) => settingsReceive(ev.settings) },
 };
 
 function onEvent(ev) {
@@ -946,13 +1024,31 @@ function onHello(m) {
     loadRooms();
     const r = S.rooms.get(S.current);
     if (r) loadMembers(r);
+    reloadMe();
   }
+  settingsFlush();
   // Anything in flight may or may not have arrived: send it again, the
   // server answers a repeated client_id with the first id.
   S.inflight.clear();
   S.flushRetry = 0;
   flushOutbox();
   renderMessages();
+}
+
+// Back after a gap: the account may have changed on another device
+// meanwhile (settings, display name).
+async function reloadMe() {
+  try {
+    const res = await api('GET', '/api/me');
+    const me = res.user || res;
+    if (!S.me || me.username !== S.me.username) return;
+    settingsReceive(me.settings);
+    if (me.display_name && me.display_name !== displayName(S.me.username)) {
+      settingsChanged(['display_name'], me.display_name);
+    }
+  } catch (e) {
+    if (e.status === 401) sessionEnded();
+  }
 }
 
 function reloadAllHistory(reset = true) {
@@ -976,6 +1072,7 @@ function onBadCursor() {
     r.nodes.clear();
     r.loaded = false;
     r.unread = 0;
+    r.mentions = 0;
   }
   saveUnread();
   S.helloSeen = false;
@@ -1018,9 +1115,9 @@ function renderTyping() {
   dots.append(h('i'), h('i'), h('i'));
   dots.setAttribute('aria-hidden', 'true');
   let text;
-  if (who.length === 1) text = `${who[0]} is typing…`;
-  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
-  else text = 'Several people are typing…';
+  if (who.length === 1) text = t('typing.one', { a: who[0] });
+  else if (who.length === 2) text = t('typing.two', { a: who[0], b: who[1] });
+  else text = t('typing.many');
   el.append(dots, h('span', null, text));
 }
 
@@ -1149,19 +1246,18 @@ function renderOutboxBanner() {
   if (!live && S.conn && grace > 0 && S.helloSeen) {
     clearTimeout(S.bannerTimer);
     S.bannerTimer = setTimeout(renderOutboxBanner, grace + 50);
-    if (waiting) parts.push(`Sending ${waiting} message${waiting > 1 ? 's' : ''}…`);
+    if (waiting) parts.push(t('outbox.sending', { n: waiting }));
   } else if (!live && S.conn) {
     // Once connected, any gap is "offline" to the person: nothing goes out.
     const offline = S.connState.offline || phase === 'waiting' || S.helloSeen;
-    const what = offline ? 'You are offline' : 'Connecting';
-    if (waiting) parts.push(`${what}, ${waiting} message${waiting > 1 ? 's' : ''} waiting. They will be sent when the connection is back.`);
-    else if (offline) parts.push(`${what}. Messages you write will be sent when the connection is back.`);
+    if (waiting) parts.push(t(offline ? 'outbox.offline_waiting' : 'outbox.connecting_waiting', { n: waiting }));
+    else if (offline) parts.push(t('outbox.offline'));
     el.classList.add('warn');
   } else if (waiting) {
-    parts.push(`Sending ${waiting} message${waiting > 1 ? 's' : ''}…`);
+    parts.push(t('outbox.sending', { n: waiting }));
   }
   if (failed) {
-    parts.push(`${failed} message${failed > 1 ? 's' : ''} could not be sent.`);
+    parts.push(t('outbox.failed', { n: failed }));
     el.classList.add('warn');
   }
   el.textContent = parts.join(' ');
@@ -1182,36 +1278,36 @@ function renderConn(st) {
   box.dataset.transport = st.kind || '';
   clearInterval(connTick);
   retry.hidden = true;
-  const label = LABELS[st.kind] || st.kind;
+  const transport = st.kind ? t('transport.' + st.kind) : '';
   switch (st.phase) {
     case 'live':
-      text.textContent = `Live · ${label}`;
-      box.title = `Connected over ${label}`;
+      text.textContent = t('conn.live', { transport });
+      box.title = t('conn.live_title', { transport });
       break;
     case 'connecting':
-      text.textContent = st.checking ? `${label} failed, checking…` : `Connecting · ${label}…`;
-      box.title = 'Finding a way to the server';
+      text.textContent = t(st.checking ? 'conn.checking' : 'conn.connecting', { transport });
+      box.title = t('conn.connecting_title');
       break;
     case 'reconnecting':
-      text.textContent = `Reconnecting · ${label}…`;
-      box.title = 'The connection dropped; reconnecting';
+      text.textContent = t('conn.reconnecting', { transport });
+      box.title = t('conn.reconnecting_title');
       break;
     case 'waiting': {
       const tick = () => {
-        const left = Math.max(0, Math.ceil((st.retryAt - Date.now()) / 1000));
-        text.textContent = `${st.offline ? 'Offline' : 'Disconnected'} · retry in ${left} s`;
+        const when = inSeconds(Math.max(0, Math.ceil((st.retryAt - Date.now()) / 1000)));
+        text.textContent = t(st.offline ? 'conn.offline_retry' : 'conn.disconnected_retry', { when });
       };
       tick();
       connTick = setInterval(tick, 1000);
       retry.hidden = false;
-      box.title = 'Cannot reach the server';
+      box.title = t('conn.waiting_title');
       break;
     }
     case 'stopped':
-      text.textContent = 'Not connected';
+      text.textContent = t('conn.stopped');
       break;
     default:
-      text.textContent = 'Connecting…';
+      text.textContent = t('conn.starting');
   }
   renderOutboxBanner();
   if (prev !== st.phase && S.outbox.some((m) => m.room === S.current)) renderMessagesSoon();
@@ -1225,10 +1321,15 @@ function autoGrow() {
   ta.style.height = Math.min(ta.scrollHeight + 2, 200) + 'px';
 }
 
+function renderComposerHelp() {
+  const ctrl = settingsGet('send_key') === 'ctrl_enter';
+  $('composer-keys').textContent = t(ctrl ? 'composer.keys_ctrl_enter' : 'composer.keys_enter');
+}
+
 function updateCharCount() {
   const n = chars($('composer-input').value);
   const cc = $('char-count');
-  cc.textContent = n > TEXT_MAX - 400 ? `· ${n}/${TEXT_MAX}` : '';
+  cc.textContent = n > TEXT_MAX - 400 ? t('composer.count', { n, max: TEXT_MAX }) : '';
   cc.classList.toggle('over', n > TEXT_MAX);
 }
 
@@ -1239,12 +1340,12 @@ function submitComposer(ev) {
   if (!text.trim() || !S.current) return;
   const err = $('composer-error');
   if (chars(text) > TEXT_MAX) {
-    err.textContent = `That message has ${chars(text)} characters; the limit is ${TEXT_MAX}.`;
+    err.textContent = t('composer.too_long', { n: chars(text), max: TEXT_MAX });
     return;
   }
   const r = S.rooms.get(S.current);
   if (r && r.known && !r.joined) {
-    err.textContent = `You are not in #${r.name} any more. Join it again to write here.`;
+    err.textContent = t('composer.not_member', { room: r.name });
     return;
   }
   err.textContent = '';
@@ -1297,7 +1398,57 @@ function closePanels() {
 
 // --- wiring --------------------------------------------------------------------------------------
 
+// --- language and settings --------------------------------------------------------------------
+
+// The language or the time format changed: draw every text again. Cached
+// timeline nodes carry times and day names, so they go.
+function relabel() {
+  $('auth-submit').textContent = authMode === 'register' ? t('auth.register') : t('auth.login');
+  if (!$('boot').hidden && !$('boot-retry').hidden) $('boot-text').textContent = t('boot.offline');
+  else if (!$('boot').hidden) $('boot-text').textContent = t('boot.loading');
+  if (!S.me) return;
+  for (const r of S.rooms.values()) r.nodes.clear();
+  renderRooms();
+  renderHeader();
+  renderTyping();
+  renderMembers();
+  renderConn(S.connState);
+  renderComposerHelp();
+  updateCharCount();
+  if (S.current) $('composer-input').placeholder = t('composer.placeholder', { room: S.current });
+  renderMessages();
+}
+
+// settings.js applied a change (from this tab, another tab, the server).
+function settingsChanged(keys, value) {
+  if (!S.me) return;
+  if (keys.includes('display_name') && value) {
+    S.me.display_name = value;
+    S.names.set(S.me.username, value);
+    $('me-name').textContent = value;
+    for (const r of S.rooms.values()) {
+      r.nodes.clear();
+      for (const m of r.memberList || []) if (m.username === S.me.username) m.display_name = value;
+    }
+    renderMembers();
+    renderMessages();
+  }
+  if (keys.includes('send_key')) renderComposerHelp();
+  if (keys.some((k) => k.startsWith('room:'))) renderRooms();
+}
+
+function joinedRoomNames() {
+  return [...document.querySelectorAll('#room-list .room-btn')].map((b) => b.dataset.room);
+}
+
 function bind() {
+  settingsBind({
+    changed: settingsChanged,
+    rooms: joinedRoomNames,
+    displayName: () => (S.me ? displayName(S.me.username) : ''),
+  });
+  i18nOnChange(relabel);
+  $('open-settings').addEventListener('click', () => settingsOpen($('open-settings')));
   $('boot-retry').addEventListener('click', boot);
   $('tab-login').addEventListener('click', () => setAuthMode('login'));
   $('tab-register').addEventListener('click', () => setAuthMode('register'));
@@ -1334,7 +1485,11 @@ function bind() {
 
   const ta = $('composer-input');
   ta.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+    if (e.key !== 'Enter' || e.isComposing || e.altKey || e.shiftKey) return;
+    const ctrl = e.ctrlKey || e.metaKey;
+    // Enter sends (Ctrl+Enter too); or, by the person's choice, only
+    // Ctrl+Enter (Cmd+Enter) sends and Enter makes a new line.
+    if (settingsGet('send_key') !== 'ctrl_enter' || ctrl) {
       e.preventDefault();
       submitComposer();
     }
@@ -1355,7 +1510,8 @@ function bind() {
   }, { passive: true });
 
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') {
+    // The settings dialog closes itself on Escape, and only itself.
+    if (e.key === 'Escape' && !$('settings').open) {
       if (document.body.classList.contains('nav-open')) {
         closeNav();
         $('open-nav').focus();
@@ -1383,6 +1539,7 @@ function bind() {
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && S.current && S.rooms.get(S.current)) {
       S.rooms.get(S.current).unread = 0;
+      S.rooms.get(S.current).mentions = 0;
       saveUnread();
       renderRooms();
     }

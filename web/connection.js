@@ -25,7 +25,6 @@ import { retryAfterSeconds } from './api.js';
 import { transportPref, tuning } from './store.js';
 
 export const KINDS = ['ws', 'sse', 'poll'];
-export const LABELS = { ws: 'WebSocket', sse: 'SSE', poll: 'long-poll' };
 
 const HELLO_DEADLINE = { ws: 3000, sse: 4000, poll: 10000 };
 const POLL_TIMEOUT = 25;           // seconds the server may hold a poll

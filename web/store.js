@@ -1,8 +1,9 @@
 // store.js: what the client keeps in localStorage, so that it survives a
 // reload: the cursor (last event id seen), the outbox of messages not yet
 // acknowledged, unread counts and the open room, all per user; and, per
-// server (localStorage is per origin), which transport worked last time.
-// Storage can be full or disabled: every write is best effort.
+// server (localStorage is per origin), which transport worked last time
+// and the look of the page. Storage can be full or disabled: every write
+// is best effort.
 
 const PREFIX = 'natter:';
 
@@ -62,6 +63,14 @@ export class UserStore {
   set unread(map) {
     write(this.u + 'unread', map);
   }
+  // Of the unread, those that mention this user (room -> count).
+  get mentions() {
+    const u = read(this.u + 'mentions', {});
+    return u && typeof u === 'object' ? u : {};
+  }
+  set mentions(map) {
+    write(this.u + 'mentions', Object.keys(map).length ? map : null);
+  }
   get room() {
     return read(this.u + 'room', null);
   }
@@ -70,7 +79,7 @@ export class UserStore {
   }
   // Used on logout: nothing of this user stays in the browser.
   clear() {
-    for (const k of ['cursor', 'outbox', 'unread', 'room']) write(this.u + k, null);
+    for (const k of ['cursor', 'outbox', 'unread', 'mentions', 'room']) write(this.u + k, null);
   }
 }
 
@@ -80,3 +89,14 @@ export function onStorageChange(fn) {
     if (e.key && e.key.startsWith(PREFIX)) fn(e.key.slice(PREFIX.length));
   });
 }
+
+// Per browser: the look of the last person who used it here (theme,
+// density, font size, language, time format), so that the page has it
+// from the first paint, the login page included. Nothing private.
+export const uiPrefs = {
+  get: () => {
+    const v = read('ui', null);
+    return v && typeof v === 'object' ? v : {};
+  },
+  set: (v) => write('ui', v),
+};

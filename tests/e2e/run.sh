@@ -8,7 +8,7 @@
 #   E2E_ONLY=proxy tests/e2e/run.sh  run the scenarios whose name matches
 #
 # Needs: Node.js 20 or newer with npm, and Debian's chromium and
-# nginx-light (or nginx); npm installs playwright-core from
+# nginx-light (or nginx); npm installs playwright-core and axe-core from
 # package-lock.json when it is missing.
 #
 # Environment:
@@ -78,7 +78,10 @@ if [ -z "${E2E_DEPS_DIR:-}" ]; then
 		E2E_DEPS_DIR=$NATTER_TEST_TMP/e2e-deps
 	fi
 fi
-if [ ! -f "$E2E_DEPS_DIR/node_modules/playwright-core/package.json" ]; then
+# Every package in package.json must be there (an older install may lack
+# one added since).
+if [ ! -f "$E2E_DEPS_DIR/node_modules/playwright-core/package.json" ] ||
+	[ ! -f "$E2E_DEPS_DIR/node_modules/axe-core/package.json" ]; then
 	mkdir -p "$E2E_DEPS_DIR"
 	if [ "$E2E_DEPS_DIR" != "$here" ]; then
 		cp "$here/package.json" "$here/package-lock.json" "$E2E_DEPS_DIR/"
