@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "transport/ws.h"
+#include "util/util.h"
 
 /* --- fake event ----------------------------------------------------------- */
 
@@ -943,7 +944,7 @@ static void test_protocol_errors_close(void **state)
 
 	open_ws(f, &c, "/ws");
 	cli_write(&c, nonminimal, sizeof(nonminimal), false);
-	assert_int_equal(cli_close_code(&c), 1005); /* wslay: empty close */
+	assert_int_equal(cli_close_code(&c), 1002); /* not wslay's empty one */
 	assert_true(cli_eof(&c));
 	cli_close(&c);
 
@@ -951,6 +952,51 @@ static void test_protocol_errors_close(void **state)
 	cli_write(&c, reserved, sizeof(reserved), false);
 	assert_int_equal(cli_close_code(&c), 1002);
 	cli_close(&c);
+	assert_true(wait_until(no_ws_connections, f, 3000));
+}
+
+/* Each protocol error closes with 1002 (not wslay's empty close), and a
+ * header announcing 2^40 bytes with 1009 at once: neither the rest of the
+ * frame nor a ping timeout is waited for. */
+static void test_protocol_errors_1002_and_huge_1009(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		unsigned char b[14];
+		size_t n;
+		int code;
+	} cases[] = {
+	    {{0x89, 0xfe, 0x00, 0x7e, 1, 2, 3, 4}, 8, 1002}, /* ping > 125 */
+	    {{0x09, 0x80, 1, 2, 3, 4}, 6, 1002},	     /* ping, no FIN */
+	    {{0x88, 0x81, 1, 2, 3, 4, 0x55}, 7, 1002},	     /* 1-byte close */
+	    {{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1}, 10, 1002}, /* top bit */
+	    {{0x8b, 0x80, 1, 2, 3, 4}, 6, 1002}, /* reserved opcode */
+	    {{0xc1, 0x80, 1, 2, 3, 4}, 6, 1002}, /* RSV1 */
+	    {{0x81, 0x02, 'h', 'i'}, 4, 1002},	 /* unmasked */
+	    {{0x81, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4}, 14, 1009},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cli c;
+		char p[256];
+		int op;
+		open_ws(f, &c, "/ws");
+		int64_t t0 = mono_ms();
+		cli_write(&c, cases[i].b, cases[i].n, i % 2 == 0);
+		int n;
+		do
+			n = cli_frame(&c, &op, p, sizeof(p), 2000);
+		while (n >= 0 && (op & 0x0f) != 0x8);
+		assert_true(n >= 2);
+		assert_int_equal((unsigned char)p[0] << 8 | (unsigned char)p[1],
+				 cases[i].code);
+		assert_string_equal(p + 2, cases[i].code == 1009
+					       ? "message too big"
+					       : "protocol error");
+		assert_true(mono_ms() - t0 < 1000);
+		assert_true(cli_eof(&c));
+		cli_close(&c);
+	}
 	assert_true(wait_until(no_ws_connections, f, 3000));
 }
 
@@ -1304,6 +1350,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_protocol_errors_close, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_protocol_errors_1002_and_huge_1009, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_binary_1003, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_consumer,
