@@ -18,9 +18,9 @@
  *    connections keep their pair and a bad new pair changes nothing.
  *  - The CTR-DRBG, session-ticket keys and session cache are shared by all
  *    loops; mbedTLS locks each of them itself (MBEDTLS_THREADING_PTHREAD).
- *  - Each loop has a timerfd, armed only while it has a handshake or a
- *    closing connection with a deadline, or accepting is paused after
- *    running out of descriptors. The loop's one tick belongs to ws.
+ *  - Each loop has a loop timer (every TLS_TICK_MS), armed only while it
+ *    has a handshake or a closing connection with a deadline, or accepting
+ *    is paused after running out of descriptors.
  *
  * The pump. Client to HTTP: mbedtls_ssl_read into the loop's scratch
  * buffer, send to the socketpair; what the socketpair does not take waits
@@ -64,7 +64,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,8 +152,8 @@ struct tls_conn;
 struct tls_loop {
 	struct tls *t;
 	struct loop *lp;
-	struct tls_accept *acc; /* one per listener */
-	int timerfd;
+	struct tls_accept *acc;	  /* one per listener */
+	struct loop_timer *timer; /* deadlines and the accept pause */
 	bool timer_on;
 	bool accepting;		/* listeners watched */
 	int64_t paused_until;	/* mono_ms; 0: not paused */
@@ -381,15 +380,12 @@ void tls_fingerprint(struct tls *t, char out[96])
 
 static void timer_arm(struct tls_loop *tl, bool on)
 {
-	struct itimerspec its = {{0, 0}, {0, 0}};
-
 	if (tl->timer_on == on)
 		return;
-	if (on) {
-		its.it_interval.tv_nsec = TLS_TICK_MS * 1000000L;
-		its.it_value = its.it_interval;
-	}
-	timerfd_settime(tl->timerfd, 0, &its, NULL);
+	if (on)
+		loop_timer_arm(tl->timer, TLS_TICK_MS, TLS_TICK_MS);
+	else
+		loop_timer_cancel(tl->timer);
 	tl->timer_on = on;
 }
 
@@ -941,15 +937,11 @@ static void accept_watch(struct tls_loop *tl, bool on)
 	tl->accepting = on;
 }
 
-static void on_timer(void *arg, uint32_t events)
+static void on_timer(void *arg)
 {
 	struct tls_loop *tl = arg;
-	uint64_t ticks;
 	int64_t now = mono_ms();
-	(void)events;
 
-	if (read(tl->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-		log_warn("tls timerfd read failed errno=%d", errno);
 	for (struct tls_conn *c = tl->timed, *next; c; c = next) {
 		next = c->tnext;
 		if (now < c->deadline)
@@ -972,8 +964,6 @@ static void loop_begin_task(void *arg)
 {
 	struct tls_loop *tl = arg;
 
-	if (loop_watch(tl->lp, tl->timerfd, EPOLLIN, on_timer, tl) < 0)
-		log_error("tls cannot watch its timer errno=%d", errno);
 	if (!atomic_load(&tl->t->closing))
 		accept_watch(tl, true);
 }
@@ -1084,7 +1074,6 @@ struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen)
 	for (unsigned i = 0; i < t->nloops; i++) {
 		t->loops[i].t = t;
 		t->loops[i].lp = cfg->loops[i];
-		t->loops[i].timerfd = -1;
 	}
 
 	rc = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
@@ -1113,13 +1102,8 @@ struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen)
 	}
 	for (unsigned i = 0; i < t->nloops; i++) {
 		struct tls_loop *tl = &t->loops[i];
-		tl->timerfd =
-		    timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (tl->timerfd < 0) {
-			snprintf(err, errlen, "tls: timerfd: %s",
-				 strerror(errno));
-			goto fail;
-		}
+		/* Armed and fired on tl->lp's thread only (timer_arm). */
+		tl->timer = loop_timer_new(tl->lp, on_timer, tl);
 		tl->acc = xcalloc(t->nlisteners, sizeof(*tl->acc));
 		for (unsigned j = 0; j < t->nlisteners; j++) {
 			tl->acc[j].tl = tl;
@@ -1178,10 +1162,7 @@ void tls_free(struct tls *t)
 		struct tls_loop *tl = &t->loops[i];
 		while (tl->conns)
 			conn_free(tl->conns);
-		if (tl->timerfd >= 0) {
-			loop_unwatch(tl->lp, tl->timerfd);
-			close(tl->timerfd);
-		}
+		loop_timer_free(tl->timer);
 		if (tl->acc)
 			accept_watch(tl, false);
 		free(tl->acc);

@@ -33,9 +33,10 @@
  *    loop writes afterwards. Nothing here tears down inside a bus or wslay
  *    callback.
  *
- * Start and stop. ws_server_new() sets the tick (1 s) of every loop in
- * cfg->loops, so call it before loop_start() and give no other module
- * those ticks. Shutdown order: http_quiesce(), ws_server_free() while the
+ * Start and stop. ws_server_new() arms a periodic timer (1 s) on every loop
+ * in cfg->loops (through loop_post, so before or after loop_start); it
+ * sweeps that loop's connections for pings, ping timeouts and close
+ * deadlines. Shutdown order: http_quiesce(), ws_server_free() while the
  * loops still run (it closes every connection with 1001 on its loop and
  * waits), then http_stop() (an upgrade still inside MHD ends there, see
  * upgrade_cb), chat/store, loop_stop().
@@ -127,6 +128,7 @@ struct ws_loop {
 	struct ws_conn *conns; /* doubly linked */
 	struct ws_conn *dirty; /* waiting for flush_task, via dirty_next */
 	bool flush_posted;
+	struct loop_timer *tick; /* pings, timeouts, close deadlines */
 };
 
 struct ws_server {
@@ -1332,11 +1334,21 @@ static void close_all_task(void *arg)
 			wslay_event_send(c->ctx);
 		conn_teardown(c);
 	}
-	loop_set_tick(wl->lp, 0, NULL, NULL);
+	loop_timer_free(wl->tick);
+	wl->tick = NULL;
 	/* A flush task posted during this batch (by a conn_start just before
 	 * us) is queued behind us and still uses wl: report done only from a
 	 * task behind it. No connection is left to post another one. */
 	loop_post(wl->lp, close_done_task, ca);
+}
+
+/* On the loop's thread (or inline before loop_start). */
+static void tick_start_task(void *arg)
+{
+	struct ws_loop *wl = arg;
+
+	wl->tick = loop_timer_new(wl->lp, ws_tick, wl);
+	loop_timer_arm(wl->tick, WS_TICK_MS, WS_TICK_MS);
 }
 
 struct ws_server *ws_server_new(const struct ws_config *cfg)
@@ -1356,7 +1368,7 @@ struct ws_server *ws_server_new(const struct ws_config *cfg)
 		wl->lp = cfg->loops[i];
 		wl->shard = cfg->shards[i];
 		wl->idx = i;
-		loop_set_tick(wl->lp, WS_TICK_MS, ws_tick, wl);
+		loop_post(wl->lp, tick_start_task, wl);
 	}
 	return ws;
 }

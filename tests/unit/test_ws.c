@@ -1207,106 +1207,6 @@ static void test_server_free_sends_1001(void **state)
 	assert_int_equal(atomic_load(&f->metrics.connections[TRANSPORT_WS]), 0);
 }
 
-/* --- loop (it has no test program of its own) --------------------------- */
-
-struct order {
-	struct loop *lp;
-	int seen[201];
-	atomic_int n;
-	bool all_on_loop;
-};
-
-static void order_task(void *arg)
-{
-	struct order *o = arg;
-	int i = atomic_load(&o->n);
-	o->seen[i] = i;
-	if (!loop_is_current(o->lp))
-		o->all_on_loop = false;
-	atomic_store(&o->n, i + 1);
-}
-
-static void test_loop_post_order_and_stop(void **state)
-{
-	struct order o = {.all_on_loop = true};
-	(void)state;
-	o.lp = loop_new("test-order");
-	assert_non_null(o.lp);
-	assert_int_equal(loop_start(o.lp), 0);
-	assert_false(loop_is_current(o.lp));
-	for (int i = 0; i < 200; i++)
-		loop_post(o.lp, order_task, &o);
-	loop_stop(o.lp); /* runs what was posted first */
-	assert_int_equal(atomic_load(&o.n), 200);
-	for (int i = 0; i < 200; i++)
-		assert_int_equal(o.seen[i], i);
-	assert_true(o.all_on_loop);
-	/* Not running any more: a post runs at once, on this thread. */
-	loop_post(o.lp, order_task, &o);
-	assert_int_equal(atomic_load(&o.n), 201);
-	loop_free(o.lp);
-	loop_free(NULL);
-}
-
-struct pipes {
-	struct loop *lp;
-	int a[2], b[2];
-	atomic_int calls;
-	atomic_int ticks;
-};
-
-/* Both pipes are readable in the same batch; the first callback to run
- * unwatches (and closes) both, so the second event must not be delivered. */
-static void pipe_cb(void *arg, uint32_t events)
-{
-	struct pipes *p = arg;
-	(void)events;
-	atomic_fetch_add(&p->calls, 1);
-	loop_unwatch(p->lp, p->a[0]);
-	loop_unwatch(p->lp, p->b[0]);
-}
-
-static void watch_task(void *arg)
-{
-	struct pipes *p = arg;
-	assert_int_equal(loop_watch(p->lp, p->a[0], EPOLLIN, pipe_cb, p), 0);
-	assert_int_equal(loop_watch(p->lp, p->b[0], EPOLLIN, pipe_cb, p), 0);
-	assert_int_equal(write(p->a[1], "x", 1), 1);
-	assert_int_equal(write(p->b[1], "x", 1), 1);
-}
-
-static void tick_cb(void *arg)
-{
-	struct pipes *p = arg;
-	atomic_fetch_add(&p->ticks, 1);
-}
-
-static bool two_ticks(void *arg)
-{
-	struct pipes *p = arg;
-	return atomic_load(&p->ticks) >= 2;
-}
-
-static void test_loop_unwatch_in_batch_and_tick(void **state)
-{
-	struct pipes p = {0};
-	(void)state;
-	assert_int_equal(pipe(p.a), 0);
-	assert_int_equal(pipe(p.b), 0);
-	p.lp = loop_new("test-watch");
-	loop_set_tick(p.lp, 20, tick_cb, &p);
-	assert_int_equal(loop_start(p.lp), 0);
-	loop_post(p.lp, watch_task, &p);
-	assert_true(wait_until(two_ticks, &p, 2000));
-	loop_stop(p.lp);
-	assert_int_equal(atomic_load(&p.calls), 1);
-	loop_free(p.lp);
-	close(p.a[0]);
-	close(p.a[1]);
-	close(p.b[0]);
-	close(p.b[1]);
-}
-
 /* Regression: a connection set up in the same loop batch as the shutdown
  * task used to leave a flush task that ran after the server was freed. */
 static void test_free_right_after_upgrade(void **state)
@@ -1329,8 +1229,6 @@ static void test_free_right_after_upgrade(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_loop_post_order_and_stop),
-	    cmocka_unit_test(test_loop_unwatch_in_batch_and_tick),
 	    cmocka_unit_test(test_accept_key),
 	    cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handshake_errors, setup,
