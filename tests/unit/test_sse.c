@@ -3,7 +3,8 @@
  * suspend/resume), fed by the real bus and events. A raw socket plays the
  * browser and decodes the chunked stream, so a test can also stop reading
  * (a slow consumer) or leave mid-stream. The test thread is the shard's
- * event loop: it drains the shard after every publish. */
+ * event loop: it drains the shard after every publish; one real loop runs
+ * the streams' timers (heartbeats, stall cuts). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 
 #include "core/bus.h"
 #include "model/event.h"
+#include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/sse.h"
 #include "util/util.h"
@@ -35,6 +37,7 @@ struct fixture {
 	struct bus_shard *shard;
 	struct metrics m;
 	struct sse *sse;
+	struct loop *lp;
 	struct MHD_Daemon *d;
 	uint16_t port;
 	int64_t next_id;
@@ -94,7 +97,10 @@ static struct fixture *fixture_new(unsigned heartbeat_s, size_t queue_max)
 	fx->bus = bus_new(1000, 1000, 0, no_history, NULL);
 	bus_member_add(fx->bus, ROOM, USER);
 	fx->shard = bus_shard_new(fx->bus, on_wake, NULL);
-	fx->sse = sse_new(fx->bus, &fx->m, heartbeat_s, queue_max);
+	fx->lp = loop_new("test-sse");
+	assert_non_null(fx->lp);
+	assert_int_equal(loop_start(fx->lp), 0);
+	fx->sse = sse_new(fx->bus, &fx->m, heartbeat_s, queue_max, &fx->lp, 1);
 	assert_non_null(fx->sse);
 
 	struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -114,13 +120,15 @@ static struct fixture *fixture_new(unsigned heartbeat_s, size_t queue_max)
 }
 
 /* natter's shutdown order: sse_free (no stream stays suspended), then the
- * daemon (destroys what is left), then the bus. */
+ * daemon (destroys what is left), then the loop and the bus. */
 static void fixture_free(struct fixture *fx)
 {
 	sse_free(fx->sse);
 	MHD_stop_daemon(fx->d);
 	assert_int_equal(bus_subscriber_count(fx->bus), 0);
 	assert_int_equal(atomic_load(&fx->m.connections[TRANSPORT_SSE]), 0);
+	loop_stop(fx->lp);
+	loop_free(fx->lp);
 	bus_shard_free(fx->shard);
 	bus_free(fx->bus);
 	free(fx);
