@@ -19,6 +19,7 @@
 #include "util/log.h"
 #include "http/server.h"
 #include "net/tls.h"
+#include "net/tls_cert.h"
 
 /* Raise the descriptor soft limit to the hard limit: every connection is a
  * descriptor, and nothing in natter should cap lower than the system. */
@@ -68,8 +69,8 @@ static struct tls *tls_setup(const struct config *cfg, struct server *srv)
 		return NULL;
 	if (cfg->tls_self_signed) {
 		char *db = xstrdup(cfg->db_path);
-		int rc =
-		    tls_self_signed(dirname(db), &cert, &key, err, sizeof(err));
+		int rc = tls_cert_self_signed(dirname(db), &cert, &key, err,
+					      sizeof(err));
 		free(db);
 		if (rc < 0)
 			fatal("%s", err);
