@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "transport/ws.h"
+#include "transport/ws_frame.h"
 #include "util/util.h"
 
 /* --- fake event ----------------------------------------------------------- */
@@ -476,27 +477,14 @@ static void cli_close(struct cli *c)
 	close(c->fd);
 }
 
+/* A masked client frame, by ws_frame's writer (no copy of it here). */
 static size_t frame_build(unsigned char *out, int fin, int opcode,
 			  const void *payload, size_t len)
 {
 	static const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
-	size_t h = 0;
-	out[h++] = (unsigned char)((fin ? 0x80 : 0) | opcode);
-	if (len < 126) {
-		out[h++] = (unsigned char)(0x80 | len);
-	} else if (len < 65536) {
-		out[h++] = 0x80 | 126;
-		out[h++] = (unsigned char)(len >> 8);
-		out[h++] = (unsigned char)len;
-	} else {
-		out[h++] = 0x80 | 127;
-		for (int i = 7; i >= 0; i--)
-			out[h++] = (unsigned char)((uint64_t)len >> (8 * i));
-	}
-	memcpy(out + h, mask, 4);
-	h += 4;
-	for (size_t i = 0; i < len; i++)
-		out[h + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
+	size_t h = ws_frame_header(out, (unsigned)opcode, fin, len, mask);
+	memcpy(out + h, payload, len);
+	ws_frame_mask(out + h, len, mask, 0);
 	return h + len;
 }
 
