@@ -10,7 +10,8 @@
  * - The timer lives on one loop and is touched only there: stream_timer_arm
  *   posts a task that arms it, stream_free posts the task that frees it
  *   (and the stream). Both check dead under the lock, and loop_post keeps
- *   their order, so a timer never fires for a freed owner.
+ *   their order, so a timer never fires for a freed owner. A stream whose
+ *   timer was never armed is freed at once, with no task.
  * - References: the hub holds one for its owner (dropped by
  *   stream_hub_free) and one per stream (dropped by that stream's last
  *   task), so a stream that MHD frees after the module's free still finds
@@ -54,6 +55,7 @@ struct stream {
 	bool suspended;
 	bool ended; /* on_close ran */
 	bool dead;  /* stream_free ran: no more callbacks */
+	bool armed; /* stream_timer_arm was called: the loop knows st */
 	unsigned arm_ms, arm_period;
 };
 
@@ -216,8 +218,14 @@ void stream_free(struct stream *st)
 	/* Waits for a timer callback in progress; none starts after. */
 	pthread_mutex_lock(&st->mu);
 	st->dead = true;
+	bool armed = st->armed;
 	pthread_mutex_unlock(&st->mu);
-	loop_post(st->lp, final_task, st);
+	/* A timer never armed was never seen by its loop (a poll answered at
+	 * once, the common case under load): free it here, without a task. */
+	if (armed)
+		loop_post(st->lp, final_task, st);
+	else
+		final_task(st);
 }
 
 void stream_lock(struct stream *st)
@@ -247,11 +255,6 @@ void stream_wake(struct stream *st)
 	MHD_resume_connection(st->conn);
 }
 
-bool stream_ended(const struct stream *st)
-{
-	return st->ended;
-}
-
 static void arm_task(void *arg)
 {
 	struct stream *st = arg;
@@ -269,6 +272,7 @@ void stream_timer_arm(struct stream *st, unsigned ms, unsigned period_ms)
 	pthread_mutex_lock(&st->mu);
 	st->arm_ms = ms;
 	st->arm_period = period_ms;
+	st->armed = true;
 	pthread_mutex_unlock(&st->mu);
 	loop_post(st->lp, arm_task, st);
 }

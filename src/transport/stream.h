@@ -70,8 +70,6 @@ bool stream_suspend(struct stream *st);
 /* Resume the connection if it is suspended (MHD forbids resuming one that
  * is not, hence the flag). */
 void stream_wake(struct stream *st);
-/* stream_hub_free has ended (or is ending) this stream. */
-bool stream_ended(const struct stream *st);
 
 /* --- timer: any thread, WITHOUT the stream lock (the arming task takes
  * it, and runs inline while the loop is stopped) --- */
