@@ -178,10 +178,11 @@ static const struct bus_sub_ops poll_ops = {
 
 /* The timeout: answer with the empty batch (stream.c's wake is enough,
  * MHD then calls longpoll_handle). longpoll_free needs nothing more. */
-static void poll_timeout(struct stream *st, void *arg)
+static unsigned poll_timeout(struct stream *st, void *arg)
 {
 	(void)arg;
 	stream_wake(st);
+	return 0;
 }
 
 static const struct stream_hub_ops hub_ops = {
@@ -267,7 +268,7 @@ enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
 		stream_unlock(p->st);
 	}
 	if (wait) {
-		stream_timer_arm(p->st, timeout_s * 1000, 0);
+		stream_timer_arm(p->st, timeout_s * 1000);
 		*state = p;
 		return MHD_YES;
 	}

@@ -8,9 +8,9 @@
  *
  * The lifecycle (lock, suspend and wake, the list sse_free ends, the
  * module's references) is stream.c's; this file keeps the SSE rules. Each
- * stream's timer (on one of the event loops, once a second) queues
- * heartbeats and cuts loose a consumer that overflowed its send queue and
- * then stopped reading.
+ * stream's timer (on one of the event loops: when a heartbeat is due, and
+ * at least once a second) queues heartbeats and cuts loose a consumer that
+ * overflowed its send queue and then stopped reading.
  *
  * It deliberately reads nothing from the client (clients send with POST),
  * does not authenticate (http does), and keeps no state beyond the stream:
@@ -282,11 +282,14 @@ static ssize_t conn_read(void *cls, uint64_t pos, char *out, size_t max)
 
 /* --- the stream's timer: its loop, stream lock held ---------------------- */
 
-static void conn_tick(struct stream *st, void *arg)
+/* Returns when to look again: at the next heartbeat's due time, and at
+ * least once a second for the stall check. */
+static unsigned conn_tick(struct stream *st, void *arg)
 {
 	struct sse_conn *sc = arg;
 	struct sse *s = sc->s;
 	int64_t now = mono_ms();
+	int64_t next = SSE_TICK_MS;
 	(void)st;
 
 	if (s->heartbeat_ms > 0 && !sc->ending && sc->pending == 0 &&
@@ -308,6 +311,15 @@ static void conn_tick(struct stream *st, void *arg)
 			 (long long)sc->user_id, sc->addr);
 		shutdown(sc->fd, SHUT_RDWR);
 	}
+	/* A heartbeat is due heartbeat_ms after the last bytes went out, not
+	 * at the next whole tick. One just queued is due again once it is
+	 * out (pending > 0 until then): look again in a tick. */
+	if (s->heartbeat_ms > 0 && !sc->ending && sc->pending == 0) {
+		int64_t due = sc->last_out_ms + s->heartbeat_ms - now;
+		if (due > 0 && due < next)
+			next = due;
+	}
+	return (unsigned)next;
 }
 
 /* sse_free: send what is queued, then end (stream.c wakes it after). */
@@ -394,7 +406,7 @@ enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 	sc->counted = true;
 	metrics_inc(s->m->connections[TRANSPORT_SSE]);
 	metrics_inc(s->m->connections_total[TRANSPORT_SSE]);
-	stream_timer_arm(sc->st, SSE_TICK_MS, SSE_TICK_MS);
+	stream_timer_arm(sc->st, SSE_TICK_MS);
 
 	struct MHD_Response *r = MHD_create_response_from_callback(
 	    MHD_SIZE_UNKNOWN, SSE_BLOCK_SIZE, conn_read, sc, conn_free);

@@ -56,7 +56,7 @@ struct stream {
 	bool ended; /* on_close ran */
 	bool dead;  /* stream_free ran: no more callbacks */
 	bool armed; /* stream_timer_arm was called: the loop knows st */
-	unsigned arm_ms, arm_period;
+	unsigned arm_ms;
 };
 
 /* --- hub references ------------------------------------------------------ */
@@ -145,8 +145,12 @@ static void timer_cb(void *arg)
 	struct stream *st = arg;
 
 	pthread_mutex_lock(&st->mu);
+	unsigned next = 0;
 	if (!st->dead && st->h->ops.on_timer)
-		st->h->ops.on_timer(st, st->arg);
+		next = st->h->ops.on_timer(st, st->arg);
+	/* On the loop's thread: the timer may be re-armed directly. */
+	if (next)
+		loop_timer_arm(st->timer, next, 0);
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -261,17 +265,16 @@ static void arm_task(void *arg)
 
 	pthread_mutex_lock(&st->mu);
 	bool dead = st->dead;
-	unsigned ms = st->arm_ms, period = st->arm_period;
+	unsigned ms = st->arm_ms;
 	pthread_mutex_unlock(&st->mu);
 	if (!dead)
-		loop_timer_arm(st->timer, ms, period);
+		loop_timer_arm(st->timer, ms, 0);
 }
 
-void stream_timer_arm(struct stream *st, unsigned ms, unsigned period_ms)
+void stream_timer_arm(struct stream *st, unsigned ms)
 {
 	pthread_mutex_lock(&st->mu);
 	st->arm_ms = ms;
-	st->arm_period = period_ms;
 	st->armed = true;
 	pthread_mutex_unlock(&st->mu);
 	loop_post(st->lp, arm_task, st);

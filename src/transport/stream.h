@@ -25,9 +25,12 @@ struct stream;
 
 /* arg is what stream_new was given. Called with the stream lock held. */
 typedef void (*stream_fn)(struct stream *st, void *arg);
+/* Its timer fired (on the stream's loop): returns the milliseconds until
+ * it should fire again, or 0 for not again. */
+typedef unsigned (*stream_timer_fn)(struct stream *st, void *arg);
 
 struct stream_hub_ops {
-	stream_fn on_timer; /* its timer fired (on the stream's loop) */
+	stream_timer_fn on_timer;
 	stream_fn on_close; /* stream_hub_free ends it; then it is woken */
 	/* The last reference is gone (the hub's free and every stream's):
 	 * free the owner's module state. Any thread. */
@@ -74,7 +77,7 @@ void stream_wake(struct stream *st);
 /* --- timer: any thread, WITHOUT the stream lock (the arming task takes
  * it, and runs inline while the loop is stopped) --- */
 
-/* Fire on_timer after ms, then every period_ms (0: once). Re-arms. */
-void stream_timer_arm(struct stream *st, unsigned ms, unsigned period_ms);
+/* Fire on_timer after ms (then as on_timer says). Re-arms. */
+void stream_timer_arm(struct stream *st, unsigned ms);
 
 #endif

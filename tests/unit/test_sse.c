@@ -412,6 +412,35 @@ static void test_heartbeat_when_idle(void **state)
 	client_close(&cl);
 }
 
+/* Heartbeats are due heartbeat_s after the last bytes went out, not at
+ * some later tick; and heartbeats alone (no events) notice a client that
+ * left within two of them (the write after its close fails): what
+ * --max-connections relies on to free the slot (cli.sh). */
+static void test_heartbeats_on_time_notice_leaver(void **state)
+{
+	struct fixture *fx = *state;
+	struct client cl;
+
+	client_open(&cl, fx, "", 0);
+	assert_true(client_wait(&cl, "\"transport\":\"sse\"}\n\n", 3000));
+	int64_t t0 = mono_ms();
+	for (int i = 1; i <= 3; i++) {
+		assert_true(client_take(&cl, ": hb\n\n", 3000));
+		int64_t at = mono_ms() - t0;
+		assert_true(at >= i * 1000 - 50);
+		assert_true(at < i * 1000 + 400);
+	}
+	close(cl.fd);
+	cl.fd = -1;
+	t0 = mono_ms();
+	atomic_uint_fast64_t *open = &fx->m.connections[TRANSPORT_SSE];
+	while (atomic_load(open) && mono_ms() - t0 < 5000)
+		usleep(10000);
+	assert_int_equal(atomic_load(open), 0);
+	assert_true(mono_ms() - t0 < 2500);
+	client_close(&cl);
+}
+
 static void test_client_leaves(void **state)
 {
 	struct fixture *fx = *state;
@@ -516,6 +545,9 @@ int main(void)
 					    setup_default, teardown),
 	    cmocka_unit_test_setup_teardown(test_heartbeat_when_idle,
 					    setup_heartbeat, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_heartbeats_on_time_notice_leaver, setup_heartbeat,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_client_leaves, setup_default,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_consumer_is_ended,
