@@ -38,6 +38,8 @@ bool loop_is_current(const struct loop *lp);
  * A timer belongs to one loop and is touched only on that loop's thread,
  * or while the loop is not running (before loop_start, after loop_stop).
  * Another thread arms or cancels one by loop_post()ing a task that does it.
+ * Exceptions, since neither touches the loop: loop_timer_new, and
+ * loop_timer_free of a timer never armed, may run on any thread.
  * Timers due at the same millisecond fire in the order they were armed; a
  * timer armed (or re-armed) by a callback never fires in the same round,
  * even with 0 ms. Any timer may be armed, cancelled or freed from any
