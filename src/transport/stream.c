@@ -7,19 +7,25 @@
  *   stream_wake, both under the lock, so a wake-up either comes before the
  *   owner's "anything to send?" check (which then sees the data) or finds
  *   the flag and resumes: none is lost between the check and the suspend.
- * - The timer lives on one loop and is touched only there: stream_timer_arm
- *   posts a task that arms it, stream_free posts the task that frees it
- *   (and the stream). Both check dead under the lock, and loop_post keeps
- *   their order, so a timer never fires for a freed owner. A stream whose
- *   timer was never armed is freed at once, with no task.
+ * - Timers: per hub and loop, one queue of the streams with a deadline,
+ *   earliest first, and one loop timer armed at the head's deadline. A
+ *   stream joins and leaves its queue under the queue's mutex from any
+ *   thread, so arming and freeing cost no loop_post; only a new earliest
+ *   deadline posts a task (the loop timer is touched on its loop only).
+ *   Deadlines are mostly appended (a long-poll timeout, the next
+ *   heartbeat), so a sorted insert walking from the tail is O(1) in
+ *   practice. The queue callback calls on_timer with the queue mutex and
+ *   the stream lock held, so stream_free, which takes the queue mutex
+ *   before it frees, never frees a stream in the middle of its callback.
  * - References: the hub holds one for its owner (dropped by
- *   stream_hub_free) and one per stream (dropped by that stream's last
- *   task), so a stream that MHD frees after the module's free still finds
- *   the hub and the owner's module state (ops->destroy frees it).
+ *   stream_hub_free) and one per stream (dropped by stream_free), so a
+ *   stream that MHD frees after the module's free still finds the hub and
+ *   the owner's module state (ops->destroy frees it with the last one).
+ *
+ * Lock order, extending stream.h's: queue mutex -> stream lock -> MHD.
  *
  * It deliberately knows nothing of framing, the bus, or what a timer means
  * to its owner (a heartbeat, a deadline), and allocates nothing per wake. */
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,8 +34,18 @@
 #include "transport/stream.h"
 #include "util/util.h"
 
+/* Per hub and loop. Freed on its loop (queue_free_task) after the hub. */
+struct stream_queue {
+	struct loop *lp;
+	struct loop_timer *timer; /* on lp's thread only */
+	stream_timer_fn on_timer; /* a copy: the hub may be gone first */
+	pthread_mutex_t mu;	  /* the list and its streams' due times */
+	struct stream *head, *tail;
+	bool rearm_posted; /* a rearm_task is queued */
+};
+
 struct stream_hub {
-	struct loop **loops;
+	struct stream_queue **queues; /* one per loop */
 	unsigned nloops;
 	atomic_uint next_loop;
 	struct stream_hub_ops ops;
@@ -46,8 +62,10 @@ struct stream {
 	struct stream_hub *h;
 	struct stream *prev, *next; /* h->open, under h->lock */
 	bool listed;
-	struct loop *lp;
-	struct loop_timer *timer; /* touched on lp's thread only */
+	struct stream_queue *q;
+	struct stream *qprev, *qnext; /* q's list, under q->mu */
+	bool queued;
+	int64_t due; /* mono_ms, while queued */
 	struct MHD_Connection *conn;
 	void *arg;
 
@@ -55,11 +73,102 @@ struct stream {
 	bool suspended;
 	bool ended; /* on_close ran */
 	bool dead;  /* stream_free ran: no more callbacks */
-	bool armed; /* stream_timer_arm was called: the loop knows st */
-	unsigned arm_ms;
 };
 
-/* --- hub references ------------------------------------------------------ */
+/* --- deadline queues ------------------------------------------------------ */
+
+/* With q->mu held. */
+static void queue_remove(struct stream_queue *q, struct stream *st)
+{
+	if (!st->queued)
+		return;
+	if (st->qprev)
+		st->qprev->qnext = st->qnext;
+	else
+		q->head = st->qnext;
+	if (st->qnext)
+		st->qnext->qprev = st->qprev;
+	else
+		q->tail = st->qprev;
+	st->qprev = st->qnext = NULL;
+	st->queued = false;
+}
+
+/* With q->mu held: sorted by due, equal ones in arming order. */
+static void queue_insert(struct stream_queue *q, struct stream *st, int64_t due)
+{
+	struct stream *at = q->tail;
+
+	st->due = due;
+	while (at && at->due > due)
+		at = at->qprev;
+	st->qprev = at;
+	st->qnext = at ? at->qnext : q->head;
+	if (st->qnext)
+		st->qnext->qprev = st;
+	else
+		q->tail = st;
+	if (at)
+		at->qnext = st;
+	else
+		q->head = st;
+	st->queued = true;
+}
+
+/* On q's loop: arm its timer at the head's deadline. */
+static void queue_arm(struct stream_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	bool any = q->head != NULL;
+	int64_t left = any ? q->head->due - mono_ms() : 0;
+	pthread_mutex_unlock(&q->mu);
+	if (!any)
+		loop_timer_cancel(q->timer);
+	else
+		loop_timer_arm(q->timer, left > 0 ? (unsigned)left : 0, 0);
+}
+
+static void rearm_task(void *arg)
+{
+	struct stream_queue *q = arg;
+
+	pthread_mutex_lock(&q->mu);
+	q->rearm_posted = false;
+	pthread_mutex_unlock(&q->mu);
+	queue_arm(q);
+}
+
+/* The queue's loop timer: run every stream whose deadline passed. */
+static void queue_fire(void *arg)
+{
+	struct stream_queue *q = arg;
+	int64_t now = mono_ms();
+
+	pthread_mutex_lock(&q->mu);
+	while (q->head && q->head->due <= now) {
+		struct stream *st = q->head;
+		queue_remove(q, st);
+		pthread_mutex_lock(&st->mu);
+		unsigned next = st->dead ? 0 : q->on_timer(st, st->arg);
+		pthread_mutex_unlock(&st->mu);
+		/* Due later than now: it cannot come round again here. */
+		if (next)
+			queue_insert(q, st, now + next);
+	}
+	pthread_mutex_unlock(&q->mu);
+	queue_arm(q);
+}
+
+static void queue_free_task(void *arg)
+{
+	struct stream_queue *q = arg;
+
+	loop_timer_free(q->timer);
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+}
+
+/* --- hub ------------------------------------------------------------------ */
 
 static void hub_release(struct stream_hub *h)
 {
@@ -72,9 +181,20 @@ static void hub_release(struct stream_hub *h)
 		return;
 	if (h->ops.destroy)
 		h->ops.destroy(h->hub_arg);
+	/* Empty now; their timers are their loops' to free. */
+	for (unsigned i = 0; i < h->nloops; i++)
+		loop_post(h->queues[i]->lp, queue_free_task, h->queues[i]);
+	free(h->queues);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
+}
+
+static unsigned no_timer(struct stream *st, void *arg)
+{
+	(void)st;
+	(void)arg;
+	return 0;
 }
 
 struct stream_hub *stream_hub_new(struct loop **loops, unsigned nloops,
@@ -84,8 +204,16 @@ struct stream_hub *stream_hub_new(struct loop **loops, unsigned nloops,
 	if (!loops || nloops == 0 || !ops)
 		return NULL;
 	struct stream_hub *h = xcalloc(1, sizeof(*h));
-	h->loops = loops;
 	h->nloops = nloops;
+	h->queues = xcalloc(nloops, sizeof(*h->queues));
+	for (unsigned i = 0; i < nloops; i++) {
+		struct stream_queue *q = xcalloc(1, sizeof(*q));
+		q->lp = loops[i];
+		q->timer = loop_timer_new(q->lp, queue_fire, q);
+		q->on_timer = ops->on_timer ? ops->on_timer : no_timer;
+		pthread_mutex_init(&q->mu, NULL);
+		h->queues[i] = q;
+	}
 	atomic_init(&h->next_loop, 0);
 	h->ops = *ops;
 	h->hub_arg = hub_arg;
@@ -138,21 +266,7 @@ void stream_hub_free(struct stream_hub *h, unsigned drain_ms)
 	hub_release(h);
 }
 
-/* --- streams ------------------------------------------------------------- */
-
-static void timer_cb(void *arg)
-{
-	struct stream *st = arg;
-
-	pthread_mutex_lock(&st->mu);
-	unsigned next = 0;
-	if (!st->dead && st->h->ops.on_timer)
-		next = st->h->ops.on_timer(st, st->arg);
-	/* On the loop's thread: the timer may be re-armed directly. */
-	if (next)
-		loop_timer_arm(st->timer, next, 0);
-	pthread_mutex_unlock(&st->mu);
-}
+/* --- streams -------------------------------------------------------------- */
 
 struct stream *stream_new(struct stream_hub *h, struct MHD_Connection *c,
 			  void *arg)
@@ -161,8 +275,7 @@ struct stream *stream_new(struct stream_hub *h, struct MHD_Connection *c,
 	unsigned i = atomic_fetch_add(&h->next_loop, 1) % h->nloops;
 
 	st->h = h;
-	st->lp = h->loops[i];
-	st->timer = loop_timer_new(st->lp, timer_cb, st);
+	st->q = h->queues[i];
 	st->conn = c;
 	st->arg = arg;
 	pthread_mutex_init(&st->mu, NULL);
@@ -189,23 +302,12 @@ int stream_open(struct stream *st)
 	return closing ? -1 : 0;
 }
 
-/* The stream's last task, on its loop: after every arming task. */
-static void final_task(void *arg)
-{
-	struct stream *st = arg;
-	struct stream_hub *h = st->h;
-
-	loop_timer_free(st->timer);
-	pthread_mutex_destroy(&st->mu);
-	free(st);
-	hub_release(h);
-}
-
 void stream_free(struct stream *st)
 {
 	if (!st)
 		return;
 	struct stream_hub *h = st->h;
+	struct stream_queue *q = st->q;
 
 	pthread_mutex_lock(&h->lock);
 	if (st->listed) {
@@ -219,17 +321,18 @@ void stream_free(struct stream *st)
 		st->listed = false;
 	}
 	pthread_mutex_unlock(&h->lock);
-	/* Waits for a timer callback in progress; none starts after. */
+	/* Waits for a timer callback in progress (it holds q->mu); none
+	 * starts after. The loop timer may still fire for an earlier head:
+	 * it then finds nothing due. */
+	pthread_mutex_lock(&q->mu);
+	queue_remove(q, st);
+	pthread_mutex_unlock(&q->mu);
 	pthread_mutex_lock(&st->mu);
 	st->dead = true;
-	bool armed = st->armed;
 	pthread_mutex_unlock(&st->mu);
-	/* A timer never armed was never seen by its loop (a poll answered at
-	 * once, the common case under load): free it here, without a task. */
-	if (armed)
-		loop_post(st->lp, final_task, st);
-	else
-		final_task(st);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+	hub_release(h);
 }
 
 void stream_lock(struct stream *st)
@@ -259,23 +362,20 @@ void stream_wake(struct stream *st)
 	MHD_resume_connection(st->conn);
 }
 
-static void arm_task(void *arg)
-{
-	struct stream *st = arg;
-
-	pthread_mutex_lock(&st->mu);
-	bool dead = st->dead;
-	unsigned ms = st->arm_ms;
-	pthread_mutex_unlock(&st->mu);
-	if (!dead)
-		loop_timer_arm(st->timer, ms, 0);
-}
-
 void stream_timer_arm(struct stream *st, unsigned ms)
 {
-	pthread_mutex_lock(&st->mu);
-	st->arm_ms = ms;
-	st->armed = true;
-	pthread_mutex_unlock(&st->mu);
-	loop_post(st->lp, arm_task, st);
+	struct stream_queue *q = st->q;
+	bool post = false;
+
+	pthread_mutex_lock(&q->mu);
+	queue_remove(q, st);
+	queue_insert(q, st, mono_ms() + ms);
+	/* Only a new earliest deadline needs the loop timer moved. */
+	if (q->head == st && !q->rearm_posted) {
+		q->rearm_posted = true;
+		post = true;
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (post)
+		loop_post(q->lp, rearm_task, q);
 }

@@ -74,10 +74,11 @@ bool stream_suspend(struct stream *st);
  * is not, hence the flag). */
 void stream_wake(struct stream *st);
 
-/* --- timer: any thread, WITHOUT the stream lock (the arming task takes
- * it, and runs inline while the loop is stopped) --- */
+/* --- timer: any thread, WITHOUT the stream lock (lock order: the timer's
+ * queue, then the stream) --- */
 
-/* Fire on_timer after ms (then as on_timer says). Re-arms. */
+/* Fire on_timer after ms (then as on_timer says), on the stream's loop.
+ * Re-arms. */
 void stream_timer_arm(struct stream *st, unsigned ms);
 
 #endif
