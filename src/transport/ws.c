@@ -112,8 +112,6 @@
 #define WS_SNDBUF_MAX (64 * 1024)
 /* Payload bytes per frame before we fragment (wslay's send buffer size). */
 #define WS_FRAG_MAX 4096
-/* Frames (header + payload pieces) gathered into one sendmsg(). */
-#define WS_IOV_FRAMES 256
 /* A drained queue of at most this many slots is kept for reuse. */
 #define WS_QUEUE_KEEP 16
 
@@ -535,59 +533,24 @@ static void q_clear(struct ws_conn *c)
 	c->out_bytes = 0;
 }
 
-struct iov_batch {
-	struct iovec iov[2 * WS_IOV_FRAMES];
-	uint8_t hdr[WS_IOV_FRAMES][WS_FRAME_HDR_MAX];
-	int n, nh;
-	size_t skip;	/* wire bytes already written, still to leave out */
-	size_t offered; /* bytes in iov */
-};
-
-static void iov_add(struct iov_batch *b, const void *p, size_t len)
-{
-	if (b->skip >= len) {
-		b->skip -= len;
-		return;
-	}
-	b->iov[b->n].iov_base = (char *)p + b->skip;
-	b->iov[b->n].iov_len = len - b->skip;
-	b->offered += len - b->skip;
-	b->skip = 0;
-	b->n++;
-}
-
 /* Write queued messages, many per sendmsg(). 0 when everything is written
  * or the socket is full, -1 when it failed. */
 static int q_write(struct ws_conn *c)
 {
-	struct iov_batch b;
+	struct ws_frame_gather b;
 	uint64_t delivered = 0;
 	int rc = 0;
 
 	while (c->qhead < c->qlen) {
-		b.n = b.nh = 0;
-		b.skip = c->q_off;
-		b.offered = 0;
-		for (unsigned k = c->qhead; k < c->qlen && b.nh < WS_IOV_FRAMES;
-		     k++) {
+		ws_frame_gather_init(&b, c->q_off);
+		for (unsigned k = c->qhead; k < c->qlen; k++) {
 			const struct ws_frame *f = &c->q[k];
 			size_t elen;
 			const char *p =
 			    f->ev ? event_json(f->ev, &elen) : f->own;
-			size_t off = 0;
-			do {
-				size_t flen = f->len - off;
-				if (flen > WS_FRAG_MAX)
-					flen = WS_FRAG_MAX;
-				uint8_t *h = b.hdr[b.nh++];
-				size_t hl = ws_frame_header(
-				    h, off == 0 ? WS_OP_TEXT : WS_OP_CONT,
-				    off + flen >= f->len, flen, NULL);
-				iov_add(&b, h, hl);
-				if (flen)
-					iov_add(&b, p + off, flen);
-				off += flen;
-			} while (off < f->len && b.nh < WS_IOV_FRAMES);
+			if (!ws_frame_gather_add(&b, WS_OP_TEXT, p, f->len,
+						 WS_FRAG_MAX))
+				break;
 		}
 		struct msghdr mh = {.msg_iov = b.iov,
 				    .msg_iovlen = (size_t)b.n};
@@ -618,7 +581,7 @@ static int q_write(struct ws_conn *c)
 			frame_release(f);
 			c->qhead++;
 		}
-		if ((size_t)w < b.offered)
+		if ((size_t)w < b.bytes)
 			break; /* the socket is full */
 	}
 	if (c->qhead == c->qlen) {

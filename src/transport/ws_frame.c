@@ -52,6 +52,47 @@ size_t ws_frame_wire_len(size_t len, size_t frag_max)
 	return len + full * full_hdr + rem_hdr;
 }
 
+void ws_frame_gather_init(struct ws_frame_gather *g, size_t skip)
+{
+	g->n = g->nh = 0;
+	g->skip = skip;
+	g->bytes = 0;
+}
+
+/* Reference len bytes at p, minus what was written already. */
+static void gather_bytes(struct ws_frame_gather *g, const void *p, size_t len)
+{
+	if (g->skip >= len) {
+		g->skip -= len;
+		return;
+	}
+	g->iov[g->n].iov_base = (char *)p + g->skip;
+	g->iov[g->n].iov_len = len - g->skip;
+	g->bytes += len - g->skip;
+	g->skip = 0;
+	g->n++;
+}
+
+bool ws_frame_gather_add(struct ws_frame_gather *g, unsigned opcode,
+			 const void *p, size_t len, size_t frag_max)
+{
+	size_t off = 0;
+
+	do {
+		if (g->nh == WS_GATHER_FRAMES)
+			return false;
+		size_t flen = len - off < frag_max ? len - off : frag_max;
+		uint8_t *h = g->hdr[g->nh++];
+		size_t hl = ws_frame_header(h, off == 0 ? opcode : WS_OP_CONT,
+					    off + flen >= len, flen, NULL);
+		gather_bytes(g, h, hl);
+		if (flen)
+			gather_bytes(g, (const char *)p + off, flen);
+		off += flen;
+	} while (off < len);
+	return g->nh < WS_GATHER_FRAMES;
+}
+
 void ws_frame_rx_init(struct ws_frame_rx *rx, bool from_client,
 		      uint64_t msg_max)
 {

@@ -1,8 +1,10 @@
 /* ws_frame: RFC 6455 frame bytes, with nothing but libc, so that natterd,
  * the load tool and the test clients share one implementation.
  *
- * Writer: the header of one frame (any opcode, masked or not, any length)
- * and the wire size of a text message that the server fragments. Reader: a
+ * Writer: the header of one frame (any opcode, masked or not, any length),
+ * the wire size of a message that the server fragments, and a gather of
+ * many messages as fragmented frames into one iovec array, for a single
+ * writev/sendmsg (the payloads are referenced, never copied). Reader: a
  * byte-stream tracker that follows frame boundaries without buffering
  * payload, and checks every header as soon as it is complete, so a
  * protocol error or an oversized message is known when its header arrives,
@@ -14,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define WS_FRAME_HDR_MAX 14 /* 2 + 8 (64-bit length) + 4 (mask) */
 
@@ -43,6 +46,29 @@ void ws_frame_mask(uint8_t *p, size_t n, const uint8_t key[4], uint64_t off);
  * of at most frag_max bytes (the first with the message's opcode, the rest
  * continuations; an empty message is one empty frame). */
 size_t ws_frame_wire_len(size_t len, size_t frag_max);
+
+/* Messages gathered for one writev: at most WS_GATHER_FRAMES frames. */
+#define WS_GATHER_FRAMES 256
+
+struct ws_frame_gather {
+	struct iovec iov[2 * WS_GATHER_FRAMES]; /* header, payload, ... */
+	uint8_t hdr[WS_GATHER_FRAMES][WS_FRAME_HDR_MAX];
+	int n;	      /* iov entries used */
+	int nh;	      /* headers used (frames) */
+	size_t skip;  /* wire bytes at the start, written already: left out */
+	size_t bytes; /* bytes in iov */
+};
+
+/* Start a gather whose first skip wire bytes were written already (a
+ * message cut short by a full socket). */
+void ws_frame_gather_init(struct ws_frame_gather *g, size_t skip);
+/* Append one unmasked message of len bytes at p as frames of at most
+ * frag_max payload bytes (opcode, then continuations; FIN on the last).
+ * p must stay valid until the write. false when the gather filled up:
+ * what did not fit (the rest of this message, any later ones) goes in the
+ * next gather, whose skip is the wire bytes written of the ones before. */
+bool ws_frame_gather_add(struct ws_frame_gather *g, unsigned opcode,
+			 const void *p, size_t len, size_t frag_max);
 
 /* --- receive-side tracker --- */
 

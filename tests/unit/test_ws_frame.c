@@ -1,5 +1,7 @@
 /* test_ws_frame: ws_frame through ws_frame.h. The writer's header bytes for
- * each length encoding, masked and not, and the fragmented wire size; the
+ * each length encoding, masked and not, the fragmented wire size, and the
+ * gather of messages into iovecs (fragments, a skipped prefix, a full
+ * gather); the
  * receive tracker fed exactly the bytes of each protocol error RFC 6455
  * forbids (control frame over 125 bytes, fragmented control frame, 1-byte
  * close payload, 64-bit length with the top bit set, reserved opcodes, RSV
@@ -117,6 +119,72 @@ static void test_wire_len(void **state)
 	assert_int_equal(ws_frame_wire_len(3 * 4096 + 200, 4096),
 			 3 * 4100 + 204);
 	assert_int_equal(ws_frame_wire_len(70000, 100000), 70010);
+}
+
+/* Concatenate a gather's iovecs. */
+static size_t flatten(const struct ws_frame_gather *g, uint8_t *out)
+{
+	size_t n = 0;
+	for (int i = 0; i < g->n; i++) {
+		memcpy(out + n, g->iov[i].iov_base, g->iov[i].iov_len);
+		n += g->iov[i].iov_len;
+	}
+	return n;
+}
+
+static void test_gather(void **state)
+{
+	static struct ws_frame_gather g;
+	static uint8_t big[10000], out[20000], whole[20000];
+	(void)state;
+
+	memset(big, 'b', sizeof(big));
+	ws_frame_gather_init(&g, 0);
+	assert_true(ws_frame_gather_add(&g, WS_OP_TEXT, "hi", 2, 4096));
+	assert_true(
+	    ws_frame_gather_add(&g, WS_OP_TEXT, big, sizeof(big), 4096));
+	assert_true(ws_frame_gather_add(&g, WS_OP_TEXT, "", 0, 4096));
+	assert_int_equal(g.nh, 1 + 3 + 1);
+	size_t want = ws_frame_wire_len(2, 4096) +
+		      ws_frame_wire_len(sizeof(big), 4096) +
+		      ws_frame_wire_len(0, 4096);
+	assert_int_equal(g.bytes, want);
+	size_t n = flatten(&g, whole);
+	assert_int_equal(n, want);
+	/* What a client reads: text "hi"; text+cont+cont(FIN); empty text. */
+	static const uint8_t first[4] = {0x81, 2, 'h', 'i'};
+	assert_memory_equal(whole, first, 4);
+	assert_int_equal(whole[4], 0x01); /* text, no FIN */
+	assert_int_equal(whole[5], 126);
+	assert_int_equal(whole[4 + 4 + 4096], 0x00);	   /* continuation */
+	assert_int_equal(whole[2 * (4 + 4096) + 4], 0x80); /* last: FIN */
+	assert_int_equal(whole[n - 2], 0x81);
+	assert_int_equal(whole[n - 1], 0);
+	struct ws_frame_rx rx;
+	ws_frame_rx_init(&rx, false, sizeof(big));
+	assert_int_equal(ws_frame_rx_feed(&rx, whole, n), 0);
+	assert_true(ws_frame_rx_idle(&rx));
+
+	/* Skipping what was written: the same bytes from that offset on. */
+	for (size_t skip = 1; skip < want; skip += 997) {
+		ws_frame_gather_init(&g, skip);
+		ws_frame_gather_add(&g, WS_OP_TEXT, "hi", 2, 4096);
+		ws_frame_gather_add(&g, WS_OP_TEXT, big, sizeof(big), 4096);
+		ws_frame_gather_add(&g, WS_OP_TEXT, "", 0, 4096);
+		assert_int_equal(g.bytes, want - skip);
+		assert_int_equal(flatten(&g, out), want - skip);
+		assert_memory_equal(out, whole + skip, want - skip);
+	}
+
+	/* Full after WS_GATHER_FRAMES frames, part of a message included. */
+	ws_frame_gather_init(&g, 0);
+	int added = 0;
+	while (ws_frame_gather_add(&g, WS_OP_TEXT, big, sizeof(big), 4096))
+		added++;
+	assert_int_equal(g.nh, WS_GATHER_FRAMES);
+	assert_int_equal(added, WS_GATHER_FRAMES / 3);
+	assert_false(ws_frame_gather_add(&g, WS_OP_TEXT, "x", 1, 4096));
+	assert_int_equal(g.nh, WS_GATHER_FRAMES);
 }
 
 /* --- tracker: valid streams -------------------------------------------- */
@@ -293,6 +361,7 @@ int main(void)
 	    cmocka_unit_test(test_header_lengths),
 	    cmocka_unit_test(test_header_masked),
 	    cmocka_unit_test(test_wire_len),
+	    cmocka_unit_test(test_gather),
 	    cmocka_unit_test(test_rx_valid_stream),
 	    cmocka_unit_test(test_rx_idle_tracks_boundaries),
 	    cmocka_unit_test(test_rx_server_frames),
