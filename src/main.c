@@ -19,6 +19,7 @@
 #include "util/log.h"
 #include "http/server.h"
 #include "net/tls.h"
+#include "net/tls_cert.h"
 
 /* Raise the descriptor soft limit to the hard limit: every connection is a
  * descriptor, and nothing in natter should cap lower than the system. */
@@ -68,8 +69,8 @@ static struct tls *tls_setup(const struct config *cfg, struct server *srv)
 		return NULL;
 	if (cfg->tls_self_signed) {
 		char *db = xstrdup(cfg->db_path);
-		int rc =
-		    tls_self_signed(dirname(db), &cert, &key, err, sizeof(err));
+		int rc = tls_cert_self_signed(dirname(db), &cert, &key, err,
+					      sizeof(err));
 		free(db);
 		if (rc < 0)
 			fatal("%s", err);
@@ -185,15 +186,16 @@ int main(int argc, char **argv)
 	    .send_queue_max = cfg.send_queue_max,
 	    .ping_s = cfg.ws_ping_s,
 	};
-	srv.ws = ws_server_new(&wc); /* sets each loop's tick: before start */
+	srv.ws = ws_server_new(&wc);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		if (loop_start(srv.loops[i]) < 0)
 			fatal("cannot start event loop %u", i);
 	srv.sse = sse_new(srv.bus, &srv.metrics, cfg.sse_heartbeat_s,
-			  cfg.send_queue_max);
-	srv.poll = longpoll_new(srv.bus, &srv.metrics, cfg.send_queue_max);
+			  cfg.send_queue_max, srv.loops, srv.nloops);
+	srv.poll = longpoll_new(srv.bus, &srv.metrics, cfg.send_queue_max,
+				srv.loops, srv.nloops);
 	if (!srv.sse || !srv.poll)
-		fatal("cannot start the SSE and long-poll timers");
+		fatal("cannot set up the SSE and long-poll transports");
 
 	struct tls *tls = tls_setup(&cfg, &srv);
 	struct http *http = http_start(&srv, err, sizeof(err));

@@ -1,20 +1,27 @@
 /* loop: one epoll event loop on its own thread, in the spirit of Redis's
- * ae. It offers level-triggered fd watchers, one periodic tick (driven by
- * the epoll_wait timeout, so no timerfd), and a FIFO of tasks that any
+ * ae. It offers level-triggered fd watchers, timers (a binary min-heap
+ * ordered by due time, then by arming order, whose top drives epoll_wait's
+ * timeout: no timerfd, no timer thread), and a FIFO of tasks that any
  * thread may post; an eventfd wakes the loop, written only when the queue
  * turns non-empty.
  *
- * It deliberately does not do timers beyond the one tick, priorities, or
- * edge-triggered I/O, and it owns no connection: a watcher's owner frees it.
+ * It deliberately does not do priorities, edge-triggered I/O, or timers
+ * armed from other threads (post a task that arms them), and it owns no
+ * connection: a watcher's or timer's owner frees it.
  *
  * Lifecycle: loop_new -> loop_start -> loop_stop -> loop_free. While the
  * loop is not running (before loop_start, after loop_stop) loop_post runs
  * the task at once on the caller's thread: no thread is touching the loop's
  * objects then, so nothing is lost and nobody waits for a loop that will
  * never run it. loop_stop runs every task posted before it, then joins.
- * loop_set_tick may also be called from the loop's own thread (a tick of
- * 0 ms or a NULL fn turns it off), which lets an owner detach before it
- * frees the tick's argument. */
+ *
+ * Timers: one round (after each epoll_wait batch and the tasks) fires every
+ * timer due by the round's start that was armed before the round began:
+ * heap order is (due, seq), and a timer armed during the round gets a seq
+ * at or above the round's limit and a due time no earlier than the round's
+ * start, so it sorts after every timer the round may fire; the round stops
+ * at the first such timer. A timer is taken off the heap before its
+ * callback runs, so the callback may free or re-arm it. */
 #define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
@@ -55,6 +62,18 @@ struct loop_watcher {
 /* The loop whose thread this is: what loop_is_current() compares. */
 static __thread const struct loop *current_loop;
 
+struct loop_timer {
+	struct loop *lp;
+	loop_task_fn fn;
+	void *arg;
+	int64_t due;	 /* mono_ms */
+	uint64_t seq;	 /* arming order: ties on due fire first-armed first */
+	unsigned period; /* ms, 0 for one-shot */
+	size_t idx;	 /* position in lp->heap, or NOT_ARMED */
+};
+
+#define NOT_ARMED ((size_t)-1)
+
 struct loop {
 	char name[16];
 	int epfd;
@@ -65,10 +84,9 @@ struct loop {
 	struct loop_watcher **watchers; /* indexed by fd */
 	size_t nwatchers;
 	struct loop_watcher *dead; /* unwatched during this batch */
-	unsigned tick_ms;
-	loop_task_fn tick_fn;
-	void *tick_arg;
-	int64_t tick_next;
+	struct loop_timer **heap;  /* min-heap on (due, seq) */
+	size_t nheap, heapcap;
+	uint64_t timer_seq;
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
@@ -146,26 +164,113 @@ static void free_dead(struct loop *lp)
 	}
 }
 
+/* --- timer heap ------------------------------------------------------- */
+
+static bool timer_before(const struct loop_timer *a, const struct loop_timer *b)
+{
+	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void heap_set(struct loop *lp, size_t i, struct loop_timer *t)
+{
+	lp->heap[i] = t;
+	t->idx = i;
+}
+
+static void heap_up(struct loop *lp, size_t i)
+{
+	struct loop_timer *t = lp->heap[i];
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (!timer_before(t, lp->heap[parent]))
+			break;
+		heap_set(lp, i, lp->heap[parent]);
+		i = parent;
+	}
+	heap_set(lp, i, t);
+}
+
+static void heap_down(struct loop *lp, size_t i)
+{
+	struct loop_timer *t = lp->heap[i];
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= lp->nheap)
+			break;
+		if (c + 1 < lp->nheap &&
+		    timer_before(lp->heap[c + 1], lp->heap[c]))
+			c++;
+		if (!timer_before(lp->heap[c], t))
+			break;
+		heap_set(lp, i, lp->heap[c]);
+		i = c;
+	}
+	heap_set(lp, i, t);
+}
+
+static void heap_remove(struct loop *lp, struct loop_timer *t)
+{
+	size_t i = t->idx;
+	struct loop_timer *last = lp->heap[--lp->nheap];
+
+	t->idx = NOT_ARMED;
+	if (last == t)
+		return;
+	heap_set(lp, i, last);
+	if (i > 0 && timer_before(last, lp->heap[(i - 1) / 2]))
+		heap_up(lp, i);
+	else
+		heap_down(lp, i);
+}
+
+static void heap_push(struct loop *lp, struct loop_timer *t)
+{
+	if (lp->nheap == lp->heapcap) {
+		lp->heapcap = lp->heapcap ? 2 * lp->heapcap : 16;
+		lp->heap = xrealloc(lp->heap, lp->heapcap * sizeof(*lp->heap));
+	}
+	lp->heap[lp->nheap] = t;
+	t->idx = lp->nheap++;
+	heap_up(lp, t->idx);
+}
+
+static void timer_schedule(struct loop_timer *t, int64_t due)
+{
+	struct loop *lp = t->lp;
+
+	if (t->idx != NOT_ARMED)
+		heap_remove(lp, t);
+	t->due = due;
+	t->seq = lp->timer_seq++;
+	heap_push(lp, t);
+}
+
 static int wait_timeout(struct loop *lp)
 {
-	if (!lp->tick_fn || !lp->tick_ms)
+	if (!lp->nheap)
 		return -1;
-	int64_t left = lp->tick_next - mono_ms();
+	int64_t left = lp->heap[0]->due - mono_ms();
 	if (left <= 0)
 		return 0;
 	return left > 60000 ? 60000 : (int)left;
 }
 
-static void run_tick(struct loop *lp)
+static void run_timers(struct loop *lp)
 {
-	if (!lp->tick_fn || !lp->tick_ms)
-		return;
 	int64_t now = mono_ms();
-	if (now < lp->tick_next)
-		return;
-	/* Skip missed ticks rather than running them back to back. */
-	lp->tick_next = now + lp->tick_ms;
-	lp->tick_fn(lp->tick_arg);
+	uint64_t limit = lp->timer_seq;
+
+	while (lp->nheap) {
+		struct loop_timer *t = lp->heap[0];
+		if (t->due > now || t->seq >= limit)
+			break;
+		heap_remove(lp, t);
+		/* Re-armed before the call, so the callback may cancel it; a
+		 * late round skips missed periods. */
+		if (t->period)
+			timer_schedule(t, now + t->period);
+		t->fn(t->arg);
+	}
 }
 
 static void *loop_main(void *arg)
@@ -175,7 +280,6 @@ static void *loop_main(void *arg)
 
 	current_loop = lp;
 	pthread_setname_np(pthread_self(), lp->name);
-	lp->tick_next = mono_ms() + lp->tick_ms;
 	for (;;) {
 		pthread_mutex_lock(&lp->mu);
 		bool stop = lp->stop;
@@ -211,7 +315,7 @@ static void *loop_main(void *arg)
 		if (tasks)
 			run_tasks(take_tasks(lp));
 		free_dead(lp);
-		run_tick(lp);
+		run_timers(lp);
 		free_dead(lp);
 	}
 
@@ -290,6 +394,10 @@ void loop_free(struct loop *lp)
 	if (!lp)
 		return;
 	assert(lp->state != LOOP_RUNNING);
+	/* Timers are their owners' to free; any left are merely detached. */
+	for (size_t i = 0; i < lp->nheap; i++)
+		lp->heap[i]->idx = NOT_ARMED;
+	free(lp->heap);
 	free_dead(lp);
 	for (size_t i = 0; i < lp->nwatchers; i++)
 		free(lp->watchers[i]);
@@ -368,15 +476,43 @@ void loop_post(struct loop *lp, loop_task_fn fn, void *arg)
 		wake(lp);
 }
 
-void loop_set_tick(struct loop *lp, unsigned ms, loop_task_fn fn, void *arg)
-{
-	lp->tick_ms = fn ? ms : 0;
-	lp->tick_fn = ms ? fn : NULL;
-	lp->tick_arg = arg;
-	lp->tick_next = mono_ms() + ms;
-}
-
 bool loop_is_current(const struct loop *lp)
 {
 	return current_loop == lp;
+}
+
+struct loop_timer *loop_timer_new(struct loop *lp, loop_task_fn fn, void *arg)
+{
+	struct loop_timer *t = xcalloc(1, sizeof(*t));
+	t->lp = lp;
+	t->fn = fn;
+	t->arg = arg;
+	t->idx = NOT_ARMED;
+	return t;
+}
+
+void loop_timer_arm(struct loop_timer *t, unsigned ms, unsigned period_ms)
+{
+	t->period = period_ms;
+	timer_schedule(t, mono_ms() + ms);
+}
+
+void loop_timer_cancel(struct loop_timer *t)
+{
+	if (t->idx != NOT_ARMED)
+		heap_remove(t->lp, t);
+	t->period = 0;
+}
+
+bool loop_timer_armed(const struct loop_timer *t)
+{
+	return t->idx != NOT_ARMED;
+}
+
+void loop_timer_free(struct loop_timer *t)
+{
+	if (!t)
+		return;
+	loop_timer_cancel(t);
+	free(t);
 }

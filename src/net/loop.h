@@ -1,8 +1,8 @@
 /* loop: one epoll event loop on its own thread. It owns the connections
- * registered on it (upgraded WebSockets); other threads talk to it only by
- * loop_post(). Like Redis's ae, minus everything natter does not need: fd
- * watchers, one periodic tick, and a cross-thread task queue woken through
- * an eventfd. */
+ * registered on it (upgraded WebSockets, TLS sessions, suspended streams);
+ * other threads talk to it only by loop_post(). Like Redis's ae, minus
+ * everything natter does not need: fd watchers, timers, and a cross-thread
+ * task queue woken through an eventfd. */
 #ifndef NATTER_LOOP_H
 #define NATTER_LOOP_H
 
@@ -32,9 +32,29 @@ void loop_unwatch(struct loop *lp, int fd);
 
 /* From any thread: run fn(arg) on the loop's thread soon, in posting order. */
 void loop_post(struct loop *lp, loop_task_fn fn, void *arg);
-/* Periodic callback every ms milliseconds on the loop's thread (one per
- * loop; set before loop_start). */
-void loop_set_tick(struct loop *lp, unsigned ms, loop_task_fn fn, void *arg);
 bool loop_is_current(const struct loop *lp);
+
+/* --- timers ---
+ * A timer belongs to one loop and is touched only on that loop's thread,
+ * or while the loop is not running (before loop_start, after loop_stop).
+ * Another thread arms or cancels one by loop_post()ing a task that does it.
+ * Exceptions, since neither touches the loop: loop_timer_new, and
+ * loop_timer_free of a timer never armed, may run on any thread.
+ * Timers due at the same millisecond fire in the order they were armed; a
+ * timer armed (or re-armed) by a callback never fires in the same round,
+ * even with 0 ms. Any timer may be armed, cancelled or freed from any
+ * callback, its own included. */
+struct loop_timer;
+
+/* A disarmed timer that will run fn(arg) on lp's thread. Caller frees with
+ * loop_timer_free (before loop_free). */
+struct loop_timer *loop_timer_new(struct loop *lp, loop_task_fn fn, void *arg);
+/* Fire once after ms milliseconds, then every period_ms (0: once). Re-arms
+ * a timer already armed. A periodic timer that fell behind skips the
+ * missed periods rather than running them back to back. */
+void loop_timer_arm(struct loop_timer *t, unsigned ms, unsigned period_ms);
+void loop_timer_cancel(struct loop_timer *t); /* not armed: nothing */
+bool loop_timer_armed(const struct loop_timer *t);
+void loop_timer_free(struct loop_timer *t); /* cancels; NULL is fine */
 
 #endif

@@ -13,14 +13,15 @@
  *    one place that closes its sockets and frees it. Nothing else holds a
  *    pointer to it, so there is no reference count.
  *  - The certificate, key and mbedtls_ssl_config are one refcounted
- *    struct tls_cred: each connection holds a reference from accept to
- *    free; tls_reload() builds a new one and swaps it under mu, so open
- *    connections keep their pair and a bad new pair changes nothing.
+ *    struct tls_cert (tls_cert.c): each connection holds a reference from
+ *    accept to free; tls_reload() builds a new one and swaps it under mu,
+ *    so open connections keep their pair and a bad new pair changes
+ *    nothing.
  *  - The CTR-DRBG, session-ticket keys and session cache are shared by all
  *    loops; mbedTLS locks each of them itself (MBEDTLS_THREADING_PTHREAD).
- *  - Each loop has a timerfd, armed only while it has a handshake or a
- *    closing connection with a deadline, or accepting is paused after
- *    running out of descriptors. The loop's one tick belongs to ws.
+ *  - Each loop has a loop timer (every TLS_TICK_MS), armed only while it
+ *    has a handshake or a closing connection with a deadline, or accepting
+ *    is paused after running out of descriptors.
  *
  * The pump. Client to HTTP: mbedtls_ssl_read into the loop's scratch
  * buffer, send to the socketpair; what the socketpair does not take waits
@@ -63,27 +64,21 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/asn1write.h>
 #include <mbedtls/ctr_drbg.h>
-#include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
-#include <mbedtls/oid.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
 #include <mbedtls/ssl_ticket.h>
-#include <mbedtls/x509_crt.h>
 
 #include "util/addr.h"
 #include "util/log.h"
 #include "net/tls.h"
+#include "net/tls_cert.h"
 #include "util/util.h"
 
 #define TLS_TICK_MS 250
@@ -96,43 +91,6 @@
 #define TLS_TICKET_LIFETIME_S 86400
 #define TLS_CACHE_ENTRIES 1000
 #define TLS_CACHE_TIMEOUT_S 3600
-#define TLS_SELF_CERT "natter-selfsigned-cert.pem"
-#define TLS_SELF_KEY "natter-selfsigned-key.pem"
-#define TLS_SELF_DAYS 365
-
-/* Server order (mbedTLS 2.28 servers ignore the client's preference unless
- * built with MBEDTLS_SSL_SRV_RESPECT_CLIENT_PREFERENCE, which Debian's is
- * not): Mozilla's "intermediate" list for TLS 1.2. */
-static const int suites[] = {
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    0,
-};
-static const mbedtls_ecp_group_id curves[] = {
-    MBEDTLS_ECP_DP_CURVE25519,
-    MBEDTLS_ECP_DP_SECP256R1,
-    MBEDTLS_ECP_DP_SECP384R1,
-    MBEDTLS_ECP_DP_NONE,
-};
-static const int sig_hashes[] = {
-    MBEDTLS_MD_SHA256,
-    MBEDTLS_MD_SHA384,
-    MBEDTLS_MD_SHA512,
-    MBEDTLS_MD_NONE,
-};
-static const char *alpn[] = {"http/1.1", NULL};
-
-struct tls_cred {
-	atomic_uint refs;
-	mbedtls_ssl_config conf;
-	mbedtls_x509_crt chain;
-	mbedtls_pk_context key;
-	char sha256[96];
-};
 
 struct tls_listener {
 	int fd;
@@ -153,8 +111,8 @@ struct tls_conn;
 struct tls_loop {
 	struct tls *t;
 	struct loop *lp;
-	struct tls_accept *acc; /* one per listener */
-	int timerfd;
+	struct tls_accept *acc;	  /* one per listener */
+	struct loop_timer *timer; /* deadlines and the accept pause */
 	bool timer_on;
 	bool accepting;		/* listeners watched */
 	int64_t paused_until;	/* mono_ms; 0: not paused */
@@ -182,7 +140,7 @@ struct tls {
 
 	pthread_mutex_t mu; /* cur; quiesce_left */
 	pthread_cond_t cond;
-	struct tls_cred *cur;
+	struct tls_cert *cur;
 	unsigned quiesce_left;
 	atomic_uint handshakes; /* in progress, all loops */
 	atomic_bool closing;	/* tls_quiesce: no accepts, no handoffs */
@@ -194,7 +152,7 @@ struct tls_conn {
 	struct tls_conn *prev, *next;	/* tls_loop.conns */
 	struct tls_conn *tprev, *tnext; /* tls_loop.timed */
 	struct tls_loop *tl;
-	struct tls_cred *cred; /* a reference */
+	struct tls_cert *cred; /* a reference */
 	mbedtls_ssl_context ssl;
 	int fd;	 /* the client's TCP socket */
 	int app; /* our end of the socketpair; -1 before the handoff */
@@ -238,158 +196,52 @@ static const char *tls_strerror(int rc, char *buf, size_t len)
 
 /* --- certificates ------------------------------------------------------ */
 
-static void fingerprint_of(const mbedtls_x509_crt *crt, char out[96])
-{
-	unsigned char d[32];
-
-	mbedtls_sha256_ret(crt->raw.p, crt->raw.len, d, 0);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 3 * i, 4, "%02X%s", d[i], i < 31 ? ":" : "");
-}
-
-static void cred_unref(struct tls_cred *cr)
-{
-	if (!cr || atomic_fetch_sub(&cr->refs, 1) != 1)
-		return;
-	mbedtls_ssl_config_free(&cr->conf);
-	mbedtls_x509_crt_free(&cr->chain);
-	mbedtls_pk_free(&cr->key); /* zeroizes the key */
-	free(cr);
-}
-
-/* Parse cert_file and key_file into a ready mbedtls_ssl_config. */
-static struct tls_cred *cred_load(struct tls *t, char *err, size_t errlen)
-{
-	char why[128];
-	struct tls_cred *cr = xcalloc(1, sizeof(*cr));
-	int rc;
-
-	atomic_init(&cr->refs, 1);
-	mbedtls_ssl_config_init(&cr->conf);
-	mbedtls_x509_crt_init(&cr->chain);
-	mbedtls_pk_init(&cr->key);
-
-	rc = mbedtls_x509_crt_parse_file(&cr->chain, t->cert_file);
-	if (rc != 0) {
-		snprintf(err, errlen, "tls-cert '%s': %s", t->cert_file,
-			 rc > 0 ? "some certificates in it cannot be parsed"
-				: tls_strerror(rc, why, sizeof(why)));
-		goto fail;
-	}
-	if (mbedtls_x509_time_is_past(&cr->chain.valid_to)) {
-		snprintf(err, errlen, "tls-cert '%s': the certificate expired",
-			 t->cert_file);
-		goto fail;
-	}
-	rc = mbedtls_pk_parse_keyfile(&cr->key, t->key_file, NULL);
-	if (rc != 0) {
-		snprintf(err, errlen, "tls-key '%s': %s", t->key_file,
-			 tls_strerror(rc, why, sizeof(why)));
-		goto fail;
-	}
-	if (!mbedtls_pk_can_do(&cr->key, MBEDTLS_PK_ECDSA) &&
-	    !mbedtls_pk_can_do(&cr->key, MBEDTLS_PK_RSA)) {
-		snprintf(err, errlen, "tls-key '%s': not an ECDSA or RSA key",
-			 t->key_file);
-		goto fail;
-	}
-	if (mbedtls_pk_check_pair(&cr->chain.pk, &cr->key) != 0) {
-		snprintf(err, errlen,
-			 "tls-key '%s' does not belong to tls-cert '%s'",
-			 t->key_file, t->cert_file);
-		goto fail;
-	}
-
-	rc = mbedtls_ssl_config_defaults(&cr->conf, MBEDTLS_SSL_IS_SERVER,
-					 MBEDTLS_SSL_TRANSPORT_STREAM,
-					 MBEDTLS_SSL_PRESET_DEFAULT);
-	if (rc == 0)
-		rc = mbedtls_ssl_conf_own_cert(&cr->conf, &cr->chain, &cr->key);
-	if (rc == 0)
-		rc = mbedtls_ssl_conf_alpn_protocols(&cr->conf, alpn);
-	if (rc != 0) {
-		snprintf(err, errlen, "tls: cannot configure mbedTLS: %s",
-			 tls_strerror(rc, why, sizeof(why)));
-		goto fail;
-	}
-	mbedtls_ssl_conf_rng(&cr->conf, mbedtls_ctr_drbg_random, &t->drbg);
-	mbedtls_ssl_conf_min_version(&cr->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-				     MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_max_version(&cr->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-				     MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_ciphersuites(&cr->conf, suites);
-	mbedtls_ssl_conf_curves(&cr->conf, curves);
-	mbedtls_ssl_conf_sig_hashes(&cr->conf, sig_hashes);
-	mbedtls_ssl_conf_renegotiation(&cr->conf,
-				       MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-	mbedtls_ssl_conf_session_tickets_cb(&cr->conf, mbedtls_ssl_ticket_write,
-					    mbedtls_ssl_ticket_parse,
-					    &t->ticket);
-	mbedtls_ssl_conf_session_cache(
-	    &cr->conf, &t->cache, mbedtls_ssl_cache_get, mbedtls_ssl_cache_set);
-	fingerprint_of(&cr->chain, cr->sha256);
-	return cr;
-fail:
-	cred_unref(cr);
-	return NULL;
-}
-
-static struct tls_cred *cred_current(struct tls *t)
+/* A reference to the pair in use (tls_reload may swap it meanwhile). */
+static struct tls_cert *cert_current(struct tls *t)
 {
 	pthread_mutex_lock(&t->mu);
-	struct tls_cred *cr = t->cur;
-	atomic_fetch_add(&cr->refs, 1);
+	struct tls_cert *cr = tls_cert_ref(t->cur);
 	pthread_mutex_unlock(&t->mu);
 	return cr;
 }
 
-static void log_cred(const struct tls *t, const struct tls_cred *cr)
+static struct tls_cert *cert_load(struct tls *t, char *err, size_t errlen)
 {
-	char subject[256];
-
-	if (mbedtls_x509_dn_gets(subject, sizeof(subject), &cr->chain.subject) <
-	    0)
-		snprintf(subject, sizeof(subject), "?");
-	log_info("tls certificate loaded path=%s subject=\"%s\" "
-		 "not_after=%04d-%02d-%02d sha256=%s",
-		 t->cert_file, subject, cr->chain.valid_to.year,
-		 cr->chain.valid_to.mon, cr->chain.valid_to.day, cr->sha256);
+	return tls_cert_load(t->cert_file, t->key_file, &t->drbg, &t->ticket,
+			     &t->cache, err, errlen);
 }
 
 int tls_reload(struct tls *t, char *err, size_t errlen)
 {
-	struct tls_cred *cr = cred_load(t, err, errlen);
+	struct tls_cert *cr = cert_load(t, err, errlen);
 	if (!cr)
 		return -1;
 	pthread_mutex_lock(&t->mu);
-	struct tls_cred *old = t->cur;
+	struct tls_cert *old = t->cur;
 	t->cur = cr;
 	pthread_mutex_unlock(&t->mu);
-	cred_unref(old);
-	log_cred(t, cr);
+	tls_cert_unref(old);
+	tls_cert_log(cr, t->cert_file);
 	return 0;
 }
 
 void tls_fingerprint(struct tls *t, char out[96])
 {
-	struct tls_cred *cr = cred_current(t);
-	memcpy(out, cr->sha256, 96);
-	cred_unref(cr);
+	struct tls_cert *cr = cert_current(t);
+	snprintf(out, 96, "%s", tls_cert_fingerprint(cr));
+	tls_cert_unref(cr);
 }
 
 /* --- timers ------------------------------------------------------------ */
 
 static void timer_arm(struct tls_loop *tl, bool on)
 {
-	struct itimerspec its = {{0, 0}, {0, 0}};
-
 	if (tl->timer_on == on)
 		return;
-	if (on) {
-		its.it_interval.tv_nsec = TLS_TICK_MS * 1000000L;
-		its.it_value = its.it_interval;
-	}
-	timerfd_settime(tl->timerfd, 0, &its, NULL);
+	if (on)
+		loop_timer_arm(tl->timer, TLS_TICK_MS, TLS_TICK_MS);
+	else
+		loop_timer_cancel(tl->timer);
 	tl->timer_on = on;
 }
 
@@ -448,7 +300,7 @@ static void conn_free(struct tls_conn *c)
 		close(c->app);
 	close(c->fd);
 	mbedtls_ssl_free(&c->ssl); /* zeroizes its buffers */
-	cred_unref(c->cred);
+	tls_cert_unref(c->cred);
 	if (c->to_app)
 		secure_zero(c->to_app, TLS_CHUNK);
 	if (c->to_tls)
@@ -862,9 +714,9 @@ static void conn_new(struct tls_loop *tl, int fd,
 	tl->conns = c;
 	timed_add(c, mono_ms() + t->handshake_timeout_ms);
 
-	c->cred = cred_current(t);
+	c->cred = cert_current(t);
 	mbedtls_ssl_init(&c->ssl);
-	rc = mbedtls_ssl_setup(&c->ssl, &c->cred->conf);
+	rc = mbedtls_ssl_setup(&c->ssl, tls_cert_conf(c->cred));
 	if (rc != 0) {
 		log_warn("tls cannot set up a session addr=%s err=-0x%04x",
 			 c->addr_text, (unsigned)-rc);
@@ -941,15 +793,11 @@ static void accept_watch(struct tls_loop *tl, bool on)
 	tl->accepting = on;
 }
 
-static void on_timer(void *arg, uint32_t events)
+static void on_timer(void *arg)
 {
 	struct tls_loop *tl = arg;
-	uint64_t ticks;
 	int64_t now = mono_ms();
-	(void)events;
 
-	if (read(tl->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-		log_warn("tls timerfd read failed errno=%d", errno);
 	for (struct tls_conn *c = tl->timed, *next; c; c = next) {
 		next = c->tnext;
 		if (now < c->deadline)
@@ -972,8 +820,6 @@ static void loop_begin_task(void *arg)
 {
 	struct tls_loop *tl = arg;
 
-	if (loop_watch(tl->lp, tl->timerfd, EPOLLIN, on_timer, tl) < 0)
-		log_error("tls cannot watch its timer errno=%d", errno);
 	if (!atomic_load(&tl->t->closing))
 		accept_watch(tl, true);
 }
@@ -1057,7 +903,6 @@ struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen)
 	for (unsigned i = 0; i < t->nloops; i++) {
 		t->loops[i].t = t;
 		t->loops[i].lp = cfg->loops[i];
-		t->loops[i].timerfd = -1;
 	}
 
 	rc = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
@@ -1072,10 +917,10 @@ struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen)
 			 tls_strerror(rc, why, sizeof(why)));
 		goto fail;
 	}
-	t->cur = cred_load(t, err, errlen);
+	t->cur = cert_load(t, err, errlen);
 	if (!t->cur)
 		goto fail;
-	log_cred(t, t->cur);
+	tls_cert_log(t->cur, t->cert_file);
 
 	t->listeners = xcalloc(cfg->nlisten, sizeof(*t->listeners));
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
@@ -1086,13 +931,8 @@ struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen)
 	}
 	for (unsigned i = 0; i < t->nloops; i++) {
 		struct tls_loop *tl = &t->loops[i];
-		tl->timerfd =
-		    timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (tl->timerfd < 0) {
-			snprintf(err, errlen, "tls: timerfd: %s",
-				 strerror(errno));
-			goto fail;
-		}
+		/* Armed and fired on tl->lp's thread only (timer_arm). */
+		tl->timer = loop_timer_new(tl->lp, on_timer, tl);
 		tl->acc = xcalloc(t->nlisteners, sizeof(*tl->acc));
 		for (unsigned j = 0; j < t->nlisteners; j++) {
 			tl->acc[j].tl = tl;
@@ -1151,10 +991,7 @@ void tls_free(struct tls *t)
 		struct tls_loop *tl = &t->loops[i];
 		while (tl->conns)
 			conn_free(tl->conns);
-		if (tl->timerfd >= 0) {
-			loop_unwatch(tl->lp, tl->timerfd);
-			close(tl->timerfd);
-		}
+		loop_timer_free(tl->timer);
 		if (tl->acc)
 			accept_watch(tl, false);
 		free(tl->acc);
@@ -1166,7 +1003,7 @@ void tls_free(struct tls *t)
 	}
 	free(t->listeners);
 	free(t->loops);
-	cred_unref(t->cur);
+	tls_cert_unref(t->cur);
 	mbedtls_ssl_cache_free(&t->cache);
 	mbedtls_ssl_ticket_free(&t->ticket);
 	mbedtls_ctr_drbg_free(&t->drbg);
@@ -1176,253 +1013,4 @@ void tls_free(struct tls *t)
 	free(t->cert_file);
 	free(t->key_file);
 	free(t);
-}
-
-/* --- self-signed pair -------------------------------------------------- */
-
-/* subjectAltName: DNS:localhost, IP:127.0.0.1; DER at the end of buf.
- * Returns its length, or a negative mbedTLS error. */
-static int san_der(unsigned char *buf, size_t size)
-{
-	static const unsigned char ip[4] = {127, 0, 0, 1};
-	static const char dns[] = "localhost";
-	unsigned char *p = buf + size;
-	size_t len = 0;
-	int ret;
-
-	MBEDTLS_ASN1_CHK_ADD(
-	    len, mbedtls_asn1_write_raw_buffer(&p, buf, ip, sizeof(ip)));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, sizeof(ip)));
-	MBEDTLS_ASN1_CHK_ADD(
-	    len,
-	    mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7));
-	MBEDTLS_ASN1_CHK_ADD(
-	    len, mbedtls_asn1_write_raw_buffer(
-		     &p, buf, (const unsigned char *)dns, strlen(dns)));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, strlen(dns)));
-	MBEDTLS_ASN1_CHK_ADD(
-	    len,
-	    mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
-	MBEDTLS_ASN1_CHK_ADD(len,
-			     mbedtls_asn1_write_tag(&p, buf,
-						    MBEDTLS_ASN1_CONSTRUCTED |
-							MBEDTLS_ASN1_SEQUENCE));
-	return (int)len;
-}
-
-/* extKeyUsage: serverAuth. */
-static int eku_der(unsigned char *buf, size_t size)
-{
-	unsigned char *p = buf + size;
-	size_t len = 0;
-	int ret;
-
-	MBEDTLS_ASN1_CHK_ADD(
-	    len,
-	    mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_SERVER_AUTH,
-				   MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)));
-	MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
-	MBEDTLS_ASN1_CHK_ADD(len,
-			     mbedtls_asn1_write_tag(&p, buf,
-						    MBEDTLS_ASN1_CONSTRUCTED |
-							MBEDTLS_ASN1_SEQUENCE));
-	return (int)len;
-}
-
-/* A non-critical extension whose DER value der() writes at the end of a
- * buffer (returning its length, or an mbedTLS error). */
-static int add_extension(mbedtls_x509write_cert *crt, const char *oid,
-			 size_t oid_len, int (*der)(unsigned char *, size_t))
-{
-	unsigned char buf[128];
-	int n = der(buf, sizeof(buf));
-	if (n < 0)
-		return n;
-	return mbedtls_x509write_crt_set_extension(
-	    crt, oid, oid_len, 0, buf + sizeof(buf) - n, (size_t)n);
-}
-
-/* Write data to path through a temporary file and rename, with mode. */
-static int write_file(const char *path, const unsigned char *data, size_t len,
-		      mode_t mode, char *err, size_t errlen)
-{
-	char tmp[PATH_MAX];
-	int fd = -1;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		goto fail;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-		  mode);
-	if (fd < 0 || fchmod(fd, mode) < 0)
-		goto fail;
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0)
-		goto fail;
-	return 0;
-fail:
-	snprintf(err, errlen, "tls-self-signed: cannot write '%s': %s", path,
-		 strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return -1;
-}
-
-/* An existing pair is kept when both files parse, belong together and the
- * certificate has not expired. */
-static bool self_signed_usable(const char *cert_path, const char *key_path)
-{
-	mbedtls_x509_crt crt;
-	mbedtls_pk_context key;
-	bool ok;
-
-	mbedtls_x509_crt_init(&crt);
-	mbedtls_pk_init(&key);
-	ok = mbedtls_x509_crt_parse_file(&crt, cert_path) == 0 &&
-	     !mbedtls_x509_time_is_past(&crt.valid_to) &&
-	     mbedtls_pk_parse_keyfile(&key, key_path, NULL) == 0 &&
-	     mbedtls_pk_check_pair(&crt.pk, &key) == 0;
-	mbedtls_pk_free(&key);
-	mbedtls_x509_crt_free(&crt);
-	return ok;
-}
-
-static int self_signed_create(const char *cert_path, const char *key_path,
-			      char *err, size_t errlen)
-{
-	static const char pers[] = "natterd self-signed";
-	static const char name[] = "CN=localhost,O=natter self-signed";
-	mbedtls_entropy_context entropy;
-	mbedtls_ctr_drbg_context drbg;
-	mbedtls_pk_context key;
-	mbedtls_x509write_cert crt;
-	mbedtls_mpi serial;
-	unsigned char sbytes[16], pem[4096];
-	char from[16], to[16], why[128];
-	time_t now = time(NULL);
-	struct tm tm;
-	int rc, ret = -1;
-
-	mbedtls_entropy_init(&entropy);
-	mbedtls_ctr_drbg_init(&drbg);
-	mbedtls_pk_init(&key);
-	mbedtls_x509write_crt_init(&crt);
-	mbedtls_mpi_init(&serial);
-
-	rc = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
-				   (const unsigned char *)pers, sizeof(pers));
-	if (rc == 0)
-		rc = mbedtls_pk_setup(
-		    &key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
-	if (rc == 0)
-		rc = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
-					 mbedtls_pk_ec(key),
-					 mbedtls_ctr_drbg_random, &drbg);
-	if (rc == 0)
-		rc = mbedtls_ctr_drbg_random(&drbg, sbytes, sizeof(sbytes));
-	if (rc != 0)
-		goto mbed_fail;
-	sbytes[0] &= 0x7f; /* a positive serial */
-	sbytes[0] |= 0x01;
-	rc = mbedtls_mpi_read_binary(&serial, sbytes, sizeof(sbytes));
-	if (rc != 0)
-		goto mbed_fail;
-
-	time_t t0 = now - 86400, t1 = now + (time_t)TLS_SELF_DAYS * 86400;
-	strftime(from, sizeof(from), "%Y%m%d%H%M%S", gmtime_r(&t0, &tm));
-	strftime(to, sizeof(to), "%Y%m%d%H%M%S", gmtime_r(&t1, &tm));
-
-	mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
-	mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
-	mbedtls_x509write_crt_set_subject_key(&crt, &key);
-	mbedtls_x509write_crt_set_issuer_key(&crt, &key);
-	rc = mbedtls_x509write_crt_set_serial(&crt, &serial);
-	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_validity(&crt, from, to);
-	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_subject_name(&crt, name);
-	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_issuer_name(&crt, name);
-	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_basic_constraints(&crt, 0, -1);
-	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_key_usage(
-		    &crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
-	if (rc == 0)
-		rc = mbedtls_x509write_crt_set_subject_key_identifier(&crt);
-	if (rc == 0)
-		rc = add_extension(
-		    &crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
-		    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), san_der);
-	if (rc == 0)
-		rc = add_extension(
-		    &crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
-		    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), eku_der);
-	if (rc != 0)
-		goto mbed_fail;
-
-	/* The key first: a certificate without its key is useless. */
-	rc = mbedtls_pk_write_key_pem(&key, pem, sizeof(pem));
-	if (rc != 0)
-		goto mbed_fail;
-	if (write_file(key_path, pem, strlen((char *)pem), 0600, err, errlen) <
-	    0)
-		goto fail;
-	rc = mbedtls_x509write_crt_pem(&crt, pem, sizeof(pem),
-				       mbedtls_ctr_drbg_random, &drbg);
-	if (rc != 0)
-		goto mbed_fail;
-	if (write_file(cert_path, pem, strlen((char *)pem), 0644, err, errlen) <
-	    0)
-		goto fail;
-	ret = 0;
-	goto fail;
-mbed_fail:
-	snprintf(err, errlen,
-		 "tls-self-signed: cannot create a certificate: %s",
-		 tls_strerror(rc, why, sizeof(why)));
-fail:
-	secure_zero(pem, sizeof(pem));
-	mbedtls_mpi_free(&serial);
-	mbedtls_x509write_crt_free(&crt);
-	mbedtls_pk_free(&key);
-	mbedtls_ctr_drbg_free(&drbg);
-	mbedtls_entropy_free(&entropy);
-	return ret;
-}
-
-int tls_self_signed(const char *dir, char **cert_path, char **key_path,
-		    char *err, size_t errlen)
-{
-	size_t n = strlen(dir) + sizeof(TLS_SELF_CERT) + sizeof(TLS_SELF_KEY);
-	char *cert = xmalloc(n), *key = xmalloc(n);
-
-	snprintf(cert, n, "%s/%s", dir, TLS_SELF_CERT);
-	snprintf(key, n, "%s/%s", dir, TLS_SELF_KEY);
-	*cert_path = cert;
-	*key_path = key;
-	if (self_signed_usable(cert, key))
-		return 0;
-	if (self_signed_create(cert, key, err, errlen) < 0) {
-		free(cert);
-		free(key);
-		*cert_path = *key_path = NULL;
-		return -1;
-	}
-	return 1;
 }

@@ -63,13 +63,6 @@ void tls_free(struct tls *t);
 int tls_reload(struct tls *t, char *err, size_t errlen);
 /* SHA-256 fingerprint of the certificate in use, "AB:CD:...". */
 void tls_fingerprint(struct tls *t, char out[96]);
-
-/* For --tls-self-signed: make sure dir holds a self-signed ECDSA P-256
- * certificate for DNS:localhost and IP:127.0.0.1 and its key, creating
- * both when either is missing or the certificate has expired. *cert_path
- * and *key_path get the files' paths (caller frees). Returns 1 when it
- * created them, 0 when it kept them, -1 with err. */
-int tls_self_signed(const char *dir, char **cert_path, char **key_path,
-		    char *err, size_t errlen);
+/* Making and loading pairs (--tls-self-signed): net/tls_cert.h. */
 
 #endif

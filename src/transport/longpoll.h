@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "core/bus.h"
+#include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/reply.h"
 #include "transport/transport.h"
@@ -22,9 +23,13 @@
 
 struct longpoll;
 
+/* Timeouts run on timers spread over loops[0..nloops) (borrowed: they must
+ * keep running until the daemon is stopped). NULL when nloops is 0. */
 struct longpoll *longpoll_new(struct bus *bus, struct metrics *m,
-			      size_t bytes_max);
-/* Answers every waiting poll with its batch so far. NULL is fine. */
+			      size_t bytes_max, struct loop **loops,
+			      unsigned nloops);
+/* Answers every waiting poll with its batch so far (waiting up to a second
+ * for the answers). NULL is fine. */
 void longpoll_free(struct longpoll *lp);
 
 /* Called by http for an authenticated GET /poll, possibly several times for

@@ -4,24 +4,23 @@
  * the hello event, heartbeat comments, and the SSE framing of each event
  * (event_sse), which the queue holds by reference and never copies. With
  * nothing to send the reader suspends the connection; the bus's deliver
- * callback, the heartbeat timer and sse_free resume it.
+ * callback, the stream's timer and sse_free resume it.
  *
- * One timer thread per module (never one per connection) wakes once a
- * second to queue heartbeats and to cut loose a consumer that overflowed
- * its send queue and then stopped reading.
+ * The lifecycle (lock, suspend and wake, the list sse_free ends, the
+ * module's references) is stream.c's; this file keeps the SSE rules. Each
+ * stream's timer (on one of the event loops: when a heartbeat is due, and
+ * at least once a second) queues heartbeats and cuts loose a consumer that
+ * overflowed its send queue and then stopped reading.
  *
  * It deliberately reads nothing from the client (clients send with POST),
  * does not authenticate (http does), and keeps no state beyond the stream:
  * a stream that ends is resumed by the browser with Last-Event-ID.
  *
- * Locks, in the only order they are ever nested:
- *   shard lock (bus, around hello/deliver) -> conn->mu -> MHD's own
- *   s->lock -> conn->mu -> MHD's own          (timer thread, sse_free)
- * MHD may call the reader with the response's mutex held; it is taken
- * before conn->mu and never after it. */
+ * Locks: stream.h's order; "the stream lock" below guards everything in
+ * struct sse_conn from pre_off down. MHD may call the reader with the
+ * response's mutex held; it is taken before the stream lock and never
+ * after it. */
 
-#include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 
 #include "util/log.h"
 #include "transport/sse.h"
+#include "transport/stream.h"
 #include "util/util.h"
 
 /* The response's own buffer: libmicrohttpd 0.9.75 uses it only for HTTP/1.0
@@ -55,55 +55,35 @@ struct sse {
 	size_t queue_max;
 	char *prelude; /* same bytes for every stream, read-only */
 	size_t prelude_len;
-
-	pthread_mutex_t lock; /* conns, refs, closing */
-	pthread_cond_t cond;  /* closing; then: the last stream is gone */
-	struct sse_conn *conns;
-	/* 1 for the module plus 1 per stream: streams may outlive sse_free()
-	 * until MHD destroys their responses. */
-	size_t refs;
-	bool closing;
-	bool timer_started;
-	pthread_t timer;
+	/* Streams may outlive sse_free() until MHD destroys their responses:
+	 * the hub frees this struct after the last one (sse_destroy). */
+	struct stream_hub *hub;
 };
 
 struct sse_conn {
 	struct sse *s;
-	struct sse_conn *prev, *next; /* in s->conns, under s->lock */
-	bool listed;
+	struct stream *st;
 	bool counted; /* in metrics.connections */
-	struct MHD_Connection *conn;
-	int fd; /* only for shutdown() of a stalled stream */
+	int fd;	      /* only for shutdown() of a stalled stream */
 	struct bus_sub *sub;
 	int64_t user_id;
 	char addr[64];
 
-	pthread_mutex_t mu; /* everything below */
-	size_t pre_off;	    /* bytes of s->prelude handed to MHD */
-	struct buf raw;	    /* hello, heartbeats: after the prelude */
+	/* Under the stream lock. */
+	size_t pre_off; /* bytes of s->prelude handed to MHD */
+	struct buf raw; /* hello, heartbeats: after the prelude */
 	size_t raw_off;
 	struct event **q; /* ring of event references */
 	size_t q_cap, q_head, q_len;
 	size_t q_off;	     /* bytes of the head event handed to MHD */
 	size_t pending;	     /* bytes queued and not yet handed to MHD */
-	bool suspended;	     /* suspended by the reader, not resumed since */
 	bool ending;	     /* send what is queued, then end the stream */
 	bool cut;	     /* socket shut down after a stall */
 	int64_t last_out_ms; /* last bytes handed to MHD (heartbeats) */
 	int64_t progress_ms; /* last reader call, or the overflow (stalls) */
 };
 
-/* --- helpers, with conn->mu held ------------------------------------------ */
-
-/* Resume the connection if the reader suspended it. MHD forbids resuming a
- * connection that is not suspended, hence the flag. */
-static void conn_wake(struct sse_conn *sc)
-{
-	if (!sc->suspended)
-		return;
-	sc->suspended = false;
-	MHD_resume_connection(sc->conn);
-}
+/* --- helpers, with the stream lock held ----------------------------------- */
 
 static void conn_push(struct sse_conn *sc, struct event *ev)
 {
@@ -167,24 +147,13 @@ static size_t conn_copy_out(struct sse_conn *sc, char *out, size_t max)
 
 /* --- module lifetime ------------------------------------------------------ */
 
-static void sse_destroy(struct sse *s)
+/* The hub's last reference: sse_free ran and every stream is gone. */
+static void sse_destroy(void *arg)
 {
-	pthread_cond_destroy(&s->cond);
-	pthread_mutex_destroy(&s->lock);
+	struct sse *s = arg;
+
 	free(s->prelude);
 	free(s);
-}
-
-/* Drop one reference to the module; the last one frees it. */
-static void sse_release(struct sse *s)
-{
-	pthread_mutex_lock(&s->lock);
-	bool last = --s->refs == 0;
-	if (s->refs == 1 && s->closing)
-		pthread_cond_broadcast(&s->cond); /* sse_free is draining */
-	pthread_mutex_unlock(&s->lock);
-	if (last)
-		sse_destroy(s);
 }
 
 /* --- connections ---------------------------------------------------------- */
@@ -194,7 +163,7 @@ static struct sse_conn *conn_new(struct sse *s, struct MHD_Connection *c,
 {
 	struct sse_conn *sc = xcalloc(1, sizeof(*sc));
 	sc->s = s;
-	sc->conn = c;
+	sc->st = stream_new(s->hub, c, sc);
 	sc->fd = -1;
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -202,14 +171,9 @@ static struct sse_conn *conn_new(struct sse *s, struct MHD_Connection *c,
 		sc->fd = ci->connect_fd;
 	sc->user_id = cl->user_id;
 	snprintf(sc->addr, sizeof(sc->addr), "%s", cl->addr);
-	pthread_mutex_init(&sc->mu, NULL);
 	buf_init(&sc->raw);
 	sc->pending = s->prelude_len;
 	sc->last_out_ms = sc->progress_ms = mono_ms();
-
-	pthread_mutex_lock(&s->lock);
-	s->refs++;
-	pthread_mutex_unlock(&s->lock);
 	return sc;
 }
 
@@ -218,48 +182,39 @@ static struct sse_conn *conn_new(struct sse *s, struct MHD_Connection *c,
 static void conn_free(void *cls)
 {
 	struct sse_conn *sc = cls;
-	struct sse *s = sc->s;
+	/* The metrics outlive everything; s may go with the stream's last
+	 * reference once stream_free posted it. */
+	struct metrics *m = sc->s->m;
 
-	/* After this no hello/deliver runs, so nothing else touches sc but
-	 * the timer thread and sse_free, which find it only in s->conns. */
+	/* After these no hello/deliver and no timer runs: sc is ours. */
 	bus_unsubscribe(sc->sub);
-	pthread_mutex_lock(&s->lock);
-	if (sc->listed) {
-		if (sc->prev)
-			sc->prev->next = sc->next;
-		else
-			s->conns = sc->next;
-		if (sc->next)
-			sc->next->prev = sc->prev;
-	}
-	pthread_mutex_unlock(&s->lock);
+	stream_free(sc->st);
 
 	for (size_t i = 0; i < sc->q_len; i++)
 		event_unref(sc->q[(sc->q_head + i) % sc->q_cap]);
 	free(sc->q);
 	buf_fini(&sc->raw);
-	pthread_mutex_destroy(&sc->mu);
 	if (sc->counted)
-		metrics_dec(s->m->connections[TRANSPORT_SSE]);
+		metrics_dec(m->connections[TRANSPORT_SSE]);
 	free(sc);
-	sse_release(s);
 }
 
-/* --- bus callbacks: shard lock held, so only conn->mu and MHD ------------- */
+/* --- bus callbacks: shard lock held, so only the stream lock and MHD -------
+ */
 
 static void on_hello(void *arg, const struct bus_resume *r)
 {
 	struct sse_conn *sc = arg;
 
-	pthread_mutex_lock(&sc->mu);
+	stream_lock(sc->st);
 	size_t before = sc->raw.len;
 	buf_printf(&sc->raw,
 		   "event: hello\ndata: {\"cursor\":%lld,\"recovered\":%s,"
 		   "\"transport\":\"sse\"}\n\n",
 		   (long long)r->cursor, r->recovered ? "true" : "false");
 	sc->pending += sc->raw.len - before;
-	conn_wake(sc);
-	pthread_mutex_unlock(&sc->mu);
+	stream_wake(sc->st);
+	stream_unlock(sc->st);
 }
 
 static void on_deliver(void *arg, struct event *ev)
@@ -269,7 +224,7 @@ static void on_deliver(void *arg, struct event *ev)
 	size_t len;
 
 	event_sse(ev, &len); /* built once, shared by every stream */
-	pthread_mutex_lock(&sc->mu);
+	stream_lock(sc->st);
 	if (sc->ending)
 		goto out;
 	/* One event is always accepted into an empty queue, so even a replay
@@ -285,9 +240,9 @@ static void on_deliver(void *arg, struct event *ev)
 	}
 	conn_push(sc, event_ref(ev));
 	sc->pending += len;
-	conn_wake(sc);
+	stream_wake(sc->st);
 out:
-	pthread_mutex_unlock(&sc->mu);
+	stream_unlock(sc->st);
 }
 
 static const struct bus_sub_ops sse_ops = {
@@ -303,8 +258,7 @@ static ssize_t conn_read(void *cls, uint64_t pos, char *out, size_t max)
 	ssize_t ret;
 	(void)pos;
 
-	pthread_mutex_lock(&sc->mu);
-	sc->suspended = false; /* MHD does not call a suspended reader */
+	stream_lock(sc->st);
 	sc->progress_ms = mono_ms();
 	size_t n = conn_copy_out(sc, out, max);
 	if (n > 0) {
@@ -315,33 +269,41 @@ static ssize_t conn_read(void *cls, uint64_t pos, char *out, size_t max)
 	} else {
 		/* Returning 0 alone makes MHD call again at once (a busy loop
 		 * with internal polling); suspending from the reader is what
-		 * MHD documents instead. Under conn->mu, so a deliver cannot
-		 * slip in between the empty check and the suspension: it
-		 * waits, then sees the flag and resumes. */
-		sc->suspended = true;
-		MHD_suspend_connection(sc->conn);
+		 * MHD documents instead. Under the stream lock, so a deliver
+		 * cannot slip in between the empty check and the suspension:
+		 * it waits, then sees the flag and resumes. sse_free sets
+		 * ending before it wakes, so a stream it ends never sleeps. */
+		stream_suspend(sc->st);
 		ret = 0;
 	}
-	pthread_mutex_unlock(&sc->mu);
+	stream_unlock(sc->st);
 	return ret;
 }
 
-/* --- the timer thread ----------------------------------------------------- */
+/* --- the stream's timer: its loop, stream lock held ---------------------- */
 
-static void conn_tick(struct sse *s, struct sse_conn *sc, int64_t now)
+/* Returns when to look again: at the next heartbeat's due time, and at
+ * least once a second for the stall check. */
+static unsigned conn_tick(struct stream *st, void *arg)
 {
-	pthread_mutex_lock(&sc->mu);
+	struct sse_conn *sc = arg;
+	struct sse *s = sc->s;
+	int64_t now = mono_ms();
+	int64_t next = SSE_TICK_MS;
+	(void)st;
+
 	if (s->heartbeat_ms > 0 && !sc->ending && sc->pending == 0 &&
 	    now - sc->last_out_ms >= s->heartbeat_ms) {
 		buf_append(&sc->raw, heartbeat, sizeof(heartbeat) - 1);
 		sc->pending += sizeof(heartbeat) - 1;
-		conn_wake(sc);
+		stream_wake(sc->st);
 	}
 	/* MHD calls the reader whenever the socket takes bytes; an ending
 	 * stream with no call for this long has a client that stopped
 	 * reading. shutdown() (not close: the fd stays MHD's) makes MHD's next
 	 * I/O fail and close it. The fd is still open here: MHD closes it only
-	 * after the response's free callback, which waits for s->lock. */
+	 * after the response's free callback, whose stream_free waits for
+	 * this callback to return. */
 	if (sc->ending && !sc->cut && sc->fd >= 0 &&
 	    now - sc->progress_ms >= SSE_STALL_MS) {
 		sc->cut = true;
@@ -349,40 +311,41 @@ static void conn_tick(struct sse *s, struct sse_conn *sc, int64_t now)
 			 (long long)sc->user_id, sc->addr);
 		shutdown(sc->fd, SHUT_RDWR);
 	}
-	pthread_mutex_unlock(&sc->mu);
-}
-
-static void *timer_main(void *arg)
-{
-	struct sse *s = arg;
-
-	pthread_mutex_lock(&s->lock);
-	while (!s->closing) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += SSE_TICK_MS / 1000;
-		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-		if (s->closing)
-			break;
-		int64_t now = mono_ms();
-		for (struct sse_conn *sc = s->conns; sc; sc = sc->next)
-			conn_tick(s, sc, now);
+	/* A heartbeat is due heartbeat_ms after the last bytes went out, not
+	 * at the next whole tick. One just queued is due again once it is
+	 * out (pending > 0 until then): look again in a tick. */
+	if (s->heartbeat_ms > 0 && !sc->ending && sc->pending == 0) {
+		int64_t due = sc->last_out_ms + s->heartbeat_ms - now;
+		if (due > 0 && due < next)
+			next = due;
 	}
-	pthread_mutex_unlock(&s->lock);
-	return NULL;
+	return (unsigned)next;
 }
+
+/* sse_free: send what is queued, then end (stream.c wakes it after). */
+static void conn_close(struct stream *st, void *arg)
+{
+	struct sse_conn *sc = arg;
+	(void)st;
+	sc->ending = true;
+}
+
+static const struct stream_hub_ops hub_ops = {
+    .on_timer = conn_tick,
+    .on_close = conn_close,
+    .destroy = sse_destroy,
+};
 
 /* --- public --------------------------------------------------------------- */
 
 struct sse *sse_new(struct bus *bus, struct metrics *m, unsigned heartbeat_s,
-		    size_t send_queue_max)
+		    size_t send_queue_max, struct loop **loops, unsigned nloops)
 {
 	struct sse *s = xcalloc(1, sizeof(*s));
 	s->bus = bus;
 	s->m = m;
 	s->heartbeat_ms = (int64_t)heartbeat_s * 1000;
 	s->queue_max = send_queue_max;
-	s->refs = 1;
 
 	struct buf pre;
 	buf_init(&pre);
@@ -394,19 +357,9 @@ struct sse *sse_new(struct bus *bus, struct metrics *m, unsigned heartbeat_s,
 	s->prelude = pre.data;
 	s->prelude_len = pre.len;
 
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cond, &ca);
-	pthread_condattr_destroy(&ca);
-
-	int err = pthread_create(&s->timer, NULL, timer_main, s);
-	if (err != 0) {
-		errno = err;
+	s->hub = stream_hub_new(loops, nloops, &hub_ops, s);
+	if (!s->hub)
 		goto fail;
-	}
-	s->timer_started = true;
 	return s;
 fail:
 	sse_destroy(s);
@@ -417,33 +370,9 @@ void sse_free(struct sse *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->closing = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	if (s->timer_started)
-		pthread_join(s->timer, NULL);
-
-	/* End every stream: each reader sends what is queued, then ends, and
-	 * never suspends again, so MHD_stop_daemon() finds none suspended.
-	 * Resuming only raises a flag in MHD, so give the streams a moment
-	 * to finish cleanly before the daemon is stopped; one whose client
-	 * does not read is left for MHD_stop_daemon() to close. */
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += SSE_DRAIN_MS / 1000;
-	pthread_mutex_lock(&s->lock);
-	for (struct sse_conn *sc = s->conns; sc; sc = sc->next) {
-		pthread_mutex_lock(&sc->mu);
-		sc->ending = true;
-		conn_wake(sc);
-		pthread_mutex_unlock(&sc->mu);
-	}
-	while (s->refs > 1 &&
-	       pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
-		;
-	pthread_mutex_unlock(&s->lock);
-	sse_release(s);
+	/* Ends every stream: each reader sends what is queued, then ends, and
+	 * never suspends again, so MHD_stop_daemon() finds none suspended. */
+	stream_hub_free(s->hub, SSE_DRAIN_MS);
 }
 
 enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
@@ -469,17 +398,7 @@ enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 				   "cannot read the event history");
 	}
 
-	pthread_mutex_lock(&s->lock);
-	bool closing = s->closing;
-	if (!closing) {
-		sc->next = s->conns;
-		if (s->conns)
-			s->conns->prev = sc;
-		s->conns = sc;
-		sc->listed = true;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (closing) {
+	if (stream_open(sc->st) < 0) {
 		conn_free(sc);
 		return reply_error(c, log, 503, "shutting_down",
 				   "the server is shutting down");
@@ -487,6 +406,7 @@ enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 	sc->counted = true;
 	metrics_inc(s->m->connections[TRANSPORT_SSE]);
 	metrics_inc(s->m->connections_total[TRANSPORT_SSE]);
+	stream_timer_arm(sc->st, SSE_TICK_MS);
 
 	struct MHD_Response *r = MHD_create_response_from_callback(
 	    MHD_SIZE_UNKNOWN, SSE_BLOCK_SIZE, conn_read, sc, conn_free);

@@ -15,15 +15,22 @@
 #include <microhttpd.h>
 
 #include "core/bus.h"
+#include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/reply.h"
 #include "transport/transport.h"
 
 struct sse;
 
+/* Heartbeats and stall checks run on timers spread over loops[0..nloops)
+ * (borrowed: they must keep running until the daemon is stopped). NULL
+ * when nloops is 0. */
 struct sse *sse_new(struct bus *bus, struct metrics *m, unsigned heartbeat_s,
-		    size_t send_queue_max);
-/* Ends every stream. NULL is fine. */
+		    size_t send_queue_max, struct loop **loops,
+		    unsigned nloops);
+/* Ends every stream (waiting up to a second for them to finish). The
+ * streams MHD still holds keep what they need until it frees them. NULL is
+ * fine. */
 void sse_free(struct sse *s);
 
 /* Answer an authenticated GET /events; since < 0 means from now. */

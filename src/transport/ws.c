@@ -33,9 +33,10 @@
  *    loop writes afterwards. Nothing here tears down inside a bus or wslay
  *    callback.
  *
- * Start and stop. ws_server_new() sets the tick (1 s) of every loop in
- * cfg->loops, so call it before loop_start() and give no other module
- * those ticks. Shutdown order: http_quiesce(), ws_server_free() while the
+ * Start and stop. ws_server_new() arms a periodic timer (1 s) on every loop
+ * in cfg->loops (through loop_post, so before or after loop_start); it
+ * sweeps that loop's connections for pings, ping timeouts and close
+ * deadlines. Shutdown order: http_quiesce(), ws_server_free() while the
  * loops still run (it closes every connection with 1001 on its loop and
  * waits), then http_stop() (an upgrade still inside MHD ends there, see
  * upgrade_cb), chat/store, loop_stop().
@@ -54,6 +55,12 @@
  * connection is closed with 1008 (a close frame jumps the data queue, and
  * nothing more is queued) and torn down once the close is written, or after
  * two ping intervals if the reader never resumes.
+ *
+ * Received bytes pass ws_frame's tracker before wslay parses them: it knows
+ * where frames begin and end (so the wslay contexts can be parked), and it
+ * checks each header as soon as it is complete, so a protocol error closes
+ * with 1002 and a frame announcing more than WS_MESSAGE_MAX closes with 1009
+ * before any of its payload is read.
  *
  * The socket's kernel send buffer is capped (WS_SNDBUF_MAX) so that a
  * stalled reader fills our queue, not the kernel's.
@@ -89,6 +96,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "transport/ws.h"
+#include "transport/ws_frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_TICK_MS 1000
@@ -104,8 +112,6 @@
 #define WS_SNDBUF_MAX (64 * 1024)
 /* Payload bytes per frame before we fragment (wslay's send buffer size). */
 #define WS_FRAG_MAX 4096
-/* Frames (header + payload pieces) gathered into one sendmsg(). */
-#define WS_IOV_FRAMES 256
 /* A drained queue of at most this many slots is kept for reuse. */
 #define WS_QUEUE_KEEP 16
 
@@ -120,6 +126,7 @@ struct ws_loop {
 	struct ws_conn *conns; /* doubly linked */
 	struct ws_conn *dirty; /* waiting for flush_task, via dirty_next */
 	bool flush_posted;
+	struct loop_timer *tick; /* pings, timeouts, close deadlines */
 };
 
 struct ws_server {
@@ -145,17 +152,6 @@ struct ws_frame {
 	size_t len;	  /* payload bytes */
 };
 
-/* Where the received byte stream stands (RFC 6455 5.2): inside a frame's
- * header, inside its payload, or between frames; and whether a fragmented
- * data message is unfinished. wslay holds state exactly when this is not
- * "between frames, no message open". */
-struct ws_rx {
-	uint64_t left;	 /* payload bytes of the current frame still to come */
-	uint8_t hdr[14]; /* header bytes of the current frame so far */
-	uint8_t hlen;
-	bool in_msg; /* a data frame without FIN came, its final one not yet */
-};
-
 struct ws_conn {
 	struct ws_conn *prev, *next; /* ws_loop.conns */
 	struct ws_conn *dirty_next;
@@ -173,7 +169,10 @@ struct ws_conn {
 	uint16_t close_code; /* close to queue once the queue is empty */
 	const char *close_reason;
 	wslay_event_context_ptr ctx; /* NULL while parked (see conn_park) */
-	struct ws_rx rx;
+	/* Where the received stream stands (ws_frame.h): wslay holds state
+	 * exactly when this is not idle. It also vets each header before
+	 * wslay sees it (conn_protocol_error). */
+	struct ws_frame_rx rx;
 	struct bus_sub *sub;
 	struct ws_frame *q; /* queued messages: q[qhead..qlen) */
 	unsigned qhead, qlen, qcap;
@@ -198,6 +197,7 @@ struct ws_ack {
 
 static void conn_flush(struct ws_conn *c);
 static void conn_framer(struct ws_conn *c);
+static int64_t close_deadline(struct ws_conn *c);
 
 /* --- handshake ------------------------------------------------------- */
 
@@ -386,49 +386,43 @@ static void conn_unref(struct ws_conn *c)
 	free(c);
 }
 
-/* --- received frame boundaries ------------------------------------------ */
-
-static void rx_feed(struct ws_rx *rx, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		if (rx->left > 0) {
-			size_t k = rx->left < n ? (size_t)rx->left : n;
-			rx->left -= k;
-			p += k;
-			n -= k;
-			continue;
-		}
-		rx->hdr[rx->hlen++] = *p++;
-		n--;
-		if (rx->hlen < 2)
-			continue;
-		unsigned len7 = rx->hdr[1] & 0x7f;
-		size_t need = 2 +
-			      (len7 == 126   ? 2
-			       : len7 == 127 ? 8
-					     : 0) +
-			      ((rx->hdr[1] & 0x80) ? 4 : 0);
-		if (rx->hlen < need)
-			continue;
-		uint64_t len = len7;
-		if (len7 >= 126) {
-			len = 0;
-			for (size_t i = 2; i < (len7 == 126 ? 4u : 10u); i++)
-				len = len << 8 | rx->hdr[i];
-		}
-		if (!(rx->hdr[0] & 0x08)) /* a data frame, not a control one */
-			rx->in_msg = !(rx->hdr[0] & 0x80);
-		rx->left = len;
-		rx->hlen = 0;
-	}
-}
-
-static bool rx_between_messages(const struct ws_rx *rx)
-{
-	return rx->left == 0 && rx->hlen == 0 && !rx->in_msg;
-}
-
 /* --- wslay callbacks --------------------------------------------------- */
+
+/* A frame header broke RFC 6455 or announced more than WS_MESSAGE_MAX
+ * bytes: close with the tracker's code (1002 or 1009) at once, ahead of
+ * queued data, instead of wslay's codeless close (or, for a huge length,
+ * waiting for the payload). The received stream cannot be parsed any
+ * further, so a close that was only pending (conn_close_after) gives way. */
+static void conn_protocol_error(struct ws_conn *c)
+{
+	const char *reason = ws_frame_rx_reason(&c->rx);
+
+	log_debug("ws protocol error addr=%s user=%s code=%u", c->addr,
+		  c->username, (unsigned)c->rx.err);
+	metrics_inc(c->metrics->errors);
+	c->close_code = 0;
+	if (!c->closing) {
+		c->closing = true;
+		c->close_by = close_deadline(c);
+	}
+	conn_framer(c);
+	/* WSLAY_ERR_NO_MORE_MSG when a close is queued already: keep it. */
+	wslay_event_queue_close(c->ctx, c->rx.err, (const uint8_t *)reason,
+				strlen(reason));
+}
+
+/* Vet received bytes before wslay parses them: n, or -1 (and the close is
+ * queued) when they hold a bad frame header. */
+static ssize_t rx_vet(struct ws_conn *c, wslay_event_context_ptr ctx,
+		      const uint8_t *buf, size_t n)
+{
+	c->last_rx = mono_ms();
+	if (ws_frame_rx_feed(&c->rx, buf, n) == 0)
+		return (ssize_t)n;
+	conn_protocol_error(c);
+	wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+	return -1;
+}
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		       int flags, void *user)
@@ -442,21 +436,16 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 			k = len;
 		memcpy(buf, c->extra + c->extra_off, k);
 		c->extra_off += k;
-		rx_feed(&c->rx, buf, k);
 		if (c->extra_off == c->extra_len) {
 			free(c->extra);
 			c->extra = NULL;
 		}
-		c->last_rx = mono_ms();
-		return (ssize_t)k;
+		return rx_vet(c, ctx, buf, k);
 	}
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
-		if (n > 0) {
-			c->last_rx = mono_ms();
-			rx_feed(&c->rx, buf, (size_t)n);
-			return n;
-		}
+		if (n > 0)
+			return rx_vet(c, ctx, buf, (size_t)n);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -504,23 +493,7 @@ static size_t conn_pending(struct ws_conn *c)
  * no mask). */
 static size_t wire_len(size_t len)
 {
-	size_t full = len / WS_FRAG_MAX, rem = len % WS_FRAG_MAX;
-	if (len == 0)
-		return 2;
-	return len + full * 4 + (rem ? (rem < 126 ? 2 : 4) : 0);
-}
-
-static size_t frame_header(uint8_t h[4], size_t flen, bool first, bool fin)
-{
-	h[0] = (uint8_t)((fin ? 0x80 : 0) | (first ? WSLAY_TEXT_FRAME : 0));
-	if (flen < 126) {
-		h[1] = (uint8_t)flen;
-		return 2;
-	}
-	h[1] = 126;
-	h[2] = (uint8_t)(flen >> 8);
-	h[3] = (uint8_t)flen;
-	return 4;
+	return ws_frame_wire_len(len, WS_FRAG_MAX);
 }
 
 static void frame_release(struct ws_frame *f)
@@ -560,58 +533,24 @@ static void q_clear(struct ws_conn *c)
 	c->out_bytes = 0;
 }
 
-struct iov_batch {
-	struct iovec iov[2 * WS_IOV_FRAMES];
-	uint8_t hdr[WS_IOV_FRAMES][4];
-	int n, nh;
-	size_t skip;	/* wire bytes already written, still to leave out */
-	size_t offered; /* bytes in iov */
-};
-
-static void iov_add(struct iov_batch *b, const void *p, size_t len)
-{
-	if (b->skip >= len) {
-		b->skip -= len;
-		return;
-	}
-	b->iov[b->n].iov_base = (char *)p + b->skip;
-	b->iov[b->n].iov_len = len - b->skip;
-	b->offered += len - b->skip;
-	b->skip = 0;
-	b->n++;
-}
-
 /* Write queued messages, many per sendmsg(). 0 when everything is written
  * or the socket is full, -1 when it failed. */
 static int q_write(struct ws_conn *c)
 {
-	struct iov_batch b;
+	struct ws_frame_gather b;
 	uint64_t delivered = 0;
 	int rc = 0;
 
 	while (c->qhead < c->qlen) {
-		b.n = b.nh = 0;
-		b.skip = c->q_off;
-		b.offered = 0;
-		for (unsigned k = c->qhead; k < c->qlen && b.nh < WS_IOV_FRAMES;
-		     k++) {
+		ws_frame_gather_init(&b, c->q_off);
+		for (unsigned k = c->qhead; k < c->qlen; k++) {
 			const struct ws_frame *f = &c->q[k];
 			size_t elen;
 			const char *p =
 			    f->ev ? event_json(f->ev, &elen) : f->own;
-			size_t off = 0;
-			do {
-				size_t flen = f->len - off;
-				if (flen > WS_FRAG_MAX)
-					flen = WS_FRAG_MAX;
-				uint8_t *h = b.hdr[b.nh++];
-				size_t hl = frame_header(h, flen, off == 0,
-							 off + flen >= f->len);
-				iov_add(&b, h, hl);
-				if (flen)
-					iov_add(&b, p + off, flen);
-				off += flen;
-			} while (off < f->len && b.nh < WS_IOV_FRAMES);
+			if (!ws_frame_gather_add(&b, WS_OP_TEXT, p, f->len,
+						 WS_FRAG_MAX))
+				break;
 		}
 		struct msghdr mh = {.msg_iov = b.iov,
 				    .msg_iovlen = (size_t)b.n};
@@ -642,7 +581,7 @@ static int q_write(struct ws_conn *c)
 			frame_release(f);
 			c->qhead++;
 		}
-		if ((size_t)w < b.offered)
+		if ((size_t)w < b.bytes)
 			break; /* the socket is full */
 	}
 	if (c->qhead == c->qlen) {
@@ -999,7 +938,7 @@ static void conn_framer(struct ws_conn *c)
 
 static void conn_park(struct ws_conn *c)
 {
-	if (!c->ctx || c->closing || !rx_between_messages(&c->rx) ||
+	if (!c->ctx || c->closing || !ws_frame_rx_idle(&c->rx) ||
 	    wslay_event_want_write(c->ctx) ||
 	    wslay_event_get_queued_msg_count(c->ctx) != 0 ||
 	    !wslay_event_want_read(c->ctx))
@@ -1269,6 +1208,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 	c->lp = c->wl->lp;
 	c->metrics = ws->cfg.metrics;
 	c->fd = fd;
+	ws_frame_rx_init(&c->rx, true, WS_MESSAGE_MAX);
 	c->since = hs->since;
 	c->user_id = hs->cl.user_id;
 	memcpy(c->username, hs->cl.username, sizeof(c->username));
@@ -1357,11 +1297,21 @@ static void close_all_task(void *arg)
 			wslay_event_send(c->ctx);
 		conn_teardown(c);
 	}
-	loop_set_tick(wl->lp, 0, NULL, NULL);
+	loop_timer_free(wl->tick);
+	wl->tick = NULL;
 	/* A flush task posted during this batch (by a conn_start just before
 	 * us) is queued behind us and still uses wl: report done only from a
 	 * task behind it. No connection is left to post another one. */
 	loop_post(wl->lp, close_done_task, ca);
+}
+
+/* On the loop's thread (or inline before loop_start). */
+static void tick_start_task(void *arg)
+{
+	struct ws_loop *wl = arg;
+
+	wl->tick = loop_timer_new(wl->lp, ws_tick, wl);
+	loop_timer_arm(wl->tick, WS_TICK_MS, WS_TICK_MS);
 }
 
 struct ws_server *ws_server_new(const struct ws_config *cfg)
@@ -1381,7 +1331,7 @@ struct ws_server *ws_server_new(const struct ws_config *cfg)
 		wl->lp = cfg->loops[i];
 		wl->shard = cfg->shards[i];
 		wl->idx = i;
-		loop_set_tick(wl->lp, WS_TICK_MS, ws_tick, wl);
+		loop_post(wl->lp, tick_start_task, wl);
 	}
 	return ws;
 }

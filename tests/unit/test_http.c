@@ -456,8 +456,9 @@ static int server_start(void **state)
 		if (loop_start(srv->loops[i]) < 0)
 			return -1;
 	srv->sse = sse_new(srv->bus, &srv->metrics, cfg->sse_heartbeat_s,
-			   cfg->send_queue_max);
-	srv->poll = longpoll_new(srv->bus, &srv->metrics, cfg->send_queue_max);
+			   cfg->send_queue_max, srv->loops, srv->nloops);
+	srv->poll = longpoll_new(srv->bus, &srv->metrics, cfg->send_queue_max,
+				 srv->loops, srv->nloops);
 
 	hx.http = http_start(srv, err, sizeof(err));
 	if (!hx.http) {

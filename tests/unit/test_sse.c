@@ -3,7 +3,8 @@
  * suspend/resume), fed by the real bus and events. A raw socket plays the
  * browser and decodes the chunked stream, so a test can also stop reading
  * (a slow consumer) or leave mid-stream. The test thread is the shard's
- * event loop: it drains the shard after every publish. */
+ * event loop: it drains the shard after every publish; one real loop runs
+ * the streams' timers (heartbeats, stall cuts). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 
 #include "core/bus.h"
 #include "model/event.h"
+#include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/sse.h"
 #include "util/util.h"
@@ -35,6 +37,7 @@ struct fixture {
 	struct bus_shard *shard;
 	struct metrics m;
 	struct sse *sse;
+	struct loop *lp;
 	struct MHD_Daemon *d;
 	uint16_t port;
 	int64_t next_id;
@@ -94,7 +97,10 @@ static struct fixture *fixture_new(unsigned heartbeat_s, size_t queue_max)
 	fx->bus = bus_new(1000, 1000, 0, no_history, NULL);
 	bus_member_add(fx->bus, ROOM, USER);
 	fx->shard = bus_shard_new(fx->bus, on_wake, NULL);
-	fx->sse = sse_new(fx->bus, &fx->m, heartbeat_s, queue_max);
+	fx->lp = loop_new("test-sse");
+	assert_non_null(fx->lp);
+	assert_int_equal(loop_start(fx->lp), 0);
+	fx->sse = sse_new(fx->bus, &fx->m, heartbeat_s, queue_max, &fx->lp, 1);
 	assert_non_null(fx->sse);
 
 	struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -114,13 +120,15 @@ static struct fixture *fixture_new(unsigned heartbeat_s, size_t queue_max)
 }
 
 /* natter's shutdown order: sse_free (no stream stays suspended), then the
- * daemon (destroys what is left), then the bus. */
+ * daemon (destroys what is left), then the loop and the bus. */
 static void fixture_free(struct fixture *fx)
 {
 	sse_free(fx->sse);
 	MHD_stop_daemon(fx->d);
 	assert_int_equal(bus_subscriber_count(fx->bus), 0);
 	assert_int_equal(atomic_load(&fx->m.connections[TRANSPORT_SSE]), 0);
+	loop_stop(fx->lp);
+	loop_free(fx->lp);
 	bus_shard_free(fx->shard);
 	bus_free(fx->bus);
 	free(fx);
@@ -404,6 +412,35 @@ static void test_heartbeat_when_idle(void **state)
 	client_close(&cl);
 }
 
+/* Heartbeats are due heartbeat_s after the last bytes went out, not at
+ * some later tick; and heartbeats alone (no events) notice a client that
+ * left within two of them (the write after its close fails): what
+ * --max-connections relies on to free the slot (cli.sh). */
+static void test_heartbeats_on_time_notice_leaver(void **state)
+{
+	struct fixture *fx = *state;
+	struct client cl;
+
+	client_open(&cl, fx, "", 0);
+	assert_true(client_wait(&cl, "\"transport\":\"sse\"}\n\n", 3000));
+	int64_t t0 = mono_ms();
+	for (int i = 1; i <= 3; i++) {
+		assert_true(client_take(&cl, ": hb\n\n", 3000));
+		int64_t at = mono_ms() - t0;
+		assert_true(at >= i * 1000 - 50);
+		assert_true(at < i * 1000 + 400);
+	}
+	close(cl.fd);
+	cl.fd = -1;
+	t0 = mono_ms();
+	atomic_uint_fast64_t *open = &fx->m.connections[TRANSPORT_SSE];
+	while (atomic_load(open) && mono_ms() - t0 < 5000)
+		usleep(10000);
+	assert_int_equal(atomic_load(open), 0);
+	assert_true(mono_ms() - t0 < 2500);
+	client_close(&cl);
+}
+
 static void test_client_leaves(void **state)
 {
 	struct fixture *fx = *state;
@@ -508,6 +545,9 @@ int main(void)
 					    setup_default, teardown),
 	    cmocka_unit_test_setup_teardown(test_heartbeat_when_idle,
 					    setup_heartbeat, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_heartbeats_on_time_notice_leaver, setup_heartbeat,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_client_leaves, setup_default,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_consumer_is_ended,

@@ -1,5 +1,5 @@
 /* test_tls: the TLS terminator through its public header. A self-signed
- * pair made by tls_self_signed(), one real loop, a listener on 127.0.0.1:0
+ * pair made by tls_cert_self_signed(), one real loop, a listener on 127.0.0.1:0
  * and an mbedTLS client in this thread: bytes go both ways between the
  * client and the socketpair end the terminator hands over (with the
  * client's address), an HTTP-side close reaches the client as close_notify,
@@ -37,6 +37,7 @@
 #include "util/log.h"
 #include "net/loop.h"
 #include "net/tls.h"
+#include "net/tls_cert.h"
 
 static char tmpdir[512], dir2[600];
 static char *cert, *key, *cert2, *key2;
@@ -240,9 +241,9 @@ static int setup(void **state)
 	if (mkdir(dir2, 0700) != 0)
 		return -1;
 	log_open("-", LOG_WARN);
-	if (tls_self_signed(tmpdir, &cert, &key, err, sizeof(err)) != 1 ||
-	    tls_self_signed(dir2, &cert2, &key2, err, sizeof(err)) != 1) {
-		fprintf(stderr, "tls_self_signed: %s\n", err);
+	if (tls_cert_self_signed(tmpdir, &cert, &key, err, sizeof(err)) != 1 ||
+	    tls_cert_self_signed(dir2, &cert2, &key2, err, sizeof(err)) != 1) {
+		fprintf(stderr, "tls_cert_self_signed: %s\n", err);
 		return -1;
 	}
 	lp = loop_new("test");
@@ -275,7 +276,8 @@ static void test_self_signed(void **state)
 
 	(void)state;
 	/* Made in setup(); a second call keeps the pair. */
-	assert_int_equal(tls_self_signed(tmpdir, &c, &k, err, sizeof(err)), 0);
+	assert_int_equal(tls_cert_self_signed(tmpdir, &c, &k, err, sizeof(err)),
+			 0);
 	assert_string_equal(c, cert);
 	assert_int_equal(stat(k, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -294,11 +296,13 @@ static void test_self_signed(void **state)
 
 	/* A missing key makes a new pair. */
 	assert_int_equal(unlink(key2), 0);
-	assert_int_equal(tls_self_signed(dir2, &c, &k, err, sizeof(err)), 1);
+	assert_int_equal(tls_cert_self_signed(dir2, &c, &k, err, sizeof(err)),
+			 1);
 	free(c);
 	free(k);
 	assert_int_equal(
-	    tls_self_signed("/nonexistent/dir", &c, &k, err, sizeof(err)), -1);
+	    tls_cert_self_signed("/nonexistent/dir", &c, &k, err, sizeof(err)),
+	    -1);
 	assert_non_null(strstr(err, "/nonexistent/dir"));
 }
 
@@ -470,8 +474,8 @@ static void test_reload(void **state)
 	assert_int_equal(system(path), 0);
 	char *c2 = NULL, *k2 = NULL;
 	unlink(cert);
-	assert_int_equal(tls_self_signed(tmpdir, &c2, &k2, err, sizeof(err)),
-			 1);
+	assert_int_equal(
+	    tls_cert_self_signed(tmpdir, &c2, &k2, err, sizeof(err)), 1);
 	free(c2);
 	free(k2);
 	server_stop(t);

@@ -30,6 +30,8 @@
 #include <cmocka.h>
 
 #include "transport/ws.h"
+#include "transport/ws_frame.h"
+#include "util/util.h"
 
 /* --- fake event ----------------------------------------------------------- */
 
@@ -475,27 +477,14 @@ static void cli_close(struct cli *c)
 	close(c->fd);
 }
 
+/* A masked client frame, by ws_frame's writer (no copy of it here). */
 static size_t frame_build(unsigned char *out, int fin, int opcode,
 			  const void *payload, size_t len)
 {
 	static const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
-	size_t h = 0;
-	out[h++] = (unsigned char)((fin ? 0x80 : 0) | opcode);
-	if (len < 126) {
-		out[h++] = (unsigned char)(0x80 | len);
-	} else if (len < 65536) {
-		out[h++] = 0x80 | 126;
-		out[h++] = (unsigned char)(len >> 8);
-		out[h++] = (unsigned char)len;
-	} else {
-		out[h++] = 0x80 | 127;
-		for (int i = 7; i >= 0; i--)
-			out[h++] = (unsigned char)((uint64_t)len >> (8 * i));
-	}
-	memcpy(out + h, mask, 4);
-	h += 4;
-	for (size_t i = 0; i < len; i++)
-		out[h + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
+	size_t h = ws_frame_header(out, (unsigned)opcode, fin, len, mask);
+	memcpy(out + h, payload, len);
+	ws_frame_mask(out + h, len, mask, 0);
 	return h + len;
 }
 
@@ -943,7 +932,7 @@ static void test_protocol_errors_close(void **state)
 
 	open_ws(f, &c, "/ws");
 	cli_write(&c, nonminimal, sizeof(nonminimal), false);
-	assert_int_equal(cli_close_code(&c), 1005); /* wslay: empty close */
+	assert_int_equal(cli_close_code(&c), 1002); /* not wslay's empty one */
 	assert_true(cli_eof(&c));
 	cli_close(&c);
 
@@ -951,6 +940,51 @@ static void test_protocol_errors_close(void **state)
 	cli_write(&c, reserved, sizeof(reserved), false);
 	assert_int_equal(cli_close_code(&c), 1002);
 	cli_close(&c);
+	assert_true(wait_until(no_ws_connections, f, 3000));
+}
+
+/* Each protocol error closes with 1002 (not wslay's empty close), and a
+ * header announcing 2^40 bytes with 1009 at once: neither the rest of the
+ * frame nor a ping timeout is waited for. */
+static void test_protocol_errors_1002_and_huge_1009(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		unsigned char b[14];
+		size_t n;
+		int code;
+	} cases[] = {
+	    {{0x89, 0xfe, 0x00, 0x7e, 1, 2, 3, 4}, 8, 1002}, /* ping > 125 */
+	    {{0x09, 0x80, 1, 2, 3, 4}, 6, 1002},	     /* ping, no FIN */
+	    {{0x88, 0x81, 1, 2, 3, 4, 0x55}, 7, 1002},	     /* 1-byte close */
+	    {{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1}, 10, 1002}, /* top bit */
+	    {{0x8b, 0x80, 1, 2, 3, 4}, 6, 1002}, /* reserved opcode */
+	    {{0xc1, 0x80, 1, 2, 3, 4}, 6, 1002}, /* RSV1 */
+	    {{0x81, 0x02, 'h', 'i'}, 4, 1002},	 /* unmasked */
+	    {{0x81, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4}, 14, 1009},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cli c;
+		char p[256];
+		int op;
+		open_ws(f, &c, "/ws");
+		int64_t t0 = mono_ms();
+		cli_write(&c, cases[i].b, cases[i].n, i % 2 == 0);
+		int n;
+		do
+			n = cli_frame(&c, &op, p, sizeof(p), 2000);
+		while (n >= 0 && (op & 0x0f) != 0x8);
+		assert_true(n >= 2);
+		assert_int_equal((unsigned char)p[0] << 8 | (unsigned char)p[1],
+				 cases[i].code);
+		assert_string_equal(p + 2, cases[i].code == 1009
+					       ? "message too big"
+					       : "protocol error");
+		assert_true(mono_ms() - t0 < 1000);
+		assert_true(cli_eof(&c));
+		cli_close(&c);
+	}
 	assert_true(wait_until(no_ws_connections, f, 3000));
 }
 
@@ -1161,106 +1195,6 @@ static void test_server_free_sends_1001(void **state)
 	assert_int_equal(atomic_load(&f->metrics.connections[TRANSPORT_WS]), 0);
 }
 
-/* --- loop (it has no test program of its own) --------------------------- */
-
-struct order {
-	struct loop *lp;
-	int seen[201];
-	atomic_int n;
-	bool all_on_loop;
-};
-
-static void order_task(void *arg)
-{
-	struct order *o = arg;
-	int i = atomic_load(&o->n);
-	o->seen[i] = i;
-	if (!loop_is_current(o->lp))
-		o->all_on_loop = false;
-	atomic_store(&o->n, i + 1);
-}
-
-static void test_loop_post_order_and_stop(void **state)
-{
-	struct order o = {.all_on_loop = true};
-	(void)state;
-	o.lp = loop_new("test-order");
-	assert_non_null(o.lp);
-	assert_int_equal(loop_start(o.lp), 0);
-	assert_false(loop_is_current(o.lp));
-	for (int i = 0; i < 200; i++)
-		loop_post(o.lp, order_task, &o);
-	loop_stop(o.lp); /* runs what was posted first */
-	assert_int_equal(atomic_load(&o.n), 200);
-	for (int i = 0; i < 200; i++)
-		assert_int_equal(o.seen[i], i);
-	assert_true(o.all_on_loop);
-	/* Not running any more: a post runs at once, on this thread. */
-	loop_post(o.lp, order_task, &o);
-	assert_int_equal(atomic_load(&o.n), 201);
-	loop_free(o.lp);
-	loop_free(NULL);
-}
-
-struct pipes {
-	struct loop *lp;
-	int a[2], b[2];
-	atomic_int calls;
-	atomic_int ticks;
-};
-
-/* Both pipes are readable in the same batch; the first callback to run
- * unwatches (and closes) both, so the second event must not be delivered. */
-static void pipe_cb(void *arg, uint32_t events)
-{
-	struct pipes *p = arg;
-	(void)events;
-	atomic_fetch_add(&p->calls, 1);
-	loop_unwatch(p->lp, p->a[0]);
-	loop_unwatch(p->lp, p->b[0]);
-}
-
-static void watch_task(void *arg)
-{
-	struct pipes *p = arg;
-	assert_int_equal(loop_watch(p->lp, p->a[0], EPOLLIN, pipe_cb, p), 0);
-	assert_int_equal(loop_watch(p->lp, p->b[0], EPOLLIN, pipe_cb, p), 0);
-	assert_int_equal(write(p->a[1], "x", 1), 1);
-	assert_int_equal(write(p->b[1], "x", 1), 1);
-}
-
-static void tick_cb(void *arg)
-{
-	struct pipes *p = arg;
-	atomic_fetch_add(&p->ticks, 1);
-}
-
-static bool two_ticks(void *arg)
-{
-	struct pipes *p = arg;
-	return atomic_load(&p->ticks) >= 2;
-}
-
-static void test_loop_unwatch_in_batch_and_tick(void **state)
-{
-	struct pipes p = {0};
-	(void)state;
-	assert_int_equal(pipe(p.a), 0);
-	assert_int_equal(pipe(p.b), 0);
-	p.lp = loop_new("test-watch");
-	loop_set_tick(p.lp, 20, tick_cb, &p);
-	assert_int_equal(loop_start(p.lp), 0);
-	loop_post(p.lp, watch_task, &p);
-	assert_true(wait_until(two_ticks, &p, 2000));
-	loop_stop(p.lp);
-	assert_int_equal(atomic_load(&p.calls), 1);
-	loop_free(p.lp);
-	close(p.a[0]);
-	close(p.a[1]);
-	close(p.b[0]);
-	close(p.b[1]);
-}
-
 /* Regression: a connection set up in the same loop batch as the shutdown
  * task used to leave a flush task that ran after the server was freed. */
 static void test_free_right_after_upgrade(void **state)
@@ -1283,8 +1217,6 @@ static void test_free_right_after_upgrade(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_loop_post_order_and_stop),
-	    cmocka_unit_test(test_loop_unwatch_in_batch_and_tick),
 	    cmocka_unit_test(test_accept_key),
 	    cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handshake_errors, setup,
@@ -1304,6 +1236,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_protocol_errors_close, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_protocol_errors_1002_and_huge_1009, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_binary_1003, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_consumer,
