@@ -80,8 +80,10 @@ enum MHD_Result api_register(struct request *req)
 		goto done;
 	size_t pwlen = json_string_length(json_object_get(in, "password"));
 	if (!auth_username_valid(name)) {
-		ret = api_fail(req, 422, "invalid_username",
-			       "usernames are 1-32 letters, digits, _ . or -");
+		ret = api_fail(
+		    req, 422, "invalid_username",
+		    "usernames are 1-32 letters, digits, _ . or -, not only "
+		    "dots");
 		goto done;
 	}
 	if (!auth_password_valid(pw, pwlen)) {
@@ -215,13 +217,8 @@ enum MHD_Result api_me_get(struct request *req)
 
 static bool display_name_valid(const char *s, size_t len)
 {
-	if (len == 0 || !utf8_valid(s, len) ||
-	    utf8_count(s, len) > DISPLAY_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20)
-			return false;
-	return true;
+	return len > 0 && text_visible_valid(s, len) &&
+	       utf8_count(s, len) <= DISPLAY_NAME_MAX;
 }
 
 /* PATCH /api/me {"display_name": S, "settings": {..}}: settings are merged
@@ -251,7 +248,8 @@ enum MHD_Result api_me_patch(struct request *req)
 				       json_string_length(dn)))) {
 		ret = api_fail(
 		    req, 422, "invalid_display_name",
-		    "display_name is 1-64 characters, no control characters");
+		    "display_name is 1-64 characters, no control or invisible "
+		    "formatting characters");
 		goto done;
 	}
 	json_t *patch = json_object_get(in, "settings");
