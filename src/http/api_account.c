@@ -65,11 +65,53 @@ static enum MHD_Result answer_session(struct request *req, unsigned status)
 	return reply_queue(req->conn, &req->log, status, r);
 }
 
+/* A refusal the client waits out: status, {"error","message",
+ * "retry_after"} and Retry-After. */
+static enum MHD_Result answer_retry(struct request *req, unsigned status,
+				    const char *code, const char *msg,
+				    unsigned wait)
+{
+	char secs[16];
+	snprintf(secs, sizeof(secs), "%u", wait);
+	json_t *body = json_pack("{s:s, s:s, s:i}", "error", code, "message",
+				 msg, "retry_after", (int)wait);
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer_with_free_callback(strlen(text),
+							       text, free);
+	MHD_add_response_header(r, "Content-Type",
+				"application/json; charset=utf-8");
+	MHD_add_response_header(r, "Retry-After", secs);
+	return reply_queue(req->conn, &req->log, status, r);
+}
+
+static enum MHD_Result answer_hash_busy(struct request *req)
+{
+	return answer_retry(req, 503, "busy",
+			    "too many password checks at once; try again", 1);
+}
+
 enum MHD_Result api_register(struct request *req)
 {
 	if (req->phase == REQ_READY) /* joined the lobby (or it is gone) */
 		return answer_session(req, 201);
 
+	/* Before anything is parsed or hashed. Loopback is exempt unless
+	 * configured: behind a local reverse proxy it is every client. */
+	const char *ad = req->addr;
+	bool loopback = strncmp(ad, "127.", 4) == 0 || strcmp(ad, "::1") == 0 ||
+			strncmp(ad, "::ffff:127.", 11) == 0;
+	unsigned wait = 0;
+	if (!loopback || req->srv->cfg->register_limit_loopback)
+		wait = auth_register_check(req->srv->auth, ad, now_ms());
+	if (wait > 0) {
+		log_info("registration refused reason=rate addr=%s", req->addr);
+		return answer_retry(req, 429, "rate_limited",
+				    "too many new accounts from this address; "
+				    "try again later",
+				    wait);
+	}
 	enum MHD_Result ret = MHD_YES;
 	json_t *in = request_json(req, &ret);
 	if (!in)
@@ -93,7 +135,12 @@ enum MHD_Result api_register(struct request *req)
 		goto done;
 	}
 	char hash[AUTH_HASH_MAX];
-	if (auth_password_hash(req->srv->auth, pw, pwlen, hash) < 0) {
+	int hrc = auth_password_hash(req->srv->auth, pw, pwlen, hash);
+	if (hrc == AUTH_EBUSY) {
+		ret = answer_hash_busy(req);
+		goto done;
+	}
+	if (hrc < 0) {
 		ret =
 		    api_fail(req, 500, "internal", "cannot hash the password");
 		goto done;
@@ -144,21 +191,9 @@ enum MHD_Result api_login(struct request *req)
 	struct auth *a = req->srv->auth;
 	unsigned wait = auth_login_check(a, name, req->addr, now_ms());
 	if (wait > 0) {
-		char secs[16];
-		snprintf(secs, sizeof(secs), "%u", wait);
-		json_t *body = json_pack(
-		    "{s:s, s:s, s:i}", "error", "too_many_attempts", "message",
-		    "too many failed logins; try again later", "retry_after",
-		    (int)wait);
-		char *text = json_dumps(body, JSON_COMPACT);
-		json_decref(body);
-		struct MHD_Response *r =
-		    MHD_create_response_from_buffer_with_free_callback(
-			strlen(text), text, free);
-		MHD_add_response_header(r, "Content-Type",
-					"application/json; charset=utf-8");
-		MHD_add_response_header(r, "Retry-After", secs);
-		ret = reply_queue(req->conn, &req->log, 429, r);
+		ret = answer_retry(req, 429, "too_many_attempts",
+				   "too many failed logins; try again later",
+				   wait);
 		goto done;
 	}
 	struct store_user u;
@@ -166,6 +201,12 @@ enum MHD_Result api_login(struct request *req)
 		     store_user_by_name(req->srv->store, name, &u) == STORE_OK;
 	/* Unknown users cost the same time as wrong passwords. */
 	int ok = auth_password_verify(a, found ? u.pwhash : NULL, pw, pwlen);
+	if (ok == AUTH_EBUSY) {
+		if (found)
+			store_user_fini(&u);
+		ret = answer_hash_busy(req);
+		goto done;
+	}
 	if (ok < 0) {
 		auth_login_failed(a, name, req->addr, now_ms());
 		if (found)
@@ -175,7 +216,7 @@ enum MHD_Result api_login(struct request *req)
 			       "wrong username or password");
 		goto done;
 	}
-	auth_login_succeeded(a, name, req->addr);
+	auth_login_succeeded(a, name, req->addr, now_ms());
 	req->user_id = u.id;
 	snprintf(req->username, sizeof(req->username), "%s", u.username);
 	store_user_fini(&u);
