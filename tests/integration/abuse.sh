@@ -9,7 +9,9 @@
 #   - a login name made to forge log keys and lines is one escaped value on
 #     one log line;
 #   - "." and ".." are refused as user and room names, bidirectional
-#     overrides and isolates in display names.
+#     overrides and isolates in display names;
+#   - at most hash-max Argon2 runs at once: the rest 503 busy + Retry-After
+#     at once, and other requests are still served.
 . "$(dirname "$0")/lib.sh"
 
 start_natterd --login-fail-max 5 --login-fail-window 60 \
@@ -80,6 +82,37 @@ check "no forged log line" bash -c "! grep -q '^ts=2000-01-01' '$WORK/natterd.lo
 LINE=$(grep 'msg="login failed"' "$WORK/natterd.log" | grep mallory || true)
 check "the forged name is one escaped value on one line" \
 	grep -qF 'user="mallory\" level=error msg=\"forged\nts=2000-01-01T00:00:00.000Z level=error msg=\"injected" addr=127.0.0.2' <<<"$LINE"
+
+# --- concurrent password hashes ----------------------------------------------
+# One hash at a time, each slow: of eight logins at once some are answered
+# 503 busy + Retry-After at once, and the HTTP workers stay free for others.
+stop_natterd
+start_natterd --hash-max 1 --http-threads 4 --argon2-memory-kib 65536 \
+	--argon2-time 3
+register slowpoke "slow password" >/dev/null
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+	curl -s -D "$WORK/h$i" -o "$WORK/b$i" -w '%{http_code}\n' -X POST \
+		-H 'Content-Type: application/json' \
+		--data-binary '{"username":"slowpoke","password":"slow password"}' \
+		"$BASE/api/login" >"$WORK/s$i" &
+	pids+=($!)
+done
+t0=$(date +%s%N)
+api GET /healthz
+hz_ms=$((($(date +%s%N) - t0) / 1000000))
+wait "${pids[@]}"
+codes=$(cat "$WORK"/s? | sort | uniq -c | tr -s ' \n' ' ')
+echo "logins at once: $codes; /healthz meanwhile in $hz_ms ms"
+check "some logins hashed (200): $codes" grep -q '^200$' "$WORK"/s?
+check "some refused at once (503): $codes" grep -q '^503$' "$WORK"/s?
+n=$(grep -l '^503$' "$WORK"/s? | head -n1)
+n=${n##*/s}
+check "503 says busy with retry_after" \
+	jq -e '.error == "busy" and .retry_after >= 1' "$WORK/b$n"
+check "503 carries Retry-After" grep -qi '^Retry-After: [1-9]' "$WORK/h$n"
+check "/healthz answered while hashing ($STATUS in $hz_ms ms)" \
+	test "$STATUS" = 200 -a "$hz_ms" -lt 2000
 
 stop_natterd
 finish
