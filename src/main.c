@@ -149,6 +149,11 @@ int main(int argc, char **argv)
 	    .parallelism = cfg.argon2_parallelism,
 	    .fail_max = cfg.login_fail_max,
 	    .fail_window_s = cfg.login_fail_window_s,
+	    .hash_max = cfg.hash_max	       ? cfg.hash_max
+			: cfg.http_threads > 1 ? cfg.http_threads - 1
+					       : 1,
+	    .register_burst = cfg.register_burst,
+	    .register_interval_s = cfg.register_interval_s,
 	};
 	srv.auth = auth_new(&ac);
 	if (!srv.auth)

@@ -6,16 +6,31 @@
  * verdict into 429 + Retry-After (http). It does not log.
  *
  * Throttling policy (fixed window, as natterd(8) and natter.conf document
- * it), per key: the lower-cased account name, and the client address,
- * counted separately in one table.
+ * it). One table counts failures per key: the client address, the pair
+ * (account, address), and the account (lower-cased).
  *   - A key's first failure opens a window of fail_window_s; failures in
  *     it are counted. Once fail_max are counted, the key is locked until
  *     the window has passed, and auth_login_check returns the seconds left
  *     (at least 1). Failures during the lock count but do not extend it.
  *   - When the window has passed the count is forgotten and the next
  *     failure opens a new window.
- * So a key gets at most fail_max guesses per window (2 * fail_max across
- * the boundary of two windows), and the longest lock is one window.
+ *   - The account key counts failing addresses, not failures: only the
+ *     first failure of a pair in its window adds one. So one address
+ *     guessing at an account locks itself (its address and pair keys) and
+ *     never the account; fail_max addresses failing for one account in a
+ *     window (distributed guessing) lock the account.
+ *   - The account lock does not apply to an address that logged in to
+ *     that account successfully within KNOWN_S (a second table): the owner
+ *     keeps logging in from where they did before while the account is
+ *     under attack from elsewhere.
+ * So an address gets at most fail_max guesses per window (2 * fail_max
+ * across the boundary of two windows), and the longest lock is one window.
+ *
+ * Registrations are limited per address by a token bucket (GCRA, in a third
+ * table): register_burst at once, then one per register_interval_s.
+ * Argon2 runs on the caller's thread (an HTTP worker); at most hash_max
+ * hashes run at once, beyond that the call fails at once with AUTH_EBUSY,
+ * so hashing can never occupy every worker.
  *
  * The table holds at most THROTTLE_CAP keys, kept in the order their
  * windows opened: expired ones are dropped from the old end as failures
@@ -28,6 +43,8 @@
 #include <argon2.h>
 #include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +60,7 @@
 #define THROTTLE_CAP 65536u  /* keys remembered at most */
 #define THROTTLE_INITIAL 64u /* first table size */
 #define KEY_LEN 16	     /* bytes of the salted SHA-256 kept */
+#define KNOWN_S (30 * 86400) /* a successful login exempts its address */
 #define NIL UINT32_MAX
 
 struct tentry {
@@ -72,8 +90,12 @@ struct auth {
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
 
-	pthread_mutex_t throttle_lock;
-	struct throttle t;
+	pthread_mutex_t throttle_lock; /* the three tables */
+	struct throttle t;	       /* failures: 'a', 'p', 'u' keys */
+	struct throttle known;	       /* successful (account, address) */
+	struct throttle reg;	       /* registrations per address (TAT) */
+
+	atomic_uint hashing; /* Argon2 runs in progress */
 };
 
 /* --- random numbers ------------------------------------------------------ */
@@ -137,26 +159,53 @@ fail:
 	return rc;
 }
 
+/* A slot for one Argon2 run, or false if hash_max are running. Never
+ * waits: a worker thread that would wait is a worker lost to streams. */
+static bool hash_slot_take(struct auth *a)
+{
+	if (atomic_fetch_add(&a->hashing, 1) >= a->cfg.hash_max) {
+		atomic_fetch_sub(&a->hashing, 1);
+		return false;
+	}
+	return true;
+}
+
+static void hash_slot_give(struct auth *a)
+{
+	atomic_fetch_sub(&a->hashing, 1);
+}
+
 int auth_password_hash(struct auth *a, const char *pw, size_t len,
 		       char out[AUTH_HASH_MAX])
 {
 	if (!pw || len > AUTH_PASSWORD_MAX)
 		return -1;
-	return hash_encoded(a, pw, len, out);
+	if (!hash_slot_take(a))
+		return AUTH_EBUSY;
+	int rc = hash_encoded(a, pw, len, out);
+	hash_slot_give(a);
+	return rc;
 }
 
 int auth_password_verify(struct auth *a, const char *encoded, const char *pw,
 			 size_t len)
 {
+	int rc;
+
 	/* Checked before the user is looked at, so it reveals nothing. */
 	if (!pw || len > AUTH_PASSWORD_MAX)
 		return -1;
+	if (!hash_slot_take(a))
+		return AUTH_EBUSY;
 	if (!encoded) {
 		(void)argon2id_verify(a->dummy, pw, len);
-		return -1;
+		rc = -1;
+	} else {
+		/* argon2id_verify compares the hashes in constant time. */
+		rc = argon2id_verify(encoded, pw, len) == ARGON2_OK ? 0 : -1;
 	}
-	/* argon2id_verify compares the hashes in constant time. */
-	return argon2id_verify(encoded, pw, len) == ARGON2_OK ? 0 : -1;
+	hash_slot_give(a);
+	return rc;
 }
 
 /* --- tokens ------------------------------------------------------------ */
@@ -230,7 +279,8 @@ static void throttle_fini(struct throttle *t)
 	free(t->bucket);
 }
 
-/* kind 'u' (account, lower-cased) or 'a' (address). */
+/* kind 'u' (account, lower-cased), 'a' (address), or a pair 'p' / 'k'
+ * (account lower-cased, then addr; see pair_str). */
 static void throttle_key(const struct throttle *t, char kind, const char *s,
 			 uint8_t key[KEY_LEN])
 {
@@ -371,9 +421,9 @@ static unsigned key_wait(struct auth *a, char kind, const char *s, int64_t now)
 {
 	int64_t window_ms = (int64_t)a->cfg.fail_window_s * 1000;
 	uint8_t key[KEY_LEN];
-	const struct tentry *e;
-	uint32_t i;
+	struct tentry *e;
 	int64_t left;
+	uint32_t i;
 
 	if (!s)
 		return 0;
@@ -392,7 +442,9 @@ static unsigned key_wait(struct auth *a, char kind, const char *s, int64_t now)
 	return (unsigned)((left + 999) / 1000);
 }
 
-static void key_failed(struct auth *a, char kind, const char *s, int64_t now)
+/* Count a failure for key; returns its count in the current window. */
+static uint32_t key_failed(struct auth *a, char kind, const char *s,
+			   int64_t now)
 {
 	struct throttle *t = &a->t;
 	int64_t window_ms = (int64_t)a->cfg.fail_window_s * 1000;
@@ -401,7 +453,7 @@ static void key_failed(struct auth *a, char kind, const char *s, int64_t now)
 	uint32_t i;
 
 	if (!s)
-		return;
+		return 0;
 	throttle_key(t, kind, s, key);
 	i = throttle_find(t, key);
 	if (i == NIL) {
@@ -417,53 +469,97 @@ static void key_failed(struct auth *a, char kind, const char *s, int64_t now)
 	e = &t->e[i];
 	if (e->fails < UINT32_MAX)
 		e->fails++;
+	return e->fails;
 }
 
-/* Drop expired entries from the old end. Each entry is dropped once, so
- * this is amortised O(1) per failure. (Callers' clocks may disagree by a
- * few ms, so the order is only nearly sorted; an expired entry stuck
- * behind a live one costs memory until the cap, never correctness.) */
-static void throttle_expire(struct auth *a, int64_t now)
+/* Drop entries of t whose window (window_ms from window_start_ms) has
+ * passed, from the old end. Each entry is dropped once, so this is
+ * amortised O(1) per insertion. (Callers' clocks may disagree by a few ms,
+ * so the order is only nearly sorted; an expired entry stuck behind a live
+ * one costs memory until the cap, never correctness.) */
+static void table_expire(struct throttle *t, int64_t now, int64_t window_ms)
 {
-	struct throttle *t = &a->t;
-	int64_t window_ms = (int64_t)a->cfg.fail_window_s * 1000;
-
 	while (t->oldest != NIL && expired(&t->e[t->oldest], now, window_ms))
 		throttle_remove(t, t->oldest);
+}
+
+/* "account\naddress" for the pair keys, the account lower-cased so that it
+ * matches the 'u' key's folding. */
+static const char *pair_str(char *out, size_t cap, const char *user,
+			    const char *addr)
+{
+	if (!user || !addr)
+		return NULL;
+	size_t n = 0;
+	for (; user[n] && n + 1 < cap; n++)
+		out[n] = (user[n] >= 'A' && user[n] <= 'Z')
+			     ? (char)(user[n] - 'A' + 'a')
+			     : user[n];
+	snprintf(out + n, cap - n, "\n%s", addr);
+	return out;
+}
+
+/* Whether addr logged in to user within KNOWN_S. Lock held. */
+static bool known_addr(struct auth *a, const char *pair, int64_t now)
+{
+	uint8_t key[KEY_LEN];
+	uint32_t i;
+
+	if (!pair)
+		return false;
+	throttle_key(&a->known, 'k', pair, key);
+	i = throttle_find(&a->known, key);
+	return i != NIL &&
+	       !expired(&a->known.e[i], now, (int64_t)KNOWN_S * 1000);
 }
 
 unsigned auth_login_check(struct auth *a, const char *user, const char *addr,
 			  int64_t now_ms)
 {
-	unsigned u, w;
+	char pair[512];
+	const char *p = pair_str(pair, sizeof(pair), user, addr);
+	unsigned w, x;
 
 	pthread_mutex_lock(&a->throttle_lock);
-	u = key_wait(a, 'u', user, now_ms);
 	w = key_wait(a, 'a', addr, now_ms);
+	x = key_wait(a, 'p', p, now_ms);
+	w = x > w ? x : w;
+	if (!known_addr(a, p, now_ms)) {
+		x = key_wait(a, 'u', user, now_ms);
+		w = x > w ? x : w;
+	}
 	pthread_mutex_unlock(&a->throttle_lock);
-	return u > w ? u : w;
+	return w;
 }
 
 void auth_login_failed(struct auth *a, const char *user, const char *addr,
 		       int64_t now_ms)
 {
+	char pair[512];
+	const char *p = pair_str(pair, sizeof(pair), user, addr);
+
 	pthread_mutex_lock(&a->throttle_lock);
-	throttle_expire(a, now_ms);
-	key_failed(a, 'u', user, now_ms);
+	table_expire(&a->t, now_ms, (int64_t)a->cfg.fail_window_s * 1000);
 	key_failed(a, 'a', addr, now_ms);
+	/* The account counts each failing address once per window. */
+	if (!p || key_failed(a, 'p', p, now_ms) == 1)
+		key_failed(a, 'u', user, now_ms);
 	pthread_mutex_unlock(&a->throttle_lock);
 }
 
-/* Clears the account key only. Clearing the address too would let an
- * attacker reset their address's count between guesses at other accounts
- * by logging in to an account of their own; a legitimate user behind the
+/* Clears the account key and the pair, and remembers the address as the
+ * account's. The address key stays: clearing it would let an attacker
+ * reset their address's count between guesses at other accounts by
+ * logging in to an account of their own; a legitimate user behind the
  * same address is slowed only until the address count decays. */
-void auth_login_succeeded(struct auth *a, const char *user, const char *addr)
+void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
+			  int64_t now_ms)
 {
+	char pair[512];
+	const char *p = pair_str(pair, sizeof(pair), user, addr);
 	uint8_t key[KEY_LEN];
 	uint32_t i;
 
-	(void)addr;
 	if (!user)
 		return;
 	pthread_mutex_lock(&a->throttle_lock);
@@ -471,7 +567,53 @@ void auth_login_succeeded(struct auth *a, const char *user, const char *addr)
 	i = throttle_find(&a->t, key);
 	if (i != NIL)
 		throttle_remove(&a->t, i);
+	if (p) {
+		throttle_key(&a->t, 'p', p, key);
+		i = throttle_find(&a->t, key);
+		if (i != NIL)
+			throttle_remove(&a->t, i);
+		table_expire(&a->known, now_ms, (int64_t)KNOWN_S * 1000);
+		throttle_key(&a->known, 'k', p, key);
+		i = throttle_find(&a->known, key);
+		if (i != NIL) /* refreshed: to the young end */
+			throttle_remove(&a->known, i);
+		i = throttle_insert(&a->known, key);
+		a->known.e[i].window_start_ms = now_ms;
+	}
 	pthread_mutex_unlock(&a->throttle_lock);
+}
+
+/* GCRA: the entry's window_start_ms holds the theoretical arrival time
+ * (TAT); the bucket is full once TAT <= now, and such entries expire. */
+unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms)
+{
+	int64_t interval = (int64_t)a->cfg.register_interval_s * 1000;
+	int64_t tolerance = interval * (int64_t)(a->cfg.register_burst - 1);
+	uint8_t key[KEY_LEN];
+	unsigned wait = 0;
+	uint32_t i;
+
+	if (!addr || interval == 0)
+		return 0;
+	pthread_mutex_lock(&a->throttle_lock);
+	table_expire(&a->reg, now_ms, 0);
+	throttle_key(&a->reg, 'r', addr, key);
+	i = throttle_find(&a->reg, key);
+	int64_t tat = i == NIL ? now_ms : a->reg.e[i].window_start_ms;
+	if (tat < now_ms)
+		tat = now_ms;
+	if (tat - now_ms > tolerance) {
+		int64_t left = tat - now_ms - tolerance;
+		if (left > interval) /* a clock that went backwards */
+			left = interval;
+		wait = (unsigned)((left + 999) / 1000);
+	} else {
+		if (i == NIL)
+			i = throttle_insert(&a->reg, key);
+		a->reg.e[i].window_start_ms = tat + interval;
+	}
+	pthread_mutex_unlock(&a->throttle_lock);
+	return wait;
 }
 
 /* --- lifecycle -------------------------------------------------------------
@@ -489,16 +631,25 @@ struct auth *auth_new(const struct auth_config *cfg)
 		a->cfg.fail_max = 1;
 	if (a->cfg.fail_window_s < 1)
 		a->cfg.fail_window_s = 1;
+	if (a->cfg.hash_max < 1)
+		a->cfg.hash_max = 1;
+	if (a->cfg.register_burst < 1)
+		a->cfg.register_burst = 1;
+	atomic_init(&a->hashing, 0);
 	pthread_mutex_init(&a->rng_lock, NULL);
 	pthread_mutex_init(&a->throttle_lock, NULL);
 	mbedtls_entropy_init(&a->entropy);
 	mbedtls_ctr_drbg_init(&a->drbg);
 	throttle_init(&a->t);
+	throttle_init(&a->known);
+	throttle_init(&a->reg);
 	if (mbedtls_ctr_drbg_seed(&a->drbg, mbedtls_entropy_func, &a->entropy,
 				  (const unsigned char *)pers,
 				  sizeof(pers) - 1) != 0)
 		goto fail;
-	if (auth_random(a, a->t.salt, sizeof(a->t.salt)) != 0)
+	if (auth_random(a, a->t.salt, sizeof(a->t.salt)) != 0 ||
+	    auth_random(a, a->known.salt, sizeof(a->known.salt)) != 0 ||
+	    auth_random(a, a->reg.salt, sizeof(a->reg.salt)) != 0)
 		goto fail;
 	/* A hash of a random password nobody knows, at the configured cost;
 	 * this also rejects cost parameters libargon2 will not take. */
@@ -519,6 +670,8 @@ void auth_free(struct auth *a)
 	if (!a)
 		return;
 	throttle_fini(&a->t);
+	throttle_fini(&a->known);
+	throttle_fini(&a->reg);
 	mbedtls_ctr_drbg_free(&a->drbg); /* both zeroise their state */
 	mbedtls_entropy_free(&a->entropy);
 	pthread_mutex_destroy(&a->throttle_lock);

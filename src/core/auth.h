@@ -3,7 +3,10 @@
  *   - 256-bit session tokens from mbedTLS's CTR-DRBG, and their SHA-256
  *     (only the hash is ever stored);
  *   - username and password rules;
- *   - slowing down repeated failed logins per account and per address.
+ *   - slowing down repeated failed logins per address and per
+ *     (account, address), and distributed guessing per account, without
+ *     locking the owner out of an address they logged in from before;
+ *   - a per-address registration rate and a cap on concurrent hashes.
  * Safe to use from any thread. */
 #ifndef NATTER_AUTH_H
 #define NATTER_AUTH_H
@@ -20,12 +23,18 @@
 struct auth;
 
 struct auth_config {
-	uint32_t memory_kib;	/* Argon2id m (OWASP: 19456) */
-	uint32_t time_cost;	/* t (2) */
-	uint32_t parallelism;	/* p (1) */
-	unsigned fail_max;	/* failures tolerated per key per window */
-	unsigned fail_window_s; /* window and longest lock-out */
+	uint32_t memory_kib;	 /* Argon2id m (OWASP: 19456) */
+	uint32_t time_cost;	 /* t (2) */
+	uint32_t parallelism;	 /* p (1) */
+	unsigned fail_max;	 /* failures tolerated per key per window */
+	unsigned fail_window_s;	 /* window and longest lock-out */
+	unsigned hash_max;	 /* concurrent Argon2 runs (0 is taken as 1) */
+	unsigned register_burst; /* registrations at once per address */
+	unsigned register_interval_s; /* then one per this; 0: no limit */
 };
+
+/* Too many Argon2 runs in progress: try again in a moment. */
+#define AUTH_EBUSY (-2)
 
 /* NULL if the random generator cannot be seeded. */
 struct auth *auth_new(const struct auth_config *cfg);
@@ -37,12 +46,13 @@ bool auth_username_valid(const char *name);
  * valid UTF-8. */
 bool auth_password_valid(const char *pw, size_t len);
 
-/* Hash into out (AUTH_HASH_MAX bytes): 0 or -1. */
+/* Hash into out (AUTH_HASH_MAX bytes): 0, -1, or AUTH_EBUSY (hash_max
+ * hashes running; nothing was done). */
 int auth_password_hash(struct auth *a, const char *pw, size_t len,
 		       char out[AUTH_HASH_MAX]);
-/* 0 if pw matches encoded, -1 if not. encoded NULL (unknown user) runs a
- * dummy verification of the same cost and returns -1, so timing does not
- * reveal which usernames exist. */
+/* 0 if pw matches encoded, -1 if not, AUTH_EBUSY as auth_password_hash.
+ * encoded NULL (unknown user) runs a dummy verification of the same cost
+ * and returns -1, so timing does not reveal which usernames exist. */
 int auth_password_verify(struct auth *a, const char *encoded, const char *pw,
 			 size_t len);
 
@@ -52,13 +62,19 @@ void auth_token_hash(const char *token, size_t len, uint8_t out[32]);
 /* Random bytes from the CTR-DRBG: 0 or -1. */
 int auth_random(struct auth *a, void *buf, size_t len);
 
-/* Login throttling, keyed by account name (case-insensitive) and by client
- * address. auth_login_check returns 0 if a login may be tried now, or the
- * number of seconds to wait (for Retry-After). */
+/* Login throttling (the policy is in auth.c): keyed by client address, by
+ * (account, address) and by account (case-insensitive). auth_login_check
+ * returns 0 if a login may be tried now, or the number of seconds to wait
+ * (for Retry-After). A success exempts its address from the account-wide
+ * lock for 30 days. */
 unsigned auth_login_check(struct auth *a, const char *user, const char *addr,
 			  int64_t now_ms);
 void auth_login_failed(struct auth *a, const char *user, const char *addr,
 		       int64_t now_ms);
-void auth_login_succeeded(struct auth *a, const char *user, const char *addr);
+void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
+			  int64_t now_ms);
+/* Registration rate per address: 0 and one registration counted, or the
+ * seconds until the next is allowed (nothing counted). */
+unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms);
 
 #endif

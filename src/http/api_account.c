@@ -61,11 +61,46 @@ static enum MHD_Result answer_session(struct request *req, unsigned status)
 	return ret;
 }
 
+/* A refusal the client waits out: status, {"error","message",
+ * "retry_after"} and Retry-After. */
+static enum MHD_Result answer_retry(struct request *req, unsigned status,
+				    const char *code, const char *msg,
+				    unsigned wait)
+{
+	char secs[16];
+	snprintf(secs, sizeof(secs), "%u", wait);
+	json_t *body = json_pack("{s:s, s:s, s:i}", "error", code, "message",
+				 msg, "retry_after", (int)wait);
+	const struct reply_header h[] = {{"Retry-After", secs}};
+	return reply_json_headers(req->conn, &req->log, status, body, h, 1);
+}
+
+static enum MHD_Result answer_hash_busy(struct request *req)
+{
+	return answer_retry(req, 503, "busy",
+			    "too many password checks at once; try again", 1);
+}
+
 enum MHD_Result api_register(struct request *req)
 {
 	if (req->phase == REQ_READY) /* joined the lobby (or it is gone) */
 		return answer_session(req, 201);
 
+	/* Before anything is parsed or hashed. Loopback is exempt unless
+	 * configured: behind a local reverse proxy it is every client. */
+	const char *ad = req->addr;
+	bool loopback = strncmp(ad, "127.", 4) == 0 || strcmp(ad, "::1") == 0 ||
+			strncmp(ad, "::ffff:127.", 11) == 0;
+	unsigned wait = 0;
+	if (!loopback || req->srv->cfg->register_limit_loopback)
+		wait = auth_register_check(req->srv->auth, ad, now_ms());
+	if (wait > 0) {
+		log_info("registration refused reason=rate addr=%s", req->addr);
+		return answer_retry(req, 429, "rate_limited",
+				    "too many new accounts from this address; "
+				    "try again later",
+				    wait);
+	}
 	enum MHD_Result ret = MHD_YES;
 	json_t *in = request_json(req, &ret);
 	if (!in)
@@ -76,8 +111,10 @@ enum MHD_Result api_register(struct request *req)
 		goto done;
 	size_t pwlen = json_string_length(json_object_get(in, "password"));
 	if (!auth_username_valid(name)) {
-		ret = api_fail(req, 422, "invalid_username",
-			       "usernames are 1-32 letters, digits, _ . or -");
+		ret = api_fail(
+		    req, 422, "invalid_username",
+		    "usernames are 1-32 letters, digits, _ . or -, not only "
+		    "dots");
 		goto done;
 	}
 	if (!auth_password_valid(pw, pwlen)) {
@@ -87,7 +124,12 @@ enum MHD_Result api_register(struct request *req)
 		goto done;
 	}
 	char hash[AUTH_HASH_MAX];
-	if (auth_password_hash(req->srv->auth, pw, pwlen, hash) < 0) {
+	int hrc = auth_password_hash(req->srv->auth, pw, pwlen, hash);
+	if (hrc == AUTH_EBUSY) {
+		ret = answer_hash_busy(req);
+		goto done;
+	}
+	if (hrc < 0) {
 		ret =
 		    api_fail(req, 500, "internal", "cannot hash the password");
 		goto done;
@@ -138,14 +180,9 @@ enum MHD_Result api_login(struct request *req)
 	struct auth *a = req->srv->auth;
 	unsigned wait = auth_login_check(a, name, req->addr, now_ms());
 	if (wait > 0) {
-		char secs[16];
-		snprintf(secs, sizeof(secs), "%u", wait);
-		json_t *body = json_pack(
-		    "{s:s, s:s, s:i}", "error", "too_many_attempts", "message",
-		    "too many failed logins; try again later", "retry_after",
-		    (int)wait);
-		const struct reply_header h[] = {{"Retry-After", secs}};
-		ret = reply_json_headers(req->conn, &req->log, 429, body, h, 1);
+		ret = answer_retry(req, 429, "too_many_attempts",
+				   "too many failed logins; try again later",
+				   wait);
 		goto done;
 	}
 	struct store_user u;
@@ -153,6 +190,12 @@ enum MHD_Result api_login(struct request *req)
 		     store_user_by_name(req->srv->store, name, &u) == STORE_OK;
 	/* Unknown users cost the same time as wrong passwords. */
 	int ok = auth_password_verify(a, found ? u.pwhash : NULL, pw, pwlen);
+	if (ok == AUTH_EBUSY) {
+		if (found)
+			store_user_fini(&u);
+		ret = answer_hash_busy(req);
+		goto done;
+	}
 	if (ok < 0) {
 		auth_login_failed(a, name, req->addr, now_ms());
 		if (found)
@@ -162,7 +205,7 @@ enum MHD_Result api_login(struct request *req)
 			       "wrong username or password");
 		goto done;
 	}
-	auth_login_succeeded(a, name, req->addr);
+	auth_login_succeeded(a, name, req->addr, now_ms());
 	req->user_id = u.id;
 	snprintf(req->username, sizeof(req->username), "%s", u.username);
 	store_user_fini(&u);
@@ -201,13 +244,8 @@ enum MHD_Result api_me_get(struct request *req)
 
 static bool display_name_valid(const char *s, size_t len)
 {
-	if (len == 0 || !utf8_valid(s, len) ||
-	    utf8_count(s, len) > DISPLAY_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20)
-			return false;
-	return true;
+	return len > 0 && text_visible_valid(s, len) &&
+	       utf8_count(s, len) <= DISPLAY_NAME_MAX;
 }
 
 /* PATCH /api/me {"display_name": S, "settings": {..}}: settings are merged
@@ -237,7 +275,8 @@ enum MHD_Result api_me_patch(struct request *req)
 				       json_string_length(dn)))) {
 		ret = api_fail(
 		    req, 422, "invalid_display_name",
-		    "display_name is 1-64 characters, no control characters");
+		    "display_name is 1-64 characters, no control or invisible "
+		    "formatting characters");
 		goto done;
 	}
 	json_t *patch = json_object_get(in, "settings");

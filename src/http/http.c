@@ -7,11 +7,11 @@
  * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
- * (http_threads) on epoll; with tls-listen, one more without a listening
- * socket, fed the TLS terminator's socketpairs by http_tls_add(). Its
- * connections carry a struct reply_conn (HSTS) and get Secure cookies.
- * Async chat commands suspend the connection and resume it from the
- * store's writer thread, so no worker thread ever waits for a commit.
+ * (http_threads) on poll() (see DAEMON_FLAGS); with tls-listen, one more
+ * without a listening socket, fed the TLS terminator's socketpairs by
+ * http_tls_add(). Its connections carry a struct reply_conn (HSTS) and get
+ * Secure cookies. Async chat commands suspend the connection and resume it from
+ * the store's writer thread, so no worker thread ever waits for a commit.
  *
  * Every error natter sends is JSON. libmicrohttpd still answers a few
  * requests itself, with its own HTML, before any callback of ours runs: an
@@ -20,6 +20,7 @@
  * not fit in the connection's memory pool (414/431; our own JSON limits,
  * URI_MAX and HEADERS_MAX, sit below it), an unsupported HTTP version
  * (505). At its connection limit it closes new connections unanswered. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -780,8 +781,19 @@ static void connection_limits(struct http *h)
 			   : h->close_mark / 2;
 }
 
+/* poll(), not epoll: libmicrohttpd 0.9.75's epoll loop (MHD_epoll) reads
+ * edge-triggered events 128 at a time and, after a full batch, calls
+ * epoll_wait() again with the daemon's whole timeout (up to the 120 s
+ * connection timeout) while the connections of the first batch wait
+ * unprocessed in its ready list. If nothing else happens on that worker
+ * (its other connections are all in that batch or waiting), their requests
+ * sit unread in the socket buffers until the timeout: the long-poll stall
+ * under load (a burst of re-polls after a delivery). poll() is level-
+ * triggered and waits with a zero timeout whenever work is pending.
+ * Suspended connections (waiting polls, SSE streams, upgraded WebSockets)
+ * are not in its set, so it stays small. */
 #define DAEMON_FLAGS                                                           \
-	(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |                     \
+	(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |                      \
 	 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG)
 
 /* The daemon for TLS connections: like the plain ones (keep them in step),

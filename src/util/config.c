@@ -107,6 +107,15 @@ static const struct opt opts[] = {
      "failed logins per account or address before slowing down"},
     {"login-fail-window", "SECONDS", T_UINT, F(login_fail_window_s), 1, 86400,
      "window for failed logins, and longest lock-out"},
+    {"register-burst", "N", T_UINT, F(register_burst), 1, 100000,
+     "accounts one address may register at once"},
+    {"register-interval", "SECONDS", T_UINT, F(register_interval_s), 0, 86400,
+     "then one more account per this many seconds; 0: no limit"},
+    {"register-limit-loopback", NULL, T_BOOL, F(register_limit_loopback), 0, 0,
+     "limit registrations from loopback addresses too (a local reverse "
+     "proxy makes every client one address)"},
+    {"hash-max", "N", T_UINT, F(hash_max), 0, 256,
+     "password hashes run at once; 0: http-threads - 1 (at least 1)"},
     {"db-sync", "full|normal", T_SYNC, F(db_sync_full), 0, 0,
      "SQLite synchronous mode; normal survives only process crashes"},
     {"commit-interval-ms", "N", T_UINT, F(commit_interval_ms), 0, 1000,
@@ -235,6 +244,10 @@ static void set_defaults(struct config *cfg)
 	cfg->session_cache_ms = 5000;
 	cfg->login_fail_max = 5;
 	cfg->login_fail_window_s = 300;
+	cfg->register_burst = 10;
+	cfg->register_interval_s = 120; /* 5 per 10 minutes */
+	cfg->register_limit_loopback = 0;
+	cfg->hash_max = 0;
 	cfg->db_sync_full = 1;
 	cfg->commit_interval_ms = 0;
 	cfg->commit_batch_max = 256;

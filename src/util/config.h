@@ -40,6 +40,10 @@ struct config {
 	unsigned session_cache_ms; /* store_session_user's cache */
 	unsigned login_fail_max;   /* failures allowed per window ... */
 	unsigned login_fail_window_s;
+	unsigned register_burst;      /* registrations at once per address */
+	unsigned register_interval_s; /* then one per this; 0: no limit */
+	int register_limit_loopback;  /* 1: limit 127/8 and ::1 too */
+	unsigned hash_max;	      /* concurrent Argon2; 0: http_threads-1 */
 
 	/* storage */
 	int db_sync_full;	     /* 1: synchronous=FULL, 0: NORMAL */

@@ -10,13 +10,16 @@
  *       bytes=123 dur_us=456 addr=127.0.0.1          (one line, wrapped here)
  *
  * ts is RFC 3339 UTC with milliseconds; level is error|warn|info|debug.
- * log_msg() splits the caller's text: the first word and every following
- * word up to the first " key=" belong to msg, which is always quoted; the
- * rest is written as the caller formatted it (its key=value pairs). In msg
- * and in access-log values, quotes and backslashes are escaped and control
- * characters and invalid UTF-8 bytes become \n, \r, \t or \xHH, so a client
- * cannot forge or split lines. In the caller's key=value tail only control
- * characters are escaped: quoting values there is the caller's job.
+ * log_msg() splits the caller's format string (never the formatted text,
+ * which an argument could shape): the first word and every following word
+ * up to the first " key=" belong to msg, which is always quoted; the rest
+ * is the caller's key=value pairs. Each value there is formatted whole and
+ * written bare only if it is a plain token (no space, quote, '=', '\\',
+ * control or non-ASCII byte), else quoted. In every quoted text, quotes and
+ * backslashes are escaped and control characters and invalid UTF-8 bytes
+ * become \n, \r, \t or \xHH. So a value (a login name, a path) can neither
+ * add a key nor split a line: `user=%s` with `x" level=error msg=` and a
+ * newline gives user="x\" level=error msg=\n..." on the same line.
  *
  * The one static below is the true singleton the style guide allows. Each
  * line is built outside the lock and written with one write() under it, so
@@ -29,9 +32,12 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -247,43 +253,245 @@ static size_t sentence_len(const char *text, size_t len)
 	return len;
 }
 
+/* Append one conversion of fmt (at *f, a '%') to b, taking its arguments
+ * from *ap, and advance *f past it. The format string is the caller's
+ * (checked by the compiler through log_msg's format attribute), so each
+ * conversion is handed to vsnprintf-style formatting with its own type. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void put_conversion(struct buf *b, const char **f, va_list *ap)
+{
+	const char *p = *f + 1;
+	char spec[32];
+	int star[2], nstar = 0;
+	enum { L_NONE, L_HH, L_H, L_L, L_LL, L_Z, L_J, L_T, L_LD } lm = L_NONE;
+
+	if (*p == '%') {
+		buf_append(b, "%", 1);
+		*f = p + 1;
+		return;
+	}
+	while (*p && strchr("-+ #0'", *p))
+		p++;
+	for (int part = 0; part < 2; part++) {
+		if (part == 1) {
+			if (*p != '.')
+				break;
+			p++;
+		}
+		if (*p == '*') {
+			if (nstar < 2)
+				star[nstar++] = va_arg(*ap, int);
+			p++;
+		}
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p[0] == 'h' && p[1] == 'h')
+		lm = L_HH, p += 2;
+	else if (p[0] == 'l' && p[1] == 'l')
+		lm = L_LL, p += 2;
+	else if (*p == 'h')
+		lm = L_H, p++;
+	else if (*p == 'l')
+		lm = L_L, p++;
+	else if (*p == 'q')
+		lm = L_LL, p++;
+	else if (*p == 'z')
+		lm = L_Z, p++;
+	else if (*p == 'j')
+		lm = L_J, p++;
+	else if (*p == 't')
+		lm = L_T, p++;
+	else if (*p == 'L')
+		lm = L_LD, p++;
+	char conv = *p;
+	if (!conv || (size_t)(p + 1 - *f) >= sizeof(spec)) {
+		/* A malformed format: show the rest literally. */
+		buf_puts(b, *f);
+		*f += strlen(*f);
+		return;
+	}
+	memcpy(spec, *f, (size_t)(p + 1 - *f));
+	spec[p + 1 - *f] = '\0';
+	*f = p + 1;
+
+#define EMIT(T)                                                                \
+	do {                                                                   \
+		T v_ = va_arg(*ap, T);                                         \
+		if (nstar == 0)                                                \
+			buf_printf(b, spec, v_);                               \
+		else if (nstar == 1)                                           \
+			buf_printf(b, spec, star[0], v_);                      \
+		else                                                           \
+			buf_printf(b, spec, star[0], star[1], v_);             \
+	} while (0)
+	switch (conv) {
+	case 'd':
+	case 'i':
+		if (lm == L_L)
+			EMIT(long);
+		else if (lm == L_LL)
+			EMIT(long long);
+		else if (lm == L_Z)
+			EMIT(ssize_t);
+		else if (lm == L_J)
+			EMIT(intmax_t);
+		else if (lm == L_T)
+			EMIT(ptrdiff_t);
+		else
+			EMIT(int);
+		break;
+	case 'u':
+	case 'x':
+	case 'X':
+	case 'o':
+		if (lm == L_L)
+			EMIT(unsigned long);
+		else if (lm == L_LL)
+			EMIT(unsigned long long);
+		else if (lm == L_Z)
+			EMIT(size_t);
+		else if (lm == L_J)
+			EMIT(uintmax_t);
+		else if (lm == L_T)
+			EMIT(ptrdiff_t);
+		else
+			EMIT(unsigned);
+		break;
+	case 'c':
+		EMIT(int);
+		break;
+	case 's': {
+		const char *v = va_arg(*ap, const char *);
+		if (!v)
+			v = "(null)";
+		if (nstar == 0)
+			buf_printf(b, spec, v);
+		else if (nstar == 1)
+			buf_printf(b, spec, star[0], v);
+		else
+			buf_printf(b, spec, star[0], star[1], v);
+		break;
+	}
+	case 'p':
+		EMIT(void *);
+		break;
+	case 'f':
+	case 'F':
+	case 'e':
+	case 'E':
+	case 'g':
+	case 'G':
+	case 'a':
+	case 'A':
+		if (lm == L_LD)
+			EMIT(long double);
+		else
+			EMIT(double);
+		break;
+	default:
+		/* %n and unknown conversions: nothing is written. */
+		break;
+	}
+#undef EMIT
+}
+#pragma GCC diagnostic pop
+
+/* Append the caller's text for fmt[from, to) to b: literals as they are,
+ * conversions formatted. */
+static void put_formatted(struct buf *b, const char *fmt, size_t from,
+			  size_t to, va_list *ap)
+{
+	const char *f = fmt + from, *end = fmt + to;
+	while (f < end) {
+		const char *pct = memchr(f, '%', (size_t)(end - f));
+		if (!pct) {
+			buf_append(b, f, (size_t)(end - f));
+			break;
+		}
+		buf_append(b, f, (size_t)(pct - f));
+		f = pct;
+		put_conversion(b, &f, ap);
+	}
+}
+
+/* The caller's key=value tail, fmt[from..]: one token per run of the format
+ * string without a space. A token "key=..." is written as key= and its
+ * value (formatted in full, then quoted and escaped unless it is a plain
+ * token), so no argument can add a key, end a line or reach the next
+ * token; a caller's literal quotes around a value are dropped first. A
+ * token without a literal key is written as one value. */
+static void put_tail(struct buf *b, const char *fmt, size_t from, va_list *ap)
+{
+	size_t i = from, len = strlen(fmt);
+	struct buf v;
+
+	buf_init(&v);
+	while (i < len) {
+		if (fmt[i] == ' ') {
+			i++;
+			continue;
+		}
+		size_t end = i;
+		while (end < len && fmt[end] != ' ')
+			end++;
+		size_t k = i;
+		while (k < end && is_key_char(fmt[k]))
+			k++;
+		size_t vstart = i;
+		buf_puts(b, " ");
+		if (k > i && k < end && fmt[k] == '=') {
+			put_text(b, fmt + i, k + 1 - i, false);
+			vstart = k + 1;
+		}
+		size_t vend = end;
+		if (vend - vstart >= 2 && fmt[vstart] == '"' &&
+		    fmt[vend - 1] == '"') {
+			vstart++;
+			vend--;
+		}
+		v.len = 0;
+		put_formatted(&v, fmt, vstart, vend, ap);
+		if (v.len > LOG_MSG_MAX)
+			v.len = LOG_MSG_MAX;
+		buf_append(&v, "", 1); /* NUL for put_value */
+		put_value(b, v.data);
+		i = end;
+	}
+	buf_fini(&v);
+}
+
 static void vlog(enum log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
-
 static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
-	char small[512];
-	char *text = small;
-	struct buf b;
-	va_list ap2;
+	struct buf text, b;
+	va_list aq;
 
-	va_copy(ap2, ap);
-	int n = vsnprintf(small, sizeof(small), fmt, ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(small)) {
-		if (n > LOG_MSG_MAX)
-			n = LOG_MSG_MAX;
-		text = xmalloc((size_t)n + 1);
-		vsnprintf(text, (size_t)n + 1, fmt, ap2);
-	}
-	va_end(ap2);
+	/* Split the format string, not the formatted text, into the sentence
+	 * and the key=value tail: an argument cannot move the border. */
+	size_t flen = strlen(fmt);
+	size_t slen = sentence_len(fmt, flen);
 
-	size_t len = strlen(text);
-	size_t slen = sentence_len(text, len);
+	va_copy(aq, ap);
+	buf_init(&text);
+	put_formatted(&text, fmt, 0, slen, &aq);
+	if (text.len > LOG_MSG_MAX)
+		text.len = LOG_MSG_MAX;
 
 	buf_init(&b);
 	put_prefix(&b, level);
 	buf_puts(&b, "msg=\"");
-	put_text(&b, text, slen, true);
+	put_text(&b, text.data ? text.data : "", text.len, true);
 	buf_puts(&b, "\"");
-	if (slen < len)
-		put_text(&b, text + slen, len - slen, false);
+	if (slen < flen)
+		put_tail(&b, fmt, slen, &aq);
+	va_end(aq);
 	buf_puts(&b, "\n");
 	sink_write(&b);
 	buf_fini(&b);
-	if (text != small)
-		free(text);
+	buf_fini(&text);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -128,16 +128,64 @@ size_t utf8_count(const char *s, size_t len)
 bool name_valid(const char *s)
 {
 	size_t n = 0;
+	bool dots_only = true;
 	for (; s[n]; n++) {
 		char c = s[n];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		      (c >= '0' && c <= '9') || c == '_' || c == '.' ||
 		      c == '-'))
 			return false;
+		dots_only = dots_only && c == '.';
 		if (n >= 32)
 			return false;
 	}
-	return n >= 1;
+	/* ".", ".." (and "...") are path segments: in a URL such as
+	 * /api/rooms/../join a client or proxy resolves them away, and a name
+	 * made of dots alone names nothing a reader can tell apart. */
+	return n >= 1 && !dots_only;
+}
+
+/* Code points that change how text around them is shown without being
+ * seen: bidirectional embeddings, overrides and isolates, direction
+ * marks, zero-width spaces and joiners' invisible neighbours, invisible
+ * operators, the BOM, interlinear annotations, tags. ZWNJ and ZWJ
+ * (U+200C/D) stay allowed: scripts and emoji sequences need them. */
+static bool invisible_control(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0xad ||
+	       cp == 0x061c || cp == 0x180e || cp == 0x200b ||
+	       (cp >= 0x200e && cp <= 0x200f) ||
+	       (cp >= 0x2028 && cp <= 0x202e) ||
+	       (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff ||
+	       (cp >= 0xfff9 && cp <= 0xfffb) ||
+	       (cp >= 0xe0000 && cp <= 0xe007f);
+}
+
+bool text_visible_valid(const char *s, size_t len)
+{
+	if (!s || !utf8_valid(s, len))
+		return false;
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	while (p < end) {
+		uint32_t cp;
+		if (*p < 0x80)
+			cp = *p++;
+		else if (*p < 0xe0)
+			cp = (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f),
+			p += 2;
+		else if (*p < 0xf0)
+			cp = (uint32_t)(p[0] & 0x0f) << 12 |
+			     (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f),
+			p += 3;
+		else
+			cp = (uint32_t)(p[0] & 0x07) << 18 |
+			     (uint32_t)(p[1] & 0x3f) << 12 |
+			     (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f),
+			p += 4;
+		if (invisible_control(cp))
+			return false;
+	}
+	return true;
 }
 
 void ascii_lower(const char *s, char *out)

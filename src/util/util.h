@@ -25,8 +25,14 @@ void format_ts(int64_t ms, char out[32]);
 bool utf8_valid(const char *s, size_t len);
 /* Number of code points in valid UTF-8. */
 size_t utf8_count(const char *s, size_t len);
-/* 1-32 characters of [A-Za-z0-9_.-]: the rule for usernames and room names. */
+/* 1-32 characters of [A-Za-z0-9_.-], not all of them dots (so not "." or
+ * ".."): the rule for usernames and room names. */
 bool name_valid(const char *s);
+/* Valid UTF-8 without control characters or invisible format characters
+ * (bidirectional overrides and isolates U+202A-202E, U+2066-2069, direction
+ * marks, zero-width spaces, BOM, tags; ZWJ/ZWNJ allowed): the rule for text
+ * shown as a name, such as display names. */
+bool text_visible_valid(const char *s, size_t len);
 /* Lower-case ASCII copy into out (at least strlen(s)+1 bytes). */
 void ascii_lower(const char *s, char *out);
 /* Parse a decimal int64 filling the whole string; 0 on success, -1 otherwise.

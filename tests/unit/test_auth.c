@@ -363,15 +363,21 @@ static void test_throttle_success_clears_account(void **state)
 {
 	struct auth *a = *state;
 
-	for (int i = 0; i < 3; i++)
-		auth_login_failed(a, "grace", "198.51.100.7", T0);
+	/* Three failing addresses (one address alone never locks the account
+	 * since issue 17; see test_throttle_one_address_never_locks_account).
+	 */
+	auth_login_failed(a, "grace", "198.51.100.7", T0);
+	auth_login_failed(a, "grace", "198.51.100.5", T0);
+	auth_login_failed(a, "grace", "198.51.100.6", T0);
+	for (int i = 0; i < 2; i++)
+		auth_login_failed(a, "heidi", "198.51.100.7", T0);
 	assert_true(auth_login_check(a, "grace", "198.51.100.8", T0) > 0);
-	auth_login_succeeded(a, "Grace", "198.51.100.7");
+	auth_login_succeeded(a, "Grace", "198.51.100.7", T0);
 	assert_int_equal(auth_login_check(a, "grace", "198.51.100.8", T0), 0);
 	/* The address keeps its count. */
 	assert_true(auth_login_check(a, "heidi", "198.51.100.7", T0) > 0);
 	/* Succeeding for an account never seen is harmless. */
-	auth_login_succeeded(a, "nobody", "198.51.100.7");
+	auth_login_succeeded(a, "nobody", "198.51.100.7", T0);
 }
 
 static void test_throttle_bounded(void **state)
@@ -425,6 +431,147 @@ static void test_throttle_expires_old(void **state)
 	assert_int_equal(auth_login_check(a, "s0", "10.0.0.0", t), 0);
 }
 
+/* Issue 17, point 4: five wrong passwords from one address locked the
+ * account for every address, the owner's included. */
+static void test_throttle_one_address_never_locks_account(void **state)
+{
+	struct auth *a = *state;
+
+	for (int i = 0; i < 50; i++)
+		auth_login_failed(a, "ivan", "203.0.113.66", T0 + i);
+	/* The attacker's address is locked, for every account. */
+	assert_int_equal(auth_login_check(a, "ivan", "203.0.113.66", T0 + 100),
+			 60);
+	assert_true(auth_login_check(a, "judy", "203.0.113.66", T0 + 100) > 0);
+	/* The owner, from any other address, is not. */
+	assert_int_equal(auth_login_check(a, "ivan", "198.51.100.20", T0 + 100),
+			 0);
+	assert_int_equal(auth_login_check(a, "IVAN", "2001:db8::1", T0 + 100),
+			 0);
+}
+
+static void test_throttle_distributed_spares_known_address(void **state)
+{
+	struct auth *a = *state;
+	char addr[32];
+
+	/* The owner logged in from home once. */
+	auth_login_succeeded(a, "kim", "198.51.100.30", T0);
+	/* Then guesses from many addresses, a few each. */
+	for (int i = 0; i < 20; i++) {
+		snprintf(addr, sizeof(addr), "10.9.0.%d", i);
+		auth_login_failed(a, "kim", addr, T0 + 1000 + i);
+		auth_login_failed(a, "kim", addr, T0 + 1000 + i);
+	}
+	/* A new address is slowed for that account... */
+	assert_true(auth_login_check(a, "kim", "10.9.1.1", T0 + 2000) > 0);
+	/* ...the owner's known address is not, and neither are other
+	 * accounts. */
+	assert_int_equal(auth_login_check(a, "kim", "198.51.100.30", T0 + 2000),
+			 0);
+	assert_int_equal(auth_login_check(a, "lee", "10.9.1.1", T0 + 2000), 0);
+	/* Two failing addresses are not enough (fail_max is 3). */
+	auth_login_failed(a, "mia", "10.8.0.1", T0);
+	auth_login_failed(a, "mia", "10.8.0.2", T0);
+	assert_int_equal(auth_login_check(a, "mia", "10.8.0.3", T0), 0);
+}
+
+static void test_register_bucket(void **state)
+{
+	struct auth_config c = small_cfg;
+	struct auth *a;
+
+	(void)state;
+	c.register_burst = 3;
+	c.register_interval_s = 120;
+	a = auth_new(&c);
+	assert_non_null(a);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(auth_register_check(a, "192.0.2.9", T0), 0);
+	/* The fourth waits for one interval; refusals do not count. */
+	assert_int_equal(auth_register_check(a, "192.0.2.9", T0), 120);
+	assert_int_equal(auth_register_check(a, "192.0.2.9", T0 + 1000), 119);
+	/* Another address has its own bucket. */
+	assert_int_equal(auth_register_check(a, "192.0.2.10", T0), 0);
+	/* One more after the interval, then wait again. */
+	assert_int_equal(auth_register_check(a, "192.0.2.9", T0 + 120000), 0);
+	assert_int_equal(auth_register_check(a, "192.0.2.9", T0 + 120000), 120);
+	/* A long pause refills the burst, no more. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    auth_register_check(a, "192.0.2.9", T0 + 3600000), 0);
+	assert_true(auth_register_check(a, "192.0.2.9", T0 + 3600000) > 0);
+	auth_free(a);
+
+	/* Interval 0: no limit. */
+	c.register_interval_s = 0;
+	a = auth_new(&c);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(auth_register_check(a, "192.0.2.9", T0), 0);
+	auth_free(a);
+}
+
+struct hash_run {
+	struct auth *a;
+	pthread_barrier_t *go;
+	int ok, busy;
+};
+
+static void *hasher(void *arg)
+{
+	struct hash_run *r = arg;
+	char h[AUTH_HASH_MAX];
+
+	pthread_barrier_wait(r->go);
+	for (int i = 0; i < 4; i++) {
+		int rc = auth_password_hash(r->a, "correct horse", 13, h);
+		if (rc == 0)
+			r->ok++;
+		else if (rc == AUTH_EBUSY)
+			r->busy++;
+	}
+	return NULL;
+}
+
+/* At most hash_max Argon2 runs at once: the rest fail at once with
+ * AUTH_EBUSY instead of taking another worker thread. */
+static void test_hash_max(void **state)
+{
+	struct auth_config c = small_cfg;
+	enum { N = 6 };
+	pthread_t th[N];
+	struct hash_run r[N];
+	pthread_barrier_t go;
+	int ok = 0, busy = 0;
+
+	(void)state;
+	c.memory_kib = 4096; /* long enough for the runs to overlap */
+	c.time_cost = 2;
+	c.hash_max = 1;
+	struct auth *a = auth_new(&c);
+	assert_non_null(a);
+	pthread_barrier_init(&go, NULL, N);
+	for (int i = 0; i < N; i++) {
+		r[i] = (struct hash_run){.a = a, .go = &go};
+		assert_int_equal(pthread_create(&th[i], NULL, hasher, &r[i]),
+				 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		ok += r[i].ok;
+		busy += r[i].busy;
+	}
+	pthread_barrier_destroy(&go);
+	assert_int_equal(ok + busy, N * 4);
+	assert_true(ok >= 1);
+	assert_true(busy >= 1);
+	/* Alone, a hash always gets its slot back. */
+	char h[AUTH_HASH_MAX];
+	assert_int_equal(auth_password_hash(a, "correct horse", 13, h), 0);
+	assert_int_equal(auth_password_verify(a, h, "correct horse", 13), 0);
+	auth_free(a);
+}
+
 static void *worker(void *arg)
 {
 	struct auth *a = arg;
@@ -437,7 +584,7 @@ static void *worker(void *arg)
 		auth_login_failed(a, user, "192.0.2.200", T0 + i);
 		(void)auth_login_check(a, user, "192.0.2.200", T0 + i);
 		if (i % 7 == 0)
-			auth_login_succeeded(a, user, "192.0.2.200");
+			auth_login_succeeded(a, user, "192.0.2.200", T0 + i);
 	}
 	return NULL;
 }
@@ -487,6 +634,13 @@ int main(void)
 	    cmocka_unit_test(test_throttle_bounded),
 	    cmocka_unit_test_setup_teardown(test_throttle_expires_old, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_throttle_one_address_never_locks_account, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_throttle_distributed_spares_known_address, setup,
+		teardown),
+	    cmocka_unit_test(test_register_bucket),
+	    cmocka_unit_test(test_hash_max),
 	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

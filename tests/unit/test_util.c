@@ -175,12 +175,19 @@ static void test_name_valid_characters(void **state)
 	assert_true(name_valid("ABCXYZabcxyz0189"));
 	/* each allowed punctuation mark, alone and inside a name */
 	assert_true(name_valid("_"));
-	assert_true(name_valid("."));
+	assert_true(name_valid(".a"));
 	assert_true(name_valid("-"));
 	assert_true(name_valid("a_b"));
 	assert_true(name_valid("a.b"));
 	assert_true(name_valid("a-b"));
 	assert_true(name_valid("-._"));
+
+	/* dots alone are path segments (issue 17) */
+	assert_false(name_valid("."));
+	assert_false(name_valid(".."));
+	assert_false(name_valid("..."));
+	assert_true(name_valid("..a"));
+	assert_true(name_valid("_."));
 
 	assert_false(name_valid("a b"));
 	assert_false(name_valid(" a"));
@@ -557,6 +564,43 @@ static void test_buf_consume(void **state)
 	buf_fini(&b);
 }
 
+/* --- text_visible_valid ------------------------------------------------- */
+
+#define VISIBLE(lit) text_visible_valid((lit), sizeof(lit) - 1)
+
+static void test_text_visible_valid(void **state)
+{
+	(void)state;
+	assert_true(VISIBLE("Alice"));
+	assert_true(VISIBLE("Zo\xc3\xab \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d"));
+	/* ZWJ in an emoji sequence, ZWNJ in Persian: allowed */
+	assert_true(VISIBLE("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9"));
+	assert_true(VISIBLE("\xd9\x85\xe2\x80\x8c\xd9\x8a"));
+	/* bidirectional embeddings, overrides (U+202A-202E) and isolates
+	 * (U+2066-2069) */
+	assert_false(VISIBLE("evil\xe2\x80\xaatxt"));
+	assert_false(VISIBLE("evil\xe2\x80\xaetxt.exe"));
+	assert_false(VISIBLE("a\xe2\x81\xa6"
+			     "b"));
+	assert_false(VISIBLE("a\xe2\x81\xa9"
+			     "b"));
+	/* direction marks, zero-width space, word joiner, BOM, tag, C1, DEL */
+	assert_false(VISIBLE("a\xe2\x80\x8f"));
+	assert_false(VISIBLE("a\xe2\x80\x8b"
+			     "b"));
+	assert_false(VISIBLE("a\xe2\x81\xa0"
+			     "b"));
+	assert_false(VISIBLE("\xef\xbb\xbf"
+			     "a"));
+	assert_false(VISIBLE("a\xf3\xa0\x80\x81"));
+	assert_false(VISIBLE("a\xc2\x85"
+			     "b"));
+	assert_false(VISIBLE("a\x7f"));
+	assert_false(VISIBLE("a\nb"));
+	/* invalid UTF-8 */
+	assert_false(VISIBLE("a\xff"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -584,6 +628,7 @@ int main(void)
 	    cmocka_unit_test(test_buf_printf_growth),
 	    cmocka_unit_test(test_buf_reserve),
 	    cmocka_unit_test(test_buf_consume),
+	    cmocka_unit_test(test_text_visible_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
