@@ -158,7 +158,9 @@ int main(int argc, char **argv)
 			  srv.store);
 	if (store_members_each(srv.store, load_member, srv.bus) < 0)
 		fatal("cannot load room memberships from path=%s", cfg.db_path);
-	srv.chat = chat_new(srv.store, srv.bus);
+	srv.chat = chat_new(srv.store, srv.bus, &srv.metrics);
+	if (!srv.chat)
+		fatal("cannot load the rooms from path=%s", cfg.db_path);
 
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));

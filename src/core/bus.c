@@ -21,14 +21,17 @@
  * Invariants
  *   I1 Persistent ids accepted by bus_publish strictly increase; anything
  *      else (duplicate, out of order, id 0 on a persistent type, an id on
- *      an ephemeral type) is dropped. last_id is the newest accepted id.
+ *      an ephemeral type) is refused, counted (bus_id_violations) and
+ *      reported to the caller, which logs it: never silent. last_id is the
+ *      newest accepted id.
  *   I2 Every shard's inbox receives every accepted event, in accept order:
  *      pushes happen under the global lock, which also orders the accepts.
  *   I3 The ring holds every accepted persistent event with id > ring_floor,
  *      oldest first; ring_floor only grows (to the id that fell off).
  *      Each slot also records whether the event's user was a member of its
- *      room just before a JOIN/ROOM/LEAVE, so the membership at any point
- *      inside the ring can be reconstructed exactly (see ring_collect).
+ *      room just before an event that changes membership (the event-type
+ *      table's effect column: JOIN/ROOM add, LEAVE removes), so the membership
+ * at any point inside the ring can be reconstructed exactly (see ring_collect).
  *   I4 Global membership is the state after last_id. A shard's local index
  *      is the state after the last event it drained, applied in stream
  *      order: JOIN/ROOM add the user's subscribers before delivering the
@@ -270,6 +273,7 @@ struct bus {
 	size_t ring_cap, ring_mask, ring_head, ring_len;
 	int64_t ring_floor; /* I3 */
 	int64_t last_id;
+	uint64_t id_violations; /* publishes refused by I1 */
 	size_t replay_max;
 	bus_history_fn history;
 	void *history_arg;
@@ -556,31 +560,48 @@ static void shard_push(struct bus_shard *shard, struct event *ev)
 		shard->wake(shard->wake_arg);
 }
 
-void bus_publish(struct bus *bus, struct event *ev)
+int bus_publish(struct bus *bus, struct event *ev)
 {
 	int64_t id = event_id(ev);
 	enum event_type type = event_type(ev);
+	int rc = 0;
 
 	lock(&bus->lock);
 	if (event_type_persistent(type)) {
-		if (id <= bus->last_id)
-			goto out; /* I1: duplicate, out of order or no id */
+		if (id <= bus->last_id) {
+			/* I1: duplicate, out of order or no id. Refused, and
+			 * counted: with one writer it cannot happen, so the
+			 * caller must say so loudly. */
+			bus->id_violations++;
+			rc = BUS_EORDER;
+			goto out;
+		}
 		bool was = false;
-		if (type == EVENT_JOIN || type == EVENT_ROOM)
+		int change = evtype_membership(type);
+		if (change)
 			was = member_set(bus, event_room(ev), event_user(ev),
-					 true);
-		else if (type == EVENT_LEAVE)
-			was = member_set(bus, event_room(ev), event_user(ev),
-					 false);
+					 change > 0);
 		ring_push(bus, ev, was);
 		bus->last_id = id;
 	} else if (id != 0) {
-		goto out; /* an ephemeral event never carries an id */
+		/* an ephemeral event never carries an id */
+		bus->id_violations++;
+		rc = BUS_EORDER;
+		goto out;
 	}
 	for (size_t i = 0; i < bus->nshards; i++)
 		shard_push(bus->shards[i], ev);
 out:
 	unlock(&bus->lock);
+	return rc;
+}
+
+uint64_t bus_id_violations(struct bus *bus)
+{
+	lock(&bus->lock);
+	uint64_t n = bus->id_violations;
+	unlock(&bus->lock);
+	return n;
 }
 
 /* ---- shard index (under shard->lock) ---- */
@@ -648,9 +669,9 @@ static void user_leave(struct bus_shard *shard, int64_t user, int64_t room)
 static void shard_process(struct bus_shard *shard, struct event *ev)
 {
 	int64_t id = event_id(ev), room = event_room(ev), user = event_user(ev);
-	enum event_type type = event_type(ev);
+	int change = evtype_membership(event_type(ev));
 
-	if (type == EVENT_JOIN || type == EVENT_ROOM)
+	if (change > 0)
 		user_join(shard, user, room);
 	struct room_subs *rs = imap_get_ptr(&shard->rooms, room);
 	if (rs) {
@@ -665,7 +686,7 @@ static void shard_process(struct bus_shard *shard, struct event *ev)
 			s->ops.deliver(s->arg, ev);
 		}
 	}
-	if (type == EVENT_LEAVE)
+	if (change < 0)
 		user_leave(shard, user, room);
 }
 
@@ -690,11 +711,10 @@ void bus_shard_drain(struct bus_shard *shard)
 
 /* ---- subscribe ---- */
 
-static bool changes_member(const struct event *ev, int64_t user)
+/* user's own membership change in ev: +1, -1, or 0 (none, or not user's). */
+static int member_change(const struct event *ev, int64_t user)
 {
-	enum event_type t = event_type(ev);
-	return event_user(ev) == user &&
-	       (t == EVENT_JOIN || t == EVENT_ROOM || t == EVENT_LEAVE);
+	return event_user(ev) == user ? evtype_membership(event_type(ev)) : 0;
 }
 
 /* Append to out a reference to every ring event with id > after that user
@@ -719,7 +739,7 @@ static void ring_collect(struct bus *bus, int64_t user, int64_t after,
 	imap_copy(&rooms, imap_get_ptr(&bus->user_rooms, user));
 	for (size_t i = bus->ring_len; i-- > lo;) {
 		const struct slot *s = ring_at(bus, i);
-		if (!changes_member(s->ev, user))
+		if (!member_change(s->ev, user))
 			continue;
 		if (s->was_member)
 			imap_put(&rooms, event_room(s->ev), 0);
@@ -728,13 +748,12 @@ static void ring_collect(struct bus *bus, int64_t user, int64_t after,
 	}
 	for (size_t i = lo; i < bus->ring_len; i++) {
 		struct event *ev = ring_at(bus, i)->ev;
-		bool mine = changes_member(ev, user);
-		enum event_type t = event_type(ev);
-		if (mine && t != EVENT_LEAVE)
+		int change = member_change(ev, user);
+		if (change > 0)
 			imap_put(&rooms, event_room(ev), 0);
 		if (imap_get(&rooms, event_room(ev), NULL))
 			evvec_push(out, event_ref(ev));
-		if (mine && t == EVENT_LEAVE)
+		if (change < 0)
 			imap_del(&rooms, event_room(ev));
 	}
 	imap_fini(&rooms);

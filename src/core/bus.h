@@ -52,10 +52,16 @@ int64_t bus_last_id(struct bus *bus);
 
 /* Publish. Persistent events (id > 0) must arrive in strictly increasing id
  * order (the store's commit hook guarantees it); they enter the ring and
- * apply their membership change (JOIN adds, LEAVE removes after delivery,
- * ROOM adds the creator). Ephemeral events (id 0) go only to live
- * subscribers of the room. Takes its own reference; the caller keeps its. */
-void bus_publish(struct bus *bus, struct event *ev);
+ * apply their membership change as the event-type table's effect column
+ * says (JOIN adds, LEAVE removes after delivery, ROOM adds the creator).
+ * Ephemeral events (id 0) go only to live subscribers of the room. Takes its
+ * own reference; the caller keeps its.
+ * Returns 0, or BUS_EORDER when ev breaks the id order (a persistent id at
+ * or below bus_last_id, or an ephemeral event with an id): ev is refused
+ * and counted in bus_id_violations; the caller logs it. */
+int bus_publish(struct bus *bus, struct event *ev);
+/* How many publishes were refused with BUS_EORDER, for /metrics. */
+uint64_t bus_id_violations(struct bus *bus);
 
 /* Shards. wake(arg) is called (from any thread) when the shard's inbox
  * turns non-empty; the owner must then call bus_shard_drain() on its loop. */
@@ -81,8 +87,9 @@ struct bus_sub_ops {
 	void (*deliver)(void *arg, struct event *ev);
 };
 enum bus_sub_err {
-	BUS_EFUTURE = -2, /* since is newer than the newest event */
-	BUS_EHISTORY = -3 /* the history callback failed */
+	BUS_EFUTURE = -2,  /* since is newer than the newest event */
+	BUS_EHISTORY = -3, /* the history callback failed */
+	BUS_EORDER = -4	   /* bus_publish: an id out of order */
 };
 /* since < 0: from now on. since >= 0: replay every event after since first.
  * Returns NULL and sets *err (a bus_sub_err) on failure. */

@@ -80,6 +80,9 @@ enum q {
 	Q_HISTORY_DESC,
 	Q_SEARCH,
 	Q_EVENTS_AFTER,
+	Q_READ_BEGIN,
+	Q_USER_ROOMS,
+	Q_USER_EVENTS_DESC,
 	Q_COUNT
 };
 
@@ -105,8 +108,7 @@ static const char *const sql_text[Q_COUNT] = {
 		    "client_id, text, json) "
 		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [Q_FTS_INDEX] = "INSERT INTO events_fts (rowid, text) SELECT id, text "
-		    "FROM events WHERE id >= ?1 AND type = 'message' "
-		    "AND text IS NOT NULL",
+		    "FROM events WHERE id >= ?1 AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 		  "WHERE name = 'events'), 0), "
 		  "coalesce((SELECT max(id) FROM events), 0))",
@@ -130,7 +132,7 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_SESSION_DEL_EXPIRED] = "DELETE FROM sessions "
 			      "WHERE hash = ?1 AND expires_ms <= ?2",
-    [Q_ROOMS_LIST] = "SELECT r.name, r.topic, r.created_ms, "
+    [Q_ROOMS_LIST] = "SELECT r.id, r.name, r.topic, r.created_ms, "
 		     "(SELECT count(*) FROM members m WHERE m.room_id = r.id), "
 		     "EXISTS (SELECT 1 FROM members m "
 		     "WHERE m.room_id = r.id AND m.user_id = ?1) "
@@ -139,31 +141,29 @@ static const char *const sql_text[Q_COUNT] = {
 		       "JOIN users u ON u.id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
     [Q_MEMBERS_ALL] = "SELECT room_id, user_id FROM members",
-    [Q_HISTORY_ASC] = "SELECT json FROM events WHERE room_id = ?1 "
+    [Q_HISTORY_ASC] = "SELECT id, type, room_id, user_id, json FROM events "
+		      "WHERE room_id = ?1 "
 		      "AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
-    [Q_HISTORY_DESC] = "SELECT json FROM events WHERE room_id = ?1 "
+    [Q_HISTORY_DESC] = "SELECT id, type, room_id, user_id, json FROM events "
+		       "WHERE room_id = ?1 "
 		       "AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-    [Q_SEARCH] = "SELECT e.json FROM events_fts f "
+    [Q_SEARCH] = "SELECT e.id, e.type, e.room_id, e.user_id, e.json "
+		 "FROM events_fts f "
 		 "JOIN events e ON e.id = f.rowid "
 		 "WHERE events_fts MATCH ?1 AND e.room_id IN "
 		 "(SELECT room_id FROM members WHERE user_id = ?2) "
 		 "ORDER BY f.rowid DESC LIMIT ?3",
+    /* a superset: every room the user is in now or acted in since the
+     * cursor (a room left since then has the leave); filtered in C */
     [Q_EVENTS_AFTER] = "SELECT id, type, room_id, user_id, json FROM events "
-		       "WHERE id > ?1 AND room_id IN "
+		       "WHERE id > ?1 AND (room_id IN "
 		       "(SELECT room_id FROM members WHERE user_id = ?2) "
-		       "ORDER BY id LIMIT ?3",
-};
-
-/* The events.type column holds these names, owned here so the database
- * format does not follow event.c's spelling. */
-static const struct {
-	enum event_type type;
-	const char *name;
-} type_names[] = {
-    {EVENT_MESSAGE, "message"},
-    {EVENT_JOIN, "join"},
-    {EVENT_LEAVE, "leave"},
-    {EVENT_ROOM, "room"},
+		       "OR room_id IN (SELECT room_id FROM events "
+		       "WHERE user_id = ?2 AND id > ?1)) ORDER BY id",
+    [Q_READ_BEGIN] = "BEGIN",
+    [Q_USER_ROOMS] = "SELECT room_id FROM members WHERE user_id = ?1",
+    [Q_USER_EVENTS_DESC] = "SELECT room_id, type FROM events "
+			   "WHERE user_id = ?1 AND id > ?2 ORDER BY id DESC",
 };
 
 struct session_entry {
@@ -181,7 +181,8 @@ struct conn {
 
 struct job {
 	struct job *next;
-	enum store_op op;
+	enum event_type type;
+	const struct evtype *row; /* evtype_get(type), NULL if not a type */
 	int64_t user_id, room_id;
 	char *room_name, *text, *client_id, *topic;
 	char *username; /* as the caller knows it: canonical, or NULL */
@@ -250,25 +251,6 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static const char *type_name(enum event_type t)
-{
-	for (size_t i = 0; i < ARRAY_LEN(type_names); i++)
-		if (type_names[i].type == t)
-			return type_names[i].name;
-	return NULL;
-}
-
-static int type_parse(const char *s, enum event_type *t)
-{
-	for (size_t i = 0; s && i < ARRAY_LEN(type_names); i++) {
-		if (strcmp(type_names[i].name, s) == 0) {
-			*t = type_names[i].type;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 static char *col_dup(sqlite3_stmt *s, int i)
 {
 	const char *t = (const char *)sqlite3_column_text(s, i);
@@ -281,17 +263,13 @@ static struct event *row_event(sqlite3_stmt *s)
 {
 	enum event_type t;
 	const char *json = (const char *)sqlite3_column_text(s, 4);
-	if (type_parse((const char *)sqlite3_column_text(s, 1), &t) < 0 ||
+	/* events.type holds the table's names: they are database format */
+	if (evtype_parse((const char *)sqlite3_column_text(s, 1), &t) < 0 ||
 	    !json)
 		return NULL;
 	return event_new(sqlite3_column_int64(s, 0), t,
 			 sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
 			 json, (size_t)sqlite3_column_bytes(s, 4));
-}
-
-static int64_t limit_i64(size_t n)
-{
-	return n > (size_t)INT64_MAX - 1 ? INT64_MAX - 1 : (int64_t)n;
 }
 
 /* --- connections ---------------------------------------------------------- */
@@ -659,7 +637,8 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 			   void *arg)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
-	j->op = w->op;
+	j->type = w->type;
+	j->row = evtype_get(w->type);
 	j->user_id = w->user_id;
 	j->room_id = w->room_id;
 	j->room_name = w->room_name ? xstrdup(w->room_name) : NULL;
@@ -788,19 +767,21 @@ static int w_member_change(struct store *st, enum q q, int64_t room_id,
 	return STORE_OK;
 }
 
-/* Append the job's event: next id, envelope, row. A message's envelope
- * carries the job's text and client_id (extra is not used). */
-static int w_event_add(struct store *st, struct job *j, enum event_type type,
-		       int64_t room_id, const char *room, const char *from,
-		       json_t *extra)
+/* Append the job's event: next id, envelope, row. The envelope is built
+ * from the job's input as the type's row says (a searchable type carries
+ * text and client_id, written without jansson: one per message). */
+static int w_event_add(struct store *st, struct job *j, int64_t room_id,
+		       const char *room, const char *from)
 {
 	int64_t id = st->next_id, ts = now_ms();
 	size_t len;
+	struct evtype_input in = {.room = room,
+				  .text = j->text,
+				  .len = j->text ? strlen(j->text) : 0,
+				  .client_id = j->client_id,
+				  .topic = j->topic};
 	char *json =
-	    type == EVENT_MESSAGE
-		? event_envelope_message(id, room, from, ts, j->text,
-					 j->client_id, &len)
-		: event_envelope(id, type, room, from, ts, extra, &len);
+	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
 	sqlite3_stmt *s = conn_stmt(&st->w, Q_EVENT_ADD);
 	int rc = 0;
 
@@ -812,10 +793,11 @@ static int w_event_add(struct store *st, struct job *j, enum event_type type,
 	}
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, room_id);
-	sqlite3_bind_text(s, 3, type_name(type), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, j->row->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, j->user_id);
 	sqlite3_bind_int64(s, 5, ts);
-	if (type == EVENT_MESSAGE) {
+	if (j->row->searchable) {
+		/* text set means indexed (Q_FTS_INDEX) */
 		if (j->client_id)
 			sqlite3_bind_text(s, 6, j->client_id, -1,
 					  SQLITE_STATIC);
@@ -827,7 +809,7 @@ static int w_event_add(struct store *st, struct job *j, enum event_type type,
 	if (rc != SQLITE_DONE)
 		goto fail;
 	st->next_id++;
-	j->ev = event_new(id, type, room_id, j->user_id, json, len);
+	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
 	j->fresh = true;
 	free(json);
 	return STORE_OK;
@@ -858,32 +840,18 @@ static int w_message_dup(struct store *st, struct job *j)
 	return j->ev ? STORE_DUPLICATE : STORE_ERR;
 }
 
-static int w_message(struct store *st, struct job *j, const char *from,
-		     int64_t room_id, const char *room)
-{
-	int rc = w_is_member(st, room_id, j->user_id);
-
-	if (rc == 0)
-		return STORE_NOTMEMBER;
-	if (rc != 1)
-		return rc;
-	if (!j->text)
-		return STORE_ERR;
-	/* the envelope refuses invalid UTF-8 */
-	return w_event_add(st, j, EVENT_MESSAGE, room_id, room, from, NULL);
-}
-
-static int w_room_create(struct store *st, struct job *j, const char *from)
+/* A room-creating event: the room row and the creator's membership; its
+ * id and canonical name in *room_id and *room (caller frees). */
+static int w_room_create(struct store *st, struct job *j, int64_t *room_id,
+			 char **room)
 {
 	sqlite3_stmt *s;
-	json_t *extra = NULL;
-	int64_t room_id;
 	char *taken = NULL;
 	int rc;
 
 	if (!j->room_name || !name_valid(j->room_name))
 		return STORE_ERR;
-	rc = w_room(st, 0, j->room_name, &room_id, &taken);
+	rc = w_room(st, 0, j->room_name, room_id, &taken);
 	free(taken);
 	if (rc != STORE_NOTFOUND)
 		return rc == STORE_OK ? STORE_EXISTS : rc;
@@ -899,90 +867,86 @@ static int w_room_create(struct store *st, struct job *j, const char *from)
 	if (rc != SQLITE_DONE)
 		return w_stmt_fail(st, s, rc);
 	stmt_done(s);
-	room_id = sqlite3_last_insert_rowid(st->w.db);
-
-	rc = w_member_change(st, Q_MEMBER_ADD, room_id, j->user_id);
-	if (rc != STORE_OK)
-		return rc;
-	extra = json_object();
-	if (json_object_set_new(extra, "topic",
-				json_string(j->topic ? j->topic : "")) < 0)
-		rc = STORE_ERR;
-	else
-		rc = w_event_add(st, j, EVENT_ROOM, room_id, j->room_name, from,
-				 extra);
-	json_decref(extra);
-	return rc;
+	*room_id = sqlite3_last_insert_rowid(st->w.db);
+	*room = xstrdup(j->room_name);
+	return w_member_change(st, Q_MEMBER_ADD, *room_id, j->user_id);
 }
 
-/* A message whose sender and room the caller already resolved (chat does:
- * usernames never change, rooms are never renamed or deleted): nothing to
- * look up but the duplicate and the membership, which only the writer can
- * decide. */
-static int job_message_fast(struct store *st, struct job *j)
+/* The type's store effect on an existing room, and the sender check that
+ * only the writer can decide (membership inside the transaction). */
+static int w_effect(struct store *st, struct job *j, int64_t room_id)
 {
-	int rc = STORE_OK;
+	int rc;
 
-	if (j->client_id)
-		rc = w_message_dup(st, j);
-	if (rc == STORE_OK)
-		rc = w_message(st, j, j->username, j->room_id, j->room_name);
-	return rc;
+	switch (j->row->effect) {
+	case EVTYPE_EFFECT_MEMBER_ADD:
+		rc = w_is_member(st, room_id, j->user_id);
+		if (rc == 1)
+			return STORE_EXISTS;
+		if (rc != 0)
+			return rc;
+		return w_member_change(st, Q_MEMBER_ADD, room_id, j->user_id);
+	case EVTYPE_EFFECT_MEMBER_REMOVE:
+		rc = w_member_change(st, Q_MEMBER_DEL, room_id, j->user_id);
+		if (rc == STORE_OK && sqlite3_changes(st->w.db) == 0)
+			rc = STORE_NOTMEMBER;
+		return rc;
+	case EVTYPE_EFFECT_NONE:
+		if (j->row->sender != EVTYPE_FROM_MEMBER)
+			return STORE_OK;
+		rc = w_is_member(st, room_id, j->user_id);
+		if (rc == 0)
+			return STORE_NOTMEMBER;
+		return rc == 1 ? STORE_OK : rc;
+	case EVTYPE_EFFECT_ROOM_CREATE:
+		break; /* handled before the room exists */
+	}
+	return STORE_ERR;
 }
 
 /* One job inside the batch's transaction: a status, W_FATAL, and the event
- * in j->ev. */
+ * in j->ev. Every persistent type runs the same steps, as its row says:
+ * a retried client_id, the sender's name, the room (created, or looked
+ * up), the store effect, the event. A message whose sender and room the
+ * caller already resolved (chat does: usernames never change, rooms are
+ * never renamed or deleted) skips both lookups: the durable-send path is
+ * a membership check and one INSERT. */
 static int job_run(struct store *st, struct job *j)
 {
 	char *from = NULL, *room = NULL;
 	int64_t room_id = 0;
 	int rc;
 
-	if (j->op == STORE_MESSAGE && j->username && j->room_id > 0 &&
-	    j->room_name)
-		return job_message_fast(st, j);
-	if (j->op == STORE_MESSAGE && j->client_id) {
+	if (!j->row || !j->row->persistent ||
+	    j->row->sender == EVTYPE_FROM_SERVER)
+		return STORE_ERR;
+	if (j->row->searchable && !j->text)
+		return STORE_ERR;
+	if (j->row->searchable && j->client_id) {
 		rc = w_message_dup(st, j);
 		if (rc != STORE_OK)
 			return rc;
 	}
+	if (j->username && j->room_id > 0 && j->room_name &&
+	    j->row->effect != EVTYPE_EFFECT_ROOM_CREATE) {
+		rc = w_effect(st, j, j->room_id);
+		if (rc == STORE_OK)
+			rc = w_event_add(st, j, j->room_id, j->room_name,
+					 j->username);
+		return rc;
+	}
 	rc = w_user(st, j->user_id, &from);
 	if (rc != STORE_OK)
 		goto out;
-	if (j->op == STORE_ROOM_CREATE) {
-		rc = w_room_create(st, j, from);
-		goto out;
-	}
-	rc = w_room(st, j->room_id, j->room_name, &room_id, &room);
-	if (rc != STORE_OK)
-		goto out;
-	switch (j->op) {
-	case STORE_MESSAGE:
-		rc = w_message(st, j, from, room_id, room);
-		break;
-	case STORE_JOIN:
-		rc = w_is_member(st, room_id, j->user_id);
-		if (rc == 1)
-			rc = STORE_EXISTS;
-		else if (rc == 0)
-			rc = w_member_change(st, Q_MEMBER_ADD, room_id,
-					     j->user_id);
+	if (j->row->effect == EVTYPE_EFFECT_ROOM_CREATE) {
+		rc = w_room_create(st, j, &room_id, &room);
+	} else {
+		rc = w_room(st, j->room_id, j->room_name, &room_id, &room);
 		if (rc == STORE_OK)
-			rc = w_event_add(st, j, EVENT_JOIN, room_id, room, from,
-					 NULL);
-		break;
-	case STORE_LEAVE:
-		rc = w_member_change(st, Q_MEMBER_DEL, room_id, j->user_id);
-		if (rc == STORE_OK && sqlite3_changes(st->w.db) == 0)
-			rc = STORE_NOTMEMBER;
-		if (rc == STORE_OK)
-			rc = w_event_add(st, j, EVENT_LEAVE, room_id, room,
-					 from, NULL);
-		break;
-	default:
-		rc = STORE_ERR;
-		break;
+			rc = w_effect(st, j, room_id);
 	}
+	if (rc == STORE_OK)
+		rc = w_event_add(st, j, room_id, room, from);
 out:
 	free(from);
 	free(room);
@@ -1016,7 +980,8 @@ static bool batch_apply(struct store *st, struct job **jobs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = jobs[i];
 		int64_t next = st->next_id;
-		bool sp = j->op != STORE_MESSAGE;
+		/* An event without a store effect is one INSERT. */
+		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE;
 
 		if (sp && conn_run(&st->w, Q_SAVEPOINT) != SQLITE_OK)
 			goto fail;
@@ -1033,7 +998,7 @@ static bool batch_apply(struct store *st, struct job **jobs, size_t n)
 		}
 		if (sp && conn_run(&st->w, Q_RELEASE) != SQLITE_OK)
 			goto fail;
-		messages |= j->fresh && j->op == STORE_MESSAGE;
+		messages |= j->fresh && j->row->searchable;
 	}
 	/* The batch's messages join the search index in one statement
 	 * (migration 003), in the same transaction. */
@@ -1613,70 +1578,90 @@ fail:
 	return status;
 }
 
-json_t *store_rooms_list(struct store *st, int64_t user_id)
+int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
+		     size_t *n)
 {
 	struct conn *c = pool_get(st);
 	sqlite3_stmt *s = conn_stmt(c, Q_ROOMS_LIST);
-	json_t *arr = json_array();
-	int rc;
+	struct store_room *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc = SQLITE_ERROR;
 
 	if (!s)
 		goto fail;
 	sqlite3_bind_int64(s, 1, user_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		char ts[32];
-		const char *name = (const char *)sqlite3_column_text(s, 0);
-		const char *topic = (const char *)sqlite3_column_text(s, 1);
-
-		format_ts(sqlite3_column_int64(s, 2), ts);
-		json_t *o = json_pack(
-		    "{s:s, s:s, s:s, s:I, s:b}", "name", name ? name : "",
-		    "topic", topic ? topic : "", "created", ts, "members",
-		    (json_int_t)sqlite3_column_int64(s, 3), "joined",
-		    sqlite3_column_int(s, 4));
-		if (json_array_append_new(arr, o) < 0)
-			goto fail;
+		const char *name = (const char *)sqlite3_column_text(s, 1);
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		struct store_room *r = &v[len++];
+		r->id = sqlite3_column_int64(s, 0);
+		snprintf(r->name, sizeof(r->name), "%s", name ? name : "");
+		r->topic = col_dup(s, 2);
+		r->created_ms = sqlite3_column_int64(s, 3);
+		r->members = sqlite3_column_int64(s, 4);
+		r->joined = sqlite3_column_int(s, 5) != 0;
 	}
-	if (rc != SQLITE_DONE)
-		goto fail;
-	stmt_done(s);
-	pool_put(st, c);
-	return arr;
 fail:
 	stmt_done(s);
 	pool_put(st, c);
-	json_decref(arr);
-	return NULL;
+	if (rc != SQLITE_DONE) {
+		store_rooms_free(v, len);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }
 
-json_t *store_room_members(struct store *st, int64_t room_id)
+void store_rooms_free(struct store_room *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].topic);
+	free(v);
+}
+
+int store_room_members(struct store *st, int64_t room_id,
+		       struct store_member **out, size_t *n)
 {
 	struct conn *c = pool_get(st);
 	sqlite3_stmt *s = conn_stmt(c, Q_ROOM_MEMBERS);
-	json_t *arr = json_array();
-	int rc;
+	struct store_member *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc = SQLITE_ERROR;
 
 	if (!s)
 		goto fail;
 	sqlite3_bind_int64(s, 1, room_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *u = (const char *)sqlite3_column_text(s, 0);
-		const char *d = (const char *)sqlite3_column_text(s, 1);
-		json_t *o = json_pack("{s:s, s:s}", "username", u ? u : "",
-				      "display_name", d ? d : "");
-		if (json_array_append_new(arr, o) < 0)
-			goto fail;
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		struct store_member *m = &v[len++];
+		snprintf(m->username, sizeof(m->username), "%s", u ? u : "");
+		m->display_name = col_dup(s, 1);
 	}
-	if (rc != SQLITE_DONE)
-		goto fail;
-	stmt_done(s);
-	pool_put(st, c);
-	return arr;
 fail:
 	stmt_done(s);
 	pool_put(st, c);
-	json_decref(arr);
-	return NULL;
+	if (rc != SQLITE_DONE) {
+		store_members_free(v, len);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+void store_members_free(struct store_member *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].display_name);
+	free(v);
 }
 
 int store_is_member(struct store *st, int64_t room_id, int64_t user_id)
@@ -1730,15 +1715,39 @@ int store_members_each(struct store *st,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-json_t *store_history(struct store *st, int64_t room_id, int64_t before,
-		      int64_t after, unsigned limit, bool *more)
+/* An array of event references that grows. */
+struct evarr {
+	struct event **v;
+	size_t len, cap;
+};
+
+static void evarr_push(struct evarr *a, struct event *ev)
+{
+	if (a->len == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 64;
+		a->v = xrealloc(a->v, a->cap * sizeof(*a->v));
+	}
+	a->v[a->len++] = ev;
+}
+
+static void evarr_release(struct evarr *a)
+{
+	for (size_t i = 0; i < a->len; i++)
+		event_unref(a->v[i]);
+	free(a->v);
+	*a = (struct evarr){0};
+}
+
+int store_history(struct store *st, int64_t room_id, int64_t before,
+		  int64_t after, unsigned limit, struct event ***out, size_t *n,
+		  bool *more)
 {
 	bool asc = after >= 0;
 	struct conn *c = pool_get(st);
 	sqlite3_stmt *s = conn_stmt(c, asc ? Q_HISTORY_ASC : Q_HISTORY_DESC);
-	json_t *arr = json_array();
+	struct evarr a = {0};
 	unsigned rows = 0;
-	int rc;
+	int rc = SQLITE_ERROR;
 
 	if (more)
 		*more = false;
@@ -1749,33 +1758,34 @@ json_t *store_history(struct store *st, int64_t room_id, int64_t before,
 	sqlite3_bind_int64(s, 3, before > 0 ? before : INT64_MAX);
 	sqlite3_bind_int64(s, 4, (int64_t)limit + 1); /* one more: *more */
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const void *json;
-		json_t *e;
 		if (rows++ == limit) {
 			if (more)
 				*more = true;
 			continue;
 		}
-		json = sqlite3_column_blob(s, 0);
-		e = json_loadb(json, (size_t)sqlite3_column_bytes(s, 0), 0,
-			       NULL);
-		if (!e)
-			goto fail;
-		/* newest first from SQLite; the page is oldest first */
-		if ((asc ? json_array_append_new(arr, e)
-			 : json_array_insert_new(arr, 0, e)) < 0)
-			goto fail;
+		struct event *ev = row_event(s);
+		if (!ev) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+		evarr_push(&a, ev);
 	}
-	if (rc != SQLITE_DONE)
-		goto fail;
-	stmt_done(s);
-	pool_put(st, c);
-	return arr;
 fail:
 	stmt_done(s);
 	pool_put(st, c);
-	json_decref(arr);
-	return NULL;
+	if (rc != SQLITE_DONE) {
+		evarr_release(&a);
+		return -1;
+	}
+	/* newest first from SQLite; the page is oldest first */
+	for (size_t i = 0; !asc && i < a.len / 2; i++) {
+		struct event *t = a.v[i];
+		a.v[i] = a.v[a.len - 1 - i];
+		a.v[a.len - 1 - i] = t;
+	}
+	*out = a.v;
+	*n = a.len;
+	return 0;
 }
 
 /* q as an FTS5 query that only ever means "all these word prefixes":
@@ -1811,9 +1821,9 @@ static void search_query(const char *q, struct buf *out)
 	}
 }
 
-/* Append each match to arr; SQLITE_DONE or the failure. */
+/* Append each match to a; SQLITE_DONE or the failure. */
 static int search_run(struct conn *c, const struct buf *match, int64_t user_id,
-		      unsigned limit, json_t *arr)
+		      unsigned limit, struct evarr *a)
 {
 	sqlite3_stmt *s = conn_stmt(c, Q_SEARCH);
 	int rc;
@@ -1824,22 +1834,21 @@ static int search_run(struct conn *c, const struct buf *match, int64_t user_id,
 	sqlite3_bind_int64(s, 2, user_id);
 	sqlite3_bind_int64(s, 3, limit);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const void *json = sqlite3_column_blob(s, 0);
-		json_t *e = json_loadb(json, (size_t)sqlite3_column_bytes(s, 0),
-				       0, NULL);
-		if (!e || json_array_append_new(arr, e) < 0) {
+		struct event *ev = row_event(s);
+		if (!ev) {
 			rc = SQLITE_ERROR;
 			break;
 		}
+		evarr_push(a, ev);
 	}
 	stmt_done(s);
 	return rc;
 }
 
-json_t *store_search(struct store *st, int64_t user_id, const char *q,
-		     unsigned limit)
+int store_search(struct store *st, int64_t user_id, const char *q,
+		 unsigned limit, struct event ***out, size_t *n)
 {
-	json_t *arr = json_array();
+	struct evarr a = {0};
 	struct buf match;
 	int rc = SQLITE_DONE;
 
@@ -1848,60 +1857,155 @@ json_t *store_search(struct store *st, int64_t user_id, const char *q,
 		search_query(q, &match);
 	if (match.len) { /* else no word: nothing matches */
 		struct conn *c = pool_get(st);
-		rc = search_run(c, &match, user_id, limit, arr);
+		rc = search_run(c, &match, user_id, limit, &a);
 		pool_put(st, c);
 	}
 	buf_fini(&match);
 	if (rc != SQLITE_DONE) {
-		json_decref(arr);
-		return NULL;
+		evarr_release(&a);
+		return -1;
 	}
-	return arr;
+	*out = a.v;
+	*n = a.len;
+	return 0;
 }
 
+/* A small set of room ids (a user belongs to few rooms). */
+struct roomset {
+	int64_t *v;
+	size_t len, cap;
+};
+
+static bool roomset_has(const struct roomset *r, int64_t id)
+{
+	for (size_t i = 0; i < r->len; i++)
+		if (r->v[i] == id)
+			return true;
+	return false;
+}
+
+static void roomset_set(struct roomset *r, int64_t id, bool in)
+{
+	for (size_t i = 0; i < r->len; i++) {
+		if (r->v[i] == id) {
+			if (!in)
+				r->v[i] = r->v[--r->len];
+			return;
+		}
+	}
+	if (!in)
+		return;
+	if (r->len == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+	}
+	r->v[r->len++] = id;
+}
+
+/* The rooms user_id belonged to just after event `after`: today's rooms,
+ * with the user's own membership changes since then undone, newest first.
+ * The writer only adds a member who is not one and only removes one who
+ * is, so undoing an add removes and undoing a remove adds. SQLITE_DONE or
+ * the failure. */
+static int rooms_at(struct conn *c, int64_t user_id, int64_t after,
+		    struct roomset *rooms)
+{
+	sqlite3_stmt *s = conn_stmt(c, Q_USER_ROOMS);
+	int rc;
+
+	if (!s)
+		return SQLITE_ERROR;
+	sqlite3_bind_int64(s, 1, user_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		roomset_set(rooms, sqlite3_column_int64(s, 0), true);
+	stmt_done(s);
+	if (rc != SQLITE_DONE)
+		return rc;
+	s = conn_stmt(c, Q_USER_EVENTS_DESC);
+	if (!s)
+		return SQLITE_ERROR;
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, after);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		enum event_type t;
+		if (evtype_parse((const char *)sqlite3_column_text(s, 1), &t))
+			continue;
+		int change = evtype_membership(t);
+		if (change)
+			roomset_set(rooms, sqlite3_column_int64(s, 0),
+				    change < 0);
+	}
+	stmt_done(s);
+	return rc;
+}
+
+/* Replay follows membership as of each event, exactly as a live subscriber
+ * would have received it (the bus's ring replay follows the same rule):
+ * an event is the user's if the user was a member of its room at that
+ * event, where the user's own join (or room creation) counts from that
+ * event on, and the user's own leave is delivered and nothing of that
+ * room after it until a new join. All in one read transaction, so the
+ * membership and the events are of one moment. */
 int store_events_after(void *arg, int64_t user_id, int64_t after, size_t limit,
 		       struct event ***out, size_t *n)
 {
 	struct store *st = arg;
-	struct event **evs = NULL;
-	size_t count = 0, cap = 0;
+	struct evarr a = {0};
+	struct roomset rooms = {0};
 	struct conn *c;
-	sqlite3_stmt *s;
-	int rc;
+	sqlite3_stmt *s = NULL;
+	bool in_tx = false;
+	int rc = SQLITE_ERROR;
 
 	*out = NULL;
 	*n = 0;
 	if (limit == 0)
 		return 0;
 	c = pool_get(st);
-	s = conn_stmt(c, Q_EVENTS_AFTER);
-	if (!s)
+	if (conn_run(c, Q_READ_BEGIN) != SQLITE_OK)
 		goto fail;
-	sqlite3_bind_int64(s, 1, after);
-	sqlite3_bind_int64(s, 2, user_id);
-	sqlite3_bind_int64(s, 3, limit_i64(limit));
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct event *ev = row_event(s);
-		if (!ev)
-			goto fail;
-		if (count == cap) {
-			cap = cap ? cap * 2 : 64;
-			evs = xrealloc(evs, cap * sizeof(*evs));
-		}
-		evs[count++] = ev;
-	}
+	in_tx = true;
+	rc = rooms_at(c, user_id, after, &rooms);
 	if (rc != SQLITE_DONE)
 		goto fail;
-	stmt_done(s);
-	pool_put(st, c);
-	*out = evs;
-	*n = count;
-	return 0;
+	s = conn_stmt(c, Q_EVENTS_AFTER);
+	if (!s) {
+		rc = SQLITE_ERROR;
+		goto fail;
+	}
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, user_id);
+	while (a.len < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct event *ev = row_event(s);
+		if (!ev) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+		int change = event_user(ev) == user_id
+				 ? evtype_membership(event_type(ev))
+				 : 0;
+		if (change > 0)
+			roomset_set(&rooms, event_room(ev), true);
+		if (roomset_has(&rooms, event_room(ev)))
+			evarr_push(&a, ev);
+		else
+			event_unref(ev);
+		if (change < 0)
+			roomset_set(&rooms, event_room(ev), false);
+	}
+	if (a.len == limit && rc == SQLITE_ROW)
+		rc = SQLITE_DONE;
 fail:
 	stmt_done(s);
+	if (in_tx)
+		conn_run(c, Q_COMMIT);
 	pool_put(st, c);
-	for (size_t i = 0; i < count; i++)
-		event_unref(evs[i]);
-	free(evs);
-	return -1;
+	free(rooms.v);
+	if (rc != SQLITE_DONE) {
+		evarr_release(&a);
+		return -1;
+	}
+	*out = a.v;
+	*n = a.len;
+	return 0;
 }
