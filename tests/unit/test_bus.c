@@ -114,11 +114,19 @@ static struct bus_sub *sub_ok(struct bus_shard *shard, int64_t user,
 	return s;
 }
 
-/* ---- a fake history (the store): every event ever published ---- */
+/* ---- a fake history (the store): every event ever published ----
+ * It answers as the real store does (store.h, store_events_after): the
+ * events of the rooms the user belonged to at each event, the user's own
+ * join counting from that event on and the user's own leave included. */
+
+#define FAKE_MEMBERS_MAX 16
 
 struct fake_store {
 	struct event *evs[256];
 	size_t n;
+	/* membership before the first event (fake_member_add) */
+	int64_t rooms0[FAKE_MEMBERS_MAX], users0[FAKE_MEMBERS_MAX];
+	size_t nmembers0;
 	int calls;
 	int fail;
 	int64_t room; /* if set, history returns only this room's events */
@@ -129,6 +137,15 @@ struct fake_store {
 	void (*during)(struct fake_store *fs);
 	struct bus *bus;
 };
+
+/* A member from the start: in the bus and in the fake's history. */
+static void fake_member_add(struct fake_store *fs, int64_t room, int64_t user)
+{
+	assert_true(fs->nmembers0 < FAKE_MEMBERS_MAX);
+	fs->rooms0[fs->nmembers0] = room;
+	fs->users0[fs->nmembers0++] = user;
+	bus_member_add(fs->bus, room, user);
+}
 
 static void store_pub(struct fake_store *fs, int64_t id, enum event_type type,
 		      int64_t room, int64_t user)
@@ -142,6 +159,52 @@ static void store_fini(struct fake_store *fs)
 {
 	for (size_t i = 0; i < fs->n; i++)
 		event_unref(fs->evs[i]);
+}
+
+/* A tiny set of rooms. */
+struct roomset {
+	int64_t v[FAKE_MEMBERS_MAX * 4];
+	size_t n;
+};
+
+static bool roomset_has(const struct roomset *r, int64_t room)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i] == room)
+			return true;
+	return false;
+}
+
+static void roomset_set(struct roomset *r, int64_t room, bool in)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->v[i] == room) {
+			if (!in)
+				r->v[i] = r->v[--r->n];
+			return;
+		}
+	}
+	if (in) {
+		assert_true(r->n < FAKE_MEMBERS_MAX * 4);
+		r->v[r->n++] = room;
+	}
+}
+
+/* Apply ev's change of user's membership to rooms; returns the change. */
+static int fake_apply(struct roomset *rooms, const struct event *ev,
+		      int64_t user, bool before)
+{
+	if (event_user(ev) != user)
+		return 0;
+	int change =
+	    event_type(ev) == EVENT_JOIN || event_type(ev) == EVENT_ROOM ? 1
+	    : event_type(ev) == EVENT_LEAVE				 ? -1
+									 : 0;
+	if (change > 0 && before)
+		roomset_set(rooms, event_room(ev), true);
+	if (change < 0 && !before)
+		roomset_set(rooms, event_room(ev), false);
+	return change;
 }
 
 static int fake_history(void *arg, int64_t user_id, int64_t after, size_t limit,
@@ -161,12 +224,21 @@ static int fake_history(void *arg, int64_t user_id, int64_t after, size_t limit,
 		fs->during = NULL;
 		during(fs);
 	}
+	struct roomset rooms = {0};
+	for (size_t i = 0; i < fs->nmembers0; i++)
+		if (fs->users0[i] == user_id)
+			roomset_set(&rooms, fs->rooms0[i], true);
 	struct event **v = malloc((committed + 1) * sizeof(*v));
 	size_t k = 0;
-	for (size_t i = 0; i < committed && k < limit; i++)
-		if (event_id(fs->evs[i]) > after &&
-		    (!fs->room || event_room(fs->evs[i]) == fs->room))
-			v[k++] = event_ref(fs->evs[i]);
+	for (size_t i = 0; i < committed && k < limit; i++) {
+		struct event *ev = fs->evs[i];
+		fake_apply(&rooms, ev, user_id, true);
+		if (event_id(ev) > after &&
+		    roomset_has(&rooms, event_room(ev)) &&
+		    (!fs->room || event_room(ev) == fs->room))
+			v[k++] = event_ref(ev);
+		fake_apply(&rooms, ev, user_id, false);
+	}
 	*out = v;
 	*n = k;
 	return 0;
@@ -639,7 +711,7 @@ static void test_history_on_ring_overflow(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	bus_shard_drain(sh);
@@ -686,6 +758,72 @@ static void publish_one_more(struct fake_store *fs)
 	store_pub(fs, 11, EVENT_MESSAGE, LOBBY, BOB);
 }
 
+/* The cursor fell out of the ring, and while away the user left the room
+ * and joined it again: history must follow membership as of each event,
+ * as the ring does, so the user gets its own leave, nothing of the room
+ * while out, and everything from its join on. (With a history that used
+ * today's membership, 3 and 4 came too.) */
+static void test_history_membership_leave_rejoin(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, BOB);
+	store_pub(&fs, 1, EVENT_MESSAGE, LOBBY, BOB);
+	store_pub(&fs, 2, EVENT_LEAVE, LOBBY, ALICE);
+	store_pub(&fs, 3, EVENT_MESSAGE, LOBBY, BOB); /* alice is out */
+	store_pub(&fs, 4, EVENT_MESSAGE, LOBBY, BOB);
+	store_pub(&fs, 5, EVENT_JOIN, LOBBY, ALICE);
+	for (int i = 6; i <= 12; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 0, &a);
+	assert_int_equal(fs.calls, 1); /* 0 is below the ring */
+	assert_true(a.resume.recovered);
+	ASSERT_IDS(&a, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12);
+	struct rec b = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 2, &b);
+	ASSERT_IDS(&b, 5, 6, 7, 8, 9, 10, 11, 12);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
+/* An id at or below the newest is refused loudly: a status and a count,
+ * never a silent drop. */
+static void test_publish_id_violation(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct event *e5 = mk(5, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *e3 = mk(3, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *e0 = mk(0, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *t7 = mk(7, EVENT_TYPING, LOBBY, BOB);
+	struct event *t0 = mk(0, EVENT_TYPING, LOBBY, BOB);
+	assert_int_equal(bus_id_violations(bus), 0);
+	assert_int_equal(bus_publish(bus, e5), 0);
+	assert_int_equal(bus_publish(bus, e5), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, e3), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, e0), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, t7), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, t0), 0);
+	assert_int_equal(bus_id_violations(bus), 4);
+	assert_int_equal(bus_last_id(bus), 5);
+	event_unref(e5);
+	event_unref(e3);
+	event_unref(e0);
+	event_unref(t7);
+	event_unref(t0);
+	bus_free(bus);
+}
+
 static void test_history_then_ring(void **state)
 {
 	(void)state;
@@ -693,7 +831,7 @@ static void test_history_then_ring(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	bus_shard_drain(sh);
@@ -725,7 +863,7 @@ static void test_history_overtaken_retries(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	fs.during = publish_many_more;
@@ -752,7 +890,7 @@ static void test_history_limit_is_replay_max(void **state)
 	struct bus *bus = bus_new(2, 5, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	/* 10 - 5 = 5 = replay_max: history returns exactly the limit. */
@@ -777,7 +915,7 @@ static void test_history_sparse(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, i <= 5 ? LOBBY : ANNEX, BOB);
 	struct rec a = {0};
@@ -799,7 +937,7 @@ static void test_no_ring(void **state)
 	struct bus *bus = bus_new(0, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 3; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	struct rec a = {0}, b = {0};
@@ -826,7 +964,7 @@ static void test_too_far_behind(void **state)
 	struct bus *bus = bus_new(4, 3, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	struct rec a = {0};
@@ -1120,6 +1258,8 @@ int main(void)
 	    cmocka_unit_test(test_since_negative_no_replay),
 	    cmocka_unit_test(test_since_future),
 	    cmocka_unit_test(test_history_on_ring_overflow),
+	    cmocka_unit_test(test_history_membership_leave_rejoin),
+	    cmocka_unit_test(test_publish_id_violation),
 	    cmocka_unit_test(test_history_then_ring),
 	    cmocka_unit_test(test_history_overtaken_retries),
 	    cmocka_unit_test(test_history_limit_is_replay_max),

@@ -25,11 +25,15 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "store_contract.h"
 #include "testdir.h"
 #include "store/store.h"
 #include "util/util.h"
 
 /* --- fixture -------------------------------------------------------------- */
+
+struct fx;
+static struct fx *contract_fx; /* the open contract case's directory */
 
 struct fx {
 	char dir[512];
@@ -1469,6 +1473,40 @@ static void test_close_drains(void **state)
 	json_decref(h);
 }
 
+/* The backend contract (store_contract.c) against SQLite: each case gets a
+ * fresh database in its own directory. */
+static struct store *contract_open(void *arg)
+{
+	(void)arg;
+	struct fx *fx = xcalloc(1, sizeof(*fx));
+	if (testdir_make(fx->dir, sizeof(fx->dir), "store_contract") < 0) {
+		free(fx);
+		return NULL;
+	}
+	snprintf(fx->path, sizeof(fx->path), "%s/natter.db", fx->dir);
+	fx->db_dir = testdir_db();
+	char err[512] = "";
+	struct store *st = open_with(fx, fx->db_dir, 0, 64, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "store_open: %s\n", err);
+		testdir_remove(fx->dir);
+		free(fx);
+		return NULL;
+	}
+	/* one store per case: remember its directory by the store */
+	contract_fx = fx;
+	return st;
+}
+
+static void contract_close(void *arg, struct store *st)
+{
+	(void)arg;
+	store_close(st);
+	testdir_remove(contract_fx->dir);
+	free(contract_fx);
+	contract_fx = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1504,5 +1542,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_close_drains, fx_setup,
 					    fx_teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+	struct store_contract_factory sqlite = {
+	    .name = "store_contract(sqlite)",
+	    .open = contract_open,
+	    .close = contract_close,
+	};
+	return failed + store_contract_run(&sqlite);
 }
