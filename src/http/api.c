@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "http/api.h"
+#include "core/cmd.h"
 #include "core/auth.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -84,4 +85,35 @@ void api_events_free(struct event **evs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		event_unref(evs[i]);
 	free(evs);
+}
+
+int api_command(struct request *req, const char *name, json_t *args,
+		const char *room, enum MHD_Result *ret)
+{
+	struct cmd_status st;
+	struct chat_user cu = {req->user_id, req->username};
+	if (room) /* a path parameter: any bytes, chat judges the name */
+		json_object_set_new(args, "room",
+				    json_stringn_nocheck(room, strlen(room)));
+	if (cmd_check(name, args, &st) != CHAT_OK) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "'%s' must be a string",
+			 st.field ? st.field : "?");
+		*ret = api_fail(req, 422, "invalid_field", msg);
+		return -1;
+	}
+	if (!st.acked) {
+		int rc =
+		    cmd_run(req->srv->chat, &cu, name, args, NULL, NULL, &st);
+		if (rc != CHAT_OK) {
+			*ret = request_chat_error(req, rc);
+			return -1;
+		}
+		return 0;
+	}
+	request_suspend(req);
+	request_started(req, cmd_run(req->srv->chat, &cu, name, args,
+				     request_chat_done, req, &st));
+	*ret = MHD_YES;
+	return 1;
 }

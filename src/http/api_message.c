@@ -143,36 +143,19 @@ enum MHD_Result api_send(struct request *req, const char *room)
 		if (!in)
 			return ret;
 	}
-	json_t *text = json_object_get(in, "text");
-	json_t *cid = json_object_get(in, "client_id");
-	if (!json_is_string(text)) {
-		ret = api_fail(req, 422, "invalid_field",
-			       "'text' must be a string");
-		goto done;
-	}
-	if (cid && !json_is_string(cid) && !json_is_null(cid)) {
-		ret = api_fail(req, 422, "invalid_field",
-			       "'client_id' must be a string");
-		goto done;
-	}
-	struct chat_user cu = {req->user_id, req->username};
-	request_suspend(req);
-	request_started(
-	    req, chat_send(req->srv->chat, &cu, room, json_string_value(text),
-			   json_string_length(text), json_string_value(cid),
-			   request_chat_done, req));
-	ret = MHD_YES;
-done:
+	api_command(req, "send", in, room, &ret);
 	json_decref(in);
 	return ret;
 }
 
 enum MHD_Result api_typing(struct request *req, const char *room)
 {
-	struct chat_user cu = {req->user_id, req->username};
-	int rc = chat_typing(req->srv->chat, &cu, room);
-	if (rc != CHAT_OK)
-		return request_chat_error(req, rc);
+	enum MHD_Result ret = MHD_YES;
+	json_t *args = json_object();
+	int rc = api_command(req, "typing", args, room, &ret);
+	json_decref(args);
+	if (rc < 0)
+		return ret;
 	struct MHD_Response *r =
 	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	return reply_queue(req->conn, &req->log, 204, r);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "http/api.h"
+#include "core/cmd.h"
 #include "core/auth.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -19,11 +20,11 @@ enum MHD_Result api_rooms_list(struct request *req)
 		char ts[32];
 		format_ts(rooms[i].created_ms, ts);
 		json_array_append_new(
-		    arr, json_pack("{s:s, s:s, s:s, s:I, s:b}", "name",
-				   rooms[i].name, "topic", rooms[i].topic,
-				   "created", ts, "members",
-				   (json_int_t)rooms[i].members, "joined",
-				   rooms[i].joined));
+		    arr,
+		    json_pack("{s:s, s:s, s:s, s:I, s:b}", "name",
+			      rooms[i].name, "topic", rooms[i].topic, "created",
+			      ts, "members", (json_int_t)rooms[i].members,
+			      "joined", rooms[i].joined));
 	}
 	store_rooms_free(rooms, n);
 	return reply_json(req->conn, &req->log, 200,
@@ -39,26 +40,15 @@ enum MHD_Result api_rooms_create(struct request *req)
 	json_t *in = request_json(req, &ret);
 	if (!in)
 		return ret;
-	const char *name = api_field_str(req, in, "name", &ret);
-	json_t *topic = json_object_get(in, "topic");
-	if (!name)
-		goto done;
-	if (topic && !json_is_string(topic) && !json_is_null(topic)) {
-		ret = api_fail(req, 422, "invalid_field",
-			       "'topic' must be a string");
-		goto done;
-	}
-	if (!name_valid(name)) {
+	struct cmd_status st;
+	const char *name = json_string_value(json_object_get(in, "name"));
+	/* HTTP's own word for a bad name, ahead of chat's "invalid" */
+	if (cmd_check("room_create", in, &st) == CHAT_OK && !name_valid(name)) {
 		ret = api_fail(req, 422, "invalid_room_name",
 			       "room names are 1-32 letters, digits, _ . or -");
 		goto done;
 	}
-	struct chat_user cu = {req->user_id, req->username};
-	request_suspend(req);
-	request_started(req, chat_room_create(req->srv->chat, &cu, name,
-					      json_string_value(topic),
-					      request_chat_done, req));
-	ret = MHD_YES;
+	api_command(req, "room_create", in, NULL, &ret);
 done:
 	json_decref(in);
 	return ret;
@@ -70,22 +60,22 @@ enum MHD_Result api_room_join(struct request *req, const char *room)
 		return api_answer_event(
 		    req, 200, "already_member",
 		    "you are a member of that room already");
-	struct chat_user cu = {req->user_id, req->username};
-	request_suspend(req);
-	request_started(
-	    req, chat_join(req->srv->chat, &cu, room, request_chat_done, req));
-	return MHD_YES;
+	enum MHD_Result ret = MHD_YES;
+	json_t *args = json_object();
+	api_command(req, "join", args, room, &ret);
+	json_decref(args);
+	return ret;
 }
 
 enum MHD_Result api_room_leave(struct request *req, const char *room)
 {
 	if (req->phase == REQ_READY)
 		return api_answer_event(req, 200, NULL, NULL);
-	struct chat_user cu = {req->user_id, req->username};
-	request_suspend(req);
-	request_started(
-	    req, chat_leave(req->srv->chat, &cu, room, request_chat_done, req));
-	return MHD_YES;
+	enum MHD_Result ret = MHD_YES;
+	json_t *args = json_object();
+	api_command(req, "leave", args, room, &ret);
+	json_decref(args);
+	return ret;
 }
 
 enum MHD_Result api_room_members(struct request *req, const char *room)

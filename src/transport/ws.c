@@ -88,6 +88,7 @@
 
 #include "util/log.h"
 #include "util/util.h"
+#include "core/cmd.h"
 #include "transport/ws.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -872,47 +873,33 @@ static const char *get_str(json_t *root, const char *name, bool *bad)
 	return json_string_value(v);
 }
 
-static void cmd_send(struct ws_conn *c, json_t *root, const char *client_id)
+/* A command through the command table (core/cmd.h); this wording of its
+ * errors is the WebSocket's. Commands that end in an ack (persistent
+ * events) carry the client's client_id in their error, others none. */
+static void run_command(struct ws_conn *c, json_t *root, const char *op,
+			const char *client_id)
 {
-	bool bad = false;
-	const char *room = get_str(root, "room", &bad);
-	const char *text = get_str(root, "text", &bad);
 	struct ws_server *ws = c->wl->ws;
-
-	if (bad || !room || !text) {
-		queue_error(c, client_id, "invalid",
-			    "send needs string members room and text");
-		return;
-	}
-	metrics_inc(c->metrics->sends);
 	struct ws_ack *a = xcalloc(1, sizeof(*a));
 	a->conn = conn_ref(c);
 	a->client_id = client_id ? xstrdup(client_id) : NULL;
 	struct chat_user u = {.id = c->user_id, .username = c->username};
-	int err = chat_send(ws->cfg.chat, &u, room, text,
-			    json_string_length(json_object_get(root, "text")),
-			    client_id, ack_done, a);
-	if (err != CHAT_OK) {
-		queue_error(c, client_id, chat_err_code(err),
-			    chat_err_message(err));
-		ack_free(a);
-	}
-}
-
-static void cmd_typing(struct ws_conn *c, json_t *root)
-{
-	bool bad = false;
-	const char *room = get_str(root, "room", &bad);
-	struct ws_server *ws = c->wl->ws;
-
-	if (bad || !room) {
-		queue_error(c, NULL, "invalid", "typing needs a string room");
-		return;
-	}
-	struct chat_user u = {.id = c->user_id, .username = c->username};
-	int err = chat_typing(ws->cfg.chat, &u, room);
-	if (err != CHAT_OK)
-		queue_error(c, NULL, chat_err_code(err), chat_err_message(err));
+	struct cmd_status st;
+	int err = cmd_run(ws->cfg.chat, &u, op, root, ack_done, a, &st);
+	if (err != CMD_EARGS && err != CMD_EUNKNOWN && st.send)
+		metrics_inc(c->metrics->sends);
+	if (st.async)
+		return; /* ack_done owns a now */
+	const char *cid = st.acked ? client_id : NULL;
+	if (err == CMD_EUNKNOWN)
+		queue_error(c, client_id, "unknown_op", "unknown op");
+	else if (err == CMD_EARGS)
+		queue_error(c, cid, "invalid", st.usage);
+	else if (err != CHAT_OK)
+		queue_error(c, cid, chat_err_code(err), chat_err_message(err));
+	else if (st.pong)
+		queue_text(c, "{\"type\":\"pong\"}", 15);
+	ack_free(a);
 }
 
 static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
@@ -941,14 +928,7 @@ static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
 			    "op and client_id must be strings; op is required");
 		goto done;
 	}
-	if (strcmp(op, "send") == 0)
-		cmd_send(c, root, client_id);
-	else if (strcmp(op, "typing") == 0)
-		cmd_typing(c, root);
-	else if (strcmp(op, "ping") == 0)
-		queue_text(c, "{\"type\":\"pong\"}", 15);
-	else
-		queue_error(c, client_id, "unknown_op", "unknown op");
+	run_command(c, root, op, client_id);
 done:
 	json_decref(root);
 }

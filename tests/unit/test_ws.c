@@ -213,6 +213,29 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 	return CHAT_OK;
 }
 
+/* The commands the WebSocket may also dispatch (core/cmd.c); not used. */
+int chat_join(struct chat *c, const struct chat_user *u, const char *room,
+	      chat_done_fn done, void *arg)
+{
+	(void)c, (void)u, (void)room, (void)done, (void)arg;
+	return CHAT_EINTERNAL;
+}
+
+int chat_leave(struct chat *c, const struct chat_user *u, const char *room,
+	       chat_done_fn done, void *arg)
+{
+	(void)c, (void)u, (void)room, (void)done, (void)arg;
+	return CHAT_EINTERNAL;
+}
+
+int chat_room_create(struct chat *c, const struct chat_user *u,
+		     const char *room, const char *topic, chat_done_fn done,
+		     void *arg)
+{
+	(void)c, (void)u, (void)room, (void)topic, (void)done, (void)arg;
+	return CHAT_EINTERNAL;
+}
+
 const char *chat_err_code(int err)
 {
 	return err == CHAT_ENOROOM ? "no_such_room" : "internal";
