@@ -1,12 +1,14 @@
-/* store: SQLite. Opens the database (WAL), applies db/schema.sql and the
- * numbered migrations in db/migrations/ by PRAGMA user_version, and refuses
- * a database from a newer schema. Persistent events are appended by one
- * writer thread that commits in groups (the jobs queued while the previous
- * batch committed, at most commit_batch_max, plus those arriving within
- * commit_interval_ms if that is set) and only then reports
- * each job done; that thread assigns the server-wide event ids and builds
- * each event's envelope once. Reads and small account writes use a pool of
- * connections and are safe from any thread.
+/* store: the storage interface. Persistent events are appended in groups
+ * (the jobs queued while the previous batch committed, at most
+ * commit_batch_max, plus those arriving within commit_interval_ms if that
+ * is set) and each job is reported done only after its commit; the store
+ * assigns the server-wide event ids in commit order and builds each event's
+ * envelope once. Reads and small account writes are safe from any thread.
+ *
+ * Each call dispatches to a backend (store/backend.h: an ops table); the
+ * first is SQLite (store/sqlite/: WAL, db/schema.sql and the numbered
+ * migrations in db/migrations/ by PRAGMA user_version, refusing a database
+ * from a newer schema). Every backend passes tests/unit/store_contract.c.
  *
  * It knows nothing of HTTP or the bus: new events leave through the commit
  * hook. Errors are returned, never logged. */
