@@ -177,12 +177,18 @@ int main(int argc, char **argv)
 		srv.shards[i] = bus_shard_new(srv.bus, wake_shard, &wakes[i]);
 		wakes[i].shard = srv.shards[i];
 	}
+	/* History reads for WebSocket cursors older than the ring: two
+	 * workers, 64 waiting, 2 per user (core/replay.h says why). */
+	struct replay *replay = replay_new(srv.bus, 2, 64, 2);
+	if (!replay)
+		fatal("cannot start the history threads");
 	struct ws_config wc = {
 	    .loops = srv.loops,
 	    .shards = srv.shards,
 	    .nloops = srv.nloops,
 	    .bus = srv.bus,
 	    .chat = srv.chat,
+	    .replay = replay,
 	    .metrics = &srv.metrics,
 	    .send_queue_max = cfg.send_queue_max,
 	    .ping_s = cfg.ws_ping_s,
@@ -235,6 +241,7 @@ int main(int argc, char **argv)
 	http_quiesce(http);
 	tls_quiesce(tls);
 	ws_server_free(srv.ws);
+	replay_free(replay); /* after the WebSockets: none waits on it now */
 	longpoll_free(srv.poll);
 	sse_free(srv.sse);
 	http_stop(http);

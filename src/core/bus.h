@@ -89,13 +89,36 @@ struct bus_sub_ops {
 enum bus_sub_err {
 	BUS_EFUTURE = -2,  /* since is newer than the newest event */
 	BUS_EHISTORY = -3, /* the history callback failed */
-	BUS_EORDER = -4	   /* bus_publish: an id out of order */
+	BUS_EORDER = -4,   /* bus_publish: an id out of order */
+	BUS_ESTALE = -5	   /* bus_subscribe_prefetched: fetch again */
 };
 /* since < 0: from now on. since >= 0: replay every event after since first.
  * Returns NULL and sets *err (a bus_sub_err) on failure. */
 struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
 			      int64_t since, const struct bus_sub_ops *ops,
 			      void *arg, int *err);
+/* The same in two steps, so that the history read (up to replay_max events
+ * from the store) runs on a thread of the caller's choosing, never on an
+ * event loop, and only the short locked part runs where the subscriber
+ * lives:
+ *   p = bus_prefetch_new(user, since);
+ *   bus_prefetch_run(bus, p);                    any thread, may block
+ *   sub = bus_subscribe_prefetched(shard, p, ...); the subscriber's thread
+ * bus_subscribe_prefetched returns NULL with BUS_ESTALE when the ring moved
+ * past the fetch meanwhile: run p again and retry (after a few tries the
+ * answer is recovered=false). It does not take p; free it with
+ * bus_prefetch_free. bus_prefetch_run returns 0, BUS_EFUTURE or
+ * BUS_EHISTORY. bus_history_needed says whether a subscribe from since
+ * would read history at all (else bus_subscribe never blocks). */
+struct bus_prefetch;
+struct bus_prefetch *bus_prefetch_new(int64_t user_id, int64_t since);
+int bus_prefetch_run(struct bus *bus, struct bus_prefetch *p);
+void bus_prefetch_free(struct bus_prefetch *p); /* NULL is fine */
+bool bus_history_needed(struct bus *bus, int64_t since);
+struct bus_sub *bus_subscribe_prefetched(struct bus_shard *shard,
+					 struct bus_prefetch *p,
+					 const struct bus_sub_ops *ops,
+					 void *arg, int *err);
 /* After it returns, no callback of sub runs any more. Not from inside a
  * callback of the same shard. NULL is fine. */
 void bus_unsubscribe(struct bus_sub *sub);

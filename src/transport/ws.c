@@ -1155,6 +1155,95 @@ static void conn_io(void *arg, uint32_t events)
 	conn_flush(c);
 }
 
+static void sub_failed(struct ws_conn *c, int err)
+{
+	if (err == BUS_EFUTURE) {
+		queue_error(c, NULL, "bad_cursor",
+			    "since is newer than the newest event");
+		conn_close_after(c, 1008, "bad cursor");
+	} else {
+		log_warn("ws history unavailable addr=%s user=%s", c->addr,
+			 c->username);
+		conn_close_after(c, 1011, "history unavailable");
+	}
+}
+
+/* A history fetch on the replay pool; holds a reference to its conn. */
+struct ws_fetch {
+	struct ws_conn *conn;
+	struct bus_prefetch *p;
+	int rc;
+};
+
+static void fetch_free(struct ws_fetch *f)
+{
+	bus_prefetch_free(f->p);
+	conn_unref(f->conn);
+	free(f);
+}
+
+static void conn_fetch(struct ws_conn *c, struct bus_prefetch *p);
+
+/* On c's loop: the locked part of the subscribe, with the fetched history
+ * (bus.h: bus_subscribe_prefetched). */
+static void fetch_task(void *arg)
+{
+	struct ws_fetch *f = arg;
+	struct ws_conn *c = f->conn;
+	int err = f->rc;
+
+	if (c->dead || c->closing || !c->wl) {
+		fetch_free(f);
+		return;
+	}
+	if (!err)
+		c->sub = bus_subscribe_prefetched(c->wl->shard, f->p, &sub_ops,
+						  c, &err);
+	if (err == REPLAY_EBUSY) {
+		/* the pool is stopping: like a full queue */
+		queue_error(c, NULL, "busy", "the server is busy; try again");
+		conn_close_after(c, 1013, "try again later");
+	} else if (!c->sub && err == BUS_ESTALE) {
+		/* the ring moved past the fetch: read again */
+		conn_fetch(c, f->p);
+		f->p = NULL;
+	} else if (!c->sub) {
+		sub_failed(c, err);
+	}
+	conn_flush(c);
+	fetch_free(f); /* may drop the last reference if c was torn down */
+}
+
+/* On a replay worker: only hand the result to the loop. */
+static void fetch_done(void *arg, struct bus_prefetch *p, int rc)
+{
+	struct ws_fetch *f = arg;
+	(void)p;
+	f->rc = rc;
+	loop_post(f->conn->lp, fetch_task, f);
+}
+
+/* Queue p's fetch; a full queue is answered "busy, try again" and 1013. */
+static void conn_fetch(struct ws_conn *c, struct bus_prefetch *p)
+{
+	struct replay *r = c->wl->ws->cfg.replay;
+	struct ws_fetch *f = xcalloc(1, sizeof(*f));
+	f->conn = conn_ref(c);
+	f->p = p;
+	if (replay_submit(r, c->user_id, p, fetch_done, f) == 0)
+		return;
+	char s[160];
+	int n =
+	    snprintf(s, sizeof(s),
+		     "{\"type\":\"error\",\"error\":\"busy\",\"message\":"
+		     "\"the server is busy; try again\",\"retry_after\":%u}",
+		     replay_retry_after(r));
+	metrics_inc(c->metrics->errors);
+	queue_text(c, s, (size_t)n);
+	conn_close_after(c, 1013, "try again later");
+	fetch_free(f);
+}
+
 static void conn_start(void *arg)
 {
 	struct ws_conn *c = arg;
@@ -1174,19 +1263,16 @@ static void conn_start(void *arg)
 	log_debug("ws open addr=%s user=%s loop=%u since=%" PRId64, c->addr,
 		  c->username, wl->idx, c->since);
 
-	c->sub =
-	    bus_subscribe(wl->shard, c->user_id, c->since, &sub_ops, c, &err);
-	if (!c->sub) {
-		if (err == BUS_EFUTURE) {
-			queue_error(c, NULL, "bad_cursor",
-				    "since is newer than the newest event");
-			conn_close_after(c, 1008, "bad cursor");
-		} else {
-			log_warn("ws history unavailable addr=%s user=%s",
-				 c->addr, c->username);
-			conn_close_after(c, 1011, "history unavailable");
-		}
-	}
+	/* A cursor older than the ring needs history from the store: read it
+	 * on the replay pool, never here (fetch_task completes it). */
+	struct ws_server *ws = wl->ws;
+	if (ws->cfg.replay && bus_history_needed(ws->cfg.bus, c->since))
+		conn_fetch(c, bus_prefetch_new(c->user_id, c->since));
+	else
+		c->sub = bus_subscribe(wl->shard, c->user_id, c->since,
+				       &sub_ops, c, &err);
+	if (!c->sub && err)
+		sub_failed(c, err);
 	/* Bytes that came with the handshake first, then hello and replay. */
 	conn_io(c, EPOLLIN | EPOLLOUT);
 }

@@ -236,4 +236,26 @@ check "invalid UTF-8 is closed with 1007" grep -q '^close 1007' "$WORK/utf"
 
 api GET /healthz
 expect 200 "" "natterd still healthy after all of it"
+
+# Resume from SQLite: restarted with a ring of 16 (empty at start), a
+# WebSocket from a cursor before the 31 big-message section is older than
+# the ring, so its history is read on the history pool, off the event
+# loop, and the subscribe completes on the loop: every message since then
+# once, in order, and then a live one, none twice.
+stop_natterd
+start_natterd --ring-size 16 --send-queue-max 1048576
+WSBASE="ws://127.0.0.1:$PORT"
+OLD=$((BIG0 - 1))
+"$WSCLIENT" --token "$RWS" --since "$OLD" --timeout 6 "$WSBASE/ws" >"$WORK/old" 2>&1 &
+OLDPID=$!
+sleep 2
+api_json POST /api/rooms/t/messages "$SENDER" '{"text":"live after replay"}' >/dev/null
+LIVE=$(jget .event.id)
+wait "$OLDPID" || true
+{ grep -o '"id":[0-9]*' "$WORK/old" || true; } | cut -d: -f2 >"$WORK/old.ids"
+check "an old cursor resumes from SQLite: hello recovered" grep -q '"recovered":true' "$WORK/old"
+check "every message since the cursor arrives, then the live one ($(grep -c . "$WORK/old.ids") events)" \
+	bash -c "[ \$(grep -c '\"type\":\"message\",\"room\":\"t\"' '$WORK/old') -eq 32 ] && [ \$(tail -n1 '$WORK/old.ids') = $LIVE ]"
+check "ids strictly increase and none comes twice" \
+	bash -c "sort -n -u '$WORK/old.ids' | cmp -s - '$WORK/old.ids' && [ \$(head -n1 '$WORK/old.ids') -gt $OLD ]"
 finish

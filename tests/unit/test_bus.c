@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "core/bus.h"
+#include "core/replay.h"
 
 #define LOBBY 10
 #define ANNEX 20
@@ -796,6 +797,160 @@ static void test_history_membership_leave_rejoin(void **state)
 	bus_free(bus);
 }
 
+/* The subscribe in two steps (bus.h): the history read runs first, on any
+ * thread, and the locked part delivers it; if the ring moved past the
+ * fetch meanwhile the locked part says BUS_ESTALE and a second read
+ * completes it. Nothing lost, nothing twice. */
+static void test_prefetched_subscribe(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	assert_false(bus_history_needed(bus, 8)); /* in the ring */
+	assert_true(bus_history_needed(bus, 2));
+	assert_false(bus_history_needed(bus, -1));
+
+	struct bus_prefetch *p = bus_prefetch_new(ALICE, 2);
+	assert_int_equal(bus_prefetch_run(bus, p), 0);
+	assert_int_equal(fs.calls, 1);
+	/* published after the fetch, before the locked part: from the ring */
+	store_pub(&fs, 11, EVENT_MESSAGE, LOBBY, BOB);
+	struct rec a = {0};
+	int err = 0;
+	struct bus_sub *x = bus_subscribe_prefetched(sh, p, &rec_ops, &a, &err);
+	assert_non_null(x);
+	ASSERT_IDS(&a, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_shard_drain(sh); /* 11 again from the inbox: skipped */
+	ASSERT_IDS(&a, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_prefetch_free(p);
+
+	/* the ring overtakes the fetch: stale, then a second read */
+	p = bus_prefetch_new(ALICE, 2);
+	assert_int_equal(bus_prefetch_run(bus, p), 0); /* complete to 11 */
+	for (int i = 12; i <= 20; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB); /* floor 16 */
+	struct rec b = {0};
+	assert_null(bus_subscribe_prefetched(sh, p, &rec_ops, &b, &err));
+	assert_int_equal(err, BUS_ESTALE);
+	assert_int_equal(b.hellos, 0);
+	assert_int_equal(bus_prefetch_run(bus, p), 0);
+	struct bus_sub *y = bus_subscribe_prefetched(sh, p, &rec_ops, &b, &err);
+	assert_non_null(y);
+	assert_true(b.resume.recovered);
+	assert_int_equal(b.n, 18); /* 3..20 */
+	assert_int_equal(b.ids[0], 3);
+	assert_int_equal(b.ids[17], 20);
+	bus_prefetch_free(p);
+
+	/* a future cursor is refused by the read */
+	p = bus_prefetch_new(ALICE, 99);
+	assert_int_equal(bus_prefetch_run(bus, p), BUS_EFUTURE);
+	bus_prefetch_free(p);
+
+	bus_shard_drain(sh);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
+/* The history pool: fetches run on its workers, the queue is bounded and
+ * one user may hold only per_user_max of it; a refusal is immediate. */
+struct pool_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool release; /* the blocked fetch may finish */
+	bool started;
+	int done;
+	int rc[8];
+};
+
+static struct pool_wait pw = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			      .cv = PTHREAD_COND_INITIALIZER};
+
+static void pool_block(struct fake_store *fs)
+{
+	(void)fs;
+	pthread_mutex_lock(&pw.mu);
+	pw.started = true;
+	pthread_cond_broadcast(&pw.cv);
+	while (!pw.release)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+}
+
+static void pool_done(void *arg, struct bus_prefetch *p, int rc)
+{
+	(void)p;
+	pthread_mutex_lock(&pw.mu);
+	pw.rc[(intptr_t)arg] = rc;
+	pw.done++;
+	pthread_cond_broadcast(&pw.cv);
+	pthread_mutex_unlock(&pw.mu);
+}
+
+static void test_replay_pool_bounded(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, BOB);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	fs.during = pool_block; /* the first fetch blocks its worker */
+
+	struct replay *r = replay_new(bus, 1, 2, 1);
+	assert_non_null(r);
+	struct bus_prefetch *p[5];
+	for (int i = 0; i < 5; i++)
+		p[i] = bus_prefetch_new(i == 0 || i == 1 ? ALICE : BOB, 1);
+	assert_int_equal(replay_submit(r, ALICE, p[0], pool_done, (void *)0),
+			 0);
+	pthread_mutex_lock(&pw.mu);
+	while (!pw.started)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+	/* alice has one job already: per_user_max is 1 */
+	assert_int_equal(replay_submit(r, ALICE, p[1], pool_done, (void *)1),
+			 REPLAY_EBUSY);
+	assert_int_equal(replay_submit(r, BOB, p[2], pool_done, (void *)2), 0);
+	assert_int_equal(replay_submit(r, CAROL, p[3], pool_done, (void *)3),
+			 0);
+	/* two waiting: the queue is full */
+	assert_int_equal(replay_submit(r, 4, p[4], pool_done, (void *)4),
+			 REPLAY_EBUSY);
+	assert_true(replay_retry_after(r) > 0);
+
+	pthread_mutex_lock(&pw.mu);
+	pw.release = true;
+	pthread_cond_broadcast(&pw.cv);
+	while (pw.done < 3)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+	assert_int_equal(pw.rc[0], 0);
+	assert_int_equal(pw.rc[2], 0);
+	assert_int_equal(pw.rc[3], 0);
+	assert_int_equal(fs.calls, 3);
+	/* with the queue drained, alice may ask again */
+	assert_int_equal(replay_submit(r, ALICE, p[1], pool_done, (void *)1),
+			 0);
+	replay_free(r); /* waits for its workers */
+	assert_true(pw.done == 4);
+	for (int i = 0; i < 5; i++)
+		bus_prefetch_free(p[i]);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
 /* An id at or below the newest is refused loudly: a status and a count,
  * never a silent drop. */
 static void test_publish_id_violation(void **state)
@@ -1260,6 +1415,8 @@ int main(void)
 	    cmocka_unit_test(test_history_on_ring_overflow),
 	    cmocka_unit_test(test_history_membership_leave_rejoin),
 	    cmocka_unit_test(test_publish_id_violation),
+	    cmocka_unit_test(test_prefetched_subscribe),
+	    cmocka_unit_test(test_replay_pool_bounded),
 	    cmocka_unit_test(test_history_then_ring),
 	    cmocka_unit_test(test_history_overtaken_retries),
 	    cmocka_unit_test(test_history_limit_is_replay_max),
