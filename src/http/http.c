@@ -78,8 +78,8 @@ static int auth_token(struct request *req, const char *token)
 	auth_token_hash(token, len, req->token_hash);
 	int64_t uid;
 	char name[33];
-	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			       name) != STORE_OK)
+	if (auth_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
+			      name) != STORE_OK)
 		return -1;
 	req->user_id = uid;
 	snprintf(req->username, sizeof(req->username), "%s", name);
