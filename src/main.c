@@ -202,6 +202,8 @@ int main(int argc, char **argv)
 	srv.poll = longpoll_new(srv.bus, &srv.metrics, cfg.send_queue_max);
 	if (!srv.sse || !srv.poll)
 		fatal("cannot start the SSE and long-poll timers");
+	sse_set_replay(srv.sse, replay);
+	longpoll_set_replay(srv.poll, replay);
 
 	struct tls *tls = tls_setup(&cfg, &srv);
 	struct http *http = http_start(&srv, err, sizeof(err));
@@ -241,10 +243,11 @@ int main(int argc, char **argv)
 	http_quiesce(http);
 	tls_quiesce(tls);
 	ws_server_free(srv.ws);
-	replay_free(replay); /* after the WebSockets: none waits on it now */
 	longpoll_free(srv.poll);
 	sse_free(srv.sse);
 	http_stop(http);
+	/* after every WebSocket and HTTP worker: none can ask it again */
+	replay_free(replay);
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);

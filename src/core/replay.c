@@ -203,3 +203,59 @@ unsigned replay_retry_after(const struct replay *r)
 	 * benchmark machine; a short, fixed wait keeps clients simple. */
 	return 2;
 }
+
+/* A caller waiting for its job (replay_subscribe). */
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int rc;
+};
+
+static void waiter_done(void *arg, struct bus_prefetch *p, int rc)
+{
+	struct waiter *w = arg;
+	(void)p;
+	pthread_mutex_lock(&w->mu);
+	w->rc = rc;
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Run p's read on the pool and wait: its status, or REPLAY_EBUSY. */
+static int fetch_wait(struct replay *r, int64_t user_id, struct bus_prefetch *p)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	if (replay_submit(r, user_id, p, waiter_done, &w) < 0)
+		return REPLAY_EBUSY;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+	return w.rc;
+}
+
+struct bus_sub *replay_subscribe(struct replay *r, struct bus_shard *shard,
+				 int64_t user_id, int64_t since,
+				 const struct bus_sub_ops *ops, void *arg,
+				 int *err)
+{
+	if (!r || !bus_history_needed(r->bus, since))
+		return bus_subscribe(shard, user_id, since, ops, arg, err);
+	struct bus_prefetch *p = bus_prefetch_new(user_id, since);
+	struct bus_sub *sub = NULL;
+	int rc;
+	do {
+		rc = fetch_wait(r, user_id, p);
+		if (rc == 0)
+			sub = bus_subscribe_prefetched(shard, p, ops, arg, &rc);
+	} while (!sub && rc == BUS_ESTALE);
+	bus_prefetch_free(p);
+	if (!sub && err)
+		*err = rc;
+	return sub;
+}

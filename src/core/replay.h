@@ -42,6 +42,15 @@ typedef void (*replay_done_fn)(void *arg, struct bus_prefetch *p, int rc);
  * runs exactly once later; or REPLAY_EBUSY and done never runs. */
 int replay_submit(struct replay *r, int64_t user_id, struct bus_prefetch *p,
 		  replay_done_fn done, void *arg);
+/* bus_subscribe for a thread that may wait but should not read history
+ * itself beyond the pool's bound (an HTTP worker: SSE, long-poll): when
+ * since needs history, the read runs on the pool and this waits for it;
+ * then the locked part runs here. r NULL: plain bus_subscribe. NULL with
+ * *err = REPLAY_EBUSY (answer "try again"), or a bus_sub_err. */
+struct bus_sub *replay_subscribe(struct replay *r, struct bus_shard *shard,
+				 int64_t user_id, int64_t since,
+				 const struct bus_sub_ops *ops, void *arg,
+				 int *err);
 /* Seconds a refused client should wait before it tries again. */
 unsigned replay_retry_after(const struct replay *r);
 

@@ -79,3 +79,25 @@ enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 	    c, log, status,
 	    json_pack("{s:s, s:s}", "error", code, "message", message));
 }
+
+enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned retry_after_s)
+{
+	char body[160], secs[16];
+	int n = snprintf(body, sizeof(body),
+			 "{\"error\":\"busy\",\"message\":\"the server is "
+			 "busy; try again\",\"retry_after\":%u}",
+			 retry_after_s);
+	snprintf(secs, sizeof(secs), "%u", retry_after_s);
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    (size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type",
+				"application/json; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "Retry-After", secs);
+	if (log)
+		log->bytes = (size_t)n;
+	return reply_queue(c, log, 503, r);
+}

@@ -45,4 +45,8 @@ enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const char *code,
 			    const char *message);
 
+/* 503 {"error":"busy",...,"retry_after":N} with Retry-After: N. */
+enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned retry_after_s);
+
 #endif

@@ -258,4 +258,12 @@ check "every message since the cursor arrives, then the live one ($(grep -c . "$
 	bash -c "[ \$(grep -c '\"type\":\"message\",\"room\":\"t\"' '$WORK/old') -eq 32 ] && [ \$(tail -n1 '$WORK/old.ids') = $LIVE ]"
 check "ids strictly increase and none comes twice" \
 	bash -c "sort -n -u '$WORK/old.ids' | cmp -s - '$WORK/old.ids' && [ \$(head -n1 '$WORK/old.ids') -gt $OLD ]"
+# SSE and long-poll read such history on the same pool (from an HTTP worker)
+timeout 3 curl -sN -H "Authorization: Bearer $RSSE" -H "Last-Event-ID: $OLD" \
+	"$BASE/events" >"$WORK/old.sse" 2>/dev/null || true
+check "SSE from the old cursor gets the same 32 messages" \
+	bash -c "[ \$(grep -c '^data: {\"id\":[0-9]*,\"type\":\"message\",\"room\":\"t\"' '$WORK/old.sse') -eq 32 ]"
+curl -sf -H "Authorization: Bearer $RPOLL" "$BASE/poll?since=$OLD&timeout=0" >"$WORK/old.poll"
+check "long-poll from the old cursor starts at the first of them" \
+	bash -c "[ \$(jq '[.events[] | select(.type == \"message\")][0].id' '$WORK/old.poll') -eq $BIG0 ]"
 finish

@@ -951,6 +951,42 @@ static void test_replay_pool_bounded(void **state)
 	bus_free(bus);
 }
 
+/* replay_subscribe: a thread that may wait has the read done on the pool
+ * and gets the same replay as bus_subscribe; without a pool it is
+ * bus_subscribe. */
+static void test_replay_subscribe(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	struct replay *r = replay_new(bus, 1, 4, 1);
+	struct rec a = {0}, b = {0}, c = {0};
+	int err = 0;
+	struct bus_sub *x =
+	    replay_subscribe(r, sh, ALICE, 3, &rec_ops, &a, &err);
+	assert_non_null(x);
+	ASSERT_IDS(&a, 4, 5, 6, 7, 8, 9, 10);
+	assert_int_equal(fs.calls, 1);
+	struct bus_sub *y =
+	    replay_subscribe(NULL, sh, ALICE, 3, &rec_ops, &b, &err);
+	ASSERT_IDS(&b, 4, 5, 6, 7, 8, 9, 10);
+	assert_int_equal(fs.calls, 2);
+	assert_null(replay_subscribe(r, sh, ALICE, 99, &rec_ops, &c, &err));
+	assert_int_equal(err, BUS_EFUTURE);
+	replay_free(r);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
 /* An id at or below the newest is refused loudly: a status and a count,
  * never a silent drop. */
 static void test_publish_id_violation(void **state)
@@ -1417,6 +1453,7 @@ int main(void)
 	    cmocka_unit_test(test_publish_id_violation),
 	    cmocka_unit_test(test_prefetched_subscribe),
 	    cmocka_unit_test(test_replay_pool_bounded),
+	    cmocka_unit_test(test_replay_subscribe),
 	    cmocka_unit_test(test_history_then_ring),
 	    cmocka_unit_test(test_history_overtaken_retries),
 	    cmocka_unit_test(test_history_limit_is_replay_max),
