@@ -257,26 +257,11 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 	return CHAT_OK;
 }
 
-/* The commands the WebSocket may also dispatch (core/cmd.c); not used. */
-int chat_join(struct chat *c, const struct chat_user *u, const char *room,
-	      chat_done_fn done, void *arg)
+/* The other commands the WebSocket may dispatch (core/cmd.c); not used. */
+int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
+	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {
-	(void)c, (void)u, (void)room, (void)done, (void)arg;
-	return CHAT_EINTERNAL;
-}
-
-int chat_leave(struct chat *c, const struct chat_user *u, const char *room,
-	       chat_done_fn done, void *arg)
-{
-	(void)c, (void)u, (void)room, (void)done, (void)arg;
-	return CHAT_EINTERNAL;
-}
-
-int chat_room_create(struct chat *c, const struct chat_user *u,
-		     const char *room, const char *topic, chat_done_fn done,
-		     void *arg)
-{
-	(void)c, (void)u, (void)room, (void)topic, (void)done, (void)arg;
+	(void)c, (void)u, (void)type, (void)in, (void)done, (void)arg;
 	return CHAT_EINTERNAL;
 }
 
