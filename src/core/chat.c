@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/chat.h"
+#include "core/link.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -31,6 +32,7 @@ struct room_entry {
 struct chat {
 	struct store *store;
 	struct bus *bus;
+	struct link *link; /* committed events to the bus (link.h) */
 	struct metrics *metrics;
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
@@ -106,7 +108,7 @@ static void commit_hook(void *arg, struct event *ev)
 	const struct evtype *row = evtype_get(event_type(ev));
 	if (row && row->effect == EVTYPE_EFFECT_ROOM_CREATE)
 		room_learn(c, ev);
-	if (bus_publish(c->bus, ev) == BUS_EORDER) {
+	if (link_committed(c->link, ev) == BUS_EORDER) {
 		/* The writer assigns ids in commit order, so this is a bug
 		 * (or, with several writers, a broken ordering): the event
 		 * reached history but no live subscriber. Say so. */
@@ -131,6 +133,7 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	c->store = st;
 	c->bus = bus;
 	c->metrics = metrics;
+	c->link = link_local_new(bus);
 	pthread_mutex_init(&c->room_mu, NULL);
 	c->room_cap = 64;
 	c->rooms = xcalloc(c->room_cap, sizeof(*c->rooms));
@@ -146,6 +149,7 @@ void chat_free(struct chat *c)
 	if (!c)
 		return;
 	free(c->rooms);
+	link_free(c->link);
 	pthread_mutex_destroy(&c->room_mu);
 	free(c);
 }

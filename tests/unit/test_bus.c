@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "core/bus.h"
+#include "core/link.h"
 #include "core/replay.h"
 
 #define LOBBY 10
@@ -1007,6 +1008,14 @@ static void test_publish_id_violation(void **state)
 	assert_int_equal(bus_publish(bus, t0), 0);
 	assert_int_equal(bus_id_violations(bus), 4);
 	assert_int_equal(bus_last_id(bus), 5);
+	/* the local link (link.h) is bus_publish, status and all */
+	struct link *l = link_local_new(bus);
+	struct event *e6 = mk(6, EVENT_MESSAGE, LOBBY, BOB);
+	assert_int_equal(link_committed(l, e6), 0);
+	assert_int_equal(link_committed(l, e6), BUS_EORDER);
+	assert_int_equal(bus_id_violations(bus), 5);
+	event_unref(e6);
+	link_free(l);
 	event_unref(e5);
 	event_unref(e3);
 	event_unref(e0);
