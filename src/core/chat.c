@@ -1,10 +1,18 @@
-/* chat: the commands every transport shares. It checks what it can without
- * the database (lengths, UTF-8, names), resolves the room, and queues the
- * command on the store's writer; the writer re-checks what only it can
- * decide (membership, uniqueness) inside its transaction. The store's
- * commit hook publishes each stored event on the bus before any ack runs,
- * so an acknowledged event is always both durable and delivered.
- * chat does not know any transport or any wire format but the envelope. */
+/* chat: the commands every transport shares, all one path (chat_event)
+ * driven by the event-type table: the type's validator checks what it can
+ * without the database (lengths, UTF-8, names), the room is resolved from
+ * the room cache, the sender rule is checked against the bus's membership,
+ * and a persistent event is queued on the store's writer, which re-checks
+ * what only it can decide (membership, uniqueness) inside its transaction;
+ * an ephemeral one is published at once. The store's commit hook hands
+ * each stored event to the bus through the link (link.h) before any ack
+ * runs, so an acknowledged event is always both durable and delivered.
+ * It also answers the API's reads, checking membership first.
+ *
+ * Threads: any thread may call in; the commit hook runs on the store's
+ * writer. room_mu guards the room cache only and is never held while
+ * calling out. chat knows no transport and no wire format but the
+ * envelope, and no HTTP status. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>

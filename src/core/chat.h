@@ -1,9 +1,11 @@
 /* chat: the commands every transport shares (send, create room, join,
- * leave, typing). It validates a command, has store persist it, and the
- * store's commit hook hands each stored event to the bus, before the
- * command's done callback (the ack) runs. So every event a client has seen
- * is in history and every acknowledged message survives a crash.
- * Transports call chat; they never talk SQL. */
+ * leave, typing: any type of the event-type table through chat_event) and
+ * the API's reads (rooms, members, history, search) with their membership
+ * checks. It validates a command, has store persist it, and the store's
+ * commit hook hands each stored event to the bus, before the command's
+ * done callback (the ack) runs. So every event a client has seen is in
+ * history and every acknowledged message survives a crash. Transports and
+ * the API call chat; they never talk SQL. */
 #ifndef NATTER_CHAT_H
 #define NATTER_CHAT_H
 
