@@ -260,6 +260,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .text = text,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
+	    .args = in->args,
 	};
 	struct pending *p = xmalloc(sizeof(*p));
 	p->done = done;

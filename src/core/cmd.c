@@ -158,6 +158,7 @@ int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
 	if (rc != CHAT_OK || st->pong)
 		return rc;
 	args_read(cmd, args, &in, &st->field);
+	in.args = args;
 	rc = cmd->run(c, cmd->type, u, &in, done, arg);
 	st->async = rc == CHAT_OK && st->acked;
 	return rc;

@@ -65,6 +65,10 @@ struct evtype_input {
 	size_t len;
 	const char *client_id;
 	const char *topic;
+	/* The command's whole JSON object, for a type whose members are its
+	 * own (its validator and extra read them here); may be NULL. The
+	 * store keeps a copy for the types that have an extra. */
+	json_t *args;
 };
 
 struct evtype {

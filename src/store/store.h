@@ -69,6 +69,8 @@ struct store_write {
 	const char *text;      /* searchable types */
 	const char *client_id; /* searchable types, optional (NULL) */
 	const char *topic;     /* room creation, optional */
+	json_t *args; /* the command's object, for a type with an envelope
+			 extra (evtype.h); borrowed, copied; may be NULL */
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the

@@ -27,6 +27,7 @@ struct job {
 	int64_t user_id, room_id;
 	char *room_name, *text, *client_id, *topic;
 	char *username; /* as the caller knows it: canonical, or NULL */
+	json_t *args;	/* a copy, for a type with an extra, else NULL */
 	store_done_fn done;
 	void *arg;
 	struct timespec queued; /* CLOCK_MONOTONIC */
@@ -54,6 +55,10 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	j->client_id =
 	    w->client_id && *w->client_id ? xstrdup(w->client_id) : NULL;
 	j->topic = w->topic ? xstrdup(w->topic) : NULL;
+	/* only a type whose envelope reads it pays for the copy (not a
+	 * message: the durable-send path copies nothing more) */
+	j->args =
+	    w->args && j->row && j->row->extra ? json_deep_copy(w->args) : NULL;
 	j->done = done;
 	j->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &j->queued);
@@ -68,6 +73,7 @@ static void job_free(struct job *j)
 	free(j->text);
 	free(j->client_id);
 	free(j->topic);
+	json_decref(j->args);
 	free(j);
 }
 
@@ -186,7 +192,8 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 				  .text = j->text,
 				  .len = j->text ? strlen(j->text) : 0,
 				  .client_id = j->client_id,
-				  .topic = j->topic};
+				  .topic = j->topic,
+				  .args = j->args};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
 	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_ADD);
