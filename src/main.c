@@ -164,7 +164,9 @@ int main(int argc, char **argv)
 			  srv.store);
 	if (store_members_each(srv.store, load_member, srv.bus) < 0)
 		fatal("cannot load room memberships from path=%s", cfg.db_path);
-	srv.chat = chat_new(srv.store, srv.bus);
+	srv.chat = chat_new(srv.store, srv.bus, &srv.metrics);
+	if (!srv.chat)
+		fatal("cannot load the rooms from path=%s", cfg.db_path);
 
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
@@ -181,12 +183,18 @@ int main(int argc, char **argv)
 		srv.shards[i] = bus_shard_new(srv.bus, wake_shard, &wakes[i]);
 		wakes[i].shard = srv.shards[i];
 	}
+	/* History reads for WebSocket cursors older than the ring: two
+	 * workers, 64 waiting, 2 per user (core/replay.h says why). */
+	struct replay *replay = replay_new(srv.bus, 2, 64, 2);
+	if (!replay)
+		fatal("cannot start the history threads");
 	struct ws_config wc = {
 	    .loops = srv.loops,
 	    .shards = srv.shards,
 	    .nloops = srv.nloops,
 	    .bus = srv.bus,
 	    .chat = srv.chat,
+	    .replay = replay,
 	    .metrics = &srv.metrics,
 	    .send_queue_max = cfg.send_queue_max,
 	    .ping_s = cfg.ws_ping_s,
@@ -201,6 +209,8 @@ int main(int argc, char **argv)
 				srv.loops, srv.nloops);
 	if (!srv.sse || !srv.poll)
 		fatal("cannot set up the SSE and long-poll transports");
+	sse_set_replay(srv.sse, replay);
+	longpoll_set_replay(srv.poll, replay);
 
 	struct tls *tls = tls_setup(&cfg, &srv);
 	struct http *http = http_start(&srv, err, sizeof(err));
@@ -243,6 +253,8 @@ int main(int argc, char **argv)
 	longpoll_free(srv.poll);
 	sse_free(srv.sse);
 	http_stop(http);
+	/* after every WebSocket and HTTP worker: none can ask it again */
+	replay_free(replay);
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);

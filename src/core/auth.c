@@ -679,3 +679,45 @@ void auth_free(struct auth *a)
 	secure_zero(a, sizeof(*a));
 	free(a);
 }
+
+/* --- accounts and sessions in the store ---------------------------------- */
+
+int auth_user_create(struct store *st, const char *username,
+		     const char *pwhash, int64_t *id)
+{
+	return store_user_create(st, username, pwhash, id);
+}
+
+int auth_user_by_name(struct store *st, const char *username,
+		      struct store_user *out)
+{
+	return store_user_by_name(st, username, out);
+}
+
+int auth_user_by_id(struct store *st, int64_t id, struct store_user *out)
+{
+	return store_user_by_id(st, id, out);
+}
+
+int auth_user_update(struct store *st, int64_t id, const char *display_name,
+		     const char *settings)
+{
+	return store_user_update(st, id, display_name, settings);
+}
+
+int auth_session_create(struct store *st, const uint8_t hash[32],
+			int64_t user_id, int64_t expires_ms)
+{
+	return store_session_create(st, hash, user_id, expires_ms);
+}
+
+int auth_session_delete(struct store *st, const uint8_t hash[32])
+{
+	return store_session_delete(st, hash);
+}
+
+int auth_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
+		      int64_t *user_id, char username[33])
+{
+	return store_session_user(st, hash, now_ms, user_id, username);
+}

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/store.h"
+
 #define AUTH_TOKEN_LEN 43      /* base64url of 32 bytes, no padding */
 #define AUTH_HASH_MAX 128      /* encoded Argon2id string, with NUL */
 #define AUTH_PASSWORD_MIN 8    /* characters */
@@ -76,5 +78,23 @@ void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
 /* Registration rate per address: 0 and one registration counted, or the
  * seconds until the next is allowed (nothing counted). */
 unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms);
+
+/* --- accounts and sessions in the store ---------------------------------
+ * The API's way to them (it does not call the store itself): each has the
+ * contract of the store_* call of the same name (store.h). */
+int auth_user_create(struct store *st, const char *username, const char *pwhash,
+		     int64_t *id);
+int auth_user_by_name(struct store *st, const char *username,
+		      struct store_user *out);
+int auth_user_by_id(struct store *st, int64_t id, struct store_user *out);
+int auth_user_update(struct store *st, int64_t id, const char *display_name,
+		     const char *settings);
+int auth_session_create(struct store *st, const uint8_t hash[32],
+			int64_t user_id, int64_t expires_ms);
+int auth_session_delete(struct store *st, const uint8_t hash[32]);
+/* Who holds the session: STORE_OK with *user_id and username (answered
+ * from the store's short cache), STORE_NOTFOUND, STORE_ERR. */
+int auth_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
+		      int64_t *user_id, char username[33]);
 
 #endif

@@ -21,14 +21,17 @@
  * Invariants
  *   I1 Persistent ids accepted by bus_publish strictly increase; anything
  *      else (duplicate, out of order, id 0 on a persistent type, an id on
- *      an ephemeral type) is dropped. last_id is the newest accepted id.
+ *      an ephemeral type) is refused, counted (bus_id_violations) and
+ *      reported to the caller, which logs it: never silent. last_id is the
+ *      newest accepted id.
  *   I2 Every shard's inbox receives every accepted event, in accept order:
  *      pushes happen under the global lock, which also orders the accepts.
  *   I3 The ring holds every accepted persistent event with id > ring_floor,
  *      oldest first; ring_floor only grows (to the id that fell off).
  *      Each slot also records whether the event's user was a member of its
- *      room just before a JOIN/ROOM/LEAVE, so the membership at any point
- *      inside the ring can be reconstructed exactly (see ring_collect).
+ *      room just before an event that changes membership (the event-type
+ *      table's effect column: JOIN/ROOM add, LEAVE removes), so the membership
+ * at any point inside the ring can be reconstructed exactly (see ring_collect).
  *   I4 Global membership is the state after last_id. A shard's local index
  *      is the state after the last event it drained, applied in stream
  *      order: JOIN/ROOM add the user's subscribers before delivering the
@@ -41,12 +44,12 @@
  *      non-members, no global lock, no allocation per delivery.
  *
  * Subscribe and its races (why nothing is lost or doubled)
- *   bus_subscribe holds the shard lock for the whole registration, so no
- *   drain of that shard runs meanwhile; under the global lock it reads
- *   G = last_id, copies the replay refs and registers the subscriber in the
- *   local index with the user's rooms as of G. Then (global lock released,
- *   shard lock still held) hello says cursor G, the replay is delivered and
- *   the cursor is set to G.
+ *   The locked part of a subscribe holds the shard lock for the whole
+ *   registration, so no drain of that shard runs meanwhile; under the global
+ * lock it reads G = last_id, copies the replay refs and registers the
+ * subscriber in the local index with the user's rooms as of G. Then (global
+ * lock released, shard lock still held) hello says cursor G, the replay is
+ * delivered and the cursor is set to G.
  *   - Events with id <= G still in the inbox (published, not yet drained)
  *     were covered by the replay or are not for this user: the cursor check
  *     (I5) skips them when the drain reaches them.
@@ -64,13 +67,19 @@
  *     (reconstructed backwards from G with I3), so a client that left a room
  *     while away still receives its own leave event and the messages before
  *     it, and none after, exactly as a live subscriber would have.
- *   - History (SQL) is fetched with no lock held. The store commits before
- *     it publishes, so a fetch started when last_id was G0 and returning
- *     fewer than the limit covers every id <= G0; otherwise it covers up to
- *     its last event. Under the locks the ring must cover from there on
- *     (ring_floor <= that point); if it moved past in the meantime the
- *     whole decision is retried a few times and then answered
- *     recovered=false, which is always honest.
+ *   - History (SQL) is fetched with no lock held, by bus_prefetch_run,
+ *     possibly on another thread and long before the locked part
+ *     (bus_subscribe_prefetched; bus_subscribe does both in a row). The
+ *     store commits before it publishes, so a fetch started when last_id
+ *     was G0 and returning fewer than the limit covers every id <= G0;
+ *     otherwise it covers up to its last event. Under the locks the ring
+ *     must cover from there on (ring_floor <= that point), however long
+ *     ago the fetch ran; if it moved past in the meantime the locked part
+ *     answers BUS_ESTALE, the caller fetches again, and after a few tries
+ *     the answer is recovered=false, which is always honest. The history
+ *     follows membership as of each event exactly as ring_collect does
+ *     (store.h), so where the replay switches from history to ring makes
+ *     no difference to what the user gets.
  *
  * Callbacks run under the shard lock. Besides the rule in bus.h (no
  * subscribe, unsubscribe or drain on the same shard), they must not
@@ -270,6 +279,7 @@ struct bus {
 	size_t ring_cap, ring_mask, ring_head, ring_len;
 	int64_t ring_floor; /* I3 */
 	int64_t last_id;
+	uint64_t id_violations; /* publishes refused by I1 */
 	size_t replay_max;
 	bus_history_fn history;
 	void *history_arg;
@@ -556,31 +566,48 @@ static void shard_push(struct bus_shard *shard, struct event *ev)
 		shard->wake(shard->wake_arg);
 }
 
-void bus_publish(struct bus *bus, struct event *ev)
+int bus_publish(struct bus *bus, struct event *ev)
 {
 	int64_t id = event_id(ev);
 	enum event_type type = event_type(ev);
+	int rc = 0;
 
 	lock(&bus->lock);
 	if (event_type_persistent(type)) {
-		if (id <= bus->last_id)
-			goto out; /* I1: duplicate, out of order or no id */
+		if (id <= bus->last_id) {
+			/* I1: duplicate, out of order or no id. Refused, and
+			 * counted: with one writer it cannot happen, so the
+			 * caller must say so loudly. */
+			bus->id_violations++;
+			rc = BUS_EORDER;
+			goto out;
+		}
 		bool was = false;
-		if (type == EVENT_JOIN || type == EVENT_ROOM)
+		int change = evtype_membership(type);
+		if (change)
 			was = member_set(bus, event_room(ev), event_user(ev),
-					 true);
-		else if (type == EVENT_LEAVE)
-			was = member_set(bus, event_room(ev), event_user(ev),
-					 false);
+					 change > 0);
 		ring_push(bus, ev, was);
 		bus->last_id = id;
 	} else if (id != 0) {
-		goto out; /* an ephemeral event never carries an id */
+		/* an ephemeral event never carries an id */
+		bus->id_violations++;
+		rc = BUS_EORDER;
+		goto out;
 	}
 	for (size_t i = 0; i < bus->nshards; i++)
 		shard_push(bus->shards[i], ev);
 out:
 	unlock(&bus->lock);
+	return rc;
+}
+
+uint64_t bus_id_violations(struct bus *bus)
+{
+	lock(&bus->lock);
+	uint64_t n = bus->id_violations;
+	unlock(&bus->lock);
+	return n;
 }
 
 /* ---- shard index (under shard->lock) ---- */
@@ -648,9 +675,9 @@ static void user_leave(struct bus_shard *shard, int64_t user, int64_t room)
 static void shard_process(struct bus_shard *shard, struct event *ev)
 {
 	int64_t id = event_id(ev), room = event_room(ev), user = event_user(ev);
-	enum event_type type = event_type(ev);
+	int change = evtype_membership(event_type(ev));
 
-	if (type == EVENT_JOIN || type == EVENT_ROOM)
+	if (change > 0)
 		user_join(shard, user, room);
 	struct room_subs *rs = imap_get_ptr(&shard->rooms, room);
 	if (rs) {
@@ -665,7 +692,7 @@ static void shard_process(struct bus_shard *shard, struct event *ev)
 			s->ops.deliver(s->arg, ev);
 		}
 	}
-	if (type == EVENT_LEAVE)
+	if (change < 0)
 		user_leave(shard, user, room);
 }
 
@@ -690,11 +717,10 @@ void bus_shard_drain(struct bus_shard *shard)
 
 /* ---- subscribe ---- */
 
-static bool changes_member(const struct event *ev, int64_t user)
+/* user's own membership change in ev: +1, -1, or 0 (none, or not user's). */
+static int member_change(const struct event *ev, int64_t user)
 {
-	enum event_type t = event_type(ev);
-	return event_user(ev) == user &&
-	       (t == EVENT_JOIN || t == EVENT_ROOM || t == EVENT_LEAVE);
+	return event_user(ev) == user ? evtype_membership(event_type(ev)) : 0;
 }
 
 /* Append to out a reference to every ring event with id > after that user
@@ -719,7 +745,7 @@ static void ring_collect(struct bus *bus, int64_t user, int64_t after,
 	imap_copy(&rooms, imap_get_ptr(&bus->user_rooms, user));
 	for (size_t i = bus->ring_len; i-- > lo;) {
 		const struct slot *s = ring_at(bus, i);
-		if (!changes_member(s->ev, user))
+		if (!member_change(s->ev, user))
 			continue;
 		if (s->was_member)
 			imap_put(&rooms, event_room(s->ev), 0);
@@ -728,13 +754,12 @@ static void ring_collect(struct bus *bus, int64_t user, int64_t after,
 	}
 	for (size_t i = lo; i < bus->ring_len; i++) {
 		struct event *ev = ring_at(bus, i)->ev;
-		bool mine = changes_member(ev, user);
-		enum event_type t = event_type(ev);
-		if (mine && t != EVENT_LEAVE)
+		int change = member_change(ev, user);
+		if (change > 0)
 			imap_put(&rooms, event_room(ev), 0);
 		if (imap_get(&rooms, event_room(ev), NULL))
 			evvec_push(out, event_ref(ev));
-		if (mine && t == EVENT_LEAVE)
+		if (change < 0)
 			imap_del(&rooms, event_room(ev));
 	}
 	imap_fini(&rooms);
@@ -781,80 +806,110 @@ static void sub_register(struct bus_shard *shard, struct bus *bus,
 	atomic_fetch_add_explicit(&shard->nsubs, 1, memory_order_relaxed);
 }
 
-struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
-			      int64_t since, const struct bus_sub_ops *ops,
-			      void *arg, int *err)
+/* A subscribe's history, fetched ahead of the locked decision. */
+struct bus_prefetch {
+	int64_t user, since;
+	struct evvec hist; /* increasing persistent ids > since */
+	int64_t upto;	   /* hist is complete up to this id */
+	bool fetched;	   /* hist holds a fetch */
+	int tries;	   /* decisions that found the ring ahead of it */
+};
+
+struct bus_prefetch *bus_prefetch_new(int64_t user_id, int64_t since)
+{
+	struct bus_prefetch *p = xcalloc(1, sizeof(*p));
+	p->user = user_id;
+	p->since = since;
+	return p;
+}
+
+void bus_prefetch_free(struct bus_prefetch *p)
+{
+	if (!p)
+		return;
+	evvec_release(&p->hist);
+	free(p);
+}
+
+bool bus_history_needed(struct bus *bus, int64_t since)
+{
+	if (since < 0 || !bus->history)
+		return false;
+	lock(&bus->lock);
+	bool need = since < bus->ring_floor && since <= bus->last_id &&
+		    (uint64_t)(bus->last_id - since) <= bus->replay_max;
+	unlock(&bus->lock);
+	return need;
+}
+
+int bus_prefetch_run(struct bus *bus, struct bus_prefetch *p)
+{
+	evvec_release(&p->hist);
+	p->fetched = false;
+	p->upto = 0;
+	if (p->since < 0)
+		return 0;
+	lock(&bus->lock);
+	int64_t g0 = bus->last_id, floor0 = bus->ring_floor;
+	unlock(&bus->lock);
+	if (p->since > g0)
+		return BUS_EFUTURE;
+	if (p->since < floor0 && bus->history &&
+	    (uint64_t)(g0 - p->since) <= bus->replay_max &&
+	    p->tries < SUBSCRIBE_TRIES) {
+		if (history_fetch(bus, p->user, p->since, g0, &p->hist,
+				  &p->upto))
+			return BUS_EHISTORY;
+		p->fetched = true;
+	}
+	return 0;
+}
+
+struct bus_sub *bus_subscribe_prefetched(struct bus_shard *shard,
+					 struct bus_prefetch *p,
+					 const struct bus_sub_ops *ops,
+					 void *arg, int *err)
 {
 	struct bus *bus = shard->bus;
-	struct evvec hist = {0}, replay = {0};
+	struct evvec replay = {0};
 	struct bus_resume resume = {0, true};
-	int rc = 0;
+	int64_t since = p->since;
 
 	assert(ops && ops->deliver);
+	lock(&shard->lock);
+	lock(&bus->lock);
+	int64_t g = bus->last_id;
+	resume = (struct bus_resume){g, true};
+	if (since < 0) {
+		/* from now on: nothing to replay */
+	} else if (since >= bus->ring_floor) {
+		ring_collect(bus, p->user, since, &replay);
+	} else if (p->fetched && p->upto >= bus->ring_floor) {
+		int64_t cut = p->upto < g ? p->upto : g;
+		for (size_t i = 0; i < p->hist.len; i++)
+			if (event_id(p->hist.v[i]) <= cut)
+				evvec_push(&replay, event_ref(p->hist.v[i]));
+		ring_collect(bus, p->user, cut, &replay);
+	} else if ((uint64_t)(g - since) > bus->replay_max || !bus->history ||
+		   p->tries >= SUBSCRIBE_TRIES) {
+		resume.recovered = false;
+	} else {
+		/* The ring overtook since, or the fetched history, while no
+		 * lock was held: the caller fetches again and retries. */
+		p->tries++;
+		unlock(&bus->lock);
+		unlock(&shard->lock);
+		if (err)
+			*err = BUS_ESTALE;
+		return NULL;
+	}
 	struct bus_sub *sub = xcalloc(1, sizeof(*sub));
 	sub->shard = shard;
-	sub->user = user_id;
+	sub->user = p->user;
 	sub->ops = *ops;
 	sub->arg = arg;
-
-	for (int attempt = 0;; attempt++) {
-		bool fetched = false;
-		int64_t upto = 0;
-
-		if (since >= 0) {
-			lock(&bus->lock);
-			int64_t g0 = bus->last_id, floor0 = bus->ring_floor;
-			unlock(&bus->lock);
-			if (since > g0) {
-				rc = BUS_EFUTURE;
-				goto fail;
-			}
-			if (since < floor0 && bus->history &&
-			    (uint64_t)(g0 - since) <= bus->replay_max &&
-			    attempt < SUBSCRIBE_TRIES) {
-				if (history_fetch(bus, user_id, since, g0,
-						  &hist, &upto)) {
-					rc = BUS_EHISTORY;
-					goto fail;
-				}
-				fetched = true;
-			}
-		}
-
-		lock(&shard->lock);
-		lock(&bus->lock);
-		int64_t g = bus->last_id;
-		resume = (struct bus_resume){g, true};
-		if (since < 0) {
-			/* from now on: nothing to replay */
-		} else if (since >= bus->ring_floor) {
-			ring_collect(bus, user_id, since, &replay);
-		} else if (fetched && upto >= bus->ring_floor) {
-			int64_t cut = upto < g ? upto : g;
-			for (size_t i = 0; i < hist.len; i++) {
-				if (event_id(hist.v[i]) <= cut)
-					evvec_push(&replay, hist.v[i]);
-				else
-					event_unref(hist.v[i]);
-			}
-			hist.len = 0;
-			ring_collect(bus, user_id, cut, &replay);
-		} else if ((uint64_t)(g - since) > bus->replay_max ||
-			   !bus->history || attempt >= SUBSCRIBE_TRIES) {
-			resume.recovered = false;
-		} else {
-			/* The ring overtook since, or the fetched history,
-			 * while no lock was held: decide again. */
-			unlock(&bus->lock);
-			unlock(&shard->lock);
-			evvec_release(&hist);
-			continue;
-		}
-		sub_register(shard, bus, sub);
-		unlock(&bus->lock);
-		break;
-	}
-	evvec_release(&hist);
+	sub_register(shard, bus, sub);
+	unlock(&bus->lock);
 
 	/* Still under the shard lock: no drain can deliver to sub before its
 	 * hello and replay are done. */
@@ -872,13 +927,28 @@ struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
 	unlock(&shard->lock);
 	evvec_release(&replay);
 	return sub;
+}
 
-fail:
-	evvec_release(&hist);
-	free(sub);
-	if (err)
+struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
+			      int64_t since, const struct bus_sub_ops *ops,
+			      void *arg, int *err)
+{
+	struct bus_prefetch *p = bus_prefetch_new(user_id, since);
+	struct bus_sub *sub = NULL;
+	int rc = 0;
+
+	for (;;) {
+		rc = bus_prefetch_run(shard->bus, p);
+		if (rc)
+			break;
+		sub = bus_subscribe_prefetched(shard, p, ops, arg, &rc);
+		if (sub || rc != BUS_ESTALE)
+			break;
+	}
+	bus_prefetch_free(p);
+	if (!sub && err)
 		*err = rc;
-	return NULL;
+	return sub;
 }
 
 void bus_unsubscribe(struct bus_sub *sub)

@@ -52,10 +52,16 @@ int64_t bus_last_id(struct bus *bus);
 
 /* Publish. Persistent events (id > 0) must arrive in strictly increasing id
  * order (the store's commit hook guarantees it); they enter the ring and
- * apply their membership change (JOIN adds, LEAVE removes after delivery,
- * ROOM adds the creator). Ephemeral events (id 0) go only to live
- * subscribers of the room. Takes its own reference; the caller keeps its. */
-void bus_publish(struct bus *bus, struct event *ev);
+ * apply their membership change as the event-type table's effect column
+ * says (JOIN adds, LEAVE removes after delivery, ROOM adds the creator).
+ * Ephemeral events (id 0) go only to live subscribers of the room. Takes its
+ * own reference; the caller keeps its.
+ * Returns 0, or BUS_EORDER when ev breaks the id order (a persistent id at
+ * or below bus_last_id, or an ephemeral event with an id): ev is refused
+ * and counted in bus_id_violations; the caller logs it. */
+int bus_publish(struct bus *bus, struct event *ev);
+/* How many publishes were refused with BUS_EORDER, for /metrics. */
+uint64_t bus_id_violations(struct bus *bus);
 
 /* Shards. wake(arg) is called (from any thread) when the shard's inbox
  * turns non-empty; the owner must then call bus_shard_drain() on its loop. */
@@ -81,14 +87,38 @@ struct bus_sub_ops {
 	void (*deliver)(void *arg, struct event *ev);
 };
 enum bus_sub_err {
-	BUS_EFUTURE = -2, /* since is newer than the newest event */
-	BUS_EHISTORY = -3 /* the history callback failed */
+	BUS_EFUTURE = -2,  /* since is newer than the newest event */
+	BUS_EHISTORY = -3, /* the history callback failed */
+	BUS_EORDER = -4,   /* bus_publish: an id out of order */
+	BUS_ESTALE = -5	   /* bus_subscribe_prefetched: fetch again */
 };
 /* since < 0: from now on. since >= 0: replay every event after since first.
  * Returns NULL and sets *err (a bus_sub_err) on failure. */
 struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
 			      int64_t since, const struct bus_sub_ops *ops,
 			      void *arg, int *err);
+/* The same in two steps, so that the history read (up to replay_max events
+ * from the store) runs on a thread of the caller's choosing, never on an
+ * event loop, and only the short locked part runs where the subscriber
+ * lives:
+ *   p = bus_prefetch_new(user, since);
+ *   bus_prefetch_run(bus, p);                    any thread, may block
+ *   sub = bus_subscribe_prefetched(shard, p, ...); the subscriber's thread
+ * bus_subscribe_prefetched returns NULL with BUS_ESTALE when the ring moved
+ * past the fetch meanwhile: run p again and retry (after a few tries the
+ * answer is recovered=false). It does not take p; free it with
+ * bus_prefetch_free. bus_prefetch_run returns 0, BUS_EFUTURE or
+ * BUS_EHISTORY. bus_history_needed says whether a subscribe from since
+ * would read history at all (else bus_subscribe never blocks). */
+struct bus_prefetch;
+struct bus_prefetch *bus_prefetch_new(int64_t user_id, int64_t since);
+int bus_prefetch_run(struct bus *bus, struct bus_prefetch *p);
+void bus_prefetch_free(struct bus_prefetch *p); /* NULL is fine */
+bool bus_history_needed(struct bus *bus, int64_t since);
+struct bus_sub *bus_subscribe_prefetched(struct bus_shard *shard,
+					 struct bus_prefetch *p,
+					 const struct bus_sub_ops *ops,
+					 void *arg, int *err);
 /* After it returns, no callback of sub runs any more. Not from inside a
  * callback of the same shard. NULL is fine. */
 void bus_unsubscribe(struct bus_sub *sub);

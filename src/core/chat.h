@@ -1,9 +1,11 @@
 /* chat: the commands every transport shares (send, create room, join,
- * leave, typing). It validates a command, has store persist it, and the
- * store's commit hook hands each stored event to the bus, before the
- * command's done callback (the ack) runs. So every event a client has seen
- * is in history and every acknowledged message survives a crash.
- * Transports call chat; they never talk SQL. */
+ * leave, typing: any type of the event-type table through chat_event) and
+ * the API's reads (rooms, members, history, search) with their membership
+ * checks. It validates a command, has store persist it, and the store's
+ * commit hook hands each stored event to the bus, before the command's
+ * done callback (the ack) runs. So every event a client has seen is in
+ * history and every acknowledged message survives a crash. Transports and
+ * the API call chat; they never talk SQL. */
 #ifndef NATTER_CHAT_H
 #define NATTER_CHAT_H
 
@@ -14,20 +16,23 @@
 #include "core/bus.h"
 #include "model/event.h"
 #include "store/store.h"
+#include "util/metrics.h"
 
-#define CHAT_TEXT_MAX 4000    /* characters (code points) */
-#define CHAT_CLIENT_ID_MAX 64 /* bytes */
-#define CHAT_TOPIC_MAX 200
+#define CHAT_TEXT_MAX EVTYPE_TEXT_MAX		/* characters (code points) */
+#define CHAT_CLIENT_ID_MAX EVTYPE_CLIENT_ID_MAX /* bytes */
+#define CHAT_TOPIC_MAX EVTYPE_TOPIC_MAX
 
+/* What went wrong; each transport maps it to its own answer (http keeps
+ * the HTTP status of each next to request_chat_error). */
 enum chat_err {
 	CHAT_OK = 0,
-	CHAT_EINVAL = -1,     /* 422 invalid: bad text, name, client_id */
-	CHAT_ETOOLONG = -2,   /* 422 text_too_long */
-	CHAT_ENOROOM = -3,    /* 404 no_such_room */
-	CHAT_ENOTMEMBER = -4, /* 403 not_a_member */
-	CHAT_EEXISTS = -5,    /* 409 room_exists / already_member */
-	CHAT_EINTERNAL = -6,  /* 500 */
-	CHAT_ECLOSED = -7     /* 503 shutting down */
+	CHAT_EINVAL = -1,     /* invalid: bad text, name, client_id */
+	CHAT_ETOOLONG = -2,   /* text_too_long */
+	CHAT_ENOROOM = -3,    /* no_such_room */
+	CHAT_ENOTMEMBER = -4, /* not_a_member */
+	CHAT_EEXISTS = -5,    /* room_exists / already_member */
+	CHAT_EINTERNAL = -6,  /* internal */
+	CHAT_ECLOSED = -7     /* shutting down */
 };
 
 struct chat;
@@ -46,7 +51,11 @@ struct chat_result {
 /* Runs once per accepted command, on the store's writer thread. */
 typedef void (*chat_done_fn)(void *arg, const struct chat_result *res);
 
-struct chat *chat_new(struct store *st, struct bus *bus);
+/* Loads every room into chat's room cache (so resolving a name never reads
+ * SQLite) and becomes the store's commit hook. metrics may be NULL.
+ * NULL if the rooms cannot be read. */
+struct chat *chat_new(struct store *st, struct bus *bus,
+		      struct metrics *metrics);
 void chat_free(struct chat *c);
 
 /* Each command returns CHAT_OK once it is queued (done will run later), or
@@ -63,10 +72,37 @@ int chat_leave(struct chat *c, const struct chat_user *u, const char *room,
 	       chat_done_fn done, void *arg);
 /* Ephemeral: publishes a typing event to the room's live subscribers. */
 int chat_typing(struct chat *c, const struct chat_user *u, const char *room);
+/* Any event type from a client, as the event-type table says: validated by
+ * its row, the room resolved (unless the type creates it), the sender rule
+ * checked, then stored (persistent: done runs later) or published at once
+ * (ephemeral: done does not run). The commands above are this. */
+int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
+	       const struct evtype_input *in, chat_done_fn done, void *arg);
 
-/* Error code string ("no_such_room"), HTTP status and human text. */
+/* --- reads for the API: membership is checked here ---------------------- */
+
+/* Every room (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */
+int chat_rooms_list(struct chat *c, const struct chat_user *u,
+		    struct store_room **out, size_t *n);
+/* A room the user must belong to: CHAT_OK with its id and canonical name,
+ * CHAT_ENOROOM, CHAT_ENOTMEMBER. Never reads SQLite. */
+int chat_room_member(struct chat *c, const struct chat_user *u,
+		     const char *room, int64_t *id, char name[33]);
+/* The members of room (u must be one), canonical name in name. */
+int chat_room_members(struct chat *c, const struct chat_user *u,
+		      const char *room, char name[33],
+		      struct store_member **out, size_t *n);
+/* A history page of room (u must be a member): see store_history. The
+ * events are shared references (caller unrefs each, frees the array). */
+int chat_history(struct chat *c, const struct chat_user *u, const char *room,
+		 char name[33], int64_t before, int64_t after, unsigned limit,
+		 struct event ***out, size_t *n, bool *more);
+/* Search the rooms u belongs to: see store_search. */
+int chat_search(struct chat *c, const struct chat_user *u, const char *q,
+		unsigned limit, struct event ***out, size_t *n);
+
+/* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);
-unsigned chat_err_status(int err);
 const char *chat_err_message(int err);
 
 #endif

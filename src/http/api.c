@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "http/api.h"
+#include "core/cmd.h"
 #include "core/auth.h"
 #include "util/log.h"
-#include "store/store.h"
 #include "util/util.h"
 
 enum MHD_Result api_fail(struct request *req, unsigned status, const char *code,
@@ -58,23 +58,62 @@ enum MHD_Result api_answer_event(struct request *req, unsigned status,
 int api_member_room(struct request *req, const char *room, int64_t *id,
 		    char name[33], enum MHD_Result *ret)
 {
-	int rc = name_valid(room)
-		     ? store_room_by_name(req->srv->store, room, id, name)
-		     : STORE_NOTFOUND;
-	if (rc == STORE_NOTFOUND) {
-		*ret = request_chat_error(req, CHAT_ENOROOM);
-		return -1;
-	}
-	if (rc != STORE_OK) {
-		*ret = api_fail(req, 500, "internal", "cannot read the room");
-		return -1;
-	}
-	int m = store_is_member(req->srv->store, *id, req->user_id);
-	if (m != 1) {
-		*ret = m < 0 ? api_fail(req, 500, "internal",
-					"cannot read the room")
-			     : request_chat_error(req, CHAT_ENOTMEMBER);
+	struct chat_user cu = {req->user_id, req->username};
+	int rc = chat_room_member(req->srv->chat, &cu, room, id, name);
+	if (rc != CHAT_OK) {
+		*ret = request_chat_error(req, rc);
 		return -1;
 	}
 	return 0;
+}
+
+void api_events_write(struct buf *b, struct event **evs, size_t n)
+{
+	buf_puts(b, "[");
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		const char *json = event_json(evs[i], &len);
+		if (i)
+			buf_puts(b, ",");
+		buf_append(b, json, len);
+	}
+	buf_puts(b, "]");
+}
+
+void api_events_free(struct event **evs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		event_unref(evs[i]);
+	free(evs);
+}
+
+int api_command(struct request *req, const char *name, json_t *args,
+		const char *room, enum MHD_Result *ret)
+{
+	struct cmd_status st;
+	struct chat_user cu = {req->user_id, req->username};
+	if (room) /* a path parameter: any bytes, chat judges the name */
+		json_object_set_new(args, "room",
+				    json_stringn_nocheck(room, strlen(room)));
+	if (cmd_check(name, args, &st) != CHAT_OK) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "'%s' must be a string",
+			 st.field ? st.field : "?");
+		*ret = api_fail(req, 422, "invalid_field", msg);
+		return -1;
+	}
+	if (!st.acked) {
+		int rc =
+		    cmd_run(req->srv->chat, &cu, name, args, NULL, NULL, &st);
+		if (rc != CHAT_OK) {
+			*ret = request_chat_error(req, rc);
+			return -1;
+		}
+		return 0;
+	}
+	request_suspend(req);
+	request_started(req, cmd_run(req->srv->chat, &cu, name, args,
+				     request_chat_done, req, &st));
+	*ret = MHD_YES;
+	return 1;
 }

@@ -45,5 +45,16 @@ enum MHD_Result api_answer_event(struct request *req, unsigned status,
 /* Resolve a room the requester must belong to: 0, or -1 after answering. */
 int api_member_room(struct request *req, const char *room, int64_t *id,
 		    char name[33], enum MHD_Result *ret);
+/* A command endpoint through the command table (core/cmd.h): room (a path
+ * parameter, or NULL) is merged into args. -1: answered (*ret), a missing
+ * or mistyped member as 422 invalid_field, or a chat error. 0: an
+ * ephemeral command ran; the caller answers. 1: the request is suspended
+ * until the command's done callback. */
+int api_command(struct request *req, const char *name, json_t *args,
+		const char *room, enum MHD_Result *ret);
+/* Append [<env>,<env>,...]: the events' stored envelope bytes, as they are. */
+void api_events_write(struct buf *b, struct event **evs, size_t n);
+/* Unref each event and free the array (from chat_history, chat_search). */
+void api_events_free(struct event **evs, size_t n);
 
 #endif

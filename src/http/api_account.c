@@ -6,7 +6,6 @@
 #include "http/api.h"
 #include "core/auth.h"
 #include "util/log.h"
-#include "store/store.h"
 #include "util/util.h"
 
 #define DISPLAY_NAME_MAX 64 /* characters */
@@ -36,7 +35,7 @@ static int issue_session(struct request *req)
 		return -1;
 	auth_token_hash(req->token, strlen(req->token), hash);
 	int rc =
-	    store_session_create(req->srv->store, hash, req->user_id, expires);
+	    auth_session_create(req->srv->store, hash, req->user_id, expires);
 	secure_zero(hash, sizeof(hash));
 	return rc == STORE_OK ? 0 : -1;
 }
@@ -45,7 +44,7 @@ static int issue_session(struct request *req)
 static enum MHD_Result answer_session(struct request *req, unsigned status)
 {
 	struct store_user u;
-	if (store_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK)
+	if (auth_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK)
 		return api_fail(req, 500, "internal",
 				"cannot read the account");
 	json_t *body = json_pack("{s:s, s:o, s:I}", "token", req->token, "user",
@@ -134,7 +133,7 @@ enum MHD_Result api_register(struct request *req)
 		    api_fail(req, 500, "internal", "cannot hash the password");
 		goto done;
 	}
-	int rc = store_user_create(req->srv->store, name, hash, &req->user_id);
+	int rc = auth_user_create(req->srv->store, name, hash, &req->user_id);
 	secure_zero(hash, sizeof(hash));
 	if (rc == STORE_EXISTS) {
 		ret = api_fail(req, 409, "username_taken",
@@ -147,7 +146,7 @@ enum MHD_Result api_register(struct request *req)
 		goto done;
 	}
 	struct store_user u;
-	if (store_user_by_id(req->srv->store, req->user_id, &u) == STORE_OK) {
+	if (auth_user_by_id(req->srv->store, req->user_id, &u) == STORE_OK) {
 		snprintf(req->username, sizeof(req->username), "%s",
 			 u.username);
 		store_user_fini(&u);
@@ -187,7 +186,7 @@ enum MHD_Result api_login(struct request *req)
 	}
 	struct store_user u;
 	bool found = auth_username_valid(name) &&
-		     store_user_by_name(req->srv->store, name, &u) == STORE_OK;
+		     auth_user_by_name(req->srv->store, name, &u) == STORE_OK;
 	/* Unknown users cost the same time as wrong passwords. */
 	int ok = auth_password_verify(a, found ? u.pwhash : NULL, pw, pwlen);
 	if (ok == AUTH_EBUSY) {
@@ -222,7 +221,7 @@ done:
 
 enum MHD_Result api_logout(struct request *req)
 {
-	if (store_session_delete(req->srv->store, req->token_hash) < 0)
+	if (auth_session_delete(req->srv->store, req->token_hash) < 0)
 		return api_fail(req, 500, "internal", "cannot end the session");
 	char cookie[REQUEST_COOKIE_MAX];
 	request_cookie(req, NULL, cookie, sizeof(cookie));
@@ -234,7 +233,7 @@ enum MHD_Result api_logout(struct request *req)
 enum MHD_Result api_me_get(struct request *req)
 {
 	struct store_user u;
-	if (store_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK)
+	if (auth_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK)
 		return api_fail(req, 500, "internal",
 				"cannot read the account");
 	json_t *body = user_json(&u);
@@ -285,7 +284,7 @@ enum MHD_Result api_me_patch(struct request *req)
 			       "settings must be a JSON object");
 		goto done;
 	}
-	if (store_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK) {
+	if (auth_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK) {
 		ret = api_fail(req, 500, "internal", "cannot read the account");
 		goto done;
 	}
@@ -311,9 +310,9 @@ enum MHD_Result api_me_patch(struct request *req)
 			goto done;
 		}
 	}
-	if (store_user_update(req->srv->store, req->user_id,
-			      dn ? json_string_value(dn) : NULL,
-			      settings) != STORE_OK) {
+	if (auth_user_update(req->srv->store, req->user_id,
+			     dn ? json_string_value(dn) : NULL,
+			     settings) != STORE_OK) {
 		ret =
 		    api_fail(req, 500, "internal", "cannot update the account");
 		goto done;

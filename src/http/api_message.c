@@ -6,7 +6,6 @@
 #include "http/api.h"
 #include "core/auth.h"
 #include "util/log.h"
-#include "store/store.h"
 #include "util/util.h"
 
 #define SEARCH_QUERY_MAX 256
@@ -49,22 +48,36 @@ enum MHD_Result api_history(struct request *req, const char *room)
 	if (limit < 1 || limit > HISTORY_LIMIT_MAX)
 		return api_fail(req, 400, "bad_parameter",
 				"limit must be between 1 and 200");
-	int64_t id;
-	char name[33];
-	if (api_member_room(req, room, &id, name, &ret) < 0)
-		return ret;
-	if (before == 0)
+	if (before == 0) { /* nothing is older than id 0: the checks only */
+		int64_t id;
+		char shown[33];
+		if (api_member_room(req, room, &id, shown, &ret) < 0)
+			return ret;
 		return reply_json(req->conn, &req->log, 200,
-				  json_pack("{s:s, s:[], s:b}", "room", name,
+				  json_pack("{s:s, s:[], s:b}", "room", shown,
 					    "events", "has_more", 0));
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	struct event **evs = NULL;
+	size_t n = 0;
 	bool more = false;
-	json_t *events = store_history(req->srv->store, id, before, after,
-				       (unsigned)limit, &more);
-	if (!events)
+	char name[33];
+	int rc = chat_history(req->srv->chat, &cu, room, name, before, after,
+			      (unsigned)limit, &evs, &n, &more);
+	if (rc == CHAT_EINTERNAL)
 		return api_fail(req, 500, "internal", "cannot read history");
-	return reply_json(req->conn, &req->log, 200,
-			  json_pack("{s:s, s:o, s:b}", "room", name, "events",
-				    events, "has_more", more));
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	/* The stored envelopes as they are: no parse, no re-serialize. A room
+	 * name is plain ASCII (name_valid), so it needs no escaping. */
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "{\"room\":\"%s\",\"events\":", name);
+	api_events_write(&b, evs, n);
+	buf_printf(&b, ",\"has_more\":%s}", more ? "true" : "false");
+	api_events_free(evs, n);
+	size_t len = b.len;
+	return reply_json_take(req->conn, &req->log, 200, buf_steal(&b), len);
 }
 
 enum MHD_Result api_send(struct request *req, const char *room)
@@ -89,36 +102,19 @@ enum MHD_Result api_send(struct request *req, const char *room)
 		if (!in)
 			return ret;
 	}
-	json_t *text = json_object_get(in, "text");
-	json_t *cid = json_object_get(in, "client_id");
-	if (!json_is_string(text)) {
-		ret = api_fail(req, 422, "invalid_field",
-			       "'text' must be a string");
-		goto done;
-	}
-	if (cid && !json_is_string(cid) && !json_is_null(cid)) {
-		ret = api_fail(req, 422, "invalid_field",
-			       "'client_id' must be a string");
-		goto done;
-	}
-	struct chat_user cu = {req->user_id, req->username};
-	request_suspend(req);
-	request_started(
-	    req, chat_send(req->srv->chat, &cu, room, json_string_value(text),
-			   json_string_length(text), json_string_value(cid),
-			   request_chat_done, req));
-	ret = MHD_YES;
-done:
+	api_command(req, "send", in, room, &ret);
 	json_decref(in);
 	return ret;
 }
 
 enum MHD_Result api_typing(struct request *req, const char *room)
 {
-	struct chat_user cu = {req->user_id, req->username};
-	int rc = chat_typing(req->srv->chat, &cu, room);
-	if (rc != CHAT_OK)
-		return request_chat_error(req, rc);
+	enum MHD_Result ret = MHD_YES;
+	json_t *args = json_object();
+	int rc = api_command(req, "typing", args, room, &ret);
+	json_decref(args);
+	if (rc < 0)
+		return ret;
 	return reply_empty(req->conn, &req->log, 204, NULL, 0);
 }
 
@@ -137,13 +133,24 @@ enum MHD_Result api_search(struct request *req)
 	if (limit < 1 || limit > HISTORY_LIMIT_MAX)
 		return api_fail(req, 400, "bad_parameter",
 				"limit must be between 1 and 200");
-	json_t *results =
-	    store_search(req->srv->store, req->user_id, q, (unsigned)limit);
-	if (!results)
+	struct chat_user cu = {req->user_id, req->username};
+	struct event **evs = NULL;
+	size_t n = 0;
+	if (chat_search(req->srv->chat, &cu, q, (unsigned)limit, &evs, &n) !=
+	    CHAT_OK)
 		return api_fail(req, 500, "internal", "search failed");
-	return reply_json(
-	    req->conn, &req->log, 200,
-	    json_pack("{s:s, s:o}", "query", q, "results", results));
+	json_t *qs = json_string(q);
+	char *qjson = json_dumps(qs, JSON_ENCODE_ANY);
+	json_decref(qs);
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "{\"query\":%s,\"results\":", qjson ? qjson : "null");
+	free(qjson);
+	api_events_write(&b, evs, n);
+	buf_puts(&b, "}");
+	api_events_free(evs, n);
+	size_t len = b.len;
+	return reply_json_take(req->conn, &req->log, 200, buf_steal(&b), len);
 }
 
 enum MHD_Result api_client_report(struct request *req)

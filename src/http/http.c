@@ -169,7 +169,7 @@ static int parse_since(struct request *req, bool sse, int64_t *since,
 
 /* 503 busy, counted; close: also end the connection (at the connection
  * limit, where the slot itself is what is short). */
-static enum MHD_Result reply_busy(struct request *req, bool close)
+static enum MHD_Result answer_busy(struct request *req, bool close)
 {
 	const struct reply_header h[] = {{"Retry-After", "5"},
 					 {"Connection", "close"}};
@@ -198,7 +198,7 @@ static int stream_open(struct request *req, bool sse,
 	}
 	if (req->poll_state == NULL &&
 	    open_streams(req->srv) >= h->max_streams) {
-		*ret = reply_busy(req, false);
+		*ret = answer_busy(req, false);
 		return -1;
 	}
 	if (parse_since(req, sse, since, ret) < 0)
@@ -662,7 +662,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		if (request_too_long(req, url))
 			return MHD_YES; /* answered; no body is read */
 		if (connections_busy(h))
-			return reply_busy(req, true);
+			return answer_busy(req, true);
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

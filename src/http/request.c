@@ -40,8 +40,8 @@ static int auth_token(struct request *req, const char *token)
 	auth_token_hash(token, len, req->token_hash);
 	int64_t uid;
 	char name[33];
-	if (store_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			       name) != STORE_OK)
+	if (auth_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
+			      name) != STORE_OK)
 		return -1;
 	req->user_id = uid;
 	snprintf(req->username, sizeof(req->username), "%s", name);
@@ -113,9 +113,27 @@ void request_started(struct request *req, int rc)
 	request_chat_done(req, &res);
 }
 
+/* The HTTP status of each chat error: chat knows no HTTP. */
+static const struct {
+	int err;
+	unsigned status;
+} chat_statuses[] = {
+    {CHAT_OK, 200},	   {CHAT_EINVAL, 422},	   {CHAT_ETOOLONG, 422},
+    {CHAT_ENOROOM, 404},   {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
+    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},
+};
+
+unsigned request_chat_status(int err)
+{
+	for (size_t i = 0; i < ARRAY_LEN(chat_statuses); i++)
+		if (chat_statuses[i].err == err)
+			return chat_statuses[i].status;
+	return 500; /* anything else is an internal error */
+}
+
 enum MHD_Result request_chat_error(struct request *req, int err)
 {
-	return reply_error(req->conn, &req->log, chat_err_status(err),
+	return reply_error(req->conn, &req->log, request_chat_status(err),
 			   chat_err_code(err), chat_err_message(err));
 }
 

@@ -90,6 +90,8 @@ void request_suspend(struct request *req);
 void request_started(struct request *req, int rc);
 void request_chat_done(void *arg, const struct chat_result *res);
 /* Answer a chat error (status and code from chat_err_*). */
+/* The HTTP status of a chat error (enum chat_err); 500 for others. */
+unsigned request_chat_status(int err);
 enum MHD_Result request_chat_error(struct request *req, int err);
 /* The Set-Cookie value that sets the session cookie to token (or clears it
  * when token is NULL) into out, which REQUEST_COOKIE_MAX bytes hold; it

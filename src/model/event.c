@@ -36,32 +36,16 @@ struct event {
 	char json[]; /* len bytes, then a NUL */
 };
 
-static const char *const type_names[] = {
-    [EVENT_MESSAGE] = "message", [EVENT_JOIN] = "join",
-    [EVENT_LEAVE] = "leave",	 [EVENT_ROOM] = "room",
-    [EVENT_TYPING] = "typing",	 [EVENT_PRESENCE] = "presence",
-};
-
 const char *event_type_name(enum event_type t)
 {
-	if ((size_t)t >= ARRAY_LEN(type_names) || !type_names[t])
-		return "unknown";
-	return type_names[t];
+	const struct evtype *row = evtype_get(t);
+	return row ? row->name : "unknown";
 }
 
 int event_type_persistent(enum event_type t)
 {
-	switch (t) {
-	case EVENT_MESSAGE:
-	case EVENT_JOIN:
-	case EVENT_LEAVE:
-	case EVENT_ROOM:
-		return 1;
-	case EVENT_TYPING:
-	case EVENT_PRESENCE:
-		return 0;
-	}
-	return 0;
+	const struct evtype *row = evtype_get(t);
+	return row && row->persistent;
 }
 
 struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
@@ -261,9 +245,11 @@ static bool json_str(struct buf *b, const char *s)
 	return true;
 }
 
-char *event_envelope_message(int64_t id, const char *room, const char *from,
-			     int64_t ts_ms, const char *text,
-			     const char *client_id, size_t *len)
+/* The envelope of a searchable type: the common members, then text and
+ * client_id, without jansson. */
+static char *envelope_text(int64_t id, enum event_type type, const char *room,
+			   const char *from, int64_t ts_ms, const char *text,
+			   const char *client_id, size_t *len)
 {
 	char ts[32];
 	struct buf b;
@@ -271,8 +257,8 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 	format_ts(ts_ms, ts);
 	buf_init(&b);
 	buf_reserve(&b, 96 + strlen(text));
-	buf_printf(
-	    &b, "{\"id\":%lld,\"type\":\"message\",\"room\":", (long long)id);
+	buf_printf(&b, "{\"id\":%lld,\"type\":\"%s\",\"room\":", (long long)id,
+		   event_type_name(type));
 	if (!json_str(&b, room))
 		goto fail;
 	buf_puts(&b, ",\"from\":");
@@ -338,5 +324,33 @@ char *event_envelope(int64_t id, enum event_type type, const char *room,
 		*len = n;
 fail:
 	json_decref(obj);
+	return out;
+}
+
+char *event_envelope_message(int64_t id, const char *room, const char *from,
+			     int64_t ts_ms, const char *text,
+			     const char *client_id, size_t *len)
+{
+	return envelope_text(id, EVENT_MESSAGE, room, from, ts_ms, text,
+			     client_id, len);
+}
+
+char *event_envelope_input(int64_t id, enum event_type type, const char *room,
+			   const char *from, int64_t ts_ms,
+			   const struct evtype_input *in, size_t *len)
+{
+	const struct evtype *row = evtype_get(type);
+	if (!row)
+		return NULL;
+	if (row->searchable)
+		return in && in->text
+			   ? envelope_text(id, type, room, from, ts_ms,
+					   in->text, in->client_id, len)
+			   : NULL;
+	json_t *extra = row->extra && in ? row->extra(in) : NULL;
+	if (row->extra && in && !extra)
+		return NULL;
+	char *out = event_envelope(id, type, room, from, ts_ms, extra, len);
+	json_decref(extra);
 	return out;
 }

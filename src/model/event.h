@@ -11,14 +11,7 @@
 
 #include <jansson.h>
 
-enum event_type {
-	EVENT_MESSAGE, /* persistent: a chat message */
-	EVENT_JOIN,    /* persistent: user joined room */
-	EVENT_LEAVE,   /* persistent: user left room */
-	EVENT_ROOM,    /* persistent: room created (its creator is a member) */
-	EVENT_TYPING,  /* ephemeral: user is typing in room */
-	EVENT_PRESENCE /* ephemeral: user came online / went offline */
-};
+#include "model/evtype.h" /* enum event_type and the table of types */
 
 struct event;
 
@@ -39,6 +32,7 @@ const char *event_json(const struct event *ev, size_t *len);
  * first use and cached; valid while the caller holds a reference. */
 const char *event_sse(struct event *ev, size_t *len);
 
+/* The type's name and persistence, read from the event-type table. */
 const char *event_type_name(enum event_type t); /* "message", "join", ... */
 int event_type_persistent(enum event_type t);
 
@@ -56,5 +50,12 @@ char *event_envelope(int64_t id, enum event_type type, const char *room,
 char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     int64_t ts_ms, const char *text,
 			     const char *client_id, size_t *len);
+/* The envelope of a new event of type from a client's input, as the table
+ * says: a searchable type carries in->text (NUL-terminated here) and
+ * in->client_id, written directly as event_envelope_message does; any
+ * other type the members of its row's extra. NULL on failure. */
+char *event_envelope_input(int64_t id, enum event_type type, const char *room,
+			   const char *from, int64_t ts_ms,
+			   const struct evtype_input *in, size_t *len);
 
 #endif

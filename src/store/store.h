@@ -1,12 +1,14 @@
-/* store: SQLite. Opens the database (WAL), applies db/schema.sql and the
- * numbered migrations in db/migrations/ by PRAGMA user_version, and refuses
- * a database from a newer schema. Persistent events are appended by one
- * writer thread that commits in groups (the jobs queued while the previous
- * batch committed, at most commit_batch_max, plus those arriving within
- * commit_interval_ms if that is set) and only then reports
- * each job done; that thread assigns the server-wide event ids and builds
- * each event's envelope once. Reads and small account writes use a pool of
- * connections and are safe from any thread.
+/* store: the storage interface. Persistent events are appended in groups
+ * (the jobs queued while the previous batch committed, at most
+ * commit_batch_max, plus those arriving within commit_interval_ms if that
+ * is set) and each job is reported done only after its commit; the store
+ * assigns the server-wide event ids in commit order and builds each event's
+ * envelope once. Reads and small account writes are safe from any thread.
+ *
+ * Each call dispatches to a backend (store/backend.h: an ops table); the
+ * first is SQLite (store/sqlite/: WAL, db/schema.sql and the numbered
+ * migrations in db/migrations/ by PRAGMA user_version, refusing a database
+ * from a newer schema). Every backend passes tests/unit/store_contract.c.
  *
  * It knows nothing of HTTP or the bus: new events leave through the commit
  * hook. Errors are returned, never logged. */
@@ -56,21 +58,19 @@ void store_close(struct store *st);
 
 /* --- persistent events (writer thread) --------------------------------- */
 
-enum store_op {
-	STORE_MESSAGE,	  /* needs room_id, text; client_id optional */
-	STORE_JOIN,	  /* membership insert; STORE_EXISTS if a member */
-	STORE_LEAVE,	  /* membership delete; STORE_NOTMEMBER if not */
-	STORE_ROOM_CREATE /* room insert + creator membership; STORE_EXISTS */
-};
+/* A new persistent event of type, applied as the event-type table says
+ * (its store effect, its sender rule, whether it is searchable). */
 struct store_write {
-	enum store_op op;
+	enum event_type type;
 	int64_t user_id;
-	const char *username;
-	int64_t room_id; /* 0 for STORE_ROOM_CREATE */
+	const char *username; /* canonical; NULL: the store looks it up */
+	int64_t room_id;      /* 0: by room_name; unused when creating */
 	const char *room_name;
-	const char *text;      /* STORE_MESSAGE */
-	const char *client_id; /* STORE_MESSAGE, optional (NULL) */
-	const char *topic;     /* STORE_ROOM_CREATE, optional */
+	const char *text;      /* searchable types */
+	const char *client_id; /* searchable types, optional (NULL) */
+	const char *topic;     /* room creation, optional */
+	json_t *args; /* the command's object, for a type with an envelope
+			 extra (evtype.h); borrowed, copied; may be NULL */
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the
@@ -132,11 +132,31 @@ int store_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
  * into name_out (33 bytes, may be NULL), or STORE_NOTFOUND. */
 int store_room_by_name(struct store *st, const char *name, int64_t *room_id,
 		       char name_out[33]);
-/* JSON array of {"name","topic","created","members","joined"} sorted by
- * name; joined is relative to user_id. NULL on error. Caller decrefs. */
-json_t *store_rooms_list(struct store *st, int64_t user_id);
-/* JSON array of {"username","display_name"} sorted by username. */
-json_t *store_room_members(struct store *st, int64_t room_id);
+/* One room, as listed. */
+struct store_room {
+	int64_t id;
+	char name[33];
+	char *topic;
+	int64_t created_ms;
+	int64_t members; /* how many */
+	bool joined;	 /* the asking user is a member */
+};
+/* Every room sorted by name; joined is relative to user_id (0: nobody).
+ * 0 with a malloc'd array in *out (caller frees with store_rooms_free), or
+ * -1. */
+int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
+		     size_t *n);
+void store_rooms_free(struct store_room *v, size_t n);
+/* One member of a room. */
+struct store_member {
+	char username[33];
+	char *display_name;
+};
+/* The members of a room sorted by username: 0 (caller frees with
+ * store_members_free) or -1. */
+int store_room_members(struct store *st, int64_t room_id,
+		       struct store_member **out, size_t *n);
+void store_members_free(struct store_member *v, size_t n);
 /* 1 member, 0 not, -1 error. */
 int store_is_member(struct store *st, int64_t room_id, int64_t user_id);
 /* Call fn for every (room, user) membership; for loading the bus. */
@@ -144,22 +164,28 @@ int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		       void *arg);
 
-/* A page of a room's history as a JSON array of envelopes in increasing id
- * order: before > 0: the newest `limit` events with id < before; after >= 0:
- * the oldest `limit` with id > after; neither (both -1): the newest `limit`.
- * *more says whether further events lie beyond the page in that direction.
- * Caller decrefs. NULL on error. */
-json_t *store_history(struct store *st, int64_t room_id, int64_t before,
-		      int64_t after, unsigned limit, bool *more);
-/* Full-text search (FTS5) over messages in rooms user_id is a member of:
- * a JSON array of envelopes, newest first, at most limit. q is plain words
- * (each is matched as a prefix; FTS syntax characters are neutralised, so
- * any q is safe). NULL on error. */
-json_t *store_search(struct store *st, int64_t user_id, const char *q,
-		     unsigned limit);
-/* At most limit persistent events with id > after in rooms user_id is a
- * member of now, increasing id, as event references (caller unrefs each and
- * frees the array). Matches bus_history_fn. */
+/* A page of a room's history as event references (the stored envelopes,
+ * shared, never re-parsed) in increasing id order: before > 0: the newest
+ * `limit` events with id < before; after >= 0: the oldest `limit` with
+ * id > after; neither (both -1): the newest `limit`. *more says whether
+ * further events lie beyond the page in that direction. 0 (caller unrefs
+ * each and frees the array) or -1. */
+int store_history(struct store *st, int64_t room_id, int64_t before,
+		  int64_t after, unsigned limit, struct event ***out, size_t *n,
+		  bool *more);
+/* Full-text search (FTS5) over the searchable events in rooms user_id is a
+ * member of: event references, newest first, at most limit. q is plain
+ * words (each is matched as a prefix; FTS syntax characters are
+ * neutralised, so any q is safe). 0 or -1, as store_history. */
+int store_search(struct store *st, int64_t user_id, const char *q,
+		 unsigned limit, struct event ***out, size_t *n);
+/* At most limit persistent events with id > after that user_id may see,
+ * in increasing id order, as event references (caller unrefs each and
+ * frees the array). Membership is as of each event, exactly as the bus's
+ * ring replay and a live subscriber see it: the user's join (or room
+ * creation) counts from that event on; the user's own leave is included,
+ * and nothing of that room after it until a new join. Every backend must
+ * answer the same (tests/unit/store_contract.c). Matches bus_history_fn. */
 int store_events_after(void *st, int64_t user_id, int64_t after, size_t limit,
 		       struct event ***out, size_t *n);
 

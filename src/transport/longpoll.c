@@ -32,6 +32,7 @@
 
 struct longpoll {
 	struct bus *bus;
+	struct replay *replay; /* history reads; NULL: inline */
 	struct metrics *m;
 	size_t bytes_max; /* envelope bytes per answer, past the first event */
 	/* A poll resumed by longpoll_free comes back through longpoll_handle
@@ -192,6 +193,11 @@ static const struct stream_hub_ops hub_ops = {
 
 /* --- public --------------------------------------------------------------- */
 
+void longpoll_set_replay(struct longpoll *lp, struct replay *r)
+{
+	lp->replay = r;
+}
+
 struct longpoll *longpoll_new(struct bus *bus, struct metrics *m,
 			      size_t bytes_max, struct loop **loops,
 			      unsigned nloops)
@@ -235,10 +241,12 @@ enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
 	}
 
 	p = poll_new(lp, c);
-	p->sub = bus_subscribe(bus_shard_pick(lp->bus), cl->user_id, since,
-			       &poll_ops, p, &err);
+	p->sub = replay_subscribe(lp->replay, bus_shard_pick(lp->bus),
+				  cl->user_id, since, &poll_ops, p, &err);
 	if (!p->sub) {
 		poll_free(p);
+		if (err == REPLAY_EBUSY)
+			return reply_busy(c, log, replay_retry_after(lp->replay));
 		if (err == BUS_EFUTURE)
 			return reply_error(c, log, 400, "bad_cursor",
 					   "the cursor is newer than the "

@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "core/bus.h"
+#include "core/replay.h"
 #include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/reply.h"
@@ -43,5 +44,10 @@ enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
 /* Called by http when the request ends (answered, or the client left) with
  * the state longpoll left; NULL is fine. */
 void longpoll_request_done(void *state);
+
+/* A cursor older than the bus's ring is read on r (core/replay.h), and a
+ * full pool is answered 503 with Retry-After. Set before the first
+ * request; r outlives every stream. NULL (the default): read inline. */
+void longpoll_set_replay(struct longpoll *lp, struct replay *r);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "transport/reply.h"
+#include "util/util.h"
 
 void reply_add_common_headers(struct MHD_Response *r)
 {
@@ -123,4 +124,17 @@ enum MHD_Result reply_empty(struct MHD_Connection *c, struct reply_log *log,
 		return MHD_NO;
 	add_headers(r, h, n);
 	return reply_queue(c, log, status, r);
+}
+
+enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned retry_after_s)
+{
+	char secs[16];
+	snprintf(secs, sizeof(secs), "%u", retry_after_s);
+	json_t *body = json_pack("{s:s, s:s, s:I}", "error", "busy", "message",
+				 "the server is busy; try again", "retry_after",
+				 (json_int_t)retry_after_s);
+	const struct reply_header h[] = {{"Retry-After", secs},
+					 {"Cache-Control", "no-store"}};
+	return reply_json_headers(c, log, 503, body, h, ARRAY_LEN(h));
 }

@@ -67,5 +67,8 @@ enum MHD_Result reply_error_headers(struct MHD_Connection *c,
 enum MHD_Result reply_empty(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const struct reply_header *h,
 			    size_t n);
+/* 503 {"error":"busy",...,"retry_after":N} with Retry-After: N. */
+enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned retry_after_s);
 
 #endif

@@ -50,6 +50,7 @@ static const char heartbeat[] = ": hb\n\n";
 
 struct sse {
 	struct bus *bus;
+	struct replay *replay; /* history reads; NULL: inline */
 	struct metrics *m;
 	int64_t heartbeat_ms; /* 0: no heartbeats */
 	size_t queue_max;
@@ -338,6 +339,11 @@ static const struct stream_hub_ops hub_ops = {
 
 /* --- public --------------------------------------------------------------- */
 
+void sse_set_replay(struct sse *s, struct replay *r)
+{
+	s->replay = r;
+}
+
 struct sse *sse_new(struct bus *bus, struct metrics *m, unsigned heartbeat_s,
 		    size_t send_queue_max, struct loop **loops, unsigned nloops)
 {
@@ -384,10 +390,12 @@ enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 
 	/* Subscribe before answering, so a bad cursor is a plain HTTP error.
 	 * The hello (and any replay) is queued behind the prelude. */
-	sc->sub = bus_subscribe(bus_shard_pick(s->bus), cl->user_id, since,
-				&sse_ops, sc, &err);
+	sc->sub = replay_subscribe(s->replay, bus_shard_pick(s->bus),
+				   cl->user_id, since, &sse_ops, sc, &err);
 	if (!sc->sub) {
 		conn_free(sc);
+		if (err == REPLAY_EBUSY)
+			return reply_busy(c, log, replay_retry_after(s->replay));
 		if (err == BUS_EFUTURE)
 			return reply_error(c, log, 400, "bad_cursor",
 					   "the cursor is newer than the "

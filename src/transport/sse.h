@@ -15,6 +15,7 @@
 #include <microhttpd.h>
 
 #include "core/bus.h"
+#include "core/replay.h"
 #include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/reply.h"
@@ -37,5 +38,10 @@ void sse_free(struct sse *s);
 enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 			   struct reply_log *log,
 			   const struct transport_client *cl, int64_t since);
+
+/* A cursor older than the bus's ring is read on r (core/replay.h), and a
+ * full pool is answered 503 with Retry-After. Set before the first
+ * request; r outlives every stream. NULL (the default): read inline. */
+void sse_set_replay(struct sse *s, struct replay *r);
 
 #endif

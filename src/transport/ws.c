@@ -95,6 +95,7 @@
 
 #include "util/log.h"
 #include "util/util.h"
+#include "core/cmd.h"
 #include "transport/ws.h"
 #include "transport/ws_frame.h"
 
@@ -811,47 +812,33 @@ static const char *get_str(json_t *root, const char *name, bool *bad)
 	return json_string_value(v);
 }
 
-static void cmd_send(struct ws_conn *c, json_t *root, const char *client_id)
+/* A command through the command table (core/cmd.h); this wording of its
+ * errors is the WebSocket's. Commands that end in an ack (persistent
+ * events) carry the client's client_id in their error, others none. */
+static void run_command(struct ws_conn *c, json_t *root, const char *op,
+			const char *client_id)
 {
-	bool bad = false;
-	const char *room = get_str(root, "room", &bad);
-	const char *text = get_str(root, "text", &bad);
 	struct ws_server *ws = c->wl->ws;
-
-	if (bad || !room || !text) {
-		queue_error(c, client_id, "invalid",
-			    "send needs string members room and text");
-		return;
-	}
-	metrics_inc(c->metrics->sends);
 	struct ws_ack *a = xcalloc(1, sizeof(*a));
 	a->conn = conn_ref(c);
 	a->client_id = client_id ? xstrdup(client_id) : NULL;
 	struct chat_user u = {.id = c->user_id, .username = c->username};
-	int err = chat_send(ws->cfg.chat, &u, room, text,
-			    json_string_length(json_object_get(root, "text")),
-			    client_id, ack_done, a);
-	if (err != CHAT_OK) {
-		queue_error(c, client_id, chat_err_code(err),
-			    chat_err_message(err));
-		ack_free(a);
-	}
-}
-
-static void cmd_typing(struct ws_conn *c, json_t *root)
-{
-	bool bad = false;
-	const char *room = get_str(root, "room", &bad);
-	struct ws_server *ws = c->wl->ws;
-
-	if (bad || !room) {
-		queue_error(c, NULL, "invalid", "typing needs a string room");
-		return;
-	}
-	struct chat_user u = {.id = c->user_id, .username = c->username};
-	int err = chat_typing(ws->cfg.chat, &u, room);
-	if (err != CHAT_OK)
-		queue_error(c, NULL, chat_err_code(err), chat_err_message(err));
+	struct cmd_status st;
+	int err = cmd_run(ws->cfg.chat, &u, op, root, ack_done, a, &st);
+	if (err != CMD_EARGS && err != CMD_EUNKNOWN && st.send)
+		metrics_inc(c->metrics->sends);
+	if (st.async)
+		return; /* ack_done owns a now */
+	const char *cid = st.acked ? client_id : NULL;
+	if (err == CMD_EUNKNOWN)
+		queue_error(c, client_id, "unknown_op", "unknown op");
+	else if (err == CMD_EARGS)
+		queue_error(c, cid, "invalid", st.usage);
+	else if (err != CHAT_OK)
+		queue_error(c, cid, chat_err_code(err), chat_err_message(err));
+	else if (st.pong)
+		queue_text(c, "{\"type\":\"pong\"}", 15);
+	ack_free(a);
 }
 
 static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
@@ -880,14 +867,7 @@ static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
 			    "op and client_id must be strings; op is required");
 		goto done;
 	}
-	if (strcmp(op, "send") == 0)
-		cmd_send(c, root, client_id);
-	else if (strcmp(op, "typing") == 0)
-		cmd_typing(c, root);
-	else if (strcmp(op, "ping") == 0)
-		queue_text(c, "{\"type\":\"pong\"}", 15);
-	else
-		queue_error(c, client_id, "unknown_op", "unknown op");
+	run_command(c, root, op, client_id);
 done:
 	json_decref(root);
 }
@@ -1114,6 +1094,95 @@ static void conn_io(void *arg, uint32_t events)
 	conn_flush(c);
 }
 
+static void sub_failed(struct ws_conn *c, int err)
+{
+	if (err == BUS_EFUTURE) {
+		queue_error(c, NULL, "bad_cursor",
+			    "since is newer than the newest event");
+		conn_close_after(c, 1008, "bad cursor");
+	} else {
+		log_warn("ws history unavailable addr=%s user=%s", c->addr,
+			 c->username);
+		conn_close_after(c, 1011, "history unavailable");
+	}
+}
+
+/* A history fetch on the replay pool; holds a reference to its conn. */
+struct ws_fetch {
+	struct ws_conn *conn;
+	struct bus_prefetch *p;
+	int rc;
+};
+
+static void fetch_free(struct ws_fetch *f)
+{
+	bus_prefetch_free(f->p);
+	conn_unref(f->conn);
+	free(f);
+}
+
+static void conn_fetch(struct ws_conn *c, struct bus_prefetch *p);
+
+/* On c's loop: the locked part of the subscribe, with the fetched history
+ * (bus.h: bus_subscribe_prefetched). */
+static void fetch_task(void *arg)
+{
+	struct ws_fetch *f = arg;
+	struct ws_conn *c = f->conn;
+	int err = f->rc;
+
+	if (c->dead || c->closing || !c->wl) {
+		fetch_free(f);
+		return;
+	}
+	if (!err)
+		c->sub = bus_subscribe_prefetched(c->wl->shard, f->p, &sub_ops,
+						  c, &err);
+	if (err == REPLAY_EBUSY) {
+		/* the pool is stopping: like a full queue */
+		queue_error(c, NULL, "busy", "the server is busy; try again");
+		conn_close_after(c, 1013, "try again later");
+	} else if (!c->sub && err == BUS_ESTALE) {
+		/* the ring moved past the fetch: read again */
+		conn_fetch(c, f->p);
+		f->p = NULL;
+	} else if (!c->sub) {
+		sub_failed(c, err);
+	}
+	conn_flush(c);
+	fetch_free(f); /* may drop the last reference if c was torn down */
+}
+
+/* On a replay worker: only hand the result to the loop. */
+static void fetch_done(void *arg, struct bus_prefetch *p, int rc)
+{
+	struct ws_fetch *f = arg;
+	(void)p;
+	f->rc = rc;
+	loop_post(f->conn->lp, fetch_task, f);
+}
+
+/* Queue p's fetch; a full queue is answered "busy, try again" and 1013. */
+static void conn_fetch(struct ws_conn *c, struct bus_prefetch *p)
+{
+	struct replay *r = c->wl->ws->cfg.replay;
+	struct ws_fetch *f = xcalloc(1, sizeof(*f));
+	f->conn = conn_ref(c);
+	f->p = p;
+	if (replay_submit(r, c->user_id, p, fetch_done, f) == 0)
+		return;
+	char s[160];
+	int n =
+	    snprintf(s, sizeof(s),
+		     "{\"type\":\"error\",\"error\":\"busy\",\"message\":"
+		     "\"the server is busy; try again\",\"retry_after\":%u}",
+		     replay_retry_after(r));
+	metrics_inc(c->metrics->errors);
+	queue_text(c, s, (size_t)n);
+	conn_close_after(c, 1013, "try again later");
+	fetch_free(f);
+}
+
 static void conn_start(void *arg)
 {
 	struct ws_conn *c = arg;
@@ -1133,19 +1202,16 @@ static void conn_start(void *arg)
 	log_debug("ws open addr=%s user=%s loop=%u since=%" PRId64, c->addr,
 		  c->username, wl->idx, c->since);
 
-	c->sub =
-	    bus_subscribe(wl->shard, c->user_id, c->since, &sub_ops, c, &err);
-	if (!c->sub) {
-		if (err == BUS_EFUTURE) {
-			queue_error(c, NULL, "bad_cursor",
-				    "since is newer than the newest event");
-			conn_close_after(c, 1008, "bad cursor");
-		} else {
-			log_warn("ws history unavailable addr=%s user=%s",
-				 c->addr, c->username);
-			conn_close_after(c, 1011, "history unavailable");
-		}
-	}
+	/* A cursor older than the ring needs history from the store: read it
+	 * on the replay pool, never here (fetch_task completes it). */
+	struct ws_server *ws = wl->ws;
+	if (ws->cfg.replay && bus_history_needed(ws->cfg.bus, c->since))
+		conn_fetch(c, bus_prefetch_new(c->user_id, c->since));
+	else
+		c->sub = bus_subscribe(wl->shard, c->user_id, c->since,
+				       &sub_ops, c, &err);
+	if (!c->sub && err)
+		sub_failed(c, err);
 	/* Bytes that came with the handshake first, then hello and replay. */
 	conn_io(c, EPOLLIN | EPOLLOUT);
 }

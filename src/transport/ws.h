@@ -21,6 +21,7 @@
 
 #include "core/bus.h"
 #include "core/chat.h"
+#include "core/replay.h"
 #include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/reply.h"
@@ -36,6 +37,9 @@ struct ws_config {
 	unsigned nloops;
 	struct bus *bus;
 	struct chat *chat;
+	/* Reads history for a cursor older than the ring, off the loops;
+	 * NULL: bus_subscribe reads it inline. */
+	struct replay *replay;
 	struct metrics *metrics;
 	size_t send_queue_max;
 	unsigned ping_s;

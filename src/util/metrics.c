@@ -21,6 +21,7 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->errors, 0);
 	atomic_init(&m->requests, 0);
 	atomic_init(&m->rejected_busy, 0);
+	atomic_init(&m->bus_id_violations, 0);
 	atomic_init(&m->ws_framers, 0);
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
@@ -89,6 +90,9 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	single(out, "natter_rejected_busy_total", "counter",
 	       "Connections refused at the connection limit.",
 	       &m->rejected_busy);
+	single(out, "natter_bus_id_violations_total", "counter",
+	       "Committed events the bus refused as out of id order.",
+	       &m->bus_id_violations);
 	single(out, "natter_ws_framing_contexts", "gauge",
 	       "WebSocket connections holding wslay contexts now (mid-frame "
 	       "or with a control frame to send; idle ones hold none).",

@@ -36,6 +36,8 @@ struct metrics {
 	atomic_uint_fast64_t errors;   /* error answers (4xx/5xx, WS errors) */
 	atomic_uint_fast64_t requests; /* HTTP requests finished */
 	atomic_uint_fast64_t rejected_busy; /* 503: connection limit */
+	/* events bus_publish refused as out of id order (bus.h) */
+	atomic_uint_fast64_t bus_id_violations;
 	atomic_uint_fast64_t ws_framers; /* WebSockets holding wslay contexts */
 	atomic_uint_fast64_t client_transport[TRANSPORT_N][REASON_N];
 };

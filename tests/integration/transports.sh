@@ -236,4 +236,34 @@ check "invalid UTF-8 is closed with 1007" grep -q '^close 1007' "$WORK/utf"
 
 api GET /healthz
 expect 200 "" "natterd still healthy after all of it"
+
+# Resume from SQLite: restarted with a ring of 16 (empty at start), a
+# WebSocket from a cursor before the 31 big-message section is older than
+# the ring, so its history is read on the history pool, off the event
+# loop, and the subscribe completes on the loop: every message since then
+# once, in order, and then a live one, none twice.
+stop_natterd
+start_natterd --ring-size 16 --send-queue-max 1048576
+WSBASE="ws://127.0.0.1:$PORT"
+OLD=$((BIG0 - 1))
+"$WSCLIENT" --token "$RWS" --since "$OLD" --timeout 6 "$WSBASE/ws" >"$WORK/old" 2>&1 &
+OLDPID=$!
+sleep 2
+api_json POST /api/rooms/t/messages "$SENDER" '{"text":"live after replay"}' >/dev/null
+LIVE=$(jget .event.id)
+wait "$OLDPID" || true
+{ grep -o '"id":[0-9]*' "$WORK/old" || true; } | cut -d: -f2 >"$WORK/old.ids"
+check "an old cursor resumes from SQLite: hello recovered" grep -q '"recovered":true' "$WORK/old"
+check "every message since the cursor arrives, then the live one ($(grep -c . "$WORK/old.ids") events)" \
+	bash -c "[ \$(grep -c '\"type\":\"message\",\"room\":\"t\"' '$WORK/old') -eq 32 ] && [ \$(tail -n1 '$WORK/old.ids') = $LIVE ]"
+check "ids strictly increase and none comes twice" \
+	bash -c "sort -n -u '$WORK/old.ids' | cmp -s - '$WORK/old.ids' && [ \$(head -n1 '$WORK/old.ids') -gt $OLD ]"
+# SSE and long-poll read such history on the same pool (from an HTTP worker)
+timeout 3 curl -sN -H "Authorization: Bearer $RSSE" -H "Last-Event-ID: $OLD" \
+	"$BASE/events" >"$WORK/old.sse" 2>/dev/null || true
+check "SSE from the old cursor gets the same 32 messages" \
+	bash -c "[ \$(grep -c '^data: {\"id\":[0-9]*,\"type\":\"message\",\"room\":\"t\"' '$WORK/old.sse') -eq 32 ]"
+curl -sf -H "Authorization: Bearer $RPOLL" "$BASE/poll?since=$OLD&timeout=0" >"$WORK/old.poll"
+check "long-poll from the old cursor starts at the first of them" \
+	bash -c "[ \$(jq '[.events[] | select(.type == \"message\")][0].id' '$WORK/old.poll') -eq $BIG0 ]"
 finish

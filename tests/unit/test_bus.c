@@ -20,6 +20,8 @@
 #include <cmocka.h>
 
 #include "core/bus.h"
+#include "core/link.h"
+#include "core/replay.h"
 
 #define LOBBY 10
 #define ANNEX 20
@@ -114,11 +116,19 @@ static struct bus_sub *sub_ok(struct bus_shard *shard, int64_t user,
 	return s;
 }
 
-/* ---- a fake history (the store): every event ever published ---- */
+/* ---- a fake history (the store): every event ever published ----
+ * It answers as the real store does (store.h, store_events_after): the
+ * events of the rooms the user belonged to at each event, the user's own
+ * join counting from that event on and the user's own leave included. */
+
+#define FAKE_MEMBERS_MAX 16
 
 struct fake_store {
 	struct event *evs[256];
 	size_t n;
+	/* membership before the first event (fake_member_add) */
+	int64_t rooms0[FAKE_MEMBERS_MAX], users0[FAKE_MEMBERS_MAX];
+	size_t nmembers0;
 	int calls;
 	int fail;
 	int64_t room; /* if set, history returns only this room's events */
@@ -129,6 +139,15 @@ struct fake_store {
 	void (*during)(struct fake_store *fs);
 	struct bus *bus;
 };
+
+/* A member from the start: in the bus and in the fake's history. */
+static void fake_member_add(struct fake_store *fs, int64_t room, int64_t user)
+{
+	assert_true(fs->nmembers0 < FAKE_MEMBERS_MAX);
+	fs->rooms0[fs->nmembers0] = room;
+	fs->users0[fs->nmembers0++] = user;
+	bus_member_add(fs->bus, room, user);
+}
 
 static void store_pub(struct fake_store *fs, int64_t id, enum event_type type,
 		      int64_t room, int64_t user)
@@ -142,6 +161,52 @@ static void store_fini(struct fake_store *fs)
 {
 	for (size_t i = 0; i < fs->n; i++)
 		event_unref(fs->evs[i]);
+}
+
+/* A tiny set of rooms. */
+struct roomset {
+	int64_t v[FAKE_MEMBERS_MAX * 4];
+	size_t n;
+};
+
+static bool roomset_has(const struct roomset *r, int64_t room)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i] == room)
+			return true;
+	return false;
+}
+
+static void roomset_set(struct roomset *r, int64_t room, bool in)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->v[i] == room) {
+			if (!in)
+				r->v[i] = r->v[--r->n];
+			return;
+		}
+	}
+	if (in) {
+		assert_true(r->n < FAKE_MEMBERS_MAX * 4);
+		r->v[r->n++] = room;
+	}
+}
+
+/* Apply ev's change of user's membership to rooms; returns the change. */
+static int fake_apply(struct roomset *rooms, const struct event *ev,
+		      int64_t user, bool before)
+{
+	if (event_user(ev) != user)
+		return 0;
+	int change =
+	    event_type(ev) == EVENT_JOIN || event_type(ev) == EVENT_ROOM ? 1
+	    : event_type(ev) == EVENT_LEAVE				 ? -1
+									 : 0;
+	if (change > 0 && before)
+		roomset_set(rooms, event_room(ev), true);
+	if (change < 0 && !before)
+		roomset_set(rooms, event_room(ev), false);
+	return change;
 }
 
 static int fake_history(void *arg, int64_t user_id, int64_t after, size_t limit,
@@ -161,12 +226,21 @@ static int fake_history(void *arg, int64_t user_id, int64_t after, size_t limit,
 		fs->during = NULL;
 		during(fs);
 	}
+	struct roomset rooms = {0};
+	for (size_t i = 0; i < fs->nmembers0; i++)
+		if (fs->users0[i] == user_id)
+			roomset_set(&rooms, fs->rooms0[i], true);
 	struct event **v = malloc((committed + 1) * sizeof(*v));
 	size_t k = 0;
-	for (size_t i = 0; i < committed && k < limit; i++)
-		if (event_id(fs->evs[i]) > after &&
-		    (!fs->room || event_room(fs->evs[i]) == fs->room))
-			v[k++] = event_ref(fs->evs[i]);
+	for (size_t i = 0; i < committed && k < limit; i++) {
+		struct event *ev = fs->evs[i];
+		fake_apply(&rooms, ev, user_id, true);
+		if (event_id(ev) > after &&
+		    roomset_has(&rooms, event_room(ev)) &&
+		    (!fs->room || event_room(ev) == fs->room))
+			v[k++] = event_ref(ev);
+		fake_apply(&rooms, ev, user_id, false);
+	}
 	*out = v;
 	*n = k;
 	return 0;
@@ -639,7 +713,7 @@ static void test_history_on_ring_overflow(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	bus_shard_drain(sh);
@@ -686,6 +760,270 @@ static void publish_one_more(struct fake_store *fs)
 	store_pub(fs, 11, EVENT_MESSAGE, LOBBY, BOB);
 }
 
+/* The cursor fell out of the ring, and while away the user left the room
+ * and joined it again: history must follow membership as of each event,
+ * as the ring does, so the user gets its own leave, nothing of the room
+ * while out, and everything from its join on. (With a history that used
+ * today's membership, 3 and 4 came too.) */
+static void test_history_membership_leave_rejoin(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, BOB);
+	store_pub(&fs, 1, EVENT_MESSAGE, LOBBY, BOB);
+	store_pub(&fs, 2, EVENT_LEAVE, LOBBY, ALICE);
+	store_pub(&fs, 3, EVENT_MESSAGE, LOBBY, BOB); /* alice is out */
+	store_pub(&fs, 4, EVENT_MESSAGE, LOBBY, BOB);
+	store_pub(&fs, 5, EVENT_JOIN, LOBBY, ALICE);
+	for (int i = 6; i <= 12; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+
+	struct rec a = {0};
+	struct bus_sub *x = sub_ok(sh, ALICE, 0, &a);
+	assert_int_equal(fs.calls, 1); /* 0 is below the ring */
+	assert_true(a.resume.recovered);
+	ASSERT_IDS(&a, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12);
+	struct rec b = {0};
+	struct bus_sub *y = sub_ok(sh, ALICE, 2, &b);
+	ASSERT_IDS(&b, 5, 6, 7, 8, 9, 10, 11, 12);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
+/* The subscribe in two steps (bus.h): the history read runs first, on any
+ * thread, and the locked part delivers it; if the ring moved past the
+ * fetch meanwhile the locked part says BUS_ESTALE and a second read
+ * completes it. Nothing lost, nothing twice. */
+static void test_prefetched_subscribe(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	assert_false(bus_history_needed(bus, 8)); /* in the ring */
+	assert_true(bus_history_needed(bus, 2));
+	assert_false(bus_history_needed(bus, -1));
+
+	struct bus_prefetch *p = bus_prefetch_new(ALICE, 2);
+	assert_int_equal(bus_prefetch_run(bus, p), 0);
+	assert_int_equal(fs.calls, 1);
+	/* published after the fetch, before the locked part: from the ring */
+	store_pub(&fs, 11, EVENT_MESSAGE, LOBBY, BOB);
+	struct rec a = {0};
+	int err = 0;
+	struct bus_sub *x = bus_subscribe_prefetched(sh, p, &rec_ops, &a, &err);
+	assert_non_null(x);
+	ASSERT_IDS(&a, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_shard_drain(sh); /* 11 again from the inbox: skipped */
+	ASSERT_IDS(&a, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+	bus_prefetch_free(p);
+
+	/* the ring overtakes the fetch: stale, then a second read */
+	p = bus_prefetch_new(ALICE, 2);
+	assert_int_equal(bus_prefetch_run(bus, p), 0); /* complete to 11 */
+	for (int i = 12; i <= 20; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB); /* floor 16 */
+	struct rec b = {0};
+	assert_null(bus_subscribe_prefetched(sh, p, &rec_ops, &b, &err));
+	assert_int_equal(err, BUS_ESTALE);
+	assert_int_equal(b.hellos, 0);
+	assert_int_equal(bus_prefetch_run(bus, p), 0);
+	struct bus_sub *y = bus_subscribe_prefetched(sh, p, &rec_ops, &b, &err);
+	assert_non_null(y);
+	assert_true(b.resume.recovered);
+	assert_int_equal(b.n, 18); /* 3..20 */
+	assert_int_equal(b.ids[0], 3);
+	assert_int_equal(b.ids[17], 20);
+	bus_prefetch_free(p);
+
+	/* a future cursor is refused by the read */
+	p = bus_prefetch_new(ALICE, 99);
+	assert_int_equal(bus_prefetch_run(bus, p), BUS_EFUTURE);
+	bus_prefetch_free(p);
+
+	bus_shard_drain(sh);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
+/* The history pool: fetches run on its workers, the queue is bounded and
+ * one user may hold only per_user_max of it; a refusal is immediate. */
+struct pool_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool release; /* the blocked fetch may finish */
+	bool started;
+	int done;
+	int rc[8];
+};
+
+static struct pool_wait pw = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			      .cv = PTHREAD_COND_INITIALIZER};
+
+static void pool_block(struct fake_store *fs)
+{
+	(void)fs;
+	pthread_mutex_lock(&pw.mu);
+	pw.started = true;
+	pthread_cond_broadcast(&pw.cv);
+	while (!pw.release)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+}
+
+static void pool_done(void *arg, struct bus_prefetch *p, int rc)
+{
+	(void)p;
+	pthread_mutex_lock(&pw.mu);
+	pw.rc[(intptr_t)arg] = rc;
+	pw.done++;
+	pthread_cond_broadcast(&pw.cv);
+	pthread_mutex_unlock(&pw.mu);
+}
+
+static void test_replay_pool_bounded(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, BOB);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	fs.during = pool_block; /* the first fetch blocks its worker */
+
+	struct replay *r = replay_new(bus, 1, 2, 1);
+	assert_non_null(r);
+	struct bus_prefetch *p[5];
+	for (int i = 0; i < 5; i++)
+		p[i] = bus_prefetch_new(i == 0 || i == 1 ? ALICE : BOB, 1);
+	assert_int_equal(replay_submit(r, ALICE, p[0], pool_done, (void *)0),
+			 0);
+	pthread_mutex_lock(&pw.mu);
+	while (!pw.started)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+	/* alice has one job already: per_user_max is 1 */
+	assert_int_equal(replay_submit(r, ALICE, p[1], pool_done, (void *)1),
+			 REPLAY_EBUSY);
+	assert_int_equal(replay_submit(r, BOB, p[2], pool_done, (void *)2), 0);
+	assert_int_equal(replay_submit(r, CAROL, p[3], pool_done, (void *)3),
+			 0);
+	/* two waiting: the queue is full */
+	assert_int_equal(replay_submit(r, 4, p[4], pool_done, (void *)4),
+			 REPLAY_EBUSY);
+	assert_true(replay_retry_after(r) > 0);
+
+	pthread_mutex_lock(&pw.mu);
+	pw.release = true;
+	pthread_cond_broadcast(&pw.cv);
+	while (pw.done < 3)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+	assert_int_equal(pw.rc[0], 0);
+	assert_int_equal(pw.rc[2], 0);
+	assert_int_equal(pw.rc[3], 0);
+	assert_int_equal(fs.calls, 3);
+	/* with the queue drained, alice may ask again */
+	assert_int_equal(replay_submit(r, ALICE, p[1], pool_done, (void *)1),
+			 0);
+	replay_free(r); /* waits for its workers */
+	assert_true(pw.done == 4);
+	for (int i = 0; i < 5; i++)
+		bus_prefetch_free(p[i]);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
+/* replay_subscribe: a thread that may wait has the read done on the pool
+ * and gets the same replay as bus_subscribe; without a pool it is
+ * bus_subscribe. */
+static void test_replay_subscribe(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh);
+	struct replay *r = replay_new(bus, 1, 4, 1);
+	struct rec a = {0}, b = {0}, c = {0};
+	int err = 0;
+	struct bus_sub *x =
+	    replay_subscribe(r, sh, ALICE, 3, &rec_ops, &a, &err);
+	assert_non_null(x);
+	ASSERT_IDS(&a, 4, 5, 6, 7, 8, 9, 10);
+	assert_int_equal(fs.calls, 1);
+	struct bus_sub *y =
+	    replay_subscribe(NULL, sh, ALICE, 3, &rec_ops, &b, &err);
+	ASSERT_IDS(&b, 4, 5, 6, 7, 8, 9, 10);
+	assert_int_equal(fs.calls, 2);
+	assert_null(replay_subscribe(r, sh, ALICE, 99, &rec_ops, &c, &err));
+	assert_int_equal(err, BUS_EFUTURE);
+	replay_free(r);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_shard_free(sh);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
+/* An id at or below the newest is refused loudly: a status and a count,
+ * never a silent drop. */
+static void test_publish_id_violation(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct event *e5 = mk(5, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *e3 = mk(3, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *e0 = mk(0, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *t7 = mk(7, EVENT_TYPING, LOBBY, BOB);
+	struct event *t0 = mk(0, EVENT_TYPING, LOBBY, BOB);
+	assert_int_equal(bus_id_violations(bus), 0);
+	assert_int_equal(bus_publish(bus, e5), 0);
+	assert_int_equal(bus_publish(bus, e5), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, e3), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, e0), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, t7), BUS_EORDER);
+	assert_int_equal(bus_publish(bus, t0), 0);
+	assert_int_equal(bus_id_violations(bus), 4);
+	assert_int_equal(bus_last_id(bus), 5);
+	/* the local link (link.h) is bus_publish, status and all */
+	struct link *l = link_local_new(bus);
+	struct event *e6 = mk(6, EVENT_MESSAGE, LOBBY, BOB);
+	assert_int_equal(link_committed(l, e6), 0);
+	assert_int_equal(link_committed(l, e6), BUS_EORDER);
+	assert_int_equal(bus_id_violations(bus), 5);
+	event_unref(e6);
+	link_free(l);
+	event_unref(e5);
+	event_unref(e3);
+	event_unref(e0);
+	event_unref(t7);
+	event_unref(t0);
+	bus_free(bus);
+}
+
 static void test_history_then_ring(void **state)
 {
 	(void)state;
@@ -693,7 +1031,7 @@ static void test_history_then_ring(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	bus_shard_drain(sh);
@@ -725,7 +1063,7 @@ static void test_history_overtaken_retries(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	fs.during = publish_many_more;
@@ -752,7 +1090,7 @@ static void test_history_limit_is_replay_max(void **state)
 	struct bus *bus = bus_new(2, 5, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	/* 10 - 5 = 5 = replay_max: history returns exactly the limit. */
@@ -777,7 +1115,7 @@ static void test_history_sparse(void **state)
 	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, i <= 5 ? LOBBY : ANNEX, BOB);
 	struct rec a = {0};
@@ -799,7 +1137,7 @@ static void test_no_ring(void **state)
 	struct bus *bus = bus_new(0, 100, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 3; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	struct rec a = {0}, b = {0};
@@ -826,7 +1164,7 @@ static void test_too_far_behind(void **state)
 	struct bus *bus = bus_new(4, 3, 0, fake_history, &fs);
 	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
 	fs.bus = bus;
-	bus_member_add(bus, LOBBY, ALICE);
+	fake_member_add(&fs, LOBBY, ALICE);
 	for (int i = 1; i <= 10; i++)
 		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
 	struct rec a = {0};
@@ -1120,6 +1458,11 @@ int main(void)
 	    cmocka_unit_test(test_since_negative_no_replay),
 	    cmocka_unit_test(test_since_future),
 	    cmocka_unit_test(test_history_on_ring_overflow),
+	    cmocka_unit_test(test_history_membership_leave_rejoin),
+	    cmocka_unit_test(test_publish_id_violation),
+	    cmocka_unit_test(test_prefetched_subscribe),
+	    cmocka_unit_test(test_replay_pool_bounded),
+	    cmocka_unit_test(test_replay_subscribe),
 	    cmocka_unit_test(test_history_then_ring),
 	    cmocka_unit_test(test_history_overtaken_retries),
 	    cmocka_unit_test(test_history_limit_is_replay_max),

@@ -191,6 +191,75 @@ static void test_type_names(void **state)
 	assert_false(event_type_persistent(EVENT_PRESENCE));
 }
 
+/* The event-type table: every row's name parses back to its type, the
+ * membership effect comes from the effect column, and the validators. */
+static void test_evtype_table(void **state)
+{
+	(void)state;
+	const enum event_type all[] = {EVENT_MESSAGE, EVENT_JOIN,
+				       EVENT_LEAVE,   EVENT_ROOM,
+				       EVENT_TYPING,  EVENT_PRESENCE};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		const struct evtype *row = evtype_get(all[i]);
+		enum event_type t;
+		assert_non_null(row);
+		assert_int_equal(row->type, all[i]);
+		assert_int_equal(evtype_parse(row->name, &t), 0);
+		assert_int_equal(t, all[i]);
+		assert_int_equal(event_type_persistent(all[i]),
+				 row->persistent);
+	}
+	assert_null(evtype_get((enum event_type)99));
+	enum event_type t;
+	assert_int_equal(evtype_parse("nope", &t), -1);
+	assert_int_equal(evtype_membership(EVENT_JOIN), 1);
+	assert_int_equal(evtype_membership(EVENT_ROOM), 1);
+	assert_int_equal(evtype_membership(EVENT_LEAVE), -1);
+	assert_int_equal(evtype_membership(EVENT_MESSAGE), 0);
+	assert_int_equal(evtype_membership(EVENT_TYPING), 0);
+	assert_true(evtype_get(EVENT_MESSAGE)->searchable);
+	assert_false(evtype_get(EVENT_JOIN)->searchable);
+
+	const struct evtype *msg = evtype_get(EVENT_MESSAGE);
+	struct evtype_input in = {.text = "hi", .len = 2};
+	assert_int_equal(msg->validate(&in), EVTYPE_VALID);
+	in.text = "  ";
+	assert_int_equal(msg->validate(&in), EVTYPE_INVALID);
+	in = (struct evtype_input){.text = "hi", .len = 2, .client_id = "a b"};
+	assert_int_equal(msg->validate(&in), EVTYPE_INVALID);
+	const struct evtype *room = evtype_get(EVENT_ROOM);
+	in = (struct evtype_input){.room = "dev", .topic = "t"};
+	assert_int_equal(room->validate(&in), EVTYPE_VALID);
+	in.room = "no spaces";
+	assert_int_equal(room->validate(&in), EVTYPE_INVALID);
+}
+
+/* The envelope from a client's input, as the table says. */
+static void test_envelope_input(void **state)
+{
+	(void)state;
+	struct evtype_input in = {
+	    .text = "hi", .len = 2, .client_id = "c-1", .topic = "t"};
+	size_t len, mlen;
+	char *a = event_envelope_input(7, EVENT_MESSAGE, "lobby", "alice", 0,
+				       &in, &len);
+	char *b =
+	    event_envelope_message(7, "lobby", "alice", 0, "hi", "c-1", &mlen);
+	assert_string_equal(a, b);
+	assert_int_equal(len, mlen);
+	free(a);
+	free(b);
+	a = event_envelope_input(8, EVENT_ROOM, "dev", "alice", 0, &in, &len);
+	json_t *o = json_loads(a, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(o, "type")),
+			    "room");
+	assert_string_equal(json_string_value(json_object_get(o, "topic")),
+			    "t");
+	assert_null(json_object_get(o, "text"));
+	json_decref(o);
+	free(a);
+}
+
 static void test_sse_persistent(void **state)
 {
 	(void)state;
@@ -305,6 +374,8 @@ static void test_sse_concurrent_first_use(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_evtype_table),
+	    cmocka_unit_test(test_envelope_input),
 	    cmocka_unit_test(test_envelope_message),
 	    cmocka_unit_test(test_envelope_extra_order_kept),
 	    cmocka_unit_test(test_envelope_ephemeral),

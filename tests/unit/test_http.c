@@ -39,6 +39,7 @@
 #include "testdir.h"
 #include "http/http.h"
 #include "util/log.h"
+#include "http/request.h"
 #include "http/server.h"
 
 #define IO_TIMEOUT_S 30 /* per read or write; valgrind is slow */
@@ -424,7 +425,7 @@ static int server_start(void **state)
 			   srv->store);
 	if (store_members_each(srv->store, load_member, srv->bus) < 0)
 		return -1;
-	srv->chat = chat_new(srv->store, srv->bus);
+	srv->chat = chat_new(srv->store, srv->bus, NULL);
 
 	srv->nloops = cfg->loops;
 	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
@@ -1144,9 +1145,32 @@ static void test_poll_parameters(void **state)
 	free(auth);
 }
 
+/* Each chat error's HTTP status (moved here from test_chat: chat knows no
+ * HTTP). */
+static void test_chat_error_status(void **state)
+{
+	(void)state;
+	static const struct {
+		int err;
+		unsigned status;
+	} want[] = {
+	    {CHAT_OK, 200},	     {CHAT_EINVAL, 422},     {CHAT_ETOOLONG, 422},
+	    {CHAT_ENOROOM, 404},     {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
+	    {CHAT_EINTERNAL, 500},   {CHAT_ECLOSED, 503},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(want); i++)
+		assert_int_equal(request_chat_status(want[i].err),
+				 want[i].status);
+	/* anything else is an internal error */
+	const int unknown[] = {1, -8, -99, 12345};
+	for (size_t i = 0; i < ARRAY_LEN(unknown); i++)
+		assert_int_equal(request_chat_status(unknown[i]), 500);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_chat_error_status),
 	    cmocka_unit_test(test_healthz),
 	    cmocka_unit_test(test_not_found),
 	    cmocka_unit_test(test_method_not_allowed),

@@ -128,6 +128,50 @@ struct bus_sub *bus_subscribe(struct bus_shard *shard, int64_t user_id,
 	return s;
 }
 
+/* The history-pool path (bus.h, replay.h): taken only when a test sets
+ * history_busy, and then the pool is full. */
+static atomic_bool history_busy;
+
+bool bus_history_needed(struct bus *bus, int64_t since)
+{
+	(void)bus;
+	return atomic_load(&history_busy) && since >= 0;
+}
+
+struct bus_prefetch *bus_prefetch_new(int64_t user_id, int64_t since)
+{
+	(void)user_id, (void)since;
+	return NULL; /* opaque to ws */
+}
+
+void bus_prefetch_free(struct bus_prefetch *p)
+{
+	(void)p;
+}
+
+struct bus_sub *bus_subscribe_prefetched(struct bus_shard *shard,
+					 struct bus_prefetch *p,
+					 const struct bus_sub_ops *ops,
+					 void *arg, int *err)
+{
+	(void)shard, (void)p, (void)ops, (void)arg, (void)err;
+	fail_msg("no history pool in this test");
+	return NULL;
+}
+
+int replay_submit(struct replay *r, int64_t user_id, struct bus_prefetch *p,
+		  replay_done_fn done, void *arg)
+{
+	(void)r, (void)user_id, (void)p, (void)done, (void)arg;
+	return REPLAY_EBUSY;
+}
+
+unsigned replay_retry_after(const struct replay *r)
+{
+	(void)r;
+	return 7;
+}
+
 void bus_unsubscribe(struct bus_sub *sub)
 {
 	if (!sub)
@@ -213,6 +257,14 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 	(void)room;
 	atomic_fetch_add(&typing_calls, 1);
 	return CHAT_OK;
+}
+
+/* The other commands the WebSocket may dispatch (core/cmd.c); not used. */
+int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
+	       const struct evtype_input *in, chat_done_fn done, void *arg)
+{
+	(void)c, (void)u, (void)type, (void)in, (void)done, (void)arg;
+	return CHAT_EINTERNAL;
 }
 
 const char *chat_err_code(int err)
@@ -339,6 +391,7 @@ static int fixture_start(void **state, size_t send_queue_max, unsigned ping_s)
 	    .shards = f->shards,
 	    .nloops = NLOOPS,
 	    .chat = (struct chat *)f, /* opaque to ws; the fake ignores it */
+	    .replay = (struct replay *)f, /* likewise */
 	    .metrics = &f->metrics,
 	    .send_queue_max = send_queue_max,
 	    .ping_s = ping_s,
@@ -1064,6 +1117,28 @@ static void test_bad_cursor(void **state)
 	assert_true(wait_until(no_ws_connections, f, 3000));
 }
 
+/* A cursor that needs history while the pool is full: "busy", when to try
+ * again, and close 1013; nothing is read on the loop. */
+static void test_history_busy(void **state)
+{
+	struct fixture *f = *state;
+	struct cli c;
+	char buf[256];
+
+	int subs_before = atomic_load(&nsubs);
+	atomic_store(&history_busy, true);
+	assert_int_equal(
+	    cli_open(&c, f->port, "/ws?since=1", default_hs, NULL, 0), 101);
+	assert_true(cli_text(&c, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\"error\":\"busy\""));
+	assert_non_null(strstr(buf, "\"retry_after\":7"));
+	assert_int_equal(cli_close_code(&c), 1013);
+	cli_close(&c);
+	atomic_store(&history_busy, false);
+	assert_int_equal(atomic_load(&nsubs), subs_before); /* never */
+	assert_true(wait_until(no_ws_connections, f, 3000));
+}
+
 static void test_late_ack(void **state)
 {
 	struct fixture *f = *state;
@@ -1243,6 +1318,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_slow_consumer,
 					    setup_small_queue, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_history_busy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_late_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle_connection_parks_wslay,
 					    setup, teardown),

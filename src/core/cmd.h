@@ -1,0 +1,50 @@
+/* cmd: the one table of client commands. Each row is a command name
+ * ("send", "typing", "join", "leave", "room_create", "ping"), the members
+ * of a JSON object it reads as its arguments, and its handler in chat. A
+ * WebSocket frame {"op":NAME,...} and an HTTP command endpoint (its JSON or
+ * form body, with path parameters such as the room merged in by the
+ * caller) both dispatch through cmd_run, so a command is added once.
+ *
+ * It knows no transport: it reports what went wrong (an unknown name, a
+ * missing or mistyped member, or a chat error) and each transport words
+ * its own answer. */
+#ifndef NATTER_CMD_H
+#define NATTER_CMD_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "core/chat.h"
+
+/* cmd_run's own errors, besides enum chat_err. */
+enum cmd_err {
+	CMD_EUNKNOWN = -100, /* no command by that name */
+	CMD_EARGS = -101     /* a member is missing or not a string */
+};
+
+/* What cmd_run tells its caller besides the status. */
+struct cmd_status {
+	bool known;	   /* the name is a command (the rest is valid) */
+	bool async;	   /* CHAT_OK and done will run (persistent event) */
+	bool acked;	   /* the command ends in an ack or an error with the
+			      client's client_id (persistent events) */
+	bool pong;	   /* ping: the transport answers, chat is not asked */
+	bool send;	   /* counts as a send (natter_sends_total) */
+	const char *field; /* CMD_EARGS: the member at fault */
+	const char *usage; /* CMD_EARGS: what the command needs, in words */
+};
+
+/* Only look: CHAT_OK if name is a command and args has what it needs,
+ * else CMD_EUNKNOWN or CMD_EARGS (st->field, st->usage). For a caller that
+ * must answer argument errors before it may start the command (an HTTP
+ * request is suspended in between). */
+int cmd_check(const char *name, json_t *args, struct cmd_status *st);
+/* Run the command called name with the members of args (a JSON object,
+ * borrowed; strings are copied before this returns). Returns CHAT_OK,
+ * a chat_err from chat, CMD_EUNKNOWN or CMD_EARGS; *st says more. done
+ * runs later exactly when st->async. */
+int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
+	    json_t *args, chat_done_fn done, void *arg, struct cmd_status *st);
+
+#endif

@@ -1,0 +1,99 @@
+/* evtype: the one table of event types. Each row says what a type is called
+ * (on the wire and in the database), whether it is persistent (gets an id,
+ * is stored and replayed) or ephemeral, who may send it, how a client's
+ * input for it is validated, what the store does with it besides appending
+ * the event (its store effect, from which the bus also derives its effect
+ * on membership), whether its text is searchable, and what it adds to the
+ * envelope. chat, the store's writer, the bus and the envelope builder read
+ * this table; none of them switches on the type.
+ *
+ * Adding a type: a value in enum event_type, a row in evtype.c with its
+ * validator (and envelope extra, if it has members beyond the common ones),
+ * and a render function in the web client.
+ *
+ * It knows nothing above util: no rooms, no SQL, no bus. */
+#ifndef NATTER_EVTYPE_H
+#define NATTER_EVTYPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+enum event_type {
+	EVENT_MESSAGE, /* persistent: a chat message */
+	EVENT_JOIN,    /* persistent: user joined room */
+	EVENT_LEAVE,   /* persistent: user left room */
+	EVENT_ROOM,    /* persistent: room created (its creator is a member) */
+	EVENT_TYPING,  /* ephemeral: user is typing in room */
+	EVENT_PRESENCE /* ephemeral: user came online / went offline */
+};
+
+#define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
+#define EVTYPE_CLIENT_ID_MAX 64 /* bytes */
+#define EVTYPE_TOPIC_MAX 200	/* characters */
+
+/* Who may send an event of the type. */
+enum evtype_sender {
+	EVTYPE_FROM_MEMBER, /* a member of the event's room */
+	EVTYPE_FROM_USER,   /* any logged-in user */
+	EVTYPE_FROM_SERVER  /* the server only: no command creates it */
+};
+
+/* What storing the event does besides appending it. The bus applies the
+ * same column to its in-memory membership (evtype_membership). */
+enum evtype_effect {
+	EVTYPE_EFFECT_NONE,
+	EVTYPE_EFFECT_MEMBER_ADD,    /* the sender joins the room */
+	EVTYPE_EFFECT_MEMBER_REMOVE, /* the sender leaves the room */
+	EVTYPE_EFFECT_ROOM_CREATE    /* a new room; its creator is a member */
+};
+
+/* A validator's verdict. */
+enum evtype_verdict {
+	EVTYPE_VALID = 0,
+	EVTYPE_INVALID = -1, /* malformed text, name, topic or client_id */
+	EVTYPE_TOOLONG = -2  /* text longer than EVTYPE_TEXT_MAX */
+};
+
+/* What a client supplies for a new event; the server adds the id, sender,
+ * room id and time. Every member may be NULL when the type has no use
+ * for it. Borrowed. */
+struct evtype_input {
+	const char *room; /* room name as given */
+	const char *text; /* len bytes, not necessarily NUL-terminated */
+	size_t len;
+	const char *client_id;
+	const char *topic;
+	/* The command's whole JSON object, for a type whose members are its
+	 * own (its validator and extra read them here); may be NULL. The
+	 * store keeps a copy for the types that have an extra. */
+	json_t *args;
+};
+
+struct evtype {
+	enum event_type type;
+	const char *name; /* wire and database spelling; never changes */
+	bool persistent;
+	enum evtype_sender sender;
+	/* NULL: any input is fine. */
+	enum evtype_verdict (*validate)(const struct evtype_input *in);
+	enum evtype_effect effect;
+	/* The event carries the input's text (and client_id) as envelope
+	 * members "text" and "client_id", its text goes to the search index,
+	 * and a retried client_id is answered with the first event. */
+	bool searchable;
+	/* Members the envelope adds after the common ones, or NULL for none:
+	 * a new object (caller decrefs), NULL on failure. */
+	json_t *(*extra)(const struct evtype_input *in);
+};
+
+/* The row of t, or NULL for a value outside the table. */
+const struct evtype *evtype_get(enum event_type t);
+/* The type named name: 0, or -1 when no row has that name. */
+int evtype_parse(const char *name, enum event_type *t);
+/* Effect on the sender's membership of the event's room, derived from the
+ * effect column: +1 becomes a member, -1 stops being one, 0 neither. */
+int evtype_membership(enum event_type t);
+
+#endif

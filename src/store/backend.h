@@ -1,0 +1,65 @@
+/* store/backend: what a storage backend implements. Each backend fills
+ * one struct store_ops and returns stores whose first member is a struct
+ * store pointing at it; the store_* calls (store.h) dispatch through it.
+ * The SQLite backend is store/sqlite/; a second backend (PostgreSQL) is a
+ * second table, and must pass tests/unit/store_contract.c.
+ * Every operation has the contract of its store_* call in store.h. */
+#ifndef NATTER_STORE_BACKEND_H
+#define NATTER_STORE_BACKEND_H
+
+#include "store/store.h"
+
+struct store_ops {
+	void (*close)(struct store *base);
+	void (*write_submit)(struct store *base, const struct store_write *w,
+			     store_done_fn done, void *arg);
+	void (*set_commit_hook)(struct store *base,
+				void (*hook)(void *arg, struct event *ev),
+				void *arg);
+	int64_t (*last_event_id)(struct store *base);
+	int (*user_create)(struct store *base, const char *username,
+			   const char *pwhash, int64_t *id);
+	int (*user_by_name)(struct store *base, const char *username,
+			    struct store_user *out);
+	int (*user_by_id)(struct store *base, int64_t id,
+			  struct store_user *out);
+	int (*user_update)(struct store *base, int64_t id,
+			   const char *display_name, const char *settings);
+	int (*session_create)(struct store *base, const uint8_t hash[32],
+			      int64_t user_id, int64_t expires_ms);
+	int (*session_lookup)(struct store *base, const uint8_t hash[32],
+			      int64_t now_ms, int64_t *user_id);
+	int (*session_delete)(struct store *base, const uint8_t hash[32]);
+	int (*session_user)(struct store *base, const uint8_t hash[32],
+			    int64_t now_ms, int64_t *user_id,
+			    char username[33]);
+	int (*room_by_name)(struct store *base, const char *name,
+			    int64_t *room_id, char name_out[33]);
+	int (*rooms_list)(struct store *base, int64_t user_id,
+			  struct store_room **out, size_t *n);
+	int (*room_members)(struct store *base, int64_t room_id,
+			    struct store_member **out, size_t *n);
+	int (*is_member)(struct store *base, int64_t room_id, int64_t user_id);
+	int (*members_each)(struct store *base,
+			    void (*fn)(void *arg, int64_t room_id,
+				       int64_t user_id),
+			    void *arg);
+	int (*history)(struct store *base, int64_t room_id, int64_t before,
+		       int64_t after, unsigned limit, struct event ***out,
+		       size_t *n, bool *more);
+	int (*search)(struct store *base, int64_t user_id, const char *q,
+		      unsigned limit, struct event ***out, size_t *n);
+	int (*events_after)(struct store *base, int64_t user_id, int64_t after,
+			    size_t limit, struct event ***out, size_t *n);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+/* The SQLite backend (store/sqlite/open.c). */
+extern const struct store_ops sq_ops;
+struct store *sqlite_store_open(const struct store_config *cfg, char *err,
+				size_t errlen);
+
+#endif

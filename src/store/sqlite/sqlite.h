@@ -1,0 +1,185 @@
+/* store/sqlite: what the SQLite backend's files share (open.c: open,
+ * migrations, connections and the pool; writer.c: the writer thread;
+ * users.c: users, sessions and the session cache; reads.c: rooms,
+ * history, search, events after a cursor). Not an interface: only these
+ * files include it. Functions here are prefixed sq_. */
+#ifndef NATTER_STORE_SQLITE_H
+#define NATTER_STORE_SQLITE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "store/backend.h"
+
+#define BUSY_TIMEOUT_MS 5000
+#define READERS_MAX 64
+/* The schema version this code's statements need (002 adds search, 003
+ * moves indexing into the writer). */
+#define SCHEMA_REQUIRED 3
+/* Session cache slots (a power of two), one entry each: tokens are random,
+ * so their hashes spread evenly and a collision only costs a read. */
+#define SESSION_SLOTS 4096
+/* Search: at most this many words, from at most this many bytes of q. */
+#define SEARCH_WORDS_MAX 16
+#define SEARCH_QUERY_MAX 1024
+
+/* Every SQL statement the store runs; each connection prepares the ones it
+ * uses on first use and keeps them until store_close. */
+enum q {
+	/* writer */
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_SAVEPOINT,
+	Q_RELEASE,
+	Q_ROLLBACK_TO,
+	Q_USER_NAME,
+	Q_ROOM_BY_ID,
+	Q_ROOM_BY_NAME,
+	Q_IS_MEMBER,
+	Q_MEMBER_ADD,
+	Q_MEMBER_DEL,
+	Q_ROOM_ADD,
+	Q_EVENT_BY_CLIENT,
+	Q_EVENT_ADD,
+	Q_FTS_INDEX,
+	Q_LAST_ID,
+	Q_SESSIONS_PURGE,
+	/* pool */
+	Q_USER_ADD,
+	Q_USER_BY_NAME,
+	Q_USER_BY_ID,
+	Q_USER_UPDATE,
+	Q_SESSION_ADD,
+	Q_SESSION_GET,
+	Q_SESSION_USER,
+	Q_SESSION_DEL,
+	Q_SESSION_DEL_EXPIRED,
+	Q_ROOMS_LIST,
+	Q_ROOM_MEMBERS,
+	Q_MEMBERS_ALL,
+	Q_HISTORY_ASC,
+	Q_HISTORY_DESC,
+	Q_SEARCH,
+	Q_EVENTS_AFTER,
+	Q_READ_BEGIN,
+	Q_USER_ROOMS,
+	Q_USER_EVENTS_DESC,
+	Q_COUNT
+};
+
+struct session_entry {
+	uint8_t hash[32];
+	bool used;
+	int64_t user_id, expires_ms; /* expires: wall clock, as in the table */
+	int64_t until;		     /* mono_ms: answer from here until then */
+	char username[33];
+};
+
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[Q_COUNT];
+};
+
+struct job;
+
+struct sq {
+	struct store base; /* first: a struct store * is a struct sq * */
+	unsigned interval_ms, batch_max;
+
+	/* writer: the thread owns w and next_id once started */
+	struct conn w;
+	int64_t next_id;
+	_Atomic int64_t last_id;
+	struct job **batch; /* batch_max slots */
+	pthread_t thread;
+	bool started;
+
+	/* queue, guarded by qmu */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	struct job *qhead, **qtail;
+	size_t qlen;
+	bool closing;
+	void (*hook)(void *arg, struct event *ev);
+	void *hook_arg;
+
+	/* session cache, guarded by smu (see store_session_user) */
+	pthread_mutex_t smu;
+	struct session_entry *sessions; /* SESSION_SLOTS, or NULL: off */
+	uint64_t session_gen;		/* bumped by every delete */
+	unsigned session_ms;
+
+	/* pool, guarded by pmu */
+	pthread_mutex_t pmu;
+	pthread_cond_t pcv;
+	struct conn *conns;
+	size_t nconns;
+	struct conn **idle;
+	size_t nidle;
+};
+
+static inline struct sq *sq_of(struct store *st)
+{
+	return (struct sq *)st;
+}
+
+/* open.c: connections, the pool, shared row helpers */
+sqlite3_stmt *sq_stmt(struct conn *c, enum q q);
+void sq_stmt_done(sqlite3_stmt *s);
+int sq_run(struct conn *c, enum q q);
+struct conn *sq_pool_get(struct sq *st);
+void sq_pool_put(struct sq *st, struct conn *c);
+int sq_status_of(int rc);
+char *sq_col_dup(sqlite3_stmt *s, int i);
+struct event *sq_row_event(sqlite3_stmt *s);
+void sq_free(struct sq *st);
+
+/* writer.c */
+void *sq_writer_main(void *arg);
+
+/* The operations (store/backend.h), one file each as above. */
+void sq_close(struct store *base);
+void sq_write_submit(struct store *base, const struct store_write *w,
+		     store_done_fn done, void *arg);
+void sq_set_commit_hook(struct store *base,
+			void (*hook)(void *arg, struct event *ev), void *arg);
+int64_t sq_last_event_id(struct store *base);
+int sq_user_create(struct store *base, const char *username, const char *pwhash,
+		   int64_t *id);
+int sq_user_by_name(struct store *base, const char *username,
+		    struct store_user *out);
+int sq_user_by_id(struct store *base, int64_t id, struct store_user *out);
+int sq_user_update(struct store *base, int64_t id, const char *display_name,
+		   const char *settings);
+int sq_session_create(struct store *base, const uint8_t hash[32],
+		      int64_t user_id, int64_t expires_ms);
+int sq_session_lookup(struct store *base, const uint8_t hash[32],
+		      int64_t now_ms, int64_t *user_id);
+int sq_session_delete(struct store *base, const uint8_t hash[32]);
+int sq_session_user(struct store *base, const uint8_t hash[32], int64_t now_ms,
+		    int64_t *user_id, char username[33]);
+int sq_room_by_name(struct store *base, const char *name, int64_t *room_id,
+		    char name_out[33]);
+int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
+		  size_t *n);
+int sq_room_members(struct store *base, int64_t room_id,
+		    struct store_member **out, size_t *n);
+int sq_is_member(struct store *base, int64_t room_id, int64_t user_id);
+int sq_members_each(struct store *base,
+		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
+		    void *arg);
+int sq_history(struct store *base, int64_t room_id, int64_t before,
+	       int64_t after, unsigned limit, struct event ***out, size_t *n,
+	       bool *more);
+int sq_search(struct store *base, int64_t user_id, const char *q,
+	      unsigned limit, struct event ***out, size_t *n);
+int sq_events_after(struct store *base, int64_t user_id, int64_t after,
+		    size_t limit, struct event ***out, size_t *n);
+
+#endif

@@ -1,0 +1,290 @@
+/* store/sqlite/users: accounts and sessions (stored by the SHA-256 of their
+ * token, never the token), and the small cache that answers
+ * store_session_user for session_cache_ms. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "store/sqlite/sqlite.h"
+#include "util/util.h"
+
+/* --- users and sessions --------------------------------------------------- */
+
+int sq_user_create(struct store *base, const char *username, const char *pwhash,
+		   int64_t *id)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c;
+	sqlite3_stmt *s;
+	int rc, status = STORE_ERR;
+
+	if (!username || !name_valid(username) || !pwhash)
+		return STORE_ERR;
+	c = sq_pool_get(st);
+	s = sq_stmt(c, Q_USER_ADD);
+	if (!s)
+		goto fail;
+	sqlite3_bind_text(s, 1, username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, pwhash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now_ms());
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		status = sq_status_of(rc);
+		goto fail;
+	}
+	if (id)
+		*id = sqlite3_last_insert_rowid(c->db);
+	status = STORE_OK;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+static int user_get(struct sq *st, enum q q, int64_t id, const char *name,
+		    struct store_user *out)
+{
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, q);
+	int rc, status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	if (name)
+		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		status = STORE_NOTFOUND;
+	if (rc != SQLITE_ROW)
+		goto fail;
+	out->id = sqlite3_column_int64(s, 0);
+	out->username = sq_col_dup(s, 1);
+	out->display_name = sq_col_dup(s, 2);
+	out->settings = sq_col_dup(s, 3);
+	out->pwhash = sq_col_dup(s, 4);
+	out->created_ms = sqlite3_column_int64(s, 5);
+	status = STORE_OK;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+int sq_user_by_name(struct store *base, const char *username,
+		    struct store_user *out)
+{
+	struct sq *st = sq_of(base);
+	if (!username)
+		return STORE_NOTFOUND;
+	return user_get(st, Q_USER_BY_NAME, 0, username, out);
+}
+
+int sq_user_by_id(struct store *base, int64_t id, struct store_user *out)
+{
+	struct sq *st = sq_of(base);
+	return user_get(st, Q_USER_BY_ID, id, NULL, out);
+}
+
+int sq_user_update(struct store *base, int64_t id, const char *display_name,
+		   const char *settings)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c;
+	sqlite3_stmt *s;
+	int status = STORE_ERR;
+
+	if (settings) {
+		json_t *o = json_loads(settings, JSON_REJECT_DUPLICATES, NULL);
+		bool ok = json_is_object(o);
+		json_decref(o);
+		if (!ok)
+			return STORE_ERR;
+	}
+	if (display_name && !utf8_valid(display_name, strlen(display_name)))
+		return STORE_ERR;
+	c = sq_pool_get(st);
+	s = sq_stmt(c, Q_USER_UPDATE);
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, display_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, settings, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+int sq_session_create(struct store *base, const uint8_t hash[32],
+		      int64_t user_id, int64_t expires_ms)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_SESSION_ADD);
+	int rc, status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, user_id);
+	sqlite3_bind_int64(s, 3, now_ms());
+	sqlite3_bind_int64(s, 4, expires_ms);
+	rc = sqlite3_step(s);
+	status = rc == SQLITE_DONE ? STORE_OK : sq_status_of(rc);
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+int sq_session_lookup(struct store *base, const uint8_t hash[32], int64_t now,
+		      int64_t *user_id)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_SESSION_GET);
+	int rc, status = STORE_ERR;
+	bool expired = false;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		status = STORE_NOTFOUND;
+	if (rc != SQLITE_ROW)
+		goto fail;
+	if (sqlite3_column_int64(s, 1) > now) {
+		if (user_id)
+			*user_id = sqlite3_column_int64(s, 0);
+		status = STORE_OK;
+	} else {
+		expired = true;
+		status = STORE_NOTFOUND;
+	}
+	sq_stmt_done(s);
+	/* An expired session is gone for good: drop it (best effort). */
+	if (expired && (s = sq_stmt(c, Q_SESSION_DEL_EXPIRED))) {
+		sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, now);
+		sqlite3_step(s);
+	}
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+static struct session_entry *session_slot(struct sq *st, const uint8_t hash[32])
+{
+	uint32_t k;
+	memcpy(&k, hash, sizeof(k));
+	return &st->sessions[k & (SESSION_SLOTS - 1)];
+}
+
+/* After the row is gone: drop the cached copy, and make every lookup that
+ * read the row before the delete skip caching what it read. */
+static void session_forget(struct sq *st, const uint8_t hash[32])
+{
+	if (!st->sessions)
+		return;
+	pthread_mutex_lock(&st->smu);
+	st->session_gen++;
+	struct session_entry *e = session_slot(st, hash);
+	if (e->used && !memcmp(e->hash, hash, 32))
+		e->used = false;
+	pthread_mutex_unlock(&st->smu);
+}
+
+int sq_session_delete(struct store *base, const uint8_t hash[32])
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_SESSION_DEL);
+	int status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
+	/* idempotent, like the logout it serves: gone is gone */
+	if (sqlite3_step(s) == SQLITE_DONE)
+		status = STORE_OK;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	session_forget(st, hash);
+	return status;
+}
+
+int sq_session_user(struct store *base, const uint8_t hash[32], int64_t now,
+		    int64_t *user_id, char username[33])
+{
+	struct sq *st = sq_of(base);
+	uint64_t gen = 0;
+
+	if (st->sessions) {
+		pthread_mutex_lock(&st->smu);
+		struct session_entry *e = session_slot(st, hash);
+		if (e->used && !memcmp(e->hash, hash, 32) &&
+		    mono_ms() < e->until && now < e->expires_ms) {
+			*user_id = e->user_id;
+			memcpy(username, e->username, 33);
+			pthread_mutex_unlock(&st->smu);
+			return STORE_OK;
+		}
+		gen = st->session_gen;
+		pthread_mutex_unlock(&st->smu);
+	}
+
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_SESSION_USER);
+	int rc, status = STORE_ERR;
+	int64_t uid = 0, expires = 0;
+
+	if (!s)
+		goto out;
+	sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		status = STORE_NOTFOUND;
+	if (rc != SQLITE_ROW)
+		goto out;
+	uid = sqlite3_column_int64(s, 0);
+	expires = sqlite3_column_int64(s, 1);
+	const unsigned char *name = sqlite3_column_text(s, 2);
+	if (expires <= now || !name) {
+		status = STORE_NOTFOUND; /* store_session_lookup drops it */
+		goto out;
+	}
+	snprintf(username, 33, "%s", (const char *)name);
+	*user_id = uid;
+	status = STORE_OK;
+out:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	if (status == STORE_NOTFOUND && expires && expires <= now)
+		sq_session_lookup(base, hash, now, NULL);
+	if (status == STORE_OK && st->sessions) {
+		pthread_mutex_lock(&st->smu);
+		if (gen == st->session_gen) {
+			struct session_entry *e = session_slot(st, hash);
+			memcpy(e->hash, hash, 32);
+			e->used = true;
+			e->user_id = uid;
+			e->expires_ms = expires;
+			e->until = mono_ms() + st->session_ms;
+			memcpy(e->username, username, 33);
+		}
+		pthread_mutex_unlock(&st->smu);
+	}
+	return status;
+}

@@ -1,0 +1,167 @@
+/* Unit tests for cmd, through cmd.h, with chat faked at link time: each
+ * command reads its members from a JSON object, reports the member at
+ * fault, dispatches to its chat handler, and says whether it ends in an
+ * ack (async) or is answered at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/cmd.h"
+
+/* --- fake chat ------------------------------------------------------------ */
+
+static char called[32], got_room[64], got_text[64], got_cid[64], got_topic[64];
+static size_t got_len;
+static int answer = CHAT_OK;
+
+static void record(const char *what, const char *room, const char *text,
+		   size_t len, const char *cid, const char *topic)
+{
+	snprintf(called, sizeof(called), "%s", what);
+	snprintf(got_room, sizeof(got_room), "%s", room ? room : "(null)");
+	snprintf(got_text, sizeof(got_text), "%.*s", (int)len,
+		 text ? text : "");
+	got_len = len;
+	snprintf(got_cid, sizeof(got_cid), "%s", cid ? cid : "(null)");
+	snprintf(got_topic, sizeof(got_topic), "%s", topic ? topic : "(null)");
+}
+
+int chat_send(struct chat *c, const struct chat_user *u, const char *room,
+	      const char *text, size_t len, const char *client_id,
+	      chat_done_fn done, void *arg)
+{
+	(void)c, (void)u, (void)done, (void)arg;
+	record("send", room, text, len, client_id, NULL);
+	return answer;
+}
+
+int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
+{
+	(void)c, (void)u;
+	record("typing", room, NULL, 0, NULL, NULL);
+	return answer;
+}
+
+int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
+	       const struct evtype_input *in, chat_done_fn done, void *arg)
+{
+	(void)c, (void)u, (void)done, (void)arg;
+	record(evtype_get(type)->name, in->room, in->text, in->len,
+	       in->client_id, in->topic);
+	return answer;
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+static const struct chat_user alice = {1, "alice"};
+
+static int run(const char *name, const char *json, struct cmd_status *st)
+{
+	json_t *args = json_loads(json, JSON_ALLOW_NUL, NULL);
+	assert_non_null(args);
+	called[0] = '\0';
+	int rc = cmd_run(NULL, &alice, name, args, NULL, NULL, st);
+	json_decref(args);
+	return rc;
+}
+
+static void test_send(void **state)
+{
+	(void)state;
+	struct cmd_status st;
+	answer = CHAT_OK;
+	assert_int_equal(run("send",
+			     "{\"room\":\"lobby\",\"text\":\"a\\u0000b\","
+			     "\"client_id\":\"c-1\"}",
+			     &st),
+			 CHAT_OK);
+	assert_string_equal(called, "send");
+	assert_string_equal(got_room, "lobby");
+	assert_int_equal(got_len, 3); /* the JSON length, NUL and all */
+	assert_string_equal(got_cid, "c-1");
+	assert_true(st.async && st.acked && st.send && !st.pong);
+	/* client_id is optional and may be null */
+	assert_int_equal(
+	    run("send",
+		"{\"room\":\"lobby\",\"text\":\"x\",\"client_id\":null}", &st),
+	    CHAT_OK);
+	assert_string_equal(got_cid, "(null)");
+	/* a chat error: not async, the code passes through */
+	answer = CHAT_ENOROOM;
+	assert_int_equal(run("send", "{\"room\":\"x\",\"text\":\"x\"}", &st),
+			 CHAT_ENOROOM);
+	assert_false(st.async);
+	assert_true(st.acked);
+	answer = CHAT_OK;
+}
+
+static void test_args(void **state)
+{
+	(void)state;
+	struct cmd_status st;
+	assert_int_equal(run("send", "{\"room\":\"lobby\"}", &st), CMD_EARGS);
+	assert_string_equal(st.field, "text");
+	assert_string_equal(st.usage,
+			    "send needs string members room and text");
+	assert_string_equal(called, ""); /* chat was not asked */
+	assert_int_equal(run("send", "{\"room\":1,\"text\":\"x\"}", &st),
+			 CMD_EARGS);
+	assert_string_equal(st.field, "room");
+	assert_int_equal(
+	    run("send", "{\"room\":\"r\",\"text\":\"x\",\"client_id\":5}", &st),
+	    CMD_EARGS);
+	assert_string_equal(st.field, "client_id");
+	assert_int_equal(run("typing", "{}", &st), CMD_EARGS);
+	assert_string_equal(st.usage, "typing needs a string room");
+	assert_int_equal(
+	    run("room_create", "{\"name\":\"r\",\"topic\":[]}", &st),
+	    CMD_EARGS);
+	assert_string_equal(st.field, "topic");
+	/* cmd_check looks without running */
+	json_t *args = json_loads("{\"room\":\"r\"}", 0, NULL);
+	assert_int_equal(cmd_check("join", args, &st), CHAT_OK);
+	assert_true(st.acked);
+	assert_string_equal(called, "");
+	json_decref(args);
+}
+
+static void test_table(void **state)
+{
+	(void)state;
+	struct cmd_status st;
+	assert_int_equal(run("dance", "{}", &st), CMD_EUNKNOWN);
+	assert_false(st.known);
+	assert_int_equal(run("ping", "{}", &st), CHAT_OK);
+	assert_true(st.pong);
+	assert_string_equal(called, "");
+	assert_int_equal(run("typing", "{\"room\":\"lobby\"}", &st), CHAT_OK);
+	assert_string_equal(called, "typing");
+	assert_false(st.async || st.acked);
+	assert_int_equal(run("join", "{\"room\":\"dev\"}", &st), CHAT_OK);
+	assert_string_equal(called, "join"); /* the event type */
+	assert_true(st.async);
+	assert_int_equal(run("leave", "{\"room\":\"dev\"}", &st), CHAT_OK);
+	assert_string_equal(called, "leave");
+	assert_int_equal(
+	    run("room_create", "{\"name\":\"dev\",\"topic\":\"t\"}", &st),
+	    CHAT_OK);
+	assert_string_equal(called, "room");
+	assert_string_equal(got_room, "dev");
+	assert_string_equal(got_topic, "t");
+	assert_true(st.async);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_send),
+	    cmocka_unit_test(test_args),
+	    cmocka_unit_test(test_table),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
