@@ -381,7 +381,7 @@ static void test_fresh_lobby(void **state)
 	json_decref(rooms);
 	fx_close(fx);
 
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
 	assert_int_equal(sql_int(fx, "SELECT journal_mode = 'wal' FROM "
 				     "pragma_journal_mode"),
 			 1);
@@ -437,38 +437,39 @@ static void test_schema_versions(void **state)
 
 	fx_open(fx, 2, 64);
 	fx_close(fx);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
 	/* 003: messages are indexed per commit, not by a per-row trigger. */
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
 				     "WHERE name = 'events_fts_insert'"),
 			 0);
 
-	/* A newer build's db_dir: only the missing 004 is applied (re-running
-	 * 002 or 003 would fail: the table exists, the trigger does not). */
-	static const char *const upto3[] = {"002-search.sql",
-					    "003-search-per-commit.sql", NULL};
-	db_dir_make(fx, "db3", upto3, dir, mig);
-	snprintf(p, sizeof(p), "%s/004-extra.sql", mig);
+	/* A newer build's db_dir: only the missing 005 is applied (re-running
+	 * 002, 003 or 004 would fail: the tables exist, the triggers not). */
+	static const char *const upto4[] = {"002-search.sql",
+					    "003-search-per-commit.sql",
+					    "004-event-types.sql", NULL};
+	db_dir_make(fx, "db4", upto4, dir, mig);
+	snprintf(p, sizeof(p), "%s/005-extra.sql", mig);
 	write_file(p, "CREATE TABLE extra (x INTEGER);\n");
 	fx->st = open_with(fx, dir, 2, 64, err, sizeof(err));
 	if (!fx->st)
 		fail_msg("%s", err);
 	fx_close(fx);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 5);
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
 				     "WHERE name = 'extra'"),
 			 1);
 
-	/* This build knows version 3 only: refused, with the reason. */
+	/* This build knows version 4 only: refused, with the reason. */
 	err[0] = '\0';
 	assert_null(open_with(fx, fx->db_dir, 2, 64, err, sizeof(err)));
-	assert_non_null(strstr(err, "database schema version 4 is newer than "
-				    "this natterd supports (3)"));
+	assert_non_null(strstr(err, "database schema version 5 is newer than "
+				    "this natterd supports (4)"));
 	assert_non_null(strstr(err, fx->path));
 	sql(fx, "PRAGMA user_version = 7");
 	assert_null(open_with(fx, fx->db_dir, 2, 64, err, sizeof(err)));
 	assert_non_null(strstr(err, "database schema version 7 is newer than "
-				    "this natterd supports (3)"));
+				    "this natterd supports (4)"));
 
 	/* A gap in the migrations is refused too. */
 	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
@@ -481,7 +482,9 @@ static size_t search_n(struct store *st, int64_t user, const char *q,
 		       json_t **out);
 
 /* A version-2 database with messages (indexed by 002's per-row trigger)
- * moves to 3: old messages stay searchable, new ones are indexed once. */
+ * moves to 3 and on to 4: old messages stay searchable, new ones are
+ * indexed once; 004 rebuilt events without its type list, with target_id,
+ * and kept the id high-water mark. */
 static void test_migrate_search_2_to_3(void **state)
 {
 	struct fx *fx = *state;
@@ -510,12 +513,22 @@ static void test_migrate_search_2_to_3(void **state)
 	    "FROM events WHERE type = 'join' LIMIT 1; "
 	    "PRAGMA user_version = 2;");
 
+	sql(fx, "UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'events'");
 	struct store *st = fx_open(fx, 2, 64);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(fx, "SELECT count(*) FROM "
+				     "pragma_table_info('events') "
+				     "WHERE name = 'target_id'"),
+			 1);
+	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
+				     "WHERE sql LIKE '%CHECK (type IN%'"),
+			 0);
 	assert_int_equal(search_n(st, alice, "walrus", NULL), 1);
 	assert_int_equal(say(st, alice, lobby, "modern walrus", NULL, NULL), 0);
 	assert_int_equal(search_n(st, alice, "walrus", NULL), 2);
 	assert_int_equal(search_n(st, alice, "modern", NULL), 1);
+	/* The next id comes after the old high-water mark, never below it. */
+	assert_true(sql_int(fx, "SELECT max(id) FROM events") > 1000);
 }
 
 static void test_bad_paths(void **state)
