@@ -574,7 +574,7 @@ int bus_publish(struct bus *bus, struct event *ev)
 
 	lock(&bus->lock);
 	if (event_type_persistent(type)) {
-		if (id <= bus->last_id) {
+		if (id <= bus->last_id || event_room(ev) == BUS_PERSONAL) {
 			/* I1: duplicate, out of order or no id. Refused, and
 			 * counted: with one writer it cannot happen, so the
 			 * caller must say so loudly. */
@@ -676,6 +676,15 @@ static void shard_process(struct bus_shard *shard, struct event *ev)
 {
 	int64_t id = event_id(ev), room = event_room(ev), user = event_user(ev);
 	int change = evtype_membership(event_type(ev));
+
+	if (room == BUS_PERSONAL) {
+		/* Ephemeral and personal: every live connection of one user
+		 * (bus_publish refuses a persistent one). */
+		for (struct bus_sub *s = imap_get_ptr(&shard->users, user); s;
+		     s = s->next)
+			s->ops.deliver(s->arg, ev);
+		return;
+	}
 
 	if (change > 0)
 		user_join(shard, user, room);

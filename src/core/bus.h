@@ -54,11 +54,16 @@ int64_t bus_last_id(struct bus *bus);
  * order (the store's commit hook guarantees it); they enter the ring and
  * apply their membership change as the event-type table's effect column
  * says (JOIN adds, LEAVE removes after delivery, ROOM adds the creator).
- * Ephemeral events (id 0) go only to live subscribers of the room. Takes its
- * own reference; the caller keeps its.
+ * Ephemeral events (id 0) go only to live subscribers of the room; an
+ * ephemeral event whose room is BUS_PERSONAL goes to every live connection
+ * of its user (event_user: the one it is for, e.g. their own settings or
+ * read markers changed on another device), whatever rooms they are in.
+ * Takes its own reference; the caller keeps its.
  * Returns 0, or BUS_EORDER when ev breaks the id order (a persistent id at
- * or below bus_last_id, or an ephemeral event with an id): ev is refused
+ * or below bus_last_id, a persistent BUS_PERSONAL event, or an ephemeral
+ * event with an id): ev is refused
  * and counted in bus_id_violations; the caller logs it. */
+#define BUS_PERSONAL 0 /* the room of a personal ephemeral event */
 int bus_publish(struct bus *bus, struct event *ev);
 /* How many publishes were refused with BUS_EORDER, for /metrics. */
 uint64_t bus_id_violations(struct bus *bus);

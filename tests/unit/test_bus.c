@@ -663,6 +663,42 @@ static void test_ephemeral_not_replayed(void **state)
 	bus_free(bus);
 }
 
+/* A personal ephemeral event reaches every connection of its user, on
+ * every shard, and nobody else, whatever rooms they share. */
+static void test_personal_event(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(16, 100, 0, NULL, NULL);
+	struct bus_shard *sh1 = bus_shard_new(bus, NULL, NULL);
+	struct bus_shard *sh2 = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	bus_member_add(bus, LOBBY, BOB);
+	struct rec a1 = {0}, a2 = {0}, b = {0};
+	struct bus_sub *x = sub_ok(sh1, ALICE, -1, &a1);
+	struct bus_sub *y = sub_ok(sh2, ALICE, -1, &a2);
+	struct bus_sub *z = sub_ok(sh1, BOB, -1, &b);
+	pub(bus, 0, EVENT_PRESENCE, BUS_PERSONAL, ALICE);
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	bus_shard_drain(sh1);
+	bus_shard_drain(sh2);
+	ASSERT_IDS(&a1, 0, 1);
+	ASSERT_IDS(&a2, 0, 1);
+	ASSERT_IDS(&b, 1);
+	assert_int_equal(a1.types[0], EVENT_PRESENCE);
+	/* never persistent */
+	struct event *ev =
+	    event_new(2, EVENT_MESSAGE, BUS_PERSONAL, ALICE, "{}", 2);
+	assert_int_equal(bus_publish(bus, ev), BUS_EORDER);
+	event_unref(ev);
+	assert_int_equal(bus_last_id(bus), 1);
+	bus_unsubscribe(x);
+	bus_unsubscribe(y);
+	bus_unsubscribe(z);
+	bus_shard_free(sh1);
+	bus_shard_free(sh2);
+	bus_free(bus);
+}
+
 static void test_since_negative_no_replay(void **state)
 {
 	(void)state;
@@ -1455,6 +1491,7 @@ int main(void)
 	    cmocka_unit_test(test_replay_pending_membership),
 	    cmocka_unit_test(test_replay_follows_membership_history),
 	    cmocka_unit_test(test_ephemeral_not_replayed),
+	    cmocka_unit_test(test_personal_event),
 	    cmocka_unit_test(test_since_negative_no_replay),
 	    cmocka_unit_test(test_since_future),
 	    cmocka_unit_test(test_history_on_ring_overflow),

@@ -9,6 +9,8 @@
 #define _XOPEN_SOURCE 700
 #define _DEFAULT_SOURCE
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -34,6 +36,7 @@
 
 struct fx;
 static struct fx *contract_fx; /* the open contract case's directory */
+static int latest_version(const struct fx *fx, char names[64][256]);
 
 struct fx {
 	char dir[512];
@@ -381,7 +384,8 @@ static void test_fresh_lobby(void **state)
 	json_decref(rooms);
 	fx_close(fx);
 
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"),
+			 latest_version(fx, (char[64][256]){0}));
 	assert_int_equal(sql_int(fx, "SELECT journal_mode = 'wal' FROM "
 				     "pragma_journal_mode"),
 			 1);
@@ -430,46 +434,81 @@ static void db_dir_make(struct fx *fx, const char *name,
 	}
 }
 
+/* The schema version this build upgrades to: schema.sql is 1, and each
+ * db/migrations/NNN-*.sql file one more. Every real migration's name, in
+ * order, goes to names (NULL-terminated, at most 63). */
+static int latest_version(const struct fx *fx, char names[64][256])
+{
+	char mig[700];
+	snprintf(mig, sizeof(mig), "%s/migrations", fx->db_dir);
+	DIR *d = opendir(mig);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len > 4 && !strcmp(de->d_name + len - 4, ".sql") &&
+		    isdigit((unsigned char)de->d_name[0])) {
+			assert_true(n < 63);
+			snprintf(names[n++], 256, "%s", de->d_name);
+		}
+	}
+	closedir(d);
+	qsort(names, (size_t)n, 256,
+	      (int (*)(const void *, const void *))strcmp);
+	names[n][0] = '\0';
+	return n + 1;
+}
+
 static void test_schema_versions(void **state)
 {
 	struct fx *fx = *state;
-	char dir[700], mig[720], p[800], err[512];
+	char dir[700], mig[720], p[800], err[512], want[128];
+	char names[64][256];
+	const char *all[64];
+	int latest = latest_version(fx, names);
+	for (int i = 0; i < latest; i++)
+		all[i] = names[i][0] ? names[i] : NULL;
 
 	fx_open(fx, 2, 64);
 	fx_close(fx);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), latest);
 	/* 003: messages are indexed per commit, not by a per-row trigger. */
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
 				     "WHERE name = 'events_fts_insert'"),
 			 0);
 
-	/* A newer build's db_dir: only the missing 005 is applied (re-running
-	 * 002, 003 or 004 would fail: the tables exist, the triggers not). */
-	static const char *const upto4[] = {"002-search.sql",
-					    "003-search-per-commit.sql",
-					    "004-event-types.sql", NULL};
-	db_dir_make(fx, "db4", upto4, dir, mig);
-	snprintf(p, sizeof(p), "%s/005-extra.sql", mig);
+	/* A newer build's db_dir: only the one missing migration is applied
+	 * (re-running an applied one would fail: its tables exist). */
+	db_dir_make(fx, "newer", all, dir, mig);
+	snprintf(p, sizeof(p), "%s/%03d-extra.sql", mig, latest + 1);
 	write_file(p, "CREATE TABLE extra (x INTEGER);\n");
 	fx->st = open_with(fx, dir, 2, 64, err, sizeof(err));
 	if (!fx->st)
 		fail_msg("%s", err);
 	fx_close(fx);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 5);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"), latest + 1);
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master "
 				     "WHERE name = 'extra'"),
 			 1);
 
-	/* This build knows version 4 only: refused, with the reason. */
+	/* This build knows the latest version only: refused, with the
+	 * reason. */
 	err[0] = '\0';
 	assert_null(open_with(fx, fx->db_dir, 2, 64, err, sizeof(err)));
-	assert_non_null(strstr(err, "database schema version 5 is newer than "
-				    "this natterd supports (4)"));
+	snprintf(want, sizeof(want),
+		 "database schema version %d is newer than this natterd "
+		 "supports (%d)",
+		 latest + 1, latest);
+	assert_non_null(strstr(err, want));
 	assert_non_null(strstr(err, fx->path));
-	sql(fx, "PRAGMA user_version = 7");
+	sql(fx, "PRAGMA user_version = 99");
 	assert_null(open_with(fx, fx->db_dir, 2, 64, err, sizeof(err)));
-	assert_non_null(strstr(err, "database schema version 7 is newer than "
-				    "this natterd supports (4)"));
+	snprintf(want, sizeof(want),
+		 "database schema version 99 is newer than this natterd "
+		 "supports (%d)",
+		 latest);
+	assert_non_null(strstr(err, want));
 
 	/* A gap in the migrations is refused too. */
 	snprintf(p, sizeof(p), "%s/002-search.sql", mig);
@@ -515,7 +554,8 @@ static void test_migrate_search_2_to_3(void **state)
 
 	sql(fx, "UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'events'");
 	struct store *st = fx_open(fx, 2, 64);
-	assert_int_equal(sql_int(fx, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(fx, "PRAGMA user_version"),
+			 latest_version(fx, (char[64][256]){0}));
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM "
 				     "pragma_table_info('events') "
 				     "WHERE name = 'target_id'"),
