@@ -412,6 +412,20 @@ static void copy_file(const char *from, const char *to)
 	free(text);
 }
 
+/* Run the real db/ file rel (e.g. "schema.sql") on the test's database. */
+static void sql_file(struct fx *fx, const char *rel)
+{
+	char path[800], *text = NULL;
+	size_t cap = 0;
+	snprintf(path, sizeof(path), "%s/%s", fx->db_dir, rel);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	assert_true(getdelim(&text, &cap, '\0', f) > 0);
+	fclose(f);
+	sql(fx, text);
+	free(text);
+}
+
 /* A db_dir of the test's own, fx->dir/name: the real schema.sql and the
  * real migrations named in migs (NULL-terminated). */
 static void db_dir_make(struct fx *fx, const char *name,
@@ -535,25 +549,29 @@ static void test_migrate_search_2_to_3(void **state)
 	assert_null(open_with(fx, dir, 2, 64, err, sizeof(err)));
 	assert_non_null(strstr(err, "migration"));
 
-	/* ...so make the version-2 database by hand, as 002 left it. */
-	fx_open(fx, 2, 64);
-	int64_t alice = user_new(fx->st, "alice"),
-		lobby = room_id(fx->st, "lobby");
-	assert_int_equal(op(fx->st, EVENT_JOIN, alice, "alice", lobby, NULL),
-			 0);
-	fx_close(fx);
+	/* ...so make the version-2 database by hand, as a natterd of that
+	 * version left it: schema.sql and 002 (with its per-row search
+	 * trigger), a user in the lobby and an old message. The newer
+	 * migrations then run on it exactly as on a real upgrade. */
+	sql_file(fx, "schema.sql");
+	sql_file(fx, "migrations/002-search.sql");
 	sql(fx,
-	    "CREATE TRIGGER events_fts_insert AFTER INSERT ON events "
-	    "WHEN new.type = 'message' AND new.text IS NOT NULL BEGIN "
-	    "INSERT INTO events_fts (rowid, text) VALUES (new.id, new.text); "
-	    "END; "
+	    "INSERT INTO users (username, display_name, pwhash, created_ms) "
+	    "VALUES ('alice', 'alice', 'x', 0); "
+	    "INSERT INTO members (room_id, user_id, joined_ms) "
+	    "SELECT id, 1, 0 FROM rooms WHERE name = 'lobby'; "
 	    "INSERT INTO events (room_id, type, user_id, ts_ms, text, json) "
-	    "SELECT room_id, 'message', user_id, 0, 'ancient walrus', '{}' "
-	    "FROM events WHERE type = 'join' LIMIT 1; "
+	    "SELECT id, 'join', 1, 0, NULL, '{}' FROM rooms "
+	    "WHERE name = 'lobby'; "
+	    "INSERT INTO events (room_id, type, user_id, ts_ms, text, json) "
+	    "SELECT id, 'message', 1, 0, 'ancient walrus', '{}' FROM rooms "
+	    "WHERE name = 'lobby'; "
+	    "UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'events'; "
 	    "PRAGMA user_version = 2;");
+	int64_t alice = 1;
 
-	sql(fx, "UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'events'");
 	struct store *st = fx_open(fx, 2, 64);
+	int64_t lobby = room_id(st, "lobby");
 	assert_int_equal(sql_int(fx, "PRAGMA user_version"),
 			 latest_version(fx, (char[64][256]){0}));
 	assert_int_equal(sql_int(fx, "SELECT count(*) FROM "
