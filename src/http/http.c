@@ -372,6 +372,10 @@ static enum MHD_Result route(struct request *req, const char *url)
 	}
 	if (strstr(r->pattern, "{room}") && !name_valid(m.arg))
 		return request_chat_error(req, CHAT_ENOROOM);
+	_Static_assert(sizeof(req->params) == sizeof(m.param),
+		       "request params mirror the route's");
+	memcpy(req->params, m.param, sizeof(req->params));
+	req->nparams = m.nparams;
 	if (r->fn)
 		return r->fn(req);
 	return r->arg_fn(req, m.rest ? m.rest : m.arg);

@@ -27,6 +27,11 @@ const char *request_arg(struct request *req, const char *name)
 					   name);
 }
 
+const char *request_param(struct request *req, int i)
+{
+	return i >= 0 && i < req->nparams ? req->params[i] : NULL;
+}
+
 static const char *header(struct request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

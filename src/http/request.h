@@ -58,6 +58,11 @@ struct request {
 	int step;	  /* handler-defined, for multi-step commands */
 	char room[33];	  /* room a command was about */
 	void *poll_state; /* longpoll's, for /poll */
+
+	/* What the route's "{name}" segments matched, in order (http.c fills
+	 * them before the handler runs): see request_param(). */
+	char params[4][64];
+	int nparams;
 };
 
 /* A request on connection c (method and url are libmicrohttpd's, valid
@@ -102,6 +107,9 @@ void request_cookie(struct request *req, const char *token, char *out,
 /* A query argument or a request header; NULL when absent. Valid for the
  * request. */
 const char *request_arg(struct request *req, const char *name);
+/* What the route's i-th "{name}" segment matched (0 is the first, also
+ * handed to the handler as its argument); NULL past the last. */
+const char *request_param(struct request *req, int i);
 const char *request_header(struct request *req, const char *name);
 /* Authenticate by the query's ?token= (EventSource and WebSocket clients
  * cannot set headers): 0 when authenticated, -1 when not. */

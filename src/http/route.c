@@ -42,6 +42,7 @@ static bool pattern_match(const char *pattern, const struct path *p,
 	int i = 0;
 
 	m->arg[0] = '\0';
+	m->nparams = 0;
 	m->rest = NULL;
 	while (*s == '/')
 		s++;
@@ -55,8 +56,13 @@ static bool pattern_match(const char *pattern, const struct path *p,
 		if (i == p->n)
 			return false;
 		if (len >= 2 && s[0] == '{' && s[len - 1] == '}') {
-			memcpy(m->arg, p->seg[i], p->len[i]);
-			m->arg[p->len[i]] = '\0';
+			if (m->nparams == ROUTE_PARAMS_MAX)
+				return false;
+			char *to = m->param[m->nparams++];
+			memcpy(to, p->seg[i], p->len[i]);
+			to[p->len[i]] = '\0';
+			if (m->nparams == 1)
+				memcpy(m->arg, to, p->len[i] + 1);
 		} else if (len != p->len[i] || memcmp(s, p->seg[i], len)) {
 			return false;
 		}

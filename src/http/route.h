@@ -17,7 +17,8 @@
 
 #include "http/request.h"
 
-#define ROUTE_SEGMENTS_MAX 5
+#define ROUTE_SEGMENTS_MAX 8
+#define ROUTE_PARAMS_MAX 4 /* "{name}" segments in one pattern */
 #define ROUTE_SEGMENT_MAX 64
 
 /* What a route asks of a request before its handler runs (http.c). */
@@ -37,7 +38,8 @@ enum route_flag {
 };
 
 typedef enum MHD_Result (*route_fn)(struct request *req);
-/* For a pattern with a "{name}" or "**" segment: arg is what it matched. */
+/* For a pattern with a "{name}" or "**" segment: arg is what the first
+ * matched (the others: request_param()). */
 typedef enum MHD_Result (*route_arg_fn)(struct request *req, const char *arg);
 
 struct route {
@@ -61,8 +63,11 @@ struct route_match {
 	unsigned flags_all;	     /* AND of the flags of the path's rows */
 	unsigned flags_any;	     /* OR of them */
 	char allow[64];		     /* ROUTE_NO_METHOD: "GET, POST" */
-	char arg[ROUTE_SEGMENT_MAX]; /* what "{name}" matched */
-	const char *rest;	     /* what "**" matched: points into url */
+	char arg[ROUTE_SEGMENT_MAX]; /* what the first "{name}" matched */
+	/* What each "{name}" matched, in order (param[0] is arg). */
+	char param[ROUTE_PARAMS_MAX][ROUTE_SEGMENT_MAX];
+	int nparams;
+	const char *rest; /* what "**" matched: points into url */
 };
 
 /* Match method and url against the n rows of table, in order: the first

@@ -588,15 +588,15 @@ static void test_path_limits(void **state)
 	assert_status(&r, 200);
 	resp_fini(&r);
 
-	/* five segments reach the API router; six never get that far */
-	http(&r, "GET", "/api/rooms/lobby/messages/x", auth, NULL);
+	/* eight segments reach the API router; nine never get that far */
+	http(&r, "GET", "/api/rooms/lobby/messages/x/y/z/w", auth, NULL);
 	assert_error(&r, 404, "not_found");
 	resp_fini(&r);
-	http(&r, "GET", "/api/rooms/lobby/messages/x/y", auth, NULL);
+	http(&r, "GET", "/api/rooms/lobby/messages/x/y/z/w/v", auth, NULL);
 	assert_error(&r, 404, "not_found");
 	assert_non_null(strstr(r.body, "no such path"));
 	resp_fini(&r);
-	http(&r, "GET", "/a/b/c/d/e/f", NULL, NULL);
+	http(&r, "GET", "/a/b/c/d/e/f/g/h/i", NULL, NULL);
 	assert_error(&r, 404, "not_found");
 	resp_fini(&r);
 

@@ -35,6 +35,8 @@ static const struct route table[] = {
     {"PATCH", "/api/me", ROUTE_AUTH | ROUTE_CSRF, h0, NULL},
     {"GET", "/api/rooms/{room}/messages", ROUTE_AUTH, NULL, h1},
     {"POST", "/api/rooms/{room}/messages", ROUTE_AUTH | ROUTE_CSRF, NULL, h1},
+    {"PUT", "/api/rooms/{room}/messages/{id}/reactions/{emoji}", ROUTE_AUTH,
+     NULL, h1},
     {NULL, "/api/**", ROUTE_AUTH | ROUTE_CSRF, h0, NULL},
     {"GET", "/ws", ROUTE_TOKEN | ROUTE_ORIGIN, h0, NULL},
     {"GET", "/", 0, h0, NULL},
@@ -68,16 +70,16 @@ static void test_literal_paths(void **state)
 	expect_row("PATCH", "/api/me", 2);
 	expect_row("GET", "/api/me/", 1); /* one trailing slash */
 	expect_row("GET", "//api/me", 1); /* leading slashes */
-	expect_row("GET", "/ws", 6);
-	expect_row("GET", "/", 7);
-	expect_row("GET", "", 7);
+	expect_row("GET", "/ws", 7);
+	expect_row("GET", "/", 8);
+	expect_row("GET", "", 8);
 }
 
 static void test_head_is_get(void **state)
 {
 	(void)state;
 	expect_row("HEAD", "/api/me", 1);
-	expect_row("HEAD", "/", 7);
+	expect_row("HEAD", "/", 8);
 	assert_true(route_method_is_read("GET"));
 	assert_true(route_method_is_read("HEAD"));
 	assert_false(route_method_is_read("POST"));
@@ -102,6 +104,19 @@ static void test_parameter(void **state)
 	assert_int_equal(match("GET", "/api/rooms/\xff\xfe/messages", &m),
 			 ROUTE_FOUND);
 	assert_string_equal(m.arg, "\xff\xfe");
+	assert_int_equal(m.nparams, 1);
+	assert_string_equal(m.param[0], "\xff\xfe");
+
+	/* several parameters, in order; the first is also arg */
+	assert_int_equal(
+	    match("PUT", "/api/rooms/lobby/messages/42/reactions/+1", &m),
+	    ROUTE_FOUND);
+	assert_ptr_equal(m.route, &table[5]);
+	assert_int_equal(m.nparams, 3);
+	assert_string_equal(m.arg, "lobby");
+	assert_string_equal(m.param[0], "lobby");
+	assert_string_equal(m.param[1], "42");
+	assert_string_equal(m.param[2], "+1");
 }
 
 static void test_tail(void **state)
@@ -110,7 +125,7 @@ static void test_tail(void **state)
 	struct route_match m;
 
 	assert_int_equal(match("GET", "/static/app.js", &m), ROUTE_FOUND);
-	assert_ptr_equal(m.route, &table[8]);
+	assert_ptr_equal(m.route, &table[9]);
 	assert_string_equal(m.rest, "app.js");
 	assert_int_equal(match("GET", "/static/a/b/c.css", &m), ROUTE_FOUND);
 	assert_string_equal(m.rest, "a/b/c.css");
@@ -119,14 +134,14 @@ static void test_tail(void **state)
 	assert_string_equal(m.rest, "/index.html");
 	/* "**" matches zero segments too */
 	assert_int_equal(match("GET", "/static/", &m), ROUTE_FOUND);
-	assert_ptr_equal(m.route, &table[8]);
+	assert_ptr_equal(m.route, &table[9]);
 	assert_string_equal(m.rest, "");
 	/* the catch-alls own what nothing before them matched */
-	expect_row("DELETE", "/api/nope", 5);
-	expect_row("GET", "/api", 5);
-	expect_row("GET", "/api/rooms/lobby/members", 5);
-	expect_row("GET", "/nope", 9);
-	expect_row("GET", "/a/b/c", 9);
+	expect_row("DELETE", "/api/nope", 6);
+	expect_row("GET", "/api", 6);
+	expect_row("GET", "/api/rooms/lobby/members", 6);
+	expect_row("GET", "/nope", 10);
+	expect_row("GET", "/a/b/c", 10);
 }
 
 static void test_method_not_allowed(void **state)
@@ -162,11 +177,13 @@ static void test_limits(void **state)
 	struct route_match m;
 	char url[256], seg[80];
 
-	/* five segments are matched, six never */
-	assert_int_equal(match("GET", "/a/b/c/d/e", &m), ROUTE_FOUND);
-	assert_int_equal(match("GET", "/a/b/c/d/e/f", &m), ROUTE_BAD_PATH);
-	assert_int_equal(match("GET", "/api/rooms/lobby/messages/x/y", &m),
+	/* eight segments are matched, nine never */
+	assert_int_equal(match("GET", "/a/b/c/d/e/f/g/h", &m), ROUTE_FOUND);
+	assert_int_equal(match("GET", "/a/b/c/d/e/f/g/h/i", &m),
 			 ROUTE_BAD_PATH);
+	assert_int_equal(
+	    match("GET", "/api/rooms/lobby/messages/x/y/z/w/v", &m),
+	    ROUTE_BAD_PATH);
 	/* a 63-byte segment is matched, 64 bytes is not */
 	memset(seg, 'r', 63);
 	seg[63] = '\0';
