@@ -19,7 +19,6 @@
 
 #include "core/auth.h"
 #include "http/request.h"
-#include "store/store.h"
 
 const char *request_arg(struct request *req, const char *name)
 {
@@ -46,7 +45,7 @@ static int auth_token(struct request *req, const char *token)
 	int64_t uid;
 	char name[33];
 	if (auth_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			      name) != STORE_OK)
+			      name) != 0)
 		return -1;
 	req->user_id = uid;
 	snprintf(req->username, sizeof(req->username), "%s", name);

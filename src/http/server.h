@@ -11,8 +11,9 @@
 #include "net/loop.h"
 #include "util/metrics.h"
 #include "transport/sse.h"
-#include "store/store.h"
 #include "transport/ws.h"
+
+struct store; /* the backend main opened: http hands it to core calls only */
 
 struct server {
 	const struct config *cfg;
