@@ -222,8 +222,8 @@ int chat_personal(struct chat *c, const struct chat_user *u,
 
 	if (!row || row->persistent || row->sender != EVTYPE_FROM_SERVER)
 		return CHAT_EINVAL;
-	char *json =
-	    event_envelope_input(0, type, NULL, u->username, now_ms(), &in, &len);
+	char *json = event_envelope_input(0, type, NULL, u->username, now_ms(),
+					  &in, &len);
 	if (!json)
 		return CHAT_EINTERNAL;
 	struct event *ev = event_new(0, type, BUS_PERSONAL, u->id, json, len);
@@ -374,9 +374,10 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 }
 
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
-		unsigned limit, struct event ***out, size_t *n)
+		int64_t before, unsigned limit, struct event ***out, size_t *n,
+		bool *more)
 {
-	return store_search(c->store, u->id, q, limit, out, n) < 0
+	return store_search(c->store, u->id, q, before, limit, out, n, more) < 0
 		   ? CHAT_EINTERNAL
 		   : CHAT_OK;
 }

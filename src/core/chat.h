@@ -106,7 +106,8 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 		 struct event ***out, size_t *n, bool *more);
 /* Search the rooms u belongs to: see store_search. */
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
-		unsigned limit, struct event ***out, size_t *n);
+		int64_t before, unsigned limit, struct event ***out, size_t *n,
+		bool *more);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

@@ -78,13 +78,14 @@ static json_t *room_extra(const struct evtype_input *in)
  * them (args {"settings":{..},"display_name":S}). */
 static json_t *settings_extra(const struct evtype_input *in)
 {
-	json_t *settings = in->args ? json_object_get(in->args, "settings") : NULL;
-	json_t *dn = in->args ? json_object_get(in->args, "display_name") : NULL;
-	return json_pack("{s:o, s:o}", "settings",
-			 json_is_object(settings) ? json_incref(settings)
-						  : json_object(),
-			 "display_name",
-			 json_is_string(dn) ? json_incref(dn) : json_null());
+	json_t *settings =
+	    in->args ? json_object_get(in->args, "settings") : NULL;
+	json_t *dn =
+	    in->args ? json_object_get(in->args, "display_name") : NULL;
+	return json_pack(
+	    "{s:o, s:o}", "settings",
+	    json_is_object(settings) ? json_incref(settings) : json_object(),
+	    "display_name", json_is_string(dn) ? json_incref(dn) : json_null());
 }
 
 static const struct evtype table[] = {
