@@ -1397,6 +1397,7 @@ async function main() {
     await ph.page.fill('#search-input', '性能');
     await ph.page.press('#search-input', 'Enter');
     await ph.page.waitForFunction(() => document.querySelectorAll('#search-list .search-hit').length === 2);
+    await ph.page.waitForFunction(() => document.getElementById('sidebar').getBoundingClientRect().left === 0); // drawer open
     await ph.page.evaluate(() => document.activeElement && document.activeElement.blur());
     await assertFits(ph.page, 'search phone zh-CN');
     await ph.shot('search-phone-zh.png');
