@@ -13,6 +13,12 @@
 -- Contentless (the text lives once, in events): snippets are made from
 -- events.text. It replaces the 002 index rather than adding a second one:
 -- Latin words tokenize exactly as they did.
+--
+-- Cost, measured against the 004 index (8,000 messages sent over one
+-- WebSocket, three rounds, medians): Chinese messages of about 30
+-- characters take 167 index bytes each instead of 98 and about 20 us more
+-- server CPU each (64 against 43); English text indexes to the same bytes
+-- at the same cost.
 DROP TRIGGER events_fts_delete;
 DROP TRIGGER events_fts_update;
 DROP TABLE events_fts;
