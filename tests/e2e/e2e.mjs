@@ -1315,14 +1315,14 @@ async function main() {
     const lin = person(people, 'lin', server.base, DESKTOP);
     await lin.register();
     await lin.waitLive();
-    await lin.enterRoom('chaguan');
+    await lin.enterRoom('sousuo'); // a room of its own: others' rooms share this server
     const zh = '大家好，我们今天讨论一下性能优化';
     await lin.say(zh);
     await lin.sees(zh);
     // 60 more after it: the message lies beyond the first history page.
     await lin.page.evaluate(async () => {
       for (let i = 1; i <= 60; i++) {
-        const res = await fetch('/api/rooms/chaguan/messages', {
+        const res = await fetch('/api/rooms/sousuo/messages', {
           method: 'POST',
           headers: { 'Content-Type': 'application/json' },
           body: JSON.stringify({ text: `filler ${i}` }),
@@ -1349,7 +1349,7 @@ async function main() {
       room: b.querySelector('.search-room').textContent,
     })));
     assert(hits[0].text === evil && hits[1].text === zh, `newest first, whole texts: ${JSON.stringify(hits)}`);
-    assert(hits.every((x) => x.marks.join() === '性能' && x.room === '#chaguan'), `性能 is marked: ${JSON.stringify(hits)}`);
+    assert(hits.every((x) => x.marks.join() === '性能' && x.room === '#sousuo'), `性能 is marked: ${JSON.stringify(hits)}`);
     const injected = await p.evaluate(() => !!document.querySelector('#search-list img, #search-list b') || !!window.__pwned);
     assert(!injected, 'a snippet was interpreted as HTML');
     assert(/2 results/.test(await p.textContent('#search-status')), 'the count is shown');
@@ -1361,7 +1361,7 @@ async function main() {
     assert(await p.evaluate(() => document.activeElement.classList.contains('search-hit')
       && document.activeElement.textContent.includes('讨论一下')), 'arrow keys move through the results');
     await p.keyboard.press('Enter');
-    await p.waitForFunction(() => document.getElementById('room-title').textContent === '#chaguan');
+    await p.waitForFunction(() => document.getElementById('room-title').textContent === '#sousuo');
     await p.waitForFunction((t) => {
       const li = document.querySelector('#message-list li.found');
       if (!li || li.querySelector('.msg-text').textContent !== t) return false;
