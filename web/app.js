@@ -344,6 +344,8 @@ async function logout() {
   S.rooms.clear();
   S.outbox = [];
   S.current = null;
+  closeSearch();
+  $('search-input').value = '';
   setAuthMode('login');
   $('auth-username').value = '';
   showAuth(t('auth.logged_out'));
@@ -607,7 +609,7 @@ async function loadLatest(r, reset = false) {
   if (r.name === S.current) renderMessages({ bottom: S.stickBottom });
 }
 
-async function loadOlder(r) {
+async function loadOlder(r, limit = PAGE) {
   if (r.loadingOlder || r.loading || !r.hasMore) return;
   const before = r.oldestId();
   if (before == null) return loadLatest(r);
@@ -615,7 +617,7 @@ async function loadOlder(r) {
   r.error = null;
   renderHistoryTop();
   try {
-    const res = await api('GET', `/api/rooms/${enc(r.name)}/messages?before=${before}&limit=${PAGE}`);
+    const res = await api('GET', `/api/rooms/${enc(r.name)}/messages?before=${before}&limit=${limit}`);
     for (const ev of res.events || []) addEvent(r, ev, false);
     r.hasMore = !!res.has_more;
   } catch (e) {
@@ -837,6 +839,116 @@ function renderMessages(opts = {}) {
   }
 }
 
+// --- search ----------------------------------------------------------------------------
+// GET /api/search in the rooms we belong to, newest first, a page at a
+// time. Each result's snippet comes as parts, the hits marked: each part
+// becomes a text node (a hit inside <mark>), never HTML. A click opens the
+// message in its room, with the history back to it loaded.
+
+const SEARCH_PAGE = 20;
+const SR = { q: '', results: [], hasMore: false, loading: false, error: null, note: null, seq: 0 };
+
+async function runSearch(q, more = false) {
+  q = q.trim();
+  if (!q) return closeSearch();
+  const seq = ++SR.seq;
+  if (!more) Object.assign(SR, { q, results: [], hasMore: false });
+  const last = SR.results[SR.results.length - 1];
+  Object.assign(SR, { loading: true, error: null, note: null });
+  renderSearch();
+  try {
+    const before = more && last ? `&before=${last.id}` : '';
+    const res = await api('GET', `/api/search?q=${enc(SR.q)}&limit=${SEARCH_PAGE}${before}`);
+    if (seq !== SR.seq) return;
+    SR.results.push(...(res.results || []));
+    SR.hasMore = !!res.has_more;
+  } catch (e) {
+    if (seq !== SR.seq) return;
+    if (e.status === 401) return sessionEnded();
+    SR.error = friendly(e);
+  }
+  SR.loading = false;
+  renderSearch();
+}
+
+function closeSearch() {
+  SR.seq++;
+  Object.assign(SR, { q: '', results: [], hasMore: false, loading: false, error: null, note: null });
+  renderSearch();
+}
+
+function snippetNode(res) {
+  const p = h('p', 'search-snippet');
+  const parts = Array.isArray(res.snippet) && res.snippet.length ? res.snippet : [{ text: res.text || '' }];
+  for (const part of parts) {
+    const text = typeof part.text === 'string' ? part.text : '';
+    p.append(part.hit ? h('mark', null, text) : document.createTextNode(text));
+  }
+  return p;
+}
+
+function searchHitNode(res) {
+  const b = h('button', 'search-hit');
+  b.type = 'button';
+  b.dataset.id = res.id;
+  const meta = h('span', 'search-meta');
+  meta.append(h('span', 'search-room', '#' + res.room), h('span', 'search-from', displayName(res.from)));
+  const d = new Date(res.ts);
+  const time = h('time', 'search-time', isNaN(d) ? '' : timeFull(d));
+  if (!isNaN(d)) time.dateTime = d.toISOString();
+  meta.append(time);
+  b.append(meta, snippetNode(res));
+  b.addEventListener('click', () => jumpToMessage(res.room, res.id));
+  const li = h('li');
+  li.append(b);
+  return li;
+}
+
+function renderSearch() {
+  const box = $('search-results');
+  box.hidden = !SR.q;
+  if (!SR.q) return;
+  $('search-title').textContent = t('search.title', { q: SR.q });
+  let status = '';
+  if (SR.loading) status = t('search.loading');
+  else if (SR.error) status = SR.error;
+  else if (SR.note) status = SR.note;
+  else status = SR.results.length ? t('search.count', { n: SR.results.length }) : t('search.none');
+  $('search-status').textContent = status;
+  $('search-list').replaceChildren(...SR.results.map(searchHitNode));
+  $('search-more').hidden = !SR.hasMore || SR.loading;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// Open room name at event id: history is one run back from the newest,
+// so older pages are loaded until it holds id (at most 25 pages of 200).
+async function jumpToMessage(name, id) {
+  const r = room(name);
+  openRoom(name);
+  for (let i = 0; i < 200 && (r.loading || r.loadingOlder || !r.loaded) && !r.error; i++) await sleep(25);
+  for (let i = 0; i < 25 && !r.events.has(id) && r.hasMore && !r.error; i++) {
+    await loadOlder(r, 200);
+    for (let j = 0; j < 200 && r.loadingOlder; j++) await sleep(25);
+  }
+  if (S.current !== name) return;
+  renderMessages();
+  const li = $('message-list').querySelector(`li[data-id="${id}"]`);
+  if (!li) {
+    SR.note = t('search.not_found');
+    return renderSearch();
+  }
+  S.stickBottom = false;
+  for (const old of document.querySelectorAll('#message-list .found')) old.classList.remove('found');
+  li.classList.add('found');
+  li.tabIndex = -1;
+  li.scrollIntoView({ block: 'center' });
+  li.focus({ preventScroll: true });
+  setTimeout(() => li.classList.remove('found'), 4000);
+}
+
 // --- members ---------------------------------------------------------------------------
 
 async function loadMembers(r) {
@@ -973,10 +1085,10 @@ const EVENT_VIEWS = {
   leave: { render: noticeNode('event.leave'), live: membershipChanged },
   room: { render: noticeNode('event.room'), live: () => refreshRoomsSoon() },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
-  // The user's whole settings object, changed on another device:
-  // {"type":"settings","settings":{...}}; applied like a change made in
-  // another tab or read on a reconnect.
-  settings: { ephemeral: true, live: (r, ev) => settingsReceive(ev.settings) },
+  // The user's whole settings object and display name, changed on another
+  // device: {"type":"settings","settings":{...},"display_name":"..."};
+  // applied like a change made in another tab or read on a reconnect.
+  settings: { ephemeral: true, live: (r, ev) => meReceive(ev) },
 };
 
 function onEvent(ev) {
@@ -1037,15 +1149,22 @@ function onHello(m) {
 
 // Back after a gap: the account may have changed on another device
 // meanwhile (settings, display name).
+// Our settings and display name as the server holds them (GET /api/me, or
+// a "settings" event after a change on another device).
+function meReceive(me) {
+  if (!S.me || !me || typeof me !== 'object') return;
+  settingsReceive(me.settings);
+  if (typeof me.display_name === 'string' && me.display_name && me.display_name !== displayName(S.me.username)) {
+    settingsChanged(['display_name'], me.display_name);
+  }
+}
+
 async function reloadMe() {
   try {
     const res = await api('GET', '/api/me');
     const me = res.user || res;
     if (!S.me || me.username !== S.me.username) return;
-    settingsReceive(me.settings);
-    if (me.display_name && me.display_name !== displayName(S.me.username)) {
-      settingsChanged(['display_name'], me.display_name);
-    }
+    meReceive(me);
   } catch (e) {
     if (e.status === 401) sessionEnded();
   }
@@ -1417,6 +1536,7 @@ function relabel() {
   updateCharCount();
   if (S.current) $('composer-input').placeholder = t('composer.placeholder', { room: S.current });
   renderMessages();
+  renderSearch();
 }
 
 // settings.js applied a change (from this tab, another tab, the server).
@@ -1462,6 +1582,37 @@ function bind() {
       $(next).focus();
     });
   }
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    runSearch($('search-input').value);
+  });
+  $('search-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && SR.q) {
+      e.preventDefault();
+      e.stopPropagation();
+      closeSearch();
+    } else if (e.key === 'ArrowDown') {
+      const first = document.querySelector('#search-list .search-hit');
+      if (first) {
+        e.preventDefault();
+        first.focus();
+      }
+    }
+  });
+  $('search-list').addEventListener('keydown', (e) => {
+    if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+    const hits = [...document.querySelectorAll('#search-list .search-hit')];
+    const i = hits.indexOf(document.activeElement);
+    if (i < 0) return;
+    e.preventDefault();
+    if (e.key === 'ArrowUp' && i === 0) return $('search-input').focus();
+    hits[Math.min(hits.length - 1, Math.max(0, i + (e.key === 'ArrowDown' ? 1 : -1)))].focus();
+  });
+  $('search-close').addEventListener('click', () => {
+    closeSearch();
+    $('search-input').focus();
+  });
+  $('search-more').addEventListener('click', () => runSearch(SR.q, true));
   $('room-form').addEventListener('submit', submitRoomForm);
   $('refresh-rooms').addEventListener('click', loadRooms);
   $('logout').addEventListener('click', logout);

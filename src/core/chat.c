@@ -213,6 +213,26 @@ static int resolve_room(struct chat *c, const char *room, int64_t *id,
 	return hit ? CHAT_OK : CHAT_ENOROOM;
 }
 
+int chat_personal(struct chat *c, const struct chat_user *u,
+		  enum event_type type, json_t *args)
+{
+	const struct evtype *row = evtype_get(type);
+	struct evtype_input in = {.args = args};
+	size_t len;
+
+	if (!row || row->persistent || row->sender != EVTYPE_FROM_SERVER)
+		return CHAT_EINVAL;
+	char *json = event_envelope_input(0, type, NULL, u->username, now_ms(),
+					  &in, &len);
+	if (!json)
+		return CHAT_EINTERNAL;
+	struct event *ev = event_new(0, type, BUS_PERSONAL, u->id, json, len);
+	free(json);
+	bus_publish(c->bus, ev);
+	event_unref(ev);
+	return CHAT_OK;
+}
+
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {
@@ -354,9 +374,10 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 }
 
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
-		unsigned limit, struct event ***out, size_t *n)
+		int64_t before, unsigned limit, struct event ***out, size_t *n,
+		bool *more)
 {
-	return store_search(c->store, u->id, q, limit, out, n) < 0
+	return store_search(c->store, u->id, q, before, limit, out, n, more) < 0
 		   ? CHAT_EINTERNAL
 		   : CHAT_OK;
 }

@@ -78,6 +78,13 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room);
  * (ephemeral: done does not run). The commands above are this. */
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg);
+/* Server-originated and personal: publishes an ephemeral event of type
+ * (a row with sender EVTYPE_FROM_SERVER) built from args (borrowed; its
+ * row's extra reads it) to every live connection of u on every transport
+ * (room BUS_PERSONAL). CHAT_OK, CHAT_EINVAL for a persistent or
+ * client-sent type, CHAT_EINTERNAL. */
+int chat_personal(struct chat *c, const struct chat_user *u,
+		  enum event_type type, json_t *args);
 
 /* --- reads for the API: membership is checked here ---------------------- */
 
@@ -99,7 +106,8 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 		 struct event ***out, size_t *n, bool *more);
 /* Search the rooms u belongs to: see store_search. */
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
-		unsigned limit, struct event ***out, size_t *n);
+		int64_t before, unsigned limit, struct event ***out, size_t *n,
+		bool *more);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

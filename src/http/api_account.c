@@ -317,7 +317,20 @@ enum MHD_Result api_me_patch(struct request *req)
 		    api_fail(req, 500, "internal", "cannot update the account");
 		goto done;
 	}
-	ret = api_me_get(req);
+	store_user_fini(&u);
+	if (auth_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK) {
+		ret = api_fail(req, 500, "internal", "cannot read the account");
+		goto done;
+	}
+	json_t *body = user_json(&u);
+	/* Every open tab and device of the user, on whichever transport,
+	 * takes the change at once (this one included: it ignores its own
+	 * changes in flight). */
+	struct chat_user cu = {req->user_id, req->username};
+	if ((dn || patch) &&
+	    chat_personal(req->srv->chat, &cu, EVENT_SETTINGS, body) != CHAT_OK)
+		log_warn("settings push failed user=%s", req->username);
+	ret = reply_json(req->conn, &req->log, 200, body);
 done:
 	free(settings);
 	store_user_fini(&u);

@@ -1,14 +1,16 @@
 /* api_message: history pages, sending (JSON or form bodies), typing,
  * search, and the client's transport reports. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http/api.h"
 #include "core/auth.h"
+#include "model/search.h"
 #include "util/log.h"
 #include "util/util.h"
 
-#define SEARCH_QUERY_MAX 256
+#define QUERY_BYTES_MAX 256 /* of a search query */
 #define HISTORY_LIMIT_DEFAULT 50
 #define HISTORY_LIMIT_MAX 200
 
@@ -118,36 +120,66 @@ enum MHD_Result api_typing(struct request *req, const char *room)
 	return reply_empty(req->conn, &req->log, 204, NULL, 0);
 }
 
+/* One result: the event's envelope with "snippet" (model/search.h) added
+ * as its last member. */
+static void search_result_write(struct buf *b, struct event *ev, const char *q)
+{
+	size_t len;
+	const char *json = event_json(ev, &len);
+	json_t *env = json_loadb(json, len, 0, NULL);
+	json_t *text = env ? json_object_get(env, "text") : NULL;
+	json_t *snip = search_snippet(json_string_value(text), q);
+	char *s = snip ? json_dumps(snip, JSON_COMPACT) : NULL;
+
+	assert(len >= 2 && json[len - 1] == '}');
+	buf_append(b, json, len - 1);
+	buf_printf(b, ",\"snippet\":%s}", s ? s : "[]");
+	free(s);
+	json_decref(snip);
+	json_decref(env);
+}
+
+/* GET /api/search?q=WORDS&before=ID&limit=N: the newest matches older than
+ * before in the rooms the user belongs to now, each with a snippet. */
 enum MHD_Result api_search(struct request *req)
 {
 	const char *q = request_arg(req, "q");
 	if (!q || !*q)
 		return api_fail(req, 400, "bad_parameter", "'q' is required");
-	if (strlen(q) > SEARCH_QUERY_MAX || !utf8_valid(q, strlen(q)))
+	if (strlen(q) > QUERY_BYTES_MAX || !utf8_valid(q, strlen(q)))
 		return api_fail(req, 400, "bad_parameter",
 				"'q' must be valid UTF-8 of at most 256 bytes");
-	int64_t limit = 50;
+	int64_t limit = 50, before = -1;
 	enum MHD_Result ret;
-	if (arg_i64(req, "limit", &limit, &ret) < 0)
+	if (arg_i64(req, "limit", &limit, &ret) < 0 ||
+	    arg_i64(req, "before", &before, &ret) < 0)
 		return ret;
 	if (limit < 1 || limit > HISTORY_LIMIT_MAX)
 		return api_fail(req, 400, "bad_parameter",
 				"limit must be between 1 and 200");
+	if (request_arg(req, "before") && before < 1)
+		return api_fail(req, 400, "bad_parameter",
+				"before must be an event id (1 or more)");
 	struct chat_user cu = {req->user_id, req->username};
 	struct event **evs = NULL;
 	size_t n = 0;
-	if (chat_search(req->srv->chat, &cu, q, (unsigned)limit, &evs, &n) !=
-	    CHAT_OK)
+	bool more = false;
+	if (chat_search(req->srv->chat, &cu, q, before, (unsigned)limit, &evs,
+			&n, &more) != CHAT_OK)
 		return api_fail(req, 500, "internal", "search failed");
 	json_t *qs = json_string(q);
 	char *qjson = json_dumps(qs, JSON_ENCODE_ANY);
 	json_decref(qs);
 	struct buf b;
 	buf_init(&b);
-	buf_printf(&b, "{\"query\":%s,\"results\":", qjson ? qjson : "null");
+	buf_printf(&b, "{\"query\":%s,\"results\":[", qjson ? qjson : "null");
 	free(qjson);
-	api_events_write(&b, evs, n);
-	buf_puts(&b, "}");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_puts(&b, ",");
+		search_result_write(&b, evs[i], q);
+	}
+	buf_printf(&b, "],\"has_more\":%s}", more ? "true" : "false");
 	api_events_free(evs, n);
 	size_t len = b.len;
 	return reply_json_take(req->conn, &req->log, 200, buf_steal(&b), len);

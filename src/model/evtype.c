@@ -74,6 +74,20 @@ static json_t *room_extra(const struct evtype_input *in)
 	return extra;
 }
 
+/* The user's whole settings object and display name, as PATCH /api/me left
+ * them (args {"settings":{..},"display_name":S}). */
+static json_t *settings_extra(const struct evtype_input *in)
+{
+	json_t *settings =
+	    in->args ? json_object_get(in->args, "settings") : NULL;
+	json_t *dn =
+	    in->args ? json_object_get(in->args, "display_name") : NULL;
+	return json_pack(
+	    "{s:o, s:o}", "settings",
+	    json_is_object(settings) ? json_incref(settings) : json_object(),
+	    "display_name", json_is_string(dn) ? json_incref(dn) : json_null());
+}
+
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
 		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
@@ -87,6 +101,8 @@ static const struct evtype table[] = {
 		      EVTYPE_EFFECT_NONE, false, NULL},
     [EVENT_PRESENCE] = {EVENT_PRESENCE, "presence", false, EVTYPE_FROM_SERVER,
 			NULL, EVTYPE_EFFECT_NONE, false, NULL},
+    [EVENT_SETTINGS] = {EVENT_SETTINGS, "settings", false, EVTYPE_FROM_SERVER,
+			NULL, EVTYPE_EFFECT_NONE, false, settings_extra},
 };
 
 const struct evtype *evtype_get(enum event_type t)

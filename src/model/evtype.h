@@ -21,12 +21,13 @@
 #include <jansson.h>
 
 enum event_type {
-	EVENT_MESSAGE, /* persistent: a chat message */
-	EVENT_JOIN,    /* persistent: user joined room */
-	EVENT_LEAVE,   /* persistent: user left room */
-	EVENT_ROOM,    /* persistent: room created (its creator is a member) */
-	EVENT_TYPING,  /* ephemeral: user is typing in room */
-	EVENT_PRESENCE /* ephemeral: user came online / went offline */
+	EVENT_MESSAGE,	/* persistent: a chat message */
+	EVENT_JOIN,	/* persistent: user joined room */
+	EVENT_LEAVE,	/* persistent: user left room */
+	EVENT_ROOM,	/* persistent: room created (its creator is a member) */
+	EVENT_TYPING,	/* ephemeral: user is typing in room */
+	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
+	EVENT_SETTINGS	/* ephemeral, personal: the user's settings changed */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */

@@ -48,7 +48,8 @@ struct store_ops {
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);
 	int (*search)(struct store *base, int64_t user_id, const char *q,
-		      unsigned limit, struct event ***out, size_t *n);
+		      int64_t before, unsigned limit, struct event ***out,
+		      size_t *n, bool *more);
 	int (*events_after)(struct store *base, int64_t user_id, int64_t after,
 			    size_t limit, struct event ***out, size_t *n);
 };

@@ -149,9 +149,10 @@ int store_history(struct store *st, int64_t room_id, int64_t before,
 }
 
 int store_search(struct store *st, int64_t user_id, const char *q,
-		 unsigned limit, struct event ***out, size_t *n)
+		 int64_t before, unsigned limit, struct event ***out, size_t *n,
+		 bool *more)
 {
-	return st->ops->search(st, user_id, q, limit, out, n);
+	return st->ops->search(st, user_id, q, before, limit, out, n, more);
 }
 
 int store_events_after(void *arg, int64_t user_id, int64_t after, size_t limit,

@@ -173,12 +173,16 @@ int store_members_each(struct store *st,
 int store_history(struct store *st, int64_t room_id, int64_t before,
 		  int64_t after, unsigned limit, struct event ***out, size_t *n,
 		  bool *more);
-/* Full-text search (FTS5) over the searchable events in rooms user_id is a
- * member of: event references, newest first, at most limit. q is plain
- * words (each is matched as a prefix; FTS syntax characters are
- * neutralised, so any q is safe). 0 or -1, as store_history. */
+/* Full-text search over the searchable events in rooms user_id is a
+ * member of now: event references, newest first, at most limit, with id <
+ * before (before <= 0: from the newest). q is plain words, all of which
+ * must match (model/search.h): a Latin word as a prefix, a run of CJK
+ * characters anywhere inside Chinese or Japanese text; FTS syntax is
+ * neutralised, so any q is safe. *more says whether older matches lie
+ * beyond the page. 0 or -1, as store_history. */
 int store_search(struct store *st, int64_t user_id, const char *q,
-		 unsigned limit, struct event ***out, size_t *n);
+		 int64_t before, unsigned limit, struct event ***out, size_t *n,
+		 bool *more);
 /* At most limit persistent events with id > after that user_id may see,
  * in increasing id order, as event references (caller unrefs each and
  * frees the array). Membership is as of each event, exactly as the bus's

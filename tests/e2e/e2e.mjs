@@ -1311,6 +1311,129 @@ async function main() {
     if (minor.size) console.log(`  axe, not serious: ${[...minor].join(', ')}`);
   });
 
+  await scenario('13 search finds a Chinese word inside a sentence, highlights it, and opens the message far back in its room', async (people) => {
+    const lin = person(people, 'lin', server.base, DESKTOP);
+    await lin.register();
+    await lin.waitLive();
+    await lin.enterRoom('sousuo'); // a room of its own: others' rooms share this server
+    const zh = '大家好，我们今天讨论一下性能优化';
+    await lin.say(zh);
+    await lin.sees(zh);
+    // 60 more after it: the message lies beyond the first history page.
+    await lin.page.evaluate(async () => {
+      for (let i = 1; i <= 60; i++) {
+        const res = await fetch('/api/rooms/sousuo/messages', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ text: `filler ${i}` }),
+        });
+        if (!res.ok) throw new Error(`send ${i}: ${res.status}`);
+      }
+    });
+    const evil = '<img src=x onerror="window.__pwned=1">性能测试 <b>bold</b>';
+    await lin.say(evil);
+    await lin.sees(evil);
+    await lin.say('ラーメンを食べました');
+    await lin.openRoom('lobby');
+
+    // Search from the keyboard: type, Enter, arrow down to a result, Enter.
+    const p = lin.page;
+    await p.focus('#search-input');
+    await p.keyboard.type('性能');
+    await p.keyboard.press('Enter');
+    await p.waitForFunction(() => document.querySelectorAll('#search-list .search-hit').length === 2, null, { timeout: 5000 })
+      .catch(async () => { throw new Error(`results: ${await p.textContent('#search-results')}`); });
+    const hits = await p.$$eval('#search-list .search-hit', (bs) => bs.map((b) => ({
+      marks: [...b.querySelectorAll('mark')].map((m) => m.textContent),
+      text: b.querySelector('.search-snippet').textContent,
+      room: b.querySelector('.search-room').textContent,
+    })));
+    assert(hits[0].text === evil && hits[1].text === zh, `newest first, whole texts: ${JSON.stringify(hits)}`);
+    assert(hits.every((x) => x.marks.join() === '性能' && x.room === '#sousuo'), `性能 is marked: ${JSON.stringify(hits)}`);
+    const injected = await p.evaluate(() => !!document.querySelector('#search-list img, #search-list b') || !!window.__pwned);
+    assert(!injected, 'a snippet was interpreted as HTML');
+    assert(/2 results/.test(await p.textContent('#search-status')), 'the count is shown');
+    await p.evaluate(() => document.activeElement && document.activeElement.blur());
+    await lin.shot('search-desktop.png');
+    await p.focus('#search-input');
+    await p.keyboard.press('ArrowDown');
+    await p.keyboard.press('ArrowDown');
+    assert(await p.evaluate(() => document.activeElement.classList.contains('search-hit')
+      && document.activeElement.textContent.includes('讨论一下')), 'arrow keys move through the results');
+    await p.keyboard.press('Enter');
+    await p.waitForFunction(() => document.getElementById('room-title').textContent === '#sousuo');
+    await p.waitForFunction((t) => {
+      const li = document.querySelector('#message-list li.found');
+      if (!li || li.querySelector('.msg-text').textContent !== t) return false;
+      const box = document.getElementById('messages').getBoundingClientRect();
+      const r = li.getBoundingClientRect();
+      return r.top >= box.top && r.bottom <= box.bottom;
+    }, zh, { timeout: 10000 }).catch(() => { throw new Error('the message was not shown in its room'); });
+    await lin.shot('search-jump-desktop.png');
+
+    // Japanese, one character, a Latin prefix; Escape closes the results.
+    for (const [q, want] of [['ラーメン', 1], ['食べ', 1], ['性', 2], ['fill', 20], ['能性', 0]]) {
+      await p.fill('#search-input', q);
+      await p.press('#search-input', 'Enter');
+      await p.waitForFunction((n) => !/…/.test(document.getElementById('search-status').textContent)
+        && document.querySelectorAll('#search-list .search-hit').length === n, want, { timeout: 5000 })
+        .catch(async () => { throw new Error(`'${q}': ${await p.textContent('#search-results')}`); });
+    }
+    // a page of 20 fillers, then the next
+    await p.fill('#search-input', 'filler');
+    await p.press('#search-input', 'Enter');
+    await p.waitForSelector('#search-more:not([hidden])');
+    await p.click('#search-more');
+    await p.waitForFunction(() => document.querySelectorAll('#search-list .search-hit').length === 40);
+    await p.focus('#search-input');
+    await p.keyboard.press('Escape');
+    await p.waitForSelector('#search-results', { state: 'hidden' });
+
+    // The phone: search from the drawer, in Chinese.
+    const ph = person(people, 'lin', server.base, { ...PHONE360, locale: 'zh-CN' });
+    await ph.login();
+    await ph.waitLive();
+    await ph.page.click('#open-nav');
+    await ph.page.fill('#search-input', '性能');
+    await ph.page.press('#search-input', 'Enter');
+    await ph.page.waitForFunction(() => document.querySelectorAll('#search-list .search-hit').length === 2);
+    await ph.page.waitForFunction(() => document.getElementById('sidebar').getBoundingClientRect().left === 0); // drawer open
+    await ph.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await assertFits(ph.page, 'search phone zh-CN');
+    await ph.shot('search-phone-zh.png');
+  });
+
+  await scenario('14 settings changed in one browser reach another browser of the same user within 2 s', async (people) => {
+    const mei = person(people, 'mei', server.base, DESKTOP);
+    await mei.register();
+    await mei.waitLive();
+    const other = person(people, 'mei', server.base, PHONE);
+    await other.login();
+    await other.waitLive();
+    const q = other.page;
+    assert(await q.evaluate(() => document.documentElement.dataset.theme !== 'dark'), 'not dark to begin with');
+    await mei.openSettings();
+    const t0 = Date.now();
+    await mei.page.click('#set-theme-dark');
+    await q.waitForFunction(() => document.documentElement.dataset.theme === 'dark', null, { timeout: 2000 })
+      .catch(() => { throw new Error('the theme did not reach the other browser within 2 s'); });
+    const took = Date.now() - t0;
+    await mei.page.fill('#set-display-name', 'Mei 美玲');
+    await mei.page.press('#set-display-name', 'Enter');
+    await q.waitForFunction(() => document.getElementById('me-name').textContent === 'Mei 美玲', null, { timeout: 2000 })
+      .catch(() => { throw new Error('the display name did not reach the other browser within 2 s'); });
+    await mei.closeSettings();
+    // and back the other way, from the phone
+    await other.openSettings();
+    await q.click('#set-density-compact');
+    await mei.page.waitForFunction(() => document.documentElement.dataset.density === 'compact', null, { timeout: 2000 })
+      .catch(() => { throw new Error('density did not reach the desktop within 2 s'); });
+    await other.closeSettings();
+    await q.evaluate(() => document.activeElement && document.activeElement.blur());
+    await other.shot('settings-pushed-phone.png');
+    console.log(`  the theme reached the other browser in ${took} ms`);
+  });
+
   await browser.close();
   await server.stop();
 }

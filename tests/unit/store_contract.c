@@ -265,6 +265,44 @@ static void c_history_pages(void **state)
 	free_events(evs, n);
 }
 
+/* store_search's ids, newest first, into ids (at most 16); how many. */
+static size_t find(struct store *st, int64_t u, const char *q, int64_t before,
+		   unsigned limit, int64_t *ids, bool *more)
+{
+	struct event **evs = NULL;
+	size_t n = 0;
+	bool m = false;
+	assert_int_equal(store_search(st, u, q, before, limit, &evs, &n, &m),
+			 0);
+	assert_true(n <= 16 && n <= limit);
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = event_id(evs[i]);
+		assert_int_equal(event_type(evs[i]), EVENT_MESSAGE);
+	}
+	free_events(evs, n);
+	if (more)
+		*more = m;
+	return n;
+}
+
+/* Whether q finds exactly the one message id for u. */
+static void finds(struct store *st, int64_t u, const char *q, int64_t id)
+{
+	int64_t ids[16];
+	size_t n = find(st, u, q, -1, 10, ids, NULL);
+	if (n != 1 || ids[0] != id)
+		fail_msg("'%s' found %zu messages, the first %lld; want %lld",
+			 q, n, n ? (long long)ids[0] : 0LL, (long long)id);
+}
+
+static void finds_none(struct store *st, int64_t u, const char *q)
+{
+	int64_t ids[16];
+	size_t n = find(st, u, q, -1, 10, ids, NULL);
+	if (n)
+		fail_msg("'%s' found %zu messages, want none", q, n);
+}
+
 static void c_search(void **state)
 {
 	struct store *st = *state;
@@ -272,19 +310,114 @@ static void c_search(void **state)
 	int64_t r = room(st, a, "dev"), hit;
 	assert_int_equal(say(st, a, r, "hello world", NULL, &hit), STORE_OK);
 	assert_int_equal(say(st, a, r, "something else", NULL, NULL), STORE_OK);
-	struct event **evs;
-	size_t n;
-	assert_int_equal(store_search(st, a, "hel", 10, &evs, &n), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(event_id(evs[0]), hit);
-	free_events(evs, n);
+	/* a Latin word is a prefix, of a word's start only, any case */
+	finds(st, a, "hel", hit);
+	finds(st, a, "HELLO Wor", hit);
+	finds_none(st, a, "ello");
+	finds_none(st, a, "hello there");
 	/* only rooms the user belongs to */
-	assert_int_equal(store_search(st, b, "hello", 10, &evs, &n), 0);
-	assert_int_equal(n, 0);
-	free_events(evs, n);
+	finds_none(st, b, "hello");
 	/* any query is safe */
-	assert_int_equal(store_search(st, a, "\"*) OR (", 10, &evs, &n), 0);
-	free_events(evs, n);
+	static const char *const hostile[] = {"\"*) OR (",  "NEAR(hello world)",
+					      "text:hello", "^hello",
+					      "hello AND",  "*",
+					      "\"",	    "-hello",
+					      "hello\"*",   "性能\"* OR",
+					      "(",	    "{text}: x",
+					      "，。",	    "🙂"};
+	for (size_t i = 0; i < ARRAY_LEN(hostile); i++) {
+		struct event **evs = NULL;
+		size_t n = 0;
+		bool more;
+		assert_int_equal(
+		    store_search(st, a, hostile[i], -1, 10, &evs, &n, &more),
+		    0);
+		free_events(evs, n);
+	}
+	finds(st, a, "hello\"*) (wor", hit);
+}
+
+/* Chinese and Japanese text has no spaces: a word of two or more
+ * characters is found anywhere inside it, one character too. */
+static void c_search_cjk(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice");
+	int64_t r = room(st, a, "dev"), zh, ja, mixed;
+	assert_int_equal(
+	    say(st, a, r, "大家好，我们今天讨论一下性能优化", NULL, &zh),
+	    STORE_OK);
+	assert_int_equal(say(st, a, r, "東京でラーメンを食べました", NULL, &ja),
+			 STORE_OK);
+	assert_int_equal(
+	    say(st, a, r, "今天的deploy很顺利, Release 2.0", NULL, &mixed),
+	    STORE_OK);
+	finds(st, a, "性能", zh);     /* two characters mid-sentence */
+	finds(st, a, "优化", zh);     /* at the end */
+	finds(st, a, "大家", zh);     /* at the start */
+	finds(st, a, "讨论一下", zh); /* four */
+	finds(st, a, "性能优化", zh);
+	finds(st, a, "论一", zh);      /* across a word boundary: a substring */
+	finds(st, a, "我们 优化", zh); /* every word */
+	finds_none(st, a, "能性");
+	finds_none(st, a, "性能 ラーメン");
+	finds(st, a, "ラーメン", ja); /* katakana */
+	finds(st, a, "東京", ja);     /* kanji */
+	finds(st, a, "食べ", ja);     /* kanji and hiragana */
+	finds(st, a, "べました", ja);
+	finds_none(st, a, "ラーメソ");
+	finds(st, a, "deploy", mixed); /* Latin inside Chinese */
+	finds(st, a, "dep 顺利", mixed);
+	finds(st, a, "今天的", mixed);
+	finds(st, a, "rel", mixed);
+	finds_none(st, a, "deploy 失败");
+	/* one CJK character: every message that holds it */
+	finds(st, a, "讨", zh);
+	finds(st, a, "化", zh); /* the last of its run */
+	finds(st, a, "ラ", ja);
+	int64_t ids[16];
+	assert_int_equal(find(st, a, "今", -1, 10, ids, NULL), 2);
+	assert_int_equal(ids[0], mixed);
+	assert_int_equal(ids[1], zh);
+}
+
+/* Newest first, before= pages back, has_more says when to stop. */
+static void c_search_pages(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev"), other = room(st, b, "other"), m[5];
+	for (int i = 0; i < 5; i++) {
+		char text[32];
+		snprintf(text, sizeof(text), "page %d 页面", i);
+		assert_int_equal(say(st, a, r, text, NULL, &m[i]), STORE_OK);
+	}
+	assert_int_equal(say(st, b, other, "page 页面 elsewhere", NULL, NULL),
+			 STORE_OK);
+	int64_t ids[16];
+	bool more;
+	assert_int_equal(find(st, a, "页面", -1, 2, ids, &more), 2);
+	assert_int_equal(ids[0], m[4]);
+	assert_int_equal(ids[1], m[3]);
+	assert_true(more);
+	assert_int_equal(find(st, a, "page", ids[1], 2, ids, &more), 2);
+	assert_int_equal(ids[0], m[2]);
+	assert_int_equal(ids[1], m[1]);
+	assert_true(more);
+	assert_int_equal(find(st, a, "page", ids[1], 2, ids, &more), 1);
+	assert_int_equal(ids[0], m[0]);
+	assert_false(more);
+	assert_int_equal(find(st, a, "page", -1, 5, ids, &more), 5);
+	assert_false(more);
+	/* membership as of now: a join shows the room's past, a leave
+	 * hides it again */
+	assert_int_equal(find(st, b, "页面", -1, 10, ids, NULL), 1);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(find(st, b, "页面", -1, 10, ids, NULL), 6);
+	assert_int_equal(
+	    put(st, EVENT_LEAVE, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(find(st, b, "页面", -1, 10, ids, NULL), 1);
 }
 
 static void c_users_and_sessions(void **state)
@@ -372,6 +505,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_ids_in_commit_order), C(c_dedupe),
 	    C(c_membership_effects),  C(c_rooms_and_members),
 	    C(c_history_pages),	      C(c_search),
+	    C(c_search_cjk),	      C(c_search_pages),
 	    C(c_users_and_sessions),  C(c_events_after_membership),
 	};
 	factory = f;

@@ -17,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "model/search.h"
 #include "store/sqlite/sqlite.h"
 #include "util/util.h"
 
@@ -41,7 +42,8 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_EVENT_ADD] = "INSERT INTO events (id, room_id, type, user_id, ts_ms, "
 		    "client_id, text, json) "
 		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [Q_FTS_INDEX] = "INSERT INTO events_fts (rowid, text) SELECT id, text "
+    [Q_FTS_INDEX] = "INSERT INTO events_search (rowid, text) "
+		    "SELECT id, natter_search_text(text) "
 		    "FROM events WHERE id >= ?1 AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 		  "WHERE name = 'events'), 0), "
@@ -81,12 +83,13 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_HISTORY_DESC] = "SELECT id, type, room_id, user_id, json FROM events "
 		       "WHERE room_id = ?1 "
 		       "AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-    [Q_SEARCH] = "SELECT e.id, e.type, e.room_id, e.user_id, e.json "
-		 "FROM events_fts f "
-		 "JOIN events e ON e.id = f.rowid "
-		 "WHERE events_fts MATCH ?1 AND e.room_id IN "
-		 "(SELECT room_id FROM members WHERE user_id = ?2) "
-		 "ORDER BY f.rowid DESC LIMIT ?3",
+    [Q_SEARCH] =
+	"SELECT e.id, e.type, e.room_id, e.user_id, e.json "
+	"FROM events_search f "
+	"JOIN events e ON e.id = f.rowid "
+	"WHERE events_search MATCH ?1 AND f.rowid < ?4 AND e.room_id IN "
+	"(SELECT room_id FROM members WHERE user_id = ?2) "
+	"ORDER BY f.rowid DESC LIMIT ?3",
     /* a superset: every room the user is in now or acted in since the
      * cursor (a room left since then has the leave); filtered in C */
     [Q_EVENTS_AFTER] = "SELECT id, type, room_id, user_id, json FROM events "
@@ -185,6 +188,24 @@ static void conn_close(struct conn *c)
 	}
 }
 
+/* natter_search_text(text): see search_index_text. */
+static void search_text_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	const char *text = (const char *)sqlite3_value_text(argv[0]);
+	if (!text) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	size_t len = (size_t)sqlite3_value_bytes(argv[0]);
+	if (!utf8_valid(text, len)) { /* the writer stores only UTF-8 */
+		sqlite3_result_text(ctx, text, (int)len, SQLITE_TRANSIENT);
+		return;
+	}
+	char *out = search_index_text(text, len);
+	sqlite3_result_text(ctx, out, -1, free);
+}
+
 static int conn_open(struct conn *c, const struct store_config *cfg,
 		     bool create, char *err, size_t errlen)
 {
@@ -199,6 +220,14 @@ static int conn_open(struct conn *c, const struct store_config *cfg,
 	}
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	/* what the search index holds of a message (migration 005) */
+	if (sqlite3_create_function(
+		c->db, "natter_search_text", 1,
+		SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+		search_text_fn, NULL, NULL) != SQLITE_OK) {
+		seterr(err, errlen, "%s: %s", cfg->path, sqlite3_errmsg(c->db));
+		goto fail;
+	}
 	/* synchronous is per connection: every writer honours the setting.
 	 * temp_store: the writer's savepoint per job keeps a statement
 	 * journal, which SQLite spills to a temporary file past 64 KiB; a

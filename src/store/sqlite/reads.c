@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include "model/search.h"
 #include "store/sqlite/sqlite.h"
 #include "util/util.h"
 
@@ -247,42 +248,9 @@ fail:
 	return 0;
 }
 
-/* q as an FTS5 query that only ever means "all these word prefixes":
- * every run of letters and digits (any non-ASCII byte counts as a letter)
- * becomes "word"*. Empty when q has no word. */
-static void search_query(const char *q, struct buf *out)
-{
-	size_t len = strnlen(q, SEARCH_QUERY_MAX), words = 0, i = 0;
-
-	/* never cut a UTF-8 sequence in two */
-	while (len > 0 && ((unsigned char)q[len] & 0xC0) == 0x80)
-		len--;
-	while (i < len && words < SEARCH_WORDS_MAX) {
-		size_t start;
-		unsigned char ch = (unsigned char)q[i];
-		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-		      (ch >= 'A' && ch <= 'Z') || ch >= 0x80)) {
-			i++;
-			continue;
-		}
-		start = i;
-		while (i < len) {
-			ch = (unsigned char)q[i];
-			if (!((ch >= '0' && ch <= '9') ||
-			      (ch >= 'a' && ch <= 'z') ||
-			      (ch >= 'A' && ch <= 'Z') || ch >= 0x80))
-				break;
-			i++;
-		}
-		buf_printf(out, "%s\"%.*s\"*", words ? " " : "",
-			   (int)(i - start), q + start);
-		words++;
-	}
-}
-
 /* Append each match to a; SQLITE_DONE or the failure. */
 static int search_run(struct conn *c, const struct buf *match, int64_t user_id,
-		      unsigned limit, struct evarr *a)
+		      int64_t before, unsigned limit, struct evarr *a)
 {
 	sqlite3_stmt *s = sq_stmt(c, Q_SEARCH);
 	int rc;
@@ -292,6 +260,7 @@ static int search_run(struct conn *c, const struct buf *match, int64_t user_id,
 	sqlite3_bind_text(s, 1, match->data, (int)match->len, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, user_id);
 	sqlite3_bind_int64(s, 3, limit);
+	sqlite3_bind_int64(s, 4, before > 0 ? before : INT64_MAX);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct event *ev = sq_row_event(s);
 		if (!ev) {
@@ -305,7 +274,8 @@ static int search_run(struct conn *c, const struct buf *match, int64_t user_id,
 }
 
 int sq_search(struct store *base, int64_t user_id, const char *q,
-	      unsigned limit, struct event ***out, size_t *n)
+	      int64_t before, unsigned limit, struct event ***out, size_t *n,
+	      bool *more)
 {
 	struct sq *st = sq_of(base);
 	struct evarr a = {0};
@@ -317,7 +287,8 @@ int sq_search(struct store *base, int64_t user_id, const char *q,
 		search_query(q, &match);
 	if (match.len) { /* else no word: nothing matches */
 		struct conn *c = sq_pool_get(st);
-		rc = search_run(c, &match, user_id, limit, &a);
+		/* one more than asked for says whether there are more */
+		rc = search_run(c, &match, user_id, before, limit + 1, &a);
 		sq_pool_put(st, c);
 	}
 	buf_fini(&match);
@@ -325,6 +296,9 @@ int sq_search(struct store *base, int64_t user_id, const char *q,
 		evarr_release(&a);
 		return -1;
 	}
+	*more = a.len > limit;
+	if (*more)
+		event_unref(a.v[--a.len]);
 	*out = a.v;
 	*n = a.len;
 	return 0;

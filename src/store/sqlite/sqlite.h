@@ -19,14 +19,11 @@
 #define BUSY_TIMEOUT_MS 5000
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
- * moves indexing into the writer). */
-#define SCHEMA_REQUIRED 3
+ * moves indexing into the writer, 005 the CJK-aware index). */
+#define SCHEMA_REQUIRED 5
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
-/* Search: at most this many words, from at most this many bytes of q. */
-#define SEARCH_WORDS_MAX 16
-#define SEARCH_QUERY_MAX 1024
 
 /* Every SQL statement the store runs; each connection prepares the ones it
  * uses on first use and keeps them until store_close. */
@@ -178,7 +175,8 @@ int sq_history(struct store *base, int64_t room_id, int64_t before,
 	       int64_t after, unsigned limit, struct event ***out, size_t *n,
 	       bool *more);
 int sq_search(struct store *base, int64_t user_id, const char *q,
-	      unsigned limit, struct event ***out, size_t *n);
+	      int64_t before, unsigned limit, struct event ***out, size_t *n,
+	      bool *more);
 int sq_events_after(struct store *base, int64_t user_id, int64_t after,
 		    size_t limit, struct event ***out, size_t *n);
 
