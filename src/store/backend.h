@@ -44,6 +44,10 @@ struct store_ops {
 			    void (*fn)(void *arg, int64_t room_id,
 				       int64_t user_id),
 			    void *arg);
+	int (*user_admin_set)(struct store *base, int64_t id, bool admin);
+	int (*room_role)(struct store *base, int64_t room_id, int64_t user_id);
+	int (*moderator_set)(struct store *base, int64_t room_id,
+			     int64_t user_id, int64_t by, bool on);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

@@ -160,3 +160,19 @@ int store_events_after(void *arg, int64_t user_id, int64_t after, size_t limit,
 	struct store *st = arg;
 	return st->ops->events_after(st, user_id, after, limit, out, n);
 }
+
+int store_user_admin_set(struct store *st, int64_t id, bool admin)
+{
+	return st->ops->user_admin_set(st, id, admin);
+}
+
+int store_room_role(struct store *st, int64_t room_id, int64_t user_id)
+{
+	return st->ops->room_role(st, room_id, user_id);
+}
+
+int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
+			int64_t by, bool on)
+{
+	return st->ops->moderator_set(st, room_id, user_id, by, on);
+}

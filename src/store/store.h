@@ -98,6 +98,7 @@ struct store_user {
 	char *settings;	    /* JSON object text, "{}" by default */
 	char *pwhash;	    /* encoded Argon2id */
 	int64_t created_ms;
+	bool admin; /* a server admin */
 };
 void store_user_fini(struct store_user *u);
 
@@ -109,6 +110,9 @@ int store_user_create(struct store *st, const char *username,
 int store_user_by_name(struct store *st, const char *username,
 		       struct store_user *out);
 int store_user_by_id(struct store *st, int64_t id, struct store_user *out);
+/* Make a user a server admin, or no longer one: STORE_OK or
+ * STORE_NOTFOUND. The first account a store creates is an admin. */
+int store_user_admin_set(struct store *st, int64_t id, bool admin);
 /* NULL leaves a field as it is. settings must be JSON object text. */
 int store_user_update(struct store *st, int64_t id, const char *display_name,
 		      const char *settings);
@@ -147,10 +151,18 @@ struct store_room {
 int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
 		     size_t *n);
 void store_rooms_free(struct store_room *v, size_t n);
+/* A user's role in a room, ordered by rights. */
+enum store_role {
+	STORE_ROLE_NONE = 0,	  /* not a member */
+	STORE_ROLE_MEMBER = 1,	  /* a member */
+	STORE_ROLE_MODERATOR = 2, /* a member named moderator by the owner */
+	STORE_ROLE_OWNER = 3	  /* a member who created the room */
+};
 /* One member of a room. */
 struct store_member {
 	char username[33];
 	char *display_name;
+	enum store_role role;
 };
 /* The members of a room sorted by username: 0 (caller frees with
  * store_members_free) or -1. */
@@ -159,6 +171,17 @@ int store_room_members(struct store *st, int64_t room_id,
 void store_members_free(struct store_member *v, size_t n);
 /* 1 member, 0 not, -1 error. */
 int store_is_member(struct store *st, int64_t room_id, int64_t user_id);
+/* user_id's role in room_id (enum store_role: an owner or moderator who is
+ * no longer a member is STORE_ROLE_NONE), STORE_NOTFOUND (no such room)
+ * or STORE_ERR. */
+int store_room_role(struct store *st, int64_t room_id, int64_t user_id);
+/* Name a member of a room moderator (on), by user `by` (0: nobody, e.g. an
+ * operator's tool), or no longer one. Both are idempotent. A moderator who
+ * stops being a member stops being a moderator. STORE_OK, STORE_NOTMEMBER
+ * (on, and user_id is not a member), STORE_NOTFOUND (no such room, on),
+ * STORE_ERR. */
+int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
+			int64_t by, bool on);
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

@@ -364,15 +364,96 @@ static void c_events_after_membership(void **state)
 	free_events(evs, n);
 }
 
+/* The first account is a server admin, later ones are not; admin is
+ * granted and revoked. */
+static void c_admin(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	struct store_user u;
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_true(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_by_name(st, "BOB", &u), STORE_OK);
+	assert_false(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_admin_set(st, b, true), STORE_OK);
+	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
+	assert_true(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_admin_set(st, a, false), STORE_OK);
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_false(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_admin_set(st, 999999, true),
+			 STORE_NOTFOUND);
+}
+
+/* Owner, moderators and members: roles follow membership. */
+static void c_roles(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t c = user(st, "carol");
+	int64_t r = room(st, a, "dev"), lobby;
+	assert_int_equal(store_room_by_name(st, "lobby", &lobby, NULL),
+			 STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_role(st, r, a), STORE_ROLE_OWNER);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
+	assert_int_equal(store_room_role(st, r, c), STORE_ROLE_NONE);
+	assert_int_equal(store_room_role(st, 999999, a), STORE_NOTFOUND);
+	/* the lobby has no owner */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, a, NULL, lobby, NULL, NULL, NULL, NULL),
+	    STORE_OK);
+	assert_int_equal(store_room_role(st, lobby, a), STORE_ROLE_MEMBER);
+
+	/* only a member can be a moderator; naming twice is fine */
+	assert_int_equal(store_moderator_set(st, r, c, a, true),
+			 STORE_NOTMEMBER);
+	assert_int_equal(store_moderator_set(st, r, b, a, true), STORE_OK);
+	assert_int_equal(store_moderator_set(st, r, b, a, true), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MODERATOR);
+	struct store_member *m;
+	size_t n;
+	assert_int_equal(store_room_members(st, r, &m, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(m[0].username, "alice");
+	assert_int_equal(m[0].role, STORE_ROLE_OWNER);
+	assert_string_equal(m[1].username, "bob");
+	assert_int_equal(m[1].role, STORE_ROLE_MODERATOR);
+	store_members_free(m, n);
+	assert_int_equal(store_moderator_set(st, r, b, a, false), STORE_OK);
+	assert_int_equal(store_moderator_set(st, r, b, a, false), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
+
+	/* a moderator who leaves is no longer one when back */
+	assert_int_equal(store_moderator_set(st, r, b, 0, true), STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_LEAVE, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_NONE);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
 {
 	const struct CMUnitTest cases[] = {
-	    C(c_ids_in_commit_order), C(c_dedupe),
-	    C(c_membership_effects),  C(c_rooms_and_members),
-	    C(c_history_pages),	      C(c_search),
-	    C(c_users_and_sessions),  C(c_events_after_membership),
+	    C(c_ids_in_commit_order),
+	    C(c_dedupe),
+	    C(c_membership_effects),
+	    C(c_rooms_and_members),
+	    C(c_history_pages),
+	    C(c_search),
+	    C(c_users_and_sessions),
+	    C(c_events_after_membership),
+	    C(c_admin),
+	    C(c_roles),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

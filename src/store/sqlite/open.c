@@ -48,11 +48,12 @@ static const char *const sql_text[Q_COUNT] = {
 		  "coalesce((SELECT max(id) FROM events), 0))",
     [Q_SESSIONS_PURGE] = "DELETE FROM sessions WHERE expires_ms <= ?1",
     [Q_USER_ADD] = "INSERT INTO users (username, display_name, pwhash, "
-		   "created_ms) VALUES (?1, ?1, ?2, ?3)",
+		   "created_ms, admin) VALUES (?1, ?1, ?2, ?3, "
+		   "NOT EXISTS (SELECT 1 FROM users))",
     [Q_USER_BY_NAME] = "SELECT id, username, display_name, settings, pwhash, "
-		       "created_ms FROM users WHERE username = ?1",
+		       "created_ms, admin FROM users WHERE username = ?1",
     [Q_USER_BY_ID] = "SELECT id, username, display_name, settings, pwhash, "
-		     "created_ms FROM users WHERE id = ?1",
+		     "created_ms, admin FROM users WHERE id = ?1",
     [Q_USER_UPDATE] = "UPDATE users SET "
 		      "display_name = coalesce(?2, display_name), "
 		      "settings = coalesce(?3, settings) WHERE id = ?1",
@@ -71,8 +72,14 @@ static const char *const sql_text[Q_COUNT] = {
 		     "EXISTS (SELECT 1 FROM members m "
 		     "WHERE m.room_id = r.id AND m.user_id = ?1) "
 		     "FROM rooms r ORDER BY r.name",
-    [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name FROM members m "
+    [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name, "
+		       "CASE WHEN r.created_by = u.id THEN 3 "
+		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
+		       "FROM members m "
 		       "JOIN users u ON u.id = m.user_id "
+		       "JOIN rooms r ON r.id = m.room_id "
+		       "LEFT JOIN moderators d ON d.room_id = m.room_id "
+		       "AND d.user_id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
     [Q_MEMBERS_ALL] = "SELECT room_id, user_id FROM members",
     [Q_HISTORY_ASC] = "SELECT id, type, room_id, user_id, json FROM events "
@@ -98,6 +105,22 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_USER_ROOMS] = "SELECT room_id FROM members WHERE user_id = ?1",
     [Q_USER_EVENTS_DESC] = "SELECT room_id, type FROM events "
 			   "WHERE user_id = ?1 AND id > ?2 ORDER BY id DESC",
+    [Q_USER_ADMIN_SET] = "UPDATE users SET admin = ?2 WHERE id = ?1",
+    /* 0 none, 1 member, 2 moderator, 3 owner (enum store_role) */
+    [Q_ROOM_ROLE] =
+	"SELECT CASE WHEN m.user_id IS NULL THEN 0 "
+	"WHEN r.created_by = ?2 THEN 3 "
+	"WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
+	"FROM rooms r "
+	"LEFT JOIN members m ON m.room_id = r.id AND m.user_id = ?2 "
+	"LEFT JOIN moderators d ON d.room_id = r.id "
+	"AND d.user_id = ?2 WHERE r.id = ?1",
+    [Q_MODERATOR_ADD] = "INSERT OR IGNORE INTO moderators (room_id, user_id, "
+			"granted_by, granted_ms) SELECT ?1, ?2, ?3, ?4 "
+			"WHERE EXISTS (SELECT 1 FROM members "
+			"WHERE room_id = ?1 AND user_id = ?2)",
+    [Q_MODERATOR_DEL] = "DELETE FROM moderators "
+			"WHERE room_id = ?1 AND user_id = ?2",
 };
 
 /* A migration file: version 1 is schema.sql. */
@@ -651,6 +674,9 @@ const struct store_ops sq_ops = {
     .room_members = sq_room_members,
     .is_member = sq_is_member,
     .members_each = sq_members_each,
+    .user_admin_set = sq_user_admin_set,
+    .room_role = sq_room_role,
+    .moderator_set = sq_moderator_set,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

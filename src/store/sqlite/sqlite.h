@@ -70,6 +70,10 @@ enum q {
 	Q_READ_BEGIN,
 	Q_USER_ROOMS,
 	Q_USER_EVENTS_DESC,
+	Q_USER_ADMIN_SET,
+	Q_ROOM_ROLE,
+	Q_MODERATOR_ADD,
+	Q_MODERATOR_DEL,
 	Q_COUNT
 };
 
@@ -171,6 +175,10 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 int sq_room_members(struct store *base, int64_t room_id,
 		    struct store_member **out, size_t *n);
 int sq_is_member(struct store *base, int64_t room_id, int64_t user_id);
+int sq_user_admin_set(struct store *base, int64_t id, bool admin);
+int sq_room_role(struct store *base, int64_t room_id, int64_t user_id);
+int sq_moderator_set(struct store *base, int64_t room_id, int64_t user_id,
+		     int64_t by, bool on);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);

@@ -69,6 +69,7 @@ static int user_get(struct sq *st, enum q q, int64_t id, const char *name,
 	out->settings = sq_col_dup(s, 3);
 	out->pwhash = sq_col_dup(s, 4);
 	out->created_ms = sqlite3_column_int64(s, 5);
+	out->admin = sqlite3_column_int(s, 6) != 0;
 	status = STORE_OK;
 fail:
 	sq_stmt_done(s);
@@ -89,6 +90,26 @@ int sq_user_by_id(struct store *base, int64_t id, struct store_user *out)
 {
 	struct sq *st = sq_of(base);
 	return user_get(st, Q_USER_BY_ID, id, NULL, out);
+}
+
+int sq_user_admin_set(struct store *base, int64_t id, bool admin)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_USER_ADMIN_SET);
+	int status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, admin);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
 }
 
 int sq_user_update(struct store *base, int64_t id, const char *display_name,
