@@ -361,6 +361,70 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		   : CHAT_OK;
 }
 
+/* --- roles -----------------------------------------------------------------
+ */
+
+bool chat_is_admin(struct chat *c, int64_t user_id)
+{
+	struct store_user u;
+	if (store_user_by_id(c->store, user_id, &u) != STORE_OK)
+		return false;
+	bool admin = u.admin;
+	store_user_fini(&u);
+	return admin;
+}
+
+bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id)
+{
+	int role = store_room_role(c->store, room_id, user_id);
+	if (role >= STORE_ROLE_MODERATOR)
+		return true;
+	return chat_is_admin(c, user_id);
+}
+
+int chat_moderator_set(struct chat *c, const struct chat_user *u,
+		       const char *room, const char *target, bool on,
+		       char room_out[33], char target_out[33], int *role)
+{
+	int64_t room_id;
+	struct store_user t = {0};
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	int mine = store_room_role(c->store, room_id, u->id);
+	if (mine < 0)
+		return CHAT_EINTERNAL;
+	if (mine != STORE_ROLE_OWNER && !chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	rc = store_user_by_name(c->store, target, &t);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
+	snprintf(target_out, 33, "%s", t.username);
+	int theirs = store_room_role(c->store, room_id, t.id);
+	if (theirs == STORE_ROLE_OWNER) {
+		rc = CHAT_EFORBIDDEN;
+		goto done;
+	}
+	rc = store_moderator_set(c->store, room_id, t.id, u->id, on);
+	if (rc == STORE_NOTMEMBER) {
+		rc = CHAT_ENOTMEMBER;
+		goto done;
+	}
+	if (rc != STORE_OK) {
+		rc = CHAT_EINTERNAL;
+		goto done;
+	}
+	*role = store_room_role(c->store, room_id, t.id);
+	rc = *role < 0 ? CHAT_EINTERNAL : CHAT_OK;
+	if (rc == CHAT_OK)
+		log_info("moderator %s room=%s user=%s by=%s",
+			 on ? "named" : "revoked", room_out, target_out,
+			 u->username);
+done:
+	store_user_fini(&t);
+	return rc;
+}
+
 static const struct {
 	int err;
 	const char *code;
@@ -377,6 +441,8 @@ static const struct {
      "that room exists already, or you are a member already"},
     {CHAT_EINTERNAL, "internal", "internal error; try again"},
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
+    {CHAT_EFORBIDDEN, "forbidden", "your role in that room does not allow it"},
+    {CHAT_ENOUSER, "no_such_user", "no user by that name"},
 };
 
 static size_t err_index(int err)

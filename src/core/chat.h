@@ -32,7 +32,9 @@ enum chat_err {
 	CHAT_ENOTMEMBER = -4, /* not_a_member */
 	CHAT_EEXISTS = -5,    /* room_exists / already_member */
 	CHAT_EINTERNAL = -6,  /* internal */
-	CHAT_ECLOSED = -7     /* shutting down */
+	CHAT_ECLOSED = -7,    /* shutting down */
+	CHAT_EFORBIDDEN = -8, /* forbidden: the user's role does not allow it */
+	CHAT_ENOUSER = -9     /* no_such_user */
 };
 
 struct chat;
@@ -100,6 +102,26 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 /* Search the rooms u belongs to: see store_search. */
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		unsigned limit, struct event ***out, size_t *n);
+
+/* --- roles -----------------------------------------------------------------
+ */
+
+/* Whether user_id is a server admin (false when unknown or on error). */
+bool chat_is_admin(struct chat *c, int64_t user_id);
+/* Whether user_id may moderate room_id (remove, ban, mute members, delete
+ * any message there): a server admin, the room's owner or one of its
+ * moderators. Reads the store; any thread. */
+bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id);
+/* Name target (a user name) moderator of room, or no longer one (on
+ * false): only the room's owner or a server admin may. CHAT_OK with the
+ * target's canonical name in target_out and role in *role (enum
+ * store_role), CHAT_ENOROOM, CHAT_ENOUSER, CHAT_EFORBIDDEN (u may not;
+ * the lobby has no owner, so only admins name its moderators; the owner's
+ * own role cannot change), CHAT_ENOTMEMBER (on: target is not a member),
+ * CHAT_EINTERNAL. */
+int chat_moderator_set(struct chat *c, const struct chat_user *u,
+		       const char *room, const char *target, bool on,
+		       char room_out[33], char target_out[33], int *role);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

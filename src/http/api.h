@@ -18,6 +18,12 @@ enum MHD_Result api_rooms_create(struct request *req);
 enum MHD_Result api_room_join(struct request *req, const char *room);
 enum MHD_Result api_room_leave(struct request *req, const char *room);
 enum MHD_Result api_room_members(struct request *req, const char *room);
+/* PUT/DELETE /api/rooms/{room}/moderators/{user}: name or unname one. */
+enum MHD_Result api_room_moderator_put(struct request *req, const char *room);
+enum MHD_Result api_room_moderator_delete(struct request *req,
+					  const char *room);
+/* "owner", "moderator", "member" or "none" for an enum store_role. */
+const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);
 enum MHD_Result api_send(struct request *req, const char *room);
 /* POST /api/rooms/{room}/typing: the typing signal for clients that have no

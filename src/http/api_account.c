@@ -19,10 +19,10 @@ static json_t *user_json(const struct store_user *u)
 	    json_loads(u->settings ? u->settings : "{}", 0, NULL);
 	if (!settings)
 		settings = json_object();
-	return json_pack("{s:s, s:s, s:o, s:s}", "username", u->username,
-			 "display_name",
-			 u->display_name ? u->display_name : u->username,
-			 "settings", settings, "created", ts);
+	return json_pack(
+	    "{s:s, s:s, s:o, s:s, s:b}", "username", u->username,
+	    "display_name", u->display_name ? u->display_name : u->username,
+	    "settings", settings, "created", ts, "admin", u->admin);
 }
 
 /* Issue a session for req->user_id; the token lands in req->token. */

@@ -91,11 +91,63 @@ enum MHD_Result api_room_members(struct request *req, const char *room)
 		return request_chat_error(req, rc);
 	json_t *members = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(
-		    members, json_pack("{s:s, s:s}", "username", m[i].username,
-				       "display_name", m[i].display_name));
+		json_array_append_new(members,
+				      json_pack("{s:s, s:s, s:s}", "username",
+						m[i].username, "display_name",
+						m[i].display_name, "role",
+						api_role_name(m[i].role)));
 	store_members_free(m, n);
 	return reply_json(
 	    req->conn, &req->log, 200,
 	    json_pack("{s:s, s:o}", "room", name, "members", members));
+}
+
+const char *api_role_name(int role)
+{
+	switch (role) {
+	case STORE_ROLE_OWNER:
+		return "owner";
+	case STORE_ROLE_MODERATOR:
+		return "moderator";
+	case STORE_ROLE_MEMBER:
+		return "member";
+	default:
+		return "none";
+	}
+}
+
+/* PUT (on) or DELETE /api/rooms/{room}/moderators/{user}: the room's owner
+ * or an admin names a member moderator, or no longer. Both idempotent;
+ * the answer is the user's role in the room afterwards. */
+static enum MHD_Result moderator_set(struct request *req, const char *room,
+				     bool on)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	const char *target = request_param(req, 1);
+	char name[33] = "", user[33] = "";
+	int role = 0;
+	int rc = chat_moderator_set(req->srv->chat, &cu, room, target, on, name,
+				    user, &role);
+	if (rc == CHAT_ENOTMEMBER)
+		return api_fail(req, 422, "not_a_member",
+				"that user is not a member of the room");
+	if (rc == CHAT_EFORBIDDEN)
+		return api_fail(req, 403, "forbidden",
+				"only the room's owner or an admin names "
+				"moderators, and the owner stays owner");
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:s, s:s, s:s}", "room", name, "user",
+				    user, "role", api_role_name(role)));
+}
+
+enum MHD_Result api_room_moderator_put(struct request *req, const char *room)
+{
+	return moderator_set(req, room, true);
+}
+
+enum MHD_Result api_room_moderator_delete(struct request *req, const char *room)
+{
+	return moderator_set(req, room, false);
 }
