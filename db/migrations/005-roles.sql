@@ -24,3 +24,20 @@ BEGIN
 	DELETE FROM moderators
 	WHERE room_id = old.room_id AND user_id = old.user_id;
 END;
+
+-- Moderation. subject_id: the user an event acts on (a kick or a ban
+-- names the user removed), whose membership the event changes; NULL for
+-- events that act on their sender. A ban keeps its user out of its room
+-- until it is lifted.
+ALTER TABLE events ADD COLUMN subject_id INTEGER REFERENCES users (id);
+CREATE INDEX events_subject ON events (subject_id, id)
+	WHERE subject_id IS NOT NULL;
+
+CREATE TABLE bans (
+	room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+	user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	by_id      INTEGER REFERENCES users (id) ON DELETE SET NULL,
+	reason     TEXT    NOT NULL DEFAULT '',
+	created_ms INTEGER NOT NULL,
+	PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;

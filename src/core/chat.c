@@ -176,6 +176,8 @@ static int err_from_store(int status)
 		return CHAT_ENOTMEMBER;
 	case STORE_CLOSED:
 		return CHAT_ECLOSED;
+	case STORE_BANNED:
+		return CHAT_EBANNED;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -213,6 +215,87 @@ static int resolve_room(struct chat *c, const char *room, int64_t *id,
 	return hit ? CHAT_OK : CHAT_ENOROOM;
 }
 
+/* How far a user's rights reach in a room: admins above owners above
+ * moderators above members. */
+static int rank(struct chat *c, int64_t room_id, int64_t user_id)
+{
+	if (chat_is_admin(c, user_id))
+		return STORE_ROLE_OWNER + 1;
+	return store_room_role(c->store, room_id, user_id);
+}
+
+/* Whether actor may act on subject in room_id (remove, ban, mute): actor
+ * moderates the room and outranks subject. CHAT_OK, CHAT_EFORBIDDEN,
+ * CHAT_EINTERNAL. */
+static int may_act_on(struct chat *c, int64_t room_id, int64_t actor,
+		      int64_t subject)
+{
+	int mine = rank(c, room_id, actor);
+	int theirs = rank(c, room_id, subject);
+	if (mine < 0 || theirs < 0)
+		return CHAT_EINTERNAL;
+	if (mine < STORE_ROLE_MODERATOR || actor == subject || theirs >= mine)
+		return CHAT_EFORBIDDEN;
+	return CHAT_OK;
+}
+
+/* The subject of a moderation command (args "user"), resolved: CHAT_OK
+ * with its id and canonical name, CHAT_ENOUSER, CHAT_EINTERNAL. */
+static int subject_resolve(struct chat *c, const char *user, int64_t *id,
+			   char name[33])
+{
+	struct store_user t;
+	int rc = store_user_by_name(c->store, user, &t);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
+	*id = t.id;
+	snprintf(name, 33, "%s", t.username);
+	store_user_fini(&t);
+	return CHAT_OK;
+}
+
+/* A moderation event (kick, ban): the sender must outrank its subject,
+ * who must be a member (the event is their removal); the envelope names
+ * the subject canonically. */
+static int moderation_submit(struct chat *c, const struct chat_user *u,
+			     const struct evtype *row, int64_t room_id,
+			     const char *name, const struct evtype_input *in,
+			     chat_done_fn done, void *arg)
+{
+	int64_t subject;
+	char who[33];
+	const char *user = json_string_value(json_object_get(in->args, "user"));
+	int rc = subject_resolve(c, user, &subject, who);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (!bus_is_member(c->bus, room_id, subject))
+		return CHAT_ENOSUBJECT;
+	const char *reason =
+	    json_string_value(json_object_get(in->args, "reason"));
+	json_t *args = json_pack("{s:s, s:s}", "user", who, "reason",
+				 reason ? reason : "");
+	struct store_write w = {
+	    .type = row->type,
+	    .user_id = u->id,
+	    .username = u->username,
+	    .room_id = room_id,
+	    .room_name = name,
+	    .args = args,
+	    .subject_id = subject,
+	};
+	struct pending *p = xmalloc(sizeof(*p));
+	p->done = done;
+	p->arg = arg;
+	store_write_submit(c->store, &w, store_done, p);
+	json_decref(args);
+	log_info("moderation %s room=%s user=%s by=%s", row->name, name, who,
+		 u->username);
+	return CHAT_OK;
+}
+
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {
@@ -237,6 +320,9 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		    !bus_is_member(c->bus, room_id, u->id))
 			return CHAT_ENOTMEMBER;
 	}
+	if (row->sender == EVTYPE_FROM_MODERATOR)
+		return moderation_submit(c, u, row, room_id, name, in, done,
+					 arg);
 	if (!row->persistent) {
 		size_t len;
 		char *json = event_envelope_input(0, type, name, u->username,
@@ -425,6 +511,45 @@ done:
 	return rc;
 }
 
+int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
+		 const char *target, const char *reason, bool on,
+		 char room_out[33], char target_out[33])
+{
+	int64_t room_id, subject;
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = subject_resolve(c, target, &subject, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (on && bus_is_member(c->bus, room_id, subject))
+		return CHAT_EEXISTS;
+	rc = store_ban_set(c->store, room_id, subject, u->id, reason, on);
+	if (rc == STORE_NOTFOUND && !on)
+		return CHAT_ENOTBANNED;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("moderation %s room=%s user=%s by=%s", on ? "ban" : "unban",
+		 room_out, target_out, u->username);
+	return CHAT_OK;
+}
+
+int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
+		   char name[33], struct store_ban **out, size_t *n)
+{
+	int64_t room_id;
+	int rc = resolve_room(c, room, &room_id, name);
+	if (rc != CHAT_OK)
+		return rc;
+	if (!chat_can_moderate(c, u->id, room_id))
+		return CHAT_EFORBIDDEN;
+	return store_bans_list(c->store, room_id, out, n) < 0 ? CHAT_EINTERNAL
+							      : CHAT_OK;
+}
+
 static const struct {
 	int err;
 	const char *code;
@@ -443,6 +568,9 @@ static const struct {
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
     {CHAT_EFORBIDDEN, "forbidden", "your role in that room does not allow it"},
     {CHAT_ENOUSER, "no_such_user", "no user by that name"},
+    {CHAT_EBANNED, "banned", "you are banned from that room"},
+    {CHAT_ENOSUBJECT, "not_a_member", "that user is not a member of the room"},
+    {CHAT_ENOTBANNED, "not_banned", "that user is not banned from that room"},
 };
 
 static size_t err_index(int err)

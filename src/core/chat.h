@@ -34,7 +34,10 @@ enum chat_err {
 	CHAT_EINTERNAL = -6,  /* internal */
 	CHAT_ECLOSED = -7,    /* shutting down */
 	CHAT_EFORBIDDEN = -8, /* forbidden: the user's role does not allow it */
-	CHAT_ENOUSER = -9     /* no_such_user */
+	CHAT_ENOUSER = -9,    /* no_such_user */
+	CHAT_EBANNED = -10,   /* banned: joining a room that banned the user */
+	CHAT_ENOTBANNED = -11, /* not_banned: lifting a ban that is not there */
+	CHAT_ENOSUBJECT = -12  /* not_a_member: the user acted on is not one */
 };
 
 struct chat;
@@ -122,6 +125,21 @@ bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id);
 int chat_moderator_set(struct chat *c, const struct chat_user *u,
 		       const char *room, const char *target, bool on,
 		       char room_out[33], char target_out[33], int *role);
+
+/* Ban target (a user name) from room while not a member (the ban of a
+ * member is the "ban" command, an event that also removes them), or lift
+ * a ban (on false). u must moderate room and outrank target (admins,
+ * then the owner, then moderators; never oneself). CHAT_OK (canonical
+ * names in room_out, target_out), CHAT_ENOROOM, CHAT_ENOUSER,
+ * CHAT_EFORBIDDEN, CHAT_EEXISTS (on: target is a member: use the event),
+ * CHAT_ENOTBANNED (off: no such ban), CHAT_EINTERNAL. */
+int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
+		 const char *target, const char *reason, bool on,
+		 char room_out[33], char target_out[33]);
+/* The bans of room, for those who moderate it: CHAT_OK (caller frees with
+ * store_bans_free), CHAT_ENOROOM, CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
+int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
+		   char name[33], struct store_ban **out, size_t *n);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

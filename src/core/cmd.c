@@ -94,6 +94,18 @@ static const struct cmd table[] = {
      false,
      "room_create needs a string name",
      {{"name", IN(room), true, false}, {"topic", IN(topic), false, true}}},
+    {"kick",
+     EVENT_KICK,
+     run_event,
+     false,
+     "kick needs string members room and user (and may have a reason)",
+     {{"room", IN(room), true, false}}},
+    {"ban",
+     EVENT_BAN,
+     run_event,
+     false,
+     "ban needs string members room and user (and may have a reason)",
+     {{"room", IN(room), true, false}}},
     {"ping", EVENT_PRESENCE, NULL, false, "", {{NULL, 0, false, false}}},
 };
 

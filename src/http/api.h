@@ -22,6 +22,11 @@ enum MHD_Result api_room_members(struct request *req, const char *room);
 enum MHD_Result api_room_moderator_put(struct request *req, const char *room);
 enum MHD_Result api_room_moderator_delete(struct request *req,
 					  const char *room);
+/* Moderation: POST kicks, POST/GET bans, DELETE bans/{user}. */
+enum MHD_Result api_room_kick(struct request *req, const char *room);
+enum MHD_Result api_room_ban(struct request *req, const char *room);
+enum MHD_Result api_room_unban(struct request *req, const char *room);
+enum MHD_Result api_room_bans(struct request *req, const char *room);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);

@@ -74,6 +74,35 @@ static json_t *room_extra(const struct evtype_input *in)
 	return extra;
 }
 
+/* A moderation command: "user" a valid name; "reason" absent, null or a
+ * string of visible text up to EVTYPE_REASON_MAX characters. */
+static enum evtype_verdict moderation_validate(const struct evtype_input *in)
+{
+	const char *user = json_string_value(json_object_get(in->args, "user"));
+	json_t *reason = json_object_get(in->args, "reason");
+	if (!user || !name_valid(user))
+		return EVTYPE_INVALID;
+	if (reason && !json_is_null(reason)) {
+		const char *r = json_string_value(reason);
+		size_t n = json_string_length(reason);
+		if (!r || (n && !text_valid(r, n)))
+			return EVTYPE_INVALID;
+		if (utf8_count(r, n) > EVTYPE_REASON_MAX)
+			return EVTYPE_TOOLONG;
+	}
+	return EVTYPE_VALID;
+}
+
+/* {"user": the subject, "reason": text or ""} */
+static json_t *moderation_extra(const struct evtype_input *in)
+{
+	const char *user = json_string_value(json_object_get(in->args, "user"));
+	const char *reason =
+	    json_string_value(json_object_get(in->args, "reason"));
+	return json_pack("{s:s, s:s}", "user", user ? user : "", "reason",
+			 reason ? reason : "");
+}
+
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
 		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
@@ -87,6 +116,12 @@ static const struct evtype table[] = {
 		      EVTYPE_EFFECT_NONE, false, NULL},
     [EVENT_PRESENCE] = {EVENT_PRESENCE, "presence", false, EVTYPE_FROM_SERVER,
 			NULL, EVTYPE_EFFECT_NONE, false, NULL},
+    [EVENT_KICK] = {EVENT_KICK, "kick", true, EVTYPE_FROM_MODERATOR,
+		    moderation_validate, EVTYPE_EFFECT_SUBJECT_REMOVE, false,
+		    moderation_extra},
+    [EVENT_BAN] = {EVENT_BAN, "ban", true, EVTYPE_FROM_MODERATOR,
+		   moderation_validate, EVTYPE_EFFECT_SUBJECT_BAN, false,
+		   moderation_extra},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -117,6 +152,8 @@ int evtype_membership(enum event_type t)
 	case EVTYPE_EFFECT_ROOM_CREATE:
 		return 1;
 	case EVTYPE_EFFECT_MEMBER_REMOVE:
+	case EVTYPE_EFFECT_SUBJECT_REMOVE:
+	case EVTYPE_EFFECT_SUBJECT_BAN:
 		return -1;
 	case EVTYPE_EFFECT_NONE:
 		break;

@@ -48,6 +48,10 @@ struct store_ops {
 	int (*room_role)(struct store *base, int64_t room_id, int64_t user_id);
 	int (*moderator_set)(struct store *base, int64_t room_id,
 			     int64_t user_id, int64_t by, bool on);
+	int (*ban_set)(struct store *base, int64_t room_id, int64_t user_id,
+		       int64_t by, const char *reason, bool on);
+	int (*bans_list)(struct store *base, int64_t room_id,
+			 struct store_ban **out, size_t *n);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

@@ -176,3 +176,22 @@ int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
 {
 	return st->ops->moderator_set(st, room_id, user_id, by, on);
 }
+
+int store_ban_set(struct store *st, int64_t room_id, int64_t user_id,
+		  int64_t by, const char *reason, bool on)
+{
+	return st->ops->ban_set(st, room_id, user_id, by, reason, on);
+}
+
+int store_bans_list(struct store *st, int64_t room_id, struct store_ban **out,
+		    size_t *n)
+{
+	return st->ops->bans_list(st, room_id, out, n);
+}
+
+void store_bans_free(struct store_ban *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].reason);
+	free(v);
+}

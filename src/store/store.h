@@ -32,7 +32,8 @@ enum store_status {
 	STORE_NOTFOUND = -2,
 	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5 /* store is shutting down */
+	STORE_CLOSED = -5, /* store is shutting down */
+	STORE_BANNED = -6  /* joining a room the user is banned from */
 };
 
 struct store_config {
@@ -69,6 +70,9 @@ struct store_write {
 	const char *text;      /* searchable types */
 	const char *client_id; /* searchable types, optional (NULL) */
 	const char *topic;     /* room creation, optional */
+	/* the user the event acts on (EVTYPE_FROM_MODERATOR types: the one
+	 * removed or banned), else 0 */
+	int64_t subject_id;
 	json_t *args; /* the command's object, for a type with an envelope
 			 extra (evtype.h); borrowed, copied; may be NULL */
 };
@@ -182,6 +186,27 @@ int store_room_role(struct store *st, int64_t room_id, int64_t user_id);
  * STORE_ERR. */
 int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
 			int64_t by, bool on);
+/* Ban user_id from room_id (on; replacing an earlier ban) by `by` (0:
+ * nobody) for reason (NULL: none), or lift the ban. A ban does not remove
+ * a member by itself: that is the ban event (EVTYPE_EFFECT_SUBJECT_BAN),
+ * which also records the ban; this is for a user who is not a member, and
+ * for lifting. While banned, a join is refused with STORE_BANNED.
+ * STORE_OK, STORE_NOTFOUND (on: no such room or user; off: no such ban),
+ * STORE_ERR. */
+int store_ban_set(struct store *st, int64_t room_id, int64_t user_id,
+		  int64_t by, const char *reason, bool on);
+/* One ban of a room. */
+struct store_ban {
+	char username[33];
+	char by[33]; /* who banned: "" when unknown */
+	char *reason;
+	int64_t created_ms;
+};
+/* The bans of a room sorted by username: 0 (caller frees with
+ * store_bans_free) or -1. */
+int store_bans_list(struct store *st, int64_t room_id, struct store_ban **out,
+		    size_t *n);
+void store_bans_free(struct store_ban *v, size_t n);
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

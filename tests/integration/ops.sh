@@ -103,4 +103,141 @@ check "after a restart: owner and moderator kept" \
 api_get /api/me "$ADMIN"
 check "after a restart: still admin" test "$(jget .admin)" = true
 
+# --- moderation: rights and refusals --------------------------------------------
+: "${WSCLIENT:?WSCLIENT must point at tests/wsclient}"
+WSBASE="ws://127.0.0.1:$PORT"
+api_json POST /api/rooms/ops/join "$OUT" '{}'
+kick() { api_json POST "/api/rooms/$1/kicks" "$2" "{\"user\":\"$3\",\"reason\":\"${4:-}\"}"; }
+kick ops "$USER" otto
+expect 403 forbidden "a member cannot remove anyone"
+kick ops "$MOD" olga
+expect 403 forbidden "a moderator cannot remove the owner"
+kick ops "$MOD" root
+expect 403 forbidden "a moderator cannot remove an admin"
+kick ops "$MOD" mia
+expect 403 forbidden "nobody removes themselves (that is leave)"
+kick ops "$MOD" nobody
+expect 404 no_such_user "removing an unknown user"
+kick nowhere "$MOD" otto
+expect 404 no_such_room "removing from an unknown room"
+api_json POST /api/rooms/ops/kicks "$MOD" '{"reason":"x"}'
+expect 422 invalid_field "a kick without a user"
+api_json POST /api/rooms/ops/kicks "$MOD" "{\"user\":\"otto\",\"reason\":\"$(printf 'r%.0s' $(seq 201))\"}"
+expect 422 text_too_long "a reason over 200 characters"
+api_json POST /api/rooms/ops/kicks "$MOD" '{"user":"otto","reason":7}'
+expect 422 invalid_field "a non-string reason"
+api_json POST /api/rooms/lobby/kicks "$MOD" '{"user":"ulf"}'
+expect 403 forbidden "a moderator of ops is nobody in the lobby"
+api_json PUT /api/rooms/ops/moderators/otto "$OWNER" ''
+api PUT /api/rooms/ops/moderators/otto -H "Authorization: Bearer $OWNER"
+kick ops "$MOD" otto
+expect 403 forbidden "a moderator cannot remove another moderator"
+kick ops "$OWNER" otto "over to you"
+expect 201 "" "the owner removes a moderator"
+check "the kick event names both and the reason" test \
+	"$(jq -c '.event | [.type, .room, .from, .user, .reason]' <<<"$BODY")" = \
+	'["kick","ops","olga","otto","over to you"]'
+api_get /api/rooms/ops/members "$OWNER"
+check "otto is no longer a member" \
+	test "$(jq '[.members[] | select(.username == "otto")] | length' <<<"$BODY")" = 0
+kick ops "$OWNER" otto
+expect 422 not_a_member "removing a non-member"
+api_json POST /api/rooms/ops/join "$OUT" '{}'
+expect 200 "" "a removed user may join again"
+api_get /api/rooms/ops/members "$OWNER"
+check "and is a plain member again" \
+	test "$(jq -r '.members[] | select(.username == "otto") | .role' <<<"$BODY")" = member
+kick ops "$ADMIN" olga "admin override"
+expect 201 "" "an admin removes even the owner"
+api_json POST /api/rooms/ops/join "$OWNER" '{}'
+api_get /api/rooms/ops/members "$USER"
+check "the creator is owner again on re-joining" \
+	test "$(jq -r '.members[] | select(.username == "olga") | .role' <<<"$BODY")" = owner
+
+# --- a removed user's open streams stop getting the room at once ---------------
+api_json POST /api/rooms/ops/messages "$OWNER" '{"text":"before"}'
+C0=$(jget .event.id)
+"$WSCLIENT" --token "$USER" --since "$C0" --timeout 8 "$WSBASE/ws" >"$WORK/ulf.ws" 2>"$WORK/ulf.ws.err" &
+WS_PID=$!
+curl -sN -H "Authorization: Bearer $USER" -H "Last-Event-ID: $C0" --max-time 8 "$BASE/events" |
+	grep --line-buffered -a '^data: {.*}$' | sed -u 's/^data: //' >"$WORK/ulf.sse" &
+SSE_PID=$!
+(
+	cursor=$C0
+	while [ ! -e "$WORK/stop-poll" ]; do
+		body=$(curl -sf -H "Authorization: Bearer $USER" "$BASE/poll?since=$cursor&timeout=2") || break
+		jq -c '.events[]' <<<"$body" >>"$WORK/ulf.poll"
+		cursor=$(jq -r .cursor <<<"$body")
+	done
+) &
+POLL_PID=$!
+sleep 1
+kick ops "$MOD" ulf "spam"
+expect 201 "" "the moderator removes ulf while ulf listens on all three transports"
+KICK_ID=$(jget .event.id)
+api_json POST /api/rooms/ops/messages "$OWNER" '{"text":"after the kick"}'
+api_json POST /api/rooms/lobby/messages "$ADMIN" '{"text":"lobby still flows"}'
+sleep 1
+touch "$WORK/stop-poll"
+wait "$POLL_PID" || true
+wait "$WS_PID" "$SSE_PID" 2>/dev/null || true
+for t in ws sse poll; do
+	f="$WORK/ulf.$t"
+	check "$t: ulf got the kick event" grep -q "\"id\":$KICK_ID,\"type\":\"kick\"" "$f"
+	check "$t: and nothing of ops after it" \
+		bash -c "! grep -q 'after the kick' '$f'"
+	check "$t: while the lobby still reaches ulf" grep -q 'lobby still flows' "$f"
+done
+api_get "/poll?since=$C0&timeout=0" "$USER"
+check "resume after the kick: the kick, nothing of ops after it" \
+	test "$(jq -c '[.events[] | select(.room == "ops") | .type]' <<<"$BODY")" = '["kick"]'
+api_get "/api/rooms/ops/messages?after=$C0" "$OWNER"
+check "history holds the kick and the message after it" \
+	test "$(jq -c '[.events[] | .type]' <<<"$BODY")" = '["kick","message"]'
+api_get /api/rooms/ops/messages "$USER"
+expect 403 not_a_member "the removed user no longer reads the room"
+
+# --- bans ------------------------------------------------------------------------
+api_json POST /api/rooms/ops/join "$USER" '{}'
+api_json POST /api/rooms/ops/bans "$MOD" '{"user":"ulf","reason":"again"}'
+expect 201 "" "the moderator bans a member"
+check "the ban event removes ulf" \
+	test "$(jq -c '.event | [.type, .user, .reason]' <<<"$BODY")" = '["ban","ulf","again"]'
+api_json POST /api/rooms/ops/join "$USER" '{}'
+expect 403 banned "a banned user cannot join"
+api_json POST /api/rooms/ops/bans "$USER" '{"user":"otto"}'
+expect 403 forbidden "a member cannot ban"
+api_json POST /api/rooms/ops/leave "$OUT" '{}'
+api_json POST /api/rooms/ops/bans "$MOD" '{"user":"otto","reason":"pre-emptive"}'
+expect 201 "" "a non-member can be banned too"
+check "with no event (nobody was removed)" test "$(jget .event)" = null
+api_json POST /api/rooms/ops/join "$OUT" '{}'
+expect 403 banned "and cannot join"
+api_get /api/rooms/ops/bans "$MOD"
+expect 200 "" "moderators list the bans"
+check "the bans: who, by whom, why" \
+	test "$(jq -c '[.bans[] | [.user, .by, .reason]]' <<<"$BODY")" = \
+	'[["otto","mia","pre-emptive"],["ulf","mia","again"]]'
+api_get /api/rooms/ops/bans "$OUT"
+expect 403 forbidden "others do not"
+api DELETE /api/rooms/ops/bans/ulf -H "Authorization: Bearer $OUT"
+expect 403 forbidden "a non-moderator cannot lift a ban"
+api DELETE /api/rooms/ops/bans/ulf -H "Authorization: Bearer $MOD"
+expect 200 "" "the moderator lifts ulf's ban"
+api DELETE /api/rooms/ops/bans/ulf -H "Authorization: Bearer $MOD"
+expect 404 not_banned "lifting it twice"
+api_json POST /api/rooms/ops/join "$USER" '{}'
+expect 200 "" "ulf joins again"
+stop_natterd
+start_natterd
+api_json POST /api/rooms/ops/join "$OUT" '{}'
+expect 403 banned "a ban survives a restart"
+WSBASE="ws://127.0.0.1:$PORT"
+printf '%s\n' '{"op":"kick","room":"ops","user":"ulf","reason":"ws"}' >"$WORK/kick.cmd"
+"$WSCLIENT" --token "$MOD" --send-file "$WORK/kick.cmd" --timeout 3 "$WSBASE/ws" >"$WORK/kick.ws" 2>&1 || true
+check "kick over WebSocket is acknowledged" grep -q '"type":"ack"' "$WORK/kick.ws"
+printf '%s\n' '{"op":"ban","room":"ops","user":"olga"}' >"$WORK/ban.cmd"
+"$WSCLIENT" --token "$MOD" --send-file "$WORK/ban.cmd" --timeout 3 "$WSBASE/ws" >"$WORK/ban.ws" 2>&1 || true
+check "banning the owner over WebSocket: an error frame" grep -q '"forbidden"' "$WORK/ban.ws"
+
 finish

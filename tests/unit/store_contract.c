@@ -364,6 +364,96 @@ static void c_events_after_membership(void **state)
 	free_events(evs, n);
 }
 
+/* A moderation event (kick, ban) by mod on subject: status, id in *id. */
+static int act(struct store *st, enum event_type type, int64_t mod, int64_t r,
+	       int64_t subject, const char *subject_name, int64_t *id)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	json_t *args =
+	    json_pack("{s:s, s:s}", "user", subject_name, "reason", "because");
+	struct store_write sw = {.type = type,
+				 .user_id = mod,
+				 .room_id = r,
+				 .args = args,
+				 .subject_id = subject};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	json_decref(args);
+	if (id)
+		*id = w.ev ? event_id(w.ev) : 0;
+	if (w.ev) {
+		assert_int_equal(event_subject(w.ev), subject);
+		assert_int_equal(event_user(w.ev), mod);
+	}
+	event_unref(w.ev);
+	return w.status;
+}
+
+/* A kick removes its subject, not its sender; replay follows the subject's
+ * membership (the kick, then nothing of the room); a ban also refuses the
+ * subject's joins until lifted; bans of non-members and their list. */
+static void c_kick_ban(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t c = user(st, "carol");
+	int64_t r = room(st, a, "dev"), e[4];
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "before", NULL, &e[0]), STORE_OK);
+	assert_int_equal(act(st, EVENT_KICK, a, r, b, "bob", &e[1]), STORE_OK);
+	assert_int_equal(say(st, a, r, "after", NULL, &e[2]), STORE_OK);
+	assert_int_equal(store_is_member(st, r, b), 0);
+	assert_int_equal(store_is_member(st, r, a), 1);
+	assert_int_equal(act(st, EVENT_KICK, a, r, b, "bob", NULL),
+			 STORE_NOTMEMBER);
+
+	struct event **evs;
+	size_t n;
+	assert_int_equal(store_events_after(st, b, e[0] - 1, 100, &evs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(event_id(evs[0]), e[0]);
+	assert_int_equal(event_id(evs[1]), e[1]);
+	assert_int_equal(event_subject(evs[1]), b);
+	free_events(evs, n);
+	assert_int_equal(store_events_after(st, a, e[0], 100, &evs, &n), 0);
+	assert_int_equal(n, 2); /* the sender stays */
+	free_events(evs, n);
+
+	/* a kicked user may come back; a banned one may not */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(act(st, EVENT_BAN, a, r, b, "bob", &e[3]), STORE_OK);
+	assert_int_equal(store_is_member(st, r, b), 0);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_BANNED);
+	assert_int_equal(store_ban_set(st, r, c, a, "pre", true), STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, c, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_BANNED);
+	struct store_ban *bans;
+	assert_int_equal(store_bans_list(st, r, &bans, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(bans[0].username, "bob");
+	assert_string_equal(bans[0].by, "alice");
+	assert_string_equal(bans[0].reason, "because");
+	assert_string_equal(bans[1].username, "carol");
+	assert_string_equal(bans[1].reason, "pre");
+	store_bans_free(bans, n);
+	assert_int_equal(store_ban_set(st, r, b, 0, NULL, false), STORE_OK);
+	assert_int_equal(store_ban_set(st, r, b, 0, NULL, false),
+			 STORE_NOTFOUND);
+	assert_int_equal(store_ban_set(st, 999999, b, a, NULL, true),
+			 STORE_NOTFOUND);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+}
+
 /* The first account is a server admin, later ones are not; admin is
  * granted and revoked. */
 static void c_admin(void **state)

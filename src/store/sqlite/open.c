@@ -36,11 +36,11 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_MEMBER_DEL] = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
     [Q_ROOM_ADD] = "INSERT INTO rooms (name, topic, created_ms, created_by) "
 		   "VALUES (?1, ?2, ?3, ?4)",
-    [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json "
+    [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json, subject_id "
 			  "FROM events WHERE user_id = ?1 AND client_id = ?2",
     [Q_EVENT_ADD] = "INSERT INTO events (id, room_id, type, user_id, ts_ms, "
-		    "client_id, text, json) "
-		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		    "client_id, text, json, subject_id) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [Q_FTS_INDEX] = "INSERT INTO events_fts (rowid, text) SELECT id, text "
 		    "FROM events WHERE id >= ?1 AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
@@ -82,29 +82,38 @@ static const char *const sql_text[Q_COUNT] = {
 		       "AND d.user_id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
     [Q_MEMBERS_ALL] = "SELECT room_id, user_id FROM members",
-    [Q_HISTORY_ASC] = "SELECT id, type, room_id, user_id, json FROM events "
-		      "WHERE room_id = ?1 "
-		      "AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
-    [Q_HISTORY_DESC] = "SELECT id, type, room_id, user_id, json FROM events "
-		       "WHERE room_id = ?1 "
-		       "AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-    [Q_SEARCH] = "SELECT e.id, e.type, e.room_id, e.user_id, e.json "
-		 "FROM events_fts f "
-		 "JOIN events e ON e.id = f.rowid "
-		 "WHERE events_fts MATCH ?1 AND e.room_id IN "
-		 "(SELECT room_id FROM members WHERE user_id = ?2) "
-		 "ORDER BY f.rowid DESC LIMIT ?3",
+    [Q_HISTORY_ASC] =
+	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
+	"WHERE room_id = ?1 "
+	"AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
+    [Q_HISTORY_DESC] =
+	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
+	"WHERE room_id = ?1 "
+	"AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+    [Q_SEARCH] =
+	"SELECT e.id, e.type, e.room_id, e.user_id, e.json, e.subject_id "
+	"FROM events_fts f "
+	"JOIN events e ON e.id = f.rowid "
+	"WHERE events_fts MATCH ?1 AND e.room_id IN "
+	"(SELECT room_id FROM members WHERE user_id = ?2) "
+	"ORDER BY f.rowid DESC LIMIT ?3",
     /* a superset: every room the user is in now or acted in since the
      * cursor (a room left since then has the leave); filtered in C */
-    [Q_EVENTS_AFTER] = "SELECT id, type, room_id, user_id, json FROM events "
-		       "WHERE id > ?1 AND (room_id IN "
-		       "(SELECT room_id FROM members WHERE user_id = ?2) "
-		       "OR room_id IN (SELECT room_id FROM events "
-		       "WHERE user_id = ?2 AND id > ?1)) ORDER BY id",
+    [Q_EVENTS_AFTER] =
+	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
+	"WHERE id > ?1 AND (room_id IN "
+	"(SELECT room_id FROM members WHERE user_id = ?2) "
+	"OR room_id IN (SELECT room_id FROM events "
+	"WHERE user_id = ?2 AND id > ?1) "
+	"OR room_id IN (SELECT room_id FROM events "
+	"WHERE subject_id = ?2 AND id > ?1)) ORDER BY id",
     [Q_READ_BEGIN] = "BEGIN",
     [Q_USER_ROOMS] = "SELECT room_id FROM members WHERE user_id = ?1",
+    /* the events that changed the user's own membership: theirs, and
+     * those acting on them (subject_id) */
     [Q_USER_EVENTS_DESC] = "SELECT room_id, type FROM events "
-			   "WHERE user_id = ?1 AND id > ?2 ORDER BY id DESC",
+			   "WHERE coalesce(subject_id, user_id) = ?1 "
+			   "AND id > ?2 ORDER BY id DESC",
     [Q_USER_ADMIN_SET] = "UPDATE users SET admin = ?2 WHERE id = ?1",
     /* 0 none, 1 member, 2 moderator, 3 owner (enum store_role) */
     [Q_ROOM_ROLE] =
@@ -119,6 +128,15 @@ static const char *const sql_text[Q_COUNT] = {
 			"granted_by, granted_ms) SELECT ?1, ?2, ?3, ?4 "
 			"WHERE EXISTS (SELECT 1 FROM members "
 			"WHERE room_id = ?1 AND user_id = ?2)",
+    [Q_BAN_GET] = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2",
+    [Q_BAN_ADD] = "INSERT OR REPLACE INTO bans (room_id, user_id, by_id, "
+		  "reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BAN_DEL] = "DELETE FROM bans WHERE room_id = ?1 AND user_id = ?2",
+    [Q_BANS_LIST] = "SELECT u.username, coalesce(b2.username, ''), "
+		    "b.reason, b.created_ms FROM bans b "
+		    "JOIN users u ON u.id = b.user_id "
+		    "LEFT JOIN users b2 ON b2.id = b.by_id "
+		    "WHERE b.room_id = ?1 ORDER BY u.username",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
 };
@@ -158,9 +176,14 @@ struct event *sq_row_event(sqlite3_stmt *s)
 	if (evtype_parse((const char *)sqlite3_column_text(s, 1), &t) < 0 ||
 	    !json)
 		return NULL;
-	return event_new(sqlite3_column_int64(s, 0), t,
-			 sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
-			 json, (size_t)sqlite3_column_bytes(s, 4));
+	struct event *ev =
+	    event_new(sqlite3_column_int64(s, 0), t, sqlite3_column_int64(s, 2),
+		      sqlite3_column_int64(s, 3), json,
+		      (size_t)sqlite3_column_bytes(s, 4));
+	/* column 5, when selected: the user the event acts on */
+	if (sqlite3_column_count(s) > 5)
+		event_subject_set(ev, sqlite3_column_int64(s, 5));
+	return ev;
 }
 
 /* --- connections ---------------------------------------------------------- */
@@ -677,6 +700,8 @@ const struct store_ops sq_ops = {
     .user_admin_set = sq_user_admin_set,
     .room_role = sq_room_role,
     .moderator_set = sq_moderator_set,
+    .ban_set = sq_ban_set,
+    .bans_list = sq_bans_list,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

@@ -141,62 +141,6 @@ fail:
 	return ret;
 }
 
-int sq_room_role(struct store *base, int64_t room_id, int64_t user_id)
-{
-	struct sq *st = sq_of(base);
-	struct conn *c = sq_pool_get(st);
-	sqlite3_stmt *s = sq_stmt(c, Q_ROOM_ROLE);
-	int rc, ret = STORE_ERR;
-
-	if (!s)
-		goto fail;
-	sqlite3_bind_int64(s, 1, room_id);
-	sqlite3_bind_int64(s, 2, user_id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		ret = sqlite3_column_int(s, 0);
-	else if (rc == SQLITE_DONE)
-		ret = STORE_NOTFOUND;
-fail:
-	sq_stmt_done(s);
-	sq_pool_put(st, c);
-	return ret;
-}
-
-int sq_moderator_set(struct store *base, int64_t room_id, int64_t user_id,
-		     int64_t by, bool on)
-{
-	struct sq *st = sq_of(base);
-	struct conn *c = sq_pool_get(st);
-	sqlite3_stmt *s = sq_stmt(c, on ? Q_MODERATOR_ADD : Q_MODERATOR_DEL);
-	int status = STORE_ERR;
-
-	if (!s)
-		goto fail;
-	sqlite3_bind_int64(s, 1, room_id);
-	sqlite3_bind_int64(s, 2, user_id);
-	if (on) {
-		if (by > 0)
-			sqlite3_bind_int64(s, 3, by);
-		sqlite3_bind_int64(s, 4, now_ms());
-	}
-	if (sqlite3_step(s) != SQLITE_DONE)
-		goto fail;
-	status = STORE_OK;
-fail:
-	sq_stmt_done(s);
-	sq_pool_put(st, c);
-	if (status == STORE_OK && on) {
-		/* Nothing inserted: already a moderator, or not a member. */
-		int role = sq_room_role(base, room_id, user_id);
-		if (role < 0)
-			return role;
-		if (role == STORE_ROLE_NONE)
-			return STORE_NOTMEMBER;
-	}
-	return status;
-}
-
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg)
@@ -498,7 +442,7 @@ int sq_events_after(struct store *base, int64_t user_id, int64_t after,
 			rc = SQLITE_ERROR;
 			break;
 		}
-		int change = event_user(ev) == user_id
+		int change = event_subject(ev) == user_id
 				 ? evtype_membership(event_type(ev))
 				 : 0;
 		if (change > 0)

@@ -74,6 +74,10 @@ enum q {
 	Q_ROOM_ROLE,
 	Q_MODERATOR_ADD,
 	Q_MODERATOR_DEL,
+	Q_BAN_GET,
+	Q_BAN_ADD,
+	Q_BAN_DEL,
+	Q_BANS_LIST,
 	Q_COUNT
 };
 
@@ -179,6 +183,10 @@ int sq_user_admin_set(struct store *base, int64_t id, bool admin);
 int sq_room_role(struct store *base, int64_t room_id, int64_t user_id);
 int sq_moderator_set(struct store *base, int64_t room_id, int64_t user_id,
 		     int64_t by, bool on);
+int sq_ban_set(struct store *base, int64_t room_id, int64_t user_id, int64_t by,
+	       const char *reason, bool on);
+int sq_bans_list(struct store *base, int64_t room_id, struct store_ban **out,
+		 size_t *n);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);

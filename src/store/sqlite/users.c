@@ -92,26 +92,6 @@ int sq_user_by_id(struct store *base, int64_t id, struct store_user *out)
 	return user_get(st, Q_USER_BY_ID, id, NULL, out);
 }
 
-int sq_user_admin_set(struct store *base, int64_t id, bool admin)
-{
-	struct sq *st = sq_of(base);
-	struct conn *c = sq_pool_get(st);
-	sqlite3_stmt *s = sq_stmt(c, Q_USER_ADMIN_SET);
-	int status = STORE_ERR;
-
-	if (!s)
-		goto fail;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int(s, 2, admin);
-	if (sqlite3_step(s) != SQLITE_DONE)
-		goto fail;
-	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
-fail:
-	sq_stmt_done(s);
-	sq_pool_put(st, c);
-	return status;
-}
-
 int sq_user_update(struct store *base, int64_t id, const char *display_name,
 		   const char *settings)
 {
