@@ -704,6 +704,20 @@ function noticeNode(key) {
   };
 }
 
+// A kick or a ban: "{name} removed {user} from #{room}", and the reason.
+function moderationNode(key) {
+  return (ev) => {
+    const li = h('li', 'sys sys-moderation');
+    const who = h('strong', null, ev.from ? displayName(ev.from) : t('event.someone'));
+    const whom = h('strong', null, ev.user ? displayName(ev.user) : t('event.someone'));
+    const line = h('span', 'sys-text');
+    line.append(tNodes(key, { room: ev.room }, { name: who, user: whom }));
+    if (ev.reason) line.append(' ', h('span', 'sys-reason', t('event.reason', { reason: ev.reason })));
+    li.append(line, timeEl(ev.ts));
+    return li;
+  };
+}
+
 function eventNode(r, ev, cont) {
   const key = `${ev.id}:${cont ? 1 : 0}`;
   let li = r.nodes.get(key);
@@ -870,9 +884,63 @@ function renderMembers() {
     names.append(h('span', 'member-name', m.username === S.me.username ? t('members.you', { name }) : name));
     if (m.display_name && m.display_name !== m.username) names.append(h('span', 'member-user', '@' + m.username));
     li.append(names);
+    if (m.role === 'owner' || m.role === 'moderator') {
+      li.append(h('span', 'member-role role-' + m.role, t('members.role_' + m.role)));
+    }
+    if (mayModerate(r, m)) li.append(moderationMenu(r, m));
     return li;
   }));
   $('leave-room').hidden = !r.joined;
+}
+
+// --- moderation -----------------------------------------------------------------------
+
+const RANK = { member: 1, moderator: 2, owner: 3 };
+
+function myRank(r) {
+  if (S.me && S.me.admin) return 4;
+  const me = (r.memberList || []).find((m) => m.username === S.me.username);
+  return me ? RANK[me.role] || 1 : 0;
+}
+
+// Whether we may remove, ban or mute m (the server decides; this only
+// hides what it would refuse): we moderate and outrank them.
+function mayModerate(r, m) {
+  if (m.username === S.me.username) return false;
+  const mine = myRank(r);
+  return mine >= RANK.moderator && mine > (RANK[m.role] || 1);
+}
+
+function moderationMenu(r, m) {
+  const wrap = h('details', 'member-actions');
+  const sum = h('summary', 'member-actions-toggle', '⋯');
+  sum.title = t('moderation.menu', { name: m.username });
+  sum.setAttribute('aria-label', sum.title);
+  const menu = h('div', 'member-actions-menu');
+  const kick = h('button', 'member-action', t('moderation.kick'));
+  kick.type = 'button';
+  kick.dataset.action = 'kick';
+  kick.addEventListener('click', () => moderate(r, m, 'kicks', 'moderation.kick_prompt', wrap));
+  const ban = h('button', 'member-action danger', t('moderation.ban'));
+  ban.type = 'button';
+  ban.dataset.action = 'ban';
+  ban.addEventListener('click', () => moderate(r, m, 'bans', 'moderation.ban_prompt', wrap));
+  menu.append(kick, ban);
+  wrap.append(sum, menu);
+  return wrap;
+}
+
+async function moderate(r, m, what, promptKey, wrap) {
+  wrap.open = false;
+  const reason = prompt(t(promptKey, { name: m.username, room: r.name }), '');
+  if (reason === null) return;
+  try {
+    await api('POST', `/api/rooms/${enc(r.name)}/${what}`, { body: { user: m.username, reason } });
+    loadMembers(r);
+  } catch (e) {
+    if (e.status === 401) return sessionEnded();
+    alert(t('moderation.failed', { name: m.username, error: friendly(e) }));
+  }
 }
 
 // --- events from the stream ----------------------------------------------------------
@@ -952,6 +1020,32 @@ function membershipChanged(r, ev, mine) {
   }
 }
 
+// A kick or ban seen live: when it is us, the room leaves our list (its
+// stream stops at this event) and we are told why; else the member list.
+function removedBy(r, ev) {
+  if (ev.user === S.me.username) {
+    r.joined = false;
+    if (r.memberList) r.memberList = r.memberList.filter((m) => m.username !== S.me.username);
+    refreshRoomsSoon();
+    renderRooms();
+    if (r.name === S.current) renderMembers();
+    const key = ev.type === 'ban' ? 'moderation.banned_you' : 'moderation.removed_you';
+    showToast(t(key, { room: r.name, name: displayName(ev.from), reason: ev.reason || '—' }));
+  } else {
+    r.members = Math.max(0, r.members - 1);
+    if (r.name === S.current || r.memberList) loadMembers(r);
+  }
+}
+
+// A short notice at the top of the window, gone after a while or on click.
+function showToast(text) {
+  const box = $('toast');
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(showToast.timer);
+  showToast.timer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
 // --- event views -----------------------------------------------------------------------------
 // One row per event type the client shows, and the only place that knows
 // the types: render(ev, cont) draws it in the timeline (persistent types);
@@ -972,6 +1066,9 @@ const EVENT_VIEWS = {
   join: { render: noticeNode('event.join'), live: membershipChanged },
   leave: { render: noticeNode('event.leave'), live: membershipChanged },
   room: { render: noticeNode('event.room'), live: () => refreshRoomsSoon() },
+  // A moderator removed (kick) or removed and banned (ban) ev.user.
+  kick: { render: moderationNode('event.kick'), live: removedBy },
+  ban: { render: moderationNode('event.ban'), live: removedBy },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object, changed on another device:
   // {"type":"settings","settings":{...}}; applied like a change made in

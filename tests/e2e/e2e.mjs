@@ -1311,6 +1311,58 @@ async function main() {
     if (minor.size) console.log(`  axe, not serious: ${[...minor].join(', ')}`);
   });
 
+  await scenario('13 moderation: the owner removes a member from the member list; the member sees why and the room leaves their list', async (people) => {
+    const olga = person(people, 'olga', server.base, DESKTOP);
+    const ben = person(people, 'ben', server.base, DESKTOP);
+    await olga.register();
+    await ben.register();
+    await olga.waitLive();
+    await ben.waitLive();
+    await olga.enterRoom('moderated');
+    await ben.enterRoom('moderated');
+    await ben.say('buy cheap watches');
+    await olga.sees('buy cheap watches', 5000);
+
+    // The owner's member list: roles, and a menu on others only.
+    await olga.page.click('#members-toggle');
+    await olga.page.waitForFunction(() => /ben/.test(document.getElementById('member-list').textContent));
+    const roles = await olga.page.$$eval('#member-list .member-role', (es) => es.map((e) => e.textContent));
+    assert(roles.length === 1 && roles[0] === 'owner', `one owner badge, got ${JSON.stringify(roles)}`);
+    assert((await olga.page.$$('#member-list .member-actions')).length === 1, 'a moderation menu on ben only');
+    // A plain member gets no menu.
+    await ben.page.click('#members-toggle');
+    await ben.page.waitForFunction(() => /olga/.test(document.getElementById('member-list').textContent));
+    assert(!(await ben.page.$('#member-list .member-actions')), 'a member has no moderation menu');
+
+    olga.page.once('dialog', (d) => d.accept('spam'));
+    await olga.page.click('#member-list .member-actions summary');
+    await olga.page.waitForSelector('#member-list .member-actions[open] button[data-action="kick"]');
+    await olga.shot('moderation-menu.png');
+    await olga.page.click('#member-list button[data-action="kick"]');
+
+    // Ben: told who and why, and the room leaves his list.
+    await ben.page.waitForSelector('#toast:not([hidden])', { timeout: 5000 });
+    const toast = await ben.page.textContent('#toast');
+    assert(/olga removed you from #moderated/.test(toast) && /spam/.test(toast), `ben's notice: ${toast}`);
+    await ben.page.waitForFunction(() => !document.querySelector('#room-list .room-btn[data-room="moderated"]'), null, { timeout: 5000 });
+    await ben.page.waitForFunction(() => /removed ben from #moderated/.test(document.getElementById('message-list').textContent), null, { timeout: 5000 });
+    await ben.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await ben.shot('moderation-removed.png');
+
+    // Olga: the notice with the reason, and ben gone from the members.
+    await olga.page.waitForFunction(() => /removed ben from #moderated/.test(document.getElementById('message-list').textContent), null, { timeout: 5000 });
+    await olga.page.waitForFunction(() => !/ben/.test(document.getElementById('member-list').textContent), null, { timeout: 5000 });
+    const reason = await olga.page.textContent('#message-list .sys-moderation .sys-reason');
+    assert(reason.includes('spam'), `the reason shows: ${reason}`);
+    await olga.shot('moderation-owner.png');
+
+    // Ben's messages after this are refused; a reload keeps it so.
+    await ben.page.reload();
+    await ben.page.waitForSelector('#app:not([hidden])');
+    await ben.waitLive();
+    assert(!(await ben.page.$('#room-list .room-btn[data-room="moderated"]')), 'after a reload the room is not in ben\'s list');
+  });
+
   await browser.close();
   await server.stop();
 }
