@@ -28,7 +28,9 @@ const ACK_TIMEOUT = 15000;
 const USERNAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 // Errors for which retrying the same message cannot help.
-const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long']);
+// A muted sender's message fails too: sending it later, unseen, when the
+// mute ends would surprise its author.
+const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted']);
 
 const $ = (id) => document.getElementById(id);
 
@@ -925,17 +927,21 @@ function moderationMenu(r, m) {
   ban.type = 'button';
   ban.dataset.action = 'ban';
   ban.addEventListener('click', () => moderate(r, m, 'bans', 'moderation.ban_prompt', wrap));
-  menu.append(kick, ban);
+  const mute = h('button', 'member-action', t('moderation.mute'));
+  mute.type = 'button';
+  mute.dataset.action = 'mute';
+  mute.addEventListener('click', () => moderate(r, m, 'mutes', 'moderation.mute_prompt', wrap, { seconds: 600 }));
+  menu.append(kick, mute, ban);
   wrap.append(sum, menu);
   return wrap;
 }
 
-async function moderate(r, m, what, promptKey, wrap) {
+async function moderate(r, m, what, promptKey, wrap, extra = {}) {
   wrap.open = false;
   const reason = prompt(t(promptKey, { name: m.username, room: r.name }), '');
   if (reason === null) return;
   try {
-    await api('POST', `/api/rooms/${enc(r.name)}/${what}`, { body: { user: m.username, reason } });
+    await api('POST', `/api/rooms/${enc(r.name)}/${what}`, { body: { user: m.username, reason, ...extra } });
     loadMembers(r);
   } catch (e) {
     if (e.status === 401) return sessionEnded();
@@ -1069,6 +1075,15 @@ const EVENT_VIEWS = {
   // A moderator removed (kick) or removed and banned (ban) ev.user.
   kick: { render: moderationNode('event.kick'), live: removedBy },
   ban: { render: moderationNode('event.ban'), live: removedBy },
+  // Personal: a moderator muted us in ev.room for ev.seconds (0: lifted).
+  mute: {
+    ephemeral: true,
+    live: (r, ev) => showToast(ev.seconds > 0
+      ? t('moderation.muted_you', {
+        room: ev.room, name: displayName(ev.from), minutes: Math.max(1, Math.round(ev.seconds / 60)), reason: ev.reason || '—',
+      })
+      : t('moderation.unmuted_you', { room: ev.room, name: displayName(ev.from) })),
+  },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object, changed on another device:
   // {"type":"settings","settings":{...}}; applied like a change made in
@@ -1099,7 +1114,7 @@ function onFrame(m) {
     if (m.event) onEvent(m.event);
     acked(m.client_id);
   } else if (m.type === 'error') {
-    if (m.client_id) sendFailed(m.client_id, m.error, m.message);
+    if (m.client_id) sendFailed(m.client_id, m.error, m.message, m.retry_after);
   }
 }
 
@@ -1245,12 +1260,12 @@ function acked(clientId) {
   }
 }
 
-function sendFailed(clientId, code, message) {
+function sendFailed(clientId, code, message, retryAfter = null) {
   S.inflight.delete(clientId);
   const m = S.outbox.find((x) => x.client_id === clientId);
   if (!m) return;
   if (PERMANENT.has(code)) {
-    m.failed = friendly(new ApiError(422, code, message || code));
+    m.failed = friendly(new ApiError(422, code, message || code, retryAfter));
     saveOutbox();
     if (m.room === S.current) renderMessages();
   } else {
@@ -1302,7 +1317,7 @@ async function postLoop() {
         S.inflight.delete(m.client_id);
         if (e.status === 401) return sessionEnded();
         if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
-          sendFailed(m.client_id, PERMANENT.has(e.code) ? e.code : 'invalid', e.message);
+          sendFailed(m.client_id, PERMANENT.has(e.code) ? e.code : 'invalid', e.message, e.retryAfter);
           continue;
         }
         retryFlushLater(e.retryAfter);

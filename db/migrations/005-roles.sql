@@ -41,3 +41,14 @@ CREATE TABLE bans (
 	created_ms INTEGER NOT NULL,
 	PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
+
+-- A mute: the user's sends in the room are refused until until_ms.
+CREATE TABLE mutes (
+	room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+	user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	until_ms   INTEGER NOT NULL,
+	by_id      INTEGER REFERENCES users (id) ON DELETE SET NULL,
+	reason     TEXT    NOT NULL DEFAULT '',
+	created_ms INTEGER NOT NULL,
+	PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;

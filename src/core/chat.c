@@ -15,6 +15,7 @@
  * envelope, and no HTTP status. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,11 @@ struct room_entry {
 	char name[33]; /* canonical spelling */
 };
 
+/* A running mute: (room, user) muted until until_ms. */
+struct mute {
+	int64_t room, user, until_ms;
+};
+
 struct chat {
 	struct store *store;
 	struct bus *bus;
@@ -45,6 +51,14 @@ struct chat {
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
+	/* Running mutes, checked on every send: few at any time, so an array
+	 * scanned under mute_mu; nmutes is read without it first, so that a
+	 * server with no mute pays one atomic load per send. Expired entries
+	 * are dropped as they are met. */
+	pthread_mutex_t mute_mu;
+	struct mute *mutes;
+	size_t mute_cap;
+	_Atomic size_t nmutes;
 };
 
 /* One queued command: the caller's callback, carried through the store. */
@@ -129,6 +143,62 @@ static void commit_hook(void *arg, struct event *ev)
 	}
 }
 
+/* Set (until_ms > 0) or clear the mute of (room, user) in the cache. */
+static void mute_put(struct chat *c, int64_t room, int64_t user,
+		     int64_t until_ms)
+{
+	pthread_mutex_lock(&c->mute_mu);
+	size_t n = atomic_load(&c->nmutes), i;
+	for (i = 0; i < n; i++)
+		if (c->mutes[i].room == room && c->mutes[i].user == user)
+			break;
+	if (until_ms <= 0) {
+		if (i < n) {
+			c->mutes[i] = c->mutes[n - 1];
+			atomic_store(&c->nmutes, n - 1);
+		}
+	} else {
+		if (i == n) {
+			if (n == c->mute_cap) {
+				c->mute_cap = c->mute_cap ? c->mute_cap * 2 : 8;
+				c->mutes = xrealloc(
+				    c->mutes, c->mute_cap * sizeof(*c->mutes));
+			}
+			atomic_store(&c->nmutes, n + 1);
+		}
+		c->mutes[i] = (struct mute){room, user, until_ms};
+	}
+	pthread_mutex_unlock(&c->mute_mu);
+}
+
+static void mute_load(void *arg, int64_t room, int64_t user, int64_t until_ms)
+{
+	mute_put(arg, room, user, until_ms);
+}
+
+/* Milliseconds left of user's mute in room, 0 when not muted. */
+static int64_t mute_left(struct chat *c, int64_t room, int64_t user)
+{
+	if (atomic_load(&c->nmutes) == 0)
+		return 0;
+	int64_t now = now_ms(), left = 0;
+	pthread_mutex_lock(&c->mute_mu);
+	size_t n = atomic_load(&c->nmutes);
+	for (size_t i = 0; i < n;) {
+		struct mute *m = &c->mutes[i];
+		if (m->until_ms <= now) { /* over: drop it */
+			*m = c->mutes[--n];
+			continue;
+		}
+		if (m->room == room && m->user == user)
+			left = m->until_ms - now;
+		i++;
+	}
+	atomic_store(&c->nmutes, n);
+	pthread_mutex_unlock(&c->mute_mu);
+	return left;
+}
+
 struct chat *chat_new(struct store *st, struct bus *bus,
 		      struct metrics *metrics)
 {
@@ -148,6 +218,11 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	for (size_t i = 0; i < n; i++)
 		room_put(c, rooms[i].id, rooms[i].name);
 	store_rooms_free(rooms, n);
+	pthread_mutex_init(&c->mute_mu, NULL);
+	if (store_mutes_each(st, now_ms(), mute_load, c) < 0) {
+		chat_free(c);
+		return NULL;
+	}
 	store_set_commit_hook(st, commit_hook, c);
 	return c;
 }
@@ -157,8 +232,10 @@ void chat_free(struct chat *c)
 	if (!c)
 		return;
 	free(c->rooms);
+	free(c->mutes);
 	link_free(c->link);
 	pthread_mutex_destroy(&c->room_mu);
+	pthread_mutex_destroy(&c->mute_mu);
 	free(c);
 }
 
@@ -319,6 +396,11 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		if (row->sender == EVTYPE_FROM_MEMBER &&
 		    !bus_is_member(c->bus, room_id, u->id))
 			return CHAT_ENOTMEMBER;
+		/* A muted member sends nothing there (typing included);
+		 * joining, leaving and moderating are not sends. */
+		if (row->sender == EVTYPE_FROM_MEMBER &&
+		    mute_left(c, room_id, u->id) > 0)
+			return CHAT_EMUTED;
 	}
 	if (row->sender == EVTYPE_FROM_MODERATOR)
 		return moderation_submit(c, u, row, room_id, name, in, done,
@@ -537,6 +619,67 @@ int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
 	return CHAT_OK;
 }
 
+int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
+		  const char *target, int64_t seconds, const char *reason,
+		  char room_out[33], char target_out[33], int64_t *until_ms)
+{
+	int64_t room_id, subject;
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = subject_resolve(c, target, &subject, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (seconds < 0 || seconds > CHAT_MUTE_MAX_S)
+		return CHAT_EINVAL;
+	int64_t until = seconds ? now_ms() + seconds * 1000 : 0;
+	rc = store_mute_set(c->store, room_id, subject, until, u->id, reason);
+	if (rc == STORE_NOTFOUND && !seconds)
+		return CHAT_ENOTMUTED;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	mute_put(c, room_id, subject, until);
+	*until_ms = until;
+	log_info("moderation %s room=%s user=%s by=%s seconds=%" PRId64,
+		 seconds ? "mute" : "unmute", room_out, target_out, u->username,
+		 seconds);
+
+	/* Tell the muted user on all their connections (ephemeral). */
+	char ts[32] = "";
+	if (until)
+		format_ts(until, ts);
+	json_t *args = json_pack("{s:s, s:s, s:s, s:I}", "user", target_out,
+				 "reason", reason ? reason : "", "until", ts,
+				 "seconds", (json_int_t)seconds);
+	struct evtype_input in = {.args = args};
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_MUTE, room_out, u->username,
+					  now_ms(), &in, &len);
+	json_decref(args);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_MUTE, BUS_PERSONAL, subject, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room)
+{
+	int64_t room_id;
+	char name[33];
+	if (resolve_room(c, room, &room_id, name) != CHAT_OK)
+		return 0;
+	int64_t ms = mute_left(c, room_id, u->id);
+	return ms > 0 ? (ms + 999) / 1000 : 0;
+}
+
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
 		   char name[33], struct store_ban **out, size_t *n)
 {
@@ -569,6 +712,8 @@ static const struct {
     {CHAT_EFORBIDDEN, "forbidden", "your role in that room does not allow it"},
     {CHAT_ENOUSER, "no_such_user", "no user by that name"},
     {CHAT_EBANNED, "banned", "you are banned from that room"},
+    {CHAT_EMUTED, "muted", "you are muted in that room for now"},
+    {CHAT_ENOTMUTED, "not_muted", "that user is not muted in that room"},
     {CHAT_ENOSUBJECT, "not_a_member", "that user is not a member of the room"},
     {CHAT_ENOTBANNED, "not_banned", "that user is not banned from that room"},
 };

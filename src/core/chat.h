@@ -37,8 +37,12 @@ enum chat_err {
 	CHAT_ENOUSER = -9,    /* no_such_user */
 	CHAT_EBANNED = -10,   /* banned: joining a room that banned the user */
 	CHAT_ENOTBANNED = -11, /* not_banned: lifting a ban that is not there */
-	CHAT_ENOSUBJECT = -12  /* not_a_member: the user acted on is not one */
+	CHAT_ENOSUBJECT = -12, /* not_a_member: the user acted on is not one */
+	CHAT_EMUTED = -13,     /* muted: the sender is muted in the room */
+	CHAT_ENOTMUTED = -14   /* not_muted: lifting a mute that is not there */
 };
+
+#define CHAT_MUTE_MAX_S (366 * 86400) /* the longest mute: a year */
 
 struct chat;
 
@@ -136,6 +140,21 @@ int chat_moderator_set(struct chat *c, const struct chat_user *u,
 int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
 		 const char *target, const char *reason, bool on,
 		 char room_out[33], char target_out[33]);
+/* Mute target (a user name) in room for seconds (1..CHAT_MUTE_MAX_S), or
+ * lift the mute (seconds 0): their sends there (any event a member sends:
+ * messages, typing) are refused with CHAT_EMUTED meanwhile, nothing
+ * stored. Member or not. The muted user's connections get an ephemeral
+ * "mute" event (personal). u must moderate room and outrank target.
+ * CHAT_OK with *until_ms (0: lifted), CHAT_ENOROOM, CHAT_ENOUSER,
+ * CHAT_EFORBIDDEN, CHAT_EINVAL (seconds out of range), CHAT_ENOTMUTED
+ * (lift: none running), CHAT_EINTERNAL. */
+int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
+		  const char *target, int64_t seconds, const char *reason,
+		  char room_out[33], char target_out[33], int64_t *until_ms);
+/* Whole seconds (rounded up) left of u's mute in room, 0 if none: what a
+ * CHAT_EMUTED answer says as retry_after. */
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room);
 /* The bans of room, for those who moderate it: CHAT_OK (caller frees with
  * store_bans_free), CHAT_ENOROOM, CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,

@@ -173,5 +173,7 @@ int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
 	in.args = args;
 	rc = cmd->run(c, cmd->type, u, &in, done, arg);
 	st->async = rc == CHAT_OK && st->acked;
+	if (rc == CHAT_EMUTED)
+		st->retry_after = chat_mute_left(c, u, in.room);
 	return rc;
 }

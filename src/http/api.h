@@ -27,6 +27,9 @@ enum MHD_Result api_room_kick(struct request *req, const char *room);
 enum MHD_Result api_room_ban(struct request *req, const char *room);
 enum MHD_Result api_room_unban(struct request *req, const char *room);
 enum MHD_Result api_room_bans(struct request *req, const char *room);
+/* POST mutes, DELETE mutes/{user}. */
+enum MHD_Result api_room_mute(struct request *req, const char *room);
+enum MHD_Result api_room_unmute(struct request *req, const char *room);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);

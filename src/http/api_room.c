@@ -263,3 +263,61 @@ enum MHD_Result api_room_bans(struct request *req, const char *room)
 	return reply_json(req->conn, &req->log, 200,
 			  json_pack("{s:s, s:o}", "room", name, "bans", arr));
 }
+
+/* POST /api/rooms/{room}/mutes {"user", "seconds", "reason"}: the user's
+ * sends in the room are refused until the mute ends. */
+enum MHD_Result api_room_mute(struct request *req, const char *room)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	if (moderation_args(req, in, &ret) < 0)
+		goto done;
+	json_t *secs = json_object_get(in, "seconds");
+	struct evtype_input check = {.args = in};
+	if (!json_is_integer(secs) || json_integer_value(secs) < 1 ||
+	    json_integer_value(secs) > CHAT_MUTE_MAX_S ||
+	    evtype_get(EVENT_KICK)->validate(&check) != EVTYPE_VALID) {
+		ret = api_fail(req, 422, "invalid",
+			       "user must be a user name, seconds a whole "
+			       "number from 1 to 31622400, reason at most 200 "
+			       "characters of visible text");
+		goto done;
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "", user[33] = "", ts[32];
+	int64_t until = 0;
+	int rc = chat_mute_set(req->srv->chat, &cu, room,
+			       json_string_value(json_object_get(in, "user")),
+			       json_integer_value(secs),
+			       json_string_value(json_object_get(in, "reason")),
+			       name, user, &until);
+	if (rc != CHAT_OK) {
+		ret = request_chat_error(req, rc);
+		goto done;
+	}
+	format_ts(until, ts);
+	ret = reply_json(req->conn, &req->log, 201,
+			 json_pack("{s:s, s:s, s:s, s:I}", "room", name, "user",
+				   user, "until", ts, "seconds",
+				   (json_int_t)json_integer_value(secs)));
+done:
+	json_decref(in);
+	return ret;
+}
+
+/* DELETE /api/rooms/{room}/mutes/{user}: lift a running mute. */
+enum MHD_Result api_room_unmute(struct request *req, const char *room)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "", user[33] = "";
+	int64_t until = 0;
+	int rc = chat_mute_set(req->srv->chat, &cu, room, request_param(req, 1),
+			       0, NULL, name, user, &until);
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:s, s:s, s:b}", "room", name, "user",
+				    user, "muted", 0));
+}

@@ -103,6 +103,20 @@ static json_t *moderation_extra(const struct evtype_input *in)
 			 reason ? reason : "");
 }
 
+/* A mute, told to the muted user: {"user", "reason", "until", "seconds"}
+ * from the args chat builds. */
+static json_t *mute_extra(const struct evtype_input *in)
+{
+	json_t *extra = json_object();
+	const char *keys[] = {"user", "reason", "until", "seconds"};
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		json_t *v = json_object_get(in->args, keys[i]);
+		if (v)
+			json_object_set(extra, keys[i], v);
+	}
+	return extra;
+}
+
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
 		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
@@ -122,6 +136,8 @@ static const struct evtype table[] = {
     [EVENT_BAN] = {EVENT_BAN, "ban", true, EVTYPE_FROM_MODERATOR,
 		   moderation_validate, EVTYPE_EFFECT_SUBJECT_BAN, false,
 		   moderation_extra},
+    [EVENT_MUTE] = {EVENT_MUTE, "mute", false, EVTYPE_FROM_SERVER, NULL,
+		    EVTYPE_EFFECT_NONE, false, mute_extra},
 };
 
 const struct evtype *evtype_get(enum event_type t)

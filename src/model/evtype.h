@@ -28,7 +28,8 @@ enum event_type {
 	EVENT_TYPING,	/* ephemeral: user is typing in room */
 	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
 	EVENT_KICK,	/* persistent: a moderator removed a user from room */
-	EVENT_BAN	/* persistent: a moderator removed and banned a user */
+	EVENT_BAN,	/* persistent: a moderator removed and banned a user */
+	EVENT_MUTE	/* ephemeral, personal: you are muted in a room */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */

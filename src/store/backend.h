@@ -52,6 +52,12 @@ struct store_ops {
 		       int64_t by, const char *reason, bool on);
 	int (*bans_list)(struct store *base, int64_t room_id,
 			 struct store_ban **out, size_t *n);
+	int (*mute_set)(struct store *base, int64_t room_id, int64_t user_id,
+			int64_t until_ms, int64_t by, const char *reason);
+	int (*mutes_each)(struct store *base, int64_t now_ms,
+			  void (*fn)(void *arg, int64_t room_id,
+				     int64_t user_id, int64_t until_ms),
+			  void *arg);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

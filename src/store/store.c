@@ -195,3 +195,17 @@ void store_bans_free(struct store_ban *v, size_t n)
 		free(v[i].reason);
 	free(v);
 }
+
+int store_mute_set(struct store *st, int64_t room_id, int64_t user_id,
+		   int64_t until_ms, int64_t by, const char *reason)
+{
+	return st->ops->mute_set(st, room_id, user_id, until_ms, by, reason);
+}
+
+int store_mutes_each(struct store *st, int64_t now_ms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int64_t until_ms),
+		     void *arg)
+{
+	return st->ops->mutes_each(st, now_ms, fn, arg);
+}

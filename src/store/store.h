@@ -207,6 +207,17 @@ struct store_ban {
 int store_bans_list(struct store *st, int64_t room_id, struct store_ban **out,
 		    size_t *n);
 void store_bans_free(struct store_ban *v, size_t n);
+/* Mute user_id in room_id until until_ms (replacing an earlier mute), by
+ * `by` (0: nobody) for reason (NULL: none); until_ms 0 lifts a mute
+ * still running. STORE_OK, STORE_NOTFOUND (mute: no such room or user;
+ * lift: no mute running), STORE_ERR. Refusing the sends is chat's. */
+int store_mute_set(struct store *st, int64_t room_id, int64_t user_id,
+		   int64_t until_ms, int64_t by, const char *reason);
+/* Call fn for every mute still running at now_ms; 0 or -1. */
+int store_mutes_each(struct store *st, int64_t now_ms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int64_t until_ms),
+		     void *arg);
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

@@ -704,6 +704,21 @@ static void queue_error(struct ws_conn *c, const char *client_id,
 	queue_json(c, o);
 }
 
+/* An error the client may retry after retry_after seconds. */
+static void queue_error_retry(struct ws_conn *c, const char *client_id,
+			      const char *code, const char *message,
+			      int64_t retry_after)
+{
+	json_t *o = json_pack("{s:s}", "type", "error");
+	if (client_id)
+		json_object_set_new(o, "client_id", json_string(client_id));
+	json_object_set_new(o, "error", json_string(code));
+	json_object_set_new(o, "message", json_string(message));
+	json_object_set_new(o, "retry_after", json_integer(retry_after));
+	metrics_inc(c->metrics->errors);
+	queue_json(c, o);
+}
+
 /* --- bus subscriber ----------------------------------------------------------
  */
 
@@ -834,6 +849,9 @@ static void run_command(struct ws_conn *c, json_t *root, const char *op,
 		queue_error(c, client_id, "unknown_op", "unknown op");
 	else if (err == CMD_EARGS)
 		queue_error(c, cid, "invalid", st.usage);
+	else if (err == CHAT_EMUTED)
+		queue_error_retry(c, cid, chat_err_code(err),
+				  chat_err_message(err), st.retry_after);
 	else if (err != CHAT_OK)
 		queue_error(c, cid, chat_err_code(err), chat_err_message(err));
 	else if (st.pong)

@@ -1361,6 +1361,21 @@ async function main() {
     await ben.page.waitForSelector('#app:not([hidden])');
     await ben.waitLive();
     assert(!(await ben.page.$('#room-list .room-btn[data-room="moderated"]')), 'after a reload the room is not in ben\'s list');
+
+    // A mute from the menu: ben, back in the room, is told, and his
+    // message fails with the reason instead of waiting to go out later.
+    await ben.enterRoom('moderated');
+    await olga.page.waitForFunction(() => /ben/.test(document.getElementById('member-list').textContent), null, { timeout: 5000 });
+    olga.page.once('dialog', (d) => d.accept('cool down'));
+    await olga.page.click('#member-list .member-actions summary');
+    await olga.page.click('#member-list button[data-action="mute"]');
+    await ben.page.waitForFunction(() => /olga muted you in #moderated for 10 min/.test(document.getElementById('toast').textContent), null, { timeout: 5000 });
+    await ben.say('let me explain');
+    await ben.page.waitForSelector('#message-list .msg.pending.failed', { timeout: 10000 });
+    const failed = await ben.page.textContent('#message-list .msg.pending.failed');
+    assert(/muted in this room/.test(failed), `the failed message says why: ${failed}`);
+    await ben.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await ben.shot('moderation-muted.png');
   });
 
   await browser.close();

@@ -240,4 +240,66 @@ printf '%s\n' '{"op":"ban","room":"ops","user":"olga"}' >"$WORK/ban.cmd"
 "$WSCLIENT" --token "$MOD" --send-file "$WORK/ban.cmd" --timeout 3 "$WSBASE/ws" >"$WORK/ban.ws" 2>&1 || true
 check "banning the owner over WebSocket: an error frame" grep -q '"forbidden"' "$WORK/ban.ws"
 
+# --- mutes -----------------------------------------------------------------------
+api_json POST /api/rooms/ops/join "$USER" '{}'
+mute() { api_json POST "/api/rooms/$1/mutes" "$2" "$3"; }
+mute ops "$USER" '{"user":"mia","seconds":60}'
+expect 403 forbidden "a member cannot mute"
+mute ops "$MOD" '{"user":"olga","seconds":60}'
+expect 403 forbidden "a moderator cannot mute the owner"
+for bad in '{"user":"ulf"}' '{"user":"ulf","seconds":0}' '{"user":"ulf","seconds":-5}' \
+	'{"user":"ulf","seconds":"60"}' '{"user":"ulf","seconds":99999999}' '{"user":"ulf","seconds":1.5}'; do
+	mute ops "$MOD" "$bad"
+	expect 422 invalid "mute refuses $bad"
+done
+mute ops "$MOD" '{"user":"nobody","seconds":60}'
+expect 404 no_such_user "muting an unknown user"
+"$WSCLIENT" --token "$USER" --timeout 3 "$WSBASE/ws" >"$WORK/ulf-mute.ws" 2>&1 &
+MWS=$!
+sleep 0.5
+api_get "/api/rooms/ops/messages?limit=100" "$OWNER"
+BEFORE=$(jq '.events | length' <<<"$BODY")
+mute ops "$MOD" '{"user":"ulf","seconds":60,"reason":"cool down"}'
+expect 201 "" "the moderator mutes ulf for a minute"
+check "the answer says until when" test "$(jget .seconds)/$(jget .user)" = 60/ulf
+api_json POST /api/rooms/ops/messages "$USER" '{"text":"can I talk?"}'
+expect 403 muted "a muted user's HTTP send is refused"
+RA=$(jget .retry_after)
+check "with retry_after in (0, 60]: $RA" test "$RA" -gt 0 -a "$RA" -le 60
+check "and a Retry-After header" bash -c "curl -s -D - -o /dev/null -H 'Authorization: Bearer $USER' \
+	-H 'Content-Type: application/json' --data '{\"text\":\"x\"}' $BASE/api/rooms/ops/messages | grep -qi '^retry-after: [0-9]'"
+api_json POST /api/rooms/ops/typing "$USER" '{}'
+expect 403 muted "typing too"
+printf '%s\n' '{"op":"send","room":"ops","text":"ws talk","client_id":"m1"}' >"$WORK/mute.cmd"
+"$WSCLIENT" --token "$USER" --send-file "$WORK/mute.cmd" --timeout 2 "$WSBASE/ws" >"$WORK/mute.ws" 2>&1 || true
+check "a WebSocket send: error muted with retry_after" \
+	bash -c "grep '\"type\":\"error\"' '$WORK/mute.ws' | jq -e 'select(.error == \"muted\" and .retry_after > 0 and .client_id == \"m1\")' >/dev/null"
+api_json POST /api/rooms/lobby/messages "$USER" '{"text":"other rooms are fine"}'
+expect 201 "" "a mute holds in its room only"
+api_get "/api/rooms/ops/messages?limit=100" "$OWNER"
+check "nothing of the muted user was stored" test "$(jq '.events | length' <<<"$BODY")" = "$BEFORE"
+wait "$MWS" || true
+check "ulf's open connection was told of the mute" \
+	bash -c "jq -e 'select(.type == \"mute\" and .room == \"ops\" and .from == \"mia\" and .reason == \"cool down\" and .seconds == 60)' '$WORK/ulf-mute.ws' >/dev/null"
+stop_natterd
+start_natterd
+WSBASE="ws://127.0.0.1:$PORT"
+api_json POST /api/rooms/ops/messages "$USER" '{"text":"after restart"}'
+expect 403 muted "a mute survives a restart"
+api DELETE /api/rooms/ops/mutes/ulf -H "Authorization: Bearer $USER"
+expect 403 forbidden "the muted user cannot lift it"
+api DELETE /api/rooms/ops/mutes/ulf -H "Authorization: Bearer $MOD"
+expect 200 "" "the moderator lifts the mute"
+api DELETE /api/rooms/ops/mutes/ulf -H "Authorization: Bearer $MOD"
+expect 404 not_muted "lifting it twice"
+api_json POST /api/rooms/ops/messages "$USER" '{"text":"thanks"}'
+expect 201 "" "ulf talks again"
+mute ops "$MOD" '{"user":"ulf","seconds":1}'
+expect 201 "" "a one-second mute"
+api_json POST /api/rooms/ops/messages "$USER" '{"text":"too soon"}'
+expect 403 muted "refused during it"
+sleep 1.2
+api_json POST /api/rooms/ops/messages "$USER" '{"text":"on time"}'
+expect 201 "" "accepted once it is over"
+
 finish

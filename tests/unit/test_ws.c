@@ -260,6 +260,14 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 }
 
 /* The other commands the WebSocket may dispatch (core/cmd.c); not used. */
+/* A muted sender: what is left of the mute (cmd asks on CHAT_EMUTED). */
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room)
+{
+	(void)c, (void)u, (void)room;
+	return 42;
+}
+
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {

@@ -137,6 +137,13 @@ static const char *const sql_text[Q_COUNT] = {
 		    "JOIN users u ON u.id = b.user_id "
 		    "LEFT JOIN users b2 ON b2.id = b.by_id "
 		    "WHERE b.room_id = ?1 ORDER BY u.username",
+    [Q_MUTE_ADD] = "INSERT OR REPLACE INTO mutes (room_id, user_id, "
+		   "until_ms, by_id, reason, created_ms) "
+		   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_MUTE_DEL] = "DELETE FROM mutes WHERE room_id = ?1 AND user_id = ?2 "
+		   "AND until_ms > ?3",
+    [Q_MUTES_ACTIVE] = "SELECT room_id, user_id, until_ms FROM mutes "
+		       "WHERE until_ms > ?1",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
 };
@@ -702,6 +709,8 @@ const struct store_ops sq_ops = {
     .moderator_set = sq_moderator_set,
     .ban_set = sq_ban_set,
     .bans_list = sq_bans_list,
+    .mute_set = sq_mute_set,
+    .mutes_each = sq_mutes_each,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

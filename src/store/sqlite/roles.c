@@ -157,3 +157,62 @@ fail:
 	*n = len;
 	return 0;
 }
+
+int sq_mute_set(struct store *base, int64_t room_id, int64_t user_id,
+		int64_t until_ms, int64_t by, const char *reason)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	bool on = until_ms > 0;
+	sqlite3_stmt *s = sq_stmt(c, on ? Q_MUTE_ADD : Q_MUTE_DEL);
+	int64_t now = now_ms();
+	int rc, status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, room_id);
+	sqlite3_bind_int64(s, 2, user_id);
+	if (on) {
+		sqlite3_bind_int64(s, 3, until_ms);
+		if (by > 0)
+			sqlite3_bind_int64(s, 4, by);
+		sqlite3_bind_text(s, 5, reason ? reason : "", -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_int64(s, 6, now);
+	} else {
+		sqlite3_bind_int64(s, 3, now);
+	}
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		status = (rc & 0xff) == SQLITE_CONSTRAINT ? STORE_NOTFOUND
+							  : STORE_ERR;
+		goto fail;
+	}
+	status = on || sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+int sq_mutes_each(struct store *base, int64_t now,
+		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			     int64_t until_ms),
+		  void *arg)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_MUTES_ACTIVE);
+	int rc = SQLITE_ERROR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+		   sqlite3_column_int64(s, 2));
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

@@ -78,6 +78,9 @@ enum q {
 	Q_BAN_ADD,
 	Q_BAN_DEL,
 	Q_BANS_LIST,
+	Q_MUTE_ADD,
+	Q_MUTE_DEL,
+	Q_MUTES_ACTIVE,
 	Q_COUNT
 };
 
@@ -187,6 +190,12 @@ int sq_ban_set(struct store *base, int64_t room_id, int64_t user_id, int64_t by,
 	       const char *reason, bool on);
 int sq_bans_list(struct store *base, int64_t room_id, struct store_ban **out,
 		 size_t *n);
+int sq_mute_set(struct store *base, int64_t room_id, int64_t user_id,
+		int64_t until_ms, int64_t by, const char *reason);
+int sq_mutes_each(struct store *base, int64_t now_ms,
+		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			     int64_t until_ms),
+		  void *arg);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);
