@@ -320,11 +320,11 @@ async function start(user) {
   renderOutboxBanner();
 }
 
-function sessionEnded() {
+function sessionEnded(text = t('auth.session_ended')) {
   if (S.conn) S.conn.stop();
   S.conn = null;
   settingsStop();
-  showAuth(t('auth.session_ended'));
+  showAuth(text);
 }
 
 async function logout() {
@@ -1075,6 +1075,12 @@ const EVENT_VIEWS = {
   // A moderator removed (kick) or removed and banned (ban) ev.user.
   kick: { render: moderationNode('event.kick'), live: removedBy },
   ban: { render: moderationNode('event.ban'), live: removedBy },
+  // Personal: an admin disabled our account; the server ends this
+  // connection right after it.
+  disabled: {
+    ephemeral: true,
+    live: (r, ev) => sessionEnded(t('auth.disabled', { reason: ev.reason || '—' })),
+  },
   // Personal: a moderator muted us in ev.room for ev.seconds (0: lifted).
   mute: {
     ephemeral: true,

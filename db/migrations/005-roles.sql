@@ -52,3 +52,8 @@ CREATE TABLE mutes (
 	created_ms INTEGER NOT NULL,
 	PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
+
+-- A disabled account: NULL while enabled. Disabling also deletes the
+-- account's sessions; logging in is refused while it lasts.
+ALTER TABLE users ADD COLUMN disabled_ms INTEGER;
+ALTER TABLE users ADD COLUMN disabled_reason TEXT NOT NULL DEFAULT '';

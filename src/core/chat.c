@@ -680,6 +680,41 @@ int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 	return ms > 0 ? (ms + 999) / 1000 : 0;
 }
 
+int chat_user_disable(struct chat *c, const struct chat_user *u,
+		      const char *target, bool disabled, const char *reason,
+		      char target_out[33])
+{
+	int64_t id;
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	int rc = subject_resolve(c, target, &id, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id == u->id)
+		return CHAT_EINVAL;
+	if (store_user_disable(c->store, id, disabled, reason) != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("account %s user=%s by=%s", disabled ? "disabled" : "enabled",
+		 target_out, u->username);
+	if (!disabled)
+		return CHAT_OK;
+	/* Every live connection of the account ends on this event. */
+	json_t *args = json_pack("{s:s}", "reason", reason ? reason : "");
+	struct evtype_input in = {.args = args};
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_DISABLED, "", u->username,
+					  now_ms(), &in, &len);
+	json_decref(args);
+	if (!json)
+		return CHAT_EINTERNAL;
+	struct event *ev =
+	    event_new(0, EVENT_DISABLED, BUS_PERSONAL, id, json, len);
+	free(json);
+	bus_publish(c->bus, ev);
+	event_unref(ev);
+	return CHAT_OK;
+}
+
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
 		   char name[33], struct store_ban **out, size_t *n)
 {

@@ -155,6 +155,15 @@ int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
  * CHAT_EMUTED answer says as retry_after. */
 int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 		       const char *room);
+/* A server admin disables the account target (a user name), or enables it
+ * again: disabling deletes its sessions and ends every live connection of
+ * it on every transport at once (a personal "disabled" event, which ends
+ * the connection that receives it). CHAT_OK (canonical name in
+ * target_out), CHAT_EFORBIDDEN (u is no admin), CHAT_ENOUSER, CHAT_EINVAL
+ * (target is u), CHAT_EINTERNAL. */
+int chat_user_disable(struct chat *c, const struct chat_user *u,
+		      const char *target, bool disabled, const char *reason,
+		      char target_out[33]);
 /* The bans of room, for those who moderate it: CHAT_OK (caller frees with
  * store_bans_free), CHAT_ENOROOM, CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,

@@ -30,6 +30,9 @@ enum MHD_Result api_room_bans(struct request *req, const char *room);
 /* POST mutes, DELETE mutes/{user}. */
 enum MHD_Result api_room_mute(struct request *req, const char *room);
 enum MHD_Result api_room_unmute(struct request *req, const char *room);
+/* POST /api/admin/users/{user}/disable {"reason"}, .../enable. */
+enum MHD_Result api_admin_user_disable(struct request *req, const char *user);
+enum MHD_Result api_admin_user_enable(struct request *req, const char *user);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);

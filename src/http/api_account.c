@@ -205,6 +205,15 @@ enum MHD_Result api_login(struct request *req)
 		goto done;
 	}
 	auth_login_succeeded(a, name, req->addr, now_ms());
+	if (u.disabled) {
+		/* Said only to whoever knows the password. */
+		log_info("login refused: account disabled user=%s addr=%s",
+			 u.username, req->addr);
+		store_user_fini(&u);
+		ret = api_fail(req, 403, "disabled",
+			       "this account has been disabled by an admin");
+		goto done;
+	}
 	req->user_id = u.id;
 	snprintf(req->username, sizeof(req->username), "%s", u.username);
 	store_user_fini(&u);
@@ -323,4 +332,60 @@ done:
 	store_user_fini(&u);
 	json_decref(in);
 	return ret;
+}
+
+/* POST /api/admin/users/{user}/disable {"reason"} and .../enable: an
+ * admin disables an account (its sessions and connections end, logging
+ * in answers 403 disabled) or enables it again. */
+static enum MHD_Result user_disable(struct request *req, const char *user,
+				    bool disabled)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = NULL;
+	const char *reason = NULL;
+	if (disabled) {
+		in = request_json(req, &ret);
+		if (!in)
+			return ret;
+		json_t *r = json_object_get(in, "reason");
+		size_t n = json_string_length(r);
+		if (r && !json_is_null(r) &&
+		    (!json_is_string(r) ||
+		     utf8_count(json_string_value(r), n) > EVTYPE_REASON_MAX)) {
+			ret = api_fail(req, 422, "invalid_field",
+				       "'reason' must be a string of at most "
+				       "200 characters");
+			goto done;
+		}
+		reason = json_string_value(r);
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "";
+	int rc = chat_user_disable(req->srv->chat, &cu, user, disabled, reason,
+				   name);
+	if (rc == CHAT_EFORBIDDEN)
+		ret = api_fail(req, 403, "forbidden", "admins only");
+	else if (rc == CHAT_EINVAL)
+		ret = api_fail(req, 422, "invalid",
+			       "you cannot disable or enable your own account");
+	else if (rc != CHAT_OK)
+		ret = request_chat_error(req, rc);
+	else
+		ret = reply_json(req->conn, &req->log, 200,
+				 json_pack("{s:s, s:b, s:s}", "user", name,
+					   "disabled", disabled, "reason",
+					   reason ? reason : ""));
+done:
+	json_decref(in);
+	return ret;
+}
+
+enum MHD_Result api_admin_user_disable(struct request *req, const char *user)
+{
+	return user_disable(req, user, true);
+}
+
+enum MHD_Result api_admin_user_enable(struct request *req, const char *user)
+{
+	return user_disable(req, user, false);
 }

@@ -117,6 +117,14 @@ static json_t *mute_extra(const struct evtype_input *in)
 	return extra;
 }
 
+/* {"reason"} of an account's disabling. */
+static json_t *disabled_extra(const struct evtype_input *in)
+{
+	const char *reason =
+	    json_string_value(json_object_get(in->args, "reason"));
+	return json_pack("{s:s}", "reason", reason ? reason : "");
+}
+
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
 		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
@@ -138,6 +146,8 @@ static const struct evtype table[] = {
 		   moderation_extra},
     [EVENT_MUTE] = {EVENT_MUTE, "mute", false, EVTYPE_FROM_SERVER, NULL,
 		    EVTYPE_EFFECT_NONE, false, mute_extra},
+    [EVENT_DISABLED] = {EVENT_DISABLED, "disabled", false, EVTYPE_FROM_SERVER,
+			NULL, EVTYPE_EFFECT_NONE, false, disabled_extra, true},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -156,6 +166,12 @@ int evtype_parse(const char *name, enum event_type *t)
 		}
 	}
 	return -1;
+}
+
+bool evtype_ends_session(enum event_type t)
+{
+	const struct evtype *row = evtype_get(t);
+	return row && row->ends_session;
 }
 
 int evtype_membership(enum event_type t)

@@ -29,7 +29,8 @@ enum event_type {
 	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
 	EVENT_KICK,	/* persistent: a moderator removed a user from room */
 	EVENT_BAN,	/* persistent: a moderator removed and banned a user */
-	EVENT_MUTE	/* ephemeral, personal: you are muted in a room */
+	EVENT_MUTE,	/* ephemeral, personal: you are muted in a room */
+	EVENT_DISABLED	/* ephemeral, personal: your account was disabled */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
@@ -98,12 +99,18 @@ struct evtype {
 	/* Members the envelope adds after the common ones, or NULL for none:
 	 * a new object (caller decrefs), NULL on failure. */
 	json_t *(*extra)(const struct evtype_input *in);
+	/* A personal event after which every transport ends the receiving
+	 * connection (the session behind it is gone): WebSocket closes with
+	 * 4001, SSE ends its stream, a waiting long-poll answers 401. */
+	bool ends_session;
 };
 
 /* The row of t, or NULL for a value outside the table. */
 const struct evtype *evtype_get(enum event_type t);
 /* The type named name: 0, or -1 when no row has that name. */
 int evtype_parse(const char *name, enum event_type *t);
+/* Whether t ends the connection that receives it (ends_session). */
+bool evtype_ends_session(enum event_type t);
 /* Effect on the membership of the event's room of its subject (the user
  * it acts on, else its sender: event_subject), derived from the effect
  * column: +1 becomes a member, -1 stops being one, 0 neither. */

@@ -58,6 +58,8 @@ struct store_ops {
 			  void (*fn)(void *arg, int64_t room_id,
 				     int64_t user_id, int64_t until_ms),
 			  void *arg);
+	int (*user_disable)(struct store *base, int64_t id, bool disabled,
+			    const char *reason);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

@@ -47,6 +47,7 @@ void store_user_fini(struct store_user *u)
 	free(u->display_name);
 	free(u->settings);
 	free(u->pwhash);
+	free(u->disabled_reason);
 	memset(u, 0, sizeof(*u));
 }
 
@@ -208,4 +209,10 @@ int store_mutes_each(struct store *st, int64_t now_ms,
 		     void *arg)
 {
 	return st->ops->mutes_each(st, now_ms, fn, arg);
+}
+
+int store_user_disable(struct store *st, int64_t id, bool disabled,
+		       const char *reason)
+{
+	return st->ops->user_disable(st, id, disabled, reason);
 }

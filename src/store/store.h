@@ -102,7 +102,9 @@ struct store_user {
 	char *settings;	    /* JSON object text, "{}" by default */
 	char *pwhash;	    /* encoded Argon2id */
 	int64_t created_ms;
-	bool admin; /* a server admin */
+	bool admin;	       /* a server admin */
+	bool disabled;	       /* an admin disabled the account */
+	char *disabled_reason; /* why, "" when not said */
 };
 void store_user_fini(struct store_user *u);
 
@@ -117,6 +119,13 @@ int store_user_by_id(struct store *st, int64_t id, struct store_user *out);
 /* Make a user a server admin, or no longer one: STORE_OK or
  * STORE_NOTFOUND. The first account a store creates is an admin. */
 int store_user_admin_set(struct store *st, int64_t id, bool admin);
+/* Disable an account (for reason, NULL: none), deleting its sessions, or
+ * enable it again. A session cached by store_session_user in this process
+ * is forgotten at once; another process (natterctl) reaches a running
+ * natterd's cache only when its entries expire (session_cache_ms).
+ * STORE_OK, STORE_NOTFOUND, STORE_ERR. */
+int store_user_disable(struct store *st, int64_t id, bool disabled,
+		       const char *reason);
 /* NULL leaves a field as it is. settings must be JSON object text. */
 int store_user_update(struct store *st, int64_t id, const char *display_name,
 		      const char *settings);

@@ -96,6 +96,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "core/cmd.h"
+#include "model/evtype.h"
 #include "transport/ws.h"
 #include "transport/ws_frame.h"
 
@@ -745,7 +746,12 @@ static void sub_deliver(void *arg, struct event *ev)
 	if (len == 0)
 		return;
 	q_push(c, event_ref(ev), NULL, len);
-	if (conn_pending(c) > c->wl->ws->cfg.send_queue_max) {
+	if (evtype_ends_session(event_type(ev))) {
+		/* the account is gone: the event says why, then 4001 */
+		log_info("ws closed: session ended addr=%s user=%s", c->addr,
+			 c->username);
+		conn_close_after(c, 4001, "account disabled");
+	} else if (conn_pending(c) > c->wl->ws->cfg.send_queue_max) {
 		metrics_inc(c->metrics->slow_disconnects[TRANSPORT_WS]);
 		log_info("ws slow consumer closed addr=%s user=%s pending=%zu",
 			 c->addr, c->username, conn_pending(c));

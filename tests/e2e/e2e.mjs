@@ -1378,6 +1378,39 @@ async function main() {
     await ben.shot('moderation-muted.png');
   });
 
+  await scenario('14 an admin disables an account: its open page is logged out at once and told why; logging in is refused', async (people) => {
+    const dora = person(people, 'dora', server.base, DESKTOP);
+    await dora.register();
+    await dora.waitLive();
+    // The server's admin is its first account: scenario 1's alice, or, when
+    // this scenario runs alone, the first person of scenario 13.
+    let admin = null;
+    for (const username of ['alice', 'olga']) {
+      const r = await fetch(server.base + '/api/login', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password: PASSWORD }),
+      });
+      const j = r.ok ? await r.json() : null;
+      if (j && j.user && j.user.admin) { admin = j.token; break; }
+    }
+    assert(admin, 'no admin account found (run scenario 1 or 13 first)');
+    const res = await fetch(server.base + '/api/admin/users/dora/disable', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + admin },
+      body: JSON.stringify({ reason: 'spam account' }),
+    });
+    assert(res.status === 200, `disable answered ${res.status}`);
+    await dora.page.waitForSelector('#auth:not([hidden])', { timeout: 3000 });
+    const notice = await dora.page.textContent('#auth');
+    assert(/disabled this account/.test(notice) && /spam account/.test(notice), `the login page says why: ${notice}`);
+    await dora.shot('disabled-logged-out.png');
+    await dora.page.click('#tab-login');
+    await dora.page.fill('#auth-username', 'dora');
+    await dora.page.fill('#auth-password', PASSWORD);
+    await dora.page.click('#auth-submit');
+    await dora.page.waitForFunction(() => /disabled by an admin/.test(document.getElementById('auth').textContent), null, { timeout: 5000 });
+    await dora.shot('disabled-login.png');
+  });
+
   await browser.close();
   await server.stop();
 }

@@ -302,4 +302,55 @@ sleep 1.2
 api_json POST /api/rooms/ops/messages "$USER" '{"text":"on time"}'
 expect 201 "" "accepted once it is over"
 
+# --- disabling an account ---------------------------------------------------------
+api_json POST /api/admin/users/ulf/disable "$OWNER" '{"reason":"x"}'
+expect 403 forbidden "only admins disable accounts"
+api_json POST /api/admin/users/root/disable "$ADMIN" '{}'
+expect 422 invalid "an admin cannot disable their own account"
+api_json POST /api/admin/users/nobody/disable "$ADMIN" '{}'
+expect 404 no_such_user "disabling an unknown user"
+api_json POST /api/admin/users/ulf/disable "$ADMIN" '{"reason":5}'
+expect 422 invalid_field "a non-string reason"
+ULF2=$(api_json POST /api/login "" '{"username":"ulf","password":"correct horse"}' && jget .token)
+check "ulf has a second session" test -n "$ULF2"
+
+"$WSCLIENT" --token "$USER" --timeout 10 "$WSBASE/ws" >"$WORK/d.ws" 2>&1 &
+DWS=$!
+curl -sN -H "Authorization: Bearer $ULF2" --max-time 10 "$BASE/events" >"$WORK/d.sse" 2>/dev/null &
+DSSE=$!
+curl -s -o "$WORK/d.poll" -w '%{http_code}' -H "Authorization: Bearer $USER" \
+	"$BASE/poll?timeout=9" >"$WORK/d.poll.status" &
+DPOLL=$!
+sleep 1
+T0=$(date +%s%N)
+api_json POST /api/admin/users/ulf/disable "$ADMIN" '{"reason":"spam account"}'
+expect 200 "" "the admin disables ulf"
+check "the answer says so" test "$(jq -c '[.user, .disabled, .reason]' <<<"$BODY")" = '["ulf",true,"spam account"]'
+for pid in $DWS $DSSE $DPOLL; do wait "$pid" 2>/dev/null || true; done
+T1=$(date +%s%N)
+MS=$(((T1 - T0) / 1000000))
+check "all three connections ended within 1 s (${MS} ms)" test "$MS" -lt 1000
+check "WebSocket: the disabled event, then close 4001" \
+	bash -c "grep -q '\"type\":\"disabled\"' '$WORK/d.ws' && grep -q '^close 4001' '$WORK/d.ws'"
+check "SSE: the disabled event ended the stream" grep -q '^event: disabled' "$WORK/d.sse"
+check "long-poll: answered 401 disabled" \
+	test "$(cat "$WORK/d.poll.status")/$(jq -r .error "$WORK/d.poll")" = 401/disabled
+api_get /api/me "$USER"
+expect 401 "" "the first session is gone"
+api_get /api/me "$ULF2"
+expect 401 "" "and the second"
+api_json POST /api/login "" '{"username":"ulf","password":"correct horse"}'
+expect 403 disabled "logging in answers 403 disabled"
+api_json POST /api/login "" '{"username":"ulf","password":"wrong horse"}'
+expect 401 bad_credentials "a wrong password still says only that"
+"$WSCLIENT" --token "$USER" --timeout 3 "$WSBASE/ws" >/dev/null 2>&1 && rc=0 || rc=$?
+check "a new WebSocket with the old token is refused" test "$rc" -ne 0
+api_json POST /api/admin/users/ulf/enable "$OWNER" '{}'
+expect 403 forbidden "only admins enable accounts"
+api_json POST /api/admin/users/ulf/enable "$ADMIN" '{}'
+expect 200 "" "the admin enables ulf again"
+check "the answer says so" test "$(jget .disabled)" = false
+api_json POST /api/login "" '{"username":"ulf","password":"correct horse"}'
+expect 200 "" "ulf logs in again"
+
 finish

@@ -38,6 +38,7 @@
 struct event {
 	atomic_int refs;
 	int64_t id;
+	enum event_type type; /* EVENT_MESSAGE (0) unless a test sets it */
 	char *json;
 	size_t len;
 };
@@ -75,6 +76,11 @@ const char *event_json(const struct event *ev, size_t *len)
 {
 	*len = ev->len;
 	return ev->json;
+}
+
+enum event_type event_type(const struct event *ev)
+{
+	return ev->type;
 }
 
 /* --- fake bus ---------------------------------------------------------------

@@ -51,9 +51,11 @@ static const char *const sql_text[Q_COUNT] = {
 		   "created_ms, admin) VALUES (?1, ?1, ?2, ?3, "
 		   "NOT EXISTS (SELECT 1 FROM users))",
     [Q_USER_BY_NAME] = "SELECT id, username, display_name, settings, pwhash, "
-		       "created_ms, admin FROM users WHERE username = ?1",
+		       "created_ms, admin, disabled_ms IS NOT NULL, "
+		       "disabled_reason FROM users WHERE username = ?1",
     [Q_USER_BY_ID] = "SELECT id, username, display_name, settings, pwhash, "
-		     "created_ms, admin FROM users WHERE id = ?1",
+		     "created_ms, admin, disabled_ms IS NOT NULL, "
+		     "disabled_reason FROM users WHERE id = ?1",
     [Q_USER_UPDATE] = "UPDATE users SET "
 		      "display_name = coalesce(?2, display_name), "
 		      "settings = coalesce(?3, settings) WHERE id = ?1",
@@ -144,6 +146,9 @@ static const char *const sql_text[Q_COUNT] = {
 		   "AND until_ms > ?3",
     [Q_MUTES_ACTIVE] = "SELECT room_id, user_id, until_ms FROM mutes "
 		       "WHERE until_ms > ?1",
+    [Q_USER_DISABLE] = "UPDATE users SET disabled_ms = ?2, "
+		       "disabled_reason = coalesce(?3, '') WHERE id = ?1",
+    [Q_USER_SESSIONS_DEL] = "DELETE FROM sessions WHERE user_id = ?1",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
 };
@@ -711,6 +716,7 @@ const struct store_ops sq_ops = {
     .bans_list = sq_bans_list,
     .mute_set = sq_mute_set,
     .mutes_each = sq_mutes_each,
+    .user_disable = sq_user_disable,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

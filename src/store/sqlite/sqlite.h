@@ -81,6 +81,8 @@ enum q {
 	Q_MUTE_ADD,
 	Q_MUTE_DEL,
 	Q_MUTES_ACTIVE,
+	Q_USER_DISABLE,
+	Q_USER_SESSIONS_DEL,
 	Q_COUNT
 };
 
@@ -196,6 +198,8 @@ int sq_mutes_each(struct store *base, int64_t now_ms,
 		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
 			     int64_t until_ms),
 		  void *arg);
+int sq_user_disable(struct store *base, int64_t id, bool disabled,
+		    const char *reason);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);
