@@ -57,3 +57,16 @@ CREATE TABLE mutes (
 -- account's sessions; logging in is refused while it lasts.
 ALTER TABLE users ADD COLUMN disabled_ms INTEGER;
 ALTER TABLE users ADD COLUMN disabled_reason TEXT NOT NULL DEFAULT '';
+
+-- The audit log: every moderation and admin action, newest last. Names,
+-- not ids, so that a row outlives the accounts and rooms it names.
+CREATE TABLE audit (
+	id     INTEGER PRIMARY KEY AUTOINCREMENT,
+	ts_ms  INTEGER NOT NULL,
+	actor  TEXT    NOT NULL,  -- who: a user name, or "natterctl"
+	action TEXT    NOT NULL,  -- kick, ban, unban, mute, unmute, ...
+	target TEXT    NOT NULL DEFAULT '', -- the user acted on
+	room   TEXT    NOT NULL DEFAULT '', -- "" when not about a room
+	reason TEXT    NOT NULL DEFAULT '',
+	detail TEXT    NOT NULL DEFAULT ''  -- e.g. a mute's seconds
+);

@@ -61,11 +61,30 @@ struct chat {
 	_Atomic size_t nmutes;
 };
 
-/* One queued command: the caller's callback, carried through the store. */
+/* One queued command: the caller's callback, carried through the store,
+ * and the audit row to write once it committed (moderation), or NULL. */
 struct pending {
 	chat_done_fn done;
 	void *arg;
+	struct chat *chat;
+	struct store_audit *audit;
 };
+
+/* Append to the audit log; a failure is logged, the action stands. */
+static void audit(struct chat *c, const char *actor, const char *action,
+		  const char *target, const char *room, const char *reason,
+		  const char *detail)
+{
+	struct store_audit a = {.actor = (char *)actor,
+				.action = (char *)action,
+				.target = (char *)target,
+				.room = (char *)room,
+				.reason = (char *)reason,
+				.detail = (char *)detail};
+	if (store_audit_add(c->store, &a) != STORE_OK)
+		log_warn("audit row lost action=%s actor=%s target=%s", action,
+			 actor, target ? target : "");
+}
 
 static size_t room_slot(const struct room_entry *rooms, size_t cap,
 			const char *key)
@@ -263,6 +282,14 @@ static int err_from_store(int status)
 static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
+	if (p->audit) {
+		struct store_audit *a = p->audit;
+		/* after the commit, on the writer thread: a pool write */
+		if (status == STORE_OK)
+			audit(p->chat, a->actor, a->action, a->target, a->room,
+			      a->reason, a->detail);
+		store_audit_free(a, 1);
+	}
 	struct chat_result res = {
 	    .err = err_from_store(status),
 	    .ev = status >= 0 ? ev : NULL,
@@ -363,9 +390,17 @@ static int moderation_submit(struct chat *c, const struct chat_user *u,
 	    .args = args,
 	    .subject_id = subject,
 	};
-	struct pending *p = xmalloc(sizeof(*p));
+	struct pending *p = xcalloc(1, sizeof(*p));
 	p->done = done;
 	p->arg = arg;
+	p->chat = c;
+	p->audit = xcalloc(1, sizeof(*p->audit));
+	p->audit->actor = xstrdup(u->username);
+	p->audit->action = xstrdup(row->name);
+	p->audit->target = xstrdup(who);
+	p->audit->room = xstrdup(name);
+	p->audit->reason = xstrdup(reason ? reason : "");
+	p->audit->detail = xstrdup("");
 	store_write_submit(c->store, &w, store_done, p);
 	json_decref(args);
 	log_info("moderation %s room=%s user=%s by=%s", row->name, name, who,
@@ -430,7 +465,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .topic = in->topic,
 	    .args = in->args,
 	};
-	struct pending *p = xmalloc(sizeof(*p));
+	struct pending *p = xcalloc(1, sizeof(*p));
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
@@ -584,10 +619,13 @@ int chat_moderator_set(struct chat *c, const struct chat_user *u,
 	}
 	*role = store_room_role(c->store, room_id, t.id);
 	rc = *role < 0 ? CHAT_EINTERNAL : CHAT_OK;
-	if (rc == CHAT_OK)
+	if (rc == CHAT_OK) {
 		log_info("moderator %s room=%s user=%s by=%s",
 			 on ? "named" : "revoked", room_out, target_out,
 			 u->username);
+		audit(c, u->username, on ? "moderator" : "unmoderator",
+		      target_out, room_out, NULL, NULL);
+	}
 done:
 	store_user_fini(&t);
 	return rc;
@@ -616,6 +654,8 @@ int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
 		return CHAT_EINTERNAL;
 	log_info("moderation %s room=%s user=%s by=%s", on ? "ban" : "unban",
 		 room_out, target_out, u->username);
+	audit(c, u->username, on ? "ban" : "unban", target_out, room_out,
+	      reason, NULL);
 	return CHAT_OK;
 }
 
@@ -643,6 +683,10 @@ int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
 		return CHAT_EINTERNAL;
 	mute_put(c, room_id, subject, until);
 	*until_ms = until;
+	char detail[48];
+	snprintf(detail, sizeof(detail), "seconds=%" PRId64, seconds);
+	audit(c, u->username, seconds ? "mute" : "unmute", target_out, room_out,
+	      reason, seconds ? detail : NULL);
 	log_info("moderation %s room=%s user=%s by=%s seconds=%" PRId64,
 		 seconds ? "mute" : "unmute", room_out, target_out, u->username,
 		 seconds);
@@ -696,6 +740,8 @@ int chat_user_disable(struct chat *c, const struct chat_user *u,
 		return CHAT_EINTERNAL;
 	log_info("account %s user=%s by=%s", disabled ? "disabled" : "enabled",
 		 target_out, u->username);
+	audit(c, u->username, disabled ? "disable" : "enable", target_out, NULL,
+	      reason, NULL);
 	if (!disabled)
 		return CHAT_OK;
 	/* Every live connection of the account ends on this event. */
@@ -713,6 +759,17 @@ int chat_user_disable(struct chat *c, const struct chat_user *u,
 	bus_publish(c->bus, ev);
 	event_unref(ev);
 	return CHAT_OK;
+}
+
+int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
+		    unsigned limit, struct store_audit **out, size_t *n,
+		    bool *more)
+{
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	return store_audit_list(c->store, before, limit, out, n, more) < 0
+		   ? CHAT_EINTERNAL
+		   : CHAT_OK;
 }
 
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,

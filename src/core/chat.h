@@ -164,6 +164,12 @@ int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 int chat_user_disable(struct chat *c, const struct chat_user *u,
 		      const char *target, bool disabled, const char *reason,
 		      char target_out[33]);
+/* The audit log, for admins (see store_audit_list): CHAT_OK (caller frees
+ * with store_audit_free), CHAT_EFORBIDDEN, CHAT_EINTERNAL. Every action
+ * above that succeeds appends a row (a kick or a ban once it committed). */
+int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
+		    unsigned limit, struct store_audit **out, size_t *n,
+		    bool *more);
 /* The bans of room, for those who moderate it: CHAT_OK (caller frees with
  * store_bans_free), CHAT_ENOROOM, CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,

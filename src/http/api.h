@@ -33,6 +33,8 @@ enum MHD_Result api_room_unmute(struct request *req, const char *room);
 /* POST /api/admin/users/{user}/disable {"reason"}, .../enable. */
 enum MHD_Result api_admin_user_disable(struct request *req, const char *user);
 enum MHD_Result api_admin_user_enable(struct request *req, const char *user);
+/* GET /api/admin/audit?before=&limit=: the audit log (admins). */
+enum MHD_Result api_admin_audit(struct request *req);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);

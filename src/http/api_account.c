@@ -389,3 +389,44 @@ enum MHD_Result api_admin_user_enable(struct request *req, const char *user)
 {
 	return user_disable(req, user, false);
 }
+
+/* GET /api/admin/audit?before=ID&limit=N: the audit log for admins, newest
+ * first; next_before pages on to older rows while has_more. */
+enum MHD_Result api_admin_audit(struct request *req)
+{
+	int64_t before = 0, limit = 50;
+	const char *b = request_arg(req, "before"),
+		   *l = request_arg(req, "limit");
+	if ((b && (parse_i64(b, &before) < 0 || before < 1)) ||
+	    (l && (parse_i64(l, &limit) < 0 || limit < 1 || limit > 200)))
+		return api_fail(req, 400, "bad_parameter",
+				"before must be a positive id, limit 1 to 200");
+	struct chat_user cu = {req->user_id, req->username};
+	struct store_audit *a = NULL;
+	size_t n = 0;
+	bool more = false;
+	int rc = chat_audit_list(req->srv->chat, &cu, before, (unsigned)limit,
+				 &a, &n, &more);
+	if (rc == CHAT_EFORBIDDEN)
+		return api_fail(req, 403, "forbidden", "admins only");
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char ts[32];
+		format_ts(a[i].ts_ms, ts);
+		json_array_append_new(
+		    arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+				   "id", (json_int_t)a[i].id, "ts", ts, "actor",
+				   a[i].actor, "action", a[i].action, "user",
+				   a[i].target, "room", a[i].room, "reason",
+				   a[i].reason, "detail", a[i].detail));
+	}
+	json_t *body =
+	    json_pack("{s:o, s:b}", "entries", arr, "has_more", more);
+	if (more && n)
+		json_object_set_new(body, "next_before",
+				    json_integer(a[n - 1].id));
+	store_audit_free(a, n);
+	return reply_json(req->conn, &req->log, 200, body);
+}

@@ -314,6 +314,7 @@ static const struct route routes[] = {
     {"DELETE", "/api/rooms/{room}/bans/{user}", AUTH | CSRF, NULL,
      api_room_unban},
     {"POST", "/api/rooms/{room}/mutes", AUTH | CSRF, NULL, api_room_mute},
+    {"GET", "/api/admin/audit", AUTH, api_admin_audit, NULL},
     {"POST", "/api/admin/users/{user}/disable", AUTH | CSRF, NULL,
      api_admin_user_disable},
     {"POST", "/api/admin/users/{user}/enable", AUTH | CSRF, NULL,

@@ -60,6 +60,9 @@ struct store_ops {
 			  void *arg);
 	int (*user_disable)(struct store *base, int64_t id, bool disabled,
 			    const char *reason);
+	int (*audit_add)(struct store *base, const struct store_audit *a);
+	int (*audit_list)(struct store *base, int64_t before, unsigned limit,
+			  struct store_audit **out, size_t *n, bool *more);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

@@ -216,3 +216,27 @@ int store_user_disable(struct store *st, int64_t id, bool disabled,
 {
 	return st->ops->user_disable(st, id, disabled, reason);
 }
+
+int store_audit_add(struct store *st, const struct store_audit *a)
+{
+	return st->ops->audit_add(st, a);
+}
+
+int store_audit_list(struct store *st, int64_t before, unsigned limit,
+		     struct store_audit **out, size_t *n, bool *more)
+{
+	return st->ops->audit_list(st, before, limit, out, n, more);
+}
+
+void store_audit_free(struct store_audit *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].actor);
+		free(v[i].action);
+		free(v[i].target);
+		free(v[i].room);
+		free(v[i].reason);
+		free(v[i].detail);
+	}
+	free(v);
+}

@@ -227,6 +227,27 @@ int store_mutes_each(struct store *st, int64_t now_ms,
 		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
 				int64_t until_ms),
 		     void *arg);
+/* One row of the audit log: a moderation or admin action. Strings are
+ * names ("" or NULL when not applicable); ts_ms 0 when adding: now. */
+struct store_audit {
+	int64_t id, ts_ms;
+	char *actor;  /* a user name, or "natterctl" */
+	char *action; /* "kick", "ban", "unban", "mute", "unmute",
+			 "moderator", "unmoderator", "disable", "enable",
+			 "grant_admin", "revoke_admin", ... */
+	char *target; /* the user acted on */
+	char *room;
+	char *reason;
+	char *detail; /* more, e.g. a mute's seconds */
+};
+/* Append a row (the strings are borrowed): STORE_OK or STORE_ERR. */
+int store_audit_add(struct store *st, const struct store_audit *a);
+/* The newest limit rows with id < before (before <= 0: the newest),
+ * newest first; *more when older ones remain. 0 (caller frees with
+ * store_audit_free) or -1. */
+int store_audit_list(struct store *st, int64_t before, unsigned limit,
+		     struct store_audit **out, size_t *n, bool *more);
+void store_audit_free(struct store_audit *v, size_t n);
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

@@ -128,7 +128,6 @@ api_json POST /api/rooms/ops/kicks "$MOD" '{"user":"otto","reason":7}'
 expect 422 invalid_field "a non-string reason"
 api_json POST /api/rooms/lobby/kicks "$MOD" '{"user":"ulf"}'
 expect 403 forbidden "a moderator of ops is nobody in the lobby"
-api_json PUT /api/rooms/ops/moderators/otto "$OWNER" ''
 api PUT /api/rooms/ops/moderators/otto -H "Authorization: Bearer $OWNER"
 kick ops "$MOD" otto
 expect 403 forbidden "a moderator cannot remove another moderator"
@@ -352,5 +351,46 @@ expect 200 "" "the admin enables ulf again"
 check "the answer says so" test "$(jget .disabled)" = false
 api_json POST /api/login "" '{"username":"ulf","password":"correct horse"}'
 expect 200 "" "ulf logs in again"
+
+# --- the audit log ---------------------------------------------------------------
+api_get /api/admin/audit "$OWNER"
+expect 403 forbidden "only admins read the audit log"
+api_get "/api/admin/audit?limit=0" "$ADMIN"
+expect 400 bad_parameter "limit 0"
+api_get "/api/admin/audit?before=x" "$ADMIN"
+expect 400 bad_parameter "a bad before"
+api_get "/api/admin/audit?limit=200" "$ADMIN"
+expect 200 "" "the admin reads the audit log"
+jq -c '[.entries[] | [.actor, .action, .user, .room, .reason, .detail]] | reverse' <<<"$BODY" >"$WORK/audit.json"
+check "every action is there, oldest first: $(cat "$WORK/audit.json")" test "$(cat "$WORK/audit.json")" = "$(jq -c . <<'JSON'
+[["olga","moderator","mia","ops","",""],
+ ["olga","moderator","mia","ops","",""],
+ ["root","moderator","ulf","ops","",""],
+ ["olga","unmoderator","ulf","ops","",""],
+ ["olga","unmoderator","ulf","ops","",""],
+ ["root","moderator","ulf","lobby","",""],
+ ["olga","moderator","mia","ops","",""],
+ ["olga","moderator","otto","ops","",""],
+ ["olga","kick","otto","ops","over to you",""],
+ ["root","kick","olga","ops","admin override",""],
+ ["mia","kick","ulf","ops","spam",""],
+ ["mia","ban","ulf","ops","again",""],
+ ["mia","ban","otto","ops","pre-emptive",""],
+ ["mia","unban","ulf","ops","",""],
+ ["mia","kick","ulf","ops","ws",""],
+ ["mia","mute","ulf","ops","cool down","seconds=60"],
+ ["mia","unmute","ulf","ops","",""],
+ ["mia","mute","ulf","ops","","seconds=1"],
+ ["root","disable","ulf","","spam account",""],
+ ["root","enable","ulf","","",""]]
+JSON
+)"
+check "refusals leave no row" test "$(jq '[.entries[] | select(.actor == "ulf")] | length' <<<"$BODY")" = 0
+check "each row has a time" test "$(jq '[.entries[] | select(.ts | test("^20[0-9-]+T"))] | length' <<<"$BODY")" = 20
+api_get "/api/admin/audit?limit=5" "$ADMIN"
+NB=$(jget .next_before)
+check "a first page of 5 with more" test "$(jq '.entries | length' <<<"$BODY")/$(jget .has_more)" = 5/true
+api_get "/api/admin/audit?limit=5&before=$NB" "$ADMIN"
+check "the next page starts below it" test "$(jq "[.entries[] | select(.id >= $NB)] | length" <<<"$BODY")" = 0
 
 finish

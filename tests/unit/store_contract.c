@@ -454,6 +454,80 @@ static void c_kick_ban(void **state)
 	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
 }
 
+static void count_mute(void *arg, int64_t room, int64_t user, int64_t until)
+{
+	(void)room, (void)user, (void)until;
+	(*(int *)arg)++;
+}
+
+/* Mutes run until their time; disabling ends sessions and says so; the
+ * audit log pages newest first. */
+static void c_mutes_disable_audit(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev"), now = 1000000;
+	int n = 0;
+	assert_int_equal(store_mute_set(st, r, b, now + 5000, a, "calm"),
+			 STORE_OK);
+	assert_int_equal(store_mutes_each(st, now, count_mute, &n), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(store_mutes_each(st, now + 5000, count_mute, &n), 0);
+	assert_int_equal(n, 0); /* over at until_ms */
+	assert_int_equal(store_mute_set(st, 999999, b, now, a, NULL),
+			 STORE_NOTFOUND);
+
+	uint8_t h[32] = {7};
+	assert_int_equal(store_session_create(st, h, b, INT64_MAX / 2),
+			 STORE_OK);
+	int64_t uid;
+	char name[33];
+	assert_int_equal(store_session_user(st, h, 1, &uid, name), STORE_OK);
+	assert_int_equal(store_user_disable(st, b, true, "spam"), STORE_OK);
+	assert_int_equal(store_session_user(st, h, 1, &uid, name),
+			 STORE_NOTFOUND);
+	struct store_user u;
+	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
+	assert_true(u.disabled);
+	assert_string_equal(u.disabled_reason, "spam");
+	store_user_fini(&u);
+	assert_int_equal(store_user_disable(st, b, false, NULL), STORE_OK);
+	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
+	assert_false(u.disabled);
+	store_user_fini(&u);
+	assert_int_equal(store_user_disable(st, 999999, true, NULL),
+			 STORE_NOTFOUND);
+
+	for (int i = 0; i < 5; i++) {
+		char detail[8];
+		snprintf(detail, sizeof(detail), "%d", i);
+		struct store_audit e = {.actor = "alice",
+					.action = "kick",
+					.target = "bob",
+					.room = "dev",
+					.detail = detail};
+		assert_int_equal(store_audit_add(st, &e), STORE_OK);
+	}
+	struct store_audit *v;
+	size_t len;
+	bool more;
+	assert_int_equal(store_audit_list(st, 0, 3, &v, &len, &more), 0);
+	assert_int_equal(len, 3);
+	assert_true(more);
+	assert_string_equal(v[0].detail, "4");
+	assert_string_equal(v[2].detail, "2");
+	assert_string_equal(v[0].reason, "");
+	assert_true(v[0].ts_ms > 0);
+	int64_t next = v[2].id;
+	store_audit_free(v, len);
+	assert_int_equal(store_audit_list(st, next, 3, &v, &len, &more), 0);
+	assert_int_equal(len, 2);
+	assert_false(more);
+	assert_string_equal(v[1].detail, "0");
+	store_audit_free(v, len);
+}
+
 /* The first account is a server admin, later ones are not; admin is
  * granted and revoked. */
 static void c_admin(void **state)

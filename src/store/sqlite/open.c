@@ -149,6 +149,11 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_USER_DISABLE] = "UPDATE users SET disabled_ms = ?2, "
 		       "disabled_reason = coalesce(?3, '') WHERE id = ?1",
     [Q_USER_SESSIONS_DEL] = "DELETE FROM sessions WHERE user_id = ?1",
+    [Q_AUDIT_ADD] = "INSERT INTO audit (ts_ms, actor, action, target, room, "
+		    "reason, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_AUDIT_LIST] = "SELECT id, ts_ms, actor, action, target, room, reason, "
+		     "detail FROM audit WHERE id < ?1 ORDER BY id DESC "
+		     "LIMIT ?2",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
 };
@@ -717,6 +722,8 @@ const struct store_ops sq_ops = {
     .mute_set = sq_mute_set,
     .mutes_each = sq_mutes_each,
     .user_disable = sq_user_disable,
+    .audit_add = sq_audit_add,
+    .audit_list = sq_audit_list,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

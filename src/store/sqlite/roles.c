@@ -1,5 +1,6 @@
 /* store/sqlite/roles: server admins' and rooms' roles (owners are rooms'
- * creators, moderators a table of their own) and bans. The removal that
+ * creators, moderators a table of their own), bans, mutes and the audit
+ * log. The removal that
  * goes with a ban is an event (the writer's SUBJECT_BAN effect); the ban
  * of a non-member, and lifting a ban, are plain writes here. */
 #include <stdio.h>
@@ -215,4 +216,76 @@ fail:
 	sq_stmt_done(s);
 	sq_pool_put(st, c);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+	sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);
+}
+
+int sq_audit_add(struct store *base, const struct store_audit *a)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_AUDIT_ADD);
+	int status = STORE_ERR;
+
+	if (!s || !a->actor || !a->action)
+		goto fail;
+	sqlite3_bind_int64(s, 1, a->ts_ms ? a->ts_ms : now_ms());
+	bind_str(s, 2, a->actor);
+	bind_str(s, 3, a->action);
+	bind_str(s, 4, a->target);
+	bind_str(s, 5, a->room);
+	bind_str(s, 6, a->reason);
+	bind_str(s, 7, a->detail);
+	if (sqlite3_step(s) == SQLITE_DONE)
+		status = STORE_OK;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+int sq_audit_list(struct store *base, int64_t before, unsigned limit,
+		  struct store_audit **out, size_t *n, bool *more)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_AUDIT_LIST);
+	struct store_audit *v = NULL;
+	size_t len = 0;
+	int rc = SQLITE_ERROR;
+
+	*more = false;
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, before > 0 ? before : INT64_MAX);
+	sqlite3_bind_int64(s, 2, (int64_t)limit + 1);
+	v = xcalloc(limit + 1, sizeof(*v));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == limit) {
+			*more = true;
+			continue;
+		}
+		struct store_audit *a = &v[len++];
+		a->id = sqlite3_column_int64(s, 0);
+		a->ts_ms = sqlite3_column_int64(s, 1);
+		a->actor = sq_col_dup(s, 2);
+		a->action = sq_col_dup(s, 3);
+		a->target = sq_col_dup(s, 4);
+		a->room = sq_col_dup(s, 5);
+		a->reason = sq_col_dup(s, 6);
+		a->detail = sq_col_dup(s, 7);
+	}
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	if (rc != SQLITE_DONE) {
+		store_audit_free(v, len);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
 }

@@ -83,6 +83,8 @@ enum q {
 	Q_MUTES_ACTIVE,
 	Q_USER_DISABLE,
 	Q_USER_SESSIONS_DEL,
+	Q_AUDIT_ADD,
+	Q_AUDIT_LIST,
 	Q_COUNT
 };
 
@@ -200,6 +202,9 @@ int sq_mutes_each(struct store *base, int64_t now_ms,
 		  void *arg);
 int sq_user_disable(struct store *base, int64_t id, bool disabled,
 		    const char *reason);
+int sq_audit_add(struct store *base, const struct store_audit *a);
+int sq_audit_list(struct store *base, int64_t before, unsigned limit,
+		  struct store_audit **out, size_t *n, bool *more);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);
