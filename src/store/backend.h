@@ -63,6 +63,8 @@ struct store_ops {
 	int (*audit_add)(struct store *base, const struct store_audit *a);
 	int (*audit_list)(struct store *base, int64_t before, unsigned limit,
 			  struct store_audit **out, size_t *n, bool *more);
+	int (*user_password_set)(struct store *base, int64_t id,
+				 const char *pwhash);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

@@ -240,3 +240,8 @@ void store_audit_free(struct store_audit *v, size_t n)
 	}
 	free(v);
 }
+
+int store_user_password_set(struct store *st, int64_t id, const char *pwhash)
+{
+	return st->ops->user_password_set(st, id, pwhash);
+}

@@ -126,6 +126,9 @@ int store_user_admin_set(struct store *st, int64_t id, bool admin);
  * STORE_OK, STORE_NOTFOUND, STORE_ERR. */
 int store_user_disable(struct store *st, int64_t id, bool disabled,
 		       const char *reason);
+/* A new password hash; every session of the account ends (as with
+ * store_user_disable). STORE_OK, STORE_NOTFOUND, STORE_ERR. */
+int store_user_password_set(struct store *st, int64_t id, const char *pwhash);
 /* NULL leaves a field as it is. settings must be JSON object text. */
 int store_user_update(struct store *st, int64_t id, const char *display_name,
 		      const char *settings);

@@ -154,6 +154,7 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_AUDIT_LIST] = "SELECT id, ts_ms, actor, action, target, room, reason, "
 		     "detail FROM audit WHERE id < ?1 ORDER BY id DESC "
 		     "LIMIT ?2",
+    [Q_USER_PWHASH_SET] = "UPDATE users SET pwhash = ?2 WHERE id = ?1",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
 };
@@ -722,6 +723,7 @@ const struct store_ops sq_ops = {
     .mute_set = sq_mute_set,
     .mutes_each = sq_mutes_each,
     .user_disable = sq_user_disable,
+    .user_password_set = sq_user_password_set,
     .audit_add = sq_audit_add,
     .audit_list = sq_audit_list,
     .history = sq_history,

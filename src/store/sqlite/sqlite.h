@@ -84,6 +84,7 @@ enum q {
 	Q_USER_DISABLE,
 	Q_USER_SESSIONS_DEL,
 	Q_AUDIT_ADD,
+	Q_USER_PWHASH_SET,
 	Q_AUDIT_LIST,
 	Q_COUNT
 };
@@ -205,6 +206,7 @@ int sq_user_disable(struct store *base, int64_t id, bool disabled,
 int sq_audit_add(struct store *base, const struct store_audit *a);
 int sq_audit_list(struct store *base, int64_t before, unsigned limit,
 		  struct store_audit **out, size_t *n, bool *more);
+int sq_user_password_set(struct store *base, int64_t id, const char *pwhash);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);

@@ -306,10 +306,12 @@ static void session_forget_user(struct sq *st, int64_t user_id)
 	pthread_mutex_unlock(&st->smu);
 }
 
-int sq_user_disable(struct store *base, int64_t id, bool disabled,
-		    const char *reason)
+/* Run q (users.id = ?1, the text ?2) and then delete the user's sessions,
+ * in one transaction: a disable, or a new password. */
+static int user_change_ends_sessions(struct sq *st, enum q q, int64_t id,
+				     int64_t ms, const char *text,
+				     bool end_sessions)
 {
-	struct sq *st = sq_of(base);
 	struct conn *c = sq_pool_get(st);
 	sqlite3_stmt *s = NULL;
 	bool in_tx = false;
@@ -318,13 +320,17 @@ int sq_user_disable(struct store *base, int64_t id, bool disabled,
 	if (sq_run(c, Q_BEGIN) != SQLITE_OK)
 		goto fail;
 	in_tx = true;
-	s = sq_stmt(c, Q_USER_DISABLE);
+	s = sq_stmt(c, q);
 	if (!s)
 		goto fail;
 	sqlite3_bind_int64(s, 1, id);
-	if (disabled)
-		sqlite3_bind_int64(s, 2, now_ms());
-	sqlite3_bind_text(s, 3, disabled ? reason : NULL, -1, SQLITE_STATIC);
+	if (q == Q_USER_DISABLE) {
+		if (end_sessions)
+			sqlite3_bind_int64(s, 2, ms);
+		sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+	}
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto fail;
 	if (sqlite3_changes(c->db) == 0) {
@@ -333,7 +339,7 @@ int sq_user_disable(struct store *base, int64_t id, bool disabled,
 	}
 	sq_stmt_done(s);
 	s = NULL;
-	if (disabled) {
+	if (end_sessions) {
 		s = sq_stmt(c, Q_USER_SESSIONS_DEL);
 		if (!s)
 			goto fail;
@@ -350,7 +356,23 @@ fail:
 	if (in_tx)
 		sq_run(c, Q_ROLLBACK);
 	sq_pool_put(st, c);
-	if (status == STORE_OK && disabled)
+	if (status == STORE_OK && end_sessions)
 		session_forget_user(st, id);
 	return status;
+}
+
+int sq_user_password_set(struct store *base, int64_t id, const char *pwhash)
+{
+	if (!pwhash)
+		return STORE_ERR;
+	return user_change_ends_sessions(sq_of(base), Q_USER_PWHASH_SET, id, 0,
+					 pwhash, true);
+}
+
+int sq_user_disable(struct store *base, int64_t id, bool disabled,
+		    const char *reason)
+{
+	return user_change_ends_sessions(sq_of(base), Q_USER_DISABLE, id,
+					 now_ms(), disabled ? reason : NULL,
+					 disabled);
 }
