@@ -4,7 +4,8 @@
 #  1. Every `#include "LAYER/x.h"` in src/ names a layer the including file
 #     may use: dependencies run one way, http -> transport -> core -> store
 #     -> model -> util, with net (event loops, TLS) a leaf that only the
-#     transports, http and main use. main.c may include anything.
+#     transports, http and main use. main.c may include anything; ctl
+#     (natterctl, a program of its own) sits on util, model, store and core.
 #  2. No include cycle between headers; tsort finds them.
 #  3. No source file over 1,000 lines.
 #
@@ -26,6 +27,7 @@ declare -A allowed=(
 	[core]="util model store core"
 	[transport]="util net model core transport"
 	[http]="util net model core transport http"
+	[ctl]="util model store core ctl"
 )
 max_lines=1000
 

@@ -28,7 +28,9 @@ const ACK_TIMEOUT = 15000;
 const USERNAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 // Errors for which retrying the same message cannot help.
-const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long']);
+// A muted sender's message fails too: sending it later, unseen, when the
+// mute ends would surprise its author.
+const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted']);
 
 const $ = (id) => document.getElementById(id);
 
@@ -318,11 +320,11 @@ async function start(user) {
   renderOutboxBanner();
 }
 
-function sessionEnded() {
+function sessionEnded(text = t('auth.session_ended')) {
   if (S.conn) S.conn.stop();
   S.conn = null;
   settingsStop();
-  showAuth(t('auth.session_ended'));
+  showAuth(text);
 }
 
 async function logout() {
@@ -706,6 +708,20 @@ function noticeNode(key) {
   };
 }
 
+// A kick or a ban: "{name} removed {user} from #{room}", and the reason.
+function moderationNode(key) {
+  return (ev) => {
+    const li = h('li', 'sys sys-moderation');
+    const who = h('strong', null, ev.from ? displayName(ev.from) : t('event.someone'));
+    const whom = h('strong', null, ev.user ? displayName(ev.user) : t('event.someone'));
+    const line = h('span', 'sys-text');
+    line.append(tNodes(key, { room: ev.room }, { name: who, user: whom }));
+    if (ev.reason) line.append(' ', h('span', 'sys-reason', t('event.reason', { reason: ev.reason })));
+    li.append(line, timeEl(ev.ts));
+    return li;
+  };
+}
+
 function eventNode(r, ev, cont) {
   const key = `${ev.id}:${cont ? 1 : 0}`;
   let li = r.nodes.get(key);
@@ -982,9 +998,67 @@ function renderMembers() {
     names.append(h('span', 'member-name', m.username === S.me.username ? t('members.you', { name }) : name));
     if (m.display_name && m.display_name !== m.username) names.append(h('span', 'member-user', '@' + m.username));
     li.append(names);
+    if (m.role === 'owner' || m.role === 'moderator') {
+      li.append(h('span', 'member-role role-' + m.role, t('members.role_' + m.role)));
+    }
+    if (mayModerate(r, m)) li.append(moderationMenu(r, m));
     return li;
   }));
   $('leave-room').hidden = !r.joined;
+}
+
+// --- moderation -----------------------------------------------------------------------
+
+const RANK = { member: 1, moderator: 2, owner: 3 };
+
+function myRank(r) {
+  if (S.me && S.me.admin) return 4;
+  const me = (r.memberList || []).find((m) => m.username === S.me.username);
+  return me ? RANK[me.role] || 1 : 0;
+}
+
+// Whether we may remove, ban or mute m (the server decides; this only
+// hides what it would refuse): we moderate and outrank them.
+function mayModerate(r, m) {
+  if (m.username === S.me.username) return false;
+  const mine = myRank(r);
+  return mine >= RANK.moderator && mine > (RANK[m.role] || 1);
+}
+
+function moderationMenu(r, m) {
+  const wrap = h('details', 'member-actions');
+  const sum = h('summary', 'member-actions-toggle', '⋯');
+  sum.title = t('moderation.menu', { name: m.username });
+  sum.setAttribute('aria-label', sum.title);
+  const menu = h('div', 'member-actions-menu');
+  const kick = h('button', 'member-action', t('moderation.kick'));
+  kick.type = 'button';
+  kick.dataset.action = 'kick';
+  kick.addEventListener('click', () => moderate(r, m, 'kicks', 'moderation.kick_prompt', wrap));
+  const ban = h('button', 'member-action danger', t('moderation.ban'));
+  ban.type = 'button';
+  ban.dataset.action = 'ban';
+  ban.addEventListener('click', () => moderate(r, m, 'bans', 'moderation.ban_prompt', wrap));
+  const mute = h('button', 'member-action', t('moderation.mute'));
+  mute.type = 'button';
+  mute.dataset.action = 'mute';
+  mute.addEventListener('click', () => moderate(r, m, 'mutes', 'moderation.mute_prompt', wrap, { seconds: 600 }));
+  menu.append(kick, mute, ban);
+  wrap.append(sum, menu);
+  return wrap;
+}
+
+async function moderate(r, m, what, promptKey, wrap, extra = {}) {
+  wrap.open = false;
+  const reason = prompt(t(promptKey, { name: m.username, room: r.name }), '');
+  if (reason === null) return;
+  try {
+    await api('POST', `/api/rooms/${enc(r.name)}/${what}`, { body: { user: m.username, reason, ...extra } });
+    loadMembers(r);
+  } catch (e) {
+    if (e.status === 401) return sessionEnded();
+    alert(t('moderation.failed', { name: m.username, error: friendly(e) }));
+  }
 }
 
 // --- events from the stream ----------------------------------------------------------
@@ -1064,6 +1138,32 @@ function membershipChanged(r, ev, mine) {
   }
 }
 
+// A kick or ban seen live: when it is us, the room leaves our list (its
+// stream stops at this event) and we are told why; else the member list.
+function removedBy(r, ev) {
+  if (ev.user === S.me.username) {
+    r.joined = false;
+    if (r.memberList) r.memberList = r.memberList.filter((m) => m.username !== S.me.username);
+    refreshRoomsSoon();
+    renderRooms();
+    if (r.name === S.current) renderMembers();
+    const key = ev.type === 'ban' ? 'moderation.banned_you' : 'moderation.removed_you';
+    showToast(t(key, { room: r.name, name: displayName(ev.from), reason: ev.reason || '—' }));
+  } else {
+    r.members = Math.max(0, r.members - 1);
+    if (r.name === S.current || r.memberList) loadMembers(r);
+  }
+}
+
+// A short notice at the top of the window, gone after a while or on click.
+function showToast(text) {
+  const box = $('toast');
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(showToast.timer);
+  showToast.timer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
 // --- event views -----------------------------------------------------------------------------
 // One row per event type the client shows, and the only place that knows
 // the types: render(ev, cont) draws it in the timeline (persistent types);
@@ -1084,6 +1184,24 @@ const EVENT_VIEWS = {
   join: { render: noticeNode('event.join'), live: membershipChanged },
   leave: { render: noticeNode('event.leave'), live: membershipChanged },
   room: { render: noticeNode('event.room'), live: () => refreshRoomsSoon() },
+  // A moderator removed (kick) or removed and banned (ban) ev.user.
+  kick: { render: moderationNode('event.kick'), live: removedBy },
+  ban: { render: moderationNode('event.ban'), live: removedBy },
+  // Personal: an admin disabled our account; the server ends this
+  // connection right after it.
+  disabled: {
+    ephemeral: true,
+    live: (r, ev) => sessionEnded(t('auth.disabled', { reason: ev.reason || '—' })),
+  },
+  // Personal: a moderator muted us in ev.room for ev.seconds (0: lifted).
+  mute: {
+    ephemeral: true,
+    live: (r, ev) => showToast(ev.seconds > 0
+      ? t('moderation.muted_you', {
+        room: ev.room, name: displayName(ev.from), minutes: Math.max(1, Math.round(ev.seconds / 60)), reason: ev.reason || '—',
+      })
+      : t('moderation.unmuted_you', { room: ev.room, name: displayName(ev.from) })),
+  },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object and display name, changed on another
   // device: {"type":"settings","settings":{...},"display_name":"..."};
@@ -1114,7 +1232,7 @@ function onFrame(m) {
     if (m.event) onEvent(m.event);
     acked(m.client_id);
   } else if (m.type === 'error') {
-    if (m.client_id) sendFailed(m.client_id, m.error, m.message);
+    if (m.client_id) sendFailed(m.client_id, m.error, m.message, m.retry_after);
   }
 }
 
@@ -1267,12 +1385,12 @@ function acked(clientId) {
   }
 }
 
-function sendFailed(clientId, code, message) {
+function sendFailed(clientId, code, message, retryAfter = null) {
   S.inflight.delete(clientId);
   const m = S.outbox.find((x) => x.client_id === clientId);
   if (!m) return;
   if (PERMANENT.has(code)) {
-    m.failed = friendly(new ApiError(422, code, message || code));
+    m.failed = friendly(new ApiError(422, code, message || code, retryAfter));
     saveOutbox();
     if (m.room === S.current) renderMessages();
   } else {
@@ -1324,7 +1442,7 @@ async function postLoop() {
         S.inflight.delete(m.client_id);
         if (e.status === 401) return sessionEnded();
         if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
-          sendFailed(m.client_id, PERMANENT.has(e.code) ? e.code : 'invalid', e.message);
+          sendFailed(m.client_id, PERMANENT.has(e.code) ? e.code : 'invalid', e.message, e.retryAfter);
           continue;
         }
         retryFlushLater(e.retryAfter);

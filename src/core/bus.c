@@ -30,10 +30,11 @@
  *      oldest first; ring_floor only grows (to the id that fell off).
  *      Each slot also records whether the event's user was a member of its
  *      room just before an event that changes membership (the event-type
- *      table's effect column: JOIN/ROOM add, LEAVE removes), so the membership
- * at any point inside the ring can be reconstructed exactly (see ring_collect).
- *   I4 Global membership is the state after last_id. A shard's local index
- *      is the state after the last event it drained, applied in stream
+ *      table's effect column: JOIN/ROOM add, LEAVE removes; KICK and BAN
+ *      remove the user they act on, event_subject, not the sender), so the
+ * membership at any point inside the ring can be reconstructed exactly (see
+ * ring_collect). I4 Global membership is the state after last_id. A shard's
+ * local index is the state after the last event it drained, applied in stream
  *      order: JOIN/ROOM add the user's subscribers before delivering the
  *      event, LEAVE removes them after.
  *   I5 A subscriber's cursor only grows; a persistent event is delivered to
@@ -585,7 +586,7 @@ int bus_publish(struct bus *bus, struct event *ev)
 		bool was = false;
 		int change = evtype_membership(type);
 		if (change)
-			was = member_set(bus, event_room(ev), event_user(ev),
+			was = member_set(bus, event_room(ev), event_subject(ev),
 					 change > 0);
 		ring_push(bus, ev, was);
 		bus->last_id = id;
@@ -686,8 +687,11 @@ static void shard_process(struct bus_shard *shard, struct event *ev)
 		return;
 	}
 
+	/* the user whose membership changes: the sender, or the user a
+	 * moderator removed */
+	int64_t subject = event_subject(ev);
 	if (change > 0)
-		user_join(shard, user, room);
+		user_join(shard, subject, room);
 	struct room_subs *rs = imap_get_ptr(&shard->rooms, room);
 	if (rs) {
 		/* Callbacks cannot touch this shard, so rs is stable. */
@@ -702,7 +706,7 @@ static void shard_process(struct bus_shard *shard, struct event *ev)
 		}
 	}
 	if (change < 0)
-		user_leave(shard, user, room);
+		user_leave(shard, subject, room);
 }
 
 void bus_shard_drain(struct bus_shard *shard)
@@ -729,7 +733,8 @@ void bus_shard_drain(struct bus_shard *shard)
 /* user's own membership change in ev: +1, -1, or 0 (none, or not user's). */
 static int member_change(const struct event *ev, int64_t user)
 {
-	return event_user(ev) == user ? evtype_membership(event_type(ev)) : 0;
+	return event_subject(ev) == user ? evtype_membership(event_type(ev))
+					 : 0;
 }
 
 /* Append to out a reference to every ring event with id > after that user

@@ -15,6 +15,7 @@
  * envelope, and no HTTP status. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,11 @@ struct room_entry {
 	char name[33]; /* canonical spelling */
 };
 
+/* A running mute: (room, user) muted until until_ms. */
+struct mute {
+	int64_t room, user, until_ms;
+};
+
 struct chat {
 	struct store *store;
 	struct bus *bus;
@@ -45,13 +51,40 @@ struct chat {
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
+	/* Running mutes, checked on every send: few at any time, so an array
+	 * scanned under mute_mu; nmutes is read without it first, so that a
+	 * server with no mute pays one atomic load per send. Expired entries
+	 * are dropped as they are met. */
+	pthread_mutex_t mute_mu;
+	struct mute *mutes;
+	size_t mute_cap;
+	_Atomic size_t nmutes;
 };
 
-/* One queued command: the caller's callback, carried through the store. */
+/* One queued command: the caller's callback, carried through the store,
+ * and the audit row to write once it committed (moderation), or NULL. */
 struct pending {
 	chat_done_fn done;
 	void *arg;
+	struct chat *chat;
+	struct store_audit *audit;
 };
+
+/* Append to the audit log; a failure is logged, the action stands. */
+static void audit(struct chat *c, const char *actor, const char *action,
+		  const char *target, const char *room, const char *reason,
+		  const char *detail)
+{
+	struct store_audit a = {.actor = (char *)actor,
+				.action = (char *)action,
+				.target = (char *)target,
+				.room = (char *)room,
+				.reason = (char *)reason,
+				.detail = (char *)detail};
+	if (store_audit_add(c->store, &a) != STORE_OK)
+		log_warn("audit row lost action=%s actor=%s target=%s", action,
+			 actor, target ? target : "");
+}
 
 static size_t room_slot(const struct room_entry *rooms, size_t cap,
 			const char *key)
@@ -129,6 +162,62 @@ static void commit_hook(void *arg, struct event *ev)
 	}
 }
 
+/* Set (until_ms > 0) or clear the mute of (room, user) in the cache. */
+static void mute_put(struct chat *c, int64_t room, int64_t user,
+		     int64_t until_ms)
+{
+	pthread_mutex_lock(&c->mute_mu);
+	size_t n = atomic_load(&c->nmutes), i;
+	for (i = 0; i < n; i++)
+		if (c->mutes[i].room == room && c->mutes[i].user == user)
+			break;
+	if (until_ms <= 0) {
+		if (i < n) {
+			c->mutes[i] = c->mutes[n - 1];
+			atomic_store(&c->nmutes, n - 1);
+		}
+	} else {
+		if (i == n) {
+			if (n == c->mute_cap) {
+				c->mute_cap = c->mute_cap ? c->mute_cap * 2 : 8;
+				c->mutes = xrealloc(
+				    c->mutes, c->mute_cap * sizeof(*c->mutes));
+			}
+			atomic_store(&c->nmutes, n + 1);
+		}
+		c->mutes[i] = (struct mute){room, user, until_ms};
+	}
+	pthread_mutex_unlock(&c->mute_mu);
+}
+
+static void mute_load(void *arg, int64_t room, int64_t user, int64_t until_ms)
+{
+	mute_put(arg, room, user, until_ms);
+}
+
+/* Milliseconds left of user's mute in room, 0 when not muted. */
+static int64_t mute_left(struct chat *c, int64_t room, int64_t user)
+{
+	if (atomic_load(&c->nmutes) == 0)
+		return 0;
+	int64_t now = now_ms(), left = 0;
+	pthread_mutex_lock(&c->mute_mu);
+	size_t n = atomic_load(&c->nmutes);
+	for (size_t i = 0; i < n;) {
+		struct mute *m = &c->mutes[i];
+		if (m->until_ms <= now) { /* over: drop it */
+			*m = c->mutes[--n];
+			continue;
+		}
+		if (m->room == room && m->user == user)
+			left = m->until_ms - now;
+		i++;
+	}
+	atomic_store(&c->nmutes, n);
+	pthread_mutex_unlock(&c->mute_mu);
+	return left;
+}
+
 struct chat *chat_new(struct store *st, struct bus *bus,
 		      struct metrics *metrics)
 {
@@ -148,6 +237,11 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	for (size_t i = 0; i < n; i++)
 		room_put(c, rooms[i].id, rooms[i].name);
 	store_rooms_free(rooms, n);
+	pthread_mutex_init(&c->mute_mu, NULL);
+	if (store_mutes_each(st, now_ms(), mute_load, c) < 0) {
+		chat_free(c);
+		return NULL;
+	}
 	store_set_commit_hook(st, commit_hook, c);
 	return c;
 }
@@ -157,8 +251,10 @@ void chat_free(struct chat *c)
 	if (!c)
 		return;
 	free(c->rooms);
+	free(c->mutes);
 	link_free(c->link);
 	pthread_mutex_destroy(&c->room_mu);
+	pthread_mutex_destroy(&c->mute_mu);
 	free(c);
 }
 
@@ -176,6 +272,8 @@ static int err_from_store(int status)
 		return CHAT_ENOTMEMBER;
 	case STORE_CLOSED:
 		return CHAT_ECLOSED;
+	case STORE_BANNED:
+		return CHAT_EBANNED;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -184,6 +282,14 @@ static int err_from_store(int status)
 static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
+	if (p->audit) {
+		struct store_audit *a = p->audit;
+		/* after the commit, on the writer thread: a pool write */
+		if (status == STORE_OK)
+			audit(p->chat, a->actor, a->action, a->target, a->room,
+			      a->reason, a->detail);
+		store_audit_free(a, 1);
+	}
 	struct chat_result res = {
 	    .err = err_from_store(status),
 	    .ev = status >= 0 ? ev : NULL,
@@ -233,6 +339,95 @@ int chat_personal(struct chat *c, const struct chat_user *u,
 	return CHAT_OK;
 }
 
+/* How far a user's rights reach in a room: admins above owners above
+ * moderators above members. */
+static int rank(struct chat *c, int64_t room_id, int64_t user_id)
+{
+	if (chat_is_admin(c, user_id))
+		return STORE_ROLE_OWNER + 1;
+	return store_room_role(c->store, room_id, user_id);
+}
+
+/* Whether actor may act on subject in room_id (remove, ban, mute): actor
+ * moderates the room and outranks subject. CHAT_OK, CHAT_EFORBIDDEN,
+ * CHAT_EINTERNAL. */
+static int may_act_on(struct chat *c, int64_t room_id, int64_t actor,
+		      int64_t subject)
+{
+	int mine = rank(c, room_id, actor);
+	int theirs = rank(c, room_id, subject);
+	if (mine < 0 || theirs < 0)
+		return CHAT_EINTERNAL;
+	if (mine < STORE_ROLE_MODERATOR || actor == subject || theirs >= mine)
+		return CHAT_EFORBIDDEN;
+	return CHAT_OK;
+}
+
+/* The subject of a moderation command (args "user"), resolved: CHAT_OK
+ * with its id and canonical name, CHAT_ENOUSER, CHAT_EINTERNAL. */
+static int subject_resolve(struct chat *c, const char *user, int64_t *id,
+			   char name[33])
+{
+	struct store_user t;
+	int rc = store_user_by_name(c->store, user, &t);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
+	*id = t.id;
+	snprintf(name, 33, "%s", t.username);
+	store_user_fini(&t);
+	return CHAT_OK;
+}
+
+/* A moderation event (kick, ban): the sender must outrank its subject,
+ * who must be a member (the event is their removal); the envelope names
+ * the subject canonically. */
+static int moderation_submit(struct chat *c, const struct chat_user *u,
+			     const struct evtype *row, int64_t room_id,
+			     const char *name, const struct evtype_input *in,
+			     chat_done_fn done, void *arg)
+{
+	int64_t subject;
+	char who[33];
+	const char *user = json_string_value(json_object_get(in->args, "user"));
+	int rc = subject_resolve(c, user, &subject, who);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (!bus_is_member(c->bus, room_id, subject))
+		return CHAT_ENOSUBJECT;
+	const char *reason =
+	    json_string_value(json_object_get(in->args, "reason"));
+	json_t *args = json_pack("{s:s, s:s}", "user", who, "reason",
+				 reason ? reason : "");
+	struct store_write w = {
+	    .type = row->type,
+	    .user_id = u->id,
+	    .username = u->username,
+	    .room_id = room_id,
+	    .room_name = name,
+	    .args = args,
+	    .subject_id = subject,
+	};
+	struct pending *p = xcalloc(1, sizeof(*p));
+	p->done = done;
+	p->arg = arg;
+	p->chat = c;
+	p->audit = xcalloc(1, sizeof(*p->audit));
+	p->audit->actor = xstrdup(u->username);
+	p->audit->action = xstrdup(row->name);
+	p->audit->target = xstrdup(who);
+	p->audit->room = xstrdup(name);
+	p->audit->reason = xstrdup(reason ? reason : "");
+	p->audit->detail = xstrdup("");
+	store_write_submit(c->store, &w, store_done, p);
+	json_decref(args);
+	log_info("moderation %s room=%s user=%s by=%s", row->name, name, who,
+		 u->username);
+	return CHAT_OK;
+}
+
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {
@@ -256,7 +451,15 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		if (row->sender == EVTYPE_FROM_MEMBER &&
 		    !bus_is_member(c->bus, room_id, u->id))
 			return CHAT_ENOTMEMBER;
+		/* A muted member sends nothing there (typing included);
+		 * joining, leaving and moderating are not sends. */
+		if (row->sender == EVTYPE_FROM_MEMBER &&
+		    mute_left(c, room_id, u->id) > 0)
+			return CHAT_EMUTED;
 	}
+	if (row->sender == EVTYPE_FROM_MODERATOR)
+		return moderation_submit(c, u, row, room_id, name, in, done,
+					 arg);
 	if (!row->persistent) {
 		size_t len;
 		char *json = event_envelope_input(0, type, name, u->username,
@@ -282,7 +485,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .topic = in->topic,
 	    .args = in->args,
 	};
-	struct pending *p = xmalloc(sizeof(*p));
+	struct pending *p = xcalloc(1, sizeof(*p));
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
@@ -382,6 +585,227 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		   : CHAT_OK;
 }
 
+/* --- roles -----------------------------------------------------------------
+ */
+
+bool chat_is_admin(struct chat *c, int64_t user_id)
+{
+	struct store_user u;
+	if (store_user_by_id(c->store, user_id, &u) != STORE_OK)
+		return false;
+	bool admin = u.admin;
+	store_user_fini(&u);
+	return admin;
+}
+
+bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id)
+{
+	int role = store_room_role(c->store, room_id, user_id);
+	if (role >= STORE_ROLE_MODERATOR)
+		return true;
+	return chat_is_admin(c, user_id);
+}
+
+int chat_moderator_set(struct chat *c, const struct chat_user *u,
+		       const char *room, const char *target, bool on,
+		       char room_out[33], char target_out[33], int *role)
+{
+	int64_t room_id;
+	struct store_user t = {0};
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	int mine = store_room_role(c->store, room_id, u->id);
+	if (mine < 0)
+		return CHAT_EINTERNAL;
+	if (mine != STORE_ROLE_OWNER && !chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	rc = store_user_by_name(c->store, target, &t);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
+	snprintf(target_out, 33, "%s", t.username);
+	int theirs = store_room_role(c->store, room_id, t.id);
+	if (theirs == STORE_ROLE_OWNER) {
+		rc = CHAT_EFORBIDDEN;
+		goto done;
+	}
+	rc = store_moderator_set(c->store, room_id, t.id, u->id, on);
+	if (rc == STORE_NOTMEMBER) {
+		rc = CHAT_ENOTMEMBER;
+		goto done;
+	}
+	if (rc != STORE_OK) {
+		rc = CHAT_EINTERNAL;
+		goto done;
+	}
+	*role = store_room_role(c->store, room_id, t.id);
+	rc = *role < 0 ? CHAT_EINTERNAL : CHAT_OK;
+	if (rc == CHAT_OK) {
+		log_info("moderator %s room=%s user=%s by=%s",
+			 on ? "named" : "revoked", room_out, target_out,
+			 u->username);
+		audit(c, u->username, on ? "moderator" : "unmoderator",
+		      target_out, room_out, NULL, NULL);
+	}
+done:
+	store_user_fini(&t);
+	return rc;
+}
+
+int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
+		 const char *target, const char *reason, bool on,
+		 char room_out[33], char target_out[33])
+{
+	int64_t room_id, subject;
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = subject_resolve(c, target, &subject, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (on && bus_is_member(c->bus, room_id, subject))
+		return CHAT_EEXISTS;
+	rc = store_ban_set(c->store, room_id, subject, u->id, reason, on);
+	if (rc == STORE_NOTFOUND && !on)
+		return CHAT_ENOTBANNED;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("moderation %s room=%s user=%s by=%s", on ? "ban" : "unban",
+		 room_out, target_out, u->username);
+	audit(c, u->username, on ? "ban" : "unban", target_out, room_out,
+	      reason, NULL);
+	return CHAT_OK;
+}
+
+int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
+		  const char *target, int64_t seconds, const char *reason,
+		  char room_out[33], char target_out[33], int64_t *until_ms)
+{
+	int64_t room_id, subject;
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = subject_resolve(c, target, &subject, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (seconds < 0 || seconds > CHAT_MUTE_MAX_S)
+		return CHAT_EINVAL;
+	int64_t until = seconds ? now_ms() + seconds * 1000 : 0;
+	rc = store_mute_set(c->store, room_id, subject, until, u->id, reason);
+	if (rc == STORE_NOTFOUND && !seconds)
+		return CHAT_ENOTMUTED;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	mute_put(c, room_id, subject, until);
+	*until_ms = until;
+	char detail[48];
+	snprintf(detail, sizeof(detail), "seconds=%" PRId64, seconds);
+	audit(c, u->username, seconds ? "mute" : "unmute", target_out, room_out,
+	      reason, seconds ? detail : NULL);
+	log_info("moderation %s room=%s user=%s by=%s seconds=%" PRId64,
+		 seconds ? "mute" : "unmute", room_out, target_out, u->username,
+		 seconds);
+
+	/* Tell the muted user on all their connections (ephemeral). */
+	char ts[32] = "";
+	if (until)
+		format_ts(until, ts);
+	json_t *args = json_pack("{s:s, s:s, s:s, s:I}", "user", target_out,
+				 "reason", reason ? reason : "", "until", ts,
+				 "seconds", (json_int_t)seconds);
+	struct evtype_input in = {.args = args};
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_MUTE, room_out, u->username,
+					  now_ms(), &in, &len);
+	json_decref(args);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_MUTE, BUS_PERSONAL, subject, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room)
+{
+	int64_t room_id;
+	char name[33];
+	if (resolve_room(c, room, &room_id, name) != CHAT_OK)
+		return 0;
+	int64_t ms = mute_left(c, room_id, u->id);
+	return ms > 0 ? (ms + 999) / 1000 : 0;
+}
+
+int chat_user_disable(struct chat *c, const struct chat_user *u,
+		      const char *target, bool disabled, const char *reason,
+		      char target_out[33])
+{
+	int64_t id;
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	int rc = subject_resolve(c, target, &id, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id == u->id)
+		return CHAT_EINVAL;
+	if (store_user_disable(c->store, id, disabled, reason) != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("account %s user=%s by=%s", disabled ? "disabled" : "enabled",
+		 target_out, u->username);
+	audit(c, u->username, disabled ? "disable" : "enable", target_out, NULL,
+	      reason, NULL);
+	if (!disabled)
+		return CHAT_OK;
+	/* Every live connection of the account ends on this event. */
+	json_t *args = json_pack("{s:s}", "reason", reason ? reason : "");
+	struct evtype_input in = {.args = args};
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_DISABLED, "", u->username,
+					  now_ms(), &in, &len);
+	json_decref(args);
+	if (!json)
+		return CHAT_EINTERNAL;
+	struct event *ev =
+	    event_new(0, EVENT_DISABLED, BUS_PERSONAL, id, json, len);
+	free(json);
+	bus_publish(c->bus, ev);
+	event_unref(ev);
+	return CHAT_OK;
+}
+
+int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
+		    unsigned limit, struct store_audit **out, size_t *n,
+		    bool *more)
+{
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	return store_audit_list(c->store, before, limit, out, n, more) < 0
+		   ? CHAT_EINTERNAL
+		   : CHAT_OK;
+}
+
+int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
+		   char name[33], struct store_ban **out, size_t *n)
+{
+	int64_t room_id;
+	int rc = resolve_room(c, room, &room_id, name);
+	if (rc != CHAT_OK)
+		return rc;
+	if (!chat_can_moderate(c, u->id, room_id))
+		return CHAT_EFORBIDDEN;
+	return store_bans_list(c->store, room_id, out, n) < 0 ? CHAT_EINTERNAL
+							      : CHAT_OK;
+}
+
 static const struct {
 	int err;
 	const char *code;
@@ -398,6 +822,13 @@ static const struct {
      "that room exists already, or you are a member already"},
     {CHAT_EINTERNAL, "internal", "internal error; try again"},
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
+    {CHAT_EFORBIDDEN, "forbidden", "your role in that room does not allow it"},
+    {CHAT_ENOUSER, "no_such_user", "no user by that name"},
+    {CHAT_EBANNED, "banned", "you are banned from that room"},
+    {CHAT_EMUTED, "muted", "you are muted in that room for now"},
+    {CHAT_ENOTMUTED, "not_muted", "that user is not muted in that room"},
+    {CHAT_ENOSUBJECT, "not_a_member", "that user is not a member of the room"},
+    {CHAT_ENOTBANNED, "not_banned", "that user is not banned from that room"},
 };
 
 static size_t err_index(int err)

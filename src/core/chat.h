@@ -32,8 +32,17 @@ enum chat_err {
 	CHAT_ENOTMEMBER = -4, /* not_a_member */
 	CHAT_EEXISTS = -5,    /* room_exists / already_member */
 	CHAT_EINTERNAL = -6,  /* internal */
-	CHAT_ECLOSED = -7     /* shutting down */
+	CHAT_ECLOSED = -7,    /* shutting down */
+	CHAT_EFORBIDDEN = -8, /* forbidden: the user's role does not allow it */
+	CHAT_ENOUSER = -9,    /* no_such_user */
+	CHAT_EBANNED = -10,   /* banned: joining a room that banned the user */
+	CHAT_ENOTBANNED = -11, /* not_banned: lifting a ban that is not there */
+	CHAT_ENOSUBJECT = -12, /* not_a_member: the user acted on is not one */
+	CHAT_EMUTED = -13,     /* muted: the sender is muted in the room */
+	CHAT_ENOTMUTED = -14   /* not_muted: lifting a mute that is not there */
 };
+
+#define CHAT_MUTE_MAX_S (366 * 86400) /* the longest mute: a year */
 
 struct chat;
 
@@ -108,6 +117,71 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		int64_t before, unsigned limit, struct event ***out, size_t *n,
 		bool *more);
+
+/* --- roles -----------------------------------------------------------------
+ */
+
+/* Whether user_id is a server admin (false when unknown or on error). */
+bool chat_is_admin(struct chat *c, int64_t user_id);
+/* Whether user_id may moderate room_id (remove, ban, mute members, delete
+ * any message there): a server admin, the room's owner or one of its
+ * moderators. Reads the store; any thread. */
+bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id);
+/* Name target (a user name) moderator of room, or no longer one (on
+ * false): only the room's owner or a server admin may. CHAT_OK with the
+ * target's canonical name in target_out and role in *role (enum
+ * store_role), CHAT_ENOROOM, CHAT_ENOUSER, CHAT_EFORBIDDEN (u may not;
+ * the lobby has no owner, so only admins name its moderators; the owner's
+ * own role cannot change), CHAT_ENOTMEMBER (on: target is not a member),
+ * CHAT_EINTERNAL. */
+int chat_moderator_set(struct chat *c, const struct chat_user *u,
+		       const char *room, const char *target, bool on,
+		       char room_out[33], char target_out[33], int *role);
+
+/* Ban target (a user name) from room while not a member (the ban of a
+ * member is the "ban" command, an event that also removes them), or lift
+ * a ban (on false). u must moderate room and outrank target (admins,
+ * then the owner, then moderators; never oneself). CHAT_OK (canonical
+ * names in room_out, target_out), CHAT_ENOROOM, CHAT_ENOUSER,
+ * CHAT_EFORBIDDEN, CHAT_EEXISTS (on: target is a member: use the event),
+ * CHAT_ENOTBANNED (off: no such ban), CHAT_EINTERNAL. */
+int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
+		 const char *target, const char *reason, bool on,
+		 char room_out[33], char target_out[33]);
+/* Mute target (a user name) in room for seconds (1..CHAT_MUTE_MAX_S), or
+ * lift the mute (seconds 0): their sends there (any event a member sends:
+ * messages, typing) are refused with CHAT_EMUTED meanwhile, nothing
+ * stored. Member or not. The muted user's connections get an ephemeral
+ * "mute" event (personal). u must moderate room and outrank target.
+ * CHAT_OK with *until_ms (0: lifted), CHAT_ENOROOM, CHAT_ENOUSER,
+ * CHAT_EFORBIDDEN, CHAT_EINVAL (seconds out of range), CHAT_ENOTMUTED
+ * (lift: none running), CHAT_EINTERNAL. */
+int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
+		  const char *target, int64_t seconds, const char *reason,
+		  char room_out[33], char target_out[33], int64_t *until_ms);
+/* Whole seconds (rounded up) left of u's mute in room, 0 if none: what a
+ * CHAT_EMUTED answer says as retry_after. */
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room);
+/* A server admin disables the account target (a user name), or enables it
+ * again: disabling deletes its sessions and ends every live connection of
+ * it on every transport at once (a personal "disabled" event, which ends
+ * the connection that receives it). CHAT_OK (canonical name in
+ * target_out), CHAT_EFORBIDDEN (u is no admin), CHAT_ENOUSER, CHAT_EINVAL
+ * (target is u), CHAT_EINTERNAL. */
+int chat_user_disable(struct chat *c, const struct chat_user *u,
+		      const char *target, bool disabled, const char *reason,
+		      char target_out[33]);
+/* The audit log, for admins (see store_audit_list): CHAT_OK (caller frees
+ * with store_audit_free), CHAT_EFORBIDDEN, CHAT_EINTERNAL. Every action
+ * above that succeeds appends a row (a kick or a ban once it committed). */
+int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
+		    unsigned limit, struct store_audit **out, size_t *n,
+		    bool *more);
+/* The bans of room, for those who moderate it: CHAT_OK (caller frees with
+ * store_bans_free), CHAT_ENOROOM, CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
+int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
+		   char name[33], struct store_ban **out, size_t *n);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

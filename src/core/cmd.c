@@ -94,6 +94,18 @@ static const struct cmd table[] = {
      false,
      "room_create needs a string name",
      {{"name", IN(room), true, false}, {"topic", IN(topic), false, true}}},
+    {"kick",
+     EVENT_KICK,
+     run_event,
+     false,
+     "kick needs string members room and user (and may have a reason)",
+     {{"room", IN(room), true, false}}},
+    {"ban",
+     EVENT_BAN,
+     run_event,
+     false,
+     "ban needs string members room and user (and may have a reason)",
+     {{"room", IN(room), true, false}}},
     {"ping", EVENT_PRESENCE, NULL, false, "", {{NULL, 0, false, false}}},
 };
 
@@ -161,5 +173,7 @@ int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
 	in.args = args;
 	rc = cmd->run(c, cmd->type, u, &in, done, arg);
 	st->async = rc == CHAT_OK && st->acked;
+	if (rc == CHAT_EMUTED)
+		st->retry_after = chat_mute_left(c, u, in.room);
 	return rc;
 }

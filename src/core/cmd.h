@@ -12,6 +12,7 @@
 #define NATTER_CMD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -33,6 +34,7 @@ struct cmd_status {
 	bool send;	   /* counts as a send (natter_sends_total) */
 	const char *field; /* CMD_EARGS: the member at fault */
 	const char *usage; /* CMD_EARGS: what the command needs, in words */
+	int64_t retry_after; /* CHAT_EMUTED: seconds until the mute ends */
 };
 
 /* Only look: CHAT_OK if name is a command and args has what it needs,

@@ -105,6 +105,7 @@ int api_command(struct request *req, const char *name, json_t *args,
 	if (!st.acked) {
 		int rc =
 		    cmd_run(req->srv->chat, &cu, name, args, NULL, NULL, &st);
+		req->retry_after = st.retry_after;
 		if (rc != CHAT_OK) {
 			*ret = request_chat_error(req, rc);
 			return -1;
@@ -112,8 +113,10 @@ int api_command(struct request *req, const char *name, json_t *args,
 		return 0;
 	}
 	request_suspend(req);
-	request_started(req, cmd_run(req->srv->chat, &cu, name, args,
-				     request_chat_done, req, &st));
+	int rc = cmd_run(req->srv->chat, &cu, name, args, request_chat_done,
+			 req, &st);
+	req->retry_after = st.retry_after;
+	request_started(req, rc);
 	*ret = MHD_YES;
 	return 1;
 }

@@ -18,6 +18,25 @@ enum MHD_Result api_rooms_create(struct request *req);
 enum MHD_Result api_room_join(struct request *req, const char *room);
 enum MHD_Result api_room_leave(struct request *req, const char *room);
 enum MHD_Result api_room_members(struct request *req, const char *room);
+/* PUT/DELETE /api/rooms/{room}/moderators/{user}: name or unname one. */
+enum MHD_Result api_room_moderator_put(struct request *req, const char *room);
+enum MHD_Result api_room_moderator_delete(struct request *req,
+					  const char *room);
+/* Moderation: POST kicks, POST/GET bans, DELETE bans/{user}. */
+enum MHD_Result api_room_kick(struct request *req, const char *room);
+enum MHD_Result api_room_ban(struct request *req, const char *room);
+enum MHD_Result api_room_unban(struct request *req, const char *room);
+enum MHD_Result api_room_bans(struct request *req, const char *room);
+/* POST mutes, DELETE mutes/{user}. */
+enum MHD_Result api_room_mute(struct request *req, const char *room);
+enum MHD_Result api_room_unmute(struct request *req, const char *room);
+/* POST /api/admin/users/{user}/disable {"reason"}, .../enable. */
+enum MHD_Result api_admin_user_disable(struct request *req, const char *user);
+enum MHD_Result api_admin_user_enable(struct request *req, const char *user);
+/* GET /api/admin/audit?before=&limit=: the audit log (admins). */
+enum MHD_Result api_admin_audit(struct request *req);
+/* "owner", "moderator", "member" or "none" for an enum store_role. */
+const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);
 enum MHD_Result api_send(struct request *req, const char *room);
 /* POST /api/rooms/{room}/typing: the typing signal for clients that have no

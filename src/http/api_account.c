@@ -19,10 +19,10 @@ static json_t *user_json(const struct store_user *u)
 	    json_loads(u->settings ? u->settings : "{}", 0, NULL);
 	if (!settings)
 		settings = json_object();
-	return json_pack("{s:s, s:s, s:o, s:s}", "username", u->username,
-			 "display_name",
-			 u->display_name ? u->display_name : u->username,
-			 "settings", settings, "created", ts);
+	return json_pack(
+	    "{s:s, s:s, s:o, s:s, s:b}", "username", u->username,
+	    "display_name", u->display_name ? u->display_name : u->username,
+	    "settings", settings, "created", ts, "admin", u->admin);
 }
 
 /* Issue a session for req->user_id; the token lands in req->token. */
@@ -205,6 +205,15 @@ enum MHD_Result api_login(struct request *req)
 		goto done;
 	}
 	auth_login_succeeded(a, name, req->addr, now_ms());
+	if (u.disabled) {
+		/* Said only to whoever knows the password. */
+		log_info("login refused: account disabled user=%s addr=%s",
+			 u.username, req->addr);
+		store_user_fini(&u);
+		ret = api_fail(req, 403, "disabled",
+			       "this account has been disabled by an admin");
+		goto done;
+	}
 	req->user_id = u.id;
 	snprintf(req->username, sizeof(req->username), "%s", u.username);
 	store_user_fini(&u);
@@ -336,4 +345,101 @@ done:
 	store_user_fini(&u);
 	json_decref(in);
 	return ret;
+}
+
+/* POST /api/admin/users/{user}/disable {"reason"} and .../enable: an
+ * admin disables an account (its sessions and connections end, logging
+ * in answers 403 disabled) or enables it again. */
+static enum MHD_Result user_disable(struct request *req, const char *user,
+				    bool disabled)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = NULL;
+	const char *reason = NULL;
+	if (disabled) {
+		in = request_json(req, &ret);
+		if (!in)
+			return ret;
+		json_t *r = json_object_get(in, "reason");
+		size_t n = json_string_length(r);
+		if (r && !json_is_null(r) &&
+		    (!json_is_string(r) ||
+		     utf8_count(json_string_value(r), n) > EVTYPE_REASON_MAX)) {
+			ret = api_fail(req, 422, "invalid_field",
+				       "'reason' must be a string of at most "
+				       "200 characters");
+			goto done;
+		}
+		reason = json_string_value(r);
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "";
+	int rc = chat_user_disable(req->srv->chat, &cu, user, disabled, reason,
+				   name);
+	if (rc == CHAT_EFORBIDDEN)
+		ret = api_fail(req, 403, "forbidden", "admins only");
+	else if (rc == CHAT_EINVAL)
+		ret = api_fail(req, 422, "invalid",
+			       "you cannot disable or enable your own account");
+	else if (rc != CHAT_OK)
+		ret = request_chat_error(req, rc);
+	else
+		ret = reply_json(req->conn, &req->log, 200,
+				 json_pack("{s:s, s:b, s:s}", "user", name,
+					   "disabled", disabled, "reason",
+					   reason ? reason : ""));
+done:
+	json_decref(in);
+	return ret;
+}
+
+enum MHD_Result api_admin_user_disable(struct request *req, const char *user)
+{
+	return user_disable(req, user, true);
+}
+
+enum MHD_Result api_admin_user_enable(struct request *req, const char *user)
+{
+	return user_disable(req, user, false);
+}
+
+/* GET /api/admin/audit?before=ID&limit=N: the audit log for admins, newest
+ * first; next_before pages on to older rows while has_more. */
+enum MHD_Result api_admin_audit(struct request *req)
+{
+	int64_t before = 0, limit = 50;
+	const char *b = request_arg(req, "before"),
+		   *l = request_arg(req, "limit");
+	if ((b && (parse_i64(b, &before) < 0 || before < 1)) ||
+	    (l && (parse_i64(l, &limit) < 0 || limit < 1 || limit > 200)))
+		return api_fail(req, 400, "bad_parameter",
+				"before must be a positive id, limit 1 to 200");
+	struct chat_user cu = {req->user_id, req->username};
+	struct store_audit *a = NULL;
+	size_t n = 0;
+	bool more = false;
+	int rc = chat_audit_list(req->srv->chat, &cu, before, (unsigned)limit,
+				 &a, &n, &more);
+	if (rc == CHAT_EFORBIDDEN)
+		return api_fail(req, 403, "forbidden", "admins only");
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char ts[32];
+		format_ts(a[i].ts_ms, ts);
+		json_array_append_new(
+		    arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+				   "id", (json_int_t)a[i].id, "ts", ts, "actor",
+				   a[i].actor, "action", a[i].action, "user",
+				   a[i].target, "room", a[i].room, "reason",
+				   a[i].reason, "detail", a[i].detail));
+	}
+	json_t *body =
+	    json_pack("{s:o, s:b}", "entries", arr, "has_more", more);
+	if (more && n)
+		json_object_set_new(body, "next_before",
+				    json_integer(a[n - 1].id));
+	store_audit_free(a, n);
+	return reply_json(req->conn, &req->log, 200, body);
 }

@@ -91,11 +91,233 @@ enum MHD_Result api_room_members(struct request *req, const char *room)
 		return request_chat_error(req, rc);
 	json_t *members = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(
-		    members, json_pack("{s:s, s:s}", "username", m[i].username,
-				       "display_name", m[i].display_name));
+		json_array_append_new(members,
+				      json_pack("{s:s, s:s, s:s}", "username",
+						m[i].username, "display_name",
+						m[i].display_name, "role",
+						api_role_name(m[i].role)));
 	store_members_free(m, n);
 	return reply_json(
 	    req->conn, &req->log, 200,
 	    json_pack("{s:s, s:o}", "room", name, "members", members));
+}
+
+const char *api_role_name(int role)
+{
+	switch (role) {
+	case STORE_ROLE_OWNER:
+		return "owner";
+	case STORE_ROLE_MODERATOR:
+		return "moderator";
+	case STORE_ROLE_MEMBER:
+		return "member";
+	default:
+		return "none";
+	}
+}
+
+/* PUT (on) or DELETE /api/rooms/{room}/moderators/{user}: the room's owner
+ * or an admin names a member moderator, or no longer. Both idempotent;
+ * the answer is the user's role in the room afterwards. */
+static enum MHD_Result moderator_set(struct request *req, const char *room,
+				     bool on)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	const char *target = request_param(req, 1);
+	char name[33] = "", user[33] = "";
+	int role = 0;
+	int rc = chat_moderator_set(req->srv->chat, &cu, room, target, on, name,
+				    user, &role);
+	if (rc == CHAT_ENOTMEMBER)
+		return api_fail(req, 422, "not_a_member",
+				"that user is not a member of the room");
+	if (rc == CHAT_EFORBIDDEN)
+		return api_fail(req, 403, "forbidden",
+				"only the room's owner or an admin names "
+				"moderators, and the owner stays owner");
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:s, s:s, s:s}", "room", name, "user",
+				    user, "role", api_role_name(role)));
+}
+
+enum MHD_Result api_room_moderator_put(struct request *req, const char *room)
+{
+	return moderator_set(req, room, true);
+}
+
+enum MHD_Result api_room_moderator_delete(struct request *req, const char *room)
+{
+	return moderator_set(req, room, false);
+}
+
+/* The "user" and optional "reason" of a moderation request: 0, or -1
+ * after answering 422. */
+static int moderation_args(struct request *req, json_t *in,
+			   enum MHD_Result *ret)
+{
+	if (!api_field_str(req, in, "user", ret))
+		return -1;
+	json_t *reason = json_object_get(in, "reason");
+	if (reason && !json_is_null(reason) && !json_is_string(reason)) {
+		*ret = api_fail(req, 422, "invalid_field",
+				"'reason' must be a string");
+		return -1;
+	}
+	return 0;
+}
+
+/* POST /api/rooms/{room}/kicks {"user", "reason"}: a moderator removes a
+ * member; 201 with the kick event. */
+enum MHD_Result api_room_kick(struct request *req, const char *room)
+{
+	if (req->phase == REQ_READY)
+		return api_answer_event(req, 201, NULL, NULL);
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	if (moderation_args(req, in, &ret) == 0)
+		api_command(req, "kick", in, room, &ret);
+	json_decref(in);
+	return ret;
+}
+
+/* POST /api/rooms/{room}/bans {"user", "reason"}: a member is removed and
+ * banned (201 with the ban event); a non-member is banned (201 with
+ * "event": null). */
+enum MHD_Result api_room_ban(struct request *req, const char *room)
+{
+	if (req->phase == REQ_READY)
+		return api_answer_event(req, 201, NULL, NULL);
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	if (moderation_args(req, in, &ret) < 0)
+		goto done;
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "", user[33] = "";
+	const char *reason = json_string_value(json_object_get(in, "reason"));
+	struct evtype_input check = {.args = in};
+	if (evtype_get(EVENT_BAN)->validate(&check) != EVTYPE_VALID) {
+		ret = api_fail(req, 422, "invalid",
+			       "user must be a user name; reason at most 200 "
+			       "characters of visible text");
+		goto done;
+	}
+	int rc = chat_ban_set(req->srv->chat, &cu, room,
+			      json_string_value(json_object_get(in, "user")),
+			      reason, true, name, user);
+	if (rc == CHAT_EEXISTS) { /* a member: the ban is their removal */
+		api_command(req, "ban", in, room, &ret);
+		goto done;
+	}
+	if (rc != CHAT_OK) {
+		ret = request_chat_error(req, rc);
+		goto done;
+	}
+	ret = reply_json(
+	    req->conn, &req->log, 201,
+	    json_pack("{s:n, s:s, s:s}", "event", "room", name, "user", user));
+done:
+	json_decref(in);
+	return ret;
+}
+
+/* DELETE /api/rooms/{room}/bans/{user}: lift a ban. */
+enum MHD_Result api_room_unban(struct request *req, const char *room)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "", user[33] = "";
+	int rc = chat_ban_set(req->srv->chat, &cu, room, request_param(req, 1),
+			      NULL, false, name, user);
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:s, s:s, s:b}", "room", name, "user",
+				    user, "banned", 0));
+}
+
+/* GET /api/rooms/{room}/bans: for those who moderate the room. */
+enum MHD_Result api_room_bans(struct request *req, const char *room)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	struct store_ban *b = NULL;
+	size_t n = 0;
+	char name[33] = "";
+	int rc = chat_bans_list(req->srv->chat, &cu, room, name, &b, &n);
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char ts[32];
+		format_ts(b[i].created_ms, ts);
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:s, s:s, s:s}", "user",
+				   b[i].username, "by", b[i].by, "reason",
+				   b[i].reason, "created", ts));
+	}
+	store_bans_free(b, n);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:s, s:o}", "room", name, "bans", arr));
+}
+
+/* POST /api/rooms/{room}/mutes {"user", "seconds", "reason"}: the user's
+ * sends in the room are refused until the mute ends. */
+enum MHD_Result api_room_mute(struct request *req, const char *room)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	if (moderation_args(req, in, &ret) < 0)
+		goto done;
+	json_t *secs = json_object_get(in, "seconds");
+	struct evtype_input check = {.args = in};
+	if (!json_is_integer(secs) || json_integer_value(secs) < 1 ||
+	    json_integer_value(secs) > CHAT_MUTE_MAX_S ||
+	    evtype_get(EVENT_KICK)->validate(&check) != EVTYPE_VALID) {
+		ret = api_fail(req, 422, "invalid",
+			       "user must be a user name, seconds a whole "
+			       "number from 1 to 31622400, reason at most 200 "
+			       "characters of visible text");
+		goto done;
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "", user[33] = "", ts[32];
+	int64_t until = 0;
+	int rc = chat_mute_set(req->srv->chat, &cu, room,
+			       json_string_value(json_object_get(in, "user")),
+			       json_integer_value(secs),
+			       json_string_value(json_object_get(in, "reason")),
+			       name, user, &until);
+	if (rc != CHAT_OK) {
+		ret = request_chat_error(req, rc);
+		goto done;
+	}
+	format_ts(until, ts);
+	ret = reply_json(req->conn, &req->log, 201,
+			 json_pack("{s:s, s:s, s:s, s:I}", "room", name, "user",
+				   user, "until", ts, "seconds",
+				   (json_int_t)json_integer_value(secs)));
+done:
+	json_decref(in);
+	return ret;
+}
+
+/* DELETE /api/rooms/{room}/mutes/{user}: lift a running mute. */
+enum MHD_Result api_room_unmute(struct request *req, const char *room)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33] = "", user[33] = "";
+	int64_t until = 0;
+	int rc = chat_mute_set(req->srv->chat, &cu, room, request_param(req, 1),
+			       0, NULL, name, user, &until);
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:s, s:s, s:b}", "room", name, "user",
+				    user, "muted", 0));
 }

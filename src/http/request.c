@@ -122,9 +122,11 @@ static const struct {
 	int err;
 	unsigned status;
 } chat_statuses[] = {
-    {CHAT_OK, 200},	   {CHAT_EINVAL, 422},	   {CHAT_ETOOLONG, 422},
-    {CHAT_ENOROOM, 404},   {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
-    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},
+    {CHAT_OK, 200},	    {CHAT_EINVAL, 422},	    {CHAT_ETOOLONG, 422},
+    {CHAT_ENOROOM, 404},    {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
+    {CHAT_EINTERNAL, 500},  {CHAT_ECLOSED, 503},    {CHAT_EFORBIDDEN, 403},
+    {CHAT_ENOUSER, 404},    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
+    {CHAT_ENOSUBJECT, 422}, {CHAT_EMUTED, 403},	    {CHAT_ENOTMUTED, 404},
 };
 
 unsigned request_chat_status(int err)
@@ -137,6 +139,18 @@ unsigned request_chat_status(int err)
 
 enum MHD_Result request_chat_error(struct request *req, int err)
 {
+	if (err == CHAT_EMUTED && req->retry_after > 0) {
+		char secs[24];
+		snprintf(secs, sizeof(secs), "%lld",
+			 (long long)req->retry_after);
+		const struct reply_header h[] = {{"Retry-After", secs}};
+		return reply_json_headers(
+		    req->conn, &req->log, request_chat_status(err),
+		    json_pack("{s:s, s:s, s:I}", "error", chat_err_code(err),
+			      "message", chat_err_message(err), "retry_after",
+			      (json_int_t)req->retry_after),
+		    h, 1);
+	}
 	return reply_error(req->conn, &req->log, request_chat_status(err),
 			   chat_err_code(err), chat_err_message(err));
 }

@@ -55,9 +55,10 @@ struct request {
 	/* async commands (chat) */
 	enum req_phase phase;
 	struct chat_result result; /* result.ev is a reference we own */
-	int step;	  /* handler-defined, for multi-step commands */
-	char room[33];	  /* room a command was about */
-	void *poll_state; /* longpoll's, for /poll */
+	int step;	     /* handler-defined, for multi-step commands */
+	char room[33];	     /* room a command was about */
+	int64_t retry_after; /* CHAT_EMUTED: seconds, for the answer */
+	void *poll_state;    /* longpoll's, for /poll */
 
 	/* What the route's "{name}" segments matched, in order (http.c fills
 	 * them before the handler runs): see request_param(). */

@@ -30,6 +30,7 @@ struct event {
 	enum event_type type;
 	int64_t room;
 	int64_t user;
+	int64_t subject; /* 0: none (the sender is the subject) */
 	/* NULL until the first event_sse(); set once by compare-exchange. */
 	_Atomic(struct frame *) sse;
 	size_t len;
@@ -61,6 +62,7 @@ struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
 	ev->type = type;
 	ev->room = room_id;
 	ev->user = user_id;
+	ev->subject = 0;
 	atomic_init(&ev->sse, NULL);
 	ev->len = len;
 	memcpy(ev->json, json, len);
@@ -111,6 +113,16 @@ int64_t event_room(const struct event *ev)
 int64_t event_user(const struct event *ev)
 {
 	return ev->user;
+}
+
+int64_t event_subject(const struct event *ev)
+{
+	return ev->subject ? ev->subject : ev->user;
+}
+
+void event_subject_set(struct event *ev, int64_t user_id)
+{
+	ev->subject = user_id;
 }
 
 const char *event_json(const struct event *ev, size_t *len)

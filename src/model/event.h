@@ -26,6 +26,13 @@ int64_t event_id(const struct event *ev);
 enum event_type event_type(const struct event *ev);
 int64_t event_room(const struct event *ev);
 int64_t event_user(const struct event *ev);
+/* The user whose membership the event changes (evtype_membership): the
+ * subject an event acts on (a removed or banned user) when it has one,
+ * else its sender. */
+int64_t event_subject(const struct event *ev);
+/* Record the user an event acts on; only while the caller holds the sole
+ * reference (before the event is shared). */
+void event_subject_set(struct event *ev, int64_t user_id);
 /* The envelope; valid while the caller holds a reference. */
 const char *event_json(const struct event *ev, size_t *len);
 /* "id: N\nevent: TYPE\ndata: JSON\n\n" (no id line when ephemeral), built on

@@ -88,6 +88,57 @@ static json_t *settings_extra(const struct evtype_input *in)
 	    "display_name", json_is_string(dn) ? json_incref(dn) : json_null());
 }
 
+/* A moderation command: "user" a valid name; "reason" absent, null or a
+ * string of visible text up to EVTYPE_REASON_MAX characters. */
+static enum evtype_verdict moderation_validate(const struct evtype_input *in)
+{
+	const char *user = json_string_value(json_object_get(in->args, "user"));
+	json_t *reason = json_object_get(in->args, "reason");
+	if (!user || !name_valid(user))
+		return EVTYPE_INVALID;
+	if (reason && !json_is_null(reason)) {
+		const char *r = json_string_value(reason);
+		size_t n = json_string_length(reason);
+		if (!r || (n && !text_valid(r, n)))
+			return EVTYPE_INVALID;
+		if (utf8_count(r, n) > EVTYPE_REASON_MAX)
+			return EVTYPE_TOOLONG;
+	}
+	return EVTYPE_VALID;
+}
+
+/* {"user": the subject, "reason": text or ""} */
+static json_t *moderation_extra(const struct evtype_input *in)
+{
+	const char *user = json_string_value(json_object_get(in->args, "user"));
+	const char *reason =
+	    json_string_value(json_object_get(in->args, "reason"));
+	return json_pack("{s:s, s:s}", "user", user ? user : "", "reason",
+			 reason ? reason : "");
+}
+
+/* A mute, told to the muted user: {"user", "reason", "until", "seconds"}
+ * from the args chat builds. */
+static json_t *mute_extra(const struct evtype_input *in)
+{
+	json_t *extra = json_object();
+	const char *keys[] = {"user", "reason", "until", "seconds"};
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		json_t *v = json_object_get(in->args, keys[i]);
+		if (v)
+			json_object_set(extra, keys[i], v);
+	}
+	return extra;
+}
+
+/* {"reason"} of an account's disabling. */
+static json_t *disabled_extra(const struct evtype_input *in)
+{
+	const char *reason =
+	    json_string_value(json_object_get(in->args, "reason"));
+	return json_pack("{s:s}", "reason", reason ? reason : "");
+}
+
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
 		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
@@ -103,6 +154,16 @@ static const struct evtype table[] = {
 			NULL, EVTYPE_EFFECT_NONE, false, NULL},
     [EVENT_SETTINGS] = {EVENT_SETTINGS, "settings", false, EVTYPE_FROM_SERVER,
 			NULL, EVTYPE_EFFECT_NONE, false, settings_extra},
+    [EVENT_KICK] = {EVENT_KICK, "kick", true, EVTYPE_FROM_MODERATOR,
+		    moderation_validate, EVTYPE_EFFECT_SUBJECT_REMOVE, false,
+		    moderation_extra},
+    [EVENT_BAN] = {EVENT_BAN, "ban", true, EVTYPE_FROM_MODERATOR,
+		   moderation_validate, EVTYPE_EFFECT_SUBJECT_BAN, false,
+		   moderation_extra},
+    [EVENT_MUTE] = {EVENT_MUTE, "mute", false, EVTYPE_FROM_SERVER, NULL,
+		    EVTYPE_EFFECT_NONE, false, mute_extra},
+    [EVENT_DISABLED] = {EVENT_DISABLED, "disabled", false, EVTYPE_FROM_SERVER,
+			NULL, EVTYPE_EFFECT_NONE, false, disabled_extra, true},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -123,6 +184,12 @@ int evtype_parse(const char *name, enum event_type *t)
 	return -1;
 }
 
+bool evtype_ends_session(enum event_type t)
+{
+	const struct evtype *row = evtype_get(t);
+	return row && row->ends_session;
+}
+
 int evtype_membership(enum event_type t)
 {
 	const struct evtype *row = evtype_get(t);
@@ -133,6 +200,8 @@ int evtype_membership(enum event_type t)
 	case EVTYPE_EFFECT_ROOM_CREATE:
 		return 1;
 	case EVTYPE_EFFECT_MEMBER_REMOVE:
+	case EVTYPE_EFFECT_SUBJECT_REMOVE:
+	case EVTYPE_EFFECT_SUBJECT_BAN:
 		return -1;
 	case EVTYPE_EFFECT_NONE:
 		break;

@@ -27,27 +27,40 @@ enum event_type {
 	EVENT_ROOM,	/* persistent: room created (its creator is a member) */
 	EVENT_TYPING,	/* ephemeral: user is typing in room */
 	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
-	EVENT_SETTINGS	/* ephemeral, personal: the user's settings changed */
+	EVENT_SETTINGS, /* ephemeral, personal: the user's settings changed */
+	EVENT_KICK,	/* persistent: a moderator removed a user from room */
+	EVENT_BAN,	/* persistent: a moderator removed and banned a user */
+	EVENT_MUTE,	/* ephemeral, personal: you are muted in a room */
+	EVENT_DISABLED	/* ephemeral, personal: your account was disabled */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
 #define EVTYPE_CLIENT_ID_MAX 64 /* bytes */
 #define EVTYPE_TOPIC_MAX 200	/* characters */
+#define EVTYPE_REASON_MAX 200	/* characters */
 
 /* Who may send an event of the type. */
 enum evtype_sender {
 	EVTYPE_FROM_MEMBER, /* a member of the event's room */
 	EVTYPE_FROM_USER,   /* any logged-in user */
-	EVTYPE_FROM_SERVER  /* the server only: no command creates it */
+	EVTYPE_FROM_SERVER, /* the server only: no command creates it */
+	/* the room's moderators, its owner and server admins; the event acts
+	 * on a subject, the user named by the command's "user" member, who
+	 * must rank below the sender (chat checks) */
+	EVTYPE_FROM_MODERATOR
 };
 
 /* What storing the event does besides appending it. The bus applies the
  * same column to its in-memory membership (evtype_membership). */
 enum evtype_effect {
 	EVTYPE_EFFECT_NONE,
-	EVTYPE_EFFECT_MEMBER_ADD,    /* the sender joins the room */
-	EVTYPE_EFFECT_MEMBER_REMOVE, /* the sender leaves the room */
-	EVTYPE_EFFECT_ROOM_CREATE    /* a new room; its creator is a member */
+	EVTYPE_EFFECT_MEMBER_ADD,     /* the sender joins the room */
+	EVTYPE_EFFECT_MEMBER_REMOVE,  /* the sender leaves the room */
+	EVTYPE_EFFECT_ROOM_CREATE,    /* a new room; its creator is a member */
+	EVTYPE_EFFECT_SUBJECT_REMOVE, /* the subject leaves the room */
+	/* the subject leaves the room (if a member) and may not join it again
+	 * until unbanned; joining is refused meanwhile */
+	EVTYPE_EFFECT_SUBJECT_BAN
 };
 
 /* A validator's verdict. */
@@ -87,14 +100,21 @@ struct evtype {
 	/* Members the envelope adds after the common ones, or NULL for none:
 	 * a new object (caller decrefs), NULL on failure. */
 	json_t *(*extra)(const struct evtype_input *in);
+	/* A personal event after which every transport ends the receiving
+	 * connection (the session behind it is gone): WebSocket closes with
+	 * 4001, SSE ends its stream, a waiting long-poll answers 401. */
+	bool ends_session;
 };
 
 /* The row of t, or NULL for a value outside the table. */
 const struct evtype *evtype_get(enum event_type t);
 /* The type named name: 0, or -1 when no row has that name. */
 int evtype_parse(const char *name, enum event_type *t);
-/* Effect on the sender's membership of the event's room, derived from the
- * effect column: +1 becomes a member, -1 stops being one, 0 neither. */
+/* Whether t ends the connection that receives it (ends_session). */
+bool evtype_ends_session(enum event_type t);
+/* Effect on the membership of the event's room of its subject (the user
+ * it acts on, else its sender: event_subject), derived from the effect
+ * column: +1 becomes a member, -1 stops being one, 0 neither. */
 int evtype_membership(enum event_type t);
 
 #endif

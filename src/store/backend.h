@@ -44,6 +44,27 @@ struct store_ops {
 			    void (*fn)(void *arg, int64_t room_id,
 				       int64_t user_id),
 			    void *arg);
+	int (*user_admin_set)(struct store *base, int64_t id, bool admin);
+	int (*room_role)(struct store *base, int64_t room_id, int64_t user_id);
+	int (*moderator_set)(struct store *base, int64_t room_id,
+			     int64_t user_id, int64_t by, bool on);
+	int (*ban_set)(struct store *base, int64_t room_id, int64_t user_id,
+		       int64_t by, const char *reason, bool on);
+	int (*bans_list)(struct store *base, int64_t room_id,
+			 struct store_ban **out, size_t *n);
+	int (*mute_set)(struct store *base, int64_t room_id, int64_t user_id,
+			int64_t until_ms, int64_t by, const char *reason);
+	int (*mutes_each)(struct store *base, int64_t now_ms,
+			  void (*fn)(void *arg, int64_t room_id,
+				     int64_t user_id, int64_t until_ms),
+			  void *arg);
+	int (*user_disable)(struct store *base, int64_t id, bool disabled,
+			    const char *reason);
+	int (*audit_add)(struct store *base, const struct store_audit *a);
+	int (*audit_list)(struct store *base, int64_t before, unsigned limit,
+			  struct store_audit **out, size_t *n, bool *more);
+	int (*user_password_set)(struct store *base, int64_t id,
+				 const char *pwhash);
 	int (*history)(struct store *base, int64_t room_id, int64_t before,
 		       int64_t after, unsigned limit, struct event ***out,
 		       size_t *n, bool *more);

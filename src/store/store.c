@@ -47,6 +47,7 @@ void store_user_fini(struct store_user *u)
 	free(u->display_name);
 	free(u->settings);
 	free(u->pwhash);
+	free(u->disabled_reason);
 	memset(u, 0, sizeof(*u));
 }
 
@@ -160,4 +161,88 @@ int store_events_after(void *arg, int64_t user_id, int64_t after, size_t limit,
 {
 	struct store *st = arg;
 	return st->ops->events_after(st, user_id, after, limit, out, n);
+}
+
+int store_user_admin_set(struct store *st, int64_t id, bool admin)
+{
+	return st->ops->user_admin_set(st, id, admin);
+}
+
+int store_room_role(struct store *st, int64_t room_id, int64_t user_id)
+{
+	return st->ops->room_role(st, room_id, user_id);
+}
+
+int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
+			int64_t by, bool on)
+{
+	return st->ops->moderator_set(st, room_id, user_id, by, on);
+}
+
+int store_ban_set(struct store *st, int64_t room_id, int64_t user_id,
+		  int64_t by, const char *reason, bool on)
+{
+	return st->ops->ban_set(st, room_id, user_id, by, reason, on);
+}
+
+int store_bans_list(struct store *st, int64_t room_id, struct store_ban **out,
+		    size_t *n)
+{
+	return st->ops->bans_list(st, room_id, out, n);
+}
+
+void store_bans_free(struct store_ban *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].reason);
+	free(v);
+}
+
+int store_mute_set(struct store *st, int64_t room_id, int64_t user_id,
+		   int64_t until_ms, int64_t by, const char *reason)
+{
+	return st->ops->mute_set(st, room_id, user_id, until_ms, by, reason);
+}
+
+int store_mutes_each(struct store *st, int64_t now_ms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int64_t until_ms),
+		     void *arg)
+{
+	return st->ops->mutes_each(st, now_ms, fn, arg);
+}
+
+int store_user_disable(struct store *st, int64_t id, bool disabled,
+		       const char *reason)
+{
+	return st->ops->user_disable(st, id, disabled, reason);
+}
+
+int store_audit_add(struct store *st, const struct store_audit *a)
+{
+	return st->ops->audit_add(st, a);
+}
+
+int store_audit_list(struct store *st, int64_t before, unsigned limit,
+		     struct store_audit **out, size_t *n, bool *more)
+{
+	return st->ops->audit_list(st, before, limit, out, n, more);
+}
+
+void store_audit_free(struct store_audit *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].actor);
+		free(v[i].action);
+		free(v[i].target);
+		free(v[i].room);
+		free(v[i].reason);
+		free(v[i].detail);
+	}
+	free(v);
+}
+
+int store_user_password_set(struct store *st, int64_t id, const char *pwhash)
+{
+	return st->ops->user_password_set(st, id, pwhash);
 }

@@ -32,7 +32,8 @@ enum store_status {
 	STORE_NOTFOUND = -2,
 	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5 /* store is shutting down */
+	STORE_CLOSED = -5, /* store is shutting down */
+	STORE_BANNED = -6  /* joining a room the user is banned from */
 };
 
 struct store_config {
@@ -69,6 +70,9 @@ struct store_write {
 	const char *text;      /* searchable types */
 	const char *client_id; /* searchable types, optional (NULL) */
 	const char *topic;     /* room creation, optional */
+	/* the user the event acts on (EVTYPE_FROM_MODERATOR types: the one
+	 * removed or banned), else 0 */
+	int64_t subject_id;
 	json_t *args; /* the command's object, for a type with an envelope
 			 extra (evtype.h); borrowed, copied; may be NULL */
 };
@@ -98,6 +102,9 @@ struct store_user {
 	char *settings;	    /* JSON object text, "{}" by default */
 	char *pwhash;	    /* encoded Argon2id */
 	int64_t created_ms;
+	bool admin;	       /* a server admin */
+	bool disabled;	       /* an admin disabled the account */
+	char *disabled_reason; /* why, "" when not said */
 };
 void store_user_fini(struct store_user *u);
 
@@ -109,6 +116,19 @@ int store_user_create(struct store *st, const char *username,
 int store_user_by_name(struct store *st, const char *username,
 		       struct store_user *out);
 int store_user_by_id(struct store *st, int64_t id, struct store_user *out);
+/* Make a user a server admin, or no longer one: STORE_OK or
+ * STORE_NOTFOUND. The first account a store creates is an admin. */
+int store_user_admin_set(struct store *st, int64_t id, bool admin);
+/* Disable an account (for reason, NULL: none), deleting its sessions, or
+ * enable it again. A session cached by store_session_user in this process
+ * is forgotten at once; another process (natterctl) reaches a running
+ * natterd's cache only when its entries expire (session_cache_ms).
+ * STORE_OK, STORE_NOTFOUND, STORE_ERR. */
+int store_user_disable(struct store *st, int64_t id, bool disabled,
+		       const char *reason);
+/* A new password hash; every session of the account ends (as with
+ * store_user_disable). STORE_OK, STORE_NOTFOUND, STORE_ERR. */
+int store_user_password_set(struct store *st, int64_t id, const char *pwhash);
 /* NULL leaves a field as it is. settings must be JSON object text. */
 int store_user_update(struct store *st, int64_t id, const char *display_name,
 		      const char *settings);
@@ -147,10 +167,18 @@ struct store_room {
 int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
 		     size_t *n);
 void store_rooms_free(struct store_room *v, size_t n);
+/* A user's role in a room, ordered by rights. */
+enum store_role {
+	STORE_ROLE_NONE = 0,	  /* not a member */
+	STORE_ROLE_MEMBER = 1,	  /* a member */
+	STORE_ROLE_MODERATOR = 2, /* a member named moderator by the owner */
+	STORE_ROLE_OWNER = 3	  /* a member who created the room */
+};
 /* One member of a room. */
 struct store_member {
 	char username[33];
 	char *display_name;
+	enum store_role role;
 };
 /* The members of a room sorted by username: 0 (caller frees with
  * store_members_free) or -1. */
@@ -159,6 +187,70 @@ int store_room_members(struct store *st, int64_t room_id,
 void store_members_free(struct store_member *v, size_t n);
 /* 1 member, 0 not, -1 error. */
 int store_is_member(struct store *st, int64_t room_id, int64_t user_id);
+/* user_id's role in room_id (enum store_role: an owner or moderator who is
+ * no longer a member is STORE_ROLE_NONE), STORE_NOTFOUND (no such room)
+ * or STORE_ERR. */
+int store_room_role(struct store *st, int64_t room_id, int64_t user_id);
+/* Name a member of a room moderator (on), by user `by` (0: nobody, e.g. an
+ * operator's tool), or no longer one. Both are idempotent. A moderator who
+ * stops being a member stops being a moderator. STORE_OK, STORE_NOTMEMBER
+ * (on, and user_id is not a member), STORE_NOTFOUND (no such room, on),
+ * STORE_ERR. */
+int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
+			int64_t by, bool on);
+/* Ban user_id from room_id (on; replacing an earlier ban) by `by` (0:
+ * nobody) for reason (NULL: none), or lift the ban. A ban does not remove
+ * a member by itself: that is the ban event (EVTYPE_EFFECT_SUBJECT_BAN),
+ * which also records the ban; this is for a user who is not a member, and
+ * for lifting. While banned, a join is refused with STORE_BANNED.
+ * STORE_OK, STORE_NOTFOUND (on: no such room or user; off: no such ban),
+ * STORE_ERR. */
+int store_ban_set(struct store *st, int64_t room_id, int64_t user_id,
+		  int64_t by, const char *reason, bool on);
+/* One ban of a room. */
+struct store_ban {
+	char username[33];
+	char by[33]; /* who banned: "" when unknown */
+	char *reason;
+	int64_t created_ms;
+};
+/* The bans of a room sorted by username: 0 (caller frees with
+ * store_bans_free) or -1. */
+int store_bans_list(struct store *st, int64_t room_id, struct store_ban **out,
+		    size_t *n);
+void store_bans_free(struct store_ban *v, size_t n);
+/* Mute user_id in room_id until until_ms (replacing an earlier mute), by
+ * `by` (0: nobody) for reason (NULL: none); until_ms 0 lifts a mute
+ * still running. STORE_OK, STORE_NOTFOUND (mute: no such room or user;
+ * lift: no mute running), STORE_ERR. Refusing the sends is chat's. */
+int store_mute_set(struct store *st, int64_t room_id, int64_t user_id,
+		   int64_t until_ms, int64_t by, const char *reason);
+/* Call fn for every mute still running at now_ms; 0 or -1. */
+int store_mutes_each(struct store *st, int64_t now_ms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int64_t until_ms),
+		     void *arg);
+/* One row of the audit log: a moderation or admin action. Strings are
+ * names ("" or NULL when not applicable); ts_ms 0 when adding: now. */
+struct store_audit {
+	int64_t id, ts_ms;
+	char *actor;  /* a user name, or "natterctl" */
+	char *action; /* "kick", "ban", "unban", "mute", "unmute",
+			 "moderator", "unmoderator", "disable", "enable",
+			 "grant_admin", "revoke_admin", ... */
+	char *target; /* the user acted on */
+	char *room;
+	char *reason;
+	char *detail; /* more, e.g. a mute's seconds */
+};
+/* Append a row (the strings are borrowed): STORE_OK or STORE_ERR. */
+int store_audit_add(struct store *st, const struct store_audit *a);
+/* The newest limit rows with id < before (before <= 0: the newest),
+ * newest first; *more when older ones remain. 0 (caller frees with
+ * store_audit_free) or -1. */
+int store_audit_list(struct store *st, int64_t before, unsigned limit,
+		     struct store_audit **out, size_t *n, bool *more);
+void store_audit_free(struct store_audit *v, size_t n);
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "util/log.h"
+#include "model/evtype.h"
 #include "transport/longpoll.h"
 #include "transport/stream.h"
 #include "util/util.h"
@@ -54,6 +55,7 @@ struct lp_poll {
 	size_t nevs, cap;
 	size_t bytes; /* envelope bytes in evs */
 	bool full;    /* an event did not fit: this answer takes no more */
+	bool ended;   /* the account was disabled: answer 401 */
 };
 
 /* --- polls ---------------------------------------------------------------- */
@@ -105,6 +107,12 @@ static enum MHD_Result poll_answer(struct lp_poll *p, struct MHD_Connection *c,
 	struct buf b;
 
 	poll_detach(p); /* no deliver runs any more: p is ours alone */
+	if (p->ended) {
+		poll_free(p);
+		return reply_error(
+		    c, log, 401, "disabled",
+		    "this account has been disabled by an admin");
+	}
 	int64_t cursor = p->cursor;
 	buf_init(&b);
 	buf_puts(&b, "{\"events\":[");
@@ -147,6 +155,13 @@ static void on_deliver(void *arg, struct event *ev)
 	struct lp_poll *p = arg;
 
 	stream_lock(p->st);
+	if (evtype_ends_session(event_type(ev))) {
+		/* the account is gone: answered 401 (poll_answer) */
+		p->ended = true;
+		stream_wake(p->st);
+		stream_unlock(p->st);
+		return;
+	}
 	/* Beyond the batch, events are dropped: the cursor names the last
 	 * one included, and the next poll replays the rest. Once one event did
 	 * not fit, no later one may (that would skip it). */
@@ -246,7 +261,8 @@ enum MHD_Result longpoll_handle(struct longpoll *lp, struct MHD_Connection *c,
 	if (!p->sub) {
 		poll_free(p);
 		if (err == REPLAY_EBUSY)
-			return reply_busy(c, log, replay_retry_after(lp->replay));
+			return reply_busy(c, log,
+					  replay_retry_after(lp->replay));
 		if (err == BUS_EFUTURE)
 			return reply_error(c, log, 400, "bad_cursor",
 					   "the cursor is newer than the "

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "model/evtype.h"
 #include "transport/sse.h"
 #include "transport/stream.h"
 #include "util/util.h"
@@ -241,6 +242,11 @@ static void on_deliver(void *arg, struct event *ev)
 	}
 	conn_push(sc, event_ref(ev));
 	sc->pending += len;
+	/* the account is gone: the event says why, then the stream ends */
+	if (evtype_ends_session(event_type(ev))) {
+		sc->ending = true;
+		sc->progress_ms = mono_ms();
+	}
 	stream_wake(sc->st);
 out:
 	stream_unlock(sc->st);
@@ -395,7 +401,8 @@ enum MHD_Result sse_handle(struct sse *s, struct MHD_Connection *c,
 	if (!sc->sub) {
 		conn_free(sc);
 		if (err == REPLAY_EBUSY)
-			return reply_busy(c, log, replay_retry_after(s->replay));
+			return reply_busy(c, log,
+					  replay_retry_after(s->replay));
 		if (err == BUS_EFUTURE)
 			return reply_error(c, log, 400, "bad_cursor",
 					   "the cursor is newer than the "

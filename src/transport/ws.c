@@ -96,6 +96,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "core/cmd.h"
+#include "model/evtype.h"
 #include "transport/ws.h"
 #include "transport/ws_frame.h"
 
@@ -704,6 +705,21 @@ static void queue_error(struct ws_conn *c, const char *client_id,
 	queue_json(c, o);
 }
 
+/* An error the client may retry after retry_after seconds. */
+static void queue_error_retry(struct ws_conn *c, const char *client_id,
+			      const char *code, const char *message,
+			      int64_t retry_after)
+{
+	json_t *o = json_pack("{s:s}", "type", "error");
+	if (client_id)
+		json_object_set_new(o, "client_id", json_string(client_id));
+	json_object_set_new(o, "error", json_string(code));
+	json_object_set_new(o, "message", json_string(message));
+	json_object_set_new(o, "retry_after", json_integer(retry_after));
+	metrics_inc(c->metrics->errors);
+	queue_json(c, o);
+}
+
 /* --- bus subscriber ----------------------------------------------------------
  */
 
@@ -730,7 +746,12 @@ static void sub_deliver(void *arg, struct event *ev)
 	if (len == 0)
 		return;
 	q_push(c, event_ref(ev), NULL, len);
-	if (conn_pending(c) > c->wl->ws->cfg.send_queue_max) {
+	if (evtype_ends_session(event_type(ev))) {
+		/* the account is gone: the event says why, then 4001 */
+		log_info("ws closed: session ended addr=%s user=%s", c->addr,
+			 c->username);
+		conn_close_after(c, 4001, "account disabled");
+	} else if (conn_pending(c) > c->wl->ws->cfg.send_queue_max) {
 		metrics_inc(c->metrics->slow_disconnects[TRANSPORT_WS]);
 		log_info("ws slow consumer closed addr=%s user=%s pending=%zu",
 			 c->addr, c->username, conn_pending(c));
@@ -834,6 +855,9 @@ static void run_command(struct ws_conn *c, json_t *root, const char *op,
 		queue_error(c, client_id, "unknown_op", "unknown op");
 	else if (err == CMD_EARGS)
 		queue_error(c, cid, "invalid", st.usage);
+	else if (err == CHAT_EMUTED)
+		queue_error_retry(c, cid, chat_err_code(err),
+				  chat_err_message(err), st.retry_after);
 	else if (err != CHAT_OK)
 		queue_error(c, cid, chat_err_code(err), chat_err_message(err));
 	else if (st.pong)

@@ -497,16 +497,262 @@ static void c_events_after_membership(void **state)
 	free_events(evs, n);
 }
 
+/* A moderation event (kick, ban) by mod on subject: status, id in *id. */
+static int act(struct store *st, enum event_type type, int64_t mod, int64_t r,
+	       int64_t subject, const char *subject_name, int64_t *id)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	json_t *args =
+	    json_pack("{s:s, s:s}", "user", subject_name, "reason", "because");
+	struct store_write sw = {.type = type,
+				 .user_id = mod,
+				 .room_id = r,
+				 .args = args,
+				 .subject_id = subject};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	json_decref(args);
+	if (id)
+		*id = w.ev ? event_id(w.ev) : 0;
+	if (w.ev) {
+		assert_int_equal(event_subject(w.ev), subject);
+		assert_int_equal(event_user(w.ev), mod);
+	}
+	event_unref(w.ev);
+	return w.status;
+}
+
+/* A kick removes its subject, not its sender; replay follows the subject's
+ * membership (the kick, then nothing of the room); a ban also refuses the
+ * subject's joins until lifted; bans of non-members and their list. */
+static void c_kick_ban(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t c = user(st, "carol");
+	int64_t r = room(st, a, "dev"), e[4];
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "before", NULL, &e[0]), STORE_OK);
+	assert_int_equal(act(st, EVENT_KICK, a, r, b, "bob", &e[1]), STORE_OK);
+	assert_int_equal(say(st, a, r, "after", NULL, &e[2]), STORE_OK);
+	assert_int_equal(store_is_member(st, r, b), 0);
+	assert_int_equal(store_is_member(st, r, a), 1);
+	assert_int_equal(act(st, EVENT_KICK, a, r, b, "bob", NULL),
+			 STORE_NOTMEMBER);
+
+	struct event **evs;
+	size_t n;
+	assert_int_equal(store_events_after(st, b, e[0] - 1, 100, &evs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(event_id(evs[0]), e[0]);
+	assert_int_equal(event_id(evs[1]), e[1]);
+	assert_int_equal(event_subject(evs[1]), b);
+	free_events(evs, n);
+	assert_int_equal(store_events_after(st, a, e[0], 100, &evs, &n), 0);
+	assert_int_equal(n, 2); /* the sender stays */
+	free_events(evs, n);
+
+	/* a kicked user may come back; a banned one may not */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(act(st, EVENT_BAN, a, r, b, "bob", &e[3]), STORE_OK);
+	assert_int_equal(store_is_member(st, r, b), 0);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_BANNED);
+	assert_int_equal(store_ban_set(st, r, c, a, "pre", true), STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, c, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_BANNED);
+	struct store_ban *bans;
+	assert_int_equal(store_bans_list(st, r, &bans, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(bans[0].username, "bob");
+	assert_string_equal(bans[0].by, "alice");
+	assert_string_equal(bans[0].reason, "because");
+	assert_string_equal(bans[1].username, "carol");
+	assert_string_equal(bans[1].reason, "pre");
+	store_bans_free(bans, n);
+	assert_int_equal(store_ban_set(st, r, b, 0, NULL, false), STORE_OK);
+	assert_int_equal(store_ban_set(st, r, b, 0, NULL, false),
+			 STORE_NOTFOUND);
+	assert_int_equal(store_ban_set(st, 999999, b, a, NULL, true),
+			 STORE_NOTFOUND);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+}
+
+static void count_mute(void *arg, int64_t room, int64_t user, int64_t until)
+{
+	(void)room, (void)user, (void)until;
+	(*(int *)arg)++;
+}
+
+/* Mutes run until their time; disabling ends sessions and says so; the
+ * audit log pages newest first. */
+static void c_mutes_disable_audit(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev"), now = 1000000;
+	int n = 0;
+	assert_int_equal(store_mute_set(st, r, b, now + 5000, a, "calm"),
+			 STORE_OK);
+	assert_int_equal(store_mutes_each(st, now, count_mute, &n), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(store_mutes_each(st, now + 5000, count_mute, &n), 0);
+	assert_int_equal(n, 0); /* over at until_ms */
+	assert_int_equal(store_mute_set(st, 999999, b, now, a, NULL),
+			 STORE_NOTFOUND);
+
+	uint8_t h[32] = {7};
+	assert_int_equal(store_session_create(st, h, b, INT64_MAX / 2),
+			 STORE_OK);
+	int64_t uid;
+	char name[33];
+	assert_int_equal(store_session_user(st, h, 1, &uid, name), STORE_OK);
+	assert_int_equal(store_user_disable(st, b, true, "spam"), STORE_OK);
+	assert_int_equal(store_session_user(st, h, 1, &uid, name),
+			 STORE_NOTFOUND);
+	struct store_user u;
+	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
+	assert_true(u.disabled);
+	assert_string_equal(u.disabled_reason, "spam");
+	store_user_fini(&u);
+	assert_int_equal(store_user_disable(st, b, false, NULL), STORE_OK);
+	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
+	assert_false(u.disabled);
+	store_user_fini(&u);
+	assert_int_equal(store_user_disable(st, 999999, true, NULL),
+			 STORE_NOTFOUND);
+
+	for (int i = 0; i < 5; i++) {
+		char detail[8];
+		snprintf(detail, sizeof(detail), "%d", i);
+		struct store_audit e = {.actor = "alice",
+					.action = "kick",
+					.target = "bob",
+					.room = "dev",
+					.detail = detail};
+		assert_int_equal(store_audit_add(st, &e), STORE_OK);
+	}
+	struct store_audit *v;
+	size_t len;
+	bool more;
+	assert_int_equal(store_audit_list(st, 0, 3, &v, &len, &more), 0);
+	assert_int_equal(len, 3);
+	assert_true(more);
+	assert_string_equal(v[0].detail, "4");
+	assert_string_equal(v[2].detail, "2");
+	assert_string_equal(v[0].reason, "");
+	assert_true(v[0].ts_ms > 0);
+	int64_t next = v[2].id;
+	store_audit_free(v, len);
+	assert_int_equal(store_audit_list(st, next, 3, &v, &len, &more), 0);
+	assert_int_equal(len, 2);
+	assert_false(more);
+	assert_string_equal(v[1].detail, "0");
+	store_audit_free(v, len);
+}
+
+/* The first account is a server admin, later ones are not; admin is
+ * granted and revoked. */
+static void c_admin(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	struct store_user u;
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_true(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_by_name(st, "BOB", &u), STORE_OK);
+	assert_false(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_admin_set(st, b, true), STORE_OK);
+	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
+	assert_true(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_admin_set(st, a, false), STORE_OK);
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_false(u.admin);
+	store_user_fini(&u);
+	assert_int_equal(store_user_admin_set(st, 999999, true),
+			 STORE_NOTFOUND);
+}
+
+/* Owner, moderators and members: roles follow membership. */
+static void c_roles(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t c = user(st, "carol");
+	int64_t r = room(st, a, "dev"), lobby;
+	assert_int_equal(store_room_by_name(st, "lobby", &lobby, NULL),
+			 STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_role(st, r, a), STORE_ROLE_OWNER);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
+	assert_int_equal(store_room_role(st, r, c), STORE_ROLE_NONE);
+	assert_int_equal(store_room_role(st, 999999, a), STORE_NOTFOUND);
+	/* the lobby has no owner */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, a, NULL, lobby, NULL, NULL, NULL, NULL),
+	    STORE_OK);
+	assert_int_equal(store_room_role(st, lobby, a), STORE_ROLE_MEMBER);
+
+	/* only a member can be a moderator; naming twice is fine */
+	assert_int_equal(store_moderator_set(st, r, c, a, true),
+			 STORE_NOTMEMBER);
+	assert_int_equal(store_moderator_set(st, r, b, a, true), STORE_OK);
+	assert_int_equal(store_moderator_set(st, r, b, a, true), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MODERATOR);
+	struct store_member *m;
+	size_t n;
+	assert_int_equal(store_room_members(st, r, &m, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(m[0].username, "alice");
+	assert_int_equal(m[0].role, STORE_ROLE_OWNER);
+	assert_string_equal(m[1].username, "bob");
+	assert_int_equal(m[1].role, STORE_ROLE_MODERATOR);
+	store_members_free(m, n);
+	assert_int_equal(store_moderator_set(st, r, b, a, false), STORE_OK);
+	assert_int_equal(store_moderator_set(st, r, b, a, false), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
+
+	/* a moderator who leaves is no longer one when back */
+	assert_int_equal(store_moderator_set(st, r, b, 0, true), STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_LEAVE, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_NONE);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
 {
 	const struct CMUnitTest cases[] = {
-	    C(c_ids_in_commit_order), C(c_dedupe),
-	    C(c_membership_effects),  C(c_rooms_and_members),
-	    C(c_history_pages),	      C(c_search),
-	    C(c_search_cjk),	      C(c_search_pages),
-	    C(c_users_and_sessions),  C(c_events_after_membership),
+	    C(c_ids_in_commit_order),
+	    C(c_dedupe),
+	    C(c_membership_effects),
+	    C(c_rooms_and_members),
+	    C(c_history_pages),
+	    C(c_search),
+	    C(c_search_cjk),
+	    C(c_search_pages),
+	    C(c_users_and_sessions),
+	    C(c_events_after_membership),
+	    C(c_admin),
+	    C(c_roles),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

@@ -598,6 +598,58 @@ static void test_replay_pending_membership(void **state)
 	bus_free(bus);
 }
 
+/* A kick (or ban) removes its subject, not its sender: the subject gets
+ * the kick and nothing of the room after it, live and in ring replay; the
+ * moderator stays. */
+static void test_kick_removes_subject(void **state)
+{
+	(void)state;
+	struct bus *bus = bus_new(64, 100, 0, NULL, NULL);
+	struct bus_shard *sh = bus_shard_new(bus, NULL, NULL);
+	bus_member_add(bus, LOBBY, ALICE);
+	bus_member_add(bus, LOBBY, BOB);
+	struct rec a = {0}, b = {0};
+	struct bus_sub *xa = sub_ok(sh, ALICE, -1, &a);
+	struct bus_sub *xb = sub_ok(sh, BOB, -1, &b);
+
+	pub(bus, 1, EVENT_MESSAGE, LOBBY, BOB);
+	struct event *kick = mk(2, EVENT_KICK, LOBBY, ALICE);
+	event_subject_set(kick, BOB);
+	assert_int_equal(event_subject(kick), BOB);
+	bus_publish(bus, kick);
+	event_unref(kick);
+	assert_false(bus_is_member(bus, LOBBY, BOB));
+	assert_true(bus_is_member(bus, LOBBY, ALICE));
+	pub(bus, 3, EVENT_MESSAGE, LOBBY, ALICE);
+	pub(bus, 0, EVENT_TYPING, LOBBY, ALICE);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&b, 1, 2);
+	assert_int_equal(b.types[1], EVENT_KICK);
+	ASSERT_IDS(&a, 1, 2, 3, 0); /* the typing too, not to bob */
+
+	/* ring replay from before the kick: the same */
+	struct rec b2 = {0};
+	struct bus_sub *yb = sub_ok(sh, BOB, 0, &b2);
+	ASSERT_IDS(&b2, 1, 2);
+	/* a ban removes its subject the same way; the sender stays */
+	pub(bus, 4, EVENT_JOIN, LOBBY, BOB);
+	struct event *ban = mk(5, EVENT_BAN, LOBBY, ALICE);
+	event_subject_set(ban, BOB);
+	bus_publish(bus, ban);
+	event_unref(ban);
+	assert_false(bus_is_member(bus, LOBBY, BOB));
+	assert_true(bus_is_member(bus, LOBBY, ALICE));
+	pub(bus, 6, EVENT_MESSAGE, LOBBY, ALICE);
+	bus_shard_drain(sh);
+	ASSERT_IDS(&b, 1, 2, 4, 5);
+	ASSERT_IDS(&a, 1, 2, 3, 0, 4, 5, 6);
+	bus_unsubscribe(xa);
+	bus_unsubscribe(xb);
+	bus_unsubscribe(yb);
+	bus_shard_free(sh);
+	bus_free(bus);
+}
+
 static void test_replay_follows_membership_history(void **state)
 {
 	(void)state;
@@ -1490,6 +1542,7 @@ int main(void)
 	    cmocka_unit_test(test_replay_before_drain_no_duplicates),
 	    cmocka_unit_test(test_replay_pending_membership),
 	    cmocka_unit_test(test_replay_follows_membership_history),
+	    cmocka_unit_test(test_kick_removes_subject),
 	    cmocka_unit_test(test_ephemeral_not_replayed),
 	    cmocka_unit_test(test_personal_event),
 	    cmocka_unit_test(test_since_negative_no_replay),

@@ -47,6 +47,14 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 	return answer;
 }
 
+/* A muted sender: what is left of the mute (cmd asks on CHAT_EMUTED). */
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room)
+{
+	(void)c, (void)u, (void)room;
+	return 42;
+}
+
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {
@@ -97,6 +105,12 @@ static void test_send(void **state)
 			 CHAT_ENOROOM);
 	assert_false(st.async);
 	assert_true(st.acked);
+	assert_int_equal(st.retry_after, 0);
+	/* a muted sender: how long is left comes with the error */
+	answer = CHAT_EMUTED;
+	assert_int_equal(run("send", "{\"room\":\"x\",\"text\":\"x\"}", &st),
+			 CHAT_EMUTED);
+	assert_int_equal(st.retry_after, 42);
 	answer = CHAT_OK;
 }
 

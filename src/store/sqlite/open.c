@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "model/search.h"
+#include "store/sqlite/sqlfn.h"
 #include "store/sqlite/sqlite.h"
 #include "util/util.h"
 
@@ -37,11 +38,11 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_MEMBER_DEL] = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
     [Q_ROOM_ADD] = "INSERT INTO rooms (name, topic, created_ms, created_by) "
 		   "VALUES (?1, ?2, ?3, ?4)",
-    [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json "
+    [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json, subject_id "
 			  "FROM events WHERE user_id = ?1 AND client_id = ?2",
     [Q_EVENT_ADD] = "INSERT INTO events (id, room_id, type, user_id, ts_ms, "
-		    "client_id, text, json) "
-		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		    "client_id, text, json, subject_id) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [Q_FTS_INDEX] = "INSERT INTO events_search (rowid, text) "
 		    "SELECT id, natter_search_text(text) "
 		    "FROM events WHERE id >= ?1 AND text IS NOT NULL",
@@ -50,11 +51,14 @@ static const char *const sql_text[Q_COUNT] = {
 		  "coalesce((SELECT max(id) FROM events), 0))",
     [Q_SESSIONS_PURGE] = "DELETE FROM sessions WHERE expires_ms <= ?1",
     [Q_USER_ADD] = "INSERT INTO users (username, display_name, pwhash, "
-		   "created_ms) VALUES (?1, ?1, ?2, ?3)",
+		   "created_ms, admin) VALUES (?1, ?1, ?2, ?3, "
+		   "NOT EXISTS (SELECT 1 FROM users))",
     [Q_USER_BY_NAME] = "SELECT id, username, display_name, settings, pwhash, "
-		       "created_ms FROM users WHERE username = ?1",
+		       "created_ms, admin, disabled_ms IS NOT NULL, "
+		       "disabled_reason FROM users WHERE username = ?1",
     [Q_USER_BY_ID] = "SELECT id, username, display_name, settings, pwhash, "
-		     "created_ms FROM users WHERE id = ?1",
+		     "created_ms, admin, disabled_ms IS NOT NULL, "
+		     "disabled_reason FROM users WHERE id = ?1",
     [Q_USER_UPDATE] = "UPDATE users SET "
 		      "display_name = coalesce(?2, display_name), "
 		      "settings = coalesce(?3, settings) WHERE id = ?1",
@@ -73,18 +77,26 @@ static const char *const sql_text[Q_COUNT] = {
 		     "EXISTS (SELECT 1 FROM members m "
 		     "WHERE m.room_id = r.id AND m.user_id = ?1) "
 		     "FROM rooms r ORDER BY r.name",
-    [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name FROM members m "
+    [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name, "
+		       "CASE WHEN r.created_by = u.id THEN 3 "
+		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
+		       "FROM members m "
 		       "JOIN users u ON u.id = m.user_id "
+		       "JOIN rooms r ON r.id = m.room_id "
+		       "LEFT JOIN moderators d ON d.room_id = m.room_id "
+		       "AND d.user_id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
     [Q_MEMBERS_ALL] = "SELECT room_id, user_id FROM members",
-    [Q_HISTORY_ASC] = "SELECT id, type, room_id, user_id, json FROM events "
-		      "WHERE room_id = ?1 "
-		      "AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
-    [Q_HISTORY_DESC] = "SELECT id, type, room_id, user_id, json FROM events "
-		       "WHERE room_id = ?1 "
-		       "AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+    [Q_HISTORY_ASC] =
+	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
+	"WHERE room_id = ?1 "
+	"AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
+    [Q_HISTORY_DESC] =
+	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
+	"WHERE room_id = ?1 "
+	"AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
     [Q_SEARCH] =
-	"SELECT e.id, e.type, e.room_id, e.user_id, e.json "
+	"SELECT e.id, e.type, e.room_id, e.user_id, e.json, e.subject_id "
 	"FROM events_search f "
 	"JOIN events e ON e.id = f.rowid "
 	"WHERE events_search MATCH ?1 AND f.rowid < ?4 AND e.room_id IN "
@@ -92,15 +104,62 @@ static const char *const sql_text[Q_COUNT] = {
 	"ORDER BY f.rowid DESC LIMIT ?3",
     /* a superset: every room the user is in now or acted in since the
      * cursor (a room left since then has the leave); filtered in C */
-    [Q_EVENTS_AFTER] = "SELECT id, type, room_id, user_id, json FROM events "
-		       "WHERE id > ?1 AND (room_id IN "
-		       "(SELECT room_id FROM members WHERE user_id = ?2) "
-		       "OR room_id IN (SELECT room_id FROM events "
-		       "WHERE user_id = ?2 AND id > ?1)) ORDER BY id",
+    [Q_EVENTS_AFTER] =
+	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
+	"WHERE id > ?1 AND (room_id IN "
+	"(SELECT room_id FROM members WHERE user_id = ?2) "
+	"OR room_id IN (SELECT room_id FROM events "
+	"WHERE user_id = ?2 AND id > ?1) "
+	"OR room_id IN (SELECT room_id FROM events "
+	"WHERE subject_id = ?2 AND id > ?1)) ORDER BY id",
     [Q_READ_BEGIN] = "BEGIN",
     [Q_USER_ROOMS] = "SELECT room_id FROM members WHERE user_id = ?1",
+    /* the events that changed the user's own membership: theirs, and
+     * those acting on them (subject_id) */
     [Q_USER_EVENTS_DESC] = "SELECT room_id, type FROM events "
-			   "WHERE user_id = ?1 AND id > ?2 ORDER BY id DESC",
+			   "WHERE coalesce(subject_id, user_id) = ?1 "
+			   "AND id > ?2 ORDER BY id DESC",
+    [Q_USER_ADMIN_SET] = "UPDATE users SET admin = ?2 WHERE id = ?1",
+    /* 0 none, 1 member, 2 moderator, 3 owner (enum store_role) */
+    [Q_ROOM_ROLE] =
+	"SELECT CASE WHEN m.user_id IS NULL THEN 0 "
+	"WHEN r.created_by = ?2 THEN 3 "
+	"WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
+	"FROM rooms r "
+	"LEFT JOIN members m ON m.room_id = r.id AND m.user_id = ?2 "
+	"LEFT JOIN moderators d ON d.room_id = r.id "
+	"AND d.user_id = ?2 WHERE r.id = ?1",
+    [Q_MODERATOR_ADD] = "INSERT OR IGNORE INTO moderators (room_id, user_id, "
+			"granted_by, granted_ms) SELECT ?1, ?2, ?3, ?4 "
+			"WHERE EXISTS (SELECT 1 FROM members "
+			"WHERE room_id = ?1 AND user_id = ?2)",
+    [Q_BAN_GET] = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2",
+    [Q_BAN_ADD] = "INSERT OR REPLACE INTO bans (room_id, user_id, by_id, "
+		  "reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BAN_DEL] = "DELETE FROM bans WHERE room_id = ?1 AND user_id = ?2",
+    [Q_BANS_LIST] = "SELECT u.username, coalesce(b2.username, ''), "
+		    "b.reason, b.created_ms FROM bans b "
+		    "JOIN users u ON u.id = b.user_id "
+		    "LEFT JOIN users b2 ON b2.id = b.by_id "
+		    "WHERE b.room_id = ?1 ORDER BY u.username",
+    [Q_MUTE_ADD] = "INSERT OR REPLACE INTO mutes (room_id, user_id, "
+		   "until_ms, by_id, reason, created_ms) "
+		   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_MUTE_DEL] = "DELETE FROM mutes WHERE room_id = ?1 AND user_id = ?2 "
+		   "AND until_ms > ?3",
+    [Q_MUTES_ACTIVE] = "SELECT room_id, user_id, until_ms FROM mutes "
+		       "WHERE until_ms > ?1",
+    [Q_USER_DISABLE] = "UPDATE users SET disabled_ms = ?2, "
+		       "disabled_reason = coalesce(?3, '') WHERE id = ?1",
+    [Q_USER_SESSIONS_DEL] = "DELETE FROM sessions WHERE user_id = ?1",
+    [Q_AUDIT_ADD] = "INSERT INTO audit (ts_ms, actor, action, target, room, "
+		    "reason, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_AUDIT_LIST] = "SELECT id, ts_ms, actor, action, target, room, reason, "
+		     "detail FROM audit WHERE id < ?1 ORDER BY id DESC "
+		     "LIMIT ?2",
+    [Q_USER_PWHASH_SET] = "UPDATE users SET pwhash = ?2 WHERE id = ?1",
+    [Q_MODERATOR_DEL] = "DELETE FROM moderators "
+			"WHERE room_id = ?1 AND user_id = ?2",
 };
 
 /* A migration file: version 1 is schema.sql. */
@@ -138,9 +197,14 @@ struct event *sq_row_event(sqlite3_stmt *s)
 	if (evtype_parse((const char *)sqlite3_column_text(s, 1), &t) < 0 ||
 	    !json)
 		return NULL;
-	return event_new(sqlite3_column_int64(s, 0), t,
-			 sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
-			 json, (size_t)sqlite3_column_bytes(s, 4));
+	struct event *ev =
+	    event_new(sqlite3_column_int64(s, 0), t, sqlite3_column_int64(s, 2),
+		      sqlite3_column_int64(s, 3), json,
+		      (size_t)sqlite3_column_bytes(s, 4));
+	/* column 5, when selected: the user the event acts on */
+	if (sqlite3_column_count(s) > 5)
+		event_subject_set(ev, sqlite3_column_int64(s, 5));
+	return ev;
 }
 
 /* --- connections ---------------------------------------------------------- */
@@ -206,6 +270,15 @@ static void search_text_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_text(ctx, out, -1, free);
 }
 
+int sqlite_functions_register(sqlite3 *db)
+{
+	/* what the search index holds of a message (migration 005) */
+	return sqlite3_create_function(db, "natter_search_text", 1,
+				       SQLITE_UTF8 | SQLITE_DETERMINISTIC |
+					   SQLITE_INNOCUOUS,
+				       NULL, search_text_fn, NULL, NULL);
+}
+
 static int conn_open(struct conn *c, const struct store_config *cfg,
 		     bool create, char *err, size_t errlen)
 {
@@ -220,11 +293,7 @@ static int conn_open(struct conn *c, const struct store_config *cfg,
 	}
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-	/* what the search index holds of a message (migration 005) */
-	if (sqlite3_create_function(
-		c->db, "natter_search_text", 1,
-		SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
-		search_text_fn, NULL, NULL) != SQLITE_OK) {
+	if (sqlite_functions_register(c->db) != SQLITE_OK) {
 		seterr(err, errlen, "%s: %s", cfg->path, sqlite3_errmsg(c->db));
 		goto fail;
 	}
@@ -680,6 +749,17 @@ const struct store_ops sq_ops = {
     .room_members = sq_room_members,
     .is_member = sq_is_member,
     .members_each = sq_members_each,
+    .user_admin_set = sq_user_admin_set,
+    .room_role = sq_room_role,
+    .moderator_set = sq_moderator_set,
+    .ban_set = sq_ban_set,
+    .bans_list = sq_bans_list,
+    .mute_set = sq_mute_set,
+    .mutes_each = sq_mutes_each,
+    .user_disable = sq_user_disable,
+    .user_password_set = sq_user_password_set,
+    .audit_add = sq_audit_add,
+    .audit_list = sq_audit_list,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

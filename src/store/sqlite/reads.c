@@ -108,6 +108,7 @@ int sq_room_members(struct store *base, int64_t room_id,
 		struct store_member *m = &v[len++];
 		snprintf(m->username, sizeof(m->username), "%s", u ? u : "");
 		m->display_name = sq_col_dup(s, 1);
+		m->role = sqlite3_column_int(s, 2);
 	}
 fail:
 	sq_stmt_done(s);
@@ -415,7 +416,7 @@ int sq_events_after(struct store *base, int64_t user_id, int64_t after,
 			rc = SQLITE_ERROR;
 			break;
 		}
-		int change = event_user(ev) == user_id
+		int change = event_subject(ev) == user_id
 				 ? evtype_membership(event_type(ev))
 				 : 0;
 		if (change > 0)

@@ -20,7 +20,7 @@
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer, 005 the CJK-aware index). */
-#define SCHEMA_REQUIRED 5
+#define SCHEMA_REQUIRED 6
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
@@ -67,6 +67,22 @@ enum q {
 	Q_READ_BEGIN,
 	Q_USER_ROOMS,
 	Q_USER_EVENTS_DESC,
+	Q_USER_ADMIN_SET,
+	Q_ROOM_ROLE,
+	Q_MODERATOR_ADD,
+	Q_MODERATOR_DEL,
+	Q_BAN_GET,
+	Q_BAN_ADD,
+	Q_BAN_DEL,
+	Q_BANS_LIST,
+	Q_MUTE_ADD,
+	Q_MUTE_DEL,
+	Q_MUTES_ACTIVE,
+	Q_USER_DISABLE,
+	Q_USER_SESSIONS_DEL,
+	Q_AUDIT_ADD,
+	Q_USER_PWHASH_SET,
+	Q_AUDIT_LIST,
 	Q_COUNT
 };
 
@@ -168,6 +184,26 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 int sq_room_members(struct store *base, int64_t room_id,
 		    struct store_member **out, size_t *n);
 int sq_is_member(struct store *base, int64_t room_id, int64_t user_id);
+int sq_user_admin_set(struct store *base, int64_t id, bool admin);
+int sq_room_role(struct store *base, int64_t room_id, int64_t user_id);
+int sq_moderator_set(struct store *base, int64_t room_id, int64_t user_id,
+		     int64_t by, bool on);
+int sq_ban_set(struct store *base, int64_t room_id, int64_t user_id, int64_t by,
+	       const char *reason, bool on);
+int sq_bans_list(struct store *base, int64_t room_id, struct store_ban **out,
+		 size_t *n);
+int sq_mute_set(struct store *base, int64_t room_id, int64_t user_id,
+		int64_t until_ms, int64_t by, const char *reason);
+int sq_mutes_each(struct store *base, int64_t now_ms,
+		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			     int64_t until_ms),
+		  void *arg);
+int sq_user_disable(struct store *base, int64_t id, bool disabled,
+		    const char *reason);
+int sq_audit_add(struct store *base, const struct store_audit *a);
+int sq_audit_list(struct store *base, int64_t before, unsigned limit,
+		  struct store_audit **out, size_t *n, bool *more);
+int sq_user_password_set(struct store *base, int64_t id, const char *pwhash);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);

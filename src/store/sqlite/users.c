@@ -69,6 +69,9 @@ static int user_get(struct sq *st, enum q q, int64_t id, const char *name,
 	out->settings = sq_col_dup(s, 3);
 	out->pwhash = sq_col_dup(s, 4);
 	out->created_ms = sqlite3_column_int64(s, 5);
+	out->admin = sqlite3_column_int(s, 6) != 0;
+	out->disabled = sqlite3_column_int(s, 7) != 0;
+	out->disabled_reason = sq_col_dup(s, 8);
 	status = STORE_OK;
 fail:
 	sq_stmt_done(s);
@@ -287,4 +290,89 @@ out:
 		pthread_mutex_unlock(&st->smu);
 	}
 	return status;
+}
+
+/* Every cached session of user_id forgotten, and every lookup in flight
+ * kept from caching what it read. */
+static void session_forget_user(struct sq *st, int64_t user_id)
+{
+	if (!st->sessions)
+		return;
+	pthread_mutex_lock(&st->smu);
+	st->session_gen++;
+	for (size_t i = 0; i < SESSION_SLOTS; i++)
+		if (st->sessions[i].used && st->sessions[i].user_id == user_id)
+			st->sessions[i].used = false;
+	pthread_mutex_unlock(&st->smu);
+}
+
+/* Run q (users.id = ?1, the text ?2) and then delete the user's sessions,
+ * in one transaction: a disable, or a new password. */
+static int user_change_ends_sessions(struct sq *st, enum q q, int64_t id,
+				     int64_t ms, const char *text,
+				     bool end_sessions)
+{
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = NULL;
+	bool in_tx = false;
+	int status = STORE_ERR;
+
+	if (sq_run(c, Q_BEGIN) != SQLITE_OK)
+		goto fail;
+	in_tx = true;
+	s = sq_stmt(c, q);
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, id);
+	if (q == Q_USER_DISABLE) {
+		if (end_sessions)
+			sqlite3_bind_int64(s, 2, ms);
+		sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+	}
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	if (sqlite3_changes(c->db) == 0) {
+		status = STORE_NOTFOUND;
+		goto fail;
+	}
+	sq_stmt_done(s);
+	s = NULL;
+	if (end_sessions) {
+		s = sq_stmt(c, Q_USER_SESSIONS_DEL);
+		if (!s)
+			goto fail;
+		sqlite3_bind_int64(s, 1, id);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			goto fail;
+	}
+	if (sq_run(c, Q_COMMIT) != SQLITE_OK)
+		goto fail;
+	in_tx = false;
+	status = STORE_OK;
+fail:
+	sq_stmt_done(s);
+	if (in_tx)
+		sq_run(c, Q_ROLLBACK);
+	sq_pool_put(st, c);
+	if (status == STORE_OK && end_sessions)
+		session_forget_user(st, id);
+	return status;
+}
+
+int sq_user_password_set(struct store *base, int64_t id, const char *pwhash)
+{
+	if (!pwhash)
+		return STORE_ERR;
+	return user_change_ends_sessions(sq_of(base), Q_USER_PWHASH_SET, id, 0,
+					 pwhash, true);
+}
+
+int sq_user_disable(struct store *base, int64_t id, bool disabled,
+		    const char *reason)
+{
+	return user_change_ends_sessions(sq_of(base), Q_USER_DISABLE, id,
+					 now_ms(), disabled ? reason : NULL,
+					 disabled);
 }

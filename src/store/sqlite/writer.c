@@ -25,6 +25,7 @@ struct job {
 	enum event_type type;
 	const struct evtype *row; /* evtype_get(type), NULL if not a type */
 	int64_t user_id, room_id;
+	int64_t subject_id; /* the user the event acts on, or 0 */
 	char *room_name, *text, *client_id, *topic;
 	char *username; /* as the caller knows it: canonical, or NULL */
 	json_t *args;	/* a copy, for a type with an extra, else NULL */
@@ -49,6 +50,7 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	j->row = evtype_get(w->type);
 	j->user_id = w->user_id;
 	j->room_id = w->room_id;
+	j->subject_id = w->subject_id;
 	j->room_name = w->room_name ? xstrdup(w->room_name) : NULL;
 	j->username = w->username ? xstrdup(w->username) : NULL;
 	j->text = w->text ? xstrdup(w->text) : NULL;
@@ -218,12 +220,16 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 		sqlite3_bind_text(s, 7, j->text, -1, SQLITE_STATIC);
 	}
 	sqlite3_bind_text(s, 8, json, (int)len, SQLITE_STATIC);
+	if (j->subject_id)
+		sqlite3_bind_int64(s, 9, j->subject_id);
 	rc = sqlite3_step(s);
 	sq_stmt_done(s);
 	if (rc != SQLITE_DONE)
 		goto fail;
 	st->next_id++;
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
+	if (j->subject_id)
+		event_subject_set(j->ev, j->subject_id);
 	j->fresh = true;
 	free(json);
 	return STORE_OK;
@@ -286,6 +292,45 @@ static int w_room_create(struct sq *st, struct job *j, int64_t *room_id,
 	return w_member_change(st, Q_MEMBER_ADD, *room_id, j->user_id);
 }
 
+/* 1 when user_id is banned from room_id, 0 not, or a failure status. */
+static int w_is_banned(struct sq *st, int64_t room_id, int64_t user_id)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_BAN_GET);
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, room_id);
+	sqlite3_bind_int64(s, 2, user_id);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return w_stmt_fail(st, s, rc);
+	sq_stmt_done(s);
+	return rc == SQLITE_ROW;
+}
+
+/* The ban of the job's subject, by its sender, with the command's reason. */
+static int w_ban_add(struct sq *st, struct job *j, int64_t room_id)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_BAN_ADD);
+	const char *reason =
+	    json_string_value(json_object_get(j->args, "reason"));
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, room_id);
+	sqlite3_bind_int64(s, 2, j->subject_id);
+	sqlite3_bind_int64(s, 3, j->user_id);
+	sqlite3_bind_text(s, 4, reason ? reason : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, now_ms());
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		return w_stmt_fail(st, s, rc);
+	sq_stmt_done(s);
+	return STORE_OK;
+}
+
 /* The type's store effect on an existing room, and the sender check that
  * only the writer can decide (membership inside the transaction). */
 static int w_effect(struct sq *st, struct job *j, int64_t room_id)
@@ -299,7 +344,25 @@ static int w_effect(struct sq *st, struct job *j, int64_t room_id)
 			return STORE_EXISTS;
 		if (rc != 0)
 			return rc;
+		rc = w_is_banned(st, room_id, j->user_id);
+		if (rc == 1)
+			return STORE_BANNED;
+		if (rc != 0)
+			return rc;
 		return w_member_change(st, Q_MEMBER_ADD, room_id, j->user_id);
+	case EVTYPE_EFFECT_SUBJECT_REMOVE:
+	case EVTYPE_EFFECT_SUBJECT_BAN:
+		/* The subject must be a member: the event is their removal
+		 * (a ban of a non-member is store_ban_set, no event). */
+		if (j->subject_id <= 0)
+			return STORE_ERR;
+		rc = w_member_change(st, Q_MEMBER_DEL, room_id, j->subject_id);
+		if (rc == STORE_OK && sqlite3_changes(st->w.db) == 0)
+			rc = STORE_NOTMEMBER;
+		if (rc == STORE_OK &&
+		    j->row->effect == EVTYPE_EFFECT_SUBJECT_BAN)
+			rc = w_ban_add(st, j, room_id);
+		return rc;
 	case EVTYPE_EFFECT_MEMBER_REMOVE:
 		rc = w_member_change(st, Q_MEMBER_DEL, room_id, j->user_id);
 		if (rc == STORE_OK && sqlite3_changes(st->w.db) == 0)
