@@ -42,6 +42,8 @@ struct chat {
 	struct bus *bus;
 	struct link *link; /* committed events to the bus (link.h) */
 	struct metrics *metrics;
+	markdown_mention_fn mention; /* NULL: no mentions */
+	void *mention_arg;
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -162,6 +164,21 @@ void chat_free(struct chat *c)
 	free(c);
 }
 
+void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg)
+{
+	c->mention = fn;
+	c->mention_arg = arg;
+}
+
+/* The one place a message's text becomes HTML: once per message, on the
+ * sender's thread (an HTTP worker or an event loop), so that the store's
+ * single writer only copies the result. Caller frees. */
+static char *chat_render(struct chat *c, const char *text, size_t len)
+{
+	size_t n;
+	return markdown_render(text, len, c->mention, c->mention_arg, &n);
+}
+
 static int err_from_store(int status)
 {
 	switch (status) {
@@ -251,6 +268,8 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		return CHAT_OK;
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
+	char *html =
+	    row->searchable && text ? chat_render(c, in->text, in->len) : NULL;
 	struct store_write w = {
 	    .type = type,
 	    .user_id = u->id,
@@ -258,6 +277,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .room_id = room_id,
 	    .room_name = room_id ? name : in->room,
 	    .text = text,
+	    .html = html,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
 	    .args = in->args,
@@ -266,6 +286,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
+	free(html);
 	free(text);
 	return CHAT_OK;
 }

@@ -15,6 +15,7 @@
 
 #include "core/bus.h"
 #include "model/event.h"
+#include "model/markdown.h"
 #include "store/store.h"
 #include "util/metrics.h"
 
@@ -57,6 +58,10 @@ typedef void (*chat_done_fn)(void *arg, const struct chat_result *res);
 struct chat *chat_new(struct store *st, struct bus *bus,
 		      struct metrics *metrics);
 void chat_free(struct chat *c);
+/* The resolver the Markdown renderer asks about each `@name` in a message
+ * (markdown.h); NULL (the default) leaves every @name as text. Set it
+ * before the first send; arg is borrowed for chat's lifetime. */
+void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg);
 
 /* Each command returns CHAT_OK once it is queued (done will run later), or
  * an error right away (done will not run). room is a room name. */
@@ -73,9 +78,11 @@ int chat_leave(struct chat *c, const struct chat_user *u, const char *room,
 /* Ephemeral: publishes a typing event to the room's live subscribers. */
 int chat_typing(struct chat *c, const struct chat_user *u, const char *room);
 /* Any event type from a client, as the event-type table says: validated by
- * its row, the room resolved (unless the type creates it), the sender rule
- * checked, then stored (persistent: done runs later) or published at once
- * (ephemeral: done does not run). The commands above are this. */
+ * its row (a searchable type's text is then rendered to the envelope's
+ * "html" here, on the caller's thread, never on the store's writer), the room
+ * resolved (unless the type creates it), the sender rule checked, then stored
+ * (persistent: done runs later) or published at once (ephemeral: done does not
+ * run). The commands above are this. */
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg);
 

@@ -65,6 +65,10 @@ struct evtype_input {
 	size_t len;
 	const char *client_id;
 	const char *topic;
+	/* A searchable type's text rendered to HTML (markdown.h), set by chat
+	 * when the event is sent, never by a client; NUL-terminated, or NULL
+	 * for none (the envelope then has no "html" member). */
+	const char *html;
 	/* The command's whole JSON object, for a type whose members are its
 	 * own (its validator and extra read them here); may be NULL. The
 	 * store keeps a copy for the types that have an extra. */
@@ -79,9 +83,10 @@ struct evtype {
 	/* NULL: any input is fine. */
 	enum evtype_verdict (*validate)(const struct evtype_input *in);
 	enum evtype_effect effect;
-	/* The event carries the input's text (and client_id) as envelope
-	 * members "text" and "client_id", its text goes to the search index,
-	 * and a retried client_id is answered with the first event. */
+	/* The event carries the input's text (and its html, and client_id)
+	 * as envelope members "text", "html" and "client_id", its text goes to
+	 * the search index, and a retried client_id is answered with the first
+	 * event. */
 	bool searchable;
 	/* Members the envelope adds after the common ones, or NULL for none:
 	 * a new object (caller decrefs), NULL on failure. */

@@ -67,6 +67,7 @@ struct store_write {
 	int64_t room_id;      /* 0: by room_name; unused when creating */
 	const char *room_name;
 	const char *text;      /* searchable types */
+	const char *html;      /* searchable types: text rendered, or NULL */
 	const char *client_id; /* searchable types, optional (NULL) */
 	const char *topic;     /* room creation, optional */
 	json_t *args; /* the command's object, for a type with an envelope

@@ -25,7 +25,7 @@ struct job {
 	enum event_type type;
 	const struct evtype *row; /* evtype_get(type), NULL if not a type */
 	int64_t user_id, room_id;
-	char *room_name, *text, *client_id, *topic;
+	char *room_name, *text, *html, *client_id, *topic;
 	char *username; /* as the caller knows it: canonical, or NULL */
 	json_t *args;	/* a copy, for a type with an extra, else NULL */
 	store_done_fn done;
@@ -52,6 +52,7 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	j->room_name = w->room_name ? xstrdup(w->room_name) : NULL;
 	j->username = w->username ? xstrdup(w->username) : NULL;
 	j->text = w->text ? xstrdup(w->text) : NULL;
+	j->html = w->html ? xstrdup(w->html) : NULL;
 	j->client_id =
 	    w->client_id && *w->client_id ? xstrdup(w->client_id) : NULL;
 	j->topic = w->topic ? xstrdup(w->topic) : NULL;
@@ -71,6 +72,7 @@ static void job_free(struct job *j)
 	free(j->room_name);
 	free(j->username);
 	free(j->text);
+	free(j->html);
 	free(j->client_id);
 	free(j->topic);
 	json_decref(j->args);
@@ -193,6 +195,7 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 				  .len = j->text ? strlen(j->text) : 0,
 				  .client_id = j->client_id,
 				  .topic = j->topic,
+				  .html = j->html,
 				  .args = j->args};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
