@@ -13,6 +13,7 @@
 import { api, ApiError, friendly, enc } from './api.js';
 import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
+import { renderMarkup } from './markup.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
@@ -685,8 +686,11 @@ function messageNode(ev, cont) {
   } else {
     li.firstChild.append(timeEl(ev.ts));
   }
-  const text = h('div', 'msg-text');
-  text.append(richText(ev.text || ''));
+  // The rendered form when the server sent one (an event stored before
+  // messages were rendered has only its text).
+  const rendered = typeof ev.html === 'string';
+  const text = h('div', 'msg-text' + (rendered ? ' md' : ''));
+  text.append(rendered ? renderMarkup(ev.html) : richText(ev.text || ''));
   body.append(text);
   li.append(body);
   return li;
