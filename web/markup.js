@@ -12,7 +12,7 @@ const ATTRS = {
   ul: [], ol: ['start'], li: [], hr: [],
   h1: [], h2: [], h3: [], h4: [], h5: [], h6: [],
   table: [], thead: [], tbody: [], tr: [], th: ['align'], td: ['align'],
-  a: ['href', 'title'], span: ['class', 'data-user', 'role', 'title'],
+  a: ['href', 'title'], span: ['class', 'data-user', 'role', 'title', 'aria-label'],
 };
 // Elements whose content is not text a reader should see.
 const DROP = new Set(['script', 'style', 'template', 'noscript', 'iframe', 'object', 'embed', 'svg', 'math']);
@@ -24,6 +24,7 @@ const CHECK = {
   role: (v) => v === 'img',
   'data-user': (v) => /^[A-Za-z0-9_.-]{1,32}$/.test(v),
   title: (v) => v.length <= 200,
+  'aria-label': (v) => v.length <= 64,
 };
 const MAX_DEPTH = 40;
 
