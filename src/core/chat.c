@@ -193,6 +193,12 @@ static int err_from_store(int status)
 		return CHAT_ENOTMEMBER;
 	case STORE_CLOSED:
 		return CHAT_ECLOSED;
+	case STORE_NOTARGET:
+		return CHAT_ENOMSG;
+	case STORE_NOTAUTHOR:
+		return CHAT_ENOTAUTHOR;
+	case STORE_GONE:
+		return CHAT_EDELETED;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -269,7 +275,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
 	char *html =
-	    row->searchable && text ? chat_render(c, in->text, in->len) : NULL;
+	    row->rendered && text ? chat_render(c, in->text, in->len) : NULL;
 	struct store_write w = {
 	    .type = type,
 	    .user_id = u->id,
@@ -280,6 +286,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .html = html,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
+	    .target_id = in->target_id,
 	    .args = in->args,
 	};
 	struct pending *p = xmalloc(sizeof(*p));
@@ -398,6 +405,9 @@ static const struct {
      "that room exists already, or you are a member already"},
     {CHAT_EINTERNAL, "internal", "internal error; try again"},
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
+    {CHAT_ENOMSG, "no_such_message", "no message with that id in that room"},
+    {CHAT_ENOTAUTHOR, "not_author", "only its author may change a message"},
+    {CHAT_EDELETED, "message_deleted", "that message was deleted"},
 };
 
 static size_t err_index(int err)

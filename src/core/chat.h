@@ -33,7 +33,10 @@ enum chat_err {
 	CHAT_ENOTMEMBER = -4, /* not_a_member */
 	CHAT_EEXISTS = -5,    /* room_exists / already_member */
 	CHAT_EINTERNAL = -6,  /* internal */
-	CHAT_ECLOSED = -7     /* shutting down */
+	CHAT_ECLOSED = -7,    /* shutting down */
+	CHAT_ENOMSG = -8,     /* no_such_message (in that room) */
+	CHAT_ENOTAUTHOR = -9, /* not_author: someone else's message */
+	CHAT_EDELETED = -10   /* message_deleted: it cannot be edited */
 };
 
 struct chat;
@@ -47,7 +50,10 @@ struct chat_user {
 struct chat_result {
 	int err;	  /* enum chat_err */
 	struct event *ev; /* the stored event when err == CHAT_OK */
-	bool duplicate;	  /* a retried client_id: ev is the first event */
+	/* a retried client_id: ev is the first event; an edit that changes
+	 * nothing or a delete of a deleted message: ev is the event that
+	 * made the message what it is */
+	bool duplicate;
 };
 /* Runs once per accepted command, on the store's writer thread. */
 typedef void (*chat_done_fn)(void *arg, const struct chat_result *res);

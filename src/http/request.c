@@ -123,9 +123,10 @@ static const struct {
 	int err;
 	unsigned status;
 } chat_statuses[] = {
-    {CHAT_OK, 200},	   {CHAT_EINVAL, 422},	   {CHAT_ETOOLONG, 422},
-    {CHAT_ENOROOM, 404},   {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
-    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},
+    {CHAT_OK, 200},	    {CHAT_EINVAL, 422},	    {CHAT_ETOOLONG, 422},
+    {CHAT_ENOROOM, 404},    {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
+    {CHAT_EINTERNAL, 500},  {CHAT_ECLOSED, 503},    {CHAT_ENOMSG, 404},
+    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
 };
 
 unsigned request_chat_status(int err)

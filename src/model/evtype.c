@@ -74,9 +74,53 @@ static json_t *room_extra(const struct evtype_input *in)
 	return extra;
 }
 
+/* An edit: the message it changes and its new text (checked as a
+ * message's). */
+static enum evtype_verdict edit_validate(const struct evtype_input *in)
+{
+	if (in->target_id <= 0)
+		return EVTYPE_INVALID;
+	struct evtype_input text = {.text = in->text, .len = in->len};
+	return message_validate(&text);
+}
+
+static enum evtype_verdict delete_validate(const struct evtype_input *in)
+{
+	return in->target_id > 0 ? EVTYPE_VALID : EVTYPE_INVALID;
+}
+
+/* {"target_id":N[,"text":T,"html":H]}: NULL on failure. */
+static json_t *target_extra(const struct evtype_input *in, bool text)
+{
+	json_t *extra = json_object();
+	if (json_object_set_new(extra, "target_id",
+				json_integer(in->target_id)))
+		goto fail;
+	if (text && (!in->text ||
+		     json_object_set_new(extra, "text", json_string(in->text))))
+		goto fail;
+	if (text && in->html &&
+	    json_object_set_new(extra, "html", json_string(in->html)))
+		goto fail;
+	return extra;
+fail:
+	json_decref(extra);
+	return NULL;
+}
+
+static json_t *edit_extra(const struct evtype_input *in)
+{
+	return target_extra(in, true);
+}
+
+static json_t *delete_extra(const struct evtype_input *in)
+{
+	return target_extra(in, false);
+}
+
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
-		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
+		       message_validate, EVTYPE_EFFECT_NONE, true, NULL, true},
     [EVENT_JOIN] = {EVENT_JOIN, "join", true, EVTYPE_FROM_USER, NULL,
 		    EVTYPE_EFFECT_MEMBER_ADD, false, NULL},
     [EVENT_LEAVE] = {EVENT_LEAVE, "leave", true, EVTYPE_FROM_USER, NULL,
@@ -87,6 +131,11 @@ static const struct evtype table[] = {
 		      EVTYPE_EFFECT_NONE, false, NULL},
     [EVENT_PRESENCE] = {EVENT_PRESENCE, "presence", false, EVTYPE_FROM_SERVER,
 			NULL, EVTYPE_EFFECT_NONE, false, NULL},
+    [EVENT_EDIT] = {EVENT_EDIT, "edit", true, EVTYPE_FROM_MEMBER, edit_validate,
+		    EVTYPE_EFFECT_EDIT, false, edit_extra, true},
+    [EVENT_DELETE] = {EVENT_DELETE, "delete", true, EVTYPE_FROM_MEMBER,
+		      delete_validate, EVTYPE_EFFECT_DELETE, false,
+		      delete_extra, false},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -119,6 +168,8 @@ int evtype_membership(enum event_type t)
 	case EVTYPE_EFFECT_MEMBER_REMOVE:
 		return -1;
 	case EVTYPE_EFFECT_NONE:
+	case EVTYPE_EFFECT_EDIT:
+	case EVTYPE_EFFECT_DELETE:
 		break;
 	}
 	return 0;

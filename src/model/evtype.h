@@ -17,16 +17,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
 enum event_type {
-	EVENT_MESSAGE, /* persistent: a chat message */
-	EVENT_JOIN,    /* persistent: user joined room */
-	EVENT_LEAVE,   /* persistent: user left room */
-	EVENT_ROOM,    /* persistent: room created (its creator is a member) */
-	EVENT_TYPING,  /* ephemeral: user is typing in room */
-	EVENT_PRESENCE /* ephemeral: user came online / went offline */
+	EVENT_MESSAGE,	/* persistent: a chat message */
+	EVENT_JOIN,	/* persistent: user joined room */
+	EVENT_LEAVE,	/* persistent: user left room */
+	EVENT_ROOM,	/* persistent: room created (its creator is a member) */
+	EVENT_TYPING,	/* ephemeral: user is typing in room */
+	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
+	EVENT_EDIT,	/* persistent: the author changed a message's text */
+	EVENT_DELETE	/* persistent: the author deleted a message */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
@@ -46,7 +49,13 @@ enum evtype_effect {
 	EVTYPE_EFFECT_NONE,
 	EVTYPE_EFFECT_MEMBER_ADD,    /* the sender joins the room */
 	EVTYPE_EFFECT_MEMBER_REMOVE, /* the sender leaves the room */
-	EVTYPE_EFFECT_ROOM_CREATE    /* a new room; its creator is a member */
+	EVTYPE_EFFECT_ROOM_CREATE,   /* a new room; its creator is a member */
+	/* The target message (target_id, of this room, by the sender, not
+	 * deleted) takes the event's text and html and an "edited" time. */
+	EVTYPE_EFFECT_EDIT,
+	/* The target message (of this room, by the sender) loses its text
+	 * and html everywhere the store keeps them: a tombstone. */
+	EVTYPE_EFFECT_DELETE
 };
 
 /* A validator's verdict. */
@@ -69,6 +78,9 @@ struct evtype_input {
 	 * when the event is sent, never by a client; NUL-terminated, or NULL
 	 * for none (the envelope then has no "html" member). */
 	const char *html;
+	/* The event this one refers to (an edit's or a delete's message), 0
+	 * for none. */
+	int64_t target_id;
 	/* The command's whole JSON object, for a type whose members are its
 	 * own (its validator and extra read them here); may be NULL. The
 	 * store keeps a copy for the types that have an extra. */
@@ -91,6 +103,9 @@ struct evtype {
 	/* Members the envelope adds after the common ones, or NULL for none:
 	 * a new object (caller decrefs), NULL on failure. */
 	json_t *(*extra)(const struct evtype_input *in);
+	/* The input's text is Markdown: chat renders it to in->html when the
+	 * event is sent (markdown.h). */
+	bool rendered;
 };
 
 /* The row of t, or NULL for a value outside the table. */

@@ -32,7 +32,10 @@ enum store_status {
 	STORE_NOTFOUND = -2,
 	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5 /* store is shutting down */
+	STORE_CLOSED = -5,    /* store is shutting down */
+	STORE_NOTARGET = -6,  /* no such message in that room */
+	STORE_NOTAUTHOR = -7, /* the message is someone else's */
+	STORE_GONE = -8	      /* the message is deleted: it cannot change */
 };
 
 struct store_config {
@@ -70,12 +73,17 @@ struct store_write {
 	const char *html;      /* searchable types: text rendered, or NULL */
 	const char *client_id; /* searchable types, optional (NULL) */
 	const char *topic;     /* room creation, optional */
+	int64_t target_id;     /* the message an edit or delete names */
 	json_t *args; /* the command's object, for a type with an envelope
 			 extra (evtype.h); borrowed, copied; may be NULL */
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the
- * first event for that client_id, or a negative status with ev NULL.
+ * first event for that client_id (or, for an edit that changes nothing
+ * or a delete of a deleted message, the event that made the message what
+ * it is), or a negative status with ev NULL. An edit or delete is decided
+ * inside the transaction: STORE_NOTARGET (no message of that id in that
+ * room), STORE_NOTAUTHOR, STORE_GONE (an edit of a deleted message).
  * ev is borrowed: event_ref() it to keep it. */
 typedef void (*store_done_fn)(void *arg, int status, struct event *ev);
 /* Queue a job; every string is copied. done is always called exactly once

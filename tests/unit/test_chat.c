@@ -998,6 +998,9 @@ static void test_err_mapping(void **state)
 	    {CHAT_EEXISTS, "exists"},
 	    {CHAT_EINTERNAL, "internal"},
 	    {CHAT_ECLOSED, "shutting_down"},
+	    {CHAT_ENOMSG, "no_such_message"},
+	    {CHAT_ENOTAUTHOR, "not_author"},
+	    {CHAT_EDELETED, "message_deleted"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		assert_string_equal(chat_err_code(want[i].err), want[i].code);
@@ -1010,7 +1013,7 @@ static void test_err_mapping(void **state)
 	}
 	assert_non_null(strstr(chat_err_message(CHAT_ETOOLONG), "4000"));
 	/* anything else is an internal error */
-	const int unknown[] = {1, -8, -99, 12345};
+	const int unknown[] = {1, -11, -99, 12345};
 	for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
 		assert_string_equal(chat_err_code(unknown[i]), "internal");
 		assert_string_equal(chat_err_message(unknown[i]),
