@@ -1496,6 +1496,68 @@ async function main() {
     vic.problems.push(...during.filter((m) => !/Executing inline event handler|Applying inline style/.test(m)));
   });
 
+  await scenario('15 edit and delete: seen live by another user, Up edits the last message, a reload shows the current state', async (people) => {
+    const ed = person(people, 'ed-ann', server.base, DESKTOP);
+    const vi = person(people, 'ed-ben', server.base, PHONE);
+    await ed.register();
+    await vi.register();
+    await ed.waitLive();
+    await vi.waitLive();
+    await ed.enterRoom('edits');
+    await vi.enterRoom('edits');
+    await ed.say('first draft');
+    await ed.say('this one goes away');
+    await vi.sees('this one goes away', 5000);
+
+    // Up in the empty composer edits the last message; Enter saves.
+    await ed.page.focus('#composer-input');
+    await ed.page.keyboard.press('ArrowUp');
+    await ed.page.waitForSelector('#composer-editing:not([hidden])');
+    assert(await ed.page.inputValue('#composer-input') === 'this one goes away', 'Up did not load the last message');
+    await ed.page.keyboard.press('Escape');
+    await ed.page.waitForSelector('#composer-editing[hidden]', { state: 'attached' });
+    assert(await ed.page.inputValue('#composer-input') === '', 'Escape did not leave the edit');
+
+    // Edit the first message from its menu (hover).
+    const first = ed.page.locator('#message-list .msg:not(.pending)', { hasText: 'first draft' }).first();
+    await first.hover();
+    await first.locator('.msg-edit').click();
+    await ed.page.fill('#composer-input', 'final **text**');
+    await ed.page.press('#composer-input', 'Enter');
+    for (const p of [ed, vi]) {
+      await p.page.waitForFunction(() => [...document.querySelectorAll('#message-list .msg')].some((li) =>
+        li.querySelector('.msg-text strong') && li.querySelector('.msg-text').textContent === 'final text' && li.querySelector('.msg-edited')), null, { timeout: 10000 });
+    }
+    // Delete the second message from its menu.
+    ed.page.once('dialog', (d) => d.accept());
+    const second = ed.page.locator('#message-list .msg:not(.pending)', { hasText: 'this one goes away' }).first();
+    await second.hover();
+    await second.locator('.msg-delete').click();
+    for (const p of [ed, vi]) {
+      await p.page.waitForFunction(() => document.querySelectorAll('#message-list .msg.deleted .tombstone').length === 1 &&
+        ![...document.querySelectorAll('#message-list .msg-text')].some((e) => e.textContent === 'this one goes away'), null, { timeout: 10000 });
+    }
+    // Someone else's message has no menu.
+    await vi.say('bens line');
+    await ed.sees('bens line', 5000);
+    const other = ed.page.locator('#message-list .msg', { hasText: 'bens line' }).first();
+    assert(await other.locator('.msg-menu').count() === 0, "another person's message offers edit and delete");
+    await ed.page.locator('#message-list .msg', { hasText: 'final text' }).first().hover();
+    await ed.shot('edit-delete-desktop.png');
+    await vi.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await vi.shot('edit-delete-phone.png');
+
+    // A reload shows the current state, once, without replaying the edits.
+    await vi.page.reload();
+    await vi.waitLive();
+    await vi.sees('final text', 10000);
+    const after = await vi.texts();
+    assert(after.filter((t) => t === 'final text').length === 1, `after a reload: ${JSON.stringify(after)}`);
+    assert(!after.includes('first draft') && !after.includes('this one goes away'), `old text after a reload: ${JSON.stringify(after)}`);
+    assert(await vi.page.locator('#message-list .msg.deleted').count() === 1, 'the tombstone is gone after a reload');
+    noDuplicateIds(await vi.ids(), vi.name);
+  });
+
   await browser.close();
   await server.stop();
 }
