@@ -99,4 +99,122 @@ check "and render in full" [ "$(jget .event.html | grep -o '<strong>a</strong>' 
 api_get "/api/rooms/md/messages?after=$LAST" "$BEN"
 check "only the accepted message was stored" [ "$(jget '.events | length')" = 1 ]
 
+# === edit and delete ==========================================================
+# Receivers on all three transports are SIGKILLed and resumed from their
+# last cursor over and over while edits and deletes are made; each gets
+# every edit and delete event exactly once.
+api_json POST /api/rooms/md/join "$ANN" '{}' >/dev/null || true
+api_get "/api/rooms/md/messages?limit=1" "$BEN"
+C1=$(jget '.events[-1].id')
+last_id() { { grep -ao '"id":[0-9]*' "$1" 2>/dev/null || true; } | tail -n1 | cut -d: -f2; }
+changes() { grep -ac '"type":"\(edit\|delete\)"' "$1" 2>/dev/null || true; }
+NCHANGES=12
+DEADLINE=$((SECONDS + 60))
+recv_ws() {
+	local out=$1 cursor
+	while [ "$(changes "$out")" -lt "$NCHANGES" ] && [ $SECONDS -lt $DEADLINE ]; do
+		cursor=$(last_id "$out"); cursor=${cursor:-$C1}
+		timeout -s KILL "0.$((RANDOM % 7 + 3))" "$WSCLIENT" --token "$BEN" --since "$cursor" \
+			--timeout 60 "$WSBASE/ws" 2>/dev/null | grep -a --line-buffered '"id":' >>"$out" || true
+	done
+}
+recv_sse() {
+	local out=$1 cursor
+	while [ "$(changes "$out")" -lt "$NCHANGES" ] && [ $SECONDS -lt $DEADLINE ]; do
+		cursor=$(last_id "$out"); cursor=${cursor:-$C1}
+		timeout -s KILL "0.$((RANDOM % 7 + 3))" curl -sN -H "Authorization: Bearer $BEN" \
+			-H "Last-Event-ID: $cursor" "$BASE/events" 2>/dev/null |
+			grep --line-buffered -a '^data: {.*"id":.*}$' | sed -u 's/^data: //' >>"$out" || true
+	done
+}
+recv_poll() {
+	local out=$1 cursor=$C1 body
+	while [ "$(changes "$out")" -lt "$NCHANGES" ] && [ $SECONDS -lt $DEADLINE ]; do
+		body=$(timeout -s KILL "0.$((RANDOM % 7 + 3))" curl -sf -H "Authorization: Bearer $BEN" \
+			"$BASE/poll?since=$cursor&timeout=2") || continue
+		jq -c '.events[]' <<<"$body" >>"$out"
+		cursor=$(jq -r .cursor <<<"$body")
+	done
+}
+: >"$WORK/c-ws" ; : >"$WORK/c-sse"; : >"$WORK/c-poll"
+recv_ws "$WORK/c-ws" & P1=$!
+recv_sse "$WORK/c-sse" & P2=$!
+recv_poll "$WORK/c-poll" & P3=$!
+
+# ann's messages: 4 edited twice (the last over WebSocket), 4 deleted; each
+# change retried once, which must add no event.
+IDS=()
+for i in 1 2 3 4 5 6 7 8; do
+	api_json POST /api/rooms/md/messages "$ANN" "{\"text\":\"orig$i zebra$i\"}"
+	IDS+=("$(jget .event.id)")
+	sleep 0.1
+done
+for i in 0 1 2 3; do
+	id=${IDS[$i]}
+	api_json PATCH "/api/rooms/md/messages/$id" "$ANN" "{\"text\":\"edit$i lion$i\"}"
+	[ "$STATUS" = 200 ] || fail "edit $id: $STATUS $BODY"
+	FIRST=$(jget .event.id)
+	api_json PATCH "/api/rooms/md/messages/$id" "$ANN" "{\"text\":\"edit$i lion$i\"}"
+	[ "$(jget .duplicate)/$(jget .event.id)" = "true/$FIRST" ] || fail "a retried edit of $id is not the first: $BODY"
+	echo "{\"op\":\"edit\",\"room\":\"md\",\"id\":$id,\"text\":\"**final$i** tiger$i\"}" >"$WORK/edit.json"
+	"$WSCLIENT" --token "$ANN" --send-file "$WORK/edit.json" --count 2 --timeout 10 "$WSBASE/ws" >"$WORK/edit.out" 2>&1 || true
+	grep -aq '"type":"ack".*"type":"edit"' "$WORK/edit.out" || fail "the WebSocket edit of $id is not acked: $(cat "$WORK/edit.out")"
+	sleep 0.2
+done
+ok "edits by the author, over HTTP and WebSocket, retries answered with the first"
+for i in 4 5 6 7; do
+	id=${IDS[$i]}
+	api DELETE "/api/rooms/md/messages/$id" -H "Authorization: Bearer $ANN"
+	[ "$STATUS" = 200 ] || fail "delete $id: $STATUS $BODY"
+	FIRST=$(jget .event.id)
+	api DELETE "/api/rooms/md/messages/$id" -H "Authorization: Bearer $ANN"
+	[ "$(jget .duplicate)/$(jget .event.id)" = "true/$FIRST" ] || fail "a retried delete of $id is not the first: $BODY"
+	sleep 0.2
+done
+ok "deletes by the author, retries answered with the first"
+
+api_json PATCH "/api/rooms/md/messages/${IDS[0]}" "$BEN" '{"text":"hijack"}'
+expect 403 not_author "someone else cannot edit"
+api DELETE "/api/rooms/md/messages/${IDS[0]}" -H "Authorization: Bearer $BEN"
+expect 403 not_author "someone else cannot delete"
+api_json PATCH "/api/rooms/md/messages/${IDS[4]}" "$ANN" '{"text":"back from the dead"}'
+expect 409 message_deleted "a deleted message cannot be edited"
+api DELETE "/api/rooms/md/messages/999999" -H "Authorization: Bearer $ANN"
+expect 404 no_such_message "an unknown id"
+api DELETE "/api/rooms/md/messages/abc" -H "Authorization: Bearer $ANN"
+expect 404 no_such_message "an id that is no number"
+api DELETE "/api/rooms/lobby/messages/${IDS[0]}" -H "Authorization: Bearer $ANN"
+expect 404 no_such_message "a message of another room"
+api_json PATCH "/api/rooms/md/messages/${IDS[0]}" "$ANN" '{"text":5}'
+expect 422 invalid_field "an edit without string text"
+api_json PATCH "/api/rooms/md/messages/${IDS[0]}" "$ANN" '{"text":"   "}'
+expect 422 invalid "an edit to blank text"
+
+wait $P1 $P2 $P3 || true
+for f in c-ws c-sse c-poll; do
+	n=$(jq -r 'select(.type == "edit" or .type == "delete") | .id' "$WORK/$f" | sort | uniq -d | wc -l)
+	m=$(jq -r 'select(.type == "edit" or .type == "delete") | .id' "$WORK/$f" | sort -u | wc -l)
+	check "$f: all $NCHANGES edits and deletes, each once, across kills and resumes" [ "$m" = "$NCHANGES" ] && [ "$n" = 0 ]
+done
+
+# --- history and search show the current state ---------------------------------
+api_get "/api/rooms/md/messages?limit=200" "$BEN"
+check "an edited message: current text, html and an edited time" \
+	[ "$(jget ".events[] | select(.id == ${IDS[0]}) | [.text, .html, (.edited != null)] | @json")" = '["**final0** tiger0","<p><strong>final0</strong> tiger0</p>",true]' ]
+check "a deleted message: a tombstone" \
+	[ "$(jget ".events[] | select(.id == ${IDS[4]}) | [.deleted, .text, .html] | @json")" = '[true,null,null]' ]
+check "a deleted message's text is in no event" bash -c '! grep -q "zebra[4-7]" <<<"$1"' _ "$BODY"
+api_get "/api/search?q=tiger0" "$BEN"
+check "search finds the current text" [ "$(jget '.results | length')" = 1 ]
+for w in zebra0 lion0 zebra5; do
+	api_get "/api/search?q=$w" "$BEN"
+	check "search no longer finds $w" [ "$(jget '.results | length')" = 0 ]
+done
+
+# --- the deleted text has left the database file --------------------------------
+stop_natterd
+sqlite3 "$WORK/natter.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null
+check "the database file still holds the live text" grep -qa tiger1 "$WORK/natter.db"
+check "no deleted text in the database file" bash -c '! grep -qa "zebra[4-7]" "$1"*' _ "$WORK/natter.db"
+
 finish
