@@ -450,8 +450,8 @@ static void scan_markers(struct conn *c, const char *s, size_t n)
 	/* keep the last three bytes seen (the tail shifts by n) */
 	for (size_t i = 0; i < 3; i++) {
 		size_t from_end = 3 - i; /* tail[i] is the from_end-th last */
-		c->tail[i] = n >= from_end ? base[n - from_end]
-					   : c->tail[i + n];
+		c->tail[i] =
+		    n >= from_end ? base[n - from_end] : c->tail[i + n];
 	}
 }
 
