@@ -13,6 +13,7 @@
 import { api, ApiError, friendly, enc } from './api.js';
 import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
+import { renderMarkup } from './markup.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
@@ -65,7 +66,7 @@ class Room {
     return [...this.events.values()].sort((a, b) => a.id - b.id);
   }
   oldestId() {
-    let min = Infinity;
+    let min = this.oldestChange || Infinity; // changes are not kept as rows
     for (const id of this.events.keys()) if (id < min) min = id;
     return min === Infinity ? null : min;
   }
@@ -556,6 +557,7 @@ async function leaveRoom() {
 // --- the room view -----------------------------------------------------------------
 
 function openRoom(name, opts = {}) {
+  if (S.edit && S.edit.room !== name) cancelEdit();
   const r = room(name);
   const changed = S.current !== name;
   S.current = name;
@@ -689,11 +691,133 @@ function messageNode(ev, cont) {
   } else {
     li.firstChild.append(timeEl(ev.ts));
   }
-  const text = h('div', 'msg-text');
-  text.append(richText(ev.text || ''));
+  if (ev.deleted) {
+    li.classList.add('deleted');
+    body.append(h('div', 'msg-text tombstone', t('msg.deleted')));
+    li.append(body);
+    return li;
+  }
+  // The rendered form when the server sent one (an event stored before
+  // messages were rendered has only its text).
+  const rendered = typeof ev.html === 'string';
+  const text = h('div', 'msg-text' + (rendered ? ' md' : ''));
+  text.append(rendered ? renderMarkup(ev.html) : richText(ev.text || ''));
   body.append(text);
+  if (ev.edited) {
+    const mark = h('span', 'msg-edited', t('msg.edited'));
+    const d = new Date(ev.edited);
+    if (!isNaN(d)) mark.title = timeFull(d);
+    body.append(mark);
+  }
+  if (ev.from === S.me.username) body.append(messageActions(ev));
   li.append(body);
   return li;
+}
+
+// The menu of one's own message: shown on hover, on keyboard focus, and
+// on a touch screen (no hover) always.
+function messageActions(ev) {
+  const bar = h('div', 'msg-menu');
+  bar.setAttribute('role', 'group');
+  bar.setAttribute('aria-label', t('msg.actions'));
+  const edit = h('button', 'msg-menu-btn msg-edit', t('msg.edit'));
+  edit.type = 'button';
+  edit.addEventListener('click', () => startEdit(ev.room, ev.id));
+  const del = h('button', 'msg-menu-btn danger msg-delete', t('msg.delete'));
+  del.type = 'button';
+  del.addEventListener('click', () => deleteMessage(ev.room, ev.id));
+  bar.append(edit, del);
+  return bar;
+}
+
+// --- edits and deletes -------------------------------------------------------------------------
+
+// An edit or delete event: the message it names takes its new state, once,
+// whichever comes first of the live event and a history page (a newer
+// change is never undone by an older one seen later).
+function applyChange(r, ev) {
+  if (!Number.isSafeInteger(ev.target_id)) return false;
+  if (!r.changed) r.changed = new Map();
+  if ((r.changed.get(ev.target_id) || 0) >= ev.id) return false;
+  r.changed.set(ev.target_id, ev.id);
+  const old = r.events.get(ev.target_id);
+  if (!old || old.deleted) return false;
+  let now;
+  if (ev.type === 'delete') {
+    now = { id: old.id, type: old.type, room: old.room, from: old.from, ts: old.ts, deleted: true };
+  } else {
+    if (typeof ev.text !== 'string') return false; // scrubbed by a later delete
+    now = { ...old, text: ev.text, html: ev.html, edited: ev.ts };
+  }
+  r.events.set(old.id, now);
+  for (const key of [`${old.id}:0`, `${old.id}:1`]) r.nodes.delete(key);
+  if (S.edit && S.edit.id === old.id && now.deleted) cancelEdit();
+  return true;
+}
+
+function onChange(r, ev) {
+  if (applyChange(r, ev) && r.name === S.current) renderMessagesSoon();
+}
+
+// Put a message of one's own into the composer to edit it.
+function startEdit(room, id) {
+  const r = S.rooms.get(room);
+  const ev = r && r.events.get(id);
+  if (!ev || ev.deleted || ev.from !== S.me.username) return;
+  S.edit = { room, id };
+  const ta = $('composer-input');
+  ta.value = ev.text || '';
+  $('composer-editing').hidden = false;
+  document.body.classList.add('editing');
+  autoGrow();
+  updateCharCount();
+  ta.focus();
+  ta.setSelectionRange(ta.value.length, ta.value.length);
+}
+
+function cancelEdit() {
+  if (!S.edit) return;
+  S.edit = null;
+  $('composer-editing').hidden = true;
+  document.body.classList.remove('editing');
+  $('composer-input').value = '';
+  autoGrow();
+  updateCharCount();
+}
+
+// The newest message of one's own in the room that can still be edited.
+function lastOwnMessage(r) {
+  const evs = r.sorted();
+  for (let i = evs.length - 1; i >= 0; i--) {
+    const ev = evs[i];
+    if (ev.type === 'message' && ev.from === S.me.username && !ev.deleted) return ev;
+  }
+  return null;
+}
+
+async function submitEdit(text) {
+  const { room, id } = S.edit;
+  const err = $('composer-error');
+  try {
+    const res = await api('PATCH', `/api/rooms/${enc(room)}/messages/${id}`, { body: { text } });
+    cancelEdit();
+    // the event also comes over the live connection; whichever is first
+    const r = S.rooms.get(room);
+    if (r && res && res.event && res.event.type === 'edit') onChange(r, res.event);
+  } catch (e) {
+    err.textContent = friendly(e);
+  }
+}
+
+async function deleteMessage(room, id) {
+  if (!confirm(t('msg.delete_confirm'))) return;
+  try {
+    const res = await api('DELETE', `/api/rooms/${enc(room)}/messages/${id}`);
+    const r = S.rooms.get(room);
+    if (r && res && res.event && res.event.type === 'delete') onChange(r, res.event);
+  } catch (e) {
+    $('composer-error').textContent = friendly(e);
+  }
 }
 
 // A one-line system notice: "alice joined #room" (key: its catalog text).
@@ -1103,6 +1227,11 @@ function saveUnread() {
 // client has no view for (a newer server) are left out.
 function addEvent(r, ev, live) {
   if (!Number.isSafeInteger(ev.id)) return false;
+  if (Object.hasOwn(EVENT_VIEWS, ev.type) && EVENT_VIEWS[ev.type].change) {
+    if (!r.oldestChange || ev.id < r.oldestChange) r.oldestChange = ev.id;
+    onChange(r, ev);
+    return false;
+  }
   if (!Object.hasOwn(EVENT_VIEWS, ev.type) || !EVENT_VIEWS[ev.type].render) return false;
   if (ev.client_id && S.me && ev.from === S.me.username) acked(ev.client_id);
   if (r.events.has(ev.id)) return false;
@@ -1202,6 +1331,9 @@ const EVENT_VIEWS = {
       })
       : t('moderation.unmuted_you', { room: ev.room, name: displayName(ev.from) })),
   },
+  // Changes to a message: not shown as rows; the message shows its state.
+  edit: { change: true },
+  delete: { change: true },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object and display name, changed on another
   // device: {"type":"settings","settings":{...},"display_name":"..."};
@@ -1586,6 +1718,10 @@ function submitComposer(ev) {
     return;
   }
   err.textContent = '';
+  if (S.edit) {
+    submitEdit(text);
+    return;
+  }
   ta.value = '';
   autoGrow();
   updateCharCount();
@@ -1754,6 +1890,22 @@ function bind() {
 
   const ta = $('composer-input');
   ta.addEventListener('keydown', (e) => {
+    // Up in an empty composer edits one's last message; Escape stops.
+    if (e.key === 'ArrowUp' && !ta.value && !S.edit && !e.altKey && !e.shiftKey && !e.ctrlKey && !e.metaKey) {
+      const r = S.rooms.get(S.current);
+      const last = r && lastOwnMessage(r);
+      if (last) {
+        e.preventDefault();
+        startEdit(r.name, last.id);
+      }
+      return;
+    }
+    if (e.key === 'Escape' && S.edit) {
+      e.preventDefault();
+      e.stopPropagation();
+      cancelEdit();
+      return;
+    }
     if (e.key !== 'Enter' || e.isComposing || e.altKey || e.shiftKey) return;
     const ctrl = e.ctrlKey || e.metaKey;
     // Enter sends (Ctrl+Enter too); or, by the person's choice, only
@@ -1767,9 +1919,13 @@ function bind() {
     $('composer-error').textContent = '';
     autoGrow();
     updateCharCount();
-    if (ta.value.trim()) sendTyping();
+    if (ta.value.trim() && !S.edit) sendTyping();
   });
   $('composer').addEventListener('submit', submitComposer);
+  $('composer-edit-cancel').addEventListener('click', () => {
+    cancelEdit();
+    $('composer-input').focus();
+  });
 
   const box = $('messages');
   box.addEventListener('scroll', () => {

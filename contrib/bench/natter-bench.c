@@ -261,6 +261,7 @@ struct conn {
 	wslay_event_context_ptr ws;
 	/* subscriber */
 	int32_t *last; /* per publisher: last sequence seen, -1 */
+	char tail[3];  /* the last bytes scanned, for a marker's left edge */
 	uint64_t inorder;
 	int64_t cursor;
 	/* publisher */
@@ -418,9 +419,23 @@ static void sub_marker(struct conn *c, const char *p, const char *end,
 	}
 }
 
+/* natter's envelope carries a message twice: its text and its rendered
+ * html, where a plain line is "<p>" + text. A marker right after "<p>" is
+ * that second copy of the same message, not a second delivery. */
+static bool marker_in_html(const struct conn *c, const char *base,
+			   const char *m)
+{
+	char before[3];
+	for (int i = 0; i < 3; i++) {
+		const char *q = m - 3 + i;
+		before[i] = q >= base ? *q : c->tail[3 - (base - q)];
+	}
+	return memcmp(before, "<p>", 3) == 0;
+}
+
 static void scan_markers(struct conn *c, const char *s, size_t n)
 {
-	const char *end = s + n;
+	const char *base = s, *end = s + n;
 	int64_t now = 0;
 	while (s < end) {
 		const char *m = memmem(s, (size_t)(end - s), "nb:", 3);
@@ -428,8 +443,15 @@ static void scan_markers(struct conn *c, const char *s, size_t n)
 			break;
 		if (!now)
 			now = now_ns();
-		sub_marker(c, m + 3, end, now);
+		if (!marker_in_html(c, base, m))
+			sub_marker(c, m + 3, end, now);
 		s = m + 3;
+	}
+	/* keep the last three bytes seen (the tail shifts by n) */
+	for (size_t i = 0; i < 3; i++) {
+		size_t from_end = 3 - i; /* tail[i] is the from_end-th last */
+		c->tail[i] =
+		    n >= from_end ? base[n - from_end] : c->tail[i + n];
 	}
 }
 

@@ -48,6 +48,8 @@ struct chat {
 	struct bus *bus;
 	struct link *link; /* committed events to the bus (link.h) */
 	struct metrics *metrics;
+	markdown_mention_fn mention; /* NULL: no mentions */
+	void *mention_arg;
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -258,6 +260,21 @@ void chat_free(struct chat *c)
 	free(c);
 }
 
+void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg)
+{
+	c->mention = fn;
+	c->mention_arg = arg;
+}
+
+/* The one place a message's text becomes HTML: once per message, on the
+ * sender's thread (an HTTP worker or an event loop), so that the store's
+ * single writer only copies the result. Caller frees. */
+static char *chat_render(struct chat *c, const char *text, size_t len)
+{
+	size_t n;
+	return markdown_render(text, len, c->mention, c->mention_arg, &n);
+}
+
 static int err_from_store(int status)
 {
 	switch (status) {
@@ -274,6 +291,12 @@ static int err_from_store(int status)
 		return CHAT_ECLOSED;
 	case STORE_BANNED:
 		return CHAT_EBANNED;
+	case STORE_NOTARGET:
+		return CHAT_ENOMSG;
+	case STORE_NOTAUTHOR:
+		return CHAT_ENOTAUTHOR;
+	case STORE_GONE:
+		return CHAT_EDELETED;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -474,6 +497,8 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		return CHAT_OK;
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
+	char *html =
+	    row->rendered && text ? chat_render(c, in->text, in->len) : NULL;
 	struct store_write w = {
 	    .type = type,
 	    .user_id = u->id,
@@ -481,14 +506,17 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .room_id = room_id,
 	    .room_name = room_id ? name : in->room,
 	    .text = text,
+	    .html = html,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
+	    .target_id = in->target_id,
 	    .args = in->args,
 	};
 	struct pending *p = xcalloc(1, sizeof(*p));
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
+	free(html);
 	free(text);
 	return CHAT_OK;
 }
@@ -829,6 +857,9 @@ static const struct {
     {CHAT_ENOTMUTED, "not_muted", "that user is not muted in that room"},
     {CHAT_ENOSUBJECT, "not_a_member", "that user is not a member of the room"},
     {CHAT_ENOTBANNED, "not_banned", "that user is not banned from that room"},
+    {CHAT_ENOMSG, "no_such_message", "no message with that id in that room"},
+    {CHAT_ENOTAUTHOR, "not_author", "only its author may change a message"},
+    {CHAT_EDELETED, "message_deleted", "that message was deleted"},
 };
 
 static size_t err_index(int err)

@@ -15,6 +15,7 @@
 
 #include "core/bus.h"
 #include "model/event.h"
+#include "model/markdown.h"
 #include "store/store.h"
 #include "util/metrics.h"
 
@@ -39,7 +40,10 @@ enum chat_err {
 	CHAT_ENOTBANNED = -11, /* not_banned: lifting a ban that is not there */
 	CHAT_ENOSUBJECT = -12, /* not_a_member: the user acted on is not one */
 	CHAT_EMUTED = -13,     /* muted: the sender is muted in the room */
-	CHAT_ENOTMUTED = -14   /* not_muted: lifting a mute that is not there */
+	CHAT_ENOTMUTED = -14,  /* not_muted: lifting a mute that is not there */
+	CHAT_ENOMSG = -15,     /* no_such_message (in that room) */
+	CHAT_ENOTAUTHOR = -16, /* not_author: someone else's message */
+	CHAT_EDELETED = -17    /* message_deleted: it cannot be edited */
 };
 
 #define CHAT_MUTE_MAX_S (366 * 86400) /* the longest mute: a year */
@@ -55,7 +59,10 @@ struct chat_user {
 struct chat_result {
 	int err;	  /* enum chat_err */
 	struct event *ev; /* the stored event when err == CHAT_OK */
-	bool duplicate;	  /* a retried client_id: ev is the first event */
+	/* a retried client_id: ev is the first event; an edit that changes
+	 * nothing or a delete of a deleted message: ev is the event that
+	 * made the message what it is */
+	bool duplicate;
 };
 /* Runs once per accepted command, on the store's writer thread. */
 typedef void (*chat_done_fn)(void *arg, const struct chat_result *res);
@@ -66,6 +73,10 @@ typedef void (*chat_done_fn)(void *arg, const struct chat_result *res);
 struct chat *chat_new(struct store *st, struct bus *bus,
 		      struct metrics *metrics);
 void chat_free(struct chat *c);
+/* The resolver the Markdown renderer asks about each `@name` in a message
+ * (markdown.h); NULL (the default) leaves every @name as text. Set it
+ * before the first send; arg is borrowed for chat's lifetime. */
+void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg);
 
 /* Each command returns CHAT_OK once it is queued (done will run later), or
  * an error right away (done will not run). room is a room name. */
@@ -82,9 +93,11 @@ int chat_leave(struct chat *c, const struct chat_user *u, const char *room,
 /* Ephemeral: publishes a typing event to the room's live subscribers. */
 int chat_typing(struct chat *c, const struct chat_user *u, const char *room);
 /* Any event type from a client, as the event-type table says: validated by
- * its row, the room resolved (unless the type creates it), the sender rule
- * checked, then stored (persistent: done runs later) or published at once
- * (ephemeral: done does not run). The commands above are this. */
+ * its row (a searchable type's text is then rendered to the envelope's
+ * "html" here, on the caller's thread, never on the store's writer), the room
+ * resolved (unless the type creates it), the sender rule checked, then stored
+ * (persistent: done runs later) or published at once (ephemeral: done does not
+ * run). The commands above are this. */
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg);
 /* Server-originated and personal: publishes an ephemeral event of type

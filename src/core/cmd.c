@@ -11,7 +11,8 @@
 #include "core/cmd.h"
 #include "model/evtype.h"
 
-/* One argument: JSON member -> a string field of struct evtype_input. */
+/* One argument: JSON member -> a string field of struct evtype_input, or
+ * (field ID) a positive integer into target_id. */
 struct cmd_arg {
 	const char *member;
 	size_t field; /* offsetof(struct evtype_input, ...) */
@@ -32,6 +33,7 @@ struct cmd {
 };
 
 #define IN(f) offsetof(struct evtype_input, f)
+#define ID IN(target_id)
 
 static int run_send(struct chat *c, enum event_type type,
 		    const struct chat_user *u, const struct evtype_input *in,
@@ -106,6 +108,20 @@ static const struct cmd table[] = {
      false,
      "ban needs string members room and user (and may have a reason)",
      {{"room", IN(room), true, false}}},
+    {"edit",
+     EVENT_EDIT,
+     run_event,
+     false,
+     "edit needs a string room, an integer id and a string text",
+     {{"room", IN(room), true, false},
+      {"id", ID, true, false},
+      {"text", IN(text), true, false}}},
+    {"delete",
+     EVENT_DELETE,
+     run_event,
+     false,
+     "delete needs a string room and an integer id",
+     {{"room", IN(room), true, false}, {"id", ID, true, false}}},
     {"ping", EVENT_PRESENCE, NULL, false, "", {{NULL, 0, false, false}}},
 };
 
@@ -127,6 +143,11 @@ static int args_read(const struct cmd *cmd, json_t *args,
 		if (!v || (a->null_ok && json_is_null(v))) {
 			if (!a->required)
 				continue;
+		} else if (a->field == ID) {
+			if (json_is_integer(v) && json_integer_value(v) > 0) {
+				in->target_id = json_integer_value(v);
+				continue;
+			}
 		} else if (json_is_string(v)) {
 			const char **dst =
 			    (const char **)((char *)in + a->field);

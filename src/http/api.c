@@ -96,9 +96,10 @@ int api_command(struct request *req, const char *name, json_t *args,
 		json_object_set_new(args, "room",
 				    json_stringn_nocheck(room, strlen(room)));
 	if (cmd_check(name, args, &st) != CHAT_OK) {
-		char msg[96];
-		snprintf(msg, sizeof(msg), "'%s' must be a string",
-			 st.field ? st.field : "?");
+		char msg[160];
+		snprintf(msg, sizeof(msg), "'%s' is missing or wrong: %s",
+			 st.field ? st.field : "?",
+			 st.usage ? st.usage : "see the API");
 		*ret = api_fail(req, 422, "invalid_field", msg);
 		return -1;
 	}

@@ -39,6 +39,13 @@ enum MHD_Result api_admin_audit(struct request *req);
 const char *api_role_name(int role);
 enum MHD_Result api_history(struct request *req, const char *room);
 enum MHD_Result api_send(struct request *req, const char *room);
+/* PATCH /api/rooms/{room}/messages/{id} {"text"}: edit by the author;
+ * DELETE /api/rooms/{room}/messages/{id}: delete by the author. 200 with
+ * the event; a retry that changes nothing answers the earlier event with
+ * "duplicate": true. 403 not_author, 404 no_such_message, 409
+ * message_deleted (an edit of a deleted message). */
+enum MHD_Result api_message_edit(struct request *req, const char *room);
+enum MHD_Result api_message_delete(struct request *req, const char *room);
 /* POST /api/rooms/{room}/typing: the typing signal for clients that have no
  * WebSocket (SSE, long-poll, curl). */
 enum MHD_Result api_typing(struct request *req, const char *room);

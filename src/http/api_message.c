@@ -109,6 +109,53 @@ enum MHD_Result api_send(struct request *req, const char *room)
 	return ret;
 }
 
+/* The {id} after {room}: a positive decimal integer, else 0. */
+static int64_t message_id(struct request *req)
+{
+	const char *s = request_param(req, 1);
+	int64_t v = 0;
+	if (!s || !*s || strlen(s) > 18)
+		return 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return 0;
+		v = v * 10 + (*s - '0');
+	}
+	return v;
+}
+
+/* PATCH (edit: {"text"}) or DELETE of a message: its command, answered
+ * 200 with the new event, or with the earlier one when the command
+ * changes nothing ("duplicate": true). */
+static enum MHD_Result message_change(struct request *req, const char *room,
+				      const char *cmd)
+{
+	if (req->phase == REQ_READY)
+		return api_answer_event(req, 200, NULL, NULL);
+	enum MHD_Result ret = MHD_YES;
+	int64_t id = message_id(req);
+	if (id <= 0)
+		return request_chat_error(req, CHAT_ENOMSG);
+	json_t *args =
+	    strcmp(cmd, "edit") == 0 ? request_json(req, &ret) : json_object();
+	if (!args)
+		return ret;
+	json_object_set_new(args, "id", json_integer(id));
+	api_command(req, cmd, args, room, &ret);
+	json_decref(args);
+	return ret;
+}
+
+enum MHD_Result api_message_edit(struct request *req, const char *room)
+{
+	return message_change(req, room, "edit");
+}
+
+enum MHD_Result api_message_delete(struct request *req, const char *room)
+{
+	return message_change(req, room, "delete");
+}
+
 enum MHD_Result api_typing(struct request *req, const char *room)
 {
 	enum MHD_Result ret = MHD_YES;

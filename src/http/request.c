@@ -127,6 +127,7 @@ static const struct {
     {CHAT_EINTERNAL, 500},  {CHAT_ECLOSED, 503},    {CHAT_EFORBIDDEN, 403},
     {CHAT_ENOUSER, 404},    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
     {CHAT_ENOSUBJECT, 422}, {CHAT_EMUTED, 403},	    {CHAT_ENOTMUTED, 404},
+    {CHAT_ENOMSG, 404},	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
 };
 
 unsigned request_chat_status(int err)

@@ -257,18 +257,18 @@ static bool json_str(struct buf *b, const char *s)
 	return true;
 }
 
-/* The envelope of a searchable type: the common members, then text and
- * client_id, without jansson. */
+/* The envelope of a searchable type: the common members, then text, html
+ * (when not NULL) and client_id, without jansson. */
 static char *envelope_text(int64_t id, enum event_type type, const char *room,
 			   const char *from, int64_t ts_ms, const char *text,
-			   const char *client_id, size_t *len)
+			   const char *html, const char *client_id, size_t *len)
 {
 	char ts[32];
 	struct buf b;
 
 	format_ts(ts_ms, ts);
 	buf_init(&b);
-	buf_reserve(&b, 96 + strlen(text));
+	buf_reserve(&b, 96 + strlen(text) + (html ? 16 + strlen(html) : 0));
 	buf_printf(&b, "{\"id\":%lld,\"type\":\"%s\",\"room\":", (long long)id,
 		   event_type_name(type));
 	if (!json_str(&b, room))
@@ -279,6 +279,11 @@ static char *envelope_text(int64_t id, enum event_type type, const char *room,
 	buf_printf(&b, ",\"ts\":\"%s\",\"text\":", ts);
 	if (!json_str(&b, text))
 		goto fail;
+	if (html) {
+		buf_puts(&b, ",\"html\":");
+		if (!json_str(&b, html))
+			goto fail;
+	}
 	if (client_id) {
 		buf_puts(&b, ",\"client_id\":");
 		if (!json_str(&b, client_id))
@@ -343,7 +348,7 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     int64_t ts_ms, const char *text,
 			     const char *client_id, size_t *len)
 {
-	return envelope_text(id, EVENT_MESSAGE, room, from, ts_ms, text,
+	return envelope_text(id, EVENT_MESSAGE, room, from, ts_ms, text, NULL,
 			     client_id, len);
 }
 
@@ -355,10 +360,10 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 	if (!row)
 		return NULL;
 	if (row->searchable)
-		return in && in->text
-			   ? envelope_text(id, type, room, from, ts_ms,
-					   in->text, in->client_id, len)
-			   : NULL;
+		return in && in->text ? envelope_text(id, type, room, from,
+						      ts_ms, in->text, in->html,
+						      in->client_id, len)
+				      : NULL;
 	json_t *extra = row->extra && in ? row->extra(in) : NULL;
 	if (row->extra && in && !extra)
 		return NULL;

@@ -58,9 +58,9 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     int64_t ts_ms, const char *text,
 			     const char *client_id, size_t *len);
 /* The envelope of a new event of type from a client's input, as the table
- * says: a searchable type carries in->text (NUL-terminated here) and
- * in->client_id, written directly as event_envelope_message does; any
- * other type the members of its row's extra. NULL on failure. */
+ * says: a searchable type carries in->text (NUL-terminated here), in->html
+ * (when not NULL) and in->client_id, written directly as event_envelope_message
+ * does; any other type the members of its row's extra. NULL on failure. */
 char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 			   const char *from, int64_t ts_ms,
 			   const struct evtype_input *in, size_t *len);

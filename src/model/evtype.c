@@ -139,31 +139,125 @@ static json_t *disabled_extra(const struct evtype_input *in)
 	return json_pack("{s:s}", "reason", reason ? reason : "");
 }
 
+/* An edit: the message it changes and its new text (checked as a
+ * message's). */
+static enum evtype_verdict edit_validate(const struct evtype_input *in)
+{
+	if (in->target_id <= 0)
+		return EVTYPE_INVALID;
+	struct evtype_input text = {.text = in->text, .len = in->len};
+	return message_validate(&text);
+}
+
+static enum evtype_verdict delete_validate(const struct evtype_input *in)
+{
+	return in->target_id > 0 ? EVTYPE_VALID : EVTYPE_INVALID;
+}
+
+/* {"target_id":N[,"text":T,"html":H]}: NULL on failure. */
+static json_t *target_extra(const struct evtype_input *in, bool text)
+{
+	json_t *extra = json_object();
+	if (json_object_set_new(extra, "target_id",
+				json_integer(in->target_id)))
+		goto fail;
+	if (text && (!in->text ||
+		     json_object_set_new(extra, "text", json_string(in->text))))
+		goto fail;
+	if (text && in->html &&
+	    json_object_set_new(extra, "html", json_string(in->html)))
+		goto fail;
+	return extra;
+fail:
+	json_decref(extra);
+	return NULL;
+}
+
+static json_t *edit_extra(const struct evtype_input *in)
+{
+	return target_extra(in, true);
+}
+
+static json_t *delete_extra(const struct evtype_input *in)
+{
+	return target_extra(in, false);
+}
+
+/* Designated members, so that a row says what each value is. */
 static const struct evtype table[] = {
-    [EVENT_MESSAGE] = {EVENT_MESSAGE, "message", true, EVTYPE_FROM_MEMBER,
-		       message_validate, EVTYPE_EFFECT_NONE, true, NULL},
-    [EVENT_JOIN] = {EVENT_JOIN, "join", true, EVTYPE_FROM_USER, NULL,
-		    EVTYPE_EFFECT_MEMBER_ADD, false, NULL},
-    [EVENT_LEAVE] = {EVENT_LEAVE, "leave", true, EVTYPE_FROM_USER, NULL,
-		     EVTYPE_EFFECT_MEMBER_REMOVE, false, NULL},
-    [EVENT_ROOM] = {EVENT_ROOM, "room", true, EVTYPE_FROM_USER, room_validate,
-		    EVTYPE_EFFECT_ROOM_CREATE, false, room_extra},
-    [EVENT_TYPING] = {EVENT_TYPING, "typing", false, EVTYPE_FROM_MEMBER, NULL,
-		      EVTYPE_EFFECT_NONE, false, NULL},
-    [EVENT_PRESENCE] = {EVENT_PRESENCE, "presence", false, EVTYPE_FROM_SERVER,
-			NULL, EVTYPE_EFFECT_NONE, false, NULL},
-    [EVENT_SETTINGS] = {EVENT_SETTINGS, "settings", false, EVTYPE_FROM_SERVER,
-			NULL, EVTYPE_EFFECT_NONE, false, settings_extra},
-    [EVENT_KICK] = {EVENT_KICK, "kick", true, EVTYPE_FROM_MODERATOR,
-		    moderation_validate, EVTYPE_EFFECT_SUBJECT_REMOVE, false,
-		    moderation_extra},
-    [EVENT_BAN] = {EVENT_BAN, "ban", true, EVTYPE_FROM_MODERATOR,
-		   moderation_validate, EVTYPE_EFFECT_SUBJECT_BAN, false,
-		   moderation_extra},
-    [EVENT_MUTE] = {EVENT_MUTE, "mute", false, EVTYPE_FROM_SERVER, NULL,
-		    EVTYPE_EFFECT_NONE, false, mute_extra},
-    [EVENT_DISABLED] = {EVENT_DISABLED, "disabled", false, EVTYPE_FROM_SERVER,
-			NULL, EVTYPE_EFFECT_NONE, false, disabled_extra, true},
+    [EVENT_MESSAGE] = {.type = EVENT_MESSAGE,
+		       .name = "message",
+		       .persistent = true,
+		       .sender = EVTYPE_FROM_MEMBER,
+		       .validate = message_validate,
+		       .effect = EVTYPE_EFFECT_NONE,
+		       .searchable = true,
+		       .rendered = true},
+    [EVENT_JOIN] = {.type = EVENT_JOIN,
+		    .name = "join",
+		    .persistent = true,
+		    .sender = EVTYPE_FROM_USER,
+		    .effect = EVTYPE_EFFECT_MEMBER_ADD},
+    [EVENT_LEAVE] = {.type = EVENT_LEAVE,
+		     .name = "leave",
+		     .persistent = true,
+		     .sender = EVTYPE_FROM_USER,
+		     .effect = EVTYPE_EFFECT_MEMBER_REMOVE},
+    [EVENT_ROOM] = {.type = EVENT_ROOM,
+		    .name = "room",
+		    .persistent = true,
+		    .sender = EVTYPE_FROM_USER,
+		    .validate = room_validate,
+		    .effect = EVTYPE_EFFECT_ROOM_CREATE,
+		    .extra = room_extra},
+    [EVENT_TYPING] = {.type = EVENT_TYPING,
+		      .name = "typing",
+		      .sender = EVTYPE_FROM_MEMBER},
+    [EVENT_PRESENCE] = {.type = EVENT_PRESENCE,
+			.name = "presence",
+			.sender = EVTYPE_FROM_SERVER},
+    [EVENT_SETTINGS] = {.type = EVENT_SETTINGS,
+			.name = "settings",
+			.sender = EVTYPE_FROM_SERVER,
+			.extra = settings_extra},
+    [EVENT_KICK] = {.type = EVENT_KICK,
+		    .name = "kick",
+		    .persistent = true,
+		    .sender = EVTYPE_FROM_MODERATOR,
+		    .validate = moderation_validate,
+		    .effect = EVTYPE_EFFECT_SUBJECT_REMOVE,
+		    .extra = moderation_extra},
+    [EVENT_BAN] = {.type = EVENT_BAN,
+		   .name = "ban",
+		   .persistent = true,
+		   .sender = EVTYPE_FROM_MODERATOR,
+		   .validate = moderation_validate,
+		   .effect = EVTYPE_EFFECT_SUBJECT_BAN,
+		   .extra = moderation_extra},
+    [EVENT_MUTE] = {.type = EVENT_MUTE,
+		    .name = "mute",
+		    .sender = EVTYPE_FROM_SERVER,
+		    .extra = mute_extra},
+    [EVENT_DISABLED] = {.type = EVENT_DISABLED,
+			.name = "disabled",
+			.sender = EVTYPE_FROM_SERVER,
+			.extra = disabled_extra,
+			.ends_session = true},
+    [EVENT_EDIT] = {.type = EVENT_EDIT,
+		    .name = "edit",
+		    .persistent = true,
+		    .sender = EVTYPE_FROM_MEMBER,
+		    .validate = edit_validate,
+		    .effect = EVTYPE_EFFECT_EDIT,
+		    .extra = edit_extra,
+		    .rendered = true},
+    [EVENT_DELETE] = {.type = EVENT_DELETE,
+		      .name = "delete",
+		      .persistent = true,
+		      .sender = EVTYPE_FROM_MEMBER,
+		      .validate = delete_validate,
+		      .effect = EVTYPE_EFFECT_DELETE,
+		      .extra = delete_extra},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -204,6 +298,8 @@ int evtype_membership(enum event_type t)
 	case EVTYPE_EFFECT_SUBJECT_BAN:
 		return -1;
 	case EVTYPE_EFFECT_NONE:
+	case EVTYPE_EFFECT_EDIT:
+	case EVTYPE_EFFECT_DELETE:
 		break;
 	}
 	return 0;

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -31,7 +32,9 @@ enum event_type {
 	EVENT_KICK,	/* persistent: a moderator removed a user from room */
 	EVENT_BAN,	/* persistent: a moderator removed and banned a user */
 	EVENT_MUTE,	/* ephemeral, personal: you are muted in a room */
-	EVENT_DISABLED	/* ephemeral, personal: your account was disabled */
+	EVENT_DISABLED, /* ephemeral, personal: your account was disabled */
+	EVENT_EDIT,	/* persistent: the author changed a message's text */
+	EVENT_DELETE	/* persistent: the author deleted a message */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
@@ -60,7 +63,13 @@ enum evtype_effect {
 	EVTYPE_EFFECT_SUBJECT_REMOVE, /* the subject leaves the room */
 	/* the subject leaves the room (if a member) and may not join it again
 	 * until unbanned; joining is refused meanwhile */
-	EVTYPE_EFFECT_SUBJECT_BAN
+	EVTYPE_EFFECT_SUBJECT_BAN,
+	/* The target message (target_id, of this room, by the sender, not
+	 * deleted) takes the event's text and html and an "edited" time. */
+	EVTYPE_EFFECT_EDIT,
+	/* The target message (of this room, by the sender) loses its text
+	 * and html everywhere the store keeps them: a tombstone. */
+	EVTYPE_EFFECT_DELETE
 };
 
 /* A validator's verdict. */
@@ -79,6 +88,13 @@ struct evtype_input {
 	size_t len;
 	const char *client_id;
 	const char *topic;
+	/* A searchable type's text rendered to HTML (markdown.h), set by chat
+	 * when the event is sent, never by a client; NUL-terminated, or NULL
+	 * for none (the envelope then has no "html" member). */
+	const char *html;
+	/* The event this one refers to (an edit's or a delete's message), 0
+	 * for none. */
+	int64_t target_id;
 	/* The command's whole JSON object, for a type whose members are its
 	 * own (its validator and extra read them here); may be NULL. The
 	 * store keeps a copy for the types that have an extra. */
@@ -93,9 +109,10 @@ struct evtype {
 	/* NULL: any input is fine. */
 	enum evtype_verdict (*validate)(const struct evtype_input *in);
 	enum evtype_effect effect;
-	/* The event carries the input's text (and client_id) as envelope
-	 * members "text" and "client_id", its text goes to the search index,
-	 * and a retried client_id is answered with the first event. */
+	/* The event carries the input's text (and its html, and client_id)
+	 * as envelope members "text", "html" and "client_id", its text goes to
+	 * the search index, and a retried client_id is answered with the first
+	 * event. */
 	bool searchable;
 	/* Members the envelope adds after the common ones, or NULL for none:
 	 * a new object (caller decrefs), NULL on failure. */
@@ -104,6 +121,9 @@ struct evtype {
 	 * connection (the session behind it is gone): WebSocket closes with
 	 * 4001, SSE ends its stream, a waiting long-poll answers 401. */
 	bool ends_session;
+	/* The input's text is Markdown: chat renders it to in->html when the
+	 * event is sent (markdown.h). */
+	bool rendered;
 };
 
 /* The row of t, or NULL for a value outside the table. */

@@ -425,8 +425,71 @@ static void attach(cmark_parser *p, const char *name)
 		cmark_parser_attach_syntax_extension(p, e);
 }
 
+/* A :shortcode: of the table starting at s[i] (a ':'). */
+static bool shortcode_at(const char *s, size_t len, size_t i)
+{
+	size_t j = i + 1;
+	while (j < len && j - i <= NAME_MAX_LEN &&
+	       (islower((unsigned char)s[j]) || isdigit((unsigned char)s[j]) ||
+		s[j] == '_' || s[j] == '+' || s[j] == '-'))
+		j++;
+	return j < len && s[j] == ':' && j > i + 1 &&
+	       markdown_emoji(s + i + 1, j - i - 1);
+}
+
+/* Whether cmark (with natter's passes) would render text as one paragraph
+ * holding the text unchanged: one line without leading or trailing space,
+ * not starting like a block (list, heading, quote, rule), no character
+ * that opens emphasis, code, a link, HTML, an entity, an escape or a
+ * mention, no autolink ("www.", "://", an e-mail needs '@'), no
+ * :shortcode: of the table, and nothing HTML-escaping would change. Most
+ * chat lines are such; rendering them skips cmark's parser, whose set-up
+ * alone costs more than the line (contrib/bench durable sends).
+ * tests/unit/test_markdown.c checks that both paths agree on random
+ * texts. */
+static bool plain_line(const char *s, size_t len)
+{
+	static const char punct[] = ",.;:?!'()/%$^{}";
+
+	if (len == 0 || s[0] == ' ' || s[len - 1] == ' ')
+		return false;
+	if (isdigit((unsigned char)s[0]) || s[0] == '+' || s[0] == '-' ||
+	    s[0] == '=')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80 || isalnum(c) || c == ' ')
+			continue;
+		if (!c || !strchr(punct, c))
+			return false;
+		if (c == ':' &&
+		    (shortcode_at(s, len, i) ||
+		     (i + 2 < len && s[i + 1] == '/' && s[i + 2] == '/')))
+			return false;
+		if (c == '.' && i >= 3 && strncasecmp(s + i - 3, "www", 3) == 0)
+			return false;
+	}
+	return utf8_valid(s, len);
+}
+
 char *markdown_render(const char *text, size_t len, markdown_mention_fn mention,
 		      void *arg, size_t *out_len)
+{
+	if (plain_line(text, len)) {
+		struct buf b = {0};
+		buf_reserve(&b, len + 8);
+		buf_puts(&b, "<p>");
+		buf_append(&b, text, len);
+		buf_puts(&b, "</p>");
+		*out_len = b.len;
+		return buf_steal(&b);
+	}
+	return markdown_render_full(text, len, mention, arg, out_len);
+}
+
+char *markdown_render_full(const char *text, size_t len,
+			   markdown_mention_fn mention, void *arg,
+			   size_t *out_len)
 {
 	pthread_once(&ext_once, ext_register);
 	const int opts =

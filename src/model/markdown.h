@@ -32,6 +32,12 @@ typedef const char *(*markdown_mention_fn)(void *arg, const char *name,
 char *markdown_render(const char *text, size_t len, markdown_mention_fn mention,
 		      void *arg, size_t *out_len);
 
+/* markdown_render always through the parser, never its shortcut for a
+ * plain line; the same output (the unit test compares the two). */
+char *markdown_render_full(const char *text, size_t len,
+			   markdown_mention_fn mention, void *arg,
+			   size_t *out_len);
+
 /* The emoji for a shortcode without its colons ("thumbsup"), or NULL. */
 const char *markdown_emoji(const char *name, size_t len);
 

@@ -32,8 +32,11 @@ enum store_status {
 	STORE_NOTFOUND = -2,
 	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5, /* store is shutting down */
-	STORE_BANNED = -6  /* joining a room the user is banned from */
+	STORE_CLOSED = -5,    /* store is shutting down */
+	STORE_BANNED = -6,    /* joining a room the user is banned from */
+	STORE_NOTARGET = -7,  /* no such message in that room */
+	STORE_NOTAUTHOR = -8, /* the message is someone else's */
+	STORE_GONE = -9	      /* the message is deleted: it cannot change */
 };
 
 struct store_config {
@@ -68,17 +71,23 @@ struct store_write {
 	int64_t room_id;      /* 0: by room_name; unused when creating */
 	const char *room_name;
 	const char *text;      /* searchable types */
+	const char *html;      /* searchable types: text rendered, or NULL */
 	const char *client_id; /* searchable types, optional (NULL) */
 	const char *topic;     /* room creation, optional */
 	/* the user the event acts on (EVTYPE_FROM_MODERATOR types: the one
 	 * removed or banned), else 0 */
 	int64_t subject_id;
-	json_t *args; /* the command's object, for a type with an envelope
-			 extra (evtype.h); borrowed, copied; may be NULL */
+	int64_t target_id; /* the message an edit or delete names */
+	json_t *args;	   /* the command's object, for a type with an envelope
+			      extra (evtype.h); borrowed, copied; may be NULL */
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the
- * first event for that client_id, or a negative status with ev NULL.
+ * first event for that client_id (or, for an edit that changes nothing
+ * or a delete of a deleted message, the event that made the message what
+ * it is), or a negative status with ev NULL. An edit or delete is decided
+ * inside the transaction: STORE_NOTARGET (no message of that id in that
+ * room), STORE_NOTAUTHOR, STORE_GONE (an edit of a deleted message).
  * ev is borrowed: event_ref() it to keep it. */
 typedef void (*store_done_fn)(void *arg, int status, struct event *ev);
 /* Queue a job; every string is copied. done is always called exactly once

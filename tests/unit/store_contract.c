@@ -420,6 +420,217 @@ static void c_search_pages(void **state)
 	assert_int_equal(find(st, b, "页面", -1, 10, ids, NULL), 1);
 }
 
+/* An edit or delete of message target by u in room r: the status, the
+ * event's id in *id, its envelope parsed in *env (may be NULL). */
+static int change(struct store *st, enum event_type type, int64_t u, int64_t r,
+		  int64_t target, const char *text, int64_t *id, json_t **env)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	struct store_write sw = {.type = type,
+				 .user_id = u,
+				 .room_id = r,
+				 .text = text,
+				 .html = text ? "<p>new</p>" : NULL,
+				 .target_id = target};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	if (id)
+		*id = w.ev ? event_id(w.ev) : 0;
+	if (env) {
+		size_t len;
+		const char *j = w.ev ? event_json(w.ev, &len) : NULL;
+		*env = j ? json_loadb(j, len, 0, NULL) : NULL;
+	}
+	event_unref(w.ev);
+	return w.status;
+}
+
+/* The stored envelope of event id in room r (from a history page). */
+static json_t *stored(struct store *st, int64_t r, int64_t id)
+{
+	struct event **evs;
+	size_t n;
+	bool more;
+	json_t *out = NULL;
+	assert_int_equal(store_history(st, r, id + 1, -1, 1, &evs, &n, &more),
+			 0);
+	if (n == 1 && event_id(evs[0]) == id) {
+		size_t len;
+		const char *j = event_json(evs[0], &len);
+		out = json_loadb(j, len, 0, NULL);
+	}
+	free_events(evs, n);
+	assert_non_null(out);
+	return out;
+}
+
+static size_t hits(struct store *st, int64_t u, const char *q)
+{
+	struct event **evs;
+	size_t n;
+	bool more;
+	assert_int_equal(store_search(st, u, q, -1, 10, &evs, &n, &more), 0);
+	free_events(evs, n);
+	return n;
+}
+
+/* Edits: by the author, of a message of that room, new event ids naming
+ * the message; history and search show the current text; a retried edit
+ * answers the earlier event. */
+static void c_edit(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev"), r2 = room(st, b, "ops");
+	int64_t m, e1, e2, join;
+	json_t *env;
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, &join), STORE_OK);
+	assert_int_equal(say(st, a, r, "zebra words", "c-1", &m), STORE_OK);
+	assert_int_equal(hits(st, a, "zebra"), 1);
+
+	assert_int_equal(
+	    change(st, EVENT_EDIT, a, r, m, "lion words", &e1, &env), STORE_OK);
+	assert_true(e1 > m);
+	assert_string_equal(json_string_value(json_object_get(env, "type")),
+			    "edit");
+	assert_int_equal(json_integer_value(json_object_get(env, "target_id")),
+			 m);
+	assert_string_equal(json_string_value(json_object_get(env, "text")),
+			    "lion words");
+	json_decref(env);
+	env = stored(st, r, m);
+	assert_string_equal(json_string_value(json_object_get(env, "text")),
+			    "lion words");
+	assert_string_equal(json_string_value(json_object_get(env, "html")),
+			    "<p>new</p>");
+	assert_true(json_is_string(json_object_get(env, "edited")));
+	assert_string_equal(
+	    json_string_value(json_object_get(env, "client_id")), "c-1");
+	json_decref(env);
+	assert_int_equal(hits(st, a, "zebra"), 0);
+	assert_int_equal(hits(st, a, "lion"), 1);
+
+	/* the same text again: nothing more, the first edit answers */
+	assert_int_equal(
+	    change(st, EVENT_EDIT, a, r, m, "lion words", &e2, NULL),
+	    STORE_DUPLICATE);
+	assert_int_equal(e2, e1);
+	/* someone else's message, another room's, not a message, unknown */
+	assert_int_equal(change(st, EVENT_EDIT, b, r, m, "x", NULL, NULL),
+			 STORE_NOTAUTHOR);
+	assert_int_equal(change(st, EVENT_EDIT, a, r2, m, "x", NULL, NULL),
+			 STORE_NOTMEMBER);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, a, NULL, r2, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(change(st, EVENT_EDIT, a, r2, m, "x", NULL, NULL),
+			 STORE_NOTARGET);
+	assert_int_equal(change(st, EVENT_EDIT, b, r, join, "x", NULL, NULL),
+			 STORE_NOTARGET);
+	assert_int_equal(change(st, EVENT_EDIT, a, r, 999999, "x", NULL, NULL),
+			 STORE_NOTARGET);
+	/* an edit to the text as sent, with no edit before: the message */
+	int64_t m2, same;
+	assert_int_equal(say(st, a, r, "as sent", NULL, &m2), STORE_OK);
+	assert_int_equal(
+	    change(st, EVENT_EDIT, a, r, m2, "as sent", &same, NULL),
+	    STORE_DUPLICATE);
+	assert_int_equal(same, m2);
+}
+
+/* Deletes: a tombstone in history, out of search, the edits' text gone
+ * too, idempotent, and no edit brings the text back. */
+static void c_delete(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev"), m, e, d1, d2;
+	json_t *env;
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "secret zebra", NULL, &m), STORE_OK);
+	assert_int_equal(
+	    change(st, EVENT_EDIT, a, r, m, "secret lion", &e, NULL), STORE_OK);
+	assert_int_equal(change(st, EVENT_DELETE, b, r, m, NULL, NULL, NULL),
+			 STORE_NOTAUTHOR);
+	assert_int_equal(change(st, EVENT_DELETE, a, r, m, NULL, &d1, &env),
+			 STORE_OK);
+	assert_true(d1 > e);
+	assert_string_equal(json_string_value(json_object_get(env, "type")),
+			    "delete");
+	assert_int_equal(json_integer_value(json_object_get(env, "target_id")),
+			 m);
+	json_decref(env);
+
+	env = stored(st, r, m);
+	assert_true(json_is_true(json_object_get(env, "deleted")));
+	assert_null(json_object_get(env, "text"));
+	assert_null(json_object_get(env, "html"));
+	assert_string_equal(json_string_value(json_object_get(env, "type")),
+			    "message");
+	json_decref(env);
+	env = stored(st, r, e);
+	assert_null(json_object_get(env, "text"));
+	assert_null(json_object_get(env, "html"));
+	json_decref(env);
+	assert_int_equal(hits(st, a, "secret"), 0);
+
+	assert_int_equal(change(st, EVENT_DELETE, a, r, m, NULL, &d2, NULL),
+			 STORE_DUPLICATE);
+	assert_int_equal(d2, d1);
+	assert_int_equal(change(st, EVENT_EDIT, a, r, m, "back?", NULL, NULL),
+			 STORE_GONE);
+	env = stored(st, r, m);
+	assert_null(json_object_get(env, "text"));
+	json_decref(env);
+	assert_int_equal(hits(st, a, "back"), 0);
+}
+
+/* An edit or delete in the same batch as its message (queued together,
+ * so the writer takes them in one transaction): the index stays right. */
+static void c_change_same_batch(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice");
+	int64_t r = room(st, a, "dev"), m;
+	/* ids are predictable: the next one is the message's */
+	assert_int_equal(say(st, a, r, "warmup", NULL, &m), STORE_OK);
+	struct waiter w[3] = {
+	    {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER},
+	    {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER},
+	    {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER}};
+	struct store_write sw[3] = {{.type = EVENT_MESSAGE,
+				     .user_id = a,
+				     .room_id = r,
+				     .text = "quick fox"},
+				    {.type = EVENT_EDIT,
+				     .user_id = a,
+				     .room_id = r,
+				     .text = "slow turtle",
+				     .target_id = m + 1},
+				    {.type = EVENT_MESSAGE,
+				     .user_id = a,
+				     .room_id = r,
+				     .text = "quick cat"}};
+	for (int i = 0; i < 3; i++)
+		store_write_submit(st, &sw[i], waiter_done, &w[i]);
+	for (int i = 0; i < 3; i++) {
+		pthread_mutex_lock(&w[i].mu);
+		while (!w[i].done)
+			pthread_cond_wait(&w[i].cv, &w[i].mu);
+		pthread_mutex_unlock(&w[i].mu);
+		assert_int_equal(w[i].status, STORE_OK);
+		event_unref(w[i].ev);
+	}
+	assert_int_equal(hits(st, a, "quick"), 1);
+	assert_int_equal(hits(st, a, "fox"), 0);
+	assert_int_equal(hits(st, a, "turtle"), 1);
+}
+
 static void c_users_and_sessions(void **state)
 {
 	struct store *st = *state;
@@ -753,6 +964,11 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_events_after_membership),
 	    C(c_admin),
 	    C(c_roles),
+	    C(c_kick_ban),
+	    C(c_mutes_disable_audit),
+	    C(c_edit),
+	    C(c_delete),
+	    C(c_change_same_batch),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

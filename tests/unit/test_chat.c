@@ -601,6 +601,41 @@ static void test_send_publishes_before_done(void **state)
 	assert_int_equal(waiter_calls(w), 1);
 }
 
+static const char *mention_bob(void *arg, const char *name, size_t len)
+{
+	(*(int *)arg)++;
+	return len == 3 && memcmp(name, "bob", 3) == 0 ? "bob" : NULL;
+}
+
+/* A message is rendered once when it is sent: the envelope carries the
+ * source as "text" and the safe HTML as "html"; raw HTML stays text; the
+ * mention resolver is NULL until one is set, then asked for each @name. */
+static void test_send_renders_markdown(void **state)
+{
+	struct fx *fx = *state;
+	const char *src = "**hi** <script>x</script> @bob";
+	struct waiter *w =
+	    send_ok(fx, &fx->alice, "lobby", src, strlen(src), NULL);
+	assert_int_equal(w->err, CHAT_OK);
+	json_t *obj = event_obj(w->ev);
+	assert_member_str(obj, "text", src);
+	assert_member_str(
+	    obj, "html",
+	    "<p><strong>hi</strong> &lt;script&gt;x&lt;/script&gt; "
+	    "@bob</p>");
+	json_decref(obj);
+
+	int asked = 0;
+	chat_set_mention(fx->chat, mention_bob, &asked);
+	w = send_ok(fx, &fx->alice, "lobby", "@bob @eve", 9, NULL);
+	obj = event_obj(w->ev);
+	assert_member_str(obj, "html",
+			  "<p><span class=\"mention\" data-user=\"bob\">@bob"
+			  "</span> @eve</p>");
+	assert_int_equal(asked, 2);
+	json_decref(obj);
+}
+
 static void test_send_duplicate_client_id(void **state)
 {
 	struct fx *fx = *state;
@@ -968,6 +1003,9 @@ static void test_err_mapping(void **state)
 	    {CHAT_EBANNED, "banned"},
 	    {CHAT_ENOTBANNED, "not_banned"},
 	    {CHAT_ENOSUBJECT, "not_a_member"},
+	    {CHAT_ENOMSG, "no_such_message"},
+	    {CHAT_ENOTAUTHOR, "not_author"},
+	    {CHAT_EDELETED, "message_deleted"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		assert_string_equal(chat_err_code(want[i].err), want[i].code);
@@ -999,6 +1037,7 @@ int main(void)
 	    T(test_send_client_id),
 	    T(test_send_room_and_membership),
 	    T(test_send_publishes_before_done),
+	    T(test_send_renders_markdown),
 	    T(test_send_duplicate_client_id),
 	    T(test_send_many_in_order),
 	    T(test_room_create),

@@ -18,6 +18,7 @@
 static char called[32], got_room[64], got_text[64], got_cid[64], got_topic[64];
 static size_t got_len;
 static int answer = CHAT_OK;
+static int64_t got_target;
 
 static void record(const char *what, const char *room, const char *text,
 		   size_t len, const char *cid, const char *topic)
@@ -61,6 +62,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	(void)c, (void)u, (void)done, (void)arg;
 	record(evtype_get(type)->name, in->room, in->text, in->len,
 	       in->client_id, in->topic);
+	got_target = in->target_id;
 	return answer;
 }
 
@@ -170,12 +172,49 @@ static void test_table(void **state)
 	assert_true(st.async);
 }
 
+/* edit and delete: the message's id is a positive JSON integer. */
+static void test_edit_delete(void **state)
+{
+	(void)state;
+	struct cmd_status st;
+	assert_int_equal(
+	    run("edit", "{\"room\":\"dev\",\"id\":42,\"text\":\"new\"}", &st),
+	    CHAT_OK);
+	assert_string_equal(called, "edit");
+	assert_string_equal(got_room, "dev");
+	assert_string_equal(got_text, "new");
+	assert_int_equal(got_target, 42);
+	assert_true(st.acked && st.async);
+	assert_int_equal(run("delete", "{\"room\":\"dev\",\"id\":7}", &st),
+			 CHAT_OK);
+	assert_string_equal(called, "delete");
+	assert_int_equal(got_target, 7);
+	assert_true(st.acked);
+	static const char *bad[] = {
+	    "{\"room\":\"dev\",\"text\":\"new\"}",
+	    "{\"room\":\"dev\",\"id\":\"42\",\"text\":\"new\"}",
+	    "{\"room\":\"dev\",\"id\":0,\"text\":\"new\"}",
+	    "{\"room\":\"dev\",\"id\":-3,\"text\":\"new\"}",
+	    "{\"room\":\"dev\",\"id\":1.5,\"text\":\"new\"}",
+	    "{\"room\":\"dev\",\"id\":42}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		called[0] = '\0';
+		assert_int_equal(run("edit", bad[i], &st), CMD_EARGS);
+		assert_string_equal(called, "");
+		assert_non_null(st.field);
+	}
+	assert_int_equal(run("delete", "{\"room\":\"dev\"}", &st), CMD_EARGS);
+	assert_string_equal(st.field, "id");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_send),
 	    cmocka_unit_test(test_args),
 	    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_edit_delete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,19 @@ static void test_envelope_input(void **state)
 	assert_int_equal(len, mlen);
 	free(a);
 	free(b);
+	/* the rendered form follows the text; the source stays as it was */
+	in.text = "**hi**";
+	in.len = 6;
+	in.html = "<p><strong>hi</strong></p>\n";
+	a = event_envelope_input(7, EVENT_MESSAGE, "lobby", "alice", 0, &in,
+				 &len);
+	assert_string_equal(
+	    a, "{\"id\":7,\"type\":\"message\",\"room\":\"lobby\",\"from\":"
+	       "\"alice\",\"ts\":\"1970-01-01T00:00:00.000Z\",\"text\":\"**hi**"
+	       "\",\"html\":\"<p><strong>hi</strong></p>\\n\",\"client_id\":"
+	       "\"c-1\"}");
+	assert_int_equal(len, strlen(a));
+	free(a);
 	a = event_envelope_input(8, EVENT_ROOM, "dev", "alice", 0, &in, &len);
 	json_t *o = json_loads(a, 0, NULL);
 	assert_string_equal(json_string_value(json_object_get(o, "type")),

@@ -1160,7 +1160,8 @@ static void test_chat_error_status(void **state)
 	    {CHAT_EINTERNAL, 500},  {CHAT_ECLOSED, 503},
 	    {CHAT_EFORBIDDEN, 403}, {CHAT_ENOUSER, 404},
 	    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
-	    {CHAT_ENOSUBJECT, 422},
+	    {CHAT_ENOSUBJECT, 422}, {CHAT_ENOMSG, 404},
+	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
 		assert_int_equal(request_chat_status(want[i].err),

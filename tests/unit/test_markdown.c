@@ -273,6 +273,121 @@ static void test_long(void **state)
 }
 
 /* Bytes that are not UTF-8 are replaced, never passed through. */
+/* The shortcut for plain lines gives exactly what the parser gives: on
+ * lines made of the characters it accepts and of those it must refuse,
+ * at random, and on chosen near misses. */
+static void test_plain_shortcut(void **state)
+{
+	(void)state;
+	static const char *alphabet[] = {"a",
+					 "b",
+					 "Z",
+					 " ",
+					 " ",
+					 "1",
+					 ".",
+					 ",",
+					 ":",
+					 "-",
+					 "+",
+					 "=",
+					 "(",
+					 ")",
+					 "'",
+					 "?",
+					 "!",
+					 "/",
+					 "%",
+					 "$",
+					 "^",
+					 "{",
+					 "}",
+					 ";",
+					 "w",
+					 "www.",
+					 "://",
+					 "http",
+					 ":+1:",
+					 ":smile:",
+					 ":nope:",
+					 "@",
+					 "*",
+					 "_",
+					 "~",
+					 "`",
+					 "#",
+					 ">",
+					 "<",
+					 "&",
+					 "\"",
+					 "\\",
+					 "[",
+					 "]",
+					 "|",
+					 "\n",
+					 "\t",
+					 "\xc3\xa9",
+					 "\xe4\xb8\xad",
+					 "\xc2\xa0",
+					 "\xff"};
+	static const char *chosen[] = {"hello there",
+				       "nb:3:17:123456789:xxxxxxxx",
+				       "see www.example.org",
+				       "WWW.EXAMPLE.ORG",
+				       "go to https://x.y now",
+				       "1. not a list?",
+				       "- item",
+				       "+ item",
+				       "= heading?",
+				       "ok :+1: then",
+				       "a:b:c",
+				       "(parens) and {braces} 50% $5 ^up",
+				       "it's fine; really!",
+				       "trailing space ",
+				       " leading space",
+				       "mid  two spaces",
+				       "ftp://host/file",
+				       "mailto:someone",
+				       "x.www.y",
+				       "2026 was a year"};
+	uint32_t seed = 12345;
+	char text[128];
+	size_t n1, n2;
+
+	for (size_t i = 0; i < ARRAY_LEN(chosen) + 20000; i++) {
+		const char *t = text;
+		if (i < ARRAY_LEN(chosen)) {
+			t = chosen[i];
+		} else {
+			size_t len = 0, words;
+			seed = seed * 1103515245u + 12345u;
+			words = 1 + (seed >> 16) % 12;
+			for (size_t w = 0; w < words; w++) {
+				seed = seed * 1103515245u + 12345u;
+				/* mostly harmless characters */
+				size_t k =
+				    (seed >> 16) % 100 < 70
+					? (seed >> 16) % 24
+					: (seed >> 16) % ARRAY_LEN(alphabet);
+				size_t l = strlen(alphabet[k]);
+				if (len + l >= sizeof(text))
+					break;
+				memcpy(text + len, alphabet[k], l);
+				len += l;
+			}
+			text[len] = '\0';
+		}
+		char *a = markdown_render(t, strlen(t), known, NULL, &n1);
+		char *b = markdown_render_full(t, strlen(t), known, NULL, &n2);
+		if (strcmp(a, b) != 0)
+			fail_msg("input \"%s\": shortcut \"%s\", parser \"%s\"",
+				 t, a, b);
+		assert_int_equal(n1, n2);
+		free(a);
+		free(b);
+	}
+}
+
 static void test_invalid_utf8(void **state)
 {
 	(void)state;
@@ -294,6 +409,7 @@ int main(void)
 	    cmocka_unit_test(test_xss_corpus),
 	    cmocka_unit_test(test_long),
 	    cmocka_unit_test(test_invalid_utf8),
+	    cmocka_unit_test(test_plain_shortcut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,11 @@ enum q {
 	Q_EVENT_BY_CLIENT,
 	Q_EVENT_ADD,
 	Q_FTS_INDEX,
+	Q_TARGET_GET,
+	Q_TARGET_LAST,
+	Q_EVENT_SET,
+	Q_TARGET_EDITS,
+	Q_FTS_OPTIMIZE,
 	Q_LAST_ID,
 	Q_SESSIONS_PURGE,
 	/* pool */
@@ -108,6 +113,7 @@ struct sq {
 	/* writer: the thread owns w and next_id once started */
 	struct conn w;
 	int64_t next_id;
+	bool fts_purge; /* this batch deleted a message: merge the index */
 	_Atomic int64_t last_id;
 	struct job **batch; /* batch_max slots */
 	pthread_t thread;

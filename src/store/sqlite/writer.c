@@ -24,9 +24,10 @@ struct job {
 	struct job *next;
 	enum event_type type;
 	const struct evtype *row; /* evtype_get(type), NULL if not a type */
-	int64_t user_id, room_id;
+	int64_t user_id, room_id, target_id;
 	int64_t subject_id; /* the user the event acts on, or 0 */
-	char *room_name, *text, *client_id, *topic;
+	int64_t ts;	    /* the event's time, once an effect has fixed it */
+	char *room_name, *text, *html, *client_id, *topic;
 	char *username; /* as the caller knows it: canonical, or NULL */
 	json_t *args;	/* a copy, for a type with an extra, else NULL */
 	store_done_fn done;
@@ -50,10 +51,12 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	j->row = evtype_get(w->type);
 	j->user_id = w->user_id;
 	j->room_id = w->room_id;
+	j->target_id = w->target_id;
 	j->subject_id = w->subject_id;
 	j->room_name = w->room_name ? xstrdup(w->room_name) : NULL;
 	j->username = w->username ? xstrdup(w->username) : NULL;
 	j->text = w->text ? xstrdup(w->text) : NULL;
+	j->html = w->html ? xstrdup(w->html) : NULL;
 	j->client_id =
 	    w->client_id && *w->client_id ? xstrdup(w->client_id) : NULL;
 	j->topic = w->topic ? xstrdup(w->topic) : NULL;
@@ -73,6 +76,7 @@ static void job_free(struct job *j)
 	free(j->room_name);
 	free(j->username);
 	free(j->text);
+	free(j->html);
 	free(j->client_id);
 	free(j->topic);
 	json_decref(j->args);
@@ -188,13 +192,15 @@ static int w_member_change(struct sq *st, enum q q, int64_t room_id,
 static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 		       const char *room, const char *from)
 {
-	int64_t id = st->next_id, ts = now_ms();
+	int64_t id = st->next_id, ts = j->ts ? j->ts : now_ms();
 	size_t len;
-	struct evtype_input in = {.room = room,
+	struct evtype_input in = {.target_id = j->target_id,
+				  .room = room,
 				  .text = j->text,
 				  .len = j->text ? strlen(j->text) : 0,
 				  .client_id = j->client_id,
 				  .topic = j->topic,
+				  .html = j->html,
 				  .args = j->args};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
@@ -220,8 +226,10 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 		sqlite3_bind_text(s, 7, j->text, -1, SQLITE_STATIC);
 	}
 	sqlite3_bind_text(s, 8, json, (int)len, SQLITE_STATIC);
+	if (j->target_id > 0)
+		sqlite3_bind_int64(s, 9, j->target_id);
 	if (j->subject_id)
-		sqlite3_bind_int64(s, 9, j->subject_id);
+		sqlite3_bind_int64(s, 10, j->subject_id);
 	rc = sqlite3_step(s);
 	sq_stmt_done(s);
 	if (rc != SQLITE_DONE)
@@ -290,6 +298,180 @@ static int w_room_create(struct sq *st, struct job *j, int64_t *room_id,
 	*room_id = sqlite3_last_insert_rowid(st->w.db);
 	*room = xstrdup(j->room_name);
 	return w_member_change(st, Q_MEMBER_ADD, *room_id, j->user_id);
+}
+
+/* The newest event of type naming the job's target as the job's
+ * duplicate: STORE_DUPLICATE with it in j->ev, or STORE_NOTARGET. */
+static int w_target_last(struct sq *st, struct job *j, const char *type)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_TARGET_LAST);
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, j->target_id);
+	sqlite3_bind_text(s, 2, type, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		j->ev = sq_row_event(s);
+	else if (rc != SQLITE_DONE)
+		return w_stmt_fail(st, s, rc);
+	sq_stmt_done(s);
+	if (rc == SQLITE_DONE)
+		return STORE_NOTARGET;
+	return j->ev ? STORE_DUPLICATE : STORE_ERR;
+}
+
+static int w_event_set(struct sq *st, int64_t id, const char *text,
+		       const char *json)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_SET);
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, id);
+	if (text)
+		sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, json, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sq_stmt_done(s);
+	return rc == SQLITE_DONE ? STORE_OK : w_fail(rc);
+}
+
+/* An envelope with its members changed: drop each of `drop` (NULL-ended),
+ * then set `set` (may be NULL). A malloc'd string, or NULL. */
+static char *json_reshape(const char *json, const char *const *drop,
+			  json_t *set)
+{
+	json_t *o = json_loads(json, 0, NULL);
+	char *out = NULL;
+
+	if (!json_is_object(o))
+		goto out;
+	for (size_t i = 0; drop && drop[i]; i++)
+		json_object_del(o, drop[i]);
+	if (set && json_object_update(o, set))
+		goto out;
+	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+out:
+	json_decref(o);
+	return out;
+}
+
+/* A delete: the text of the message's edits leaves their envelopes too. */
+static int w_edits_scrub(struct sq *st, int64_t target)
+{
+	static const char *const drop[] = {"text", "html", NULL};
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_TARGET_EDITS);
+	int64_t *ids = NULL;
+	char **jsons = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, target);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
+		jsons = xrealloc(jsons, (n + 1) * sizeof(*jsons));
+		ids[n] = sqlite3_column_int64(s, 0);
+		jsons[n++] = sq_col_dup(s, 1);
+	}
+	sq_stmt_done(s);
+	rc = rc == SQLITE_DONE ? STORE_OK : w_fail(rc);
+	for (size_t i = 0; i < n; i++) {
+		char *json =
+		    rc == STORE_OK ? json_reshape(jsons[i], drop, NULL) : NULL;
+		if (rc == STORE_OK)
+			rc = json ? w_event_set(st, ids[i], NULL, json)
+				  : STORE_ERR;
+		free(json);
+		free(jsons[i]);
+	}
+	free(ids);
+	free(jsons);
+	return rc;
+}
+
+/* An edit or a delete of message j->target_id, decided here, inside the
+ * transaction, so that an edit racing a delete cannot bring text back:
+ * the message must be of this room (STORE_NOTARGET) and the sender's
+ * (STORE_NOTAUTHOR). An edit of a deleted message is STORE_GONE; an edit
+ * to the current text, or a delete of a deleted message, changes nothing
+ * and answers the event that made the message so (STORE_DUPLICATE). Else
+ * the message's row takes its new state (the search index follows it by
+ * the triggers of migration 004) and the job's event is added after. */
+static int w_target_change(struct sq *st, struct job *j, int64_t room_id)
+{
+	bool edit = j->row->effect == EVTYPE_EFFECT_EDIT;
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_TARGET_GET);
+	char *text = NULL, *json = NULL, *fresh = NULL;
+	int64_t author = 0, room = 0;
+	bool message = false;
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, j->target_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		author = sqlite3_column_int64(s, 0);
+		room = sqlite3_column_int64(s, 1);
+		message = strcmp((const char *)sqlite3_column_text(s, 2),
+				 evtype_get(EVENT_MESSAGE)->name) == 0;
+		/* no text: deleted */
+		if (sqlite3_column_type(s, 3) != SQLITE_NULL)
+			text = sq_col_dup(s, 3);
+		json = sq_col_dup(s, 4);
+	} else if (rc != SQLITE_DONE) {
+		return w_stmt_fail(st, s, rc);
+	}
+	sq_stmt_done(s);
+
+	if (rc == SQLITE_DONE || !message || room != room_id) {
+		rc = STORE_NOTARGET;
+	} else if (author != j->user_id) {
+		rc = STORE_NOTAUTHOR;
+	} else if (!text) {
+		rc = edit ? STORE_GONE : w_target_last(st, j, j->row->name);
+	} else if (edit && j->text && strcmp(text, j->text) == 0) {
+		/* the edit that set this text, or the message as sent */
+		rc = w_target_last(st, j, j->row->name);
+		if (rc == STORE_NOTARGET && json) {
+			j->ev = event_new(j->target_id, EVENT_MESSAGE, room,
+					  author, json, strlen(json));
+			rc = STORE_DUPLICATE;
+		}
+	} else if (edit) {
+		char ts[32];
+		j->ts = now_ms();
+		format_ts(j->ts, ts);
+		json_t *set = json_pack("{s:s, s:s?, s:s}", "text", j->text,
+					"html", j->html, "edited", ts);
+		static const char *const drop[] = {"html", "edited", NULL};
+		fresh = set ? json_reshape(json, drop, set) : NULL;
+		json_decref(set);
+		rc = fresh ? w_event_set(st, j->target_id, j->text, fresh)
+			   : STORE_ERR;
+	} else {
+		/* a tombstone: the envelope's common members and deleted */
+		static const char *const drop[] = {"text", "html", "client_id",
+						   "edited", NULL};
+		json_t *set = json_pack("{s:b}", "deleted", 1);
+		fresh = json_reshape(json, drop, set);
+		json_decref(set);
+		rc = fresh ? w_event_set(st, j->target_id, NULL, fresh)
+			   : STORE_ERR;
+		if (rc == STORE_OK)
+			rc = w_edits_scrub(st, j->target_id);
+		if (rc == STORE_OK)
+			st->fts_purge = true;
+	}
+	free(text);
+	free(json);
+	free(fresh);
+	return rc;
 }
 
 /* 1 when user_id is banned from room_id, 0 not, or a failure status. */
@@ -375,6 +557,14 @@ static int w_effect(struct sq *st, struct job *j, int64_t room_id)
 		if (rc == 0)
 			return STORE_NOTMEMBER;
 		return rc == 1 ? STORE_OK : rc;
+	case EVTYPE_EFFECT_EDIT:
+	case EVTYPE_EFFECT_DELETE:
+		rc = w_is_member(st, room_id, j->user_id);
+		if (rc == 0)
+			return STORE_NOTMEMBER;
+		if (rc != 1)
+			return rc;
+		return w_target_change(st, j, room_id);
 	case EVTYPE_EFFECT_ROOM_CREATE:
 		break; /* handled before the room exists */
 	}
@@ -452,6 +642,7 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 	int64_t first = st->next_id;
 	bool messages = false;
 
+	st->fts_purge = false;
 	if (sq_run(&st->w, Q_BEGIN) != SQLITE_OK)
 		return false;
 	for (size_t i = 0; i < n; i++) {
@@ -459,7 +650,18 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 		int64_t next = st->next_id;
 		/* An event without a store effect is one INSERT. */
 		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE;
+		bool changes =
+		    j->row && (j->row->effect == EVTYPE_EFFECT_EDIT ||
+			       j->row->effect == EVTYPE_EFFECT_DELETE);
 
+		/* An edit or delete may name a message of this batch: the
+		 * index must hold it before the triggers take it out. */
+		if (changes && messages) {
+			if (w_fts_index(st, first) != SQLITE_OK)
+				goto fail;
+			first = st->next_id;
+			messages = false;
+		}
 		if (sp && sq_run(&st->w, Q_SAVEPOINT) != SQLITE_OK)
 			goto fail;
 		j->status = job_run(st, j);
@@ -480,6 +682,11 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 	/* The batch's messages join the search index in one statement
 	 * (migration 003), in the same transaction. */
 	if (messages && w_fts_index(st, first) != SQLITE_OK)
+		goto fail;
+	/* A delete's words stay in the index's segments, unsearchable but
+	 * in the file, until they are merged: merge them now. This costs
+	 * time in proportion to the index, once per batch with a delete. */
+	if (st->fts_purge && sq_run(&st->w, Q_FTS_OPTIMIZE) != SQLITE_OK)
 		goto fail;
 	if (sq_run(&st->w, Q_COMMIT) != SQLITE_OK)
 		goto fail;
