@@ -35,6 +35,7 @@ struct room_entry {
 	char key[33]; /* "": empty */
 	int64_t id;
 	char name[33]; /* canonical spelling */
+	enum chat_room_kind kind;
 };
 
 struct chat {
@@ -65,8 +66,18 @@ static size_t room_slot(const struct room_entry *rooms, size_t cap,
 	return i;
 }
 
+static enum chat_room_kind kind_parse(const char *kind)
+{
+	if (kind && strcmp(kind, "private") == 0)
+		return CHAT_ROOM_PRIVATE;
+	if (kind && strcmp(kind, "dm") == 0)
+		return CHAT_ROOM_DM;
+	return CHAT_ROOM_PUBLIC;
+}
+
 /* Under room_mu. */
-static void room_put(struct chat *c, int64_t id, const char *name)
+static void room_put(struct chat *c, int64_t id, const char *name,
+		     enum chat_room_kind kind)
 {
 	char key[33];
 	if (!name_valid(name))
@@ -90,6 +101,7 @@ static void room_put(struct chat *c, int64_t id, const char *name)
 		c->nrooms++;
 	}
 	e->id = id;
+	e->kind = kind;
 	snprintf(e->name, sizeof(e->name), "%s", name);
 }
 
@@ -101,9 +113,10 @@ static void room_learn(struct chat *c, struct event *ev)
 	const char *text = event_json(ev, &len);
 	json_t *env = json_loadb(text, len, 0, NULL);
 	const char *name = json_string_value(json_object_get(env, "room"));
+	const char *kind = json_string_value(json_object_get(env, "kind"));
 	if (name) {
 		pthread_mutex_lock(&c->room_mu);
-		room_put(c, event_room(ev), name);
+		room_put(c, event_room(ev), name, kind_parse(kind));
 		pthread_mutex_unlock(&c->room_mu);
 	}
 	json_decref(env);
@@ -114,7 +127,8 @@ static void commit_hook(void *arg, struct event *ev)
 {
 	struct chat *c = arg;
 	const struct evtype *row = evtype_get(event_type(ev));
-	if (row && row->effect == EVTYPE_EFFECT_ROOM_CREATE)
+	if (row && (row->effect == EVTYPE_EFFECT_ROOM_CREATE ||
+		    row->effect == EVTYPE_EFFECT_DM_OPEN))
 		room_learn(c, ev);
 	if (link_committed(c->link, ev) == BUS_EORDER) {
 		/* The writer assigns ids in commit order, so this is a bug
@@ -146,7 +160,8 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	c->room_cap = 64;
 	c->rooms = xcalloc(c->room_cap, sizeof(*c->rooms));
 	for (size_t i = 0; i < n; i++)
-		room_put(c, rooms[i].id, rooms[i].name);
+		room_put(c, rooms[i].id, rooms[i].name,
+			 kind_parse(rooms[i].kind));
 	store_rooms_free(rooms, n);
 	store_set_commit_hook(st, commit_hook, c);
 	return c;
@@ -176,6 +191,10 @@ static int err_from_store(int status)
 		return CHAT_ENOTMEMBER;
 	case STORE_CLOSED:
 		return CHAT_ECLOSED;
+	case STORE_NOUSER:
+		return CHAT_ENOUSER;
+	case STORE_FIXED:
+		return CHAT_EFIXED;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -194,9 +213,9 @@ static void store_done(void *arg, int status, struct event *ev)
 }
 
 /* Resolve a room name from the cache: CHAT_OK with its id and canonical
- * name, or CHAT_ENOROOM. */
-static int resolve_room(struct chat *c, const char *room, int64_t *id,
-			char name[33])
+ * name (and kind, if kind is not NULL), or CHAT_ENOROOM. */
+static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
+			     char name[33], enum chat_room_kind *kind)
 {
 	char key[33];
 	if (!room || !name_valid(room))
@@ -208,9 +227,29 @@ static int resolve_room(struct chat *c, const char *room, int64_t *id,
 	if (hit) {
 		*id = e->id;
 		memcpy(name, e->name, 33);
+		if (kind)
+			*kind = e->kind;
 	}
 	pthread_mutex_unlock(&c->room_mu);
 	return hit ? CHAT_OK : CHAT_ENOROOM;
+}
+
+/* A room as u may know it: a private room or a direct conversation u is
+ * not in is CHAT_ENOROOM, exactly as a room that does not exist, so that
+ * an outsider learns nothing of it; a public one u is not in is
+ * CHAT_ENOTMEMBER. */
+static int room_for(struct chat *c, const struct chat_user *u, const char *room,
+		    int64_t *id, char name[33], enum chat_room_kind *kind)
+{
+	enum chat_room_kind k;
+	int rc = resolve_room_kind(c, room, id, name, &k);
+	if (rc != CHAT_OK)
+		return rc;
+	if (kind)
+		*kind = k;
+	if (bus_is_member(c->bus, *id, u->id))
+		return CHAT_OK;
+	return k == CHAT_ROOM_PUBLIC ? CHAT_ENOTMEMBER : CHAT_ENOROOM;
 }
 
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
@@ -228,14 +267,20 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 			return v == EVTYPE_TOOLONG ? CHAT_ETOOLONG
 						   : CHAT_EINVAL;
 	}
-	if (row->effect != EVTYPE_EFFECT_ROOM_CREATE) {
-		int rc = resolve_room(c, in->room, &room_id, name);
+	if (row->effect != EVTYPE_EFFECT_ROOM_CREATE &&
+	    row->effect != EVTYPE_EFFECT_DM_OPEN) {
+		enum chat_room_kind kind = CHAT_ROOM_PUBLIC;
+		int rc = room_for(c, u, in->room, &room_id, name, &kind);
+		/* A fast answer; the writer decides for persistent types
+		 * (a private room's join: the invitation). */
+		if (rc == CHAT_ENOROOM && room_id > 0 &&
+		    row->effect == EVTYPE_EFFECT_MEMBER_ADD &&
+		    kind == CHAT_ROOM_PRIVATE)
+			rc = CHAT_OK;
+		if (rc == CHAT_ENOTMEMBER && row->sender != EVTYPE_FROM_MEMBER)
+			rc = CHAT_OK;
 		if (rc != CHAT_OK)
 			return rc;
-		/* A fast answer; the writer decides for persistent types. */
-		if (row->sender == EVTYPE_FROM_MEMBER &&
-		    !bus_is_member(c->bus, room_id, u->id))
-			return CHAT_ENOTMEMBER;
 	}
 	if (!row->persistent) {
 		size_t len;
@@ -319,12 +364,59 @@ int chat_rooms_list(struct chat *c, const struct chat_user *u,
 int chat_room_member(struct chat *c, const struct chat_user *u,
 		     const char *room, int64_t *id, char name[33])
 {
-	int rc = resolve_room(c, room, id, name);
-	if (rc != CHAT_OK)
-		return rc;
 	/* The bus's membership is the state after the newest published
 	 * event: what the store holds once its commits are published. */
-	return bus_is_member(c->bus, *id, u->id) ? CHAT_OK : CHAT_ENOTMEMBER;
+	return room_for(c, u, room, id, name, NULL);
+}
+
+int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
+		const char *user, char name[33], char canon[33])
+{
+	int64_t room_id;
+	enum chat_room_kind kind;
+	struct store_user to;
+	int rc = room_for(c, u, room, &room_id, name, &kind);
+	if (rc != CHAT_OK)
+		return rc;
+	if (kind == CHAT_ROOM_DM)
+		return CHAT_EFIXED;
+	if (!user || !name_valid(user))
+		return CHAT_ENOUSER;
+	rc = store_user_by_name(c->store, user, &to);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
+	snprintf(canon, 33, "%s", to.username);
+	int64_t to_id = to.id;
+	store_user_fini(&to);
+	if (bus_is_member(c->bus, room_id, to_id))
+		return CHAT_EEXISTS;
+	rc = store_invite_add(c->store, room_id, to_id, u->id);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOROOM : CHAT_EINTERNAL;
+
+	/* Tell the invited user's live connections: personal, ephemeral. */
+	json_t *extra =
+	    json_pack("{s:s, s:s}", "to", canon, "kind",
+		      kind == CHAT_ROOM_PRIVATE ? "private" : "public");
+	size_t len;
+	char *json = event_envelope(0, EVENT_INVITE, name, u->username,
+				    now_ms(), extra, &len);
+	json_decref(extra);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_INVITE, BUS_PERSONAL, to_id, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
+int chat_invites_list(struct chat *c, const struct chat_user *u,
+		      struct store_invite **out, size_t *n)
+{
+	return store_invites_list(c->store, u->id, out, n) < 0 ? CHAT_EINTERNAL
+							       : CHAT_OK;
 }
 
 int chat_room_members(struct chat *c, const struct chat_user *u,
@@ -377,6 +469,10 @@ static const struct {
      "that room exists already, or you are a member already"},
     {CHAT_EINTERNAL, "internal", "internal error; try again"},
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
+    {CHAT_ENOUSER, "no_such_user", "no user by that name"},
+    {CHAT_EFIXED, "dm_fixed",
+     "a direct conversation keeps its people: nobody joins, leaves or is "
+     "invited; open another one with POST /api/dms"},
 };
 
 static size_t err_index(int err)

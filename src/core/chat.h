@@ -32,7 +32,18 @@ enum chat_err {
 	CHAT_ENOTMEMBER = -4, /* not_a_member */
 	CHAT_EEXISTS = -5,    /* room_exists / already_member */
 	CHAT_EINTERNAL = -6,  /* internal */
-	CHAT_ECLOSED = -7     /* shutting down */
+	CHAT_ECLOSED = -7,    /* shutting down */
+	CHAT_ENOUSER = -8,    /* no_such_user */
+	CHAT_EFIXED = -9      /* dm_fixed: a direct conversation's people */
+};
+
+/* Who may see and join a room. A private room and a direct conversation
+ * are, to anyone who is not a member, a room that does not exist
+ * (CHAT_ENOROOM: never "not a member"). */
+enum chat_room_kind {
+	CHAT_ROOM_PUBLIC,  /* listed to all, anyone joins */
+	CHAT_ROOM_PRIVATE, /* listed to members, joined by invitation */
+	CHAT_ROOM_DM	   /* a fixed set of people, named dm-<id> */
 };
 
 struct chat;
@@ -79,9 +90,24 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room);
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg);
 
+/* A direct conversation is opened through chat_event with EVENT_DM (the
+ * dm_open command): args "users", 1..8 names besides u. */
+/* u, a member of room, invites user: stored (until user joins, which a
+ * private room otherwise refuses) and told to user's live connections as a
+ * personal ephemeral invite event. Synchronous (reads and writes the store:
+ * not for an event loop). The room's and user's canonical names go to
+ * name and canon. CHAT_OK, CHAT_ENOROOM, CHAT_ENOTMEMBER (a public room),
+ * CHAT_EFIXED (a direct conversation), CHAT_ENOUSER, CHAT_EEXISTS (already
+ * a member), CHAT_EINTERNAL. */
+int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
+		const char *user, char name[33], char canon[33]);
+/* u's open invitations (see store_invites_list). */
+int chat_invites_list(struct chat *c, const struct chat_user *u,
+		      struct store_invite **out, size_t *n);
+
 /* --- reads for the API: membership is checked here ---------------------- */
 
-/* Every room (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */
+/* The rooms u may see (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */
 int chat_rooms_list(struct chat *c, const struct chat_user *u,
 		    struct store_room **out, size_t *n);
 /* A room the user must belong to: CHAT_OK with its id and canonical name,

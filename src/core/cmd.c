@@ -94,6 +94,13 @@ static const struct cmd table[] = {
      false,
      "room_create needs a string name",
      {{"name", IN(room), true, false}, {"topic", IN(topic), false, true}}},
+    /* args "users": an array of names (the validator reads it) */
+    {"dm_open",
+     EVENT_DM,
+     run_event,
+     false,
+     "dm_open needs users: an array of 1-8 user names",
+     {{NULL, 0, false, false}}},
     {"ping", EVENT_PRESENCE, NULL, false, "", {{NULL, 0, false, false}}},
 };
 

@@ -18,6 +18,13 @@ enum MHD_Result api_rooms_create(struct request *req);
 enum MHD_Result api_room_join(struct request *req, const char *room);
 enum MHD_Result api_room_leave(struct request *req, const char *room);
 enum MHD_Result api_room_members(struct request *req, const char *room);
+/* POST /api/rooms/{room}/invites {"user":NAME}: a member invites NAME. */
+enum MHD_Result api_room_invite(struct request *req, const char *room);
+/* GET /api/invites: the requester's open invitations. */
+enum MHD_Result api_invites_list(struct request *req);
+/* POST /api/dms {"users":[NAME,...]}: the direct conversation of the
+ * requester and those people, opened on first use. */
+enum MHD_Result api_dms_open(struct request *req);
 enum MHD_Result api_history(struct request *req, const char *room);
 enum MHD_Result api_send(struct request *req, const char *room);
 /* POST /api/rooms/{room}/typing: the typing signal for clients that have no

@@ -125,7 +125,8 @@ static const struct {
 } chat_statuses[] = {
     {CHAT_OK, 200},	   {CHAT_EINVAL, 422},	   {CHAT_ETOOLONG, 422},
     {CHAT_ENOROOM, 404},   {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
-    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},
+    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},	   {CHAT_ENOUSER, 404},
+    {CHAT_EFIXED, 409},
 };
 
 unsigned request_chat_status(int err)

@@ -21,17 +21,22 @@
 #include <jansson.h>
 
 enum event_type {
-	EVENT_MESSAGE, /* persistent: a chat message */
-	EVENT_JOIN,    /* persistent: user joined room */
-	EVENT_LEAVE,   /* persistent: user left room */
-	EVENT_ROOM,    /* persistent: room created (its creator is a member) */
-	EVENT_TYPING,  /* ephemeral: user is typing in room */
-	EVENT_PRESENCE /* ephemeral: user came online / went offline */
+	EVENT_MESSAGE,	/* persistent: a chat message */
+	EVENT_JOIN,	/* persistent: user joined room */
+	EVENT_LEAVE,	/* persistent: user left room */
+	EVENT_ROOM,	/* persistent: room created (its creator is a member) */
+	EVENT_TYPING,	/* ephemeral: user is typing in room */
+	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
+	EVENT_DM,	/* persistent: a direct conversation opened */
+	EVENT_INVITE	/* ephemeral, personal: you were invited to a room */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
 #define EVTYPE_CLIENT_ID_MAX 64 /* bytes */
 #define EVTYPE_TOPIC_MAX 200	/* characters */
+#define EVTYPE_DM_USERS_MAX                                                    \
+	8 /* people in a direct conversation, besides                          \
+	     the one who opens it */
 
 /* Who may send an event of the type. */
 enum evtype_sender {
@@ -46,7 +51,12 @@ enum evtype_effect {
 	EVTYPE_EFFECT_NONE,
 	EVTYPE_EFFECT_MEMBER_ADD,    /* the sender joins the room */
 	EVTYPE_EFFECT_MEMBER_REMOVE, /* the sender leaves the room */
-	EVTYPE_EFFECT_ROOM_CREATE    /* a new room; its creator is a member */
+	EVTYPE_EFFECT_ROOM_CREATE,   /* a new room; its creator is a member */
+	/* The direct conversation of the sender and args "users" (names):
+	 * created on first use with all of them as members (the others each
+	 * get a join event of their own, right after this one), else the
+	 * first event is answered as a duplicate. */
+	EVTYPE_EFFECT_DM_OPEN
 };
 
 /* A validator's verdict. */

@@ -32,7 +32,9 @@ enum store_status {
 	STORE_NOTFOUND = -2,
 	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5 /* store is shutting down */
+	STORE_CLOSED = -5, /* store is shutting down */
+	STORE_NOUSER = -6, /* a user named in the write does not exist */
+	STORE_FIXED = -7   /* a direct conversation's people cannot change */
 };
 
 struct store_config {
@@ -140,10 +142,16 @@ struct store_room {
 	int64_t created_ms;
 	int64_t members; /* how many */
 	bool joined;	 /* the asking user is a member */
+	char kind[8];	 /* "public", "private" or "dm" */
+	char *people;	 /* dm: the other members' names, sorted, joined by
+			    commas ("" for a conversation with oneself);
+			    NULL for other kinds */
 };
-/* Every room sorted by name; joined is relative to user_id (0: nobody).
- * 0 with a malloc'd array in *out (caller frees with store_rooms_free), or
- * -1. */
+/* The rooms user_id may see, sorted by name: the public ones and those the
+ * user is a member of (private rooms and direct conversations of others
+ * are left out); joined is relative to user_id. user_id 0 lists every room
+ * (for loading caches), joined false. 0 with a malloc'd array in *out
+ * (caller frees with store_rooms_free), or -1. */
 int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
 		     size_t *n);
 void store_rooms_free(struct store_room *v, size_t n);
@@ -163,6 +171,24 @@ int store_is_member(struct store *st, int64_t room_id, int64_t user_id);
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		       void *arg);
+
+/* An invitation of user_id to room_id by `by` (0: nobody in particular).
+ * Inviting again is fine (the first stays). STORE_OK, STORE_NOTFOUND (no
+ * such room or user) or STORE_ERR. Joining the room (the writer, for a
+ * join event) takes the invitation. */
+int store_invite_add(struct store *st, int64_t room_id, int64_t user_id,
+		     int64_t by);
+/* One open invitation. */
+struct store_invite {
+	char room[33];
+	char kind[8];
+	char by[33]; /* who invited; "" if their account is gone */
+	int64_t created_ms;
+};
+/* user_id's open invitations, oldest first: 0 (caller frees *out with
+ * free()) or -1. */
+int store_invites_list(struct store *st, int64_t user_id,
+		       struct store_invite **out, size_t *n);
 
 /* A page of a room's history as event references (the stored envelopes,
  * shared, never re-parsed) in increasing id order: before > 0: the newest

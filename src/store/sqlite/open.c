@@ -34,8 +34,15 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_MEMBER_ADD] = "INSERT INTO members (room_id, user_id, joined_ms) "
 		     "VALUES (?1, ?2, ?3)",
     [Q_MEMBER_DEL] = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
-    [Q_ROOM_ADD] = "INSERT INTO rooms (name, topic, created_ms, created_by) "
-		   "VALUES (?1, ?2, ?3, ?4)",
+    [Q_ROOM_ADD] = "INSERT INTO rooms (name, topic, created_ms, created_by, "
+		   "kind, dm_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_ROOM_KIND] = "SELECT kind FROM rooms WHERE id = ?1",
+    [Q_ROOM_RENAME] = "UPDATE rooms SET name = ?2 WHERE id = ?1",
+    [Q_DM_BY_KEY] = "SELECT id FROM rooms WHERE dm_key = ?1",
+    [Q_DM_FIRST] = "SELECT id, type, room_id, user_id, json FROM events "
+		   "WHERE room_id = ?1 AND type = 'dm' ORDER BY id LIMIT 1",
+    [Q_USER_ID_BY_NAME] = "SELECT id, username FROM users WHERE username = ?1",
+    [Q_INVITE_TAKE] = "DELETE FROM invites WHERE room_id = ?1 AND user_id = ?2",
     [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json "
 			  "FROM events WHERE user_id = ?1 AND client_id = ?2",
     [Q_EVENT_ADD] = "INSERT INTO events (id, room_id, type, user_id, ts_ms, "
@@ -66,11 +73,26 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_SESSION_DEL_EXPIRED] = "DELETE FROM sessions "
 			      "WHERE hash = ?1 AND expires_ms <= ?2",
+    /* user 0: every room; else the public ones and the user's own */
     [Q_ROOMS_LIST] = "SELECT r.id, r.name, r.topic, r.created_ms, "
 		     "(SELECT count(*) FROM members m WHERE m.room_id = r.id), "
 		     "EXISTS (SELECT 1 FROM members m "
-		     "WHERE m.room_id = r.id AND m.user_id = ?1) "
-		     "FROM rooms r ORDER BY r.name",
+		     "WHERE m.room_id = r.id AND m.user_id = ?1) AS joined, "
+		     "r.kind, CASE WHEN r.kind = 'dm' THEN "
+		     "(SELECT group_concat(name, ',') FROM (SELECT u.username "
+		     "AS name FROM members m JOIN users u ON u.id = m.user_id "
+		     "WHERE m.room_id = r.id AND m.user_id <> ?1 "
+		     "ORDER BY u.username)) END "
+		     "FROM rooms r WHERE ?1 = 0 OR r.kind = 'public' OR joined "
+		     "ORDER BY r.name",
+    [Q_INVITE_ADD] = "INSERT INTO invites (room_id, user_id, invited_by, "
+		     "created_ms) VALUES (?1, ?2, ?3, ?4) "
+		     "ON CONFLICT (room_id, user_id) DO NOTHING",
+    [Q_INVITES_LIST] = "SELECT r.name, r.kind, coalesce(u.username, ''), "
+		       "i.created_ms FROM invites i "
+		       "JOIN rooms r ON r.id = i.room_id "
+		       "LEFT JOIN users u ON u.id = i.invited_by "
+		       "WHERE i.user_id = ?1 ORDER BY i.created_ms, r.name",
     [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name FROM members m "
 		       "JOIN users u ON u.id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
@@ -648,6 +670,8 @@ const struct store_ops sq_ops = {
     .session_user = sq_session_user,
     .room_by_name = sq_room_by_name,
     .rooms_list = sq_rooms_list,
+    .invite_add = sq_invite_add,
+    .invites_list = sq_invites_list,
     .room_members = sq_room_members,
     .is_member = sq_is_member,
     .members_each = sq_members_each,

@@ -19,8 +19,8 @@
 #define BUSY_TIMEOUT_MS 5000
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
- * moves indexing into the writer). */
-#define SCHEMA_REQUIRED 3
+ * moves indexing into the writer, 005 room kinds and invitations). */
+#define SCHEMA_REQUIRED 5
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
@@ -45,6 +45,12 @@ enum q {
 	Q_MEMBER_ADD,
 	Q_MEMBER_DEL,
 	Q_ROOM_ADD,
+	Q_ROOM_KIND,
+	Q_ROOM_RENAME,
+	Q_DM_BY_KEY,
+	Q_DM_FIRST,
+	Q_USER_ID_BY_NAME,
+	Q_INVITE_TAKE,
 	Q_EVENT_BY_CLIENT,
 	Q_EVENT_ADD,
 	Q_FTS_INDEX,
@@ -61,6 +67,8 @@ enum q {
 	Q_SESSION_DEL,
 	Q_SESSION_DEL_EXPIRED,
 	Q_ROOMS_LIST,
+	Q_INVITE_ADD,
+	Q_INVITES_LIST,
 	Q_ROOM_MEMBERS,
 	Q_MEMBERS_ALL,
 	Q_HISTORY_ASC,
@@ -168,6 +176,10 @@ int sq_room_by_name(struct store *base, const char *name, int64_t *room_id,
 		    char name_out[33]);
 int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		  size_t *n);
+int sq_invite_add(struct store *base, int64_t room_id, int64_t user_id,
+		  int64_t by);
+int sq_invites_list(struct store *base, int64_t user_id,
+		    struct store_invite **out, size_t *n);
 int sq_room_members(struct store *base, int64_t room_id,
 		    struct store_member **out, size_t *n);
 int sq_is_member(struct store *base, int64_t room_id, int64_t user_id);

@@ -1,0 +1,25 @@
+-- natter migration 005 (schema version 4 -> 5): private rooms, direct
+-- conversations and invitations.
+--
+-- A room has a kind: 'public' (listed to everyone, anyone may join),
+-- 'private' (listed to its members only, joined by invitation) or 'dm' (a
+-- direct conversation: a fixed set of people, all members from the start,
+-- nobody else ever). dm_key is a direct conversation's canonical key, its
+-- people's user ids sorted and joined by commas: unique, so one set of
+-- people has one conversation however often and from wherever it is asked
+-- for.
+
+ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'public'
+	CHECK (kind IN ('public', 'private', 'dm'));
+ALTER TABLE rooms ADD COLUMN dm_key TEXT;
+CREATE UNIQUE INDEX rooms_dm_key ON rooms (dm_key) WHERE dm_key IS NOT NULL;
+
+-- An invitation to a room: accepted by joining (the join deletes it).
+CREATE TABLE invites (
+	room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+	user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	invited_by INTEGER REFERENCES users (id) ON DELETE SET NULL,
+	created_ms INTEGER NOT NULL,
+	PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX invites_user ON invites (user_id);
