@@ -75,7 +75,8 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		const char *kind = (const char *)sqlite3_column_text(s, 6);
 		snprintf(r->kind, sizeof(r->kind), "%s",
 			 kind ? kind : "public");
-		r->people = sq_col_dup(s, 7);
+		r->people = strcmp(r->kind, "dm") == 0 ? sq_col_dup(s, 7)
+							 : NULL;
 	}
 fail:
 	sq_stmt_done(s);
