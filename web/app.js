@@ -47,6 +47,8 @@ class Room {
     this.topic = '';
     this.members = 0;
     this.joined = false;
+    this.kind = 'public';    // 'public', 'private' or 'dm'
+    this.people = null;      // dm: the other people's usernames
     this.known = false;      // listed by GET /api/rooms
     this.events = new Map(); // id -> event
     this.loaded = false;     // the newest page was fetched
@@ -80,6 +82,8 @@ const S = {
   inflight: new Map(), // client_id -> ms when sent
   acked: new Set(),    // client_ids acknowledged while this page lives
   names: new Map(),    // username -> display name
+  users: new Set(),    // every username seen: suggestions for DMs, invitations
+  invites: [],         // open invitations (GET /api/invites)
   typing: new Map(),   // room -> Map(username -> expiry ms)
   connState: { phase: 'connecting' },
   posting: false,
@@ -366,6 +370,9 @@ async function loadRooms() {
       r.topic = info.topic || '';
       r.members = info.members || 0;
       r.joined = !!info.joined;
+      r.kind = info.kind || 'public';
+      r.people = Array.isArray(info.people) ? info.people : null;
+      for (const u of r.people || []) S.users.add(u);
       r.known = true;
       seen.add(info.name);
     }
@@ -393,18 +400,27 @@ function refreshRoomsSoon() {
 function renderRooms() {
   const list = $('room-list');
   const others = $('other-rooms');
-  const joined = [...S.rooms.values()].filter((r) => r.joined)
+  const joined = [...S.rooms.values()].filter((r) => r.joined && r.kind !== 'dm')
     .sort((a, b) => (a.name === 'lobby' ? -1 : b.name === 'lobby' ? 1 : a.name.localeCompare(b.name)));
   const rest = [...S.rooms.values()].filter((r) => !r.joined && r.known)
     .sort((a, b) => a.name.localeCompare(b.name));
 
-  list.replaceChildren(...joined.map((r) => {
+  const dms = [...S.rooms.values()].filter((r) => r.joined && r.kind === 'dm')
+    .sort((a, b) => roomLabel(a).localeCompare(roomLabel(b)));
+  const roomButton = (r) => {
     const li = h('li');
     const b = h('button', 'room-btn');
     b.type = 'button';
     b.dataset.room = r.name;
     if (r.name === S.current) b.setAttribute('aria-current', 'page');
-    b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
+    if (r.kind === 'dm') {
+      b.append(avatar(dmPeople(r)[0] || S.me.username, 'avatar avatar-tiny'), h('span', 'room-btn-name', roomLabel(r)));
+    } else {
+      b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
+    }
+    if (r.kind === 'private') {
+      b.append(lockMark());
+    }
     const prefs = roomPrefs(r.name);
     if (prefs.muted) {
       b.classList.add('is-muted');
@@ -423,8 +439,11 @@ function renderRooms() {
     b.addEventListener('click', () => openRoom(r.name, { focus: true }));
     li.append(b);
     return li;
-  }));
+  };
+  list.replaceChildren(...joined.map(roomButton));
   if (!joined.length && S.rooms.size) list.replaceChildren(h('li', 'side-note', t('rooms.none_joined')));
+  $('dm-list').replaceChildren(...dms.map(roomButton));
+  if (!dms.length) $('dm-list').replaceChildren(h('li', 'side-note', t('dms.none')));
 
   others.replaceChildren(...rest.map((r) => {
     const li = h('li', 'other-room');
@@ -441,9 +460,25 @@ function renderRooms() {
   }));
   if (!rest.length) others.replaceChildren(h('li', 'side-note', t('rooms.none_other')));
 
-  const total = joined.reduce((n, r) => n + (r.name === S.current && !document.hidden ? 0 : badgeCount(r)), 0);
-  document.title = (total ? `(${total}) ` : '') + (S.current ? `#${S.current} · natter` : 'natter');
-  $('nav-unread').hidden = !joined.some((r) => badgeCount(r) > 0 && r.name !== S.current);
+  const total = [...joined, ...dms].reduce((n, r) => n + (r.name === S.current && !document.hidden ? 0 : badgeCount(r)), 0);
+  const cur = S.current && S.rooms.get(S.current);
+  document.title = (total ? `(${total}) ` : '') + (cur ? `${roomLabel(cur)} · natter` : 'natter');
+  $('nav-unread').hidden = ![...joined, ...dms].some((r) => badgeCount(r) > 0 && r.name !== S.current);
+}
+
+// A direct conversation's other people; the name a room is shown by.
+function dmPeople(r) {
+  return r.people || [];
+}
+function composerPlaceholder(r) {
+  return r.kind === 'dm'
+    ? t('composer.placeholder_dm', { names: roomLabel(r) })
+    : t('composer.placeholder', { room: r.name });
+}
+function roomLabel(r) {
+  if (r.kind !== 'dm') return '#' + r.name;
+  const names = dmPeople(r).map(displayName);
+  return names.length ? names.join(', ') : t('dms.self');
 }
 
 // What a room's badge counts, by its notification level: every message
@@ -452,6 +487,22 @@ function badgeCount(r) {
   const p = roomPrefs(r.name);
   if (p.muted) return 0;
   return p.notify === 'all' ? r.unread : r.mentions;
+}
+
+// A padlock, and the word for screen readers.
+function lockMark() {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '13', height: '13', 'aria-hidden': 'true' })) {
+    svg.setAttribute(k, v);
+  }
+  const path = document.createElementNS(NS, 'path');
+  path.setAttribute('d', 'M6 11h12v9H6zM8.5 11V8a3.5 3.5 0 0 1 7 0v3');
+  path.setAttribute('class', 'icon-stroke');
+  svg.append(path);
+  const m = h('span', 'lock-mark');
+  m.append(svg, h('span', 'visually-hidden', t('rooms.private_mark')));
+  return m;
 }
 
 // A bell struck through, and the word for screen readers.
@@ -514,7 +565,8 @@ async function submitRoomForm(ev) {
       await joinRoom(name);
     } else {
       try {
-        const res = await api('POST', '/api/rooms', { body: { name, topic } });
+        const priv = $('room-private-input').checked;
+        const res = await api('POST', '/api/rooms', { body: { name, topic, private: priv } });
         if (res && res.event) onEvent(res.event);
         room(name).joined = true;
         await loadRooms();
@@ -526,10 +578,120 @@ async function submitRoomForm(ev) {
     }
     $('room-name-input').value = '';
     $('room-topic-input').value = '';
+    $('room-private-input').checked = false;
   } catch (e) {
     err.textContent = friendly(e);
   } finally {
     btn.disabled = false;
+  }
+}
+
+// --- direct conversations and invitations ------------------------------------------
+
+function toggleDmForm(force) {
+  const form = $('dm-form');
+  const open = force === undefined ? form.hidden : force;
+  form.hidden = !open;
+  $('dm-new').setAttribute('aria-expanded', String(open));
+  if (open) {
+    $('dm-form-error').textContent = '';
+    $('dm-users-input').focus();
+  }
+}
+
+// The datalist offers known usernames for the name being typed: each
+// option is the whole field with its last name completed, so that a
+// comma-separated list autocompletes one name after another.
+function suggestUsers(input) {
+  const v = input.value;
+  const cut = input.id === 'dm-users-input' ? v.lastIndexOf(',') + 1 : 0;
+  const head = v.slice(0, cut);
+  const part = v.slice(cut).trim().toLowerCase();
+  const taken = new Set(head.split(',').map((x) => x.trim().toLowerCase()));
+  const names = [...S.users]
+    .filter((u) => u !== S.me.username && !taken.has(u.toLowerCase()) && u.toLowerCase().startsWith(part))
+    .sort((a, b) => a.localeCompare(b))
+    .slice(0, 20);
+  $('user-suggestions').replaceChildren(...names.map((u) => {
+    const o = document.createElement('option');
+    o.value = (head ? head.trimEnd() + ' ' : '') + u;
+    return o;
+  }));
+}
+
+async function submitDmForm(ev) {
+  ev.preventDefault();
+  const err = $('dm-form-error');
+  err.textContent = '';
+  const users = [...new Set($('dm-users-input').value.split(/[\s,]+/)
+    .map((x) => x.trim().replace(/^@/, '')).filter(Boolean))];
+  if (!users.length || users.length > 8 || !users.every((u) => ROOM_RE.test(u))) {
+    err.textContent = t('dms.bad_users');
+    return;
+  }
+  const btn = $('dm-form-submit');
+  btn.disabled = true;
+  try {
+    const res = await api('POST', '/api/dms', { body: { users } });
+    if (res && res.event && res.created) onEvent(res.event);
+    const r = room(res.room.name);
+    r.kind = 'dm';
+    r.people = res.room.people || [];
+    r.joined = true;
+    $('dm-users-input').value = '';
+    toggleDmForm(false);
+    await loadRooms();
+    openRoom(r.name, { focus: true });
+  } catch (e) {
+    err.textContent = friendly(e);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+async function loadInvites() {
+  try {
+    const res = await api('GET', '/api/invites');
+    S.invites = res.invites || [];
+  } catch (e) {
+    if (e.status === 401) return sessionEnded();
+  }
+  renderInvites();
+}
+
+function renderInvites() {
+  $('invites-box').hidden = !S.invites.length;
+  $('invite-list').replaceChildren(...S.invites.map((inv) => {
+    const li = h('li', 'other-room');
+    const info = h('div', 'other-info');
+    info.append(h('span', 'other-name', t('invites.from', { room: inv.room, user: displayName(inv.by) })));
+    const b = h('button', 'btn btn-side btn-small', t('invites.join'));
+    b.type = 'button';
+    b.setAttribute('aria-label', t('invites.join_label', { room: inv.room }));
+    b.addEventListener('click', async () => {
+      if (await joinRoom(inv.room, b)) loadInvites();
+    });
+    li.append(info, b);
+    return li;
+  }));
+}
+
+async function submitInviteForm(ev) {
+  ev.preventDefault();
+  const input = $('invite-input');
+  const status = $('invite-status');
+  const user = input.value.trim().replace(/^@/, '');
+  status.textContent = '';
+  if (!S.current || !ROOM_RE.test(user)) {
+    status.textContent = t('error.no_such_user');
+    return;
+  }
+  try {
+    const res = await api('POST', `/api/rooms/${enc(S.current)}/invites`, { body: { user } });
+    status.textContent = t('invites.sent', { user: res.invite.user });
+    input.value = '';
+  } catch (e) {
+    status.textContent = t('invites.failed', { error: friendly(e) });
   }
 }
 
@@ -570,13 +732,13 @@ function openRoom(name, opts = {}) {
   renderMessages({ bottom: changed });
   if (!r.loaded && !r.loading) loadLatest(r);
   if (!$('members').hidden || r.memberList == null) loadMembers(r);
-  $('composer-input').placeholder = t('composer.placeholder', { room: name });
+  $('composer-input').placeholder = composerPlaceholder(r);
   if (opts.focus && !matchMedia('(pointer: coarse)').matches) $('composer-input').focus();
 }
 
 function renderHeader() {
   const r = S.current && S.rooms.get(S.current);
-  $('room-title').textContent = r ? '#' + r.name : '';
+  $('room-title').textContent = r ? roomLabel(r) : '';
   $('room-topic').textContent = r ? r.topic : '';
   $('room-topic').hidden = !(r && r.topic);
   const n = r && r.memberList ? r.memberList.length : r ? r.members : 0;
@@ -654,7 +816,9 @@ function renderHistoryTop() {
   } else if (r.loaded) {
     const intro = h('div', 'room-intro');
     intro.append(h('div', 'room-intro-hash', '#'));
-    intro.append(h('h2', null, t('history.beginning', { room: r.name })));
+    intro.append(h('h2', null, r.kind === 'dm'
+      ? t('history.beginning_dm', { names: roomLabel(r) })
+      : t('history.beginning', { room: r.name })));
     if (r.topic) intro.append(h('p', null, r.topic));
     top.append(intro);
   }
@@ -698,7 +862,8 @@ function noticeNode(key) {
     const li = h('li', 'sys');
     const who = h('strong', null, ev.from ? displayName(ev.from) : t('event.someone'));
     const line = h('span', 'sys-text');
-    line.append(tNodes(key, { room: ev.room }, { name: who }));
+    const dm = S.rooms.get(ev.room)?.kind === 'dm';
+    line.append(tNodes(dm && key === 'event.join' ? 'event.join_dm' : key, { room: ev.room }, { name: who }));
     li.append(line, timeEl(ev.ts));
     return li;
   };
@@ -843,7 +1008,10 @@ async function loadMembers(r) {
   try {
     const res = await api('GET', `/api/rooms/${enc(r.name)}/members`);
     r.memberList = res.members || [];
-    for (const m of r.memberList) if (m.display_name) S.names.set(m.username, m.display_name);
+    for (const m of r.memberList) {
+      S.users.add(m.username);
+      if (m.display_name) S.names.set(m.username, m.display_name);
+    }
   } catch (e) {
     if (e.status === 401) return sessionEnded();
     r.memberList = r.memberList || null;
@@ -872,7 +1040,8 @@ function renderMembers() {
     li.append(names);
     return li;
   }));
-  $('leave-room').hidden = !r.joined;
+  $('leave-room').hidden = !r.joined || r.kind === 'dm';
+  $('invite-form').hidden = !r.joined || r.kind === 'dm';
 }
 
 // --- events from the stream ----------------------------------------------------------
@@ -929,7 +1098,7 @@ function addEvent(r, ev, live) {
       if (mention) r.mentions++;
       saveUnread();
       const msg = {
-        title: t('notify.title', { name: displayName(ev.from), room: r.name }),
+        title: r.kind === 'dm' ? displayName(ev.from) : t('notify.title', { name: displayName(ev.from), room: r.name }),
         body: ev.text || '',
         tag: 'natter:' + r.name,
       };
@@ -972,6 +1141,9 @@ const EVENT_VIEWS = {
   join: { render: noticeNode('event.join'), live: membershipChanged },
   leave: { render: noticeNode('event.leave'), live: membershipChanged },
   room: { render: noticeNode('event.room'), live: () => refreshRoomsSoon() },
+  dm: { render: noticeNode('event.dm'), live: () => refreshRoomsSoon() },
+  // An invitation to a room, for us: {"type":"invite","room":..,"from":..}.
+  invite: { ephemeral: true, live: () => loadInvites() },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object, changed on another device:
   // {"type":"settings","settings":{...}}; applied like a change made in
@@ -981,6 +1153,7 @@ const EVENT_VIEWS = {
 
 function onEvent(ev) {
   if (!S.me || !ev || typeof ev !== 'object' || !ev.type) return;
+  if (typeof ev.from === 'string') S.users.add(ev.from);
   const view = Object.hasOwn(EVENT_VIEWS, ev.type) ? EVENT_VIEWS[ev.type] : null;
   if (view && view.ephemeral) return view.live(null, ev, ev.from === S.me.username);
   if (!Number.isSafeInteger(ev.id) || typeof ev.room !== 'string') return;
@@ -1020,6 +1193,7 @@ function onHello(m) {
     advanceCursor(m.cursor);
     reloadAllHistory(false);
   }
+  loadInvites();
   if (!first) {
     loadRooms();
     const r = S.rooms.get(S.current);
@@ -1415,7 +1589,7 @@ function relabel() {
   renderConn(S.connState);
   renderComposerHelp();
   updateCharCount();
-  if (S.current) $('composer-input').placeholder = t('composer.placeholder', { room: S.current });
+  if (S.current) $('composer-input').placeholder = composerPlaceholder(room(S.current));
   renderMessages();
 }
 
@@ -1463,6 +1637,20 @@ function bind() {
     });
   }
   $('room-form').addEventListener('submit', submitRoomForm);
+  $('dm-new').addEventListener('click', () => toggleDmForm());
+  $('dm-form').addEventListener('submit', submitDmForm);
+  $('invite-form').addEventListener('submit', submitInviteForm);
+  for (const id of ['dm-users-input', 'invite-input']) {
+    $(id).addEventListener('input', () => suggestUsers($(id)));
+    $(id).addEventListener('focus', () => suggestUsers($(id)));
+  }
+  $('dm-form').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.stopPropagation();
+      toggleDmForm(false);
+      $('dm-new').focus();
+    }
+  });
   $('refresh-rooms').addEventListener('click', loadRooms);
   $('logout').addEventListener('click', logout);
   $('leave-room').addEventListener('click', leaveRoom);

@@ -342,6 +342,13 @@ class Person {
     await p.waitForFunction((n) => document.getElementById('room-title').textContent === '#' + n, name);
   }
 
+  async openDm(room) {
+    const p = this.page;
+    if (await this.narrow()) await p.click('#open-nav');
+    await p.click(`#dm-list .room-btn[data-room="${room}"]`);
+    await p.waitForFunction((r) => document.querySelector('#dm-list .room-btn[aria-current="page"]')?.dataset.room === r, room);
+  }
+
   async say(text) {
     await this.page.fill('#composer-input', text);
     await this.page.press('#composer-input', 'Enter');
@@ -1309,6 +1316,86 @@ async function main() {
     // Moderate and minor findings are not failures; list them once.
     const minor = new Set(looks.flat().map((v) => `${v.id} (${v.impact})`));
     if (minor.size) console.log(`  axe, not serious: ${[...minor].join(', ')}`);
+  });
+
+  await scenario('13 people: a direct message round trip by keyboard, and a private room joined by invitation', async (people) => {
+    const olga = person(people, 'olga', server.base, DESKTOP);
+    const pete = person(people, 'pete', server.base, PHONE);
+    const quinn = person(people, 'quinn', server.base, DESKTOP);
+    await pete.register();
+    await quinn.register();
+    await olga.register();
+    await olga.waitLive('ws');
+    await pete.waitLive('ws');
+    await quinn.waitLive('ws');
+    const p = olga.page;
+    // Who is around: pete and quinn said hello in the lobby.
+    await pete.say('hello from pete');
+    await quinn.say('hello from quinn');
+    await olga.sees('hello from quinn', 5000);
+
+    // A new message, by keyboard, with the username suggested.
+    await p.focus('#dm-new');
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('#dm-form:not([hidden])');
+    assert(await p.evaluate(() => document.activeElement.id === 'dm-users-input'), 'the DM field takes the focus');
+    await p.keyboard.type('pe');
+    await p.waitForFunction(() => [...document.querySelectorAll('#user-suggestions option')].some((o) => o.value === 'pete'));
+    await p.keyboard.type('te');
+    await p.keyboard.press('Enter');
+    await p.waitForFunction(() => document.getElementById('room-title').textContent === 'pete');
+    const dm = await p.evaluate(() => document.querySelector('#dm-list .room-btn[aria-current="page"]').dataset.room);
+    assert(/^dm-\d+$/.test(dm), `the conversation is listed under direct messages (${dm})`);
+    await olga.say('Psst, pete: lunch at noon?');
+
+    // pete, on a phone, finds it in his list live and answers.
+    await pete.page.click('#open-nav');
+    await pete.page.waitForSelector(`#dm-list .room-btn[data-room="${dm}"]`, { timeout: 5000 });
+    assert((await pete.page.textContent(`#dm-list .room-btn[data-room="${dm}"]`)).includes('olga'), 'pete sees the conversation named after olga');
+    await pete.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await pete.shot('dm-list-phone.png');
+    await pete.page.click(`#dm-list .room-btn[data-room="${dm}"]`);
+    await pete.page.waitForFunction(() => document.getElementById('room-title').textContent === 'olga');
+    await pete.sees('Psst, pete: lunch at noon?', 5000);
+    await pete.say('Noon works. See you there.');
+    await olga.sees('Noon works. See you there.', 5000);
+    await assertFits(pete.page, 'dm phone');
+
+    // The same people again: the same conversation.
+    await p.click('#dm-new');
+    await p.fill('#dm-users-input', 'PETE');
+    await p.click('#dm-form-submit');
+    await p.waitForFunction((d) => document.querySelector('#dm-list .room-btn[aria-current="page"]')?.dataset.room === d, dm);
+    assert((await p.$$('#dm-list .room-btn')).length === 1, 'one conversation with pete, not two');
+
+    // quinn, outside, sees nothing of it.
+    const qrooms = await quinn.page.evaluate(async () => (await (await fetch('/api/rooms')).json()).rooms.map((r) => r.name));
+    assert(!qrooms.includes(dm), 'the conversation is not in an outsider\'s room list');
+    assert(!(await quinn.texts()).some((x) => /lunch|Noon/.test(x)), 'an outsider never sees the conversation');
+
+    // A private room: made with the checkbox, joined by quinn on invitation.
+    await p.check('#room-private-input');
+    await olga.enterRoom('vault');
+    assert(await p.$('.room-btn[data-room="vault"] .lock-mark'), 'the private room is marked');
+    const listed = await quinn.page.evaluate(async () => (await (await fetch('/api/rooms')).json()).rooms.some((r) => r.name === 'vault'));
+    assert(!listed, 'the private room is not listed to others');
+    await p.click('#members-toggle');
+    await p.fill('#invite-input', 'quinn');
+    await p.press('#invite-input', 'Enter');
+    await p.waitForFunction(() => /quinn/.test(document.getElementById('invite-status').textContent));
+    await quinn.page.waitForSelector('#invites-box:not([hidden]) #invite-list button', { timeout: 5000 });
+    await quinn.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await quinn.shot('invite-desktop.png');
+    await quinn.page.click('#invite-list button');
+    await quinn.page.waitForFunction(() => document.getElementById('room-title').textContent === '#vault');
+    await quinn.page.waitForSelector('#invites-box[hidden]', { state: 'attached' });
+    await olga.say('Welcome to the vault, quinn.');
+    await quinn.sees('Welcome to the vault, quinn.', 5000);
+    await p.click('#close-members');
+    await olga.openDm(dm);
+    await p.evaluate(() => document.activeElement && document.activeElement.blur());
+    await olga.shot('dm-desktop.png');
+    await assertAccessible(p, 'dm desktop');
   });
 
   await browser.close();
