@@ -156,11 +156,50 @@ function tNodes(key, texts, nodes) {
 
 // Text with http(s) links made clickable; everything through textContent.
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
-function richText(text) {
+// Whether ev mentions us: the server's list ("room" is everyone), or for
+// an event from before it kept one, @username in the text.
+function mentionsMe(ev) {
+  if (!S.me) return false;
+  if (Array.isArray(ev.mentions)) {
+    const me = S.me.username.toLowerCase();
+    return ev.mentions.some((n) => typeof n === 'string' && (n.toLowerCase() === me || n === 'room'));
+  }
+  return notifyMentions(ev.text, S.me.username);
+}
+
+// Where text has code (fenced blocks and `spans`): [start, end) pairs.
+function codeRanges(text) {
+  return [...text.matchAll(/```[\s\S]*?(?:```|$)|`[^`\n]+`/g)].map((m) => [m.index, m.index + m[0].length]);
+}
+
+// Plain text with the @names the server marked as mentions highlighted
+// (never inside code, where the server did not look). base: where text
+// starts in the message, code: codeRanges of the message.
+function mentionText(text, mentions, base = 0, code = []) {
+  if (!mentions || !mentions.length) return [text];
+  const names = new Set(mentions.map((n) => String(n).toLowerCase()));
+  const me = S.me ? S.me.username.toLowerCase() : '';
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(/(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_-](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?)/g)) {
+    const name = m[2].toLowerCase();
+    if (!names.has(name)) continue;
+    const at = m.index + m[1].length;
+    if (code.some(([a, b]) => base + at >= a && base + at < b)) continue;
+    if (at > last) out.push(text.slice(last, at));
+    out.push(h('span', 'mention' + (name === me || name === 'room' ? ' mention-me' : ''), '@' + m[2]));
+    last = at + 1 + m[2].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+function richText(text, mentions) {
   const frag = document.createDocumentFragment();
+  const code = mentions && mentions.length ? codeRanges(text) : [];
   let last = 0;
   for (const m of text.matchAll(URL_RE)) {
-    if (m.index > last) frag.append(text.slice(last, m.index));
+    if (m.index > last) frag.append(...mentionText(text.slice(last, m.index), mentions, last, code));
     const a = h('a', null, m[0]);
     a.href = m[0];
     a.rel = 'noopener noreferrer nofollow';
@@ -168,7 +207,7 @@ function richText(text) {
     frag.append(a);
     last = m.index + m[0].length;
   }
-  if (last < text.length) frag.append(text.slice(last));
+  if (last < text.length) frag.append(...mentionText(text.slice(last), mentions, last, code));
   return frag;
 }
 
@@ -838,7 +877,8 @@ function scrollToBottom() {
 // A message: avatar, author and time (unless it continues the previous
 // one), and the text.
 function messageNode(ev, cont) {
-  const li = h('li', 'msg' + (cont ? ' cont' : '') + (ev.from === S.me.username ? ' mine' : ''));
+  const mine = ev.from === S.me.username;
+  const li = h('li', 'msg' + (cont ? ' cont' : '') + (mine ? ' mine' : '') + (!mine && mentionsMe(ev) ? ' mentions-me' : ''));
   if (!cont) li.append(avatar(ev.from));
   else li.append(h('div', 'gutter'));
   const body = h('div', 'msg-body');
@@ -850,7 +890,7 @@ function messageNode(ev, cont) {
     li.firstChild.append(timeEl(ev.ts));
   }
   const text = h('div', 'msg-text');
-  text.append(richText(ev.text || ''));
+  text.append(richText(ev.text || '', ev.mentions));
   body.append(text);
   li.append(body);
   return li;
@@ -1092,7 +1132,7 @@ function addEvent(r, ev, live) {
   r.events.set(ev.id, ev);
   const view = EVENT_VIEWS[ev.type];
   if (live && view.unread && ev.from !== S.me.username) {
-    const mention = notifyMentions(ev.text, S.me.username);
+    const mention = mentionsMe(ev);
     if (r.name !== S.current || document.hidden) {
       r.unread++;
       if (mention) r.mentions++;

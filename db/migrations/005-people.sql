@@ -1,5 +1,5 @@
 -- natter migration 005 (schema version 4 -> 5): private rooms, direct
--- conversations and invitations.
+-- conversations, invitations and mentions.
 --
 -- A room has a kind: 'public' (listed to everyone, anyone may join),
 -- 'private' (listed to its members only, joined by invitation) or 'dm' (a
@@ -23,3 +23,13 @@ CREATE TABLE invites (
 	PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX invites_user ON invites (user_id);
+
+-- Who an event mentions (`@name`, or every member for `@room`), written by
+-- the store's writer in the event's own transaction: unread-mention counts
+-- are counted from here.
+CREATE TABLE mentions (
+	event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+	user_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	PRIMARY KEY (user_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX mentions_event ON mentions (event_id);

@@ -18,9 +18,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/chat.h"
 #include "core/link.h"
+#include "core/userdir.h"
+#include "model/markdown.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -43,6 +46,7 @@ struct chat {
 	struct bus *bus;
 	struct link *link; /* committed events to the bus (link.h) */
 	struct metrics *metrics;
+	struct userdir *users; /* every account, for mentions */
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -143,6 +147,11 @@ static void commit_hook(void *arg, struct event *ev)
 	}
 }
 
+static void user_load(void *arg, int64_t id, const char *username)
+{
+	userdir_add(arg, id, username);
+}
+
 struct chat *chat_new(struct store *st, struct bus *bus,
 		      struct metrics *metrics)
 {
@@ -156,6 +165,14 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	c->bus = bus;
 	c->metrics = metrics;
 	c->link = link_local_new(bus);
+	c->users = userdir_new();
+	if (store_users_each(st, user_load, c->users) < 0) {
+		store_rooms_free(rooms, n);
+		userdir_free(c->users);
+		link_free(c->link);
+		free(c);
+		return NULL;
+	}
 	pthread_mutex_init(&c->room_mu, NULL);
 	c->room_cap = 64;
 	c->rooms = xcalloc(c->room_cap, sizeof(*c->rooms));
@@ -172,6 +189,7 @@ void chat_free(struct chat *c)
 	if (!c)
 		return;
 	free(c->rooms);
+	userdir_free(c->users);
 	link_free(c->link);
 	pthread_mutex_destroy(&c->room_mu);
 	free(c);
@@ -296,6 +314,33 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		return CHAT_OK;
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
+	struct chat_mentions *m = NULL;
+	int64_t *ids = NULL;
+	size_t nids = 0;
+	const char *names[CHAT_MENTIONS_MAX + 1];
+	size_t nnames = 0;
+	if (row->searchable && text && memchr(text, '@', in->len)) {
+		/* Markdown decides what is code; chat_mention, what is a
+		 * mention. The HTML is not kept here. */
+		size_t hlen;
+		m = xmalloc(sizeof(*m));
+		chat_mentions_init(m, c, room_id);
+		free(markdown_render(text, in->len, chat_mention, m, &hlen));
+		if (m->room) {
+			/* every member but the sender */
+			size_t all = bus_room_members(c->bus, room_id, &ids);
+			for (size_t i = 0; i < all; i++)
+				if (ids[i] != u->id)
+					ids[nids++] = ids[i];
+		}
+		ids = xrealloc(ids, (nids + m->n + 1) * sizeof(*ids));
+		for (size_t i = 0; i < m->n; i++) {
+			ids[nids++] = m->ids[i];
+			names[nnames++] = m->names[i];
+		}
+		if (m->room)
+			names[nnames++] = "room";
+	}
 	struct store_write w = {
 	    .type = type,
 	    .user_id = u->id,
@@ -306,11 +351,17 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
 	    .args = in->args,
+	    .mention_ids = ids,
+	    .nmention_ids = nids,
+	    .mention_names = names,
+	    .nmention_names = nnames,
 	};
 	struct pending *p = xmalloc(sizeof(*p));
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
+	free(ids);
+	free(m);
 	free(text);
 	return CHAT_OK;
 }
@@ -451,6 +502,51 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 	return store_search(c->store, u->id, q, limit, out, n) < 0
 		   ? CHAT_EINTERNAL
 		   : CHAT_OK;
+}
+
+/* --- users and mentions ----------------------------------------------------
+ */
+
+void chat_user_added(struct chat *c, int64_t id, const char *username)
+{
+	userdir_add(c->users, id, username);
+}
+
+int chat_user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		   char canon[33])
+{
+	return userdir_find(c->users, name, len, id, canon);
+}
+
+void chat_mentions_init(struct chat_mentions *m, struct chat *c,
+			int64_t room_id)
+{
+	memset(m, 0, sizeof(*m));
+	m->chat = c;
+	m->room_id = room_id;
+}
+
+const char *chat_mention(void *arg, const char *name, size_t len)
+{
+	struct chat_mentions *m = arg;
+	int64_t id;
+	char canon[33];
+
+	if (len == 4 && strncasecmp(name, "room", 4) == 0) {
+		m->room = true;
+		return "room";
+	}
+	if (userdir_find(m->chat->users, name, len, &id, canon) < 0 ||
+	    !bus_is_member(m->chat->bus, m->room_id, id))
+		return NULL;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->ids[i] == id)
+			return m->names[i];
+	if (m->n == CHAT_MENTIONS_MAX)
+		return NULL;
+	m->ids[m->n] = id;
+	memcpy(m->names[m->n], canon, sizeof(canon));
+	return m->names[m->n++];
 }
 
 static const struct {

@@ -127,6 +127,39 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		unsigned limit, struct event ***out, size_t *n);
 
+/* --- users and mentions ----------------------------------------------------
+ */
+
+/* A new account (after registration): into the user directory, so that
+ * it can be mentioned at once. */
+void chat_user_added(struct chat *c, int64_t id, const char *username);
+/* The user directory's answer for name (any case): 0 with the id and the
+ * canonical name (canon may be NULL), or -1. Never reads SQLite. */
+int chat_user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		   char canon[33]);
+
+/* The mentions of one message in one room, collected while its text is
+ * rendered: pass chat_mention as markdown_render's mention callback with
+ * a struct chat_mentions as its arg. `@name` is a mention when name is a
+ * member of the room (any case; the canonical name is returned, so the
+ * HTML shows that); `@room` mentions every member (returned as "room").
+ * Anything else stays text. Code spans and blocks never mention (markdown
+ * does not call back for them). */
+#define CHAT_MENTIONS_MAX 32 /* distinct names per message; more are text */
+struct chat_mentions {
+	struct chat *chat;
+	int64_t room_id;
+	bool room; /* @room was used */
+	size_t n;
+	int64_t ids[CHAT_MENTIONS_MAX];
+	char names[CHAT_MENTIONS_MAX][33];
+};
+void chat_mentions_init(struct chat_mentions *m, struct chat *c,
+			int64_t room_id);
+/* A markdown_mention_fn (model/markdown.h): arg is a struct
+ * chat_mentions. The string returned stays valid as long as *arg. */
+const char *chat_mention(void *arg, const char *name, size_t len);
+
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);
 const char *chat_err_message(int err);

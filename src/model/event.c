@@ -249,7 +249,8 @@ static bool json_str(struct buf *b, const char *s)
  * client_id, without jansson. */
 static char *envelope_text(int64_t id, enum event_type type, const char *room,
 			   const char *from, int64_t ts_ms, const char *text,
-			   const char *client_id, size_t *len)
+			   const char *client_id, const char *const *mentions,
+			   size_t nmentions, size_t *len)
 {
 	char ts[32];
 	struct buf b;
@@ -271,6 +272,16 @@ static char *envelope_text(int64_t id, enum event_type type, const char *room,
 		buf_puts(&b, ",\"client_id\":");
 		if (!json_str(&b, client_id))
 			goto fail;
+	}
+	if (nmentions) {
+		buf_puts(&b, ",\"mentions\":[");
+		for (size_t i = 0; i < nmentions; i++) {
+			if (i)
+				buf_puts(&b, ",");
+			if (!json_str(&b, mentions[i]))
+				goto fail;
+		}
+		buf_puts(&b, "]");
 	}
 	buf_puts(&b, "}");
 	if (len)
@@ -332,7 +343,7 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     const char *client_id, size_t *len)
 {
 	return envelope_text(id, EVENT_MESSAGE, room, from, ts_ms, text,
-			     client_id, len);
+			     client_id, NULL, 0, len);
 }
 
 char *event_envelope_input(int64_t id, enum event_type type, const char *room,
@@ -345,7 +356,8 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 	if (row->searchable)
 		return in && in->text
 			   ? envelope_text(id, type, room, from, ts_ms,
-					   in->text, in->client_id, len)
+					   in->text, in->client_id,
+					   in->mentions, in->nmentions, len)
 			   : NULL;
 	json_t *extra = row->extra && in ? row->extra(in) : NULL;
 	if (row->extra && in && !extra)

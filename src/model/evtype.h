@@ -79,6 +79,11 @@ struct evtype_input {
 	 * own (its validator and extra read them here); may be NULL. The
 	 * store keeps a copy for the types that have an extra. */
 	json_t *args;
+	/* A searchable type's mentions: names listed in the envelope as
+	 * "mentions" (a user's canonical name, or "room" for @room); none
+	 * when nmentions is 0. */
+	const char *const *mentions;
+	size_t nmentions;
 };
 
 struct evtype {

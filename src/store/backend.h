@@ -37,6 +37,10 @@ struct store_ops {
 			    int64_t *room_id, char name_out[33]);
 	int (*rooms_list)(struct store *base, int64_t user_id,
 			  struct store_room **out, size_t *n);
+	int (*users_each)(struct store *base,
+			  void (*fn)(void *arg, int64_t id,
+				     const char *username),
+			  void *arg);
 	int (*invite_add)(struct store *base, int64_t room_id, int64_t user_id,
 			  int64_t by);
 	int (*invites_list)(struct store *base, int64_t user_id,

@@ -117,6 +117,13 @@ void store_rooms_free(struct store_room *v, size_t n)
 	free(v);
 }
 
+int store_users_each(struct store *st,
+		     void (*fn)(void *arg, int64_t id, const char *username),
+		     void *arg)
+{
+	return st->ops->users_each(st, fn, arg);
+}
+
 int store_invite_add(struct store *st, int64_t room_id, int64_t user_id,
 		     int64_t by)
 {

@@ -73,6 +73,13 @@ struct store_write {
 	const char *topic;     /* room creation, optional */
 	json_t *args; /* the command's object, for a type with an envelope
 			 extra (evtype.h); borrowed, copied; may be NULL */
+	/* Searchable types: the users the text mentions (written to the
+	 * mentions table in the event's transaction) and the names its
+	 * envelope lists as "mentions" (evtype_input); both copied. */
+	const int64_t *mention_ids;
+	size_t nmention_ids;
+	const char *const *mention_names;
+	size_t nmention_names;
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the
@@ -172,6 +179,12 @@ int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		       void *arg);
 
+/* Call fn for every user (id, canonical name), for loading a directory.
+ * fn runs with a read connection held: it must not call the store.
+ * 0 or -1. */
+int store_users_each(struct store *st,
+		     void (*fn)(void *arg, int64_t id, const char *username),
+		     void *arg);
 /* An invitation of user_id to room_id by `by` (0: nobody in particular).
  * Inviting again is fine (the first stays). STORE_OK, STORE_NOTFOUND (no
  * such room or user) or STORE_ERR. Joining the room (the writer, for a

@@ -1398,6 +1398,34 @@ async function main() {
     await assertAccessible(p, 'dm desktop');
   });
 
+  await scenario('14 mentions: the server marks @name and @room, the one mentioned sees them highlighted', async (people) => {
+    const rita = person(people, 'rita', server.base, DESKTOP);
+    const sam = person(people, 'sam', server.base, DESKTOP);
+    await rita.register();
+    await sam.register();
+    await rita.waitLive('ws');
+    await sam.waitLive();
+    await rita.say('Hey @SAM, the build is green (not `@sam` in code)');
+    await sam.sees('Hey @SAM, the build is green (not `@sam` in code)', 5000);
+    const seen = await sam.page.evaluate(() => {
+      const li = [...document.querySelectorAll('#message-list .msg')].find((e) => /build is green/.test(e.textContent));
+      return { row: li.classList.contains('mentions-me'), marks: [...li.querySelectorAll('.mention-me')].map((e) => e.textContent) };
+    });
+    assert(seen.row, 'the message that mentions sam is highlighted for him');
+    assert(seen.marks.length === 1 && seen.marks[0] === '@SAM', `one mention marked, not the one in code (${JSON.stringify(seen.marks)})`);
+    const own = await rita.page.evaluate(() => {
+      const li = [...document.querySelectorAll('#message-list .msg')].find((e) => /build is green/.test(e.textContent));
+      return { row: li.classList.contains('mentions-me'), marks: li.querySelectorAll('.mention').length };
+    });
+    assert(!own.row && own.marks === 1, 'the author sees the mention marked, not her own row highlighted');
+    await sam.say('@room lunch?');
+    await rita.sees('@room lunch?', 5000);
+    assert(await rita.page.evaluate(() => [...document.querySelectorAll('#message-list .msg.mentions-me')].some((e) => /lunch/.test(e.textContent))), '@room mentions rita');
+    await sam.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await sam.shot('mention-desktop.png');
+    await assertAccessible(sam.page, 'mentions');
+  });
+
   await browser.close();
   await server.stop();
 }

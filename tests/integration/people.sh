@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# people.sh: direct conversations and private rooms. POST /api/dms gives
+# people.sh: direct conversations, private rooms and mentions. POST /api/dms gives
 # one conversation per set of people, the same every time; a private room
 # is joined only by invitation. To an outsider both are rooms that do not
 # exist: 404 no_such_room on history, members, send, typing, join, leave
@@ -181,6 +181,37 @@ expect 200 "" "bob leaves the private room" || true
 api_json POST /api/rooms/attic/join "$BOB" '{}'
 expect 404 no_such_room "and cannot come back without a new invitation" || true
 
+# --- mentions ----------------------------------------------------------------------
+# @name of a member (any case) and @room, outside code; the event lists
+# the canonical names, the mentions table every user mentioned.
+api_json POST /api/rooms "$ALICE" '{"name":"den"}'
+for tok in "$BOB" "$CAROL"; do api_json POST /api/rooms/den/join "$tok" '{}'; done
+mentions_of() { jq -r '(.event.mentions // []) | join(",")' <<<"$BODY"; }
+stored_mentions() {
+	sqlite3 "$WORK/natter.db" "SELECT group_concat(u.username, ',') FROM (SELECT user_id FROM mentions WHERE event_id = $1 ORDER BY user_id) m JOIN users u ON u.id = m.user_id"
+}
+api_json POST /api/rooms/den/messages "$ALICE" '{"text":"hi @BOB and @carol, not @eve (no member) nor @nobody; `@carol` in code"}'
+expect 201 "" "a message with mentions" || true
+check "mentions: members only, canonical names, code ignored" test "$(mentions_of)" = "bob,carol"
+MID=$(jget .event.id)
+check "the mentions table has bob and carol" test "$(stored_mentions "$MID")" = "bob,carol"
+api_json POST /api/rooms/den/messages "$ALICE" "$(jq -n '{text:"```\n@bob in a block\n```\nand an email a@bob.org"}')"
+check "no mention in a code block" test "$(mentions_of)" = ""
+api_json POST /api/rooms/den/messages "$BOB" '{"text":"@room standup in 5"}'
+check "@room is listed as room" test "$(mentions_of)" = "room"
+RID=$(jget .event.id)
+check "@room mentions every other member" test "$(stored_mentions "$RID")" = "alice,carol"
+api_json POST /api/rooms/den/messages "$EVE" '{"text":"@room let me in"}'
+expect 403 not_a_member "@room by a non-member of a public room is refused" || true
+api_json POST "/api/rooms/$DM/messages" "$EVE" '{"text":"@room hello"}'
+expect 404 no_such_room "@room by an outsider of a conversation is refused" || true
+api_get "/api/rooms/den/messages?after=$((MID - 1))&limit=1" "$CAROL"
+check "history carries the mentions" test "$(jget '.events[0].mentions|join(",")')" = "bob,carol"
+ZED=$(register zed)
+api_json POST /api/rooms/den/join "$ZED" '{}'
+api_json POST /api/rooms/den/messages "$ALICE" '{"text":"welcome @zed"}'
+check "a user registered a moment ago can be mentioned" test "$(mentions_of)" = "zed"
+
 # the last public message: every stream has reached it once it shows up
 api_json POST /api/rooms/lobby/messages "$EVE" '{"text":"end marker"}'
 sleep 2.5
@@ -199,6 +230,7 @@ check "bob's stream has his own join to the conversation" \
 check "bob's stream has the invitation" grep -q '"type":"invite","room":"attic","from":"alice"' "$WORK/bob-ws"
 check "bob's stream has the private room after he joined" grep -q 'narwhal' "$WORK/bob-ws"
 check "but not what was said there before" test "$(grep -c walrus "$WORK/bob-ws")" = 0
+check "bob's stream carries a message's mentions" grep -q '"mentions":\["bob","carol"\]' "$WORK/bob-ws"
 
 # --- resume from a cursor, from the ring and (after a restart) from SQLite ---
 resume_check() {
@@ -214,6 +246,7 @@ resume_check() {
 	"$WSCLIENT" --token "$CAROL" --since "$C0" --timeout 2 "$WSBASE/ws" >"$WORK/carol-r-ws" 2>/dev/null || true
 	check "$what: carol's replay has the conversation" grep -q zebra "$WORK/carol-r-ws"
 	check "$what: carol's replay has nothing of the private room" test "$(grep -c attic "$WORK/carol-r-ws")" = 0
+	check "$what: carol's replay carries the mentions" grep -q '"mentions":\["room"\]' "$WORK/carol-r-ws"
 }
 resume_check "resume from the ring"
 stop_natterd
@@ -226,5 +259,7 @@ api_get "/api/rooms/$DM/messages" "$EVE"
 expect 404 no_such_room "after a restart eve still gets 404" || true
 api_get /api/rooms/attic/messages "$BOB"
 expect 404 no_such_room "after a restart the private room is still hidden from bob" || true
+api_json POST /api/rooms/den/messages "$BOB" '{"text":"thanks @ZED"}'
+check "after a restart the user directory still knows everyone" test "$(mentions_of)" = "zed"
 
 finish

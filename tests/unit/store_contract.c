@@ -550,6 +550,58 @@ static void c_private_rooms_and_invites(void **state)
 	assert_string_equal(sr.kind, "public");
 }
 
+static void user_seen(void *arg, int64_t id, const char *name)
+{
+	char *out = arg;
+	snprintf(out + strlen(out), 64, "%lld:%s;", (long long)id, name);
+}
+
+static void c_users_and_mentions(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "Bob");
+	char seen[256] = "", want[256];
+	assert_int_equal(store_users_each(st, user_seen, seen), 0);
+	snprintf(want, sizeof(want), "%lld:alice;%lld:Bob;", (long long)a,
+		 (long long)b);
+	assert_string_equal(seen, want);
+
+	/* a message's mentions: in its envelope, stored with it (a
+	 * repeated id is stored once) */
+	int64_t r = room(st, a, "den");
+	const int64_t ids[] = {b, b};
+	const char *const names[] = {"Bob"};
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	struct store_write sw = {.type = EVENT_MESSAGE,
+				 .user_id = a,
+				 .room_id = r,
+				 .text = "hi @bob",
+				 .mention_ids = ids,
+				 .nmention_ids = 2,
+				 .mention_names = names,
+				 .nmention_names = 1};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	assert_int_equal(w.status, STORE_OK);
+	size_t len;
+	assert_non_null(
+	    strstr(event_json(w.ev, &len), "\"mentions\":[\"Bob\"]"));
+	struct event **evs;
+	size_t n;
+	bool more;
+	assert_int_equal(store_history(st, r, -1, -1, 10, &evs, &n, &more), 0);
+	assert_true(n >= 1);
+	assert_int_equal(event_id(evs[n - 1]), event_id(w.ev));
+	assert_non_null(
+	    strstr(event_json(evs[n - 1], &len), "\"mentions\":[\"Bob\"]"));
+	free_events(evs, n);
+	event_unref(w.ev);
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -565,6 +617,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_events_after_membership),
 	    C(c_dm_open),
 	    C(c_private_rooms_and_invites),
+	    C(c_users_and_mentions),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

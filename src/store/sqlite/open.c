@@ -42,6 +42,8 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_DM_FIRST] = "SELECT id, type, room_id, user_id, json FROM events "
 		   "WHERE room_id = ?1 AND type = 'dm' ORDER BY id LIMIT 1",
     [Q_USER_ID_BY_NAME] = "SELECT id, username FROM users WHERE username = ?1",
+    [Q_MENTION_ADD] = "INSERT OR IGNORE INTO mentions (event_id, user_id) "
+		      "VALUES (?1, ?2)",
     [Q_INVITE_TAKE] = "DELETE FROM invites WHERE room_id = ?1 AND user_id = ?2",
     [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json "
 			  "FROM events WHERE user_id = ?1 AND client_id = ?2",
@@ -97,6 +99,7 @@ static const char *const sql_text[Q_COUNT] = {
 		       "JOIN users u ON u.id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
     [Q_MEMBERS_ALL] = "SELECT room_id, user_id FROM members",
+    [Q_USERS_ALL] = "SELECT id, username FROM users",
     [Q_HISTORY_ASC] = "SELECT id, type, room_id, user_id, json FROM events "
 		      "WHERE room_id = ?1 "
 		      "AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
@@ -672,6 +675,7 @@ const struct store_ops sq_ops = {
     .rooms_list = sq_rooms_list,
     .invite_add = sq_invite_add,
     .invites_list = sq_invites_list,
+    .users_each = sq_users_each,
     .room_members = sq_room_members,
     .is_member = sq_is_member,
     .members_each = sq_members_each,

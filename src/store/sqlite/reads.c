@@ -75,8 +75,8 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		const char *kind = (const char *)sqlite3_column_text(s, 6);
 		snprintf(r->kind, sizeof(r->kind), "%s",
 			 kind ? kind : "public");
-		r->people = strcmp(r->kind, "dm") == 0 ? sq_col_dup(s, 7)
-							 : NULL;
+		r->people =
+		    strcmp(r->kind, "dm") == 0 ? sq_col_dup(s, 7) : NULL;
 	}
 fail:
 	sq_stmt_done(s);
@@ -205,6 +205,27 @@ fail:
 	sq_stmt_done(s);
 	sq_pool_put(st, c);
 	return ret;
+}
+
+int sq_users_each(struct store *base,
+		  void (*fn)(void *arg, int64_t id, const char *username),
+		  void *arg)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_USERS_ALL);
+	int rc = SQLITE_ERROR;
+
+	if (s) {
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			const char *name =
+			    (const char *)sqlite3_column_text(s, 1);
+			fn(arg, sqlite3_column_int64(s, 0), name ? name : "");
+		}
+	}
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int sq_members_each(struct store *base,

@@ -51,6 +51,7 @@ enum q {
 	Q_DM_FIRST,
 	Q_USER_ID_BY_NAME,
 	Q_INVITE_TAKE,
+	Q_MENTION_ADD,
 	Q_EVENT_BY_CLIENT,
 	Q_EVENT_ADD,
 	Q_FTS_INDEX,
@@ -71,6 +72,7 @@ enum q {
 	Q_INVITES_LIST,
 	Q_ROOM_MEMBERS,
 	Q_MEMBERS_ALL,
+	Q_USERS_ALL,
 	Q_HISTORY_ASC,
 	Q_HISTORY_DESC,
 	Q_SEARCH,
@@ -176,6 +178,9 @@ int sq_room_by_name(struct store *base, const char *name, int64_t *room_id,
 		    char name_out[33]);
 int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		  size_t *n);
+int sq_users_each(struct store *base,
+		  void (*fn)(void *arg, int64_t id, const char *username),
+		  void *arg);
 int sq_invite_add(struct store *base, int64_t room_id, int64_t user_id,
 		  int64_t by);
 int sq_invites_list(struct store *base, int64_t user_id,

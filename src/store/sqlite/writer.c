@@ -28,8 +28,12 @@ struct job {
 	const struct evtype *row; /* evtype_get(type), NULL if not a type */
 	int64_t user_id, room_id;
 	char *room_name, *text, *client_id, *topic;
-	char *username; /* as the caller knows it: canonical, or NULL */
-	json_t *args;	/* a copy, for a type with an extra, else NULL */
+	char *username;	      /* as the caller knows it: canonical, or NULL */
+	json_t *args;	      /* a copy, for a type with an extra, else NULL */
+	int64_t *mention_ids; /* store_write's, copied */
+	size_t nmention_ids;
+	char **mention_names;
+	size_t nmention_names;
 	store_done_fn done;
 	void *arg;
 	struct timespec queued; /* CLOCK_MONOTONIC */
@@ -65,6 +69,19 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	 * message: the durable-send path copies nothing more) */
 	j->args =
 	    w->args && j->row && j->row->extra ? json_deep_copy(w->args) : NULL;
+	if (w->nmention_ids) {
+		j->mention_ids = xmalloc(w->nmention_ids * sizeof(int64_t));
+		memcpy(j->mention_ids, w->mention_ids,
+		       w->nmention_ids * sizeof(int64_t));
+		j->nmention_ids = w->nmention_ids;
+	}
+	if (w->nmention_names) {
+		j->mention_names =
+		    xmalloc(w->nmention_names * sizeof(*j->mention_names));
+		for (size_t i = 0; i < w->nmention_names; i++)
+			j->mention_names[i] = xstrdup(w->mention_names[i]);
+		j->nmention_names = w->nmention_names;
+	}
 	j->done = done;
 	j->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &j->queued);
@@ -88,6 +105,10 @@ static void job_free(struct job *j)
 	free(j->client_id);
 	free(j->topic);
 	json_decref(j->args);
+	free(j->mention_ids);
+	for (size_t i = 0; i < j->nmention_names; i++)
+		free(j->mention_names[i]);
+	free(j->mention_names);
 	free(j);
 }
 
@@ -207,7 +228,10 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 				  .len = j->text ? strlen(j->text) : 0,
 				  .client_id = j->client_id,
 				  .topic = j->topic,
-				  .args = j->args};
+				  .args = j->args,
+				  .mentions =
+				      (const char *const *)j->mention_names,
+				  .nmentions = j->nmention_names};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
 	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_ADD);
@@ -237,6 +261,19 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 	if (rc != SQLITE_DONE)
 		goto fail;
 	st->next_id++;
+	for (size_t i = 0; i < j->nmention_ids; i++) {
+		s = sq_stmt(&st->w, Q_MENTION_ADD);
+		if (!s) {
+			rc = sqlite3_errcode(st->w.db);
+			goto fail;
+		}
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, j->mention_ids[i]);
+		rc = sqlite3_step(s);
+		sq_stmt_done(s);
+		if (rc != SQLITE_DONE)
+			goto fail;
+	}
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
 	j->fresh = true;
 	free(json);
@@ -682,7 +719,8 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 		struct job *j = jobs[i];
 		int64_t next = st->next_id;
 		/* An event without a store effect is one INSERT. */
-		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE;
+		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE ||
+			  j->nmention_ids > 0;
 
 		if (sp && sq_run(&st->w, Q_SAVEPOINT) != SQLITE_OK)
 			goto fail;
