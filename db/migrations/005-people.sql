@@ -1,5 +1,5 @@
 -- natter migration 005 (schema version 4 -> 5): private rooms, direct
--- conversations, invitations and mentions.
+-- conversations, invitations, mentions and read markers.
 --
 -- A room has a kind: 'public' (listed to everyone, anyone may join),
 -- 'private' (listed to its members only, joined by invitation) or 'dm' (a
@@ -33,3 +33,12 @@ CREATE TABLE mentions (
 	PRIMARY KEY (user_id, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX mentions_event ON mentions (event_id);
+
+-- How far each user has read each room: the newest event id read. Only
+-- ever moves forward. Unread counts are the messages by others after it.
+CREATE TABLE read_markers (
+	user_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	room_id  INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+	event_id INTEGER NOT NULL,
+	PRIMARY KEY (user_id, room_id)
+) WITHOUT ROWID;

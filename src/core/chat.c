@@ -463,6 +463,37 @@ int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
 	return CHAT_OK;
 }
 
+int chat_read(struct chat *c, const struct chat_user *u, const char *room,
+	      int64_t id, char name[33], int64_t *now)
+{
+	int64_t room_id;
+	int rc = room_for(c, u, room, &room_id, name, NULL);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id < 1 || id > bus_last_id(c->bus))
+		return CHAT_EINVAL;
+	rc = store_read_marker_set(c->store, u->id, room_id, id, now);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOROOM : CHAT_EINTERNAL;
+	/* *now > id: older than the marker, nothing moved. (A repeat of
+	 * the marker itself is told again: harmless.) */
+	if (*now != id)
+		return CHAT_OK;
+	json_t *extra = json_pack("{s:I}", "read", (json_int_t)id);
+	size_t len;
+	char *json = event_envelope(0, EVENT_READ, name, u->username, now_ms(),
+				    extra, &len);
+	json_decref(extra);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_READ, BUS_PERSONAL, u->id, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
 int chat_invites_list(struct chat *c, const struct chat_user *u,
 		      struct store_invite **out, size_t *n)
 {

@@ -101,6 +101,15 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
  * a member), CHAT_EINTERNAL. */
 int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
 		const char *user, char name[33], char canon[33]);
+/* Move u's read marker in room (u must be a member) forward to event id:
+ * the marker after the call in *now (an older id changes nothing). When it
+ * moved, u's live connections (every device, every transport) get a
+ * personal ephemeral read event {"type":"read","room":R,"read":N}.
+ * Synchronous (writes the store: not for an event loop). CHAT_OK,
+ * CHAT_ENOROOM, CHAT_ENOTMEMBER, CHAT_EINVAL (id < 1 or newer than the
+ * newest event), CHAT_EINTERNAL. */
+int chat_read(struct chat *c, const struct chat_user *u, const char *room,
+	      int64_t id, char name[33], int64_t *now);
 /* u's open invitations (see store_invites_list). */
 int chat_invites_list(struct chat *c, const struct chat_user *u,
 		      struct store_invite **out, size_t *n);

@@ -20,6 +20,8 @@ enum MHD_Result api_room_leave(struct request *req, const char *room);
 enum MHD_Result api_room_members(struct request *req, const char *room);
 /* POST /api/rooms/{room}/invites {"user":NAME}: a member invites NAME. */
 enum MHD_Result api_room_invite(struct request *req, const char *room);
+/* POST /api/rooms/{room}/read {"id":N}: the read marker, forward only. */
+enum MHD_Result api_room_read(struct request *req, const char *room);
 /* GET /api/invites: the requester's open invitations. */
 enum MHD_Result api_invites_list(struct request *req);
 /* POST /api/dms {"users":[NAME,...]}: the direct conversation of the

@@ -41,6 +41,14 @@ enum MHD_Result api_rooms_list(struct request *req)
 		if (rooms[i].people)
 			json_object_set_new(r, "people",
 					    people_json(rooms[i].people));
+		if (rooms[i].joined) {
+			json_object_set_new(r, "read",
+					    json_integer(rooms[i].read));
+			json_object_set_new(r, "unread",
+					    json_integer(rooms[i].unread));
+			json_object_set_new(r, "mentions",
+					    json_integer(rooms[i].mentions));
+		}
 		json_array_append_new(arr, r);
 	}
 	store_rooms_free(rooms, n);
@@ -150,6 +158,37 @@ enum MHD_Result api_room_invite(struct request *req, const char *room)
 						 "invite", "room", name, "user",
 						 canon, "by", req->username));
 	}
+	json_decref(in);
+	return ret;
+}
+
+enum MHD_Result api_room_read(struct request *req, const char *room)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	json_t *id = json_object_get(in, "id");
+	if (!json_is_integer(id) || json_integer_value(id) < 1) {
+		ret = api_fail(req, 422, "invalid_field",
+			       "'id' must be an event id (a positive integer)");
+		goto done;
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33];
+	int64_t now = 0;
+	int rc = chat_read(req->srv->chat, &cu, room, json_integer_value(id),
+			   name, &now);
+	if (rc == CHAT_EINVAL)
+		ret = api_fail(req, 422, "invalid_field",
+			       "'id' is newer than the newest event");
+	else if (rc != CHAT_OK)
+		ret = request_chat_error(req, rc);
+	else
+		ret = reply_json(req->conn, &req->log, 200,
+				 json_pack("{s:s, s:I}", "room", name, "read",
+					   (json_int_t)now));
+done:
 	json_decref(in);
 	return ret;
 }

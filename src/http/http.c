@@ -303,6 +303,7 @@ static const struct route routes[] = {
     {"POST", "/api/rooms/{room}/join", AUTH | CSRF, NULL, api_room_join},
     {"POST", "/api/rooms/{room}/invites", AUTH | CSRF, NULL, api_room_invite},
     {"GET", "/api/invites", AUTH, api_invites_list, NULL},
+    {"POST", "/api/rooms/{room}/read", AUTH | CSRF, NULL, api_room_read},
     {"POST", "/api/dms", AUTH | CSRF, api_dms_open, NULL},
     {"POST", "/api/rooms/{room}/leave", AUTH | CSRF, NULL, api_room_leave},
     {"POST", "/api/rooms/{room}/typing", AUTH | CSRF, NULL, api_typing},

@@ -141,6 +141,8 @@ static const struct evtype table[] = {
 		  EVTYPE_EFFECT_DM_OPEN, false, dm_extra},
     [EVENT_INVITE] = {EVENT_INVITE, "invite", false, EVTYPE_FROM_SERVER, NULL,
 		      EVTYPE_EFFECT_NONE, false, NULL},
+    [EVENT_READ] = {EVENT_READ, "read", false, EVTYPE_FROM_SERVER, NULL,
+		    EVTYPE_EFFECT_NONE, false, NULL},
 };
 
 const struct evtype *evtype_get(enum event_type t)

@@ -28,7 +28,8 @@ enum event_type {
 	EVENT_TYPING,	/* ephemeral: user is typing in room */
 	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
 	EVENT_DM,	/* persistent: a direct conversation opened */
-	EVENT_INVITE	/* ephemeral, personal: you were invited to a room */
+	EVENT_INVITE,	/* ephemeral, personal: you were invited to a room */
+	EVENT_READ	/* ephemeral, personal: your read marker moved */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */

@@ -41,6 +41,8 @@ struct store_ops {
 			  void (*fn)(void *arg, int64_t id,
 				     const char *username),
 			  void *arg);
+	int (*read_marker_set)(struct store *base, int64_t user_id,
+			       int64_t room_id, int64_t event_id, int64_t *now);
 	int (*invite_add)(struct store *base, int64_t room_id, int64_t user_id,
 			  int64_t by);
 	int (*invites_list)(struct store *base, int64_t user_id,

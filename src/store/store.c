@@ -124,6 +124,12 @@ int store_users_each(struct store *st,
 	return st->ops->users_each(st, fn, arg);
 }
 
+int store_read_marker_set(struct store *st, int64_t user_id, int64_t room_id,
+			  int64_t event_id, int64_t *now)
+{
+	return st->ops->read_marker_set(st, user_id, room_id, event_id, now);
+}
+
 int store_invite_add(struct store *st, int64_t room_id, int64_t user_id,
 		     int64_t by)
 {

@@ -153,6 +153,11 @@ struct store_room {
 	char *people;	 /* dm: the other members' names, sorted, joined by
 			    commas ("" for a conversation with oneself);
 			    NULL for other kinds */
+	/* For the asking user (0 when user_id is 0): the read marker (their
+	 * own, else their newest join of the room), and, in a room they
+	 * belong to, the messages by others after it and those of them that
+	 * mention the user. */
+	int64_t read, unread, mentions;
 };
 /* The rooms user_id may see, sorted by name: the public ones and those the
  * user is a member of (private rooms and direct conversations of others
@@ -185,6 +190,11 @@ int store_members_each(struct store *st,
 int store_users_each(struct store *st,
 		     void (*fn)(void *arg, int64_t id, const char *username),
 		     void *arg);
+/* Move user_id's read marker in room_id forward to event_id (never
+ * back): STORE_OK with the marker after the call in *now, STORE_NOTFOUND
+ * (no such user or room) or STORE_ERR. */
+int store_read_marker_set(struct store *st, int64_t user_id, int64_t room_id,
+			  int64_t event_id, int64_t *now);
 /* An invitation of user_id to room_id by `by` (0: nobody in particular).
  * Inviting again is fine (the first stays). STORE_OK, STORE_NOTFOUND (no
  * such room or user) or STORE_ERR. Joining the room (the writer, for a

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# people.sh: direct conversations, private rooms and mentions. POST /api/dms gives
+# people.sh: direct conversations, private rooms, mentions and read
+# markers. POST /api/dms gives
 # one conversation per set of people, the same every time; a private room
 # is joined only by invitation. To an outsider both are rooms that do not
 # exist: 404 no_such_room on history, members, send, typing, join, leave
@@ -212,13 +213,55 @@ api_json POST /api/rooms/den/join "$ZED" '{}'
 api_json POST /api/rooms/den/messages "$ALICE" '{"text":"welcome @zed"}'
 check "a user registered a moment ago can be mentioned" test "$(mentions_of)" = "zed"
 
+# --- unread counts and read markers ------------------------------------------------
+room_field() { jq -r ".rooms[]|select(.name==\"$1\")|.$2" <<<"$BODY"; }
+api_get /api/rooms "$CAROL"
+check "carol: 4 unread in den" test "$(room_field den unread)" = 4
+check "carol: 2 of them mention her (@carol, @room)" test "$(room_field den mentions)" = 2
+api_get /api/rooms "$BOB"
+check "bob: his own messages are not unread" test "$(room_field den unread)" = 3
+check "bob: his own @room does not mention him" test "$(room_field den mentions)" = 1
+# carol's other devices listen on all three transports
+timeout -s KILL 10 "$WSCLIENT" --token "$CAROL" --timeout 6 "$WSBASE/ws" >"$WORK/carol2-ws" 2>/dev/null &
+C2WS=$!
+timeout -s KILL 6 curl -sN -H "Authorization: Bearer $CAROL" "$BASE/events" >"$WORK/carol2-sse" 2>/dev/null &
+C2SSE=$!
+api_get /api/rooms "$CAROL"
+timeout -s KILL 10 curl -sf -H "Authorization: Bearer $CAROL" \
+	"$BASE/poll?since=$(curl -sf -H "Authorization: Bearer $CAROL" "$BASE/poll?timeout=0" | jq -r .cursor)&timeout=5" >"$WORK/carol2-poll" 2>/dev/null &
+C2POLL=$!
+sleep 0.5
+api_json POST /api/rooms/den/read "$CAROL" "{\"id\":$RID}"
+expect 200 "" "carol marks den read up to the @room message" || true
+check "the answer is the new marker" test "$(jget .read)" = "$RID"
+api_get /api/rooms "$CAROL"
+check "carol: 1 unread left, no mention" test "$(room_field den unread)/$(room_field den mentions)" = 1/0
+check "the room list has the marker" test "$(room_field den read)" = "$RID"
+api_json POST /api/rooms/den/read "$CAROL" "{\"id\":$MID}"
+expect 200 "" "an older id" || true
+check "is a no-op answered with the current marker" test "$(jget .read)" = "$RID"
+api_json POST /api/rooms/den/read "$CAROL" '{"id":"x"}'
+expect 422 invalid_field "a bad id" || true
+api_json POST /api/rooms/den/read "$CAROL" '{"id":99999999}'
+expect 422 invalid_field "an id from the future" || true
+api_json POST "/api/rooms/$DM/read" "$EVE" "{\"id\":$MID}"
+expect 404 no_such_room "eve: read marker in a conversation" || true
+api_json POST /api/rooms/attic/read "$EVE" "{\"id\":$MID}"
+expect 404 no_such_room "eve: read marker in a private room" || true
+wait "$C2WS" "$C2SSE" "$C2POLL" 2>/dev/null || true
+for t in ws sse poll; do
+	check "carol's other $t session got the new marker once" \
+		test "$(grep -o "\"type\":\"read\",\"room\":\"den\",\"from\":\"carol\",\"ts\":\"[^\"]*\",\"read\":$RID" "$WORK/carol2-$t" | wc -l)" = 1
+	check "and nothing for the no-op" test "$(grep -c "\"read\":$MID" "$WORK/carol2-$t")" = 0
+done
+
 # the last public message: every stream has reached it once it shows up
 api_json POST /api/rooms/lobby/messages "$EVE" '{"text":"end marker"}'
 sleep 2.5
 kill "$EVE_WS" "$EVE_SSE" "$EVE_POLL" "$BOB_WS" 2>/dev/null || true
 wait "$EVE_WS" "$EVE_SSE" "$EVE_POLL" "$BOB_WS" 2>/dev/null || true
 
-leaks() { grep -cE "$DM|$DM2|attic|zebra|walrus|narwhal" "$1" || true; }
+leaks() { grep -cE "$DM|$DM2|attic|zebra|walrus|narwhal|\"type\":\"read\"" "$1" || true; }
 for t in ws sse poll; do
 	f="$WORK/eve-$t"
 	check "eve's $t stream reached the end marker" grep -q 'end marker' "$f"
@@ -261,5 +304,7 @@ api_get /api/rooms/attic/messages "$BOB"
 expect 404 no_such_room "after a restart the private room is still hidden from bob" || true
 api_json POST /api/rooms/den/messages "$BOB" '{"text":"thanks @ZED"}'
 check "after a restart the user directory still knows everyone" test "$(mentions_of)" = "zed"
+api_get /api/rooms "$CAROL"
+check "after a restart carol's marker and counts hold" test "$(room_field den read)/$(room_field den unread)" = "$RID/2"
 
 finish

@@ -602,6 +602,40 @@ static void c_users_and_mentions(void **state)
 	event_unref(w.ev);
 }
 
+static void c_read_markers(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "den"), m1, m2, m3, now = 0;
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "one", NULL, &m1), STORE_OK);
+	assert_int_equal(say(st, b, r, "mine", NULL, &m2), STORE_OK);
+	assert_int_equal(say(st, a, r, "two", NULL, &m3), STORE_OK);
+
+	/* no marker yet: from the join on, others' messages only */
+	struct store_room sr;
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(sr.unread, 2);
+	assert_int_equal(sr.mentions, 0);
+	assert_int_equal(store_read_marker_set(st, b, r, m1, &now), STORE_OK);
+	assert_int_equal(now, m1);
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(sr.read, m1);
+	assert_int_equal(sr.unread, 1);
+	/* forward only */
+	assert_int_equal(store_read_marker_set(st, b, r, m1 - 1, &now),
+			 STORE_OK);
+	assert_int_equal(now, m1);
+	assert_int_equal(store_read_marker_set(st, b, r, m3, &now), STORE_OK);
+	assert_int_equal(now, m3);
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(sr.unread, 0);
+	assert_int_equal(store_read_marker_set(st, b, r + 100, m3, &now),
+			 STORE_NOTFOUND);
+	(void)m2;
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -618,6 +652,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_dm_open),
 	    C(c_private_rooms_and_invites),
 	    C(c_users_and_mentions),
+	    C(c_read_markers),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

@@ -77,6 +77,9 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 			 kind ? kind : "public");
 		r->people =
 		    strcmp(r->kind, "dm") == 0 ? sq_col_dup(s, 7) : NULL;
+		r->read = sqlite3_column_int64(s, 8);
+		r->unread = sqlite3_column_int64(s, 9);
+		r->mentions = sqlite3_column_int64(s, 10);
 	}
 fail:
 	sq_stmt_done(s);
@@ -88,6 +91,31 @@ fail:
 	*out = v;
 	*n = len;
 	return 0;
+}
+
+int sq_read_marker_set(struct store *base, int64_t user_id, int64_t room_id,
+		       int64_t event_id, int64_t *now)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_READ_SET);
+	int rc = SQLITE_ERROR;
+
+	if (s) {
+		sqlite3_bind_int64(s, 1, user_id);
+		sqlite3_bind_int64(s, 2, room_id);
+		sqlite3_bind_int64(s, 3, event_id);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			*now = sqlite3_column_int64(s, 0);
+			rc = sqlite3_step(s);
+		}
+	}
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return STORE_NOTFOUND;
+	return rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
 }
 
 int sq_invite_add(struct store *base, int64_t room_id, int64_t user_id,

@@ -69,6 +69,7 @@ enum q {
 	Q_SESSION_DEL_EXPIRED,
 	Q_ROOMS_LIST,
 	Q_INVITE_ADD,
+	Q_READ_SET,
 	Q_INVITES_LIST,
 	Q_ROOM_MEMBERS,
 	Q_MEMBERS_ALL,
@@ -181,6 +182,8 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 int sq_users_each(struct store *base,
 		  void (*fn)(void *arg, int64_t id, const char *username),
 		  void *arg);
+int sq_read_marker_set(struct store *base, int64_t user_id, int64_t room_id,
+		       int64_t event_id, int64_t *now);
 int sq_invite_add(struct store *base, int64_t room_id, int64_t user_id,
 		  int64_t by);
 int sq_invites_list(struct store *base, int64_t user_id,
