@@ -58,6 +58,8 @@ class Room {
     this.error = null;
     this.unread = 0;
     this.mentions = 0;     // of the unread, those that mention us
+    this.read = 0;         // our read marker (the server's, any device)
+    this.readTimer = null;
     this.memberList = null;
     this.nodes = new Map();  // render cache: key -> element
   }
@@ -410,6 +412,12 @@ async function loadRooms() {
       r.members = info.members || 0;
       r.joined = !!info.joined;
       r.kind = info.kind || 'public';
+      // The server counts from our read marker, on every device.
+      if (Number.isSafeInteger(info.read)) r.read = Math.max(r.read, info.read);
+      if (Number.isSafeInteger(info.unread) && !(info.name === S.current && !document.hidden)) {
+        r.unread = info.unread;
+        r.mentions = info.mentions || 0;
+      }
       r.people = Array.isArray(info.people) ? info.people : null;
       for (const u of r.people || []) S.users.add(u);
       r.known = true;
@@ -770,6 +778,7 @@ function openRoom(name, opts = {}) {
   }
   renderMessages({ bottom: changed });
   if (!r.loaded && !r.loading) loadLatest(r);
+  else if (r.loaded) markReadSoon(r);
   if (!$('members').hidden || r.memberList == null) loadMembers(r);
   $('composer-input').placeholder = composerPlaceholder(r);
   if (opts.focus && !matchMedia('(pointer: coarse)').matches) $('composer-input').focus();
@@ -805,7 +814,10 @@ async function loadLatest(r, reset = false) {
   } finally {
     r.loading = false;
   }
-  if (r.name === S.current) renderMessages({ bottom: S.stickBottom });
+  if (r.name === S.current) {
+    renderMessages({ bottom: S.stickBottom });
+    markReadSoon(r);
+  }
 }
 
 async function loadOlder(r) {
@@ -1110,6 +1122,47 @@ function saveOutbox() {
   renderRooms();
 }
 
+// The newest event this client has of r.
+function newestId(r) {
+  let max = 0;
+  for (const id of r.events.keys()) if (id > max) max = id;
+  return max;
+}
+
+// We have seen r up to its newest event: move the server's marker (which
+// tells our other devices), a moment later so that a burst is one call.
+function markReadSoon(r) {
+  if (!r || !r.joined || document.hidden) return;
+  clearTimeout(r.readTimer);
+  r.readTimer = setTimeout(async () => {
+    const id = newestId(r);
+    if (!id || id <= r.read) return;
+    try {
+      const res = await api('POST', `/api/rooms/${enc(r.name)}/read`, { body: { id } });
+      if (res && Number.isSafeInteger(res.read)) r.read = Math.max(r.read, res.read);
+    } catch (e) {
+      if (e.status === 401) sessionEnded();
+    }
+  }, 250);
+}
+
+// Our marker moved on another device (a personal read event): what is
+// before it is read here too.
+function readElsewhere(ev) {
+  const r = S.rooms.get(ev.room);
+  if (!r || !Number.isSafeInteger(ev.read) || ev.read <= r.read) return;
+  r.read = ev.read;
+  const newest = newestId(r);
+  if (newest && ev.read >= newest) {
+    r.unread = 0;
+    r.mentions = 0;
+    saveUnread();
+    renderRooms();
+  } else {
+    refreshRoomsSoon(); // some of it is still unread: the server counts
+  }
+}
+
 function saveUnread() {
   if (!S.store) return;
   const u = {};
@@ -1184,6 +1237,8 @@ const EVENT_VIEWS = {
   dm: { render: noticeNode('event.dm'), live: () => refreshRoomsSoon() },
   // An invitation to a room, for us: {"type":"invite","room":..,"from":..}.
   invite: { ephemeral: true, live: () => loadInvites() },
+  // Our read marker moved on another device: {"type":"read","room","read"}.
+  read: { ephemeral: true, live: (r, ev) => readElsewhere(ev) },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object, changed on another device:
   // {"type":"settings","settings":{...}}; applied like a change made in
@@ -1206,6 +1261,7 @@ function onEvent(ev) {
   if (r.name === S.current) {
     const bottom = isAtBottom() || mine;
     renderMessages({ bottom, newBelow: !bottom });
+    markReadSoon(r);
   }
   renderRooms();
 }
@@ -1770,6 +1826,7 @@ function bind() {
       S.rooms.get(S.current).mentions = 0;
       saveUnread();
       renderRooms();
+      markReadSoon(S.rooms.get(S.current));
     }
   });
 

@@ -1426,6 +1426,47 @@ async function main() {
     await assertAccessible(sam.page, 'mentions');
   });
 
+  await scenario('15 read on one device: the unread badge clears on the other within 2 s; counts come from the server', async (people) => {
+    const tara = person(people, 'tara', server.base, DESKTOP);
+    const uma = person(people, 'uma', server.base, DESKTOP);
+    await tara.register();
+    await uma.register();
+    await tara.enterRoom('tea');
+    await uma.enterRoom('tea');
+    await tara.openRoom('lobby');
+    const phone = person(people, 'tara', server.base, PHONE);
+    await phone.login();
+    await tara.waitLive();
+    await phone.waitLive();
+    await uma.say('anyone for tea, @tara?');
+    const badge = () => (want) => {
+      const b = document.querySelector('.room-btn[data-room="tea"] .badge');
+      return want === 0 ? !b : b && b.textContent === String(want);
+    };
+    await tara.page.waitForFunction(badge(), 1, { timeout: 5000 });
+    await phone.page.waitForFunction(badge(), 1, { timeout: 5000 });
+    assert(/^\(1\) /.test(await tara.page.title()), 'the tab title carries the unread total');
+    await tara.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await tara.shot('unread-before-desktop.png');
+    // A third device that was away gets the count from the server.
+    const later = person(people, 'tara', server.base, DESKTOP);
+    await later.login();
+    await later.page.waitForFunction(badge(), 1, { timeout: 5000 });
+    await later.close();
+    // Reading on the phone clears the desktop's badge.
+    await phone.openRoom('tea');
+    await phone.sees('anyone for tea, @tara?');
+    const t0 = Date.now();
+    await tara.page.waitForFunction(badge(), 0, { timeout: 2000 });
+    const took = Date.now() - t0;
+    assert(!/^\(\d+\) /.test(await tara.page.title()), 'the tab title has no unread total any more');
+    await tara.shot('unread-after-desktop.png');
+    const rooms = await tara.page.evaluate(async () => (await (await fetch('/api/rooms')).json()).rooms);
+    const tea = rooms.find((r) => r.name === 'tea');
+    assert(tea.unread === 0 && tea.mentions === 0, `the server counts nothing unread (${JSON.stringify(tea)})`);
+    console.log(`  badge cleared on the other device in ${took} ms`);
+  });
+
   await browser.close();
   await server.stop();
 }
