@@ -47,7 +47,9 @@ class Room {
     this.topic = '';
     this.members = 0;
     this.joined = false;
-    this.kind = 'public';    // 'public', 'private' or 'dm'
+    // 'public', 'private' or 'dm' (GET /api/rooms says; dm-<id> names
+    // are the server's own, so a conversation is known before that)
+    this.kind = /^dm-\d+$/.test(name) ? 'dm' : 'public';
     this.people = null;      // dm: the other people's usernames
     this.known = false;      // listed by GET /api/rooms
     this.events = new Map(); // id -> event
@@ -1195,7 +1197,7 @@ function addEvent(r, ev, live) {
         body: ev.text || '',
         tag: 'natter:' + r.name,
       };
-      notifyDesktop(roomPrefs(r.name), mention, msg, () => openRoom(r.name, { focus: true }));
+      notifyDesktop(roomPrefs(r.name), mention || r.kind === 'dm', msg, () => openRoom(r.name, { focus: true }));
     }
     if (r.name === S.current && view.speak) notifyAnnounce(view.speak(ev));
   }

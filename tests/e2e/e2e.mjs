@@ -1467,6 +1467,56 @@ async function main() {
     console.log(`  badge cleared on the other device in ${took} ms`);
   });
 
+  await scenario('16 desktop notifications for a mention and a DM while the tab is hidden, never for your own', async (people) => {
+    const vera = person(people, 'vera', server.base, DESKTOP);
+    const walt = person(people, 'walt', server.base, DESKTOP);
+    await vera.open();
+    await vera.ctx.grantPermissions(['notifications'], { origin: server.base });
+    // Record every notification the page makes (the real one is made too).
+    await vera.ctx.addInitScript(() => {
+      const N = window.Notification;
+      if (!N) return;
+      window.__notes = [];
+      window.Notification = class extends N {
+        constructor(title, opts) {
+          super(title, opts);
+          window.__notes.push({ title, body: (opts && opts.body) || '' });
+        }
+      };
+    });
+    await vera.page.close();
+    await vera.register();
+    await walt.register();
+    await vera.waitLive();
+    await walt.waitLive();
+    assert(await vera.page.evaluate(() => Notification.permission) === 'granted', 'the permission is granted');
+    await vera.page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await walt.say('@vera the report is ready');
+    await vera.page.waitForFunction(() => window.__notes.some((n) => /the report is ready/.test(n.body)), null, { timeout: 5000 });
+    // A direct message.
+    await walt.page.click('#dm-new');
+    await walt.page.fill('#dm-users-input', 'vera');
+    await walt.page.press('#dm-users-input', 'Enter');
+    await walt.page.waitForFunction(() => document.getElementById('room-title').textContent === 'vera');
+    await walt.say('just between us');
+    await vera.page.waitForFunction(() => window.__notes.some((n) => n.body === 'just between us' && n.title === 'walt'), null, { timeout: 5000 });
+    // Her own message, from another device, is never notified.
+    await vera.page.evaluate(async () => {
+      const r = await fetch('/api/rooms/lobby/messages', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: 'note to @vera from myself' }) });
+      if (r.status !== 201) throw new Error('send failed ' + r.status);
+    });
+    await walt.openRoom('lobby');
+    await walt.sees('note to @vera from myself', 5000);
+    await vera.page.waitForTimeout(500);
+    const notes = await vera.page.evaluate(() => window.__notes);
+    assert(!notes.some((n) => /from myself/.test(n.body)), 'no notification for her own message');
+    assert(notes.length === 2, `two notifications, not ${notes.length}: ${JSON.stringify(notes)}`);
+  });
+
   await browser.close();
   await server.stop();
 }
