@@ -526,6 +526,7 @@ function composerPlaceholder(r) {
 }
 function roomLabel(r) {
   if (r.kind !== 'dm') return '#' + r.name;
+  if (!r.people) return r.name; // not listed yet: GET /api/rooms names them
   const names = dmPeople(r).map(displayName);
   return names.length ? names.join(', ') : t('dms.self');
 }
@@ -633,6 +634,87 @@ async function submitRoomForm(ev) {
   } finally {
     btn.disabled = false;
   }
+}
+
+// --- @ autocomplete in the composer ----------------------------------------------------
+// Typing @ and the start of a name lists the room's members (and @room);
+// arrows move, Enter or Tab takes one, Escape closes.
+
+const mention = { items: [], active: 0, start: 0 };
+
+function mentionClose() {
+  mention.items = [];
+  $('mention-list').hidden = true;
+  const ta = $('composer-input');
+  ta.removeAttribute('aria-activedescendant');
+}
+
+function mentionSuggest() {
+  const ta = $('composer-input');
+  const r = S.current && S.rooms.get(S.current);
+  const before = ta.value.slice(0, ta.selectionStart);
+  const m = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{0,32})$/.exec(before);
+  if (!m || !r || !r.memberList) return mentionClose();
+  const part = m[2].toLowerCase();
+  const names = r.memberList.map((x) => x.username)
+    .filter((u) => u !== S.me.username && u.toLowerCase().startsWith(part))
+    .sort((a, b) => a.localeCompare(b));
+  if (r.kind !== 'dm' && 'room'.startsWith(part)) names.push('room');
+  mention.items = names.slice(0, 8);
+  mention.start = before.length - m[2].length - 1;
+  mention.active = 0;
+  if (!mention.items.length) return mentionClose();
+  mentionRender();
+}
+
+function mentionRender() {
+  const list = $('mention-list');
+  list.replaceChildren(...mention.items.map((name, i) => {
+    const li = h('li', 'mention-option');
+    li.id = `mention-opt-${i}`;
+    li.setAttribute('role', 'option');
+    li.setAttribute('aria-selected', String(i === mention.active));
+    li.append(h('span', 'mention-name', '@' + name));
+    if (name === 'room') li.append(h('span', 'mention-hint', t('mentions.everyone')));
+    else if (S.names.get(name) && S.names.get(name) !== name) li.append(h('span', 'mention-hint', S.names.get(name)));
+    li.addEventListener('mousedown', (e) => {
+      e.preventDefault();
+      mentionTake(i);
+    });
+    return li;
+  }));
+  list.hidden = false;
+  const ta = $('composer-input');
+  ta.setAttribute('aria-activedescendant', `mention-opt-${mention.active}`);
+}
+
+function mentionTake(i) {
+  const ta = $('composer-input');
+  const name = mention.items[i];
+  const end = ta.selectionStart;
+  const text = '@' + name + ' ';
+  ta.value = ta.value.slice(0, mention.start) + text + ta.value.slice(end);
+  const caret = mention.start + text.length;
+  ta.setSelectionRange(caret, caret);
+  mentionClose();
+  ta.focus();
+}
+
+function mentionKey(e) {
+  if (!mention.items.length || e.isComposing) return;
+  const n = mention.items.length;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    mention.active = (mention.active + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+    mentionRender();
+  } else if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
+    mentionTake(mention.active);
+  } else if (e.key === 'Escape') {
+    mentionClose();
+  } else {
+    return;
+  }
+  e.preventDefault();
+  e.stopImmediatePropagation();
 }
 
 // --- direct conversations and invitations ------------------------------------------
@@ -1770,6 +1852,9 @@ function bind() {
   });
 
   const ta = $('composer-input');
+  ta.addEventListener('keydown', mentionKey); // first: it may take the key
+  ta.addEventListener('input', mentionSuggest);
+  ta.addEventListener('blur', () => setTimeout(mentionClose, 150));
   ta.addEventListener('keydown', (e) => {
     if (e.key !== 'Enter' || e.isComposing || e.altKey || e.shiftKey) return;
     const ctrl = e.ctrlKey || e.metaKey;

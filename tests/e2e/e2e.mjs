@@ -1351,7 +1351,7 @@ async function main() {
     // pete, on a phone, finds it in his list live and answers.
     await pete.page.click('#open-nav');
     await pete.page.waitForSelector(`#dm-list .room-btn[data-room="${dm}"]`, { timeout: 5000 });
-    assert((await pete.page.textContent(`#dm-list .room-btn[data-room="${dm}"]`)).includes('olga'), 'pete sees the conversation named after olga');
+    await pete.page.waitForFunction((d) => /olga/.test(document.querySelector(`#dm-list .room-btn[data-room="${d}"]`).textContent), dm, { timeout: 3000 });
     await pete.page.evaluate(() => document.activeElement && document.activeElement.blur());
     await pete.shot('dm-list-phone.png');
     await pete.page.click(`#dm-list .room-btn[data-room="${dm}"]`);
@@ -1424,6 +1424,22 @@ async function main() {
     await sam.page.evaluate(() => document.activeElement && document.activeElement.blur());
     await sam.shot('mention-desktop.png');
     await assertAccessible(sam.page, 'mentions');
+    // @ autocomplete in the composer, by keyboard.
+    await sam.page.click('#members-toggle');
+    await sam.page.waitForFunction(() => /rita/.test(document.getElementById('member-list').textContent));
+    await sam.page.click('#close-members');
+    await sam.page.focus('#composer-input');
+    await sam.page.keyboard.type('thanks @RI');
+    await sam.page.waitForSelector('#mention-list:not([hidden]) [role="option"][aria-selected="true"]');
+    assert((await sam.page.textContent('#mention-list [aria-selected="true"]')).startsWith('@rita'), 'rita is offered first');
+    assert(await sam.page.getAttribute('#composer-input', 'aria-activedescendant') === 'mention-opt-0', 'the composer points at the chosen option');
+    await sam.shot('mention-autocomplete-desktop.png');
+    await sam.page.keyboard.press('Enter'); // takes the name, sends nothing
+    assert(await sam.page.inputValue('#composer-input') === 'thanks @rita ', 'Enter completes the name');
+    await sam.page.keyboard.type('see you');
+    await sam.page.keyboard.press('Enter');
+    await rita.sees('thanks @rita see you', 5000);
+    assert(await rita.page.evaluate(() => [...document.querySelectorAll('#message-list .msg.mentions-me')].some((e) => /see you/.test(e.textContent))), 'the completed mention mentions rita');
   });
 
   await scenario('15 read on one device: the unread badge clears on the other within 2 s; counts come from the server', async (people) => {
