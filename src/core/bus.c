@@ -403,22 +403,6 @@ bool bus_is_member(struct bus *bus, int64_t room_id, int64_t user_id)
 	return in;
 }
 
-size_t bus_room_members(struct bus *bus, int64_t room_id, int64_t **out)
-{
-	lock(&bus->lock);
-	const struct imap *set = imap_get_ptr(&bus->room_users, room_id);
-	size_t n = 0;
-	*out = NULL;
-	if (set && set->len) {
-		*out = xmalloc(set->len * sizeof(**out));
-		for (size_t i = 0; i < set->cap; i++)
-			if (set->keys[i] != IMAP_EMPTY)
-				(*out)[n++] = set->keys[i];
-	}
-	unlock(&bus->lock);
-	return n;
-}
-
 int64_t bus_last_id(struct bus *bus)
 {
 	lock(&bus->lock);

@@ -47,9 +47,6 @@ void bus_free(struct bus *bus); /* after every shard and subscriber is gone */
 /* Start-up: record that user is a member of room. */
 void bus_member_add(struct bus *bus, int64_t room_id, int64_t user_id);
 bool bus_is_member(struct bus *bus, int64_t room_id, int64_t user_id);
-/* The room's members now, in no order: their count, and a malloc'd array
- * of their ids in *out (caller frees; NULL when none). */
-size_t bus_room_members(struct bus *bus, int64_t room_id, int64_t **out);
 /* Newest persistent id published so far. */
 int64_t bus_last_id(struct bus *bus);
 

@@ -315,8 +315,6 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
 	struct chat_mentions *m = NULL;
-	int64_t *ids = NULL;
-	size_t nids = 0;
 	const char *names[CHAT_MENTIONS_MAX + 1];
 	size_t nnames = 0;
 	if (row->searchable && text && memchr(text, '@', in->len)) {
@@ -326,18 +324,9 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		m = xmalloc(sizeof(*m));
 		chat_mentions_init(m, c, room_id);
 		free(markdown_render(text, in->len, chat_mention, m, &hlen));
-		if (m->room) {
-			/* every member but the sender */
-			size_t all = bus_room_members(c->bus, room_id, &ids);
-			for (size_t i = 0; i < all; i++)
-				if (ids[i] != u->id)
-					ids[nids++] = ids[i];
-		}
-		ids = xrealloc(ids, (nids + m->n + 1) * sizeof(*ids));
-		for (size_t i = 0; i < m->n; i++) {
-			ids[nids++] = m->ids[i];
+		for (size_t i = 0; i < m->n; i++)
 			names[nnames++] = m->names[i];
-		}
+		/* the writer adds every member for @room, as of its commit */
 		if (m->room)
 			names[nnames++] = "room";
 	}
@@ -351,16 +340,16 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
 	    .args = in->args,
-	    .mention_ids = ids,
-	    .nmention_ids = nids,
+	    .mention_ids = m ? m->ids : NULL,
+	    .nmention_ids = m ? m->n : 0,
 	    .mention_names = names,
 	    .nmention_names = nnames,
+	    .mention_room = m && m->room,
 	};
 	struct pending *p = xmalloc(sizeof(*p));
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
-	free(ids);
 	free(m);
 	free(text);
 	return CHAT_OK;

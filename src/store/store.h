@@ -80,6 +80,8 @@ struct store_write {
 	size_t nmention_ids;
 	const char *const *mention_names;
 	size_t nmention_names;
+	/* @room: every member of the room but the sender, as of the commit */
+	bool mention_room;
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the

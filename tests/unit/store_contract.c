@@ -600,6 +600,34 @@ static void c_users_and_mentions(void **state)
 	    strstr(event_json(evs[n - 1], &len), "\"mentions\":[\"Bob\"]"));
 	free_events(evs, n);
 	event_unref(w.ev);
+
+	/* @room: every member but the sender, as of the commit */
+	int64_t c = user(st, "carol");
+	assert_int_equal(
+	    put(st, EVENT_JOIN, c, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	struct waiter w2 = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			    .cv = PTHREAD_COND_INITIALIZER};
+	const char *const room_names[] = {"room"};
+	struct store_write sw2 = {.type = EVENT_MESSAGE,
+				  .user_id = a,
+				  .room_id = r,
+				  .text = "@room hi",
+				  .mention_names = room_names,
+				  .nmention_names = 1,
+				  .mention_room = true};
+	store_write_submit(st, &sw2, waiter_done, &w2);
+	pthread_mutex_lock(&w2.mu);
+	while (!w2.done)
+		pthread_cond_wait(&w2.cv, &w2.mu);
+	pthread_mutex_unlock(&w2.mu);
+	assert_int_equal(w2.status, STORE_OK);
+	event_unref(w2.ev);
+	struct store_room sr;
+	assert_true(listed(st, c, r, &sr));
+	assert_int_equal(sr.unread, 1);
+	assert_int_equal(sr.mentions, 1);
+	assert_true(listed(st, a, r, &sr));
+	assert_int_equal(sr.mentions, 0); /* the sender is not mentioned */
 }
 
 static void c_read_markers(void **state)

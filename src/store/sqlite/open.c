@@ -44,6 +44,9 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_USER_ID_BY_NAME] = "SELECT id, username FROM users WHERE username = ?1",
     [Q_MENTION_ADD] = "INSERT OR IGNORE INTO mentions (event_id, user_id) "
 		      "VALUES (?1, ?2)",
+    [Q_MENTION_ROOM] = "INSERT OR IGNORE INTO mentions (event_id, user_id) "
+		       "SELECT ?1, user_id FROM members "
+		       "WHERE room_id = ?2 AND user_id <> ?3",
     [Q_INVITE_TAKE] = "DELETE FROM invites WHERE room_id = ?1 AND user_id = ?2",
     [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json "
 			  "FROM events WHERE user_id = ?1 AND client_id = ?2",

@@ -34,6 +34,7 @@ struct job {
 	size_t nmention_ids;
 	char **mention_names;
 	size_t nmention_names;
+	bool mention_room;
 	store_done_fn done;
 	void *arg;
 	struct timespec queued; /* CLOCK_MONOTONIC */
@@ -82,6 +83,7 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 			j->mention_names[i] = xstrdup(w->mention_names[i]);
 		j->nmention_names = w->nmention_names;
 	}
+	j->mention_room = w->mention_room;
 	j->done = done;
 	j->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &j->queued);
@@ -269,6 +271,20 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 		}
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_int64(s, 2, j->mention_ids[i]);
+		rc = sqlite3_step(s);
+		sq_stmt_done(s);
+		if (rc != SQLITE_DONE)
+			goto fail;
+	}
+	if (j->mention_room) {
+		s = sq_stmt(&st->w, Q_MENTION_ROOM);
+		if (!s) {
+			rc = sqlite3_errcode(st->w.db);
+			goto fail;
+		}
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, room_id);
+		sqlite3_bind_int64(s, 3, j->user_id);
 		rc = sqlite3_step(s);
 		sq_stmt_done(s);
 		if (rc != SQLITE_DONE)
@@ -720,7 +736,7 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 		int64_t next = st->next_id;
 		/* An event without a store effect is one INSERT. */
 		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE ||
-			  j->nmention_ids > 0;
+			  j->nmention_ids > 0 || j->mention_room;
 
 		if (sp && sq_run(&st->w, Q_SAVEPOINT) != SQLITE_OK)
 			goto fail;
