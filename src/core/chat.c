@@ -414,20 +414,14 @@ int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
 {
 	int64_t room_id;
 	enum chat_room_kind kind;
-	struct store_user to;
 	int rc = room_for(c, u, room, &room_id, name, &kind);
 	if (rc != CHAT_OK)
 		return rc;
 	if (kind == CHAT_ROOM_DM)
 		return CHAT_EFIXED;
-	if (!user || !name_valid(user))
+	int64_t to_id;
+	if (!user || userdir_find(c->users, user, strlen(user), &to_id, canon))
 		return CHAT_ENOUSER;
-	rc = store_user_by_name(c->store, user, &to);
-	if (rc != STORE_OK)
-		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
-	snprintf(canon, 33, "%s", to.username);
-	int64_t to_id = to.id;
-	store_user_fini(&to);
 	if (bus_is_member(c->bus, room_id, to_id))
 		return CHAT_EEXISTS;
 	rc = store_invite_add(c->store, room_id, to_id, u->id);

@@ -94,8 +94,8 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
  * dm_open command): args "users", 1..8 names besides u. */
 /* u, a member of room, invites user: stored (until user joins, which a
  * private room otherwise refuses) and told to user's live connections as a
- * personal ephemeral invite event. Synchronous (reads and writes the store:
- * not for an event loop). The room's and user's canonical names go to
+ * personal ephemeral invite event. Synchronous (writes the store: not for
+ * an event loop). The room's and user's canonical names go to
  * name and canon. CHAT_OK, CHAT_ENOROOM, CHAT_ENOTMEMBER (a public room),
  * CHAT_EFIXED (a direct conversation), CHAT_ENOUSER, CHAT_EEXISTS (already
  * a member), CHAT_EINTERNAL. */
