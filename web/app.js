@@ -50,6 +50,10 @@ class Room {
     this.topic = '';
     this.members = 0;
     this.joined = false;
+    // 'public', 'private' or 'dm' (GET /api/rooms says; dm-<id> names
+    // are the server's own, so a conversation is known before that)
+    this.kind = /^dm-\d+$/.test(name) ? 'dm' : 'public';
+    this.people = null;      // dm: the other people's usernames
     this.known = false;      // listed by GET /api/rooms
     this.events = new Map(); // id -> event
     this.loaded = false;     // the newest page was fetched
@@ -59,6 +63,8 @@ class Room {
     this.error = null;
     this.unread = 0;
     this.mentions = 0;     // of the unread, those that mention us
+    this.read = 0;         // our read marker (the server's, any device)
+    this.readTimer = null;
     this.memberList = null;
     this.nodes = new Map();  // render cache: key -> element
   }
@@ -83,6 +89,8 @@ const S = {
   inflight: new Map(), // client_id -> ms when sent
   acked: new Set(),    // client_ids acknowledged while this page lives
   names: new Map(),    // username -> display name
+  users: new Set(),    // every username seen: suggestions for DMs, invitations
+  invites: [],         // open invitations (GET /api/invites)
   typing: new Map(),   // room -> Map(username -> expiry ms)
   connState: { phase: 'connecting' },
   posting: false,
@@ -155,11 +163,50 @@ function tNodes(key, texts, nodes) {
 
 // Text with http(s) links made clickable; everything through textContent.
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
-function richText(text) {
+// Whether ev mentions us: the server's list ("room" is everyone), or for
+// an event from before it kept one, @username in the text.
+function mentionsMe(ev) {
+  if (!S.me) return false;
+  if (Array.isArray(ev.mentions)) {
+    const me = S.me.username.toLowerCase();
+    return ev.mentions.some((n) => typeof n === 'string' && (n.toLowerCase() === me || n === 'room'));
+  }
+  return notifyMentions(ev.text, S.me.username);
+}
+
+// Where text has code (fenced blocks and `spans`): [start, end) pairs.
+function codeRanges(text) {
+  return [...text.matchAll(/```[\s\S]*?(?:```|$)|`[^`\n]+`/g)].map((m) => [m.index, m.index + m[0].length]);
+}
+
+// Plain text with the @names the server marked as mentions highlighted
+// (never inside code, where the server did not look). base: where text
+// starts in the message, code: codeRanges of the message.
+function mentionText(text, mentions, base = 0, code = []) {
+  if (!mentions || !mentions.length) return [text];
+  const names = new Set(mentions.map((n) => String(n).toLowerCase()));
+  const me = S.me ? S.me.username.toLowerCase() : '';
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(/(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_-](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?)/g)) {
+    const name = m[2].toLowerCase();
+    if (!names.has(name)) continue;
+    const at = m.index + m[1].length;
+    if (code.some(([a, b]) => base + at >= a && base + at < b)) continue;
+    if (at > last) out.push(text.slice(last, at));
+    out.push(h('span', 'mention' + (name === me || name === 'room' ? ' mention-me' : ''), '@' + m[2]));
+    last = at + 1 + m[2].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+function richText(text, mentions) {
   const frag = document.createDocumentFragment();
+  const code = mentions && mentions.length ? codeRanges(text) : [];
   let last = 0;
   for (const m of text.matchAll(URL_RE)) {
-    if (m.index > last) frag.append(text.slice(last, m.index));
+    if (m.index > last) frag.append(...mentionText(text.slice(last, m.index), mentions, last, code));
     const a = h('a', null, m[0]);
     a.href = m[0];
     a.rel = 'noopener noreferrer nofollow';
@@ -167,7 +214,7 @@ function richText(text) {
     frag.append(a);
     last = m.index + m[0].length;
   }
-  if (last < text.length) frag.append(text.slice(last));
+  if (last < text.length) frag.append(...mentionText(text.slice(last), mentions, last, code));
   return frag;
 }
 
@@ -371,6 +418,15 @@ async function loadRooms() {
       r.topic = info.topic || '';
       r.members = info.members || 0;
       r.joined = !!info.joined;
+      r.kind = info.kind || 'public';
+      // The server counts from our read marker, on every device.
+      if (Number.isSafeInteger(info.read)) r.read = Math.max(r.read, info.read);
+      if (Number.isSafeInteger(info.unread) && !(info.name === S.current && !document.hidden)) {
+        r.unread = info.unread;
+        r.mentions = info.mentions || 0;
+      }
+      r.people = Array.isArray(info.people) ? info.people : null;
+      for (const u of r.people || []) S.users.add(u);
       r.known = true;
       seen.add(info.name);
     }
@@ -398,18 +454,27 @@ function refreshRoomsSoon() {
 function renderRooms() {
   const list = $('room-list');
   const others = $('other-rooms');
-  const joined = [...S.rooms.values()].filter((r) => r.joined)
+  const joined = [...S.rooms.values()].filter((r) => r.joined && r.kind !== 'dm')
     .sort((a, b) => (a.name === 'lobby' ? -1 : b.name === 'lobby' ? 1 : a.name.localeCompare(b.name)));
   const rest = [...S.rooms.values()].filter((r) => !r.joined && r.known)
     .sort((a, b) => a.name.localeCompare(b.name));
 
-  list.replaceChildren(...joined.map((r) => {
+  const dms = [...S.rooms.values()].filter((r) => r.joined && r.kind === 'dm')
+    .sort((a, b) => roomLabel(a).localeCompare(roomLabel(b)));
+  const roomButton = (r) => {
     const li = h('li');
     const b = h('button', 'room-btn');
     b.type = 'button';
     b.dataset.room = r.name;
     if (r.name === S.current) b.setAttribute('aria-current', 'page');
-    b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
+    if (r.kind === 'dm') {
+      b.append(avatar(dmPeople(r)[0] || S.me.username, 'avatar avatar-tiny'), h('span', 'room-btn-name', roomLabel(r)));
+    } else {
+      b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
+    }
+    if (r.kind === 'private') {
+      b.append(lockMark());
+    }
     const prefs = roomPrefs(r.name);
     if (prefs.muted) {
       b.classList.add('is-muted');
@@ -428,8 +493,11 @@ function renderRooms() {
     b.addEventListener('click', () => openRoom(r.name, { focus: true }));
     li.append(b);
     return li;
-  }));
+  };
+  list.replaceChildren(...joined.map(roomButton));
   if (!joined.length && S.rooms.size) list.replaceChildren(h('li', 'side-note', t('rooms.none_joined')));
+  $('dm-list').replaceChildren(...dms.map(roomButton));
+  if (!dms.length) $('dm-list').replaceChildren(h('li', 'side-note', t('dms.none')));
 
   others.replaceChildren(...rest.map((r) => {
     const li = h('li', 'other-room');
@@ -446,9 +514,26 @@ function renderRooms() {
   }));
   if (!rest.length) others.replaceChildren(h('li', 'side-note', t('rooms.none_other')));
 
-  const total = joined.reduce((n, r) => n + (r.name === S.current && !document.hidden ? 0 : badgeCount(r)), 0);
-  document.title = (total ? `(${total}) ` : '') + (S.current ? `#${S.current} · natter` : 'natter');
-  $('nav-unread').hidden = !joined.some((r) => badgeCount(r) > 0 && r.name !== S.current);
+  const total = [...joined, ...dms].reduce((n, r) => n + (r.name === S.current && !document.hidden ? 0 : badgeCount(r)), 0);
+  const cur = S.current && S.rooms.get(S.current);
+  document.title = (total ? `(${total}) ` : '') + (cur ? `${roomLabel(cur)} · natter` : 'natter');
+  $('nav-unread').hidden = ![...joined, ...dms].some((r) => badgeCount(r) > 0 && r.name !== S.current);
+}
+
+// A direct conversation's other people; the name a room is shown by.
+function dmPeople(r) {
+  return r.people || [];
+}
+function composerPlaceholder(r) {
+  return r.kind === 'dm'
+    ? t('composer.placeholder_dm', { names: roomLabel(r) })
+    : t('composer.placeholder', { room: r.name });
+}
+function roomLabel(r) {
+  if (r.kind !== 'dm') return '#' + r.name;
+  if (!r.people) return r.name; // not listed yet: GET /api/rooms names them
+  const names = dmPeople(r).map(displayName);
+  return names.length ? names.join(', ') : t('dms.self');
 }
 
 // What a room's badge counts, by its notification level: every message
@@ -457,6 +542,22 @@ function badgeCount(r) {
   const p = roomPrefs(r.name);
   if (p.muted) return 0;
   return p.notify === 'all' ? r.unread : r.mentions;
+}
+
+// A padlock, and the word for screen readers.
+function lockMark() {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '13', height: '13', 'aria-hidden': 'true' })) {
+    svg.setAttribute(k, v);
+  }
+  const path = document.createElementNS(NS, 'path');
+  path.setAttribute('d', 'M6 11h12v9H6zM8.5 11V8a3.5 3.5 0 0 1 7 0v3');
+  path.setAttribute('class', 'icon-stroke');
+  svg.append(path);
+  const m = h('span', 'lock-mark');
+  m.append(svg, h('span', 'visually-hidden', t('rooms.private_mark')));
+  return m;
 }
 
 // A bell struck through, and the word for screen readers.
@@ -519,7 +620,8 @@ async function submitRoomForm(ev) {
       await joinRoom(name);
     } else {
       try {
-        const res = await api('POST', '/api/rooms', { body: { name, topic } });
+        const priv = $('room-private-input').checked;
+        const res = await api('POST', '/api/rooms', { body: { name, topic, private: priv } });
         if (res && res.event) onEvent(res.event);
         room(name).joined = true;
         await loadRooms();
@@ -531,10 +633,201 @@ async function submitRoomForm(ev) {
     }
     $('room-name-input').value = '';
     $('room-topic-input').value = '';
+    $('room-private-input').checked = false;
   } catch (e) {
     err.textContent = friendly(e);
   } finally {
     btn.disabled = false;
+  }
+}
+
+// --- @ autocomplete in the composer ----------------------------------------------------
+// Typing @ and the start of a name lists the room's members (and @room);
+// arrows move, Enter or Tab takes one, Escape closes.
+
+const mention = { items: [], active: 0, start: 0 };
+
+function mentionClose() {
+  mention.items = [];
+  $('mention-list').hidden = true;
+  const ta = $('composer-input');
+  ta.removeAttribute('aria-activedescendant');
+}
+
+function mentionSuggest() {
+  const ta = $('composer-input');
+  const r = S.current && S.rooms.get(S.current);
+  const before = ta.value.slice(0, ta.selectionStart);
+  const m = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{0,32})$/.exec(before);
+  if (!m || !r || !r.memberList) return mentionClose();
+  const part = m[2].toLowerCase();
+  const names = r.memberList.map((x) => x.username)
+    .filter((u) => u !== S.me.username && u.toLowerCase().startsWith(part))
+    .sort((a, b) => a.localeCompare(b));
+  if (r.kind !== 'dm' && 'room'.startsWith(part)) names.push('room');
+  mention.items = names.slice(0, 8);
+  mention.start = before.length - m[2].length - 1;
+  mention.active = 0;
+  if (!mention.items.length) return mentionClose();
+  mentionRender();
+}
+
+function mentionRender() {
+  const list = $('mention-list');
+  list.replaceChildren(...mention.items.map((name, i) => {
+    const li = h('li', 'mention-option');
+    li.id = `mention-opt-${i}`;
+    li.setAttribute('role', 'option');
+    li.setAttribute('aria-selected', String(i === mention.active));
+    li.append(h('span', 'mention-name', '@' + name));
+    if (name === 'room') li.append(h('span', 'mention-hint', t('mentions.everyone')));
+    else if (S.names.get(name) && S.names.get(name) !== name) li.append(h('span', 'mention-hint', S.names.get(name)));
+    li.addEventListener('mousedown', (e) => {
+      e.preventDefault();
+      mentionTake(i);
+    });
+    return li;
+  }));
+  list.hidden = false;
+  const ta = $('composer-input');
+  ta.setAttribute('aria-activedescendant', `mention-opt-${mention.active}`);
+}
+
+function mentionTake(i) {
+  const ta = $('composer-input');
+  const name = mention.items[i];
+  const end = ta.selectionStart;
+  const text = '@' + name + ' ';
+  ta.value = ta.value.slice(0, mention.start) + text + ta.value.slice(end);
+  const caret = mention.start + text.length;
+  ta.setSelectionRange(caret, caret);
+  mentionClose();
+  ta.focus();
+}
+
+function mentionKey(e) {
+  if (!mention.items.length || e.isComposing) return;
+  const n = mention.items.length;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    mention.active = (mention.active + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+    mentionRender();
+  } else if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
+    mentionTake(mention.active);
+  } else if (e.key === 'Escape') {
+    mentionClose();
+  } else {
+    return;
+  }
+  e.preventDefault();
+  e.stopImmediatePropagation();
+}
+
+// --- direct conversations and invitations ------------------------------------------
+
+function toggleDmForm(force) {
+  const form = $('dm-form');
+  const open = force === undefined ? form.hidden : force;
+  form.hidden = !open;
+  $('dm-new').setAttribute('aria-expanded', String(open));
+  if (open) {
+    $('dm-form-error').textContent = '';
+    $('dm-users-input').focus();
+  }
+}
+
+// The datalist offers known usernames for the name being typed: each
+// option is the whole field with its last name completed, so that a
+// comma-separated list autocompletes one name after another.
+function suggestUsers(input) {
+  const v = input.value;
+  const cut = input.id === 'dm-users-input' ? v.lastIndexOf(',') + 1 : 0;
+  const head = v.slice(0, cut);
+  const part = v.slice(cut).trim().toLowerCase();
+  const taken = new Set(head.split(',').map((x) => x.trim().toLowerCase()));
+  const names = [...S.users]
+    .filter((u) => u !== S.me.username && !taken.has(u.toLowerCase()) && u.toLowerCase().startsWith(part))
+    .sort((a, b) => a.localeCompare(b))
+    .slice(0, 20);
+  $('user-suggestions').replaceChildren(...names.map((u) => {
+    const o = document.createElement('option');
+    o.value = (head ? head.trimEnd() + ' ' : '') + u;
+    return o;
+  }));
+}
+
+async function submitDmForm(ev) {
+  ev.preventDefault();
+  const err = $('dm-form-error');
+  err.textContent = '';
+  const users = [...new Set($('dm-users-input').value.split(/[\s,]+/)
+    .map((x) => x.trim().replace(/^@/, '')).filter(Boolean))];
+  if (!users.length || users.length > 8 || !users.every((u) => ROOM_RE.test(u))) {
+    err.textContent = t('dms.bad_users');
+    return;
+  }
+  const btn = $('dm-form-submit');
+  btn.disabled = true;
+  try {
+    const res = await api('POST', '/api/dms', { body: { users } });
+    if (res && res.event && res.created) onEvent(res.event);
+    const r = room(res.room.name);
+    r.kind = 'dm';
+    r.people = res.room.people || [];
+    r.joined = true;
+    $('dm-users-input').value = '';
+    toggleDmForm(false);
+    await loadRooms();
+    openRoom(r.name, { focus: true });
+  } catch (e) {
+    err.textContent = friendly(e);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+async function loadInvites() {
+  try {
+    const res = await api('GET', '/api/invites');
+    S.invites = res.invites || [];
+  } catch (e) {
+    if (e.status === 401) return sessionEnded();
+  }
+  renderInvites();
+}
+
+function renderInvites() {
+  $('invites-box').hidden = !S.invites.length;
+  $('invite-list').replaceChildren(...S.invites.map((inv) => {
+    const li = h('li', 'other-room');
+    const info = h('div', 'other-info');
+    info.append(h('span', 'other-name', t('invites.from', { room: inv.room, user: displayName(inv.by) })));
+    const b = h('button', 'btn btn-side btn-small', t('invites.join'));
+    b.type = 'button';
+    b.setAttribute('aria-label', t('invites.join_label', { room: inv.room }));
+    b.addEventListener('click', async () => {
+      if (await joinRoom(inv.room, b)) loadInvites();
+    });
+    li.append(info, b);
+    return li;
+  }));
+}
+
+async function submitInviteForm(ev) {
+  ev.preventDefault();
+  const input = $('invite-input');
+  const status = $('invite-status');
+  const user = input.value.trim().replace(/^@/, '');
+  status.textContent = '';
+  if (!S.current || !ROOM_RE.test(user)) {
+    status.textContent = t('error.no_such_user');
+    return;
+  }
+  try {
+    const res = await api('POST', `/api/rooms/${enc(S.current)}/invites`, { body: { user } });
+    status.textContent = t('invites.sent', { user: res.invite.user });
+    input.value = '';
+  } catch (e) {
+    status.textContent = t('invites.failed', { error: friendly(e) });
   }
 }
 
@@ -575,14 +868,15 @@ function openRoom(name, opts = {}) {
   }
   renderMessages({ bottom: changed });
   if (!r.loaded && !r.loading) loadLatest(r);
+  else if (r.loaded) markReadSoon(r);
   if (!$('members').hidden || r.memberList == null) loadMembers(r);
-  $('composer-input').placeholder = t('composer.placeholder', { room: name });
+  $('composer-input').placeholder = composerPlaceholder(r);
   if (opts.focus && !matchMedia('(pointer: coarse)').matches) $('composer-input').focus();
 }
 
 function renderHeader() {
   const r = S.current && S.rooms.get(S.current);
-  $('room-title').textContent = r ? '#' + r.name : '';
+  $('room-title').textContent = r ? roomLabel(r) : '';
   $('room-topic').textContent = r ? r.topic : '';
   $('room-topic').hidden = !(r && r.topic);
   const n = r && r.memberList ? r.memberList.length : r ? r.members : 0;
@@ -610,7 +904,10 @@ async function loadLatest(r, reset = false) {
   } finally {
     r.loading = false;
   }
-  if (r.name === S.current) renderMessages({ bottom: S.stickBottom });
+  if (r.name === S.current) {
+    renderMessages({ bottom: S.stickBottom });
+    markReadSoon(r);
+  }
 }
 
 async function loadOlder(r, limit = PAGE) {
@@ -660,7 +957,9 @@ function renderHistoryTop() {
   } else if (r.loaded) {
     const intro = h('div', 'room-intro');
     intro.append(h('div', 'room-intro-hash', '#'));
-    intro.append(h('h2', null, t('history.beginning', { room: r.name })));
+    intro.append(h('h2', null, r.kind === 'dm'
+      ? t('history.beginning_dm', { names: roomLabel(r) })
+      : t('history.beginning', { room: r.name })));
     if (r.topic) intro.append(h('p', null, r.topic));
     top.append(intro);
   }
@@ -680,7 +979,8 @@ function scrollToBottom() {
 // A message: avatar, author and time (unless it continues the previous
 // one), and the text.
 function messageNode(ev, cont) {
-  const li = h('li', 'msg' + (cont ? ' cont' : '') + (ev.from === S.me.username ? ' mine' : ''));
+  const mine = ev.from === S.me.username;
+  const li = h('li', 'msg' + (cont ? ' cont' : '') + (mine ? ' mine' : '') + (!mine && mentionsMe(ev) ? ' mentions-me' : ''));
   if (!cont) li.append(avatar(ev.from));
   else li.append(h('div', 'gutter'));
   const body = h('div', 'msg-body');
@@ -701,7 +1001,13 @@ function messageNode(ev, cont) {
   // messages were rendered has only its text).
   const rendered = typeof ev.html === 'string';
   const text = h('div', 'msg-text' + (rendered ? ' md' : ''));
-  text.append(rendered ? renderMarkup(ev.html) : richText(ev.text || ''));
+  text.append(rendered ? renderMarkup(ev.html) : richText(ev.text || '', ev.mentions));
+  // Mentions of you (or of everyone) stand out; the server marked who.
+  const me = S.me ? S.me.username.toLowerCase() : '';
+  for (const span of text.querySelectorAll('span.mention')) {
+    const who = (span.dataset.user || '').toLowerCase();
+    if (who === me || who === 'room') span.classList.add('mention-me');
+  }
   body.append(text);
   if (ev.edited) {
     const mark = h('span', 'msg-edited', t('msg.edited'));
@@ -826,7 +1132,8 @@ function noticeNode(key) {
     const li = h('li', 'sys');
     const who = h('strong', null, ev.from ? displayName(ev.from) : t('event.someone'));
     const line = h('span', 'sys-text');
-    line.append(tNodes(key, { room: ev.room }, { name: who }));
+    const dm = S.rooms.get(ev.room)?.kind === 'dm';
+    line.append(tNodes(dm && key === 'event.join' ? 'event.join_dm' : key, { room: ev.room }, { name: who }));
     li.append(line, timeEl(ev.ts));
     return li;
   };
@@ -1095,7 +1402,10 @@ async function loadMembers(r) {
   try {
     const res = await api('GET', `/api/rooms/${enc(r.name)}/members`);
     r.memberList = res.members || [];
-    for (const m of r.memberList) if (m.display_name) S.names.set(m.username, m.display_name);
+    for (const m of r.memberList) {
+      S.users.add(m.username);
+      if (m.display_name) S.names.set(m.username, m.display_name);
+    }
   } catch (e) {
     if (e.status === 401) return sessionEnded();
     r.memberList = r.memberList || null;
@@ -1128,7 +1438,8 @@ function renderMembers() {
     if (mayModerate(r, m)) li.append(moderationMenu(r, m));
     return li;
   }));
-  $('leave-room').hidden = !r.joined;
+  $('leave-room').hidden = !r.joined || r.kind === 'dm';
+  $('invite-form').hidden = !r.joined || r.kind === 'dm';
 }
 
 // --- moderation -----------------------------------------------------------------------
@@ -1211,6 +1522,47 @@ function saveOutbox() {
   renderRooms();
 }
 
+// The newest event this client has of r.
+function newestId(r) {
+  let max = 0;
+  for (const id of r.events.keys()) if (id > max) max = id;
+  return max;
+}
+
+// We have seen r up to its newest event: move the server's marker (which
+// tells our other devices), a moment later so that a burst is one call.
+function markReadSoon(r) {
+  if (!r || !r.joined || document.hidden) return;
+  clearTimeout(r.readTimer);
+  r.readTimer = setTimeout(async () => {
+    const id = newestId(r);
+    if (!id || id <= r.read) return;
+    try {
+      const res = await api('POST', `/api/rooms/${enc(r.name)}/read`, { body: { id } });
+      if (res && Number.isSafeInteger(res.read)) r.read = Math.max(r.read, res.read);
+    } catch (e) {
+      if (e.status === 401) sessionEnded();
+    }
+  }, 250);
+}
+
+// Our marker moved on another device (a personal read event): what is
+// before it is read here too.
+function readElsewhere(ev) {
+  const r = S.rooms.get(ev.room);
+  if (!r || !Number.isSafeInteger(ev.read) || ev.read <= r.read) return;
+  r.read = ev.read;
+  const newest = newestId(r);
+  if (newest && ev.read >= newest) {
+    r.unread = 0;
+    r.mentions = 0;
+    saveUnread();
+    renderRooms();
+  } else {
+    refreshRoomsSoon(); // some of it is still unread: the server counts
+  }
+}
+
 function saveUnread() {
   if (!S.store) return;
   const u = {};
@@ -1238,17 +1590,17 @@ function addEvent(r, ev, live) {
   r.events.set(ev.id, ev);
   const view = EVENT_VIEWS[ev.type];
   if (live && view.unread && ev.from !== S.me.username) {
-    const mention = notifyMentions(ev.text, S.me.username);
+    const mention = mentionsMe(ev);
     if (r.name !== S.current || document.hidden) {
       r.unread++;
       if (mention) r.mentions++;
       saveUnread();
       const msg = {
-        title: t('notify.title', { name: displayName(ev.from), room: r.name }),
+        title: r.kind === 'dm' ? displayName(ev.from) : t('notify.title', { name: displayName(ev.from), room: r.name }),
         body: ev.text || '',
         tag: 'natter:' + r.name,
       };
-      notifyDesktop(roomPrefs(r.name), mention, msg, () => openRoom(r.name, { focus: true }));
+      notifyDesktop(roomPrefs(r.name), mention || r.kind === 'dm', msg, () => openRoom(r.name, { focus: true }));
     }
     if (r.name === S.current && view.speak) notifyAnnounce(view.speak(ev));
   }
@@ -1334,6 +1686,11 @@ const EVENT_VIEWS = {
   // Changes to a message: not shown as rows; the message shows its state.
   edit: { change: true },
   delete: { change: true },
+  dm: { render: noticeNode('event.dm'), live: () => refreshRoomsSoon() },
+  // An invitation to a room, for us: {"type":"invite","room":..,"from":..}.
+  invite: { ephemeral: true, live: () => loadInvites() },
+  // Our read marker moved on another device: {"type":"read","room","read"}.
+  read: { ephemeral: true, live: (r, ev) => readElsewhere(ev) },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
   // The user's whole settings object and display name, changed on another
   // device: {"type":"settings","settings":{...},"display_name":"..."};
@@ -1343,6 +1700,7 @@ const EVENT_VIEWS = {
 
 function onEvent(ev) {
   if (!S.me || !ev || typeof ev !== 'object' || !ev.type) return;
+  if (typeof ev.from === 'string') S.users.add(ev.from);
   const view = Object.hasOwn(EVENT_VIEWS, ev.type) ? EVENT_VIEWS[ev.type] : null;
   if (view && view.ephemeral) return view.live(null, ev, ev.from === S.me.username);
   if (!Number.isSafeInteger(ev.id) || typeof ev.room !== 'string') return;
@@ -1355,6 +1713,7 @@ function onEvent(ev) {
   if (r.name === S.current) {
     const bottom = isAtBottom() || mine;
     renderMessages({ bottom, newBelow: !bottom });
+    markReadSoon(r);
   }
   renderRooms();
 }
@@ -1382,6 +1741,7 @@ function onHello(m) {
     advanceCursor(m.cursor);
     reloadAllHistory(false);
   }
+  loadInvites();
   if (!first) {
     loadRooms();
     const r = S.rooms.get(S.current);
@@ -1788,7 +2148,7 @@ function relabel() {
   renderConn(S.connState);
   renderComposerHelp();
   updateCharCount();
-  if (S.current) $('composer-input').placeholder = t('composer.placeholder', { room: S.current });
+  if (S.current) $('composer-input').placeholder = composerPlaceholder(room(S.current));
   renderMessages();
   renderSearch();
 }
@@ -1868,6 +2228,20 @@ function bind() {
   });
   $('search-more').addEventListener('click', () => runSearch(SR.q, true));
   $('room-form').addEventListener('submit', submitRoomForm);
+  $('dm-new').addEventListener('click', () => toggleDmForm());
+  $('dm-form').addEventListener('submit', submitDmForm);
+  $('invite-form').addEventListener('submit', submitInviteForm);
+  for (const id of ['dm-users-input', 'invite-input']) {
+    $(id).addEventListener('input', () => suggestUsers($(id)));
+    $(id).addEventListener('focus', () => suggestUsers($(id)));
+  }
+  $('dm-form').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.stopPropagation();
+      toggleDmForm(false);
+      $('dm-new').focus();
+    }
+  });
   $('refresh-rooms').addEventListener('click', loadRooms);
   $('logout').addEventListener('click', logout);
   $('leave-room').addEventListener('click', leaveRoom);
@@ -1889,6 +2263,9 @@ function bind() {
   });
 
   const ta = $('composer-input');
+  ta.addEventListener('keydown', mentionKey); // first: it may take the key
+  ta.addEventListener('input', mentionSuggest);
+  ta.addEventListener('blur', () => setTimeout(mentionClose, 150));
   ta.addEventListener('keydown', (e) => {
     // Up in an empty composer edits one's last message; Escape stops.
     if (e.key === 'ArrowUp' && !ta.value && !S.edit && !e.altKey && !e.shiftKey && !e.ctrlKey && !e.metaKey) {
@@ -1967,6 +2344,7 @@ function bind() {
       S.rooms.get(S.current).mentions = 0;
       saveUnread();
       renderRooms();
+      markReadSoon(S.rooms.get(S.current));
     }
   });
 

@@ -682,8 +682,8 @@ void auth_free(struct auth *a)
 
 /* --- accounts and sessions in the store ---------------------------------- */
 
-int auth_user_create(struct store *st, const char *username,
-		     const char *pwhash, int64_t *id)
+int auth_user_create(struct store *st, const char *username, const char *pwhash,
+		     int64_t *id)
 {
 	return store_user_create(st, username, pwhash, id);
 }

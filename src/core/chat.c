@@ -19,9 +19,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/chat.h"
 #include "core/link.h"
+#include "core/userdir.h"
+#include "model/markdown.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -36,6 +39,7 @@ struct room_entry {
 	char key[33]; /* "": empty */
 	int64_t id;
 	char name[33]; /* canonical spelling */
+	enum chat_room_kind kind;
 };
 
 /* A running mute: (room, user) muted until until_ms. */
@@ -48,8 +52,11 @@ struct chat {
 	struct bus *bus;
 	struct link *link; /* committed events to the bus (link.h) */
 	struct metrics *metrics;
-	markdown_mention_fn mention; /* NULL: no mentions */
+	/* who @name may mention: a resolver set by chat_set_mention, else
+	 * NULL: the user directory, members of the room only (chat_mention) */
+	markdown_mention_fn mention;
 	void *mention_arg;
+	struct userdir *users; /* every account, for mentions */
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -100,8 +107,18 @@ static size_t room_slot(const struct room_entry *rooms, size_t cap,
 	return i;
 }
 
+static enum chat_room_kind kind_parse(const char *kind)
+{
+	if (kind && strcmp(kind, "private") == 0)
+		return CHAT_ROOM_PRIVATE;
+	if (kind && strcmp(kind, "dm") == 0)
+		return CHAT_ROOM_DM;
+	return CHAT_ROOM_PUBLIC;
+}
+
 /* Under room_mu. */
-static void room_put(struct chat *c, int64_t id, const char *name)
+static void room_put(struct chat *c, int64_t id, const char *name,
+		     enum chat_room_kind kind)
 {
 	char key[33];
 	if (!name_valid(name))
@@ -125,6 +142,7 @@ static void room_put(struct chat *c, int64_t id, const char *name)
 		c->nrooms++;
 	}
 	e->id = id;
+	e->kind = kind;
 	snprintf(e->name, sizeof(e->name), "%s", name);
 }
 
@@ -136,9 +154,10 @@ static void room_learn(struct chat *c, struct event *ev)
 	const char *text = event_json(ev, &len);
 	json_t *env = json_loadb(text, len, 0, NULL);
 	const char *name = json_string_value(json_object_get(env, "room"));
+	const char *kind = json_string_value(json_object_get(env, "kind"));
 	if (name) {
 		pthread_mutex_lock(&c->room_mu);
-		room_put(c, event_room(ev), name);
+		room_put(c, event_room(ev), name, kind_parse(kind));
 		pthread_mutex_unlock(&c->room_mu);
 	}
 	json_decref(env);
@@ -149,7 +168,8 @@ static void commit_hook(void *arg, struct event *ev)
 {
 	struct chat *c = arg;
 	const struct evtype *row = evtype_get(event_type(ev));
-	if (row && row->effect == EVTYPE_EFFECT_ROOM_CREATE)
+	if (row && (row->effect == EVTYPE_EFFECT_ROOM_CREATE ||
+		    row->effect == EVTYPE_EFFECT_DM_OPEN))
 		room_learn(c, ev);
 	if (link_committed(c->link, ev) == BUS_EORDER) {
 		/* The writer assigns ids in commit order, so this is a bug
@@ -220,6 +240,11 @@ static int64_t mute_left(struct chat *c, int64_t room, int64_t user)
 	return left;
 }
 
+static void user_load(void *arg, int64_t id, const char *username)
+{
+	userdir_add(arg, id, username);
+}
+
 struct chat *chat_new(struct store *st, struct bus *bus,
 		      struct metrics *metrics)
 {
@@ -233,11 +258,20 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	c->bus = bus;
 	c->metrics = metrics;
 	c->link = link_local_new(bus);
+	c->users = userdir_new();
+	if (store_users_each(st, user_load, c->users) < 0) {
+		store_rooms_free(rooms, n);
+		userdir_free(c->users);
+		link_free(c->link);
+		free(c);
+		return NULL;
+	}
 	pthread_mutex_init(&c->room_mu, NULL);
 	c->room_cap = 64;
 	c->rooms = xcalloc(c->room_cap, sizeof(*c->rooms));
 	for (size_t i = 0; i < n; i++)
-		room_put(c, rooms[i].id, rooms[i].name);
+		room_put(c, rooms[i].id, rooms[i].name,
+			 kind_parse(rooms[i].kind));
 	store_rooms_free(rooms, n);
 	pthread_mutex_init(&c->mute_mu, NULL);
 	if (store_mutes_each(st, now_ms(), mute_load, c) < 0) {
@@ -254,6 +288,7 @@ void chat_free(struct chat *c)
 		return;
 	free(c->rooms);
 	free(c->mutes);
+	userdir_free(c->users);
 	link_free(c->link);
 	pthread_mutex_destroy(&c->room_mu);
 	pthread_mutex_destroy(&c->mute_mu);
@@ -268,11 +303,17 @@ void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg)
 
 /* The one place a message's text becomes HTML: once per message, on the
  * sender's thread (an HTTP worker or an event loop), so that the store's
- * single writer only copies the result. Caller frees. */
-static char *chat_render(struct chat *c, const char *text, size_t len)
+ * single writer only copies the result. The same pass finds its mentions:
+ * markdown decides what is code, chat_mention (members of the room) what
+ * is a mention, and m collects them. Caller frees. */
+static char *chat_render(struct chat *c, const char *text, size_t len,
+			 struct chat_mentions *m)
 {
 	size_t n;
-	return markdown_render(text, len, c->mention, c->mention_arg, &n);
+	if (c->mention)
+		return markdown_render(text, len, c->mention, c->mention_arg,
+				       &n);
+	return markdown_render(text, len, chat_mention, m, &n);
 }
 
 static int err_from_store(int status)
@@ -289,6 +330,10 @@ static int err_from_store(int status)
 		return CHAT_ENOTMEMBER;
 	case STORE_CLOSED:
 		return CHAT_ECLOSED;
+	case STORE_NOUSER:
+		return CHAT_ENOUSER;
+	case STORE_FIXED:
+		return CHAT_EFIXED;
 	case STORE_BANNED:
 		return CHAT_EBANNED;
 	case STORE_NOTARGET:
@@ -323,9 +368,9 @@ static void store_done(void *arg, int status, struct event *ev)
 }
 
 /* Resolve a room name from the cache: CHAT_OK with its id and canonical
- * name, or CHAT_ENOROOM. */
-static int resolve_room(struct chat *c, const char *room, int64_t *id,
-			char name[33])
+ * name (and kind, if kind is not NULL), or CHAT_ENOROOM. */
+static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
+			     char name[33], enum chat_room_kind *kind)
 {
 	char key[33];
 	if (!room || !name_valid(room))
@@ -337,9 +382,37 @@ static int resolve_room(struct chat *c, const char *room, int64_t *id,
 	if (hit) {
 		*id = e->id;
 		memcpy(name, e->name, 33);
+		if (kind)
+			*kind = e->kind;
 	}
 	pthread_mutex_unlock(&c->room_mu);
 	return hit ? CHAT_OK : CHAT_ENOROOM;
+}
+
+/* A room by name, whatever its kind (moderation and admin calls, which
+ * decide by role, not membership). */
+static int resolve_room(struct chat *c, const char *room, int64_t *id,
+			char name[33])
+{
+	return resolve_room_kind(c, room, id, name, NULL);
+}
+
+/* A room as u may know it: a private room or a direct conversation u is
+ * not in is CHAT_ENOROOM, exactly as a room that does not exist, so that
+ * an outsider learns nothing of it; a public one u is not in is
+ * CHAT_ENOTMEMBER. */
+static int room_for(struct chat *c, const struct chat_user *u, const char *room,
+		    int64_t *id, char name[33], enum chat_room_kind *kind)
+{
+	enum chat_room_kind k;
+	int rc = resolve_room_kind(c, room, id, name, &k);
+	if (rc != CHAT_OK)
+		return rc;
+	if (kind)
+		*kind = k;
+	if (bus_is_member(c->bus, *id, u->id))
+		return CHAT_OK;
+	return k == CHAT_ROOM_PUBLIC ? CHAT_ENOTMEMBER : CHAT_ENOROOM;
 }
 
 int chat_personal(struct chat *c, const struct chat_user *u,
@@ -466,14 +539,21 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 			return v == EVTYPE_TOOLONG ? CHAT_ETOOLONG
 						   : CHAT_EINVAL;
 	}
-	if (row->effect != EVTYPE_EFFECT_ROOM_CREATE) {
-		int rc = resolve_room(c, in->room, &room_id, name);
+	if (row->effect != EVTYPE_EFFECT_ROOM_CREATE &&
+	    row->effect != EVTYPE_EFFECT_DM_OPEN) {
+		enum chat_room_kind kind = CHAT_ROOM_PUBLIC;
+		int rc = room_for(c, u, in->room, &room_id, name, &kind);
+		/* A fast answer; the writer decides for persistent types
+		 * (a private room's join: the invitation; a moderator need
+		 * not be a member of a public room). */
+		if (rc == CHAT_ENOROOM && room_id > 0 &&
+		    row->effect == EVTYPE_EFFECT_MEMBER_ADD &&
+		    kind == CHAT_ROOM_PRIVATE)
+			rc = CHAT_OK;
+		if (rc == CHAT_ENOTMEMBER && row->sender != EVTYPE_FROM_MEMBER)
+			rc = CHAT_OK;
 		if (rc != CHAT_OK)
 			return rc;
-		/* A fast answer; the writer decides for persistent types. */
-		if (row->sender == EVTYPE_FROM_MEMBER &&
-		    !bus_is_member(c->bus, room_id, u->id))
-			return CHAT_ENOTMEMBER;
 		/* A muted member sends nothing there (typing included);
 		 * joining, leaving and moderating are not sends. */
 		if (row->sender == EVTYPE_FROM_MEMBER &&
@@ -497,8 +577,22 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		return CHAT_OK;
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
-	char *html =
-	    row->rendered && text ? chat_render(c, in->text, in->len) : NULL;
+	struct chat_mentions *m = NULL;
+	const char *names[CHAT_MENTIONS_MAX + 1];
+	size_t nnames = 0;
+	char *html = NULL;
+	if (row->rendered && text) {
+		m = xmalloc(sizeof(*m));
+		chat_mentions_init(m, c, room_id);
+		html = chat_render(c, in->text, in->len, m);
+	}
+	if (m && row->searchable) {
+		for (size_t i = 0; i < m->n; i++)
+			names[nnames++] = m->names[i];
+		/* the writer adds every member for @room, as of its commit */
+		if (m->room)
+			names[nnames++] = "room";
+	}
 	struct store_write w = {
 	    .type = type,
 	    .user_id = u->id,
@@ -511,11 +605,17 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .topic = in->topic,
 	    .target_id = in->target_id,
 	    .args = in->args,
+	    .mention_ids = m && row->searchable ? m->ids : NULL,
+	    .nmention_ids = m && row->searchable ? m->n : 0,
+	    .mention_names = names,
+	    .nmention_names = nnames,
+	    .mention_room = m && row->searchable && m->room,
 	};
 	struct pending *p = xcalloc(1, sizeof(*p));
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
+	free(m);
 	free(html);
 	free(text);
 	return CHAT_OK;
@@ -570,12 +670,84 @@ int chat_rooms_list(struct chat *c, const struct chat_user *u,
 int chat_room_member(struct chat *c, const struct chat_user *u,
 		     const char *room, int64_t *id, char name[33])
 {
-	int rc = resolve_room(c, room, id, name);
-	if (rc != CHAT_OK)
-		return rc;
 	/* The bus's membership is the state after the newest published
 	 * event: what the store holds once its commits are published. */
-	return bus_is_member(c->bus, *id, u->id) ? CHAT_OK : CHAT_ENOTMEMBER;
+	return room_for(c, u, room, id, name, NULL);
+}
+
+int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
+		const char *user, char name[33], char canon[33])
+{
+	int64_t room_id;
+	enum chat_room_kind kind;
+	int rc = room_for(c, u, room, &room_id, name, &kind);
+	if (rc != CHAT_OK)
+		return rc;
+	if (kind == CHAT_ROOM_DM)
+		return CHAT_EFIXED;
+	int64_t to_id;
+	if (!user || userdir_find(c->users, user, strlen(user), &to_id, canon))
+		return CHAT_ENOUSER;
+	if (bus_is_member(c->bus, room_id, to_id))
+		return CHAT_EEXISTS;
+	rc = store_invite_add(c->store, room_id, to_id, u->id);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOROOM : CHAT_EINTERNAL;
+
+	/* Tell the invited user's live connections: personal, ephemeral. */
+	json_t *extra =
+	    json_pack("{s:s, s:s}", "to", canon, "kind",
+		      kind == CHAT_ROOM_PRIVATE ? "private" : "public");
+	size_t len;
+	char *json = event_envelope(0, EVENT_INVITE, name, u->username,
+				    now_ms(), extra, &len);
+	json_decref(extra);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_INVITE, BUS_PERSONAL, to_id, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
+int chat_read(struct chat *c, const struct chat_user *u, const char *room,
+	      int64_t id, char name[33], int64_t *now)
+{
+	int64_t room_id;
+	int rc = room_for(c, u, room, &room_id, name, NULL);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id < 1 || id > bus_last_id(c->bus))
+		return CHAT_EINVAL;
+	rc = store_read_marker_set(c->store, u->id, room_id, id, now);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOROOM : CHAT_EINTERNAL;
+	/* *now > id: older than the marker, nothing moved. (A repeat of
+	 * the marker itself is told again: harmless.) */
+	if (*now != id)
+		return CHAT_OK;
+	json_t *extra = json_pack("{s:I}", "read", (json_int_t)id);
+	size_t len;
+	char *json = event_envelope(0, EVENT_READ, name, u->username, now_ms(),
+				    extra, &len);
+	json_decref(extra);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_READ, BUS_PERSONAL, u->id, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
+int chat_invites_list(struct chat *c, const struct chat_user *u,
+		      struct store_invite **out, size_t *n)
+{
+	return store_invites_list(c->store, u->id, out, n) < 0 ? CHAT_EINTERNAL
+							       : CHAT_OK;
 }
 
 int chat_room_members(struct chat *c, const struct chat_user *u,
@@ -834,6 +1006,51 @@ int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
 							      : CHAT_OK;
 }
 
+/* --- users and mentions ----------------------------------------------------
+ */
+
+void chat_user_added(struct chat *c, int64_t id, const char *username)
+{
+	userdir_add(c->users, id, username);
+}
+
+int chat_user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		   char canon[33])
+{
+	return userdir_find(c->users, name, len, id, canon);
+}
+
+void chat_mentions_init(struct chat_mentions *m, struct chat *c,
+			int64_t room_id)
+{
+	memset(m, 0, sizeof(*m));
+	m->chat = c;
+	m->room_id = room_id;
+}
+
+const char *chat_mention(void *arg, const char *name, size_t len)
+{
+	struct chat_mentions *m = arg;
+	int64_t id;
+	char canon[33];
+
+	if (len == 4 && strncasecmp(name, "room", 4) == 0) {
+		m->room = true;
+		return "room";
+	}
+	if (userdir_find(m->chat->users, name, len, &id, canon) < 0 ||
+	    !bus_is_member(m->chat->bus, m->room_id, id))
+		return NULL;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->ids[i] == id)
+			return m->names[i];
+	if (m->n == CHAT_MENTIONS_MAX)
+		return NULL;
+	m->ids[m->n] = id;
+	memcpy(m->names[m->n], canon, sizeof(canon));
+	return m->names[m->n++];
+}
+
 static const struct {
 	int err;
 	const char *code;
@@ -850,6 +1067,9 @@ static const struct {
      "that room exists already, or you are a member already"},
     {CHAT_EINTERNAL, "internal", "internal error; try again"},
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
+    {CHAT_EFIXED, "dm_fixed",
+     "a direct conversation keeps its people: nobody joins, leaves or is "
+     "invited; open another one with POST /api/dms"},
     {CHAT_EFORBIDDEN, "forbidden", "your role in that room does not allow it"},
     {CHAT_ENOUSER, "no_such_user", "no user by that name"},
     {CHAT_EBANNED, "banned", "you are banned from that room"},

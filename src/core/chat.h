@@ -43,7 +43,17 @@ enum chat_err {
 	CHAT_ENOTMUTED = -14,  /* not_muted: lifting a mute that is not there */
 	CHAT_ENOMSG = -15,     /* no_such_message (in that room) */
 	CHAT_ENOTAUTHOR = -16, /* not_author: someone else's message */
-	CHAT_EDELETED = -17    /* message_deleted: it cannot be edited */
+	CHAT_EDELETED = -17,   /* message_deleted: it cannot be edited */
+	CHAT_EFIXED = -18      /* dm_fixed: a direct conversation's people */
+};
+
+/* Who may see and join a room. A private room and a direct conversation
+ * are, to anyone who is not a member, a room that does not exist
+ * (CHAT_ENOROOM: never "not a member"). */
+enum chat_room_kind {
+	CHAT_ROOM_PUBLIC,  /* listed to all, anyone joins */
+	CHAT_ROOM_PRIVATE, /* listed to members, joined by invitation */
+	CHAT_ROOM_DM	   /* a fixed set of people, named dm-<id> */
 };
 
 #define CHAT_MUTE_MAX_S (366 * 86400) /* the longest mute: a year */
@@ -108,9 +118,33 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 int chat_personal(struct chat *c, const struct chat_user *u,
 		  enum event_type type, json_t *args);
 
+/* A direct conversation is opened through chat_event with EVENT_DM (the
+ * dm_open command): args "users", 1..8 names besides u. */
+/* u, a member of room, invites user: stored (until user joins, which a
+ * private room otherwise refuses) and told to user's live connections as a
+ * personal ephemeral invite event. Synchronous (writes the store: not for
+ * an event loop). The room's and user's canonical names go to
+ * name and canon. CHAT_OK, CHAT_ENOROOM, CHAT_ENOTMEMBER (a public room),
+ * CHAT_EFIXED (a direct conversation), CHAT_ENOUSER, CHAT_EEXISTS (already
+ * a member), CHAT_EINTERNAL. */
+int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
+		const char *user, char name[33], char canon[33]);
+/* Move u's read marker in room (u must be a member) forward to event id:
+ * the marker after the call in *now (an older id changes nothing). When it
+ * moved, u's live connections (every device, every transport) get a
+ * personal ephemeral read event {"type":"read","room":R,"read":N}.
+ * Synchronous (writes the store: not for an event loop). CHAT_OK,
+ * CHAT_ENOROOM, CHAT_ENOTMEMBER, CHAT_EINVAL (id < 1 or newer than the
+ * newest event), CHAT_EINTERNAL. */
+int chat_read(struct chat *c, const struct chat_user *u, const char *room,
+	      int64_t id, char name[33], int64_t *now);
+/* u's open invitations (see store_invites_list). */
+int chat_invites_list(struct chat *c, const struct chat_user *u,
+		      struct store_invite **out, size_t *n);
+
 /* --- reads for the API: membership is checked here ---------------------- */
 
-/* Every room (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */
+/* The rooms u may see (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */
 int chat_rooms_list(struct chat *c, const struct chat_user *u,
 		    struct store_room **out, size_t *n);
 /* A room the user must belong to: CHAT_OK with its id and canonical name,
@@ -195,6 +229,39 @@ int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
  * store_bans_free), CHAT_ENOROOM, CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
 int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
 		   char name[33], struct store_ban **out, size_t *n);
+
+/* --- users and mentions ----------------------------------------------------
+ */
+
+/* A new account (after registration): into the user directory, so that
+ * it can be mentioned at once. */
+void chat_user_added(struct chat *c, int64_t id, const char *username);
+/* The user directory's answer for name (any case): 0 with the id and the
+ * canonical name (canon may be NULL), or -1. Never reads SQLite. */
+int chat_user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		   char canon[33]);
+
+/* The mentions of one message in one room, collected while its text is
+ * rendered: pass chat_mention as markdown_render's mention callback with
+ * a struct chat_mentions as its arg. `@name` is a mention when name is a
+ * member of the room (any case; the canonical name is returned, so the
+ * HTML shows that); `@room` mentions every member (returned as "room").
+ * Anything else stays text. Code spans and blocks never mention (markdown
+ * does not call back for them). */
+#define CHAT_MENTIONS_MAX 32 /* distinct names per message; more are text */
+struct chat_mentions {
+	struct chat *chat;
+	int64_t room_id;
+	bool room; /* @room was used */
+	size_t n;
+	int64_t ids[CHAT_MENTIONS_MAX];
+	char names[CHAT_MENTIONS_MAX][33];
+};
+void chat_mentions_init(struct chat_mentions *m, struct chat *c,
+			int64_t room_id);
+/* A markdown_mention_fn (model/markdown.h): arg is a struct
+ * chat_mentions. The string returned stays valid as long as *arg. */
+const char *chat_mention(void *arg, const char *name, size_t len);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

@@ -122,6 +122,13 @@ static const struct cmd table[] = {
      false,
      "delete needs a string room and an integer id",
      {{"room", IN(room), true, false}, {"id", ID, true, false}}},
+    /* args "users": an array of names (the validator reads it) */
+    {"dm_open",
+     EVENT_DM,
+     run_event,
+     false,
+     "dm_open needs users: an array of 1-8 user names",
+     {{NULL, 0, false, false}}},
     {"ping", EVENT_PRESENCE, NULL, false, "", {{NULL, 0, false, false}}},
 };
 

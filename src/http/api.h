@@ -37,6 +37,15 @@ enum MHD_Result api_admin_user_enable(struct request *req, const char *user);
 enum MHD_Result api_admin_audit(struct request *req);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
+/* POST /api/rooms/{room}/invites {"user":NAME}: a member invites NAME. */
+enum MHD_Result api_room_invite(struct request *req, const char *room);
+/* POST /api/rooms/{room}/read {"id":N}: the read marker, forward only. */
+enum MHD_Result api_room_read(struct request *req, const char *room);
+/* GET /api/invites: the requester's open invitations. */
+enum MHD_Result api_invites_list(struct request *req);
+/* POST /api/dms {"users":[NAME,...]}: the direct conversation of the
+ * requester and those people, opened on first use. */
+enum MHD_Result api_dms_open(struct request *req);
 enum MHD_Result api_history(struct request *req, const char *room);
 enum MHD_Result api_send(struct request *req, const char *room);
 /* PATCH /api/rooms/{room}/messages/{id} {"text"}: edit by the author;

@@ -147,6 +147,7 @@ enum MHD_Result api_register(struct request *req)
 	}
 	struct store_user u;
 	if (auth_user_by_id(req->srv->store, req->user_id, &u) == STORE_OK) {
+		chat_user_added(req->srv->chat, req->user_id, u.username);
 		snprintf(req->username, sizeof(req->username), "%s",
 			 u.username);
 		store_user_fini(&u);

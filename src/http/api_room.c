@@ -1,12 +1,26 @@
 /* api_room: the room list, room creation, join, leave and members. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/api.h"
 #include "core/cmd.h"
 #include "core/auth.h"
 #include "util/log.h"
 #include "util/util.h"
+
+/* "bob,carol" -> ["bob","carol"]; "" -> []. */
+static json_t *people_json(const char *list)
+{
+	json_t *arr = json_array();
+	while (*list) {
+		const char *end = strchr(list, ',');
+		size_t n = end ? (size_t)(end - list) : strlen(list);
+		json_array_append_new(arr, json_stringn(list, n));
+		list += end ? n + 1 : n;
+	}
+	return arr;
+}
 
 enum MHD_Result api_rooms_list(struct request *req)
 {
@@ -19,12 +33,23 @@ enum MHD_Result api_rooms_list(struct request *req)
 	for (size_t i = 0; i < n; i++) {
 		char ts[32];
 		format_ts(rooms[i].created_ms, ts);
-		json_array_append_new(
-		    arr,
-		    json_pack("{s:s, s:s, s:s, s:I, s:b}", "name",
+		json_t *r =
+		    json_pack("{s:s, s:s, s:s, s:I, s:b, s:s}", "name",
 			      rooms[i].name, "topic", rooms[i].topic, "created",
 			      ts, "members", (json_int_t)rooms[i].members,
-			      "joined", rooms[i].joined));
+			      "joined", rooms[i].joined, "kind", rooms[i].kind);
+		if (rooms[i].people)
+			json_object_set_new(r, "people",
+					    people_json(rooms[i].people));
+		if (rooms[i].joined) {
+			json_object_set_new(r, "read",
+					    json_integer(rooms[i].read));
+			json_object_set_new(r, "unread",
+					    json_integer(rooms[i].unread));
+			json_object_set_new(r, "mentions",
+					    json_integer(rooms[i].mentions));
+		}
+		json_array_append_new(arr, r);
 	}
 	store_rooms_free(rooms, n);
 	return reply_json(req->conn, &req->log, 200,
@@ -43,9 +68,18 @@ enum MHD_Result api_rooms_create(struct request *req)
 	struct cmd_status st;
 	const char *name = json_string_value(json_object_get(in, "name"));
 	/* HTTP's own word for a bad name, ahead of chat's "invalid" */
-	if (cmd_check("room_create", in, &st) == CHAT_OK && !name_valid(name)) {
+	if (cmd_check("room_create", in, &st) == CHAT_OK &&
+	    (!name_valid(name) || strncasecmp(name, "dm-", 3) == 0)) {
 		ret = api_fail(req, 422, "invalid_room_name",
-			       "room names are 1-32 letters, digits, _ . or -");
+			       "room names are 1-32 letters, digits, _ . or -, "
+			       "and do not begin with dm- (direct "
+			       "conversations)");
+		goto done;
+	}
+	json_t *priv = json_object_get(in, "private");
+	if (priv && !json_is_boolean(priv) && !json_is_null(priv)) {
+		ret = api_fail(req, 422, "invalid_field",
+			       "'private' must be true or false");
 		goto done;
 	}
 	api_command(req, "room_create", in, NULL, &ret);
@@ -320,4 +354,136 @@ enum MHD_Result api_room_unmute(struct request *req, const char *room)
 	return reply_json(req->conn, &req->log, 200,
 			  json_pack("{s:s, s:s, s:b}", "room", name, "user",
 				    user, "muted", 0));
+}
+
+enum MHD_Result api_room_invite(struct request *req, const char *room)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	const char *user = api_field_str(req, in, "user", &ret);
+	if (user) {
+		struct chat_user cu = {req->user_id, req->username};
+		char name[33], canon[33];
+		int rc =
+		    chat_invite(req->srv->chat, &cu, room, user, name, canon);
+		if (rc == CHAT_EEXISTS)
+			ret = api_fail(req, 409, "already_member",
+				       "that user is a member of the room");
+		else if (rc != CHAT_OK)
+			ret = request_chat_error(req, rc);
+		else
+			ret =
+			    reply_json(req->conn, &req->log, 201,
+				       json_pack("{s:{s:s, s:s, s:s}}",
+						 "invite", "room", name, "user",
+						 canon, "by", req->username));
+	}
+	json_decref(in);
+	return ret;
+}
+
+enum MHD_Result api_room_read(struct request *req, const char *room)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	json_t *id = json_object_get(in, "id");
+	if (!json_is_integer(id) || json_integer_value(id) < 1) {
+		ret = api_fail(req, 422, "invalid_field",
+			       "'id' must be an event id (a positive integer)");
+		goto done;
+	}
+	struct chat_user cu = {req->user_id, req->username};
+	char name[33];
+	int64_t now = 0;
+	int rc = chat_read(req->srv->chat, &cu, room, json_integer_value(id),
+			   name, &now);
+	if (rc == CHAT_EINVAL)
+		ret = api_fail(req, 422, "invalid_field",
+			       "'id' is newer than the newest event");
+	else if (rc != CHAT_OK)
+		ret = request_chat_error(req, rc);
+	else
+		ret = reply_json(req->conn, &req->log, 200,
+				 json_pack("{s:s, s:I}", "room", name, "read",
+					   (json_int_t)now));
+done:
+	json_decref(in);
+	return ret;
+}
+
+enum MHD_Result api_invites_list(struct request *req)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	struct store_invite *v = NULL;
+	size_t n = 0;
+	if (chat_invites_list(req->srv->chat, &cu, &v, &n) != CHAT_OK)
+		return api_fail(req, 500, "internal",
+				"cannot list invitations");
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char ts[32];
+		format_ts(v[i].created_ms, ts);
+		json_array_append_new(arr,
+				      json_pack("{s:s, s:s, s:s, s:s}", "room",
+						v[i].room, "kind", v[i].kind,
+						"by", v[i].by, "created", ts));
+	}
+	free(v);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:o}", "invites", arr));
+}
+
+/* The answer to POST /api/dms: the conversation as the room list shows it
+ * (the other people only), and its opening event. */
+static enum MHD_Result dm_answer(struct request *req)
+{
+	const struct chat_result *res = &req->result;
+	if (res->err != CHAT_OK)
+		return request_chat_error(req, res->err);
+	json_t *ev = api_event_json(res->ev);
+	json_t *people = json_array(), *v;
+	size_t i;
+	json_array_foreach(json_object_get(ev, "people"), i, v)
+	{
+		if (strcasecmp(json_string_value(v), req->username) != 0)
+			json_array_append(people, v);
+	}
+	json_t *body =
+	    json_pack("{s:{s:O, s:s, s:o}, s:o, s:b}", "room", "name",
+		      json_object_get(ev, "room"), "kind", "dm", "people",
+		      people, "event", ev, "created", !res->duplicate);
+	return reply_json(req->conn, &req->log, res->duplicate ? 200 : 201,
+			  body);
+}
+
+enum MHD_Result api_dms_open(struct request *req)
+{
+	if (req->phase == REQ_READY)
+		return dm_answer(req);
+	enum MHD_Result ret = MHD_YES;
+	json_t *in = request_json(req, &ret);
+	if (!in)
+		return ret;
+	json_t *users = json_object_get(in, "users"), *v;
+	size_t i;
+	bool ok = json_is_array(users) && json_array_size(users) > 0 &&
+		  json_array_size(users) <= EVTYPE_DM_USERS_MAX;
+	json_array_foreach(users, i, v)
+	{
+		ok =
+		    ok && json_is_string(v) && name_valid(json_string_value(v));
+	}
+	if (!ok) {
+		ret = api_fail(req, 422, "invalid_field",
+			       "'users' must be an array of 1-8 user names");
+		goto done;
+	}
+	api_command(req, "dm_open", in, NULL, &ret);
+done:
+	json_decref(in);
+	return ret;
 }

@@ -261,7 +261,9 @@ static bool json_str(struct buf *b, const char *s)
  * (when not NULL) and client_id, without jansson. */
 static char *envelope_text(int64_t id, enum event_type type, const char *room,
 			   const char *from, int64_t ts_ms, const char *text,
-			   const char *html, const char *client_id, size_t *len)
+			   const char *html, const char *client_id,
+			   const char *const *mentions, size_t nmentions,
+			   size_t *len)
 {
 	char ts[32];
 	struct buf b;
@@ -288,6 +290,16 @@ static char *envelope_text(int64_t id, enum event_type type, const char *room,
 		buf_puts(&b, ",\"client_id\":");
 		if (!json_str(&b, client_id))
 			goto fail;
+	}
+	if (nmentions) {
+		buf_puts(&b, ",\"mentions\":[");
+		for (size_t i = 0; i < nmentions; i++) {
+			if (i)
+				buf_puts(&b, ",");
+			if (!json_str(&b, mentions[i]))
+				goto fail;
+		}
+		buf_puts(&b, "]");
 	}
 	buf_puts(&b, "}");
 	if (len)
@@ -349,7 +361,7 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     const char *client_id, size_t *len)
 {
 	return envelope_text(id, EVENT_MESSAGE, room, from, ts_ms, text, NULL,
-			     client_id, len);
+			     client_id, NULL, 0, len);
 }
 
 char *event_envelope_input(int64_t id, enum event_type type, const char *room,
@@ -360,10 +372,11 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 	if (!row)
 		return NULL;
 	if (row->searchable)
-		return in && in->text ? envelope_text(id, type, room, from,
-						      ts_ms, in->text, in->html,
-						      in->client_id, len)
-				      : NULL;
+		return in && in->text
+			   ? envelope_text(id, type, room, from, ts_ms,
+					   in->text, in->html, in->client_id,
+					   in->mentions, in->nmentions, len)
+			   : NULL;
 	json_t *extra = row->extra && in ? row->extra(in) : NULL;
 	if (row->extra && in && !extra)
 		return NULL;

@@ -6,6 +6,7 @@
  * sender column), and does not store or deliver anything. */
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "model/evtype.h"
 #include "util/util.h"
@@ -52,7 +53,9 @@ static enum evtype_verdict message_validate(const struct evtype_input *in)
 
 static enum evtype_verdict room_validate(const struct evtype_input *in)
 {
-	if (!in->room || !name_valid(in->room))
+	/* dm-<id> names the direct conversations */
+	if (!in->room || !name_valid(in->room) ||
+	    strncasecmp(in->room, "dm-", 3) == 0)
 		return EVTYPE_INVALID;
 	if (in->topic) {
 		size_t n = strlen(in->topic);
@@ -63,11 +66,57 @@ static enum evtype_verdict room_validate(const struct evtype_input *in)
 	return EVTYPE_VALID;
 }
 
+/* args "private": absent, false or true. */
+static enum evtype_verdict room_validate_kind(const struct evtype_input *in)
+{
+	json_t *priv = in->args ? json_object_get(in->args, "private") : NULL;
+	if (priv && !json_is_boolean(priv) && !json_is_null(priv))
+		return EVTYPE_INVALID;
+	return room_validate(in);
+}
+
 static json_t *room_extra(const struct evtype_input *in)
 {
 	json_t *extra = json_object();
+	bool priv =
+	    in->args && json_is_true(json_object_get(in->args, "private"));
 	if (json_object_set_new(extra, "topic",
-				json_string(in->topic ? in->topic : ""))) {
+				json_string(in->topic ? in->topic : "")) ||
+	    json_object_set_new(extra, "kind",
+				json_string(priv ? "private" : "public"))) {
+		json_decref(extra);
+		return NULL;
+	}
+	return extra;
+}
+
+/* args "users": 1..EVTYPE_DM_USERS_MAX valid user names. */
+static enum evtype_verdict dm_validate(const struct evtype_input *in)
+{
+	json_t *users = in->args ? json_object_get(in->args, "users") : NULL;
+	size_t i;
+	json_t *v;
+
+	if (!json_is_array(users) || json_array_size(users) == 0 ||
+	    json_array_size(users) > EVTYPE_DM_USERS_MAX)
+		return EVTYPE_INVALID;
+	json_array_foreach(users, i, v)
+	{
+		if (!json_is_string(v) || !name_valid(json_string_value(v)))
+			return EVTYPE_INVALID;
+	}
+	return EVTYPE_VALID;
+}
+
+/* "kind":"dm" and "people": every member's canonical name (the store
+ * replaces args "users" with them before the envelope is built). */
+static json_t *dm_extra(const struct evtype_input *in)
+{
+	json_t *users = in->args ? json_object_get(in->args, "users") : NULL;
+	json_t *extra = json_object();
+	if (json_object_set_new(extra, "kind", json_string("dm")) ||
+	    json_object_set_new(extra, "people",
+				users ? json_deep_copy(users) : json_array())) {
 		json_decref(extra);
 		return NULL;
 	}
@@ -207,7 +256,7 @@ static const struct evtype table[] = {
 		    .name = "room",
 		    .persistent = true,
 		    .sender = EVTYPE_FROM_USER,
-		    .validate = room_validate,
+		    .validate = room_validate_kind,
 		    .effect = EVTYPE_EFFECT_ROOM_CREATE,
 		    .extra = room_extra},
     [EVENT_TYPING] = {.type = EVENT_TYPING,
@@ -258,6 +307,19 @@ static const struct evtype table[] = {
 		      .validate = delete_validate,
 		      .effect = EVTYPE_EFFECT_DELETE,
 		      .extra = delete_extra},
+    [EVENT_DM] = {.type = EVENT_DM,
+		  .name = "dm",
+		  .persistent = true,
+		  .sender = EVTYPE_FROM_USER,
+		  .validate = dm_validate,
+		  .effect = EVTYPE_EFFECT_DM_OPEN,
+		  .extra = dm_extra},
+    [EVENT_INVITE] = {.type = EVENT_INVITE,
+		      .name = "invite",
+		      .sender = EVTYPE_FROM_SERVER},
+    [EVENT_READ] = {.type = EVENT_READ,
+		    .name = "read",
+		    .sender = EVTYPE_FROM_SERVER},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -292,6 +354,7 @@ int evtype_membership(enum event_type t)
 	switch (row->effect) {
 	case EVTYPE_EFFECT_MEMBER_ADD:
 	case EVTYPE_EFFECT_ROOM_CREATE:
+	case EVTYPE_EFFECT_DM_OPEN:
 		return 1;
 	case EVTYPE_EFFECT_MEMBER_REMOVE:
 	case EVTYPE_EFFECT_SUBJECT_REMOVE:

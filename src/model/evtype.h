@@ -34,13 +34,19 @@ enum event_type {
 	EVENT_MUTE,	/* ephemeral, personal: you are muted in a room */
 	EVENT_DISABLED, /* ephemeral, personal: your account was disabled */
 	EVENT_EDIT,	/* persistent: the author changed a message's text */
-	EVENT_DELETE	/* persistent: the author deleted a message */
+	EVENT_DELETE,	/* persistent: the author deleted a message */
+	EVENT_DM,	/* persistent: a direct conversation opened */
+	EVENT_INVITE,	/* ephemeral, personal: you were invited to a room */
+	EVENT_READ	/* ephemeral, personal: your read marker moved */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
 #define EVTYPE_CLIENT_ID_MAX 64 /* bytes */
 #define EVTYPE_TOPIC_MAX 200	/* characters */
 #define EVTYPE_REASON_MAX 200	/* characters */
+#define EVTYPE_DM_USERS_MAX                                                    \
+	8 /* people in a direct conversation, besides                          \
+	     the one who opens it */
 
 /* Who may send an event of the type. */
 enum evtype_sender {
@@ -69,7 +75,12 @@ enum evtype_effect {
 	EVTYPE_EFFECT_EDIT,
 	/* The target message (of this room, by the sender) loses its text
 	 * and html everywhere the store keeps them: a tombstone. */
-	EVTYPE_EFFECT_DELETE
+	EVTYPE_EFFECT_DELETE,
+	/* The direct conversation of the sender and args "users" (names):
+	 * created on first use with all of them as members (the others each
+	 * get a join event of their own, right after this one), else the
+	 * first event is answered as a duplicate. */
+	EVTYPE_EFFECT_DM_OPEN
 };
 
 /* A validator's verdict. */
@@ -99,6 +110,11 @@ struct evtype_input {
 	 * own (its validator and extra read them here); may be NULL. The
 	 * store keeps a copy for the types that have an extra. */
 	json_t *args;
+	/* A searchable type's mentions: names listed in the envelope as
+	 * "mentions" (a user's canonical name, or "room" for @room); none
+	 * when nmentions is 0. */
+	const char *const *mentions;
+	size_t nmentions;
 };
 
 struct evtype {

@@ -37,6 +37,16 @@ struct store_ops {
 			    int64_t *room_id, char name_out[33]);
 	int (*rooms_list)(struct store *base, int64_t user_id,
 			  struct store_room **out, size_t *n);
+	int (*users_each)(struct store *base,
+			  void (*fn)(void *arg, int64_t id,
+				     const char *username),
+			  void *arg);
+	int (*read_marker_set)(struct store *base, int64_t user_id,
+			       int64_t room_id, int64_t event_id, int64_t *now);
+	int (*invite_add)(struct store *base, int64_t room_id, int64_t user_id,
+			  int64_t by);
+	int (*invites_list)(struct store *base, int64_t user_id,
+			    struct store_invite **out, size_t *n);
 	int (*room_members)(struct store *base, int64_t room_id,
 			    struct store_member **out, size_t *n);
 	int (*is_member)(struct store *base, int64_t room_id, int64_t user_id);

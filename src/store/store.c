@@ -111,9 +111,36 @@ int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
 
 void store_rooms_free(struct store_room *v, size_t n)
 {
-	for (size_t i = 0; v && i < n; i++)
+	for (size_t i = 0; v && i < n; i++) {
 		free(v[i].topic);
+		free(v[i].people);
+	}
 	free(v);
+}
+
+int store_users_each(struct store *st,
+		     void (*fn)(void *arg, int64_t id, const char *username),
+		     void *arg)
+{
+	return st->ops->users_each(st, fn, arg);
+}
+
+int store_read_marker_set(struct store *st, int64_t user_id, int64_t room_id,
+			  int64_t event_id, int64_t *now)
+{
+	return st->ops->read_marker_set(st, user_id, room_id, event_id, now);
+}
+
+int store_invite_add(struct store *st, int64_t room_id, int64_t user_id,
+		     int64_t by)
+{
+	return st->ops->invite_add(st, room_id, user_id, by);
+}
+
+int store_invites_list(struct store *st, int64_t user_id,
+		       struct store_invite **out, size_t *n)
+{
+	return st->ops->invites_list(st, user_id, out, n);
 }
 
 int store_room_members(struct store *st, int64_t room_id,

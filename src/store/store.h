@@ -36,7 +36,9 @@ enum store_status {
 	STORE_BANNED = -6,    /* joining a room the user is banned from */
 	STORE_NOTARGET = -7,  /* no such message in that room */
 	STORE_NOTAUTHOR = -8, /* the message is someone else's */
-	STORE_GONE = -9	      /* the message is deleted: it cannot change */
+	STORE_GONE = -9,      /* the message is deleted: it cannot change */
+	STORE_NOUSER = -10,   /* a user named in the write does not exist */
+	STORE_FIXED = -11     /* a direct conversation's people cannot change */
 };
 
 struct store_config {
@@ -80,6 +82,15 @@ struct store_write {
 	int64_t target_id; /* the message an edit or delete names */
 	json_t *args;	   /* the command's object, for a type with an envelope
 			      extra (evtype.h); borrowed, copied; may be NULL */
+	/* Searchable types: the users the text mentions (written to the
+	 * mentions table in the event's transaction) and the names its
+	 * envelope lists as "mentions" (evtype_input); both copied. */
+	const int64_t *mention_ids;
+	size_t nmention_ids;
+	const char *const *mention_names;
+	size_t nmention_names;
+	/* @room: every member of the room but the sender, as of the commit */
+	bool mention_room;
 };
 /* Runs on the writer thread after the job's transaction committed (or
  * failed). status: STORE_OK with the new event, STORE_DUPLICATE with the
@@ -169,10 +180,21 @@ struct store_room {
 	int64_t created_ms;
 	int64_t members; /* how many */
 	bool joined;	 /* the asking user is a member */
+	char kind[8];	 /* "public", "private" or "dm" */
+	char *people;	 /* dm: the other members' names, sorted, joined by
+			    commas ("" for a conversation with oneself);
+			    NULL for other kinds */
+	/* For the asking user (0 when user_id is 0): the read marker (their
+	 * own, else their newest join of the room), and, in a room they
+	 * belong to, the messages by others after it and those of them that
+	 * mention the user. */
+	int64_t read, unread, mentions;
 };
-/* Every room sorted by name; joined is relative to user_id (0: nobody).
- * 0 with a malloc'd array in *out (caller frees with store_rooms_free), or
- * -1. */
+/* The rooms user_id may see, sorted by name: the public ones and those the
+ * user is a member of (private rooms and direct conversations of others
+ * are left out); joined is relative to user_id. user_id 0 lists every room
+ * (for loading caches), joined false. 0 with a malloc'd array in *out
+ * (caller frees with store_rooms_free), or -1. */
 int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
 		     size_t *n);
 void store_rooms_free(struct store_room *v, size_t n);
@@ -264,6 +286,35 @@ void store_audit_free(struct store_audit *v, size_t n);
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		       void *arg);
+
+/* Call fn for every user (id, canonical name), for loading a directory.
+ * fn runs with a read connection held: it must not call the store.
+ * 0 or -1. */
+int store_users_each(struct store *st,
+		     void (*fn)(void *arg, int64_t id, const char *username),
+		     void *arg);
+/* Move user_id's read marker in room_id forward to event_id (never
+ * back): STORE_OK with the marker after the call in *now, STORE_NOTFOUND
+ * (no such user or room) or STORE_ERR. */
+int store_read_marker_set(struct store *st, int64_t user_id, int64_t room_id,
+			  int64_t event_id, int64_t *now);
+/* An invitation of user_id to room_id by `by` (0: nobody in particular).
+ * Inviting again is fine (the first stays). STORE_OK, STORE_NOTFOUND (no
+ * such room or user) or STORE_ERR. Joining the room (the writer, for a
+ * join event) takes the invitation. */
+int store_invite_add(struct store *st, int64_t room_id, int64_t user_id,
+		     int64_t by);
+/* One open invitation. */
+struct store_invite {
+	char room[33];
+	char kind[8];
+	char by[33]; /* who invited; "" if their account is gone */
+	int64_t created_ms;
+};
+/* user_id's open invitations, oldest first: 0 (caller frees *out with
+ * free()) or -1. */
+int store_invites_list(struct store *st, int64_t user_id,
+		       struct store_invite **out, size_t *n);
 
 /* A page of a room's history as event references (the stored envelopes,
  * shared, never re-parsed) in increasing id order: before > 0: the newest

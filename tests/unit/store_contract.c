@@ -1,8 +1,9 @@
 /* store_contract: every case through store.h only, each on a fresh store:
  * writes and their ids (strictly increasing in commit order), client_id
  * dedupe, store effects (rooms, membership), history pages, search,
- * users, sessions, and events_after with membership as of each event (the
- * rule the bus's ring replay follows, store.h). */
+ * users, sessions, events_after with membership as of each event (the
+ * rule the bus's ring replay follows, store.h), and room kinds: direct
+ * conversations, private rooms and invitations. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -708,6 +709,305 @@ static void c_events_after_membership(void **state)
 	free_events(evs, n);
 }
 
+/* --- room kinds: direct conversations, private rooms, invitations ------- */
+
+/* Submit with a command object: the status and the event in *out (caller
+ * unrefs; NULL if none). */
+static int put_args(struct store *st, enum event_type type, int64_t u,
+		    const char *room_name, json_t *args, struct event **out)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	struct store_write sw = {
+	    .type = type, .user_id = u, .room_name = room_name, .args = args};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	json_decref(args);
+	*out = w.ev;
+	return w.status;
+}
+
+static int dm_open(struct store *st, int64_t u, const char *users_json,
+		   struct event **out)
+{
+	return put_args(
+	    st, EVENT_DM, u, NULL,
+	    json_pack("{s:o}", "users", json_loads(users_json, 0, NULL)), out);
+}
+
+/* The room as store_rooms_list shows it to u: found or not, filled. */
+static bool listed(struct store *st, int64_t u, int64_t room_id,
+		   struct store_room *out)
+{
+	struct store_room *rooms;
+	size_t n;
+	bool found = false;
+	assert_int_equal(store_rooms_list(st, u, &rooms, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (rooms[i].id != room_id)
+			continue;
+		found = true;
+		*out = rooms[i];
+		out->topic = NULL;
+		out->people = rooms[i].people ? xstrdup(rooms[i].people) : NULL;
+	}
+	store_rooms_free(rooms, n);
+	return found;
+}
+
+static void c_dm_open(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "Bob"),
+		c = user(st, "carol"), e = user(st, "eve");
+	struct event *ev, *again;
+
+	assert_int_equal(dm_open(st, a, "[\"bob\",\"carol\"]", &ev), STORE_OK);
+	int64_t r = event_room(ev);
+	size_t len;
+	json_t *env = json_loads(event_json(ev, &len), 0, NULL);
+	char name[33];
+	snprintf(name, sizeof(name), "dm-%lld", (long long)r);
+	assert_string_equal(json_string_value(json_object_get(env, "room")),
+			    name);
+	assert_string_equal(json_string_value(json_object_get(env, "type")),
+			    "dm");
+	/* canonical names, sorted */
+	char *people = json_dumps(json_object_get(env, "people"), 0);
+	assert_string_equal(people, "[\"alice\", \"Bob\", \"carol\"]");
+	free(people);
+	json_decref(env);
+
+	/* the same set, in any order and spelling, from any of them */
+	assert_int_equal(
+	    dm_open(st, c, "[\"ALICE\",\"bob\",\"carol\"]", &again),
+	    STORE_DUPLICATE);
+	assert_int_equal(event_id(again), event_id(ev));
+	event_unref(again);
+	/* another set is another room */
+	assert_int_equal(dm_open(st, a, "[\"bob\"]", &again), STORE_OK);
+	assert_int_not_equal(event_room(again), r);
+	event_unref(again);
+	assert_int_equal(dm_open(st, a, "[\"nobody\"]", &again), STORE_NOUSER);
+	assert_null(again);
+
+	/* everyone is a member at once; each membership begins at its own
+	 * event: the dm event for the opener, a join for each other */
+	assert_int_equal(store_is_member(st, r, a), 1);
+	assert_int_equal(store_is_member(st, r, b), 1);
+	assert_int_equal(store_is_member(st, r, c), 1);
+	assert_int_equal(store_is_member(st, r, e), 0);
+	struct event **evs;
+	size_t n;
+	assert_int_equal(
+	    store_events_after(st, b, event_id(ev) - 1, 10, &evs, &n), 0);
+	assert_true(n >= 1);
+	assert_int_equal(event_type(evs[0]), EVENT_JOIN);
+	assert_int_equal(event_user(evs[0]), b);
+	assert_int_equal(event_room(evs[0]), r);
+	free_events(evs, n);
+	assert_int_equal(store_events_after(st, e, 0, 10, &evs, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_not_equal(event_room(evs[i]), r);
+	free_events(evs, n);
+
+	/* listed to its people with the others' names, to nobody else */
+	struct store_room sr;
+	assert_true(listed(st, b, r, &sr));
+	assert_string_equal(sr.kind, "dm");
+	assert_string_equal(sr.people, "alice,carol");
+	assert_true(sr.joined);
+	free(sr.people);
+	assert_false(listed(st, e, r, &sr));
+	assert_true(listed(st, 0, r, &sr)); /* the whole list, for caches */
+	free(sr.people);
+
+	/* its people are fixed */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, e, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_NOTFOUND);
+	assert_int_equal(
+	    put(st, EVENT_LEAVE, b, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_FIXED);
+	assert_int_equal(store_is_member(st, r, b), 1);
+	event_unref(ev);
+}
+
+static void c_private_rooms_and_invites(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob"), e = user(st, "eve");
+	struct event *ev;
+
+	assert_int_equal(put_args(st, EVENT_ROOM, a, "attic",
+				  json_pack("{s:b}", "private", 1), &ev),
+			 STORE_OK);
+	int64_t r = event_room(ev);
+	event_unref(ev);
+	struct store_room sr;
+	assert_true(listed(st, a, r, &sr));
+	assert_string_equal(sr.kind, "private");
+	assert_null(sr.people);
+	assert_false(listed(st, b, r, &sr));
+
+	/* no invitation: refused as if there were no such room */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_NOTFOUND);
+	assert_int_equal(store_invite_add(st, r, b, a), STORE_OK);
+	assert_int_equal(store_invite_add(st, r, b, a), STORE_OK); /* again */
+	assert_int_equal(store_invite_add(st, r + 100, b, a), STORE_NOTFOUND);
+	struct store_invite *inv;
+	size_t n;
+	assert_int_equal(store_invites_list(st, b, &inv, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(inv[0].room, "attic");
+	assert_string_equal(inv[0].kind, "private");
+	assert_string_equal(inv[0].by, "alice");
+	free(inv);
+	assert_int_equal(store_invites_list(st, e, &inv, &n), 0);
+	assert_int_equal(n, 0);
+	free(inv);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, e, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_NOTFOUND);
+
+	/* the join takes the invitation */
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(store_invites_list(st, b, &inv, &n), 0);
+	assert_int_equal(n, 0);
+	free(inv);
+	assert_int_equal(
+	    put(st, EVENT_LEAVE, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL),
+	    STORE_NOTFOUND);
+
+	/* a public room is listed to all, as before */
+	int64_t pub = room(st, a, "porch");
+	assert_true(listed(st, e, pub, &sr));
+	assert_string_equal(sr.kind, "public");
+}
+
+static void user_seen(void *arg, int64_t id, const char *name)
+{
+	char *out = arg;
+	snprintf(out + strlen(out), 64, "%lld:%s;", (long long)id, name);
+}
+
+static void c_users_and_mentions(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "Bob");
+	char seen[256] = "", want[256];
+	assert_int_equal(store_users_each(st, user_seen, seen), 0);
+	snprintf(want, sizeof(want), "%lld:alice;%lld:Bob;", (long long)a,
+		 (long long)b);
+	assert_string_equal(seen, want);
+
+	/* a message's mentions: in its envelope, stored with it (a
+	 * repeated id is stored once) */
+	int64_t r = room(st, a, "den");
+	const int64_t ids[] = {b, b};
+	const char *const names[] = {"Bob"};
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	struct store_write sw = {.type = EVENT_MESSAGE,
+				 .user_id = a,
+				 .room_id = r,
+				 .text = "hi @bob",
+				 .mention_ids = ids,
+				 .nmention_ids = 2,
+				 .mention_names = names,
+				 .nmention_names = 1};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	assert_int_equal(w.status, STORE_OK);
+	size_t len;
+	assert_non_null(
+	    strstr(event_json(w.ev, &len), "\"mentions\":[\"Bob\"]"));
+	struct event **evs;
+	size_t n;
+	bool more;
+	assert_int_equal(store_history(st, r, -1, -1, 10, &evs, &n, &more), 0);
+	assert_true(n >= 1);
+	assert_int_equal(event_id(evs[n - 1]), event_id(w.ev));
+	assert_non_null(
+	    strstr(event_json(evs[n - 1], &len), "\"mentions\":[\"Bob\"]"));
+	free_events(evs, n);
+	event_unref(w.ev);
+
+	/* @room: every member but the sender, as of the commit */
+	int64_t c = user(st, "carol");
+	assert_int_equal(
+	    put(st, EVENT_JOIN, c, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	struct waiter w2 = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			    .cv = PTHREAD_COND_INITIALIZER};
+	const char *const room_names[] = {"room"};
+	struct store_write sw2 = {.type = EVENT_MESSAGE,
+				  .user_id = a,
+				  .room_id = r,
+				  .text = "@room hi",
+				  .mention_names = room_names,
+				  .nmention_names = 1,
+				  .mention_room = true};
+	store_write_submit(st, &sw2, waiter_done, &w2);
+	pthread_mutex_lock(&w2.mu);
+	while (!w2.done)
+		pthread_cond_wait(&w2.cv, &w2.mu);
+	pthread_mutex_unlock(&w2.mu);
+	assert_int_equal(w2.status, STORE_OK);
+	event_unref(w2.ev);
+	struct store_room sr;
+	assert_true(listed(st, c, r, &sr));
+	assert_int_equal(sr.unread, 1);
+	assert_int_equal(sr.mentions, 1);
+	assert_true(listed(st, a, r, &sr));
+	assert_int_equal(sr.mentions, 0); /* the sender is not mentioned */
+}
+
+static void c_read_markers(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "den"), m1, m2, m3, now = 0;
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "one", NULL, &m1), STORE_OK);
+	assert_int_equal(say(st, b, r, "mine", NULL, &m2), STORE_OK);
+	assert_int_equal(say(st, a, r, "two", NULL, &m3), STORE_OK);
+
+	/* no marker yet: from the join on, others' messages only */
+	struct store_room sr;
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(sr.unread, 2);
+	assert_int_equal(sr.mentions, 0);
+	assert_int_equal(store_read_marker_set(st, b, r, m1, &now), STORE_OK);
+	assert_int_equal(now, m1);
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(sr.read, m1);
+	assert_int_equal(sr.unread, 1);
+	/* forward only */
+	assert_int_equal(store_read_marker_set(st, b, r, m1 - 1, &now),
+			 STORE_OK);
+	assert_int_equal(now, m1);
+	assert_int_equal(store_read_marker_set(st, b, r, m3, &now), STORE_OK);
+	assert_int_equal(now, m3);
+	assert_true(listed(st, b, r, &sr));
+	assert_int_equal(sr.unread, 0);
+	assert_int_equal(store_read_marker_set(st, b, r + 100, m3, &now),
+			 STORE_NOTFOUND);
+	(void)m2;
+}
+
 /* A moderation event (kick, ban) by mod on subject: status, id in *id. */
 static int act(struct store *st, enum event_type type, int64_t mod, int64_t r,
 	       int64_t subject, const char *subject_name, int64_t *id)
@@ -969,6 +1269,10 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_edit),
 	    C(c_delete),
 	    C(c_change_same_batch),
+	    C(c_dm_open),
+	    C(c_private_rooms_and_invites),
+	    C(c_users_and_mentions),
+	    C(c_read_markers),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

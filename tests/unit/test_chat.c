@@ -1006,6 +1006,7 @@ static void test_err_mapping(void **state)
 	    {CHAT_ENOMSG, "no_such_message"},
 	    {CHAT_ENOTAUTHOR, "not_author"},
 	    {CHAT_EDELETED, "message_deleted"},
+	    {CHAT_EFIXED, "dm_fixed"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		assert_string_equal(chat_err_code(want[i].err), want[i].code);

@@ -36,8 +36,20 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_MEMBER_ADD] = "INSERT INTO members (room_id, user_id, joined_ms) "
 		     "VALUES (?1, ?2, ?3)",
     [Q_MEMBER_DEL] = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
-    [Q_ROOM_ADD] = "INSERT INTO rooms (name, topic, created_ms, created_by) "
-		   "VALUES (?1, ?2, ?3, ?4)",
+    [Q_ROOM_ADD] = "INSERT INTO rooms (name, topic, created_ms, created_by, "
+		   "kind, dm_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_ROOM_KIND] = "SELECT kind FROM rooms WHERE id = ?1",
+    [Q_ROOM_RENAME] = "UPDATE rooms SET name = ?2 WHERE id = ?1",
+    [Q_DM_BY_KEY] = "SELECT id FROM rooms WHERE dm_key = ?1",
+    [Q_DM_FIRST] = "SELECT id, type, room_id, user_id, json FROM events "
+		   "WHERE room_id = ?1 AND type = 'dm' ORDER BY id LIMIT 1",
+    [Q_USER_ID_BY_NAME] = "SELECT id, username FROM users WHERE username = ?1",
+    [Q_MENTION_ADD] = "INSERT OR IGNORE INTO mentions (event_id, user_id) "
+		      "VALUES (?1, ?2)",
+    [Q_MENTION_ROOM] = "INSERT OR IGNORE INTO mentions (event_id, user_id) "
+		       "SELECT ?1, user_id FROM members "
+		       "WHERE room_id = ?2 AND user_id <> ?3",
+    [Q_INVITE_TAKE] = "DELETE FROM invites WHERE room_id = ?1 AND user_id = ?2",
     [Q_EVENT_BY_CLIENT] = "SELECT id, type, room_id, user_id, json, subject_id "
 			  "FROM events WHERE user_id = ?1 AND client_id = ?2",
     [Q_EVENT_ADD] = "INSERT INTO events (id, room_id, type, user_id, ts_ms, "
@@ -84,11 +96,49 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_SESSION_DEL_EXPIRED] = "DELETE FROM sessions "
 			      "WHERE hash = ?1 AND expires_ms <= ?2",
-    [Q_ROOMS_LIST] = "SELECT r.id, r.name, r.topic, r.created_ms, "
-		     "(SELECT count(*) FROM members m WHERE m.room_id = r.id), "
-		     "EXISTS (SELECT 1 FROM members m "
-		     "WHERE m.room_id = r.id AND m.user_id = ?1) "
-		     "FROM rooms r ORDER BY r.name",
+    /* user 0: every room; else the public ones and the user's own */
+    [Q_ROOMS_LIST] =
+	"SELECT x.id, x.name, x.topic, x.created_ms, x.members, x.joined, "
+	"x.kind, x.people, x.marker, "
+	"CASE WHEN x.joined THEN (SELECT count(*) FROM events e "
+	"WHERE e.room_id = x.id AND e.id > x.marker AND e.type = 'message' "
+	"AND e.user_id <> ?1) ELSE 0 END, "
+	"CASE WHEN x.joined THEN (SELECT count(*) FROM mentions m "
+	"JOIN events e ON e.id = m.event_id WHERE m.user_id = ?1 "
+	"AND e.room_id = x.id AND e.id > x.marker AND e.user_id <> ?1) "
+	"ELSE 0 END "
+	"FROM (SELECT r.id, r.name, r.topic, r.created_ms, "
+	"(SELECT count(*) FROM members m WHERE m.room_id = r.id) AS members, "
+	"EXISTS (SELECT 1 FROM members m "
+	"WHERE m.room_id = r.id AND m.user_id = ?1) AS joined, "
+	"r.kind, CASE WHEN r.kind = 'dm' THEN "
+	"(SELECT group_concat(name, ',') FROM (SELECT u.username "
+	"AS name FROM members m JOIN users u ON u.id = m.user_id "
+	"WHERE m.room_id = r.id AND m.user_id <> ?1 "
+	"ORDER BY u.username)) END AS people, "
+	/* the read marker: the user's own, else their newest join of the
+	 * room (what came before is not theirs to read) */
+	"CASE WHEN ?1 = 0 THEN 0 ELSE coalesce("
+	"(SELECT event_id FROM read_markers "
+	"WHERE user_id = ?1 AND room_id = r.id), "
+	"(SELECT max(id) FROM events WHERE room_id = r.id "
+	"AND user_id = ?1 AND type IN ('join', 'room', 'dm')), "
+	"0) END AS marker "
+	"FROM rooms r WHERE ?1 = 0 OR r.kind = 'public' OR joined) x "
+	"ORDER BY x.name",
+    [Q_INVITE_ADD] = "INSERT INTO invites (room_id, user_id, invited_by, "
+		     "created_ms) VALUES (?1, ?2, ?3, ?4) "
+		     "ON CONFLICT (room_id, user_id) DO NOTHING",
+    [Q_INVITES_LIST] = "SELECT r.name, r.kind, coalesce(u.username, ''), "
+		       "i.created_ms FROM invites i "
+		       "JOIN rooms r ON r.id = i.room_id "
+		       "LEFT JOIN users u ON u.id = i.invited_by "
+		       "WHERE i.user_id = ?1 ORDER BY i.created_ms, r.name",
+    /* forward only: the answer is the marker after the call */
+    [Q_READ_SET] = "INSERT INTO read_markers (user_id, room_id, event_id) "
+		   "VALUES (?1, ?2, ?3) ON CONFLICT (user_id, room_id) "
+		   "DO UPDATE SET event_id = max(event_id, excluded.event_id) "
+		   "RETURNING event_id",
     [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name, "
 		       "CASE WHEN r.created_by = u.id THEN 3 "
 		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
@@ -99,6 +149,7 @@ static const char *const sql_text[Q_COUNT] = {
 		       "AND d.user_id = m.user_id "
 		       "WHERE m.room_id = ?1 ORDER BY u.username",
     [Q_MEMBERS_ALL] = "SELECT room_id, user_id FROM members",
+    [Q_USERS_ALL] = "SELECT id, username FROM users",
     [Q_HISTORY_ASC] =
 	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
 	"WHERE room_id = ?1 "
@@ -760,6 +811,10 @@ const struct store_ops sq_ops = {
     .session_user = sq_session_user,
     .room_by_name = sq_room_by_name,
     .rooms_list = sq_rooms_list,
+    .invite_add = sq_invite_add,
+    .invites_list = sq_invites_list,
+    .users_each = sq_users_each,
+    .read_marker_set = sq_read_marker_set,
     .room_members = sq_room_members,
     .is_member = sq_is_member,
     .members_each = sq_members_each,

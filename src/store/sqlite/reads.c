@@ -73,12 +73,107 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		r->created_ms = sqlite3_column_int64(s, 3);
 		r->members = sqlite3_column_int64(s, 4);
 		r->joined = sqlite3_column_int(s, 5) != 0;
+		const char *kind = (const char *)sqlite3_column_text(s, 6);
+		snprintf(r->kind, sizeof(r->kind), "%s",
+			 kind ? kind : "public");
+		r->people =
+		    strcmp(r->kind, "dm") == 0 ? sq_col_dup(s, 7) : NULL;
+		r->read = sqlite3_column_int64(s, 8);
+		r->unread = sqlite3_column_int64(s, 9);
+		r->mentions = sqlite3_column_int64(s, 10);
 	}
 fail:
 	sq_stmt_done(s);
 	sq_pool_put(st, c);
 	if (rc != SQLITE_DONE) {
 		store_rooms_free(v, len);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int sq_read_marker_set(struct store *base, int64_t user_id, int64_t room_id,
+		       int64_t event_id, int64_t *now)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_READ_SET);
+	int rc = SQLITE_ERROR;
+
+	if (s) {
+		sqlite3_bind_int64(s, 1, user_id);
+		sqlite3_bind_int64(s, 2, room_id);
+		sqlite3_bind_int64(s, 3, event_id);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			*now = sqlite3_column_int64(s, 0);
+			rc = sqlite3_step(s);
+		}
+	}
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return STORE_NOTFOUND;
+	return rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+}
+
+int sq_invite_add(struct store *base, int64_t room_id, int64_t user_id,
+		  int64_t by)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_INVITE_ADD);
+	int rc = SQLITE_ERROR;
+
+	if (s) {
+		sqlite3_bind_int64(s, 1, room_id);
+		sqlite3_bind_int64(s, 2, user_id);
+		if (by > 0)
+			sqlite3_bind_int64(s, 3, by);
+		sqlite3_bind_int64(s, 4, now_ms());
+		rc = sqlite3_step(s);
+	}
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return STORE_NOTFOUND;
+	return rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+}
+
+int sq_invites_list(struct store *base, int64_t user_id,
+		    struct store_invite **out, size_t *n)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_INVITES_LIST);
+	struct store_invite *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc = SQLITE_ERROR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, user_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		struct store_invite *r = &v[len++];
+		const char *room = (const char *)sqlite3_column_text(s, 0);
+		const char *kind = (const char *)sqlite3_column_text(s, 1);
+		const char *by = (const char *)sqlite3_column_text(s, 2);
+		snprintf(r->room, sizeof(r->room), "%s", room ? room : "");
+		snprintf(r->kind, sizeof(r->kind), "%s", kind ? kind : "");
+		snprintf(r->by, sizeof(r->by), "%s", by ? by : "");
+		r->created_ms = sqlite3_column_int64(s, 3);
+	}
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	if (rc != SQLITE_DONE) {
+		free(v);
 		return -1;
 	}
 	*out = v;
@@ -140,6 +235,27 @@ fail:
 	sq_stmt_done(s);
 	sq_pool_put(st, c);
 	return ret;
+}
+
+int sq_users_each(struct store *base,
+		  void (*fn)(void *arg, int64_t id, const char *username),
+		  void *arg)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_USERS_ALL);
+	int rc = SQLITE_ERROR;
+
+	if (s) {
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			const char *name =
+			    (const char *)sqlite3_column_text(s, 1);
+			fn(arg, sqlite3_column_int64(s, 0), name ? name : "");
+		}
+	}
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int sq_members_each(struct store *base,

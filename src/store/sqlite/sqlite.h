@@ -19,8 +19,9 @@
 #define BUSY_TIMEOUT_MS 5000
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
- * moves indexing into the writer, 005 the CJK-aware index). */
-#define SCHEMA_REQUIRED 6
+ * moves indexing into the writer, 005 the CJK-aware index, 006 roles, 007
+ * room kinds and invitations). */
+#define SCHEMA_REQUIRED 7
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
@@ -42,6 +43,14 @@ enum q {
 	Q_MEMBER_ADD,
 	Q_MEMBER_DEL,
 	Q_ROOM_ADD,
+	Q_ROOM_KIND,
+	Q_ROOM_RENAME,
+	Q_DM_BY_KEY,
+	Q_DM_FIRST,
+	Q_USER_ID_BY_NAME,
+	Q_INVITE_TAKE,
+	Q_MENTION_ADD,
+	Q_MENTION_ROOM,
 	Q_EVENT_BY_CLIENT,
 	Q_EVENT_ADD,
 	Q_FTS_INDEX,
@@ -63,8 +72,12 @@ enum q {
 	Q_SESSION_DEL,
 	Q_SESSION_DEL_EXPIRED,
 	Q_ROOMS_LIST,
+	Q_INVITE_ADD,
+	Q_READ_SET,
+	Q_INVITES_LIST,
 	Q_ROOM_MEMBERS,
 	Q_MEMBERS_ALL,
+	Q_USERS_ALL,
 	Q_HISTORY_ASC,
 	Q_HISTORY_DESC,
 	Q_SEARCH,
@@ -187,6 +200,15 @@ int sq_room_by_name(struct store *base, const char *name, int64_t *room_id,
 		    char name_out[33]);
 int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		  size_t *n);
+int sq_users_each(struct store *base,
+		  void (*fn)(void *arg, int64_t id, const char *username),
+		  void *arg);
+int sq_read_marker_set(struct store *base, int64_t user_id, int64_t room_id,
+		       int64_t event_id, int64_t *now);
+int sq_invite_add(struct store *base, int64_t room_id, int64_t user_id,
+		  int64_t by);
+int sq_invites_list(struct store *base, int64_t user_id,
+		    struct store_invite **out, size_t *n);
 int sq_room_members(struct store *base, int64_t room_id,
 		    struct store_member **out, size_t *n);
 int sq_is_member(struct store *base, int64_t room_id, int64_t user_id);

@@ -9,10 +9,12 @@
  * event ids from an in-memory counter, in commit order. */
 
 #define _GNU_SOURCE /* pthread_setname_np */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -28,14 +30,23 @@ struct job {
 	int64_t subject_id; /* the user the event acts on, or 0 */
 	int64_t ts;	    /* the event's time, once an effect has fixed it */
 	char *room_name, *text, *html, *client_id, *topic;
-	char *username; /* as the caller knows it: canonical, or NULL */
-	json_t *args;	/* a copy, for a type with an extra, else NULL */
+	char *username;	      /* as the caller knows it: canonical, or NULL */
+	json_t *args;	      /* a copy, for a type with an extra, else NULL */
+	int64_t *mention_ids; /* store_write's, copied */
+	size_t nmention_ids;
+	char **mention_names;
+	size_t nmention_names;
+	bool mention_room;
 	store_done_fn done;
 	void *arg;
 	struct timespec queued; /* CLOCK_MONOTONIC */
 	int status;
 	struct event *ev; /* new or first (duplicate) event */
 	bool fresh;	  /* ev is new: goes to the commit hook */
+	/* Events the job adds after ev, in id order (the joins of the other
+	 * people of a new direct conversation): to the hook after ev. */
+	struct event *more[EVTYPE_DM_USERS_MAX];
+	size_t nmore;
 };
 
 /* Returned inside the writer for a SQLite failure that dooms the batch. */
@@ -64,14 +75,36 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	 * message: the durable-send path copies nothing more) */
 	j->args =
 	    w->args && j->row && j->row->extra ? json_deep_copy(w->args) : NULL;
+	if (w->nmention_ids) {
+		j->mention_ids = xmalloc(w->nmention_ids * sizeof(int64_t));
+		memcpy(j->mention_ids, w->mention_ids,
+		       w->nmention_ids * sizeof(int64_t));
+		j->nmention_ids = w->nmention_ids;
+	}
+	if (w->nmention_names) {
+		j->mention_names =
+		    xmalloc(w->nmention_names * sizeof(*j->mention_names));
+		for (size_t i = 0; i < w->nmention_names; i++)
+			j->mention_names[i] = xstrdup(w->mention_names[i]);
+		j->nmention_names = w->nmention_names;
+	}
+	j->mention_room = w->mention_room;
 	j->done = done;
 	j->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &j->queued);
 	return j;
 }
 
+static void job_more_drop(struct job *j)
+{
+	for (size_t i = 0; i < j->nmore; i++)
+		event_unref(j->more[i]);
+	j->nmore = 0;
+}
+
 static void job_free(struct job *j)
 {
+	job_more_drop(j);
 	event_unref(j->ev);
 	free(j->room_name);
 	free(j->username);
@@ -80,6 +113,10 @@ static void job_free(struct job *j)
 	free(j->client_id);
 	free(j->topic);
 	json_decref(j->args);
+	free(j->mention_ids);
+	for (size_t i = 0; i < j->nmention_names; i++)
+		free(j->mention_names[i]);
+	free(j->mention_names);
 	free(j);
 }
 
@@ -201,7 +238,10 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 				  .client_id = j->client_id,
 				  .topic = j->topic,
 				  .html = j->html,
-				  .args = j->args};
+				  .args = j->args,
+				  .mentions =
+				      (const char *const *)j->mention_names,
+				  .nmentions = j->nmention_names};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
 	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_ADD);
@@ -235,6 +275,33 @@ static int w_event_add(struct sq *st, struct job *j, int64_t room_id,
 	if (rc != SQLITE_DONE)
 		goto fail;
 	st->next_id++;
+	for (size_t i = 0; i < j->nmention_ids; i++) {
+		s = sq_stmt(&st->w, Q_MENTION_ADD);
+		if (!s) {
+			rc = sqlite3_errcode(st->w.db);
+			goto fail;
+		}
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, j->mention_ids[i]);
+		rc = sqlite3_step(s);
+		sq_stmt_done(s);
+		if (rc != SQLITE_DONE)
+			goto fail;
+	}
+	if (j->mention_room) {
+		s = sq_stmt(&st->w, Q_MENTION_ROOM);
+		if (!s) {
+			rc = sqlite3_errcode(st->w.db);
+			goto fail;
+		}
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, room_id);
+		sqlite3_bind_int64(s, 3, j->user_id);
+		rc = sqlite3_step(s);
+		sq_stmt_done(s);
+		if (rc != SQLITE_DONE)
+			goto fail;
+	}
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
 	if (j->subject_id)
 		event_subject_set(j->ev, j->subject_id);
@@ -291,6 +358,12 @@ static int w_room_create(struct sq *st, struct job *j, int64_t *room_id,
 	sqlite3_bind_text(s, 2, j->topic ? j->topic : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, now_ms());
 	sqlite3_bind_int64(s, 4, j->user_id);
+	sqlite3_bind_text(
+	    s, 5,
+	    j->args && json_is_true(json_object_get(j->args, "private"))
+		? "private"
+		: "public",
+	    -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE)
 		return w_stmt_fail(st, s, rc);
@@ -513,6 +586,45 @@ static int w_ban_add(struct sq *st, struct job *j, int64_t room_id)
 	return STORE_OK;
 }
 
+/* The room's kind: 'p'ublic, p'r'ivate or 'd'm, or a failure status. */
+static int w_room_kind(struct sq *st, int64_t room_id)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_ROOM_KIND);
+	int rc, kind = 'p';
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, room_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(s, 0);
+		if (k && strcmp(k, "private") == 0)
+			kind = 'r';
+		else if (k && strcmp(k, "dm") == 0)
+			kind = 'd';
+	} else if (rc != SQLITE_DONE) {
+		return w_stmt_fail(st, s, rc);
+	}
+	sq_stmt_done(s);
+	return rc == SQLITE_ROW ? kind : STORE_NOTFOUND;
+}
+
+/* Joining a room that is not public: a direct conversation never, a
+ * private room only with an invitation, which the join takes. Outsiders
+ * learn nothing: the answer is STORE_NOTFOUND, as for no room at all. */
+static int w_join_allowed(struct sq *st, int64_t room_id, int64_t user_id)
+{
+	int kind = w_room_kind(st, room_id);
+	if (kind < 0 || kind == 'p')
+		return kind < 0 ? kind : STORE_OK;
+	if (kind == 'd')
+		return STORE_NOTFOUND;
+	int rc = w_member_change(st, Q_INVITE_TAKE, room_id, user_id);
+	if (rc != STORE_OK)
+		return rc;
+	return sqlite3_changes(st->w.db) ? STORE_OK : STORE_NOTFOUND;
+}
+
 /* The type's store effect on an existing room, and the sender check that
  * only the writer can decide (membership inside the transaction). */
 static int w_effect(struct sq *st, struct job *j, int64_t room_id)
@@ -531,6 +643,9 @@ static int w_effect(struct sq *st, struct job *j, int64_t room_id)
 			return STORE_BANNED;
 		if (rc != 0)
 			return rc;
+		rc = w_join_allowed(st, room_id, j->user_id);
+		if (rc != STORE_OK)
+			return rc;
 		return w_member_change(st, Q_MEMBER_ADD, room_id, j->user_id);
 	case EVTYPE_EFFECT_SUBJECT_REMOVE:
 	case EVTYPE_EFFECT_SUBJECT_BAN:
@@ -546,6 +661,11 @@ static int w_effect(struct sq *st, struct job *j, int64_t room_id)
 			rc = w_ban_add(st, j, room_id);
 		return rc;
 	case EVTYPE_EFFECT_MEMBER_REMOVE:
+		rc = w_room_kind(st, room_id);
+		if (rc == 'd')
+			return STORE_FIXED;
+		if (rc < 0)
+			return rc;
 		rc = w_member_change(st, Q_MEMBER_DEL, room_id, j->user_id);
 		if (rc == STORE_OK && sqlite3_changes(st->w.db) == 0)
 			rc = STORE_NOTMEMBER;
@@ -566,9 +686,227 @@ static int w_effect(struct sq *st, struct job *j, int64_t room_id)
 			return rc;
 		return w_target_change(st, j, room_id);
 	case EVTYPE_EFFECT_ROOM_CREATE:
+	case EVTYPE_EFFECT_DM_OPEN:
 		break; /* handled before the room exists */
 	}
 	return STORE_ERR;
+}
+
+/* Append an event of type by user_id (named from) in room without input
+ * of its own (a join), to j->more. */
+static int w_event_more(struct sq *st, struct job *j, enum event_type type,
+			int64_t user_id, int64_t room_id, const char *room,
+			const char *from)
+{
+	int64_t id = st->next_id, ts = now_ms();
+	size_t len;
+	char *json = event_envelope_input(id, type, room, from, ts, NULL, &len);
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_ADD);
+	int rc = 0;
+
+	assert(j->nmore < ARRAY_LEN(j->more));
+	if (!json)
+		goto fail;
+	if (!s) {
+		rc = sqlite3_errcode(st->w.db);
+		goto fail;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, room_id);
+	sqlite3_bind_text(s, 3, evtype_get(type)->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, user_id);
+	sqlite3_bind_int64(s, 5, ts);
+	sqlite3_bind_text(s, 8, json, (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sq_stmt_done(s);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	st->next_id++;
+	j->more[j->nmore++] = event_new(id, type, room_id, user_id, json, len);
+	free(json);
+	return STORE_OK;
+fail:
+	free(json);
+	return rc ? w_fail(rc) : STORE_ERR;
+}
+
+struct dm_person {
+	int64_t id;
+	char *name;
+};
+
+static int person_cmp(const void *a, const void *b)
+{
+	const struct dm_person *x = a, *y = b;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	const struct dm_person *x = a, *y = b;
+	return strcasecmp(x->name, y->name);
+}
+
+/* A user by name: STORE_OK with id and canonical name, or STORE_NOUSER. */
+static int w_user_by_name(struct sq *st, const char *name, struct dm_person *p)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_USER_ID_BY_NAME);
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		p->id = sqlite3_column_int64(s, 0);
+		p->name = sq_col_dup(s, 1);
+	} else if (rc != SQLITE_DONE) {
+		return w_stmt_fail(st, s, rc);
+	}
+	sq_stmt_done(s);
+	return rc == SQLITE_ROW ? STORE_OK : STORE_NOUSER;
+}
+
+/* The direct conversation of the sender and args "users": the first dm
+ * event of an existing one (STORE_DUPLICATE), or a new room of kind dm
+ * named dm-<id> with every person a member, its dm event by the sender
+ * (whose envelope lists the people), then a join event for each of the
+ * others, so that the bus and a replay from history see each membership
+ * begin at its own event, exactly as for a join. */
+static int w_dm_open(struct sq *st, struct job *j)
+{
+	json_t *users = j->args ? json_object_get(j->args, "users") : NULL;
+	struct dm_person p[EVTYPE_DM_USERS_MAX + 1] = {{0}};
+	struct buf key;
+	size_t n = 0, i;
+	json_t *v;
+	int64_t room_id = 0;
+	char room[33];
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!json_is_array(users) || json_array_size(users) == 0 ||
+	    json_array_size(users) > EVTYPE_DM_USERS_MAX)
+		return STORE_ERR;
+	buf_init(&key);
+	rc = w_user(st, j->user_id, &p[n].name);
+	if (rc != STORE_OK)
+		goto out;
+	p[n++].id = j->user_id;
+	json_array_foreach(users, i, v)
+	{
+		struct dm_person q = {0};
+		const char *name = json_string_value(v);
+		rc = name ? w_user_by_name(st, name, &q) : STORE_ERR;
+		if (rc != STORE_OK)
+			goto out;
+		bool seen = false;
+		for (size_t k = 0; k < n && !seen; k++)
+			seen = p[k].id == q.id;
+		if (seen) {
+			free(q.name);
+			continue;
+		}
+		p[n++] = q;
+	}
+	/* the key: the user ids, sorted, joined by commas */
+	qsort(p, n, sizeof(p[0]), person_cmp);
+	for (i = 0; i < n; i++)
+		buf_printf(&key, "%s%lld", i ? "," : "", (long long)p[i].id);
+
+	s = sq_stmt(&st->w, Q_DM_BY_KEY);
+	if (!s) {
+		rc = w_stmt_fail(st, s, 0);
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, key.data, (int)key.len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		room_id = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		rc = w_stmt_fail(st, s, rc);
+		goto out;
+	}
+	sq_stmt_done(s);
+	if (room_id > 0) {
+		s = sq_stmt(&st->w, Q_DM_FIRST);
+		if (!s) {
+			rc = w_stmt_fail(st, s, 0);
+			goto out;
+		}
+		sqlite3_bind_int64(s, 1, room_id);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			j->ev = sq_row_event(s);
+		else if (rc != SQLITE_DONE) {
+			rc = w_stmt_fail(st, s, rc);
+			goto out;
+		}
+		sq_stmt_done(s);
+		rc = j->ev ? STORE_DUPLICATE : STORE_ERR;
+		goto out;
+	}
+
+	/* A new room: first under its key (never a valid room name, so it
+	 * cannot collide), then named after its id. */
+	s = sq_stmt(&st->w, Q_ROOM_ADD);
+	if (!s) {
+		rc = w_stmt_fail(st, s, 0);
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, key.data, (int)key.len, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now_ms());
+	sqlite3_bind_int64(s, 4, j->user_id);
+	sqlite3_bind_text(s, 5, "dm", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, key.data, (int)key.len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		rc = w_stmt_fail(st, s, rc);
+		goto out;
+	}
+	sq_stmt_done(s);
+	room_id = sqlite3_last_insert_rowid(st->w.db);
+	snprintf(room, sizeof(room), "dm-%lld", (long long)room_id);
+	s = sq_stmt(&st->w, Q_ROOM_RENAME);
+	if (!s) {
+		rc = w_stmt_fail(st, s, 0);
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, room_id);
+	sqlite3_bind_text(s, 2, room, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		rc = w_stmt_fail(st, s, rc);
+		goto out;
+	}
+	sq_stmt_done(s);
+	for (i = 0; i < n; i++) {
+		rc = w_member_change(st, Q_MEMBER_ADD, room_id, p[i].id);
+		if (rc != STORE_OK)
+			goto out;
+	}
+
+	/* The envelope lists the people by their canonical names. */
+	qsort(p, n, sizeof(p[0]), name_cmp);
+	json_t *people = json_array();
+	const char *from = NULL;
+	for (i = 0; i < n; i++) {
+		json_array_append_new(people, json_string(p[i].name));
+		if (p[i].id == j->user_id)
+			from = p[i].name;
+	}
+	json_object_set_new(j->args, "users", people);
+	rc = w_event_add(st, j, room_id, room, from);
+	for (i = 0; rc == STORE_OK && i < n; i++)
+		if (p[i].id != j->user_id)
+			rc = w_event_more(st, j, EVENT_JOIN, p[i].id, room_id,
+					  room, p[i].name);
+out:
+	for (i = 0; i < ARRAY_LEN(p); i++)
+		free(p[i].name);
+	buf_fini(&key);
+	return rc;
 }
 
 /* One job inside the batch's transaction: a status, W_FATAL, and the event
@@ -594,6 +932,8 @@ static int job_run(struct sq *st, struct job *j)
 		if (rc != STORE_OK)
 			return rc;
 	}
+	if (j->row->effect == EVTYPE_EFFECT_DM_OPEN)
+		return w_dm_open(st, j);
 	if (j->username && j->room_id > 0 && j->room_name &&
 	    j->row->effect != EVTYPE_EFFECT_ROOM_CREATE) {
 		rc = w_effect(st, j, j->room_id);
@@ -649,7 +989,8 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 		struct job *j = jobs[i];
 		int64_t next = st->next_id;
 		/* An event without a store effect is one INSERT. */
-		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE;
+		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE ||
+			  j->nmention_ids > 0 || j->mention_room;
 		bool changes =
 		    j->row && (j->row->effect == EVTYPE_EFFECT_EDIT ||
 			       j->row->effect == EVTYPE_EFFECT_DELETE);
@@ -668,6 +1009,7 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 		if (j->status == W_FATAL)
 			goto fail;
 		if (j->status < 0) {
+			job_more_drop(j);
 			event_unref(j->ev);
 			j->ev = NULL;
 			j->fresh = false;
@@ -705,12 +1047,17 @@ static void batch_run(struct sq *st, struct job **jobs, size_t n)
 	if (batch_apply(st, jobs, n)) {
 		atomic_store(&st->last_id, st->next_id - 1);
 		/* jobs ran in queue order, so fresh events are in id order */
-		for (size_t i = 0; i < n && st->hook; i++)
-			if (jobs[i]->fresh)
-				st->hook(st->hook_arg, jobs[i]->ev);
+		for (size_t i = 0; i < n && st->hook; i++) {
+			if (!jobs[i]->fresh)
+				continue;
+			st->hook(st->hook_arg, jobs[i]->ev);
+			for (size_t k = 0; k < jobs[i]->nmore; k++)
+				st->hook(st->hook_arg, jobs[i]->more[k]);
+		}
 	} else {
 		st->next_id = first;
 		for (size_t i = 0; i < n; i++) {
+			job_more_drop(jobs[i]);
 			event_unref(jobs[i]->ev);
 			jobs[i]->ev = NULL;
 			jobs[i]->status = STORE_ERR;
