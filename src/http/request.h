@@ -58,6 +58,7 @@ struct request {
 	int step;	  /* handler-defined, for multi-step commands */
 	char room[33];	  /* room a command was about */
 	void *poll_state; /* longpoll's, for /poll */
+	bool stream_slot; /* holds a stream-cap slot (SSE, long-poll) */
 
 	/* What the route's "{name}" segments matched, in order (http.c fills
 	 * them before the handler runs): see request_param(). */
