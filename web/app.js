@@ -1002,7 +1002,7 @@ function onFrame(m) {
     if (m.event) onEvent(m.event);
     acked(m.client_id);
   } else if (m.type === 'error') {
-    if (m.client_id) sendFailed(m.client_id, m.error, m.message);
+    if (m.client_id) sendFailed(m.client_id, m.error, m.message, m.retry_after);
   }
 }
 
@@ -1148,7 +1148,7 @@ function acked(clientId) {
   }
 }
 
-function sendFailed(clientId, code, message) {
+function sendFailed(clientId, code, message, retryAfter) {
   S.inflight.delete(clientId);
   const m = S.outbox.find((x) => x.client_id === clientId);
   if (!m) return;
@@ -1157,7 +1157,8 @@ function sendFailed(clientId, code, message) {
     saveOutbox();
     if (m.room === S.current) renderMessages();
   } else {
-    retryFlushLater();
+    // rate_limited, storage_full, busy...: again once the server says
+    retryFlushLater(retryAfter);
   }
 }
 
