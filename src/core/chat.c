@@ -15,6 +15,7 @@
  * envelope, and no HTTP status. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,9 @@ struct chat {
 	struct bus *bus;
 	struct link *link; /* committed events to the bus (link.h) */
 	struct metrics *metrics;
+	atomic_bool full;		   /* chat_storage_full */
+	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
+	atomic_uint_fast64_t full_refused; /* since that line */
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -49,6 +53,7 @@ struct chat {
 
 /* One queued command: the caller's callback, carried through the store. */
 struct pending {
+	struct chat *c;
 	chat_done_fn done;
 	void *arg;
 };
@@ -176,14 +181,49 @@ static int err_from_store(int status)
 		return CHAT_ENOTMEMBER;
 	case STORE_CLOSED:
 		return CHAT_ECLOSED;
+	case STORE_FULL:
+		return CHAT_EFULL;
 	default:
 		return CHAT_EINTERNAL;
 	}
 }
 
+/* On the writer thread: keep the full-disk state, and say so loudly but
+ * at most once a minute (a full disk refuses every send). */
+static void full_note(struct chat *c, int status)
+{
+	if (status != STORE_FULL) {
+		if (status >= 0 && atomic_exchange(&c->full, false)) {
+			if (c->metrics)
+				atomic_store(&c->metrics->storage_full, 0);
+			log_warn("storage writable again: sends are stored");
+		}
+		return;
+	}
+	atomic_store(&c->full, true);
+	if (c->metrics)
+		atomic_store(&c->metrics->storage_full, 1);
+	uint64_t n = atomic_fetch_add(&c->full_refused, 1) + 1;
+	int64_t now = mono_ms(), last = atomic_load(&c->full_logged);
+	if (last && now - last < 60000)
+		return;
+	if (!atomic_compare_exchange_strong(&c->full_logged, &last, now))
+		return;
+	atomic_fetch_sub(&c->full_refused, n);
+	log_error("storage full: the database's filesystem has no space left; "
+		  "writes are refused with storage_full refused=%llu",
+		  (unsigned long long)n);
+}
+
+bool chat_storage_full(struct chat *c)
+{
+	return atomic_load(&c->full);
+}
+
 static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
+	full_note(p->c, status);
 	struct chat_result res = {
 	    .err = err_from_store(status),
 	    .ev = status >= 0 ? ev : NULL,
@@ -263,6 +303,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .args = in->args,
 	};
 	struct pending *p = xmalloc(sizeof(*p));
+	p->c = c;
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
@@ -377,6 +418,8 @@ static const struct {
      "that room exists already, or you are a member already"},
     {CHAT_EINTERNAL, "internal", "internal error; try again"},
     {CHAT_ECLOSED, "shutting_down", "the server is shutting down"},
+    {CHAT_EFULL, "storage_full",
+     "the server's storage is full; nothing was stored, try again later"},
 };
 
 static size_t err_index(int err)

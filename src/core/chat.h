@@ -32,8 +32,12 @@ enum chat_err {
 	CHAT_ENOTMEMBER = -4, /* not_a_member */
 	CHAT_EEXISTS = -5,    /* room_exists / already_member */
 	CHAT_EINTERNAL = -6,  /* internal */
-	CHAT_ECLOSED = -7     /* shutting down */
+	CHAT_ECLOSED = -7,    /* shutting down */
+	CHAT_EFULL = -8	      /* storage_full: the disk is full, retry later */
 };
+
+/* Seconds a client waits before retrying after CHAT_EFULL. */
+#define CHAT_FULL_RETRY_S 30
 
 struct chat;
 
@@ -100,6 +104,12 @@ int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 /* Search the rooms u belongs to: see store_search. */
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		unsigned limit, struct event ***out, size_t *n);
+
+/* The store answered "disk full" (CHAT_EFULL) to the last write, and no
+ * write has committed since: the condition /healthz and /metrics report.
+ * Any thread. A CHAT_EFULL is logged at error level, at most once a
+ * minute with the count of refusals since the last line. */
+bool chat_storage_full(struct chat *c);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

@@ -286,8 +286,17 @@ static enum MHD_Result serve_poll(struct request *req)
 
 /* --- routing ------------------------------------------------------------- */
 
+/* 503 while the store's disk is full (chat_storage_full): the one
+ * condition that makes this node refuse what it exists for. */
 static enum MHD_Result serve_healthz(struct request *req)
 {
+	if (chat_storage_full(req->srv->chat)) {
+		json_t *body = json_pack(
+		    "{s:s, s:s, s:s}", "status", "unhealthy", "error",
+		    "storage_full", "message",
+		    "the database's disk is full; writes are refused");
+		return reply_json(req->conn, &req->log, 503, body);
+	}
 	return reply_json_text(req->conn, &req->log, 200, "{\"status\":\"ok\"}",
 			       15);
 }

@@ -125,7 +125,7 @@ static const struct {
 } chat_statuses[] = {
     {CHAT_OK, 200},	   {CHAT_EINVAL, 422},	   {CHAT_ETOOLONG, 422},
     {CHAT_ENOROOM, 404},   {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
-    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},
+    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},	   {CHAT_EFULL, 507},
 };
 
 unsigned request_chat_status(int err)
@@ -138,6 +138,10 @@ unsigned request_chat_status(int err)
 
 enum MHD_Result request_chat_error(struct request *req, int err)
 {
+	if (err == CHAT_EFULL) /* the one a client waits out */
+		return reply_retry(req->conn, &req->log, 507,
+				   chat_err_code(err), chat_err_message(err),
+				   CHAT_FULL_RETRY_S);
 	return reply_error(req->conn, &req->log, request_chat_status(err),
 			   chat_err_code(err), chat_err_message(err));
 }

@@ -32,7 +32,9 @@ enum store_status {
 	STORE_NOTFOUND = -2,
 	STORE_EXISTS = -3, /* unique name taken / already a member */
 	STORE_NOTMEMBER = -4,
-	STORE_CLOSED = -5 /* store is shutting down */
+	STORE_CLOSED = -5, /* store is shutting down */
+	STORE_FULL = -6	   /* the database's filesystem is full: nothing of
+			      the batch was applied; retry once space returns */
 };
 
 struct store_config {

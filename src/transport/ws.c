@@ -728,6 +728,20 @@ static void queue_error(struct ws_conn *c, const char *client_id,
 	queue_json(c, o);
 }
 
+/* An error the client waits out: retry_after seconds. */
+static void queue_error_retry(struct ws_conn *c, const char *client_id, int err,
+			      unsigned retry_after)
+{
+	json_t *o = json_pack("{s:s}", "type", "error");
+	if (client_id)
+		json_object_set_new(o, "client_id", json_string(client_id));
+	json_object_set_new(o, "error", json_string(chat_err_code(err)));
+	json_object_set_new(o, "message", json_string(chat_err_message(err)));
+	json_object_set_new(o, "retry_after", json_integer(retry_after));
+	metrics_inc(c->metrics->errors);
+	queue_json(c, o);
+}
+
 /* --- bus subscriber ----------------------------------------------------------
  */
 
@@ -791,8 +805,12 @@ static void ack_task(void *arg)
 	}
 	if (a->err != CHAT_OK || !a->ev) {
 		int err = a->err != CHAT_OK ? a->err : CHAT_EINTERNAL;
-		queue_error(c, a->client_id, chat_err_code(err),
-			    chat_err_message(err));
+		if (err == CHAT_EFULL)
+			queue_error_retry(c, a->client_id, err,
+					  CHAT_FULL_RETRY_S);
+		else
+			queue_error(c, a->client_id, chat_err_code(err),
+				    chat_err_message(err));
 	} else {
 		struct buf b;
 		size_t len;

@@ -28,6 +28,7 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->rate_flood_closes, 0);
 	atomic_init(&m->streams_refused[0], 0);
 	atomic_init(&m->streams_refused[1], 0);
+	atomic_init(&m->storage_full, 0);
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
 			atomic_init(&m->client_transport[t][r], 0);
@@ -114,6 +115,9 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	single(out, "natter_rate_flood_closes_total", "counter",
 	       "WebSockets closed (1008) for flooding past a rate limit.",
 	       &m->rate_flood_closes);
+	single(out, "natter_storage_full", "gauge",
+	       "1 while the database's disk is full and writes are refused.",
+	       &m->storage_full);
 	buf_puts(out, "# HELP natter_streams_refused_total Streams refused at "
 		      "the per-user or per-address cap.\n"
 		      "# TYPE natter_streams_refused_total counter\n");

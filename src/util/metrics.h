@@ -47,6 +47,8 @@ struct metrics {
 	atomic_uint_fast64_t rate_flood_closes;
 	/* streams refused (429) at a cap: [0] per user, [1] per address */
 	atomic_uint_fast64_t streams_refused[2];
+	/* 1 while the store's disk is full (core/chat.h chat_storage_full) */
+	atomic_uint_fast64_t storage_full;
 };
 
 void metrics_init(struct metrics *m);
