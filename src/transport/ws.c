@@ -354,6 +354,16 @@ enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 				   "encoding of 16 bytes");
 	}
 
+	/* A cursor that needs history while the history pool is full: 503
+	 * busy now, before the upgrade, which a browser sees and backs off
+	 * from; after it only an error frame could say so (conn_fetch). */
+	struct replay *rp = ws->cfg.replay;
+	if (rp && since >= 0 && bus_history_needed(ws->cfg.bus, since) &&
+	    replay_busy(rp, cl->user_id)) {
+		slot_release(cl);
+		return reply_busy(c, log, replay_retry_after(rp));
+	}
+
 	struct ws_handshake *hs = xcalloc(1, sizeof(*hs));
 	hs->ws = ws;
 	hs->cl = *cl;
