@@ -20,8 +20,7 @@ P99_MS=${STORM_P99_MS:-500}
 BEHIND=300
 
 command -v python3 >/dev/null || { echo "storm: needs python3: skipped"; exit 77; }
-if ! curl -s -o /dev/null --interface 127.0.0.2 http://127.0.0.1:9/ 2>/dev/null &&
-	! ip addr show lo 2>/dev/null | grep -q '127.0.0.1/8'; then
+if ! python3 -c 'import socket; socket.socket().bind(("127.0.0.2", 0))' 2>/dev/null; then
 	echo "storm: cannot use several loopback addresses here: skipped"
 	exit 77
 fi
@@ -55,20 +54,26 @@ probe() {
 import http.client, json, os, sys, time
 port, token, secs = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 lat, errs, end, n = [], 0, time.monotonic() + secs, 0
+# One keep-alive connection, as a browser holds one (a new connection is
+# opened only after an error).
+c = None
 while time.monotonic() < end and not os.path.exists(sys.argv[4]):
     n += 1
     t = time.monotonic()
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        if c is None:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         c.request("POST", "/api/rooms/probe/messages",
                   json.dumps({"text": "probe %d" % n}),
                   {"Authorization": "Bearer " + token,
                    "Content-Type": "application/json"})
-        r = c.getresponse(); r.read(); c.close()
+        r = c.getresponse(); r.read()
         if r.status != 201:
             errs += 1
-    except OSError:
+    except (OSError, http.client.HTTPException):
         errs += 1
+        c.close()
+        c = None
     lat.append((time.monotonic() - t) * 1000)
     time.sleep(max(0, 0.05 - (time.monotonic() - t)))
 lat.sort()
