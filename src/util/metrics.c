@@ -116,7 +116,7 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	       "WebSockets closed (1008) for flooding past a rate limit.",
 	       &m->rate_flood_closes);
 	single(out, "natter_storage_full", "gauge",
-	       "1 while the database's disk is full and writes are refused.",
+	       "1 while the disk under the database is full and writes are refused.",
 	       &m->storage_full);
 	buf_puts(out, "# HELP natter_streams_refused_total Streams refused at "
 		      "the per-user or per-address cap.\n"

@@ -963,6 +963,7 @@ static void test_err_mapping(void **state)
 	    {CHAT_EEXISTS, "exists"},
 	    {CHAT_EINTERNAL, "internal"},
 	    {CHAT_ECLOSED, "shutting_down"},
+	    {CHAT_EFULL, "storage_full"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		assert_string_equal(chat_err_code(want[i].err), want[i].code);
@@ -975,7 +976,7 @@ static void test_err_mapping(void **state)
 	}
 	assert_non_null(strstr(chat_err_message(CHAT_ETOOLONG), "4000"));
 	/* anything else is an internal error */
-	const int unknown[] = {1, -8, -99, 12345};
+	const int unknown[] = {1, -9, -99, 12345};
 	for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
 		assert_string_equal(chat_err_code(unknown[i]), "internal");
 		assert_string_equal(chat_err_message(unknown[i]),

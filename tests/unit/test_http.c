@@ -1154,15 +1154,15 @@ static void test_chat_error_status(void **state)
 		int err;
 		unsigned status;
 	} want[] = {
-	    {CHAT_OK, 200},	     {CHAT_EINVAL, 422},     {CHAT_ETOOLONG, 422},
-	    {CHAT_ENOROOM, 404},     {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
-	    {CHAT_EINTERNAL, 500},   {CHAT_ECLOSED, 503},
+	    {CHAT_OK, 200},	   {CHAT_EINVAL, 422},	   {CHAT_ETOOLONG, 422},
+	    {CHAT_ENOROOM, 404},   {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
+	    {CHAT_EINTERNAL, 500}, {CHAT_ECLOSED, 503},	   {CHAT_EFULL, 507},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
 		assert_int_equal(request_chat_status(want[i].err),
 				 want[i].status);
 	/* anything else is an internal error */
-	const int unknown[] = {1, -8, -99, 12345};
+	const int unknown[] = {1, -9, -99, 12345};
 	for (size_t i = 0; i < ARRAY_LEN(unknown); i++)
 		assert_int_equal(request_chat_status(unknown[i]), 500);
 }
