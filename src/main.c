@@ -159,6 +159,16 @@ int main(int argc, char **argv)
 	if (!srv.auth)
 		fatal("cannot seed the random number generator");
 
+	struct limit_config lc = {
+	    .rate = {cfg.rate_commands, cfg.rate_send, cfg.rate_typing},
+	    .burst = {cfg.rate_commands_burst, cfg.rate_send_burst,
+		      cfg.rate_typing_burst},
+	    .users_max = cfg.rate_users_max,
+	    .streams_per_user = cfg.streams_per_user,
+	    .streams_per_addr = cfg.streams_per_address,
+	};
+	srv.limit = limit_new(&lc);
+
 	srv.bus = bus_new(cfg.ring_size, cfg.replay_max,
 			  store_last_event_id(srv.store), store_events_after,
 			  srv.store);
@@ -198,6 +208,8 @@ int main(int argc, char **argv)
 	    .metrics = &srv.metrics,
 	    .send_queue_max = cfg.send_queue_max,
 	    .ping_s = cfg.ws_ping_s,
+	    .limit = srv.limit,
+	    .flood_close = cfg.rate_flood_close,
 	};
 	srv.ws = ws_server_new(&wc);
 	for (unsigned i = 0; i < srv.nloops; i++)
@@ -264,6 +276,7 @@ int main(int argc, char **argv)
 		loop_free(srv.loops[i]);
 	}
 	chat_free(srv.chat);
+	limit_free(srv.limit);
 	bus_free(srv.bus);
 	auth_free(srv.auth);
 	free(wakes);

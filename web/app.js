@@ -1886,15 +1886,22 @@ function sendFailed(clientId, code, message, retryAfter = null) {
     saveOutbox();
     if (m.room === S.current) renderMessages();
   } else {
-    retryFlushLater();
+    // rate_limited, storage_full, busy...: again once the server says
+    retryFlushLater(retryAfter);
   }
 }
 
 function retryFlushLater(seconds) {
   clearTimeout(S.flushTimer);
+  // The server said how long (rate_limited, storage_full, busy): that,
+  // spread by up to half again; several refusals of one burst do not add
+  // up to a longer wait. Else our own growing backoff.
+  if (seconds > 0) {
+    S.flushTimer = setTimeout(flushOutbox, seconds * 1000 * (1 + Math.random() / 2));
+    return;
+  }
   const base = Math.min(30000, 1000 * 2 ** S.flushRetry++);
-  const delay = Math.max(seconds ? seconds * 1000 : 0, base / 2 + (Math.random() * base) / 2);
-  S.flushTimer = setTimeout(flushOutbox, delay);
+  S.flushTimer = setTimeout(flushOutbox, base / 2 + (Math.random() * base) / 2);
 }
 
 // Send what waits. WebSocket: every message at once (one ordered stream).

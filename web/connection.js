@@ -454,7 +454,10 @@ export class Connection {
     clearTimeout(this.retryTimer);
     const base = Math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ** this.attempt);
     let delay = base / 2 + (Math.random() * base) / 2;
-    if (retryAfter) delay = Math.max(delay, retryAfter * 1000);
+    // Retry-After (429 at a stream cap, 503 busy) is a floor, spread
+    // over half as much again so a crowd refused at once does not return
+    // at once.
+    if (retryAfter) delay = Math.max(delay, retryAfter * 1000 * (1 + Math.random() / 2));
     this.attempt++;
     const retryAt = Date.now() + delay;
     this.setState({ phase: 'waiting', kind: this.kind, retryAt });

@@ -56,7 +56,10 @@ struct chat {
 	 * NULL: the user directory, members of the room only (chat_mention) */
 	markdown_mention_fn mention;
 	void *mention_arg;
-	struct userdir *users; /* every account, for mentions */
+	struct userdir *users;		   /* every account, for mentions */
+	atomic_bool full;		   /* chat_storage_full */
+	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
+	atomic_uint_fast64_t full_refused; /* since that line */
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -342,9 +345,43 @@ static int err_from_store(int status)
 		return CHAT_ENOTAUTHOR;
 	case STORE_GONE:
 		return CHAT_EDELETED;
+	case STORE_FULL:
+		return CHAT_EFULL;
 	default:
 		return CHAT_EINTERNAL;
 	}
+}
+
+/* On the writer thread: keep the full-disk state, and say so loudly but
+ * at most once a minute (a full disk refuses every send). */
+static void full_note(struct chat *c, int status)
+{
+	if (status != STORE_FULL) {
+		if (status >= 0 && atomic_exchange(&c->full, false)) {
+			if (c->metrics)
+				atomic_store(&c->metrics->storage_full, 0);
+			log_warn("storage writable again: sends are stored");
+		}
+		return;
+	}
+	atomic_store(&c->full, true);
+	if (c->metrics)
+		atomic_store(&c->metrics->storage_full, 1);
+	uint64_t n = atomic_fetch_add(&c->full_refused, 1) + 1;
+	int64_t now = mono_ms(), last = atomic_load(&c->full_logged);
+	if (last && now - last < 60000)
+		return;
+	if (!atomic_compare_exchange_strong(&c->full_logged, &last, now))
+		return;
+	atomic_fetch_sub(&c->full_refused, n);
+	log_error("storage full: the database's filesystem has no space left; "
+		  "writes are refused with storage_full refused=%llu",
+		  (unsigned long long)n);
+}
+
+bool chat_storage_full(struct chat *c)
+{
+	return atomic_load(&c->full);
 }
 
 static void store_done(void *arg, int status, struct event *ev)
@@ -358,6 +395,7 @@ static void store_done(void *arg, int status, struct event *ev)
 			      a->reason, a->detail);
 		store_audit_free(a, 1);
 	}
+	full_note(p->chat, status);
 	struct chat_result res = {
 	    .err = err_from_store(status),
 	    .ev = status >= 0 ? ev : NULL,
@@ -612,6 +650,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .mention_room = m && row->searchable && m->room,
 	};
 	struct pending *p = xcalloc(1, sizeof(*p));
+	p->chat = c;
 	p->done = done;
 	p->arg = arg;
 	store_write_submit(c->store, &w, store_done, p);
@@ -1080,6 +1119,8 @@ static const struct {
     {CHAT_ENOMSG, "no_such_message", "no message with that id in that room"},
     {CHAT_ENOTAUTHOR, "not_author", "only its author may change a message"},
     {CHAT_EDELETED, "message_deleted", "that message was deleted"},
+    {CHAT_EFULL, "storage_full",
+     "the server's storage is full; nothing was stored, try again later"},
 };
 
 static size_t err_index(int err)

@@ -44,8 +44,12 @@ enum chat_err {
 	CHAT_ENOMSG = -15,     /* no_such_message (in that room) */
 	CHAT_ENOTAUTHOR = -16, /* not_author: someone else's message */
 	CHAT_EDELETED = -17,   /* message_deleted: it cannot be edited */
-	CHAT_EFIXED = -18      /* dm_fixed: a direct conversation's people */
+	CHAT_EFIXED = -18,     /* dm_fixed: a direct conversation's people */
+	CHAT_EFULL = -19       /* storage_full: the disk is full, retry later */
 };
+
+/* Seconds a client waits before retrying after CHAT_EFULL. */
+#define CHAT_FULL_RETRY_S 30
 
 /* Who may see and join a room. A private room and a direct conversation
  * are, to anyone who is not a member, a room that does not exist
@@ -262,6 +266,12 @@ void chat_mentions_init(struct chat_mentions *m, struct chat *c,
 /* A markdown_mention_fn (model/markdown.h): arg is a struct
  * chat_mentions. The string returned stays valid as long as *arg. */
 const char *chat_mention(void *arg, const char *name, size_t len);
+
+/* The store answered "disk full" (CHAT_EFULL) to the last write, and no
+ * write has committed since: the condition /healthz and /metrics report.
+ * Any thread. A CHAT_EFULL is logged at error level, at most once a
+ * minute with the count of refusals since the last line. */
+bool chat_storage_full(struct chat *c);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

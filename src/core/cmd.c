@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/cmd.h"
+#include "core/limit.h"
 #include "model/evtype.h"
 
 /* One argument: JSON member -> a string field of struct evtype_input, or
@@ -28,6 +29,8 @@ struct cmd {
 		   const struct chat_user *u, const struct evtype_input *in,
 		   chat_done_fn done, void *arg);
 	bool send; /* counted as a send */
+	/* the rate bucket it takes from besides LIMIT_ALL; LIMIT_ALL: none */
+	enum limit_kind rate;
 	const char *usage;
 	struct cmd_arg args[4]; /* up to the first member == NULL */
 };
@@ -68,6 +71,7 @@ static const struct cmd table[] = {
      EVENT_MESSAGE,
      run_send,
      true,
+     LIMIT_SEND,
      "send needs string members room and text",
      {{"room", IN(room), true, false},
       {"text", IN(text), true, false},
@@ -76,42 +80,49 @@ static const struct cmd table[] = {
      EVENT_TYPING,
      run_typing,
      false,
+     LIMIT_TYPING,
      "typing needs a string room",
      {{"room", IN(room), true, false}}},
     {"join",
      EVENT_JOIN,
      run_event,
      false,
+     LIMIT_ALL,
      "join needs a string room",
      {{"room", IN(room), true, false}}},
     {"leave",
      EVENT_LEAVE,
      run_event,
      false,
+     LIMIT_ALL,
      "leave needs a string room",
      {{"room", IN(room), true, false}}},
     {"room_create",
      EVENT_ROOM,
      run_event,
      false,
+     LIMIT_ALL,
      "room_create needs a string name",
      {{"name", IN(room), true, false}, {"topic", IN(topic), false, true}}},
     {"kick",
      EVENT_KICK,
      run_event,
      false,
+     LIMIT_ALL,
      "kick needs string members room and user (and may have a reason)",
      {{"room", IN(room), true, false}}},
     {"ban",
      EVENT_BAN,
      run_event,
      false,
+     LIMIT_ALL,
      "ban needs string members room and user (and may have a reason)",
      {{"room", IN(room), true, false}}},
     {"edit",
      EVENT_EDIT,
      run_event,
      false,
+     LIMIT_SEND,
      "edit needs a string room, an integer id and a string text",
      {{"room", IN(room), true, false},
       {"id", ID, true, false},
@@ -120,6 +131,7 @@ static const struct cmd table[] = {
      EVENT_DELETE,
      run_event,
      false,
+     LIMIT_ALL,
      "delete needs a string room and an integer id",
      {{"room", IN(room), true, false}, {"id", ID, true, false}}},
     /* args "users": an array of names (the validator reads it) */
@@ -127,9 +139,16 @@ static const struct cmd table[] = {
      EVENT_DM,
      run_event,
      false,
+     LIMIT_ALL,
      "dm_open needs users: an array of 1-8 user names",
      {{NULL, 0, false, false}}},
-    {"ping", EVENT_PRESENCE, NULL, false, "", {{NULL, 0, false, false}}},
+    {"ping",
+     EVENT_PRESENCE,
+     NULL,
+     false,
+     LIMIT_ALL,
+     "",
+     {{NULL, 0, false, false}}},
 };
 
 static const struct cmd *cmd_find(const char *name)
@@ -204,4 +223,31 @@ int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
 	if (rc == CHAT_EMUTED)
 		st->retry_after = chat_mute_left(c, u, in.room);
 	return rc;
+}
+
+static unsigned retry_seconds(int64_t ms)
+{
+	return ms <= 1000 ? 1 : (unsigned)((ms + 999) / 1000);
+}
+
+int cmd_admit(struct limit *l, const struct chat_user *u, const char *name,
+	      int64_t now_ms, struct cmd_limited *out)
+{
+	const struct cmd *cmd = cmd_find(name);
+	int64_t retry;
+
+	*out = (struct cmd_limited){LIMIT_ALL, 0};
+	if (!l)
+		return CHAT_OK;
+	if (limit_take(l, u->id, LIMIT_ALL, now_ms, &retry) < 0) {
+		out->retry_after = retry_seconds(retry);
+		return CMD_ELIMITED;
+	}
+	if (cmd && cmd->rate != LIMIT_ALL &&
+	    limit_take(l, u->id, cmd->rate, now_ms, &retry) < 0) {
+		out->what = cmd->rate;
+		out->retry_after = retry_seconds(retry);
+		return CMD_ELIMITED;
+	}
+	return CHAT_OK;
 }

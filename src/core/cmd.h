@@ -17,11 +17,19 @@
 #include <jansson.h>
 
 #include "core/chat.h"
+#include "core/limit.h"
 
 /* cmd_run's own errors, besides enum chat_err. */
 enum cmd_err {
 	CMD_EUNKNOWN = -100, /* no command by that name */
-	CMD_EARGS = -101     /* a member is missing or not a string */
+	CMD_EARGS = -101,    /* a member is missing or not a string */
+	CMD_ELIMITED = -102  /* over a rate limit (cmd_admit) */
+};
+
+/* What cmd_admit tells about a refusal. */
+struct cmd_limited {
+	enum limit_kind what; /* the bucket that was empty */
+	unsigned retry_after; /* seconds until it has a token (>= 1) */
 };
 
 /* What cmd_run tells its caller besides the status. */
@@ -48,5 +56,13 @@ int cmd_check(const char *name, json_t *args, struct cmd_status *st);
  * runs later exactly when st->async. */
 int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
 	    json_t *args, chat_done_fn done, void *arg, struct cmd_status *st);
+
+/* Before a command runs (and for a frame that is not even a command: name
+ * NULL or unknown): take its tokens from l, the user's buckets. Every
+ * command costs one of LIMIT_ALL; a send one of LIMIT_SEND too, typing one
+ * of LIMIT_TYPING. CHAT_OK, or CMD_ELIMITED with *out filled: the caller
+ * answers rate_limited and runs nothing. l NULL: no limits. */
+int cmd_admit(struct limit *l, const struct chat_user *u, const char *name,
+	      int64_t now_ms, struct cmd_limited *out);
 
 #endif

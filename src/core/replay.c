@@ -71,6 +71,15 @@ static void ucount_rehash(struct replay *r, size_t cap)
 }
 
 /* The user's count, created at 0. Under mu. */
+/* The user's count if it has one, without adding it. Under mu. */
+static struct ucount *ucount_find(struct replay *r, int64_t user)
+{
+	if (!r->users_cap)
+		return NULL;
+	struct ucount *u = ucount_slot(r->users, r->users_cap, user);
+	return u->user ? u : NULL;
+}
+
 static struct ucount *ucount_get(struct replay *r, int64_t user)
 {
 	if ((r->users_len + 1) * 2 > r->users_cap) {
@@ -194,6 +203,16 @@ int replay_submit(struct replay *r, int64_t user_id, struct bus_prefetch *p,
 	}
 	pthread_mutex_unlock(&r->mu);
 	return rc;
+}
+
+bool replay_busy(struct replay *r, int64_t user_id)
+{
+	pthread_mutex_lock(&r->mu);
+	struct ucount *u = ucount_find(r, user_id);
+	bool busy = r->stopping || r->queued >= r->queue_max ||
+		    (u && u->n >= r->per_user_max);
+	pthread_mutex_unlock(&r->mu);
+	return busy;
 }
 
 unsigned replay_retry_after(const struct replay *r)

@@ -15,6 +15,7 @@
 #ifndef NATTER_REPLAY_H
 #define NATTER_REPLAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,11 @@ struct bus_sub *replay_subscribe(struct replay *r, struct bus_shard *shard,
 				 int64_t user_id, int64_t since,
 				 const struct bus_sub_ops *ops, void *arg,
 				 int *err);
+/* Only look: would replay_submit for user_id be refused now (the queue
+ * full, or the user at its share)? For refusing a WebSocket before its
+ * upgrade (an HTTP 503 a browser backs off from) rather than after it; the
+ * answer may change before the submit, which still decides. */
+bool replay_busy(struct replay *r, int64_t user_id);
 /* Seconds a refused client should wait before it tries again. */
 unsigned replay_retry_after(const struct replay *r);
 

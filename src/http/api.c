@@ -87,11 +87,38 @@ void api_events_free(struct event **evs, size_t n)
 	free(evs);
 }
 
+int api_admit(struct request *req, const char *name, enum MHD_Result *ret)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	struct cmd_limited lim;
+	if (cmd_admit(req->srv->limit, &cu, name, mono_ms(), &lim) == CHAT_OK)
+		return 0;
+	metrics_inc(req->srv->metrics.rate_limited[lim.what]);
+	char msg[96];
+	snprintf(msg, sizeof(msg), "too many %s; slow down",
+		 lim.what == LIMIT_SEND	    ? "messages"
+		 : lim.what == LIMIT_TYPING ? "typing notices"
+					    : "commands");
+	*ret = reply_retry(req->conn, &req->log, 429, "rate_limited", msg,
+			   lim.retry_after);
+	return -1;
+}
+
+void api_charge(struct request *req)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	struct cmd_limited lim;
+	if (cmd_admit(req->srv->limit, &cu, NULL, mono_ms(), &lim) != CHAT_OK)
+		metrics_inc(req->srv->metrics.rate_limited[lim.what]);
+}
+
 int api_command(struct request *req, const char *name, json_t *args,
 		const char *room, enum MHD_Result *ret)
 {
 	struct cmd_status st;
 	struct chat_user cu = {req->user_id, req->username};
+	if (api_admit(req, name, ret) < 0)
+		return -1;
 	if (room) /* a path parameter: any bytes, chat judges the name */
 		json_object_set_new(args, "room",
 				    json_stringn_nocheck(room, strlen(room)));

@@ -80,9 +80,16 @@ enum MHD_Result api_answer_event(struct request *req, unsigned status,
 /* Resolve a room the requester must belong to: 0, or -1 after answering. */
 int api_member_room(struct request *req, const char *room, int64_t *id,
 		    char name[33], enum MHD_Result *ret);
+/* The user's rate limits for command name (core/cmd.h's cmd_admit): 0, or
+ * -1 after answering 429 rate_limited with Retry-After (counted). */
+int api_admit(struct request *req, const char *name, enum MHD_Result *ret);
+/* A request that was answered already (a bad body) still costs the user
+ * one command of their rate limit. */
+void api_charge(struct request *req);
 /* A command endpoint through the command table (core/cmd.h): room (a path
- * parameter, or NULL) is merged into args. -1: answered (*ret), a missing
- * or mistyped member as 422 invalid_field, or a chat error. 0: an
+ * parameter, or NULL) is merged into args. -1: answered (*ret): 429
+ * rate_limited (api_admit), a missing or mistyped member as 422
+ * invalid_field, or a chat error. 0: an
  * ephemeral command ran; the caller answers. 1: the request is suspended
  * until the command's done callback. */
 int api_command(struct request *req, const char *name, json_t *args,

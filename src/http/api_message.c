@@ -97,12 +97,12 @@ enum MHD_Result api_send(struct request *req, const char *room)
 	if (ctype &&
 	    !strncasecmp(ctype, "application/x-www-form-urlencoded", 33)) {
 		in = request_form(req, &ret);
-		if (!in)
-			return ret;
 	} else {
 		in = request_json(req, &ret);
-		if (!in)
-			return ret;
+	}
+	if (!in) { /* answered already; a bad body costs a command too */
+		api_charge(req);
+		return ret;
 	}
 	api_command(req, "send", in, room, &ret);
 	json_decref(in);

@@ -182,11 +182,35 @@ static enum MHD_Result answer_busy(struct request *req, bool close)
 				   h, close ? 2 : 1);
 }
 
+/* A slot of the per-user and per-address stream caps: 0, or -1 after
+ * answering 429 too_many_streams with Retry-After (counted). */
+static int stream_slot(struct request *req, enum MHD_Result *ret)
+{
+	struct limit *l = req->srv->limit;
+	int rc = l ? limit_stream_acquire(l, req->user_id, req->addr)
+		   : LIMIT_STREAM_OK;
+	if (rc == LIMIT_STREAM_OK)
+		return 0;
+	bool user = rc == LIMIT_STREAM_USER;
+	metrics_inc(req->srv->metrics.streams_refused[user ? 0 : 1]);
+	log_debug("stream refused at the %s cap addr=%s user=%s",
+		  user ? "user" : "address", req->addr, req->username);
+	*ret = reply_retry(req->conn, &req->log, 429, "too_many_streams",
+			   user ? "too many open streams for this user; close "
+				  "some tabs or try again shortly"
+				: "too many open streams from this address; "
+				  "try again shortly",
+			   5);
+	return -1;
+}
+
 /* What /ws, /events and /poll share once the router has authenticated
  * the client: the shutdown and stream-cap refusals, and the cursor. 0 with
  * cl and since filled, or -1 after answering. A resumed long-poll (which
- * already holds its stream) is not refused. */
-static int stream_open(struct request *req, bool sse,
+ * already holds its stream and its slot) is not refused. The stream-cap
+ * slot is the WebSocket's to release (cl->limit) or, for SSE and
+ * long-poll, the request's (on_completed). */
+static int stream_open(struct request *req, bool sse, bool ws,
 		       struct transport_client *cl, int64_t *since,
 		       enum MHD_Result *ret)
 {
@@ -203,7 +227,15 @@ static int stream_open(struct request *req, bool sse,
 	}
 	if (parse_since(req, sse, since, ret) < 0)
 		return -1;
+	if (req->poll_state == NULL && stream_slot(req, ret) < 0)
+		return -1;
 	memset(cl, 0, sizeof(*cl));
+	if (req->poll_state == NULL && req->srv->limit) {
+		if (ws)
+			cl->limit = req->srv->limit;
+		else
+			req->stream_slot = true;
+	}
 	cl->user_id = req->user_id;
 	snprintf(cl->username, sizeof(cl->username), "%s", req->username);
 	snprintf(cl->addr, sizeof(cl->addr), "%s", req->addr);
@@ -215,7 +247,7 @@ static enum MHD_Result serve_ws(struct request *req)
 	struct transport_client cl;
 	int64_t since;
 	enum MHD_Result ret = MHD_YES;
-	if (stream_open(req, false, &cl, &since, &ret) < 0)
+	if (stream_open(req, false, true, &cl, &since, &ret) < 0)
 		return ret;
 	return ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
 }
@@ -225,7 +257,7 @@ static enum MHD_Result serve_sse(struct request *req)
 	struct transport_client cl;
 	int64_t since;
 	enum MHD_Result ret = MHD_YES;
-	if (stream_open(req, true, &cl, &since, &ret) < 0)
+	if (stream_open(req, true, false, &cl, &since, &ret) < 0)
 		return ret;
 	return sse_handle(req->srv->sse, req->conn, &req->log, &cl, since);
 }
@@ -235,7 +267,7 @@ static enum MHD_Result serve_poll(struct request *req)
 	struct transport_client cl;
 	int64_t since;
 	enum MHD_Result ret = MHD_YES;
-	if (stream_open(req, false, &cl, &since, &ret) < 0)
+	if (stream_open(req, false, false, &cl, &since, &ret) < 0)
 		return ret;
 	const struct config *cfg = req->srv->cfg;
 	int64_t timeout = cfg->poll_timeout_default_s;
@@ -254,8 +286,17 @@ static enum MHD_Result serve_poll(struct request *req)
 
 /* --- routing ------------------------------------------------------------- */
 
+/* 503 while the store's disk is full (chat_storage_full): the one
+ * condition that makes this node refuse what it exists for. */
 static enum MHD_Result serve_healthz(struct request *req)
 {
+	if (chat_storage_full(req->srv->chat)) {
+		json_t *body = json_pack(
+		    "{s:s, s:s, s:s}", "status", "unhealthy", "error",
+		    "storage_full", "message",
+		    "the database's disk is full; writes are refused");
+		return reply_json(req->conn, &req->log, 503, body);
+	}
 	return reply_json_text(req->conn, &req->log, 200, "{\"status\":\"ok\"}",
 			       15);
 }
@@ -735,6 +776,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		   req->log.status ? req->log.status : 499, req->log.bytes,
 		   request_elapsed_us(req), req->addr);
 	longpoll_request_done(req->poll_state);
+	if (req->stream_slot)
+		limit_stream_release(h->srv->limit, req->user_id, req->addr);
 	request_free(req);
 	*con_cls = NULL;
 }

@@ -59,6 +59,7 @@ struct request {
 	char room[33];	     /* room a command was about */
 	int64_t retry_after; /* CHAT_EMUTED: seconds, for the answer */
 	void *poll_state;    /* longpoll's, for /poll */
+	bool stream_slot;    /* holds a stream-cap slot (SSE, long-poll) */
 
 	/* What the route's "{name}" segments matched, in order (http.c fills
 	 * them before the handler runs): see request_param(). */

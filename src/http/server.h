@@ -6,6 +6,7 @@
 #include "core/auth.h"
 #include "core/bus.h"
 #include "core/chat.h"
+#include "core/limit.h"
 #include "util/config.h"
 #include "transport/longpoll.h"
 #include "net/loop.h"
@@ -22,6 +23,7 @@ struct server {
 	struct auth *auth;
 	struct bus *bus;
 	struct chat *chat;
+	struct limit *limit; /* per-user rates, stream caps; NULL: none */
 	struct loop **loops;
 	struct bus_shard **shards; /* shards[i] drained on loops[i] */
 	unsigned nloops;

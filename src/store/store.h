@@ -38,7 +38,10 @@ enum store_status {
 	STORE_NOTAUTHOR = -8, /* the message is someone else's */
 	STORE_GONE = -9,      /* the message is deleted: it cannot change */
 	STORE_NOUSER = -10,   /* a user named in the write does not exist */
-	STORE_FIXED = -11     /* a direct conversation's people cannot change */
+	STORE_FIXED = -11,    /* a direct conversation's people cannot change */
+	STORE_FULL = -12      /* the database's filesystem is full: nothing of
+				 the batch was applied; retry once space
+				 returns */
 };
 
 struct store_config {

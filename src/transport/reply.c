@@ -126,6 +126,20 @@ enum MHD_Result reply_empty(struct MHD_Connection *c, struct reply_log *log,
 	return reply_queue(c, log, status, r);
 }
 
+enum MHD_Result reply_retry(struct MHD_Connection *c, struct reply_log *log,
+			    unsigned status, const char *code,
+			    const char *message, unsigned retry_after_s)
+{
+	char secs[16];
+	snprintf(secs, sizeof(secs), "%u", retry_after_s);
+	json_t *body =
+	    json_pack("{s:s, s:s, s:I}", "error", code, "message", message,
+		      "retry_after", (json_int_t)retry_after_s);
+	const struct reply_header h[] = {{"Retry-After", secs},
+					 {"Cache-Control", "no-store"}};
+	return reply_json_headers(c, log, status, body, h, ARRAY_LEN(h));
+}
+
 enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
 			   unsigned retry_after_s)
 {

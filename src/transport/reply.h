@@ -67,6 +67,12 @@ enum MHD_Result reply_error_headers(struct MHD_Connection *c,
 enum MHD_Result reply_empty(struct MHD_Connection *c, struct reply_log *log,
 			    unsigned status, const struct reply_header *h,
 			    size_t n);
+/* A refusal the client waits out: status, {"error":code,"message":message,
+ * "retry_after":N} with Retry-After: N (429 rate_limited, 507
+ * storage_full...). */
+enum MHD_Result reply_retry(struct MHD_Connection *c, struct reply_log *log,
+			    unsigned status, const char *code,
+			    const char *message, unsigned retry_after_s);
 /* 503 {"error":"busy",...,"retry_after":N} with Retry-After: N. */
 enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
 			   unsigned retry_after_s);

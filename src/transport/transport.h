@@ -6,10 +6,16 @@
 
 #include <stdint.h>
 
+struct limit;
+
 struct transport_client {
 	int64_t user_id;
 	char username[33];
 	char addr[64]; /* client address, for logs */
+	/* Non-NULL: the stream holds a slot of limit's stream caps (counted
+	 * for user_id and addr); the transport that takes the client releases
+	 * it exactly once, when the stream ends or is refused. */
+	struct limit *limit;
 };
 
 #endif

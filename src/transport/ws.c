@@ -97,6 +97,7 @@
 #include "util/util.h"
 #include "core/cmd.h"
 #include "model/evtype.h"
+#include "core/limit.h"
 #include "transport/ws.h"
 #include "transport/ws_frame.h"
 
@@ -187,6 +188,8 @@ struct ws_conn {
 	int64_t user_id;
 	char username[33];
 	char addr[64];
+	struct limit *slot; /* holds a stream-cap slot; released at teardown */
+	unsigned limited_run; /* commands refused in a row (rate limits) */
 };
 
 /* A send command waiting for the store. */
@@ -303,6 +306,21 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 		       size_t extra_in_size, MHD_socket sock,
 		       struct MHD_UpgradeResponseHandle *urh);
 
+/* The client's stream-cap slot, if it holds one (transport.h). */
+static void slot_release(const struct transport_client *cl)
+{
+	if (cl->limit)
+		limit_stream_release(cl->limit, cl->user_id, cl->addr);
+}
+
+static void hs_free(struct ws_handshake *hs)
+{
+	slot_release(&hs->cl);
+	free(hs);
+}
+
+/* From the moment hs holds the client, hs_free releases its stream-cap
+ * slot; before that the early answers do. */
 enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 			  struct reply_log *log,
 			  const struct transport_client *cl, int64_t since)
@@ -318,18 +336,34 @@ enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 	char accept[29];
 
 	if (!upgrade || !has_token(upgrade, "websocket") || !conn ||
-	    !has_token(conn, "upgrade"))
+	    !has_token(conn, "upgrade")) {
+		slot_release(cl);
 		return reply_upgrade_required(
 		    c, log, "upgrade_required",
 		    "this endpoint speaks WebSocket only");
-	if (!version || strcmp(version, "13") != 0)
+	}
+	if (!version || strcmp(version, "13") != 0) {
+		slot_release(cl);
 		return reply_upgrade_required(
 		    c, log, "upgrade_required",
 		    "only WebSocket version 13 is supported");
-	if (!key || ws_accept_key(key, accept) < 0)
+	}
+	if (!key || ws_accept_key(key, accept) < 0) {
+		slot_release(cl);
 		return reply_error(c, log, MHD_HTTP_BAD_REQUEST, "invalid",
 				   "Sec-WebSocket-Key must be the base64 "
 				   "encoding of 16 bytes");
+	}
+
+	/* A cursor that needs history while the history pool is full: 503
+	 * busy now, before the upgrade, which a browser sees and backs off
+	 * from; after it only an error frame could say so (conn_fetch). */
+	struct replay *rp = ws->cfg.replay;
+	if (rp && since >= 0 && bus_history_needed(ws->cfg.bus, since) &&
+	    replay_busy(rp, cl->user_id)) {
+		slot_release(cl);
+		return reply_busy(c, log, replay_retry_after(rp));
+	}
 
 	struct ws_handshake *hs = xcalloc(1, sizeof(*hs));
 	hs->ws = ws;
@@ -338,7 +372,7 @@ enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 	struct MHD_Response *r =
 	    MHD_create_response_for_upgrade(upgrade_cb, hs);
 	if (!r) {
-		free(hs);
+		hs_free(hs);
 		return reply_error(c, log, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				   "internal", "cannot create the response");
 	}
@@ -348,7 +382,7 @@ enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 	    MHD_add_response_header(r, "Sec-WebSocket-Accept", accept) !=
 		MHD_YES) {
 		MHD_destroy_response(r);
-		free(hs);
+		hs_free(hs);
 		return MHD_NO;
 	}
 
@@ -359,14 +393,14 @@ enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 	pthread_mutex_unlock(&ws->mu);
 	if (closing) {
 		MHD_destroy_response(r);
-		free(hs);
+		hs_free(hs);
 		return reply_error(c, log, MHD_HTTP_SERVICE_UNAVAILABLE,
 				   "shutting_down", "the server is stopping");
 	}
 	enum MHD_Result ret =
 	    reply_queue(c, log, MHD_HTTP_SWITCHING_PROTOCOLS, r);
 	if (ret != MHD_YES) {
-		free(hs);
+		hs_free(hs);
 		ws_unref(ws);
 	}
 	return ret;
@@ -780,14 +814,21 @@ static void ack_task(void *arg)
 	struct ws_ack *a = arg;
 	struct ws_conn *c = a->conn;
 
-	if (c->dead || c->closing) {
+	/* A close waiting for the queue to drain (close_code) still lets an
+	 * ack through: the command was admitted before the close. */
+	if (c->dead || (c->closing && !c->close_code)) {
 		ack_free(a);
 		return;
 	}
 	if (a->err != CHAT_OK || !a->ev) {
 		int err = a->err != CHAT_OK ? a->err : CHAT_EINTERNAL;
-		queue_error(c, a->client_id, chat_err_code(err),
-			    chat_err_message(err));
+		if (err == CHAT_EFULL)
+			queue_error_retry(c, a->client_id, chat_err_code(err),
+					  chat_err_message(err),
+					  CHAT_FULL_RETRY_S);
+		else
+			queue_error(c, a->client_id, chat_err_code(err),
+				    chat_err_message(err));
 	} else {
 		struct buf b;
 		size_t len;
@@ -865,6 +906,44 @@ static void run_command(struct ws_conn *c, json_t *root, const char *op,
 	ack_free(a);
 }
 
+/* Past a rate limit: an error frame with retry_after (and the client's
+ * client_id), nothing run; a client that keeps going well past it (the
+ * ws's flood_close refusals in a row) is closed with 1008. True when the
+ * command must not run. */
+static bool rate_limited(struct ws_conn *c, const char *op,
+			 const char *client_id)
+{
+	struct ws_server *ws = c->wl->ws;
+	struct chat_user u = {.id = c->user_id, .username = c->username};
+	struct cmd_limited lim;
+
+	if (cmd_admit(ws->cfg.limit, &u, op, mono_ms(), &lim) == CHAT_OK) {
+		c->limited_run = 0;
+		return false;
+	}
+	metrics_inc(c->metrics->rate_limited[lim.what]);
+	bool flood = ++c->limited_run > ws->cfg.flood_close;
+	json_t *o = json_pack("{s:s}", "type", "error");
+	if (client_id)
+		json_object_set_new(o, "client_id", json_string(client_id));
+	json_object_set_new(o, "error", json_string("rate_limited"));
+	json_object_set_new(
+	    o, "message",
+	    json_string(flood ? "too many commands past the limit; closing"
+			      : "too many commands; slow down"));
+	json_object_set_new(o, "what", json_string(limit_kind_name(lim.what)));
+	json_object_set_new(o, "retry_after", json_integer(lim.retry_after));
+	metrics_inc(c->metrics->errors);
+	queue_json(c, o);
+	if (flood) { /* after what is queued: acks, then this frame */
+		metrics_inc(c->metrics->rate_flood_closes);
+		log_info("ws rate limit flood closed addr=%s user=%s what=%s",
+			 c->addr, c->username, limit_kind_name(lim.what));
+		conn_close_after(c, 1008, "rate limit exceeded");
+	}
+	return true;
+}
+
 static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
 {
 	json_error_t jerr;
@@ -879,6 +958,8 @@ static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
 	root =
 	    json_loadb((const char *)msg, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root || !json_is_object(root)) {
+		if (rate_limited(c, NULL, NULL))
+			goto done;
 		queue_error(c, NULL, "bad_json",
 			    root ? "a command is a JSON object"
 				 : "the message is not valid JSON");
@@ -886,6 +967,8 @@ static void handle_text(struct ws_conn *c, const uint8_t *msg, size_t len)
 	}
 	const char *client_id = get_str(root, "client_id", &bad);
 	const char *op = get_str(root, "op", &bad);
+	if (rate_limited(c, bad ? NULL : op, bad ? NULL : client_id))
+		goto done;
 	if (bad || !op) {
 		queue_error(c, NULL, "invalid",
 			    "op and client_id must be strings; op is required");
@@ -959,6 +1042,9 @@ static void conn_teardown(struct ws_conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->slot)
+		limit_stream_release(c->slot, c->user_id, c->addr);
+	c->slot = NULL;
 	bus_unsubscribe(c->sub);
 	c->sub = NULL;
 	if (c->watched)
@@ -1254,7 +1340,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 	if (ws->closing) {
 		pthread_mutex_unlock(&ws->mu);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-		free(hs);
+		hs_free(hs);
 		ws_unref(ws);
 		return;
 	}
@@ -1264,7 +1350,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 		log_warn("ws cannot make socket non-blocking addr=%s",
 			 hs->cl.addr);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-		free(hs);
+		hs_free(hs);
 		ws_unref(ws);
 		return;
 	}
@@ -1287,7 +1373,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 		log_warn("ws cannot take over the socket addr=%s: %s",
 			 hs->cl.addr, strerror(errno));
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-		free(hs);
+		hs_free(hs);
 		ws_unref(ws);
 		return;
 	}
@@ -1305,6 +1391,8 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 	c->username[sizeof(c->username) - 1] = '\0';
 	memcpy(c->addr, hs->cl.addr, sizeof(c->addr));
 	c->addr[sizeof(c->addr) - 1] = '\0';
+	c->slot = hs->cl.limit; /* the connection releases it now */
+	hs->cl.limit = NULL;
 	if (extra_in_size) {
 		c->extra = xmalloc(extra_in_size);
 		memcpy(c->extra, extra_in, extra_in_size);
@@ -1314,7 +1402,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 	/* Posted under mu, so it precedes ws_server_free's close task. */
 	loop_post(c->lp, conn_start, c);
 	pthread_mutex_unlock(&ws->mu);
-	free(hs);
+	hs_free(hs);
 	ws_unref(ws);
 }
 

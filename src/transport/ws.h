@@ -43,6 +43,10 @@ struct ws_config {
 	struct metrics *metrics;
 	size_t send_queue_max;
 	unsigned ping_s;
+	/* Per-user rate limits on every frame, and the stream caps whose slot
+	 * a client hands over (transport_client.limit); NULL: none. */
+	struct limit *limit;
+	unsigned flood_close; /* refused frames in a row before 1008 */
 };
 
 struct ws_server *ws_server_new(const struct ws_config *cfg);

@@ -116,6 +116,27 @@ static const struct opt opts[] = {
      "proxy makes every client one address)"},
     {"hash-max", "N", T_UINT, F(hash_max), 0, 256,
      "password hashes run at once; 0: http-threads - 1 (at least 1)"},
+    {"rate-commands", "N", T_UINT, F(rate_commands), 0, 100000,
+     "commands per second per user (any command, invalid ones and pings "
+     "included); 0: no limit"},
+    {"rate-commands-burst", "N", T_UINT, F(rate_commands_burst), 1, 1000000,
+     "commands a user may send at once"},
+    {"rate-send", "N", T_UINT, F(rate_send), 0, 100000,
+     "messages per second per user; 0: no limit"},
+    {"rate-send-burst", "N", T_UINT, F(rate_send_burst), 1, 1000000,
+     "messages a user may send at once"},
+    {"rate-typing", "N", T_UINT, F(rate_typing), 0, 100000,
+     "typing notices per second per user; 0: no limit"},
+    {"rate-typing-burst", "N", T_UINT, F(rate_typing_burst), 1, 1000000,
+     "typing notices a user may send at once"},
+    {"rate-flood-close", "N", T_UINT, F(rate_flood_close), 1, 1000000,
+     "commands refused in a row before a WebSocket is closed (1008)"},
+    {"rate-users-max", "N", T_UINT, F(rate_users_max), 16, 16777216,
+     "users whose rate-limit buckets are kept (bounded memory)"},
+    {"streams-per-user", "N", T_UINT, F(streams_per_user), 0, 1000000,
+     "open WebSocket, SSE and long-poll streams per user; 0: no cap"},
+    {"streams-per-address", "N", T_UINT, F(streams_per_address), 0, 1000000,
+     "open streams per client address; 0: no cap"},
     {"db-sync", "full|normal", T_SYNC, F(db_sync_full), 0, 0,
      "SQLite synchronous mode; normal survives only process crashes"},
     {"commit-interval-ms", "N", T_UINT, F(commit_interval_ms), 0, 1000,
@@ -248,6 +269,16 @@ static void set_defaults(struct config *cfg)
 	cfg->register_interval_s = 120; /* 5 per 10 minutes */
 	cfg->register_limit_loopback = 0;
 	cfg->hash_max = 0;
+	cfg->rate_commands = 20;
+	cfg->rate_commands_burst = 60;
+	cfg->rate_send = 5;
+	cfg->rate_send_burst = 20;
+	cfg->rate_typing = 2;
+	cfg->rate_typing_burst = 5;
+	cfg->rate_flood_close = 200;
+	cfg->rate_users_max = 65536;
+	cfg->streams_per_user = 32;
+	cfg->streams_per_address = 256;
 	cfg->db_sync_full = 1;
 	cfg->commit_interval_ms = 0;
 	cfg->commit_batch_max = 256;

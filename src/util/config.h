@@ -45,6 +45,15 @@ struct config {
 	int register_limit_loopback;  /* 1: limit 127/8 and ::1 too */
 	unsigned hash_max;	      /* concurrent Argon2; 0: http_threads-1 */
 
+	/* per-user rate limits (per second, then at once; rate 0: none) */
+	unsigned rate_commands, rate_commands_burst; /* every command */
+	unsigned rate_send, rate_send_burst;
+	unsigned rate_typing, rate_typing_burst;
+	unsigned rate_flood_close; /* refused in a row: WebSocket 1008 */
+	unsigned rate_users_max;   /* users whose buckets are kept */
+	/* concurrent streams (WebSocket, SSE, long-poll); 0: no cap */
+	unsigned streams_per_user, streams_per_address;
+
 	/* storage */
 	int db_sync_full;	     /* 1: synchronous=FULL, 0: NORMAL */
 	unsigned commit_interval_ms; /* group-commit window */

@@ -23,6 +23,12 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->rejected_busy, 0);
 	atomic_init(&m->bus_id_violations, 0);
 	atomic_init(&m->ws_framers, 0);
+	for (int k = 0; k < 3; k++)
+		atomic_init(&m->rate_limited[k], 0);
+	atomic_init(&m->rate_flood_closes, 0);
+	atomic_init(&m->streams_refused[0], 0);
+	atomic_init(&m->streams_refused[1], 0);
+	atomic_init(&m->storage_full, 0);
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
 			atomic_init(&m->client_transport[t][r], 0);
@@ -97,6 +103,30 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	       "WebSocket connections holding wslay contexts now (mid-frame "
 	       "or with a control frame to send; idle ones hold none).",
 	       &m->ws_framers);
+	buf_puts(out, "# HELP natter_rate_limited_total Commands refused by a "
+		      "per-user rate limit, by bucket.\n"
+		      "# TYPE natter_rate_limited_total counter\n");
+	static const char *const kinds[3] = {"all", "send", "typing"};
+	for (int k = 0; k < 3; k++)
+		buf_printf(
+		    out, "natter_rate_limited_total{what=\"%s\"} %llu\n",
+		    kinds[k],
+		    (unsigned long long)atomic_load(&m->rate_limited[k]));
+	single(out, "natter_rate_flood_closes_total", "counter",
+	       "WebSockets closed (1008) for flooding past a rate limit.",
+	       &m->rate_flood_closes);
+	single(out, "natter_storage_full", "gauge",
+	       "1 while the disk under the database is full and writes are refused.",
+	       &m->storage_full);
+	buf_puts(out, "# HELP natter_streams_refused_total Streams refused at "
+		      "the per-user or per-address cap.\n"
+		      "# TYPE natter_streams_refused_total counter\n");
+	static const char *const caps[2] = {"user", "address"};
+	for (int k = 0; k < 2; k++)
+		buf_printf(
+		    out, "natter_streams_refused_total{cap=\"%s\"} %llu\n",
+		    caps[k],
+		    (unsigned long long)atomic_load(&m->streams_refused[k]));
 	buf_puts(out, "# HELP natter_client_transport_total Transports browser "
 		      "clients ended on, and why they fell back.\n"
 		      "# TYPE natter_client_transport_total counter\n");

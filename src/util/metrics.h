@@ -40,6 +40,15 @@ struct metrics {
 	atomic_uint_fast64_t bus_id_violations;
 	atomic_uint_fast64_t ws_framers; /* WebSockets holding wslay contexts */
 	atomic_uint_fast64_t client_transport[TRANSPORT_N][REASON_N];
+	/* commands refused by a per-user rate limit, by bucket: all, send,
+	 * typing (core/limit.h's enum limit_kind order) */
+	atomic_uint_fast64_t rate_limited[3];
+	/* WebSockets closed (1008) for flooding past their rate limit */
+	atomic_uint_fast64_t rate_flood_closes;
+	/* streams refused (429) at a cap: [0] per user, [1] per address */
+	atomic_uint_fast64_t streams_refused[2];
+	/* 1 while the store's disk is full (core/chat.h chat_storage_full) */
+	atomic_uint_fast64_t storage_full;
 };
 
 void metrics_init(struct metrics *m);

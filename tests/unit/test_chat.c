@@ -1007,6 +1007,7 @@ static void test_err_mapping(void **state)
 	    {CHAT_ENOTAUTHOR, "not_author"},
 	    {CHAT_EDELETED, "message_deleted"},
 	    {CHAT_EFIXED, "dm_fixed"},
+	    {CHAT_EFULL, "storage_full"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		assert_string_equal(chat_err_code(want[i].err), want[i].code);

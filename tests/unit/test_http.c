@@ -1162,7 +1162,7 @@ static void test_chat_error_status(void **state)
 	    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
 	    {CHAT_ENOSUBJECT, 422}, {CHAT_ENOMSG, 404},
 	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
-	    {CHAT_EFIXED, 409},
+	    {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
 		assert_int_equal(request_chat_status(want[i].err),

@@ -172,6 +172,16 @@ int replay_submit(struct replay *r, int64_t user_id, struct bus_prefetch *p,
 	return REPLAY_EBUSY;
 }
 
+/* The look before the upgrade: full only when a test says so (the pool
+ * filling between the look and the submit is test_history_busy). */
+static atomic_bool pool_full_now;
+
+bool replay_busy(struct replay *r, int64_t user_id)
+{
+	(void)r, (void)user_id;
+	return atomic_load(&pool_full_now);
+}
+
 unsigned replay_retry_after(const struct replay *r)
 {
 	(void)r;
@@ -328,6 +338,18 @@ enum MHD_Result reply_queue(struct MHD_Connection *c, struct reply_log *log,
 	if (log)
 		log->status = status;
 	return ret;
+}
+
+enum MHD_Result reply_busy(struct MHD_Connection *c, struct reply_log *log,
+			   unsigned retry_after_s)
+{
+	char body[128];
+	int n =
+	    snprintf(body, sizeof(body),
+		     "{\"error\":\"busy\",\"retry_after\":%u}", retry_after_s);
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    (size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	return reply_queue(c, log, 503, r);
 }
 
 enum MHD_Result reply_error(struct MHD_Connection *c, struct reply_log *log,
@@ -1153,6 +1175,29 @@ static void test_history_busy(void **state)
 	assert_true(wait_until(no_ws_connections, f, 3000));
 }
 
+/* The pool is full already when the handshake comes: 503 before the
+ * upgrade, no connection made, nothing subscribed. */
+static void test_history_busy_before_upgrade(void **state)
+{
+	struct fixture *f = *state;
+	struct cli c;
+
+	int subs_before = atomic_load(&nsubs);
+	atomic_store(&history_busy, true);
+	atomic_store(&pool_full_now, true);
+	assert_int_equal(
+	    cli_open(&c, f->port, "/ws?since=1", default_hs, NULL, 0), 503);
+	cli_close(&c);
+	assert_int_equal(atomic_load(&nsubs), subs_before);
+	/* from now on (no history needed) it is not refused */
+	assert_int_equal(cli_open(&c, f->port, "/ws", default_hs, NULL, 0),
+			 101);
+	cli_close(&c);
+	atomic_store(&pool_full_now, false);
+	atomic_store(&history_busy, false);
+	assert_true(wait_until(no_ws_connections, f, 3000));
+}
+
 static void test_late_ack(void **state)
 {
 	struct fixture *f = *state;
@@ -1333,6 +1378,8 @@ int main(void)
 					    setup_small_queue, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_history_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_history_busy_before_upgrade,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_late_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle_connection_parks_wslay,
 					    setup, teardown),

@@ -977,7 +977,17 @@ static int w_fts_index(struct sq *st, int64_t first)
  * search index follows once per batch): a failed statement is undone
  * by SQLite itself, so it needs no savepoint (two statements saved per
  * message; contrib/bench durable sends). */
-static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
+/* The writer's last SQLite failure was a full disk: SQLITE_FULL, or an
+ * I/O error whose system error is ENOSPC (or EDQUOT, a full quota). */
+static bool w_full(sqlite3 *db)
+{
+	int ec = sqlite3_errcode(db) & 0xff;
+	int sys = sqlite3_system_errno(db);
+	return ec == SQLITE_FULL ||
+	       (ec == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT));
+}
+
+static bool batch_apply(struct sq *st, struct job **jobs, size_t n, bool *full)
 {
 	int64_t first = st->next_id;
 	bool messages = false;
@@ -1034,6 +1044,7 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n)
 		goto fail;
 	return true;
 fail:
+	*full = w_full(st->w.db);
 	/* Some errors (disk full, I/O) have SQLite roll back by itself. */
 	if (!sqlite3_get_autocommit(st->w.db))
 		sq_run(&st->w, Q_ROLLBACK);
@@ -1043,8 +1054,9 @@ fail:
 static void batch_run(struct sq *st, struct job **jobs, size_t n)
 {
 	int64_t first = st->next_id;
+	bool full = false;
 
-	if (batch_apply(st, jobs, n)) {
+	if (batch_apply(st, jobs, n, &full)) {
 		atomic_store(&st->last_id, st->next_id - 1);
 		/* jobs ran in queue order, so fresh events are in id order */
 		for (size_t i = 0; i < n && st->hook; i++) {
@@ -1060,7 +1072,7 @@ static void batch_run(struct sq *st, struct job **jobs, size_t n)
 			job_more_drop(jobs[i]);
 			event_unref(jobs[i]->ev);
 			jobs[i]->ev = NULL;
-			jobs[i]->status = STORE_ERR;
+			jobs[i]->status = full ? STORE_FULL : STORE_ERR;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -1,0 +1,71 @@
+/* limit: per-user rate limits on commands and caps on concurrent streams.
+ *
+ * Rates are token buckets (GCRA: one "theoretical arrival time" per bucket)
+ * for three kinds of command: sends, typing notices, and every command at
+ * all (invalid ones and pings included). They live in a bounded table of
+ * users (limit_config.users_max): a user whose buckets are all full again
+ * holds nothing worth keeping, so such an entry is the first to be reused;
+ * only when every entry in reach is busy is the least-limited one reused
+ * (that user starts afresh: leniency under pressure, never a refusal of
+ * an innocent).
+ *
+ * Stream caps count the open WebSocket, SSE and long-poll streams of each
+ * user and of each client address; an entry exists while its count is not
+ * zero, so the table is bounded by the open streams themselves.
+ *
+ * Any thread may call anything here; one mutex each for the two tables.
+ * Times are passed in (milliseconds of a monotonic clock) so tests can
+ * drive them. Nothing here logs or counts metrics: callers do. */
+#ifndef NATTER_LIMIT_H
+#define NATTER_LIMIT_H
+
+#include <stdint.h>
+
+enum limit_kind {
+	LIMIT_ALL,    /* every command, valid or not, pings included */
+	LIMIT_SEND,   /* messages */
+	LIMIT_TYPING, /* typing notices */
+	LIMIT_KIND_N
+};
+
+enum limit_stream_refusal {
+	LIMIT_STREAM_OK = 0,
+	LIMIT_STREAM_USER = -1, /* the user's cap */
+	LIMIT_STREAM_ADDR = -2	/* the address's cap */
+};
+
+struct limit_config {
+	/* per second and at once; rate 0: that kind is not limited */
+	unsigned rate[LIMIT_KIND_N];
+	unsigned burst[LIMIT_KIND_N];
+	unsigned users_max;	   /* rate-limit entries kept */
+	unsigned streams_per_user; /* 0: no cap */
+	unsigned streams_per_addr; /* 0: no cap */
+};
+
+struct limit;
+
+struct limit *limit_new(const struct limit_config *cfg);
+void limit_free(struct limit *l); /* NULL is fine */
+
+/* --- rates --- */
+
+/* Take one token of kind for user at now_ms: 0, or -1 when the bucket is
+ * empty, with *retry_ms the wait until a token is there (at least 1). */
+int limit_take(struct limit *l, int64_t user, enum limit_kind kind,
+	       int64_t now_ms, int64_t *retry_ms);
+/* "all", "send", "typing": the label of natter_rate_limited_total. */
+const char *limit_kind_name(enum limit_kind kind);
+
+/* --- streams --- */
+
+/* Count one more stream for user and addr: LIMIT_STREAM_OK, or a refusal
+ * (nothing counted). Every OK is paired with one limit_stream_release with
+ * the same arguments. */
+int limit_stream_acquire(struct limit *l, int64_t user, const char *addr);
+void limit_stream_release(struct limit *l, int64_t user, const char *addr);
+/* Streams counted now for user / for addr (for tests and logs). */
+unsigned limit_streams_user(struct limit *l, int64_t user);
+unsigned limit_streams_addr(struct limit *l, const char *addr);
+
+#endif
