@@ -3,6 +3,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <strings.h>
 
 #include "html_inert.h"
 
@@ -50,9 +52,10 @@ const char *html_inert_check(const char *html, char *why, size_t len)
 				return why;
 			}
 			p += 2;
-			if (href && strncmp(p, "http://", 7) &&
-			    strncmp(p, "https://", 8) &&
-			    strncmp(p, "mailto:", 7)) {
+			/* Schemes are case-insensitive (RFC 3986 3.1). */
+			if (href && strncasecmp(p, "http://", 7) &&
+			    strncasecmp(p, "https://", 8) &&
+			    strncasecmp(p, "mailto:", 7)) {
 				snprintf(why, len, "link to '%.20s'", p);
 				return why;
 			}
