@@ -11,6 +11,7 @@
  *   body     a POST's complete headers announcing a 1 MB body, then body
  *   hello    a TLS record header announcing a 512-byte ClientHello and its
  *            first bytes, then nothing more (a half handshake)
+ * --bind picks the source address (127.0.0.2 etc.: another client).
  * Only libc: poll() over every socket in one thread. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,20 +35,23 @@ static long long mono_ms(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: slowclient --port P [--host 127.0.0.1] [--conns N]\n"
+		"usage: slowclient --port P [--host 127.0.0.1] [--bind ADDR]\n"
+		"  [--conns N]\n"
 		"  [--mode headers|body|hello] [--every MS] [--hold S]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *host = "127.0.0.1", *mode = "headers";
+	const char *host = "127.0.0.1", *mode = "headers", *bind_to = NULL;
 	int port = 0, n = 100, every = 1000, hold = 15;
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 >= argc)
 			usage();
 		if (!strcmp(argv[i], "--host"))
 			host = argv[++i];
+		else if (!strcmp(argv[i], "--bind"))
+			bind_to = argv[++i];
 		else if (!strcmp(argv[i], "--port"))
 			port = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--conns"))
@@ -92,6 +96,9 @@ int main(int argc, char **argv)
 				 .sin_port = htons((unsigned short)port)};
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		usage();
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	if (bind_to && inet_pton(AF_INET, bind_to, &src.sin_addr) != 1)
+		usage();
 	struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
 	size_t *pos = calloc((size_t)n, sizeof(*pos));
 	int opened = 0, refused = 0, closed = 0;
@@ -100,6 +107,8 @@ int main(int argc, char **argv)
 		pf[i].fd = -1;
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (fd < 0 ||
+		    (bind_to &&
+		     bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) ||
 		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 		    write(fd, prefix, prefix_len) != (ssize_t)prefix_len) {
 			refused++;

@@ -272,7 +272,7 @@ static void set_defaults(struct config *cfg)
 	cfg->poll_timeout_max_s = 55;
 	cfg->tls_handshake_timeout_s = 10;
 	cfg->tls_max_handshakes = 1024;
-	cfg->tls_max_handshakes_addr = 16;
+	cfg->tls_max_handshakes_addr = 64;
 	cfg->hsts_max_age_s = 31536000;
 }
 
