@@ -8,9 +8,13 @@
  *      DEADLINE_EXEMPT, which no later phase report leaves.
  *   3. Phases change only under the mutex, so the sweep sees each
  *      connection's phase, start and byte count together. */
-#define _GNU_SOURCE /* pthread_setname_np */
+#define _GNU_SOURCE    /* pthread_setname_np */
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -51,11 +55,37 @@ enum deadline_verdict deadline_judge(const struct deadline_rules *r,
 	}
 }
 
+/* Bytes the kernel has received on a TCP socket so far; -1 where it
+ * cannot say (the TLS terminator's AF_UNIX socketpairs, old kernels). */
+static int64_t rx_bytes(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) +
+		      sizeof(ti.tcpi_bytes_received))
+		return -1;
+	return (int64_t)ti.tcpi_bytes_received;
+}
+
 unsigned deadline_sweep(struct deadline *d, int64_t now)
 {
 	unsigned closed = 0;
 	pthread_mutex_lock(&d->mu);
 	for (struct deadline_conn *dc = d->head; dc; dc = dc->next) {
+		/* A keep-alive connection between requests: idle until a
+		 * byte of the next request arrives, when its header
+		 * deadline starts (an idle one is libmicrohttpd's
+		 * connection timeout's business). */
+		if (dc->phase == DEADLINE_HEADERS && dc->idle_rx >= 0) {
+			int64_t rx = rx_bytes(dc->fd);
+			if (rx == dc->idle_rx)
+				continue;
+			dc->idle_rx = -1;
+			dc->since_ms = now;
+			continue;
+		}
 		enum deadline_verdict v = deadline_judge(
 		    &d->rules, dc->phase, dc->since_ms, dc->bytes, now);
 		if (v == DEADLINE_OK)
@@ -147,6 +177,7 @@ static void enter(struct deadline_conn *dc, enum deadline_phase phase)
 	dc->phase = phase;
 	dc->since_ms = mono_ms();
 	dc->bytes = 0;
+	dc->idle_rx = -1;
 }
 
 void deadline_conn_add(struct deadline *d, struct deadline_conn *dc, int fd)
@@ -156,6 +187,7 @@ void deadline_conn_add(struct deadline *d, struct deadline_conn *dc, int fd)
 	dc->phase = DEADLINE_HEADERS;
 	dc->since_ms = mono_ms();
 	dc->bytes = 0;
+	dc->idle_rx = -1; /* a new connection: its deadline runs at once */
 	dc->prev = NULL;
 	dc->next = d->head;
 	if (d->head)
@@ -209,6 +241,8 @@ void deadline_conn_idle(struct deadline *d, struct deadline_conn *dc)
 {
 	pthread_mutex_lock(&d->mu);
 	enter(dc, DEADLINE_HEADERS);
+	if (dc->phase == DEADLINE_HEADERS)
+		dc->idle_rx = rx_bytes(dc->fd);
 	pthread_mutex_unlock(&d->mu);
 }
 

@@ -3,8 +3,12 @@
  * one header byte every few seconds holds its connection forever:
  * slowloris). Two rules:
  *   - headers: a connection must complete a request's headers within
- *     header_ms of opening, or of the end of its previous request (an idle
- *     keep-alive connection is closed at the same mark);
+ *     header_ms of opening, or, on a keep-alive connection, of the first
+ *     byte of its next request (on TCP, the kernel's count of received
+ *     bytes tells; where it cannot, as on the TLS terminator's
+ *     socketpairs, of the end of the previous request, so an idle one is
+ *     closed then). An idle keep-alive TCP connection is left to
+ *     libmicrohttpd's connection timeout;
  *   - body: once header_ms has passed since the headers, the body must
  *     have arrived at min_rate bytes a second on average, or it is cut.
  * While a request is being answered (a handler running, a suspended
@@ -55,6 +59,8 @@ struct deadline_conn {
 	enum deadline_phase phase;
 	int64_t since_ms; /* start of the phase (monotonic) */
 	uint64_t bytes;	  /* DEADLINE_BODY: received so far */
+	int64_t idle_rx;  /* between requests: the socket's received bytes
+			     when the last one ended; -1: not idle */
 	bool listed;
 };
 

@@ -94,7 +94,7 @@ static const struct opt opts[] = {
      "largest request body, suffix k or M allowed (up to 1024M)"},
     {"header-timeout", "SECONDS", T_UINT, F(header_timeout_s), 1, 300,
      "close a connection whose request headers are not complete this long "
-     "after it opened or after its previous request (1-300)"},
+     "after it opened, or after the first byte of its next request (1-300)"},
     {"body-min-rate", "BYTES", T_UINT, F(body_min_rate), 0, 1 << 30,
      "close a request whose body, after header-timeout seconds, arrives "
      "slower than this many bytes a second on average; 0: no limit"},

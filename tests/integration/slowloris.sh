@@ -75,8 +75,22 @@ h=$(metric natter_slow_headers_closed_total)
 b=$(metric natter_slow_body_closed_total)
 check "/metrics counts them (headers $h, body $b)" test "${h:-0}" -ge 500 -a "${b:-0}" = 50
 
-# Keep-alive still works: two requests in a row share one connection (an
-# idle one is closed at the header deadline; a browser reconnects).
+# An idle keep-alive connection is not a slow client: its next request,
+# sent after more than the deadline, is served on the same connection.
+exec {KA}<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&"$KA"
+IFS= read -r -t 3 -u "$KA" first || first=
+sleep $((HT + 2))
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&"$KA"
+second=
+# (the first answer's body has no newline: the status line may follow it)
+while IFS= read -r -t 3 -u "$KA" line; do
+	case $line in *HTTP/1.1*) second=HTTP/1.1${line#*HTTP/1.1} && break ;; esac
+done
+exec {KA}<&-
+check "an idle keep-alive connection outlives the deadline (${first%$'\r'} / ${second%$'\r'})" \
+	test "${first:0:12}" = "HTTP/1.1 200" -a "${second:0:12}" = "HTTP/1.1 200"
+# Two requests in a row share one connection.
 out=$(curl -s -o /dev/null -o /dev/null -w '%{num_connects} ' \
 	"$BASE/healthz" "$BASE/healthz")
 check "keep-alive within the deadline reuses the connection ($out)" \

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -102,11 +104,52 @@ static void test_sweep(void **state)
 	deadline_free(d);
 }
 
+/* Over TCP, a keep-alive connection between requests is idle, not slow:
+ * its deadline starts with the first byte of its next request. */
+static void test_keepalive_idle(void **state)
+{
+	(void)state;
+	atomic_uint_fast64_t slow_h = 0, slow_b = 0;
+	struct deadline *d = deadline_new(&rules, &slow_h, &slow_b);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int s = accept(l, NULL, NULL);
+	assert_true(s >= 0);
+
+	struct deadline_conn dc;
+	deadline_conn_add(d, &dc, s);
+	deadline_conn_headers(d, &dc, false);
+	deadline_conn_idle(d, &dc); /* the request was answered */
+	int64_t now = mono_ms();
+	assert_int_equal(deadline_sweep(d, now + 60000), 0); /* idle */
+	assert_false(peer_closed(c));
+	/* a first byte of the next request: its deadline starts */
+	assert_int_equal(write(c, "G", 1), 1);
+	usleep(20000);
+	assert_int_equal(deadline_sweep(d, now + 60000), 0);
+	assert_int_equal(deadline_sweep(d, now + 65000), 0);
+	assert_int_equal(deadline_sweep(d, now + 70001), 1);
+	assert_true(peer_closed(c));
+	deadline_conn_remove(d, &dc);
+	close(s);
+	close(c);
+	close(l);
+	deadline_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_judge),
 	    cmocka_unit_test(test_sweep),
+	    cmocka_unit_test(test_keepalive_idle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
