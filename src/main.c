@@ -86,6 +86,8 @@ static struct tls *tls_setup(const struct config *cfg, struct server *srv)
 	    .key_file = key ? key : cfg->tls_key,
 	    .handshake_timeout_s = cfg->tls_handshake_timeout_s,
 	    .max_handshakes = cfg->tls_max_handshakes,
+	    .max_handshakes_addr = cfg->tls_max_handshakes_addr,
+	    .metrics = &srv->metrics,
 	    .loops = srv->loops,
 	    .nloops = srv->nloops,
 	};

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/deadline.h"
 #include "core/auth.h"
 #include "http/files.h"
 #include "http/http.h"
@@ -56,10 +57,26 @@ struct http {
 	atomic_bool closing;  /* set by http_quiesce: no new streams */
 	/* TLS: the daemon behind the terminator, and http-redirect. */
 	struct MHD_Daemon *tls_daemon;
-	struct reply_conn tls_reply; /* every TLS connection's context */
+	const char *tls_hsts;	   /* HSTS for TLS connections; NULL: none */
+	struct deadline *deadline; /* header and body deadlines */
 	char hsts[32];
 	atomic_uint https_port; /* redirect target; 0 until known */
 };
+
+/* Every connection's libmicrohttpd socket context (on_notify). reply
+ * reads reply (HSTS on TLS connections); the deadline checker the rest. */
+struct http_conn {
+	struct reply_conn reply; /* first: reply_queue casts to it */
+	bool tls;
+	struct deadline_conn dl;
+};
+
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
 
 /* --- origin checks
  * ------------------------------------------------------------ */
@@ -249,7 +266,11 @@ static enum MHD_Result serve_ws(struct request *req)
 	enum MHD_Result ret = MHD_YES;
 	if (stream_open(req, false, true, &cl, &since, &ret) < 0)
 		return ret;
-	return ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
+	ret = ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
+	struct http_conn *hc = conn_of(req->conn);
+	if (req->log.status == 101 && hc) /* the socket is the loop's now */
+		deadline_conn_exempt(req->http->deadline, &hc->dl);
+	return ret;
 }
 
 static enum MHD_Result serve_sse(struct request *req)
@@ -516,30 +537,50 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	return ret;
 }
 
-/* Connections are counted for the busy mark (see connections_busy). */
+/* Each connection gets its struct http_conn, and is counted for the busy
+ * mark (see connections_busy) and watched by the deadline checker.
+ * libmicrohttpd reports CLOSED before it closes the socket, so the checker
+ * forgets the descriptor while it is still this connection's. */
+static void notify(struct http *h, struct MHD_Connection *c,
+		   void **socket_context,
+		   enum MHD_ConnectionNotificationCode toe, bool tls)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct http_conn *hc = xcalloc(1, sizeof(*hc));
+		hc->tls = tls;
+		hc->reply.hsts = tls ? h->tls_hsts : NULL;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		    c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (ci && h->deadline)
+			deadline_conn_add(h->deadline, &hc->dl, ci->connect_fd);
+		*socket_context = hc;
+		atomic_fetch_add(&h->conns, 1);
+		return;
+	}
+	struct http_conn *hc = *socket_context;
+	if (hc) {
+		if (h->deadline)
+			deadline_conn_remove(h->deadline, &hc->dl);
+		free(hc);
+		*socket_context = NULL;
+	}
+	atomic_fetch_sub(&h->conns, 1);
+}
+
 static void on_notify(void *cls, struct MHD_Connection *c,
 		      void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe)
 {
-	struct http *h = cls;
-	(void)c;
-	(void)socket_context;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-		atomic_fetch_add(&h->conns, 1);
-	else
-		atomic_fetch_sub(&h->conns, 1);
+	notify(cls, c, socket_context, toe, false);
 }
 
-/* Every connection the TLS terminator hands over gets the shared context
- * that marks it as TLS (request.tls, HSTS in reply_queue). */
+/* Connections the TLS terminator hands over are marked TLS (request.tls,
+ * HSTS in reply_queue). */
 static void on_tls_notify(void *cls, struct MHD_Connection *c,
 			  void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
-	struct http *h = cls;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-		*socket_context = &h->tls_reply;
-	on_notify(cls, c, socket_context, toe);
+	notify(cls, c, socket_context, toe, true);
 }
 
 int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
@@ -724,11 +765,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	if (!req) {
 		req = request_new(h->srv, c, method, url, &h->suspended);
 		req->http = h;
-		/* see on_tls_notify */
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		    c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		req->tls = ci && ci->socket_context;
+		struct http_conn *hc = conn_of(c);
+		req->tls = hc && hc->tls;
 		*con_cls = req;
+		if (hc) {
+			const char *te = MHD_lookup_connection_value(
+			    c, MHD_HEADER_KIND,
+			    MHD_HTTP_HEADER_TRANSFER_ENCODING);
+			const char *len = MHD_lookup_connection_value(
+			    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+			deadline_conn_headers(h->deadline, &hc->dl,
+					      te || (len && strcmp(len, "0")));
+		}
 		if (request_too_long(req, url))
 			return MHD_YES; /* answered; no body is read */
 		if (connections_busy(h))
@@ -741,6 +789,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		return body_too_large(req);
 	}
 	if (*upload_size) {
+		struct http_conn *hc = conn_of(c);
+		if (hc)
+			deadline_conn_body(h->deadline, &hc->dl, *upload_size);
 		if (req->body_too_big)
 			return body_linger(req, *upload_size, upload_size);
 		if (req->body.len + *upload_size > h->srv->cfg->max_body)
@@ -754,6 +805,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		quiet_close = true;
 		return MHD_NO;
 	}
+	struct http_conn *hc = conn_of(c);
+	if (hc)
+		deadline_conn_busy(h->deadline, &hc->dl);
 	if (req->phase == REQ_READY)
 		atomic_fetch_sub(&h->suspended, 1);
 	if (!req->tls && h->srv->cfg->http_redirect &&
@@ -780,6 +834,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		limit_stream_release(h->srv->limit, req->user_id, req->addr);
 	request_free(req);
 	*con_cls = NULL;
+	/* A keep-alive connection waits for its next request's headers. */
+	struct http_conn *hc = conn_of(c);
+	if (hc && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		deadline_conn_idle(h->deadline, &hc->dl);
 }
 
 /* libmicrohttpd's own messages. Setting TCP_NODELAY/TCP_CORK fails on the
@@ -801,8 +859,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
-	/* A client closing a stream mid-response is ordinary for SSE. */
-	if (strstr(msg, "no longer available") || strstr(msg, "Failed to send"))
+	/* A client closing a stream mid-response is ordinary for SSE; one
+	 * gone mid-request is ordinary too (and is how the deadline checker
+	 * ends a slow one, which it logs itself). */
+	if (strstr(msg, "no longer available") ||
+	    strstr(msg, "Failed to send") ||
+	    strstr(msg, "detected connection closure"))
 		log_debug("libmicrohttpd: %s", msg);
 	else
 		log_warn("libmicrohttpd: %s", msg);
@@ -876,7 +938,7 @@ static int start_tls_daemon(struct http *h, char *err, size_t errlen)
 	if (cfg->hsts_max_age_s) {
 		snprintf(h->hsts, sizeof(h->hsts), "max-age=%u",
 			 cfg->hsts_max_age_s);
-		h->tls_reply.hsts = h->hsts;
+		h->tls_hsts = h->hsts;
 	}
 	h->tls_daemon = MHD_start_daemon(
 	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, on_accept,
@@ -911,6 +973,11 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	h->web_root = xstrdup(resolved);
 	h->max_streams = cfg->max_connections;
 	connection_limits(h);
+	const struct deadline_rules rules = {
+	    .header_ms = (int64_t)cfg->header_timeout_s * 1000,
+	    .min_rate = cfg->body_min_rate};
+	h->deadline = deadline_new(&rules, &srv->metrics.deadline_headers,
+				   &srv->metrics.deadline_body);
 
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
 		struct addr a;
@@ -978,6 +1045,7 @@ void http_stop(struct http *h)
 		MHD_stop_daemon(h->daemons[i]);
 	if (h->tls_daemon)
 		MHD_stop_daemon(h->tls_daemon);
+	deadline_free(h->deadline);
 	free(h->web_root);
 	free(h);
 }

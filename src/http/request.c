@@ -36,10 +36,31 @@ static const char *header(struct request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+const char *request_credential(const char *authorization, const char *cookie,
+			       bool *via_cookie)
+{
+	const char *t = NULL;
+	*via_cookie = false;
+	if (authorization && !strncasecmp(authorization, "Bearer ", 7)) {
+		/* A Bearer header decides alone: a wrong one is not rescued
+		 * by a cookie (it says which credentials the client meant). */
+		t = authorization + 7;
+	} else if (cookie) {
+		t = cookie;
+		*via_cookie = true;
+	}
+	if (!t)
+		return NULL;
+	size_t len = strnlen(t, REQUEST_TOKEN_MAX + 1);
+	if (len == 0 || len > REQUEST_TOKEN_MAX)
+		return NULL;
+	return t;
+}
+
 static int auth_token(struct request *req, const char *token)
 {
-	size_t len = strlen(token);
-	if (len == 0 || len > 128)
+	size_t len = strnlen(token, REQUEST_TOKEN_MAX + 1);
+	if (len == 0 || len > REQUEST_TOKEN_MAX)
 		return -1;
 	auth_token_hash(token, len, req->token_hash);
 	int64_t uid;
@@ -55,16 +76,16 @@ static int auth_token(struct request *req, const char *token)
 
 int request_auth(struct request *req)
 {
-	const char *h = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (h && !strncasecmp(h, "Bearer ", 7))
-		return auth_token(req, h + 7);
-	const char *cookie = MHD_lookup_connection_value(
-	    req->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
-	if (cookie && auth_token(req, cookie) == 0) {
-		req->via_cookie = true;
-		return 0;
-	}
-	return -1;
+	bool via_cookie;
+	const char *t =
+	    request_credential(header(req, MHD_HTTP_HEADER_AUTHORIZATION),
+			       MHD_lookup_connection_value(
+				   req->conn, MHD_COOKIE_KIND, SESSION_COOKIE),
+			       &via_cookie);
+	if (!t || auth_token(req, t) < 0)
+		return -1;
+	req->via_cookie = via_cookie;
+	return 0;
 }
 
 json_t *request_json(struct request *req, enum MHD_Result *answered)

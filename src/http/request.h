@@ -78,6 +78,17 @@ void request_free(struct request *req);
 /* Microseconds since request_new, for the access log. */
 int64_t request_elapsed_us(const struct request *req);
 
+/* The longest token request_credential accepts (tokens natter issues are
+ * shorter; anything longer is not looked up). */
+#define REQUEST_TOKEN_MAX 128
+/* Which token a request presents, from its Authorization header and the
+ * value of its session cookie (either may be NULL): a "Bearer " header's
+ * token (the scheme in any case) when there is one, whatever the cookie
+ * says, else the cookie's. *via_cookie says which. NULL when the chosen
+ * one is empty or longer than REQUEST_TOKEN_MAX. Pure: no I/O, no state;
+ * the result points into one of the arguments. */
+const char *request_credential(const char *authorization, const char *cookie,
+			       bool *via_cookie);
 /* Authenticate by Authorization: Bearer, else the session cookie. 0 when
  * authenticated (fills user_id, username), -1 when not. */
 int request_auth(struct request *req);

@@ -10,6 +10,7 @@ struct path {
 	int n;
 	const char *seg[ROUTE_SEGMENTS_MAX]; /* into the url, not terminated */
 	size_t len[ROUTE_SEGMENTS_MAX];
+	const char *end; /* the url's NUL: an empty rest points there */
 };
 
 /* 0, or -1 for too many or too long segments. */
@@ -17,6 +18,7 @@ static int path_split(const char *url, struct path *p)
 {
 	const char *s = url;
 	p->n = 0;
+	p->end = url + strlen(url);
 	while (*s == '/')
 		s++;
 	while (*s) {
@@ -50,7 +52,7 @@ static bool pattern_match(const char *pattern, const struct path *p,
 		const char *e = strchr(s, '/');
 		size_t len = e ? (size_t)(e - s) : strlen(s);
 		if (len == 2 && !memcmp(s, "**", 2)) {
-			m->rest = i < p->n ? p->seg[i] : "";
+			m->rest = i < p->n ? p->seg[i] : p->end;
 			return true;
 		}
 		if (i == p->n)

@@ -307,8 +307,19 @@ static cmark_node *span_node(const char *enter, const char *text, size_t len)
 	return n;
 }
 
+/* Insert span before at: false (and nothing inserted) where at's parent
+ * may not hold a custom inline node (a GFM table cell may not). */
+static bool span_insert(cmark_node *at, cmark_node *span)
+{
+	if (cmark_node_insert_before(at, span))
+		return true;
+	cmark_node_free(span);
+	return false;
+}
+
 /* If s[i] starts a mention or a shortcode, insert its node before `at`
- * and return its length in bytes; else 0. */
+ * and return its length in bytes; else 0. Where no span may go (a table
+ * cell), a mention stays text and a shortcode becomes its emoji as text. */
 static size_t special_at(const char *s, size_t len, size_t i, cmark_node *at,
 			 markdown_mention_fn mention, void *arg)
 {
@@ -333,11 +344,11 @@ static size_t special_at(const char *s, size_t len, size_t i, cmark_node *at,
 			struct buf shown = {0};
 			buf_puts(&shown, "@");
 			buf_puts(&shown, name);
-			cmark_node_insert_before(
-			    at, span_node(enter, shown.data, shown.len));
+			if (span_insert(
+				at, span_node(enter, shown.data, shown.len)))
+				used = n + 1;
 			buf_fini(&shown);
 			free(enter);
-			used = n + 1;
 		}
 	} else if (s[i] == ':') {
 		size_t j = i + 1;
@@ -357,8 +368,9 @@ static size_t special_at(const char *s, size_t len, size_t i, cmark_node *at,
 			buf_append(&b, s + i + 1, j - i - 1);
 			buf_puts(&b, "\">");
 			char *enter = buf_steal(&b);
-			cmark_node_insert_before(
-			    at, span_node(enter, e, strlen(e)));
+			if (!span_insert(at, span_node(enter, e, strlen(e))))
+				cmark_node_insert_before(
+				    at, text_node(e, strlen(e)));
 			free(enter);
 			used = j - i + 1;
 		}

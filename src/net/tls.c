@@ -79,11 +79,17 @@
 #include "util/log.h"
 #include "net/tls.h"
 #include "net/tls_cert.h"
+#include "net/tls_guard.h"
+#include "util/metrics.h"
 #include "util/util.h"
 
 #define TLS_TICK_MS 250
 #define TLS_LINGER_MS 5000
 #define TLS_PAUSE_MS 1000 /* accepting paused after EMFILE and the like */
+#define TLS_WARN_MS 10000 /* at most one refusal warning this often */
+/* The handshake deadline while more than half the handshake cap is in use
+ * (honest clients finish in well under a second). */
+#define TLS_PRESSURE_DEADLINE_MS 2000
 #define TLS_ACCEPT_BATCH 16
 #define TLS_PUMP_BUDGET 8 /* records each way per wake-up */
 #define TLS_CHUNK 16384	  /* the most plaintext one record carries */
@@ -125,7 +131,9 @@ struct tls_loop {
 struct tls {
 	char *cert_file, *key_file;
 	unsigned handshake_timeout_ms;
-	unsigned max_handshakes;
+	unsigned max_handshakes, max_handshakes_addr;
+	struct tls_guard *guard; /* handshakes in progress: admission */
+	struct metrics *metrics; /* NULL: not counted */
 	struct tls_listener *listeners;
 	unsigned nlisteners;
 	struct tls_loop *loops;
@@ -142,8 +150,7 @@ struct tls {
 	pthread_cond_t cond;
 	struct tls_cert *cur;
 	unsigned quiesce_left;
-	atomic_uint handshakes; /* in progress, all loops */
-	atomic_bool closing;	/* tls_quiesce: no accepts, no handoffs */
+	atomic_bool closing; /* tls_quiesce: no accepts, no handoffs */
 };
 
 enum conn_state { CONN_HANDSHAKE, CONN_OPEN };
@@ -160,6 +167,7 @@ struct tls_conn {
 	enum conn_state state;
 	bool timed;
 	int64_t deadline; /* mono_ms, while timed */
+	int64_t started;  /* mono_ms at accept */
 	bool failed;	  /* TLS or socket error: free at once */
 	bool client_eof;  /* close_notify, EOF or reset from the client */
 	bool app_eof;	  /* the HTTP side has no more to say */
@@ -260,6 +268,22 @@ static void timed_remove(struct tls_conn *c)
 }
 
 /* Give c a deadline (an earlier one stays). */
+#define count(t, field)                                                        \
+	do {                                                                   \
+		if ((t)->metrics)                                              \
+			metrics_inc((t)->metrics->field);                      \
+	} while (0)
+
+/* A new handshake's deadline: shorter while the handshake cap is more
+ * than half used, so half-open handshakes cannot hold it for long. */
+static int64_t handshake_deadline_ms(struct tls *t)
+{
+	int64_t full = t->handshake_timeout_ms;
+	if (tls_guard_pressure(t->guard) && full > TLS_PRESSURE_DEADLINE_MS)
+		return TLS_PRESSURE_DEADLINE_MS;
+	return full;
+}
+
 static void timed_add(struct tls_conn *c, int64_t deadline)
 {
 	if (c->timed) {
@@ -284,7 +308,8 @@ static void conn_free(struct tls_conn *c)
 	struct tls_loop *tl = c->tl;
 
 	if (c->state == CONN_HANDSHAKE)
-		atomic_fetch_sub(&tl->t->handshakes, 1);
+		tls_guard_release(tl->t->guard,
+				  (const struct sockaddr *)&c->addr);
 	timed_remove(c);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -456,11 +481,13 @@ static void conn_handshake(struct tls_conn *c)
 	if (rc != 0) {
 		log_debug("tls handshake failed addr=%s err=\"%s\"",
 			  c->addr_text, tls_strerror(rc, why, sizeof(why)));
+		count(c->tl->t, tls_handshake_failures);
 		c->failed = true;
 		return;
 	}
 	c->state = CONN_OPEN;
-	atomic_fetch_sub(&c->tl->t->handshakes, 1);
+	tls_guard_release(c->tl->t->guard, (const struct sockaddr *)&c->addr);
+	count(c->tl->t, tls_handshakes);
 	timed_remove(c);
 	const char *proto = mbedtls_ssl_get_alpn_protocol(&c->ssl);
 	log_debug("tls established addr=%s version=%s cipher=%s alpn=%s",
@@ -712,7 +739,8 @@ static void conn_new(struct tls_loop *tl, int fd,
 	if (c->next)
 		c->next->prev = c;
 	tl->conns = c;
-	timed_add(c, mono_ms() + t->handshake_timeout_ms);
+	c->started = mono_ms();
+	timed_add(c, c->started + handshake_deadline_ms(t));
 
 	c->cred = cert_current(t);
 	mbedtls_ssl_init(&c->ssl);
@@ -731,6 +759,38 @@ static void conn_new(struct tls_loop *tl, int fd,
 /* --- accepting --------------------------------------------------------- */
 
 static void accept_watch(struct tls_loop *tl, bool on);
+
+/* A handshake refused at accept: counted, and a warning at most every
+ * TLS_WARN_MS with how many were refused in between (a flood must be
+ * visible without writing a line per connection). */
+static void refuse(struct tls *t, enum tls_guard_verdict v,
+		   const struct sockaddr_storage *ss)
+{
+	if (v == TLS_GUARD_ADDR)
+		count(t, tls_refused_addr);
+	else
+		count(t, tls_refused_global);
+	uint64_t more;
+	if (!tls_guard_warn_due(t->guard, mono_ms(), TLS_WARN_MS, &more))
+		return;
+	char addr[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)ss)->sin6_addr, addr,
+			  sizeof(addr));
+	else if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+			  addr, sizeof(addr));
+	unsigned from = 0;
+	unsigned total =
+	    tls_guard_count(t->guard, (const struct sockaddr *)ss, &from);
+	log_warn(
+	    "tls handshakes refused reason=%s addr=%s from_addr=%u "
+	    "in_progress=%u max=%u max_per_addr=%u refused_since_last=%llu",
+	    v == TLS_GUARD_ADDR ? "per_addr" : "global", addr, from, total,
+	    t->max_handshakes, t->max_handshakes_addr,
+	    (unsigned long long)more);
+}
 
 static void on_accept(void *arg, uint32_t events)
 {
@@ -761,11 +821,10 @@ static void on_accept(void *arg, uint32_t events)
 			close(fd);
 			continue;
 		}
-		if (atomic_fetch_add(&t->handshakes, 1) >= t->max_handshakes) {
-			atomic_fetch_sub(&t->handshakes, 1);
-			log_debug("tls handshake refused: too many in progress "
-				  "max=%u",
-				  t->max_handshakes);
+		enum tls_guard_verdict v =
+		    tls_guard_admit(t->guard, (const struct sockaddr *)&ss);
+		if (v != TLS_GUARD_OK) {
+			refuse(t, v, &ss);
 			close(fd);
 			continue;
 		}
@@ -797,14 +856,25 @@ static void on_timer(void *arg)
 {
 	struct tls_loop *tl = arg;
 	int64_t now = mono_ms();
+	bool pressure = tls_guard_pressure(tl->t->guard);
 
 	for (struct tls_conn *c = tl->timed, *next; c; c = next) {
 		next = c->tnext;
+		/* Pressure seen once shortens the deadline of every
+		 * handshake then in progress, for good: each loop sees it
+		 * on its next tick, before the oldest reach the short
+		 * deadline, so all of them go, not just those until the
+		 * count falls back under half the cap. */
+		if (pressure && c->state == CONN_HANDSHAKE &&
+		    c->deadline > c->started + TLS_PRESSURE_DEADLINE_MS)
+			c->deadline = c->started + TLS_PRESSURE_DEADLINE_MS;
 		if (now < c->deadline)
 			continue;
-		if (c->state == CONN_HANDSHAKE)
+		if (c->state == CONN_HANDSHAKE) {
 			log_debug("tls handshake timed out addr=%s",
 				  c->addr_text);
+			count(tl->t, tls_handshake_timeouts);
+		}
 		conn_free(c);
 	}
 	if (tl->paused_until && now >= tl->paused_until &&
@@ -887,9 +957,13 @@ struct tls *tls_new(const struct tls_config *cfg, char *err, size_t errlen)
 	t->key_file = xstrdup(cfg->key_file);
 	t->handshake_timeout_ms = cfg->handshake_timeout_s * 1000;
 	t->max_handshakes = cfg->max_handshakes;
+	t->max_handshakes_addr = cfg->max_handshakes_addr
+				     ? cfg->max_handshakes_addr
+				     : cfg->max_handshakes;
+	t->guard = tls_guard_new(t->max_handshakes, t->max_handshakes_addr);
+	t->metrics = cfg->metrics;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	atomic_init(&t->handshakes, 0);
 	atomic_init(&t->closing, false);
 	mbedtls_entropy_init(&t->entropy);
 	mbedtls_ctr_drbg_init(&t->drbg);
@@ -1009,6 +1083,7 @@ void tls_free(struct tls *t)
 	mbedtls_ctr_drbg_free(&t->drbg);
 	mbedtls_entropy_free(&t->entropy);
 	pthread_cond_destroy(&t->cond);
+	tls_guard_free(t->guard);
 	pthread_mutex_destroy(&t->mu);
 	free(t->cert_file);
 	free(t->key_file);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "net/loop.h"
+#include "util/metrics.h"
 
 struct tls;
 
@@ -33,6 +34,11 @@ struct tls_config {
 	const char *key_file;  /* PEM private key */
 	unsigned handshake_timeout_s;
 	unsigned max_handshakes; /* in progress at once, all loops together */
+	/* in progress at once from one address (an IPv6 /64); 0: no cap of
+	 * its own. While more than half of max_handshakes are in progress,
+	 * every handshake has 2 s at most. */
+	unsigned max_handshakes_addr;
+	struct metrics *metrics; /* handshake counters; NULL: none */
 	struct loop **loops;	 /* borrowed; running before tls_start */
 	unsigned nloops;
 };

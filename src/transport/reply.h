@@ -17,9 +17,9 @@ struct reply_log {
 	uint64_t bytes;
 };
 
-/* What http records about a connection as libmicrohttpd's socket context
- * (MHD_OPTION_NOTIFY_CONNECTION) for connections that came through the TLS
- * terminator; reply_queue() reads it. Plain connections have none. */
+/* What http records about a connection at the start of its libmicrohttpd
+ * socket context (MHD_OPTION_NOTIFY_CONNECTION); reply_queue() reads it.
+ * hsts is NULL on plain connections. */
 struct reply_conn {
 	const char *hsts; /* Strict-Transport-Security value, NULL: none */
 };

@@ -10,7 +10,7 @@
 #include "util/addr.h"
 #include "util/util.h"
 
-int addr_parse(const char *spec, struct addr *out, char *err, size_t errlen)
+static int parse(const char *spec, struct addr *out, char *err, size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 1];
 	const char *colon, *h = spec;
@@ -81,6 +81,18 @@ int addr_parse(const char *spec, struct addr *out, char *err, size_t errlen)
 
 not_addr_port:
 	snprintf(err, errlen, "'%s' is not ADDR:PORT", spec);
+	return -1;
+}
+
+int addr_parse(const char *spec, struct addr *out, char *err, size_t errlen)
+{
+	if (parse(spec, out, err, errlen) == 0)
+		return 0;
+	/* The message quotes spec: keep it one printable line whatever spec
+	 * holds (a newline in a setting must not forge a log line). */
+	for (char *p = err; errlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -1;
 }
 

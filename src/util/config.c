@@ -92,6 +92,12 @@ static const struct opt opts[] = {
      "open connections before 503; 0: from the file-descriptor limit"},
     {"max-body", "BYTES", T_BYTES, F(max_body), 1, GIB,
      "largest request body, suffix k or M allowed (up to 1024M)"},
+    {"header-timeout", "SECONDS", T_UINT, F(header_timeout_s), 1, 300,
+     "close a connection whose request headers are not complete this long "
+     "after it opened, or after the first byte of its next request (1-300)"},
+    {"body-min-rate", "BYTES", T_UINT, F(body_min_rate), 0, 1 << 30,
+     "close a request whose body, after header-timeout seconds, arrives "
+     "slower than this many bytes a second on average; 0: no limit"},
     {"argon2-memory-kib", "N", T_U32, F(argon2_memory_kib), 8, 4 * MIB,
      "Argon2id memory cost in KiB (>= 8 * parallelism)"},
     {"argon2-time", "N", T_U32, F(argon2_time), 1, 100,
@@ -173,6 +179,10 @@ static const struct opt opts[] = {
      300, "close TLS handshakes not done by then (1-300)"},
     {"tls-max-handshakes", "N", T_UINT, F(tls_max_handshakes), 1, 100000,
      "TLS handshakes in progress at once; more are refused"},
+    {"tls-max-handshakes-per-addr", "N", T_UINT, F(tls_max_handshakes_addr), 1,
+     100000,
+     "TLS handshakes in progress from one address; more are "
+     "refused"},
     {"hsts", "SECONDS", T_UINT, F(hsts_max_age_s), 0, 63072000,
      "Strict-Transport-Security max-age on HTTPS responses; 0: none"},
     {"http-redirect", NULL, T_BOOL, F(http_redirect), 0, 0,
@@ -258,6 +268,8 @@ static void set_defaults(struct config *cfg)
 	cfg->loops = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
 	cfg->max_connections = 0;
 	cfg->max_body = (size_t)MIB;
+	cfg->header_timeout_s = 10;
+	cfg->body_min_rate = 1024;
 	cfg->argon2_memory_kib = 19456;
 	cfg->argon2_time = 2;
 	cfg->argon2_parallelism = 1;
@@ -291,6 +303,7 @@ static void set_defaults(struct config *cfg)
 	cfg->poll_timeout_max_s = 55;
 	cfg->tls_handshake_timeout_s = 10;
 	cfg->tls_max_handshakes = 1024;
+	cfg->tls_max_handshakes_addr = 64;
 	cfg->hsts_max_age_s = 31536000;
 }
 

@@ -27,12 +27,14 @@ struct config {
 	char *log_file; /* NULL: stderr */
 	enum log_level log_level;
 
-	unsigned http_threads;	  /* libmicrohttpd worker threads */
-	unsigned loops;		  /* event loops for upgraded connections */
-	unsigned max_connections; /* beyond it: 503 + Retry-After; 0 (the
-				   * default): derive it at start-up from
-				   * the file-descriptor limit */
-	size_t max_body;	  /* request bodies above it: 413 */
+	unsigned http_threads;	   /* libmicrohttpd worker threads */
+	unsigned loops;		   /* event loops for upgraded connections */
+	unsigned max_connections;  /* beyond it: 503 + Retry-After; 0 (the
+				    * default): derive it at start-up from
+				    * the file-descriptor limit */
+	size_t max_body;	   /* request bodies above it: 413 */
+	unsigned header_timeout_s; /* accept (or last request) to headers */
+	unsigned body_min_rate;	   /* bytes/s a body keeps up; 0: off */
 
 	/* accounts */
 	uint32_t argon2_memory_kib, argon2_time, argon2_parallelism;
@@ -76,9 +78,10 @@ struct config {
 	char *tls_cert, *tls_key; /* PEM files; NULL with tls_self_signed */
 	int tls_self_signed;	  /* 1: generate a pair in the db's folder */
 	unsigned tls_handshake_timeout_s;
-	unsigned tls_max_handshakes; /* concurrent, across all loops */
-	unsigned hsts_max_age_s;     /* Strict-Transport-Security; 0: off */
-	int http_redirect;	     /* 1: plain requests get 308 to https */
+	unsigned tls_max_handshakes;	  /* concurrent, across all loops */
+	unsigned tls_max_handshakes_addr; /* concurrent, from one address */
+	unsigned hsts_max_age_s; /* Strict-Transport-Security; 0: off */
+	int http_redirect;	 /* 1: plain requests get 308 to https */
 };
 
 /* Fill cfg from defaults, the file named by --config (if any) and argv.

@@ -21,6 +21,13 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->errors, 0);
 	atomic_init(&m->requests, 0);
 	atomic_init(&m->rejected_busy, 0);
+	atomic_init(&m->deadline_headers, 0);
+	atomic_init(&m->deadline_body, 0);
+	atomic_init(&m->tls_handshakes, 0);
+	atomic_init(&m->tls_handshake_failures, 0);
+	atomic_init(&m->tls_handshake_timeouts, 0);
+	atomic_init(&m->tls_refused_global, 0);
+	atomic_init(&m->tls_refused_addr, 0);
 	atomic_init(&m->bus_id_violations, 0);
 	atomic_init(&m->ws_framers, 0);
 	for (int k = 0; k < 3; k++)
@@ -96,6 +103,28 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	single(out, "natter_rejected_busy_total", "counter",
 	       "Connections refused at the connection limit.",
 	       &m->rejected_busy);
+	single(out, "natter_slow_headers_closed_total", "counter",
+	       "Connections closed for request headers not complete within "
+	       "header-timeout.",
+	       &m->deadline_headers);
+	single(out, "natter_slow_body_closed_total", "counter",
+	       "Requests closed for a body arriving below body-min-rate.",
+	       &m->deadline_body);
+	single(out, "natter_tls_handshakes_total", "counter",
+	       "TLS handshakes completed.", &m->tls_handshakes);
+	single(out, "natter_tls_handshake_failures_total", "counter",
+	       "TLS handshakes that failed with an error.",
+	       &m->tls_handshake_failures);
+	single(out, "natter_tls_handshake_timeouts_total", "counter",
+	       "TLS handshakes closed at their deadline.",
+	       &m->tls_handshake_timeouts);
+	buf_puts(out, "# HELP natter_tls_refused_total TLS connections refused "
+		      "before their handshake, by reason.\n"
+		      "# TYPE natter_tls_refused_total counter\n");
+	buf_printf(out, "natter_tls_refused_total{reason=\"global\"} %llu\n",
+		   (unsigned long long)atomic_load(&m->tls_refused_global));
+	buf_printf(out, "natter_tls_refused_total{reason=\"per_addr\"} %llu\n",
+		   (unsigned long long)atomic_load(&m->tls_refused_addr));
 	single(out, "natter_bus_id_violations_total", "counter",
 	       "Committed events the bus refused as out of id order.",
 	       &m->bus_id_violations);

@@ -36,6 +36,14 @@ struct metrics {
 	atomic_uint_fast64_t errors;   /* error answers (4xx/5xx, WS errors) */
 	atomic_uint_fast64_t requests; /* HTTP requests finished */
 	atomic_uint_fast64_t rejected_busy; /* 503: connection limit */
+	/* connections closed for request headers not done in time, and for
+	 * a body arriving too slowly (slowloris) */
+	atomic_uint_fast64_t deadline_headers, deadline_body;
+	/* TLS handshakes: completed, failed (error or timeout), refused by
+	 * reason */
+	atomic_uint_fast64_t tls_handshakes, tls_handshake_failures,
+	    tls_handshake_timeouts;
+	atomic_uint_fast64_t tls_refused_global, tls_refused_addr;
 	/* events bus_publish refused as out of id order (bus.h) */
 	atomic_uint_fast64_t bus_id_violations;
 	atomic_uint_fast64_t ws_framers; /* WebSockets holding wslay contexts */

@@ -138,6 +138,21 @@ static void test_garbage(void **state)
 		     "IPv6");
 }
 
+/* Found by fuzz_addr: the message quotes the setting, and a newline or
+ * another control character in it must not break the one line. */
+static void test_error_one_line(void **state)
+{
+	(void)state;
+	struct addr a;
+	char err[256];
+	assert_int_equal(addr_parse("1\n\x1b[2J:80", &a, err, sizeof(err)), -1);
+	assert_null(strchr(err, '\n'));
+	assert_null(strchr(err, '\x1b'));
+	assert_non_null(strstr(err, "'1??[2J:80'"));
+	assert_int_equal(addr_parse("1.2.3.4:8\r", &a, err, sizeof(err)), -1);
+	assert_null(strchr(err, '\r'));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -147,6 +162,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_ports),
 	    cmocka_unit_test(test_missing_parts),
 	    cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_error_one_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
