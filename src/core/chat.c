@@ -653,6 +653,22 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	p->chat = c;
 	p->done = done;
 	p->arg = arg;
+	if (row->effect == EVTYPE_EFFECT_DELETE &&
+	    chat_can_moderate(c, u->id, room_id)) {
+		/* A moderator deletes any message of the room; the audit log
+		 * names the message (the writer decides whose it was). */
+		char detail[48];
+		snprintf(detail, sizeof(detail), "message %lld",
+			 (long long)in->target_id);
+		w.moderated = true;
+		p->audit = xcalloc(1, sizeof(*p->audit));
+		p->audit->actor = xstrdup(u->username);
+		p->audit->action = xstrdup(row->name);
+		p->audit->target = xstrdup("");
+		p->audit->room = xstrdup(name);
+		p->audit->reason = xstrdup("");
+		p->audit->detail = xstrdup(detail);
+	}
 	store_write_submit(c->store, &w, store_done, p);
 	free(m);
 	free(html);

@@ -83,8 +83,11 @@ struct store_write {
 	 * removed or banned), else 0 */
 	int64_t subject_id;
 	int64_t target_id; /* the message an edit or delete names */
-	json_t *args;	   /* the command's object, for a type with an envelope
-			      extra (evtype.h); borrowed, copied; may be NULL */
+	/* A delete by a moderator of the room (chat_can_moderate): the writer
+	 * does not require the sender to be the message's author. */
+	bool moderated;
+	json_t *args; /* the command's object, for a type with an envelope
+			 extra (evtype.h); borrowed, copied; may be NULL */
 	/* Searchable types: the users the text mentions (written to the
 	 * mentions table in the event's transaction) and the names its
 	 * envelope lists as "mentions" (evtype_input); both copied. */

@@ -393,4 +393,29 @@ check "a first page of 5 with more" test "$(jq '.entries | length' <<<"$BODY")/$
 api_get "/api/admin/audit?limit=5&before=$NB" "$ADMIN"
 check "the next page starts below it" test "$(jq "[.entries[] | select(.id >= $NB)] | length" <<<"$BODY")" = 0
 
+# --- a moderator deletes any message of the room; a member only their own --
+DAN=$(register dan)
+ERIN=$(register erin)
+FAY=$(register fay)
+api_json POST /api/rooms "$DAN" '{"name":"delroom"}'
+expect 201 "" "dan creates delroom (he owns it)"
+api_json POST /api/rooms/delroom/join "$ERIN" '{}'
+expect 200 "" "erin joins"
+api_json POST /api/rooms/delroom/join "$FAY" '{}'
+expect 200 "" "fay joins"
+api_json POST /api/rooms/delroom/messages "$ERIN" '{"text":"erin writes this"}'
+expect 201 "" "erin sends"
+EID=$(jget .event.id)
+api_json DELETE "/api/rooms/delroom/messages/$EID" "$FAY" ''
+expect 403 not_author "fay, a plain member, may not delete erin's message"
+api_json DELETE "/api/rooms/delroom/messages/$EID" "$DAN" ''
+expect 200 "" "dan, the room's owner, deletes erin's message"
+check "the delete names it" test "$(jget .event.target_id)" = "$EID"
+api_get "/api/rooms/delroom/messages?limit=50" "$ERIN"
+check "erin's message is a tombstone" test "$(jq "[.events[] | select(.id == $EID and .deleted == true and (has(\"text\") | not))] | length" <<<"$BODY")" = 1
+api_json PATCH "/api/rooms/delroom/messages/$EID" "$DAN" '{"text":"rewritten"}'
+expect 403 not_author "a moderator may delete but not edit someone else's message"
+api_get "/api/admin/audit?limit=5" "$ADMIN"
+check "the audit log has the moderator's delete" test "$(jq "[.entries[] | select(.actor == \"dan\" and .action == \"delete\" and .room == \"delroom\" and .detail == \"message $EID\")] | length" <<<"$BODY")" = 1
+
 finish

@@ -28,6 +28,7 @@ struct job {
 	const struct evtype *row; /* evtype_get(type), NULL if not a type */
 	int64_t user_id, room_id, target_id;
 	int64_t subject_id; /* the user the event acts on, or 0 */
+	bool moderated;	    /* store_write's: a moderator's delete */
 	int64_t ts;	    /* the event's time, once an effect has fixed it */
 	char *room_name, *text, *html, *client_id, *topic;
 	char *username;	      /* as the caller knows it: canonical, or NULL */
@@ -63,6 +64,7 @@ static struct job *job_new(const struct store_write *w, store_done_fn done,
 	j->user_id = w->user_id;
 	j->room_id = w->room_id;
 	j->target_id = w->target_id;
+	j->moderated = w->moderated;
 	j->subject_id = w->subject_id;
 	j->room_name = w->room_name ? xstrdup(w->room_name) : NULL;
 	j->username = w->username ? xstrdup(w->username) : NULL;
@@ -504,7 +506,8 @@ static int w_target_change(struct sq *st, struct job *j, int64_t room_id)
 
 	if (rc == SQLITE_DONE || !message || room != room_id) {
 		rc = STORE_NOTARGET;
-	} else if (author != j->user_id) {
+	} else if (author != j->user_id && !(j->moderated && !edit)) {
+		/* only the author edits; a moderator may also delete */
 		rc = STORE_NOTAUTHOR;
 	} else if (!text) {
 		rc = edit ? STORE_GONE : w_target_last(st, j, j->row->name);
