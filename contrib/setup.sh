@@ -35,10 +35,11 @@ BUILD_PACKAGES=(
 # integration tests, openssl for the TLS tests, chromium and nginx for the
 # browser end-to-end tests (nginx plays the restrictive proxies), and a
 # Chinese font so that their zh-CN screenshots show characters, not boxes;
-# clang and its libFuzzer runtime for tests/fuzz (NATTER_FUZZ=1).
+# clang and its libFuzzer runtime for tests/fuzz (NATTER_FUZZ=1); python3
+# for the reconnect-storm and rate-limit tests.
 TEST_PACKAGES=(
 	curl jq openssl chromium nginx-light fonts-wqy-microhei
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev python3
 )
 # The e2e tests need Node.js >= 20 with npm (this machine image ships it).
 # Where no node is installed at all, fall back to Debian's packages.
