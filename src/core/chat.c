@@ -7,7 +7,8 @@
  * an ephemeral one is published at once. The store's commit hook hands
  * each stored event to the bus through the link (link.h) before any ack
  * runs, so an acknowledged event is always both durable and delivered.
- * It also answers the API's reads, checking membership first.
+ * It also answers the API's reads, checking membership first. Roles,
+ * bans, mutes and the audit log are in moderation.c.
  *
  * Threads: any thread may call in; the commit hook runs on the store's
  * writer. room_mu guards the room cache only and is never held while

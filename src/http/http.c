@@ -4,6 +4,7 @@
  * Origin), the stream cap, /healthz and /metrics, and the access log.
  * struct request and its helpers live in request.c, the matcher in
  * route.c, static files in files.c, the API handlers in api_*.c, the
+ * stream endpoints (stream cap, resume point) in streams.c, the
  * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads

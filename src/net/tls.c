@@ -4,9 +4,11 @@
  * non-blocking bio callbacks, then creates a socketpair, hands one end to
  * the HTTP server (tls_handoff_fn, with the client's real address) and
  * pumps bytes between the TLS session and the other end until both sides
- * have finished. It deliberately does not look at the bytes it carries,
- * verify client certificates, renegotiate, or offer anything but TLS 1.2
- * with ECDHE and AEAD ciphers (mbedTLS 2.28 has no TLS 1.3 server).
+ * have finished (the connection's handshake and pump are in tls_pump.c;
+ * certificates, accepting, listeners and timers here). It deliberately does not
+ * look at the bytes it carries, verify client certificates, renegotiate, or
+ * offer anything but TLS 1.2 with ECDHE and AEAD ciphers (mbedTLS 2.28 has no
+ * TLS 1.3 server).
  *
  * Threads and lifetime
  *  - A connection lives on one loop thread from accept to conn_free(), the

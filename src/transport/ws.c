@@ -2,7 +2,9 @@
  * queues the 101; libmicrohttpd then hands the socket to upgrade_cb(), which
  * gives the connection to one of natter's event loops (round robin). There
  * wslay frames it, the connection subscribes to that loop's bus shard, and
- * client commands go to chat.
+ * client commands go to chat. One connection's life (wslay callbacks, the
+ * outgoing queue, bus callbacks, commands, teardown, I/O) is in ws_conn.c;
+ * the handshake, loop assignment, history fetch, ticks and shutdown here.
  *
  * It deliberately does not do: permessage-deflate or any extension,
  * subprotocols, fragmented sends of our own (wslay fragments), binary

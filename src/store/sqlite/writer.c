@@ -6,7 +6,9 @@
  * hook, then done callbacks) only after COMMIT. Each job is applied as the
  * event-type table says (its store effect, its sender rule, whether it is
  * searchable). The writer is the only inserter into events, so it assigns
- * event ids from an in-memory counter, in commit order. */
+ * event ids from an in-memory counter, in commit order. The store effects
+ * (edit/delete targets, bans, private-room joins, direct conversations)
+ * are in effects.c. */
 
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <assert.h>
