@@ -7,7 +7,8 @@
  * an ephemeral one is published at once. The store's commit hook hands
  * each stored event to the bus through the link (link.h) before any ack
  * runs, so an acknowledged event is always both durable and delivered.
- * It also answers the API's reads, checking membership first.
+ * It also answers the API's reads, checking membership first. Roles,
+ * bans, mutes and the audit log are in moderation.c.
  *
  * Threads: any thread may call in; the commit hook runs on the store's
  * writer. room_mu guards the room cache only and is never held while
@@ -22,56 +23,12 @@
 #include <strings.h>
 
 #include "core/chat.h"
+#include "core/chat_internal.h"
 #include "core/link.h"
 #include "core/userdir.h"
 #include "model/markdown.h"
 #include "util/log.h"
 #include "util/util.h"
-
-/* Every room, by name: loaded at start, then each new room added by the
- * commit hook when its room-creating event commits (before anyone is told
- * of it), so resolving a name never reads SQLite on the caller's thread
- * (an event loop, for a WebSocket). Rooms are never deleted or renamed, so
- * an entry never changes and never goes away; the table only grows, and
- * that is fine: it holds one entry per room that exists. Keys are the
- * names in lower case, as the store compares them (names are ASCII). */
-struct room_entry {
-	char key[33]; /* "": empty */
-	int64_t id;
-	char name[33]; /* canonical spelling */
-	enum chat_room_kind kind;
-};
-
-/* A running mute: (room, user) muted until until_ms. */
-struct mute {
-	int64_t room, user, until_ms;
-};
-
-struct chat {
-	struct store *store;
-	struct bus *bus;
-	struct link *link; /* committed events to the bus (link.h) */
-	struct metrics *metrics;
-	/* who @name may mention: a resolver set by chat_set_mention, else
-	 * NULL: the user directory, members of the room only (chat_mention) */
-	markdown_mention_fn mention;
-	void *mention_arg;
-	struct userdir *users;		   /* every account, for mentions */
-	atomic_bool full;		   /* chat_storage_full */
-	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
-	atomic_uint_fast64_t full_refused; /* since that line */
-	pthread_mutex_t room_mu;
-	struct room_entry *rooms; /* room_cap slots, a power of two */
-	size_t room_cap, nrooms;
-	/* Running mutes, checked on every send: few at any time, so an array
-	 * scanned under mute_mu; nmutes is read without it first, so that a
-	 * server with no mute pays one atomic load per send. Expired entries
-	 * are dropped as they are met. */
-	pthread_mutex_t mute_mu;
-	struct mute *mutes;
-	size_t mute_cap;
-	_Atomic size_t nmutes;
-};
 
 /* One queued command: the caller's callback, carried through the store,
  * and the audit row to write once it committed (moderation), or NULL. */
@@ -83,9 +40,9 @@ struct pending {
 };
 
 /* Append to the audit log; a failure is logged, the action stands. */
-static void audit(struct chat *c, const char *actor, const char *action,
-		  const char *target, const char *room, const char *reason,
-		  const char *detail)
+void audit(struct chat *c, const char *actor, const char *action,
+	   const char *target, const char *room, const char *reason,
+	   const char *detail)
 {
 	struct store_audit a = {.actor = (char *)actor,
 				.action = (char *)action,
@@ -188,8 +145,7 @@ static void commit_hook(void *arg, struct event *ev)
 }
 
 /* Set (until_ms > 0) or clear the mute of (room, user) in the cache. */
-static void mute_put(struct chat *c, int64_t room, int64_t user,
-		     int64_t until_ms)
+void mute_put(struct chat *c, int64_t room, int64_t user, int64_t until_ms)
 {
 	pthread_mutex_lock(&c->mute_mu);
 	size_t n = atomic_load(&c->nmutes), i;
@@ -221,7 +177,7 @@ static void mute_load(void *arg, int64_t room, int64_t user, int64_t until_ms)
 }
 
 /* Milliseconds left of user's mute in room, 0 when not muted. */
-static int64_t mute_left(struct chat *c, int64_t room, int64_t user)
+int64_t mute_left(struct chat *c, int64_t room, int64_t user)
 {
 	if (atomic_load(&c->nmutes) == 0)
 		return 0;
@@ -429,8 +385,7 @@ static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
 
 /* A room by name, whatever its kind (moderation and admin calls, which
  * decide by role, not membership). */
-static int resolve_room(struct chat *c, const char *room, int64_t *id,
-			char name[33])
+int resolve_room(struct chat *c, const char *room, int64_t *id, char name[33])
 {
 	return resolve_room_kind(c, room, id, name, NULL);
 }
@@ -485,8 +440,7 @@ static int rank(struct chat *c, int64_t room_id, int64_t user_id)
 /* Whether actor may act on subject in room_id (remove, ban, mute): actor
  * moderates the room and outranks subject. CHAT_OK, CHAT_EFORBIDDEN,
  * CHAT_EINTERNAL. */
-static int may_act_on(struct chat *c, int64_t room_id, int64_t actor,
-		      int64_t subject)
+int may_act_on(struct chat *c, int64_t room_id, int64_t actor, int64_t subject)
 {
 	int mine = rank(c, room_id, actor);
 	int theirs = rank(c, room_id, subject);
@@ -499,8 +453,8 @@ static int may_act_on(struct chat *c, int64_t room_id, int64_t actor,
 
 /* The subject of a moderation command (args "user"), resolved: CHAT_OK
  * with its id and canonical name, CHAT_ENOUSER, CHAT_EINTERNAL. */
-static int subject_resolve(struct chat *c, const char *user, int64_t *id,
-			   char name[33])
+int subject_resolve(struct chat *c, const char *user, int64_t *id,
+		    char name[33])
 {
 	struct store_user t;
 	int rc = store_user_by_name(c->store, user, &t);
@@ -838,227 +792,6 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 	return store_search(c->store, u->id, q, before, limit, out, n, more) < 0
 		   ? CHAT_EINTERNAL
 		   : CHAT_OK;
-}
-
-/* --- roles -----------------------------------------------------------------
- */
-
-bool chat_is_admin(struct chat *c, int64_t user_id)
-{
-	struct store_user u;
-	if (store_user_by_id(c->store, user_id, &u) != STORE_OK)
-		return false;
-	bool admin = u.admin;
-	store_user_fini(&u);
-	return admin;
-}
-
-bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id)
-{
-	int role = store_room_role(c->store, room_id, user_id);
-	if (role >= STORE_ROLE_MODERATOR)
-		return true;
-	return chat_is_admin(c, user_id);
-}
-
-int chat_moderator_set(struct chat *c, const struct chat_user *u,
-		       const char *room, const char *target, bool on,
-		       char room_out[33], char target_out[33], int *role)
-{
-	int64_t room_id;
-	struct store_user t = {0};
-	int rc = resolve_room(c, room, &room_id, room_out);
-	if (rc != CHAT_OK)
-		return rc;
-	int mine = store_room_role(c->store, room_id, u->id);
-	if (mine < 0)
-		return CHAT_EINTERNAL;
-	if (mine != STORE_ROLE_OWNER && !chat_is_admin(c, u->id))
-		return CHAT_EFORBIDDEN;
-	rc = store_user_by_name(c->store, target, &t);
-	if (rc != STORE_OK)
-		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
-	snprintf(target_out, 33, "%s", t.username);
-	int theirs = store_room_role(c->store, room_id, t.id);
-	if (theirs == STORE_ROLE_OWNER) {
-		rc = CHAT_EFORBIDDEN;
-		goto done;
-	}
-	rc = store_moderator_set(c->store, room_id, t.id, u->id, on);
-	if (rc == STORE_NOTMEMBER) {
-		rc = CHAT_ENOTMEMBER;
-		goto done;
-	}
-	if (rc != STORE_OK) {
-		rc = CHAT_EINTERNAL;
-		goto done;
-	}
-	*role = store_room_role(c->store, room_id, t.id);
-	rc = *role < 0 ? CHAT_EINTERNAL : CHAT_OK;
-	if (rc == CHAT_OK) {
-		log_info("moderator %s room=%s user=%s by=%s",
-			 on ? "named" : "revoked", room_out, target_out,
-			 u->username);
-		audit(c, u->username, on ? "moderator" : "unmoderator",
-		      target_out, room_out, NULL, NULL);
-	}
-done:
-	store_user_fini(&t);
-	return rc;
-}
-
-int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
-		 const char *target, const char *reason, bool on,
-		 char room_out[33], char target_out[33])
-{
-	int64_t room_id, subject;
-	int rc = resolve_room(c, room, &room_id, room_out);
-	if (rc != CHAT_OK)
-		return rc;
-	rc = subject_resolve(c, target, &subject, target_out);
-	if (rc != CHAT_OK)
-		return rc;
-	rc = may_act_on(c, room_id, u->id, subject);
-	if (rc != CHAT_OK)
-		return rc;
-	if (on && bus_is_member(c->bus, room_id, subject))
-		return CHAT_EEXISTS;
-	rc = store_ban_set(c->store, room_id, subject, u->id, reason, on);
-	if (rc == STORE_NOTFOUND && !on)
-		return CHAT_ENOTBANNED;
-	if (rc != STORE_OK)
-		return CHAT_EINTERNAL;
-	log_info("moderation %s room=%s user=%s by=%s", on ? "ban" : "unban",
-		 room_out, target_out, u->username);
-	audit(c, u->username, on ? "ban" : "unban", target_out, room_out,
-	      reason, NULL);
-	return CHAT_OK;
-}
-
-int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
-		  const char *target, int64_t seconds, const char *reason,
-		  char room_out[33], char target_out[33], int64_t *until_ms)
-{
-	int64_t room_id, subject;
-	int rc = resolve_room(c, room, &room_id, room_out);
-	if (rc != CHAT_OK)
-		return rc;
-	rc = subject_resolve(c, target, &subject, target_out);
-	if (rc != CHAT_OK)
-		return rc;
-	rc = may_act_on(c, room_id, u->id, subject);
-	if (rc != CHAT_OK)
-		return rc;
-	if (seconds < 0 || seconds > CHAT_MUTE_MAX_S)
-		return CHAT_EINVAL;
-	int64_t until = seconds ? now_ms() + seconds * 1000 : 0;
-	rc = store_mute_set(c->store, room_id, subject, until, u->id, reason);
-	if (rc == STORE_NOTFOUND && !seconds)
-		return CHAT_ENOTMUTED;
-	if (rc != STORE_OK)
-		return CHAT_EINTERNAL;
-	mute_put(c, room_id, subject, until);
-	*until_ms = until;
-	char detail[48];
-	snprintf(detail, sizeof(detail), "seconds=%" PRId64, seconds);
-	audit(c, u->username, seconds ? "mute" : "unmute", target_out, room_out,
-	      reason, seconds ? detail : NULL);
-	log_info("moderation %s room=%s user=%s by=%s seconds=%" PRId64,
-		 seconds ? "mute" : "unmute", room_out, target_out, u->username,
-		 seconds);
-
-	/* Tell the muted user on all their connections (ephemeral). */
-	char ts[32] = "";
-	if (until)
-		format_ts(until, ts);
-	json_t *args = json_pack("{s:s, s:s, s:s, s:I}", "user", target_out,
-				 "reason", reason ? reason : "", "until", ts,
-				 "seconds", (json_int_t)seconds);
-	struct evtype_input in = {.args = args};
-	size_t len;
-	char *json = event_envelope_input(0, EVENT_MUTE, room_out, u->username,
-					  now_ms(), &in, &len);
-	json_decref(args);
-	if (json) {
-		struct event *ev =
-		    event_new(0, EVENT_MUTE, BUS_PERSONAL, subject, json, len);
-		free(json);
-		bus_publish(c->bus, ev);
-		event_unref(ev);
-	}
-	return CHAT_OK;
-}
-
-int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
-		       const char *room)
-{
-	int64_t room_id;
-	char name[33];
-	if (resolve_room(c, room, &room_id, name) != CHAT_OK)
-		return 0;
-	int64_t ms = mute_left(c, room_id, u->id);
-	return ms > 0 ? (ms + 999) / 1000 : 0;
-}
-
-int chat_user_disable(struct chat *c, const struct chat_user *u,
-		      const char *target, bool disabled, const char *reason,
-		      char target_out[33])
-{
-	int64_t id;
-	if (!chat_is_admin(c, u->id))
-		return CHAT_EFORBIDDEN;
-	int rc = subject_resolve(c, target, &id, target_out);
-	if (rc != CHAT_OK)
-		return rc;
-	if (id == u->id)
-		return CHAT_EINVAL;
-	if (store_user_disable(c->store, id, disabled, reason) != STORE_OK)
-		return CHAT_EINTERNAL;
-	log_info("account %s user=%s by=%s", disabled ? "disabled" : "enabled",
-		 target_out, u->username);
-	audit(c, u->username, disabled ? "disable" : "enable", target_out, NULL,
-	      reason, NULL);
-	if (!disabled)
-		return CHAT_OK;
-	/* Every live connection of the account ends on this event. */
-	json_t *args = json_pack("{s:s}", "reason", reason ? reason : "");
-	struct evtype_input in = {.args = args};
-	size_t len;
-	char *json = event_envelope_input(0, EVENT_DISABLED, "", u->username,
-					  now_ms(), &in, &len);
-	json_decref(args);
-	if (!json)
-		return CHAT_EINTERNAL;
-	struct event *ev =
-	    event_new(0, EVENT_DISABLED, BUS_PERSONAL, id, json, len);
-	free(json);
-	bus_publish(c->bus, ev);
-	event_unref(ev);
-	return CHAT_OK;
-}
-
-int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
-		    unsigned limit, struct store_audit **out, size_t *n,
-		    bool *more)
-{
-	if (!chat_is_admin(c, u->id))
-		return CHAT_EFORBIDDEN;
-	return store_audit_list(c->store, before, limit, out, n, more) < 0
-		   ? CHAT_EINTERNAL
-		   : CHAT_OK;
-}
-
-int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
-		   char name[33], struct store_ban **out, size_t *n)
-{
-	int64_t room_id;
-	int rc = resolve_room(c, room, &room_id, name);
-	if (rc != CHAT_OK)
-		return rc;
-	if (!chat_can_moderate(c, u->id, room_id))
-		return CHAT_EFORBIDDEN;
-	return store_bans_list(c->store, room_id, out, n) < 0 ? CHAT_EINTERNAL
-							      : CHAT_OK;
 }
 
 /* --- users and mentions ----------------------------------------------------

@@ -4,6 +4,7 @@
  * Origin), the stream cap, /healthz and /metrics, and the access log.
  * struct request and its helpers live in request.c, the matcher in
  * route.c, static files in files.c, the API handlers in api_*.c, the
+ * stream endpoints (stream cap, resume point) in streams.c, the
  * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
@@ -38,40 +39,13 @@
 #include "core/auth.h"
 #include "http/files.h"
 #include "http/http.h"
+#include "http/http_internal.h"
 #include "util/addr.h"
 #include "util/log.h"
 #include "http/request.h"
 #include "http/route.h"
 
-struct http {
-	struct server *srv;
-	struct MHD_Daemon *daemons[CONFIG_MAX_LISTEN];
-	unsigned ndaemons;
-	char *web_root; /* resolved, no trailing slash */
-	unsigned max_streams;
-	unsigned conn_limit;  /* libmicrohttpd's, per daemon */
-	unsigned close_mark;  /* from here on, new connections are closed */
-	unsigned busy_mark;   /* from here on, requests get 503 busy */
-	atomic_uint conns;    /* connections libmicrohttpd holds, all daemons */
-	atomic_int suspended; /* requests waiting for an async command */
-	atomic_bool closing;  /* set by http_quiesce: no new streams */
-	/* TLS: the daemon behind the terminator, and http-redirect. */
-	struct MHD_Daemon *tls_daemon;
-	const char *tls_hsts;	   /* HSTS for TLS connections; NULL: none */
-	struct deadline *deadline; /* header and body deadlines */
-	char hsts[32];
-	atomic_uint https_port; /* redirect target; 0 until known */
-};
-
-/* Every connection's libmicrohttpd socket context (on_notify). reply
- * reads reply (HSTS on TLS connections); the deadline checker the rest. */
-struct http_conn {
-	struct reply_conn reply; /* first: reply_queue casts to it */
-	bool tls;
-	struct deadline_conn dl;
-};
-
-static struct http_conn *conn_of(struct MHD_Connection *c)
+struct http_conn *conn_of(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -152,157 +126,6 @@ static enum MHD_Result serve_metrics(struct request *req)
 		   bus_subscriber_count(req->srv->bus),
 		   (long long)bus_last_id(req->srv->bus));
 	return serve_text(req, "text/plain; version=0.0.4; charset=utf-8", &b);
-}
-
-/* --- transports
- * ----------------------------------------------------------------------- */
-
-static unsigned open_streams(struct server *srv)
-{
-	unsigned n = 0;
-	for (int i = 0; i < TRANSPORT_N; i++)
-		n += (unsigned)atomic_load(&srv->metrics.connections[i]);
-	return n;
-}
-
-/* since from the query (or Last-Event-ID, which wins): 0 with -1 meaning
- * "from now", or -1 after answering 400. */
-static int parse_since(struct request *req, bool sse, int64_t *since,
-		       enum MHD_Result *ret)
-{
-	const char *s = sse ? request_header(req, "Last-Event-ID") : NULL;
-	if (!s || !*s)
-		s = request_arg(req, "since");
-	*since = -1;
-	if (!s || !*s)
-		return 0;
-	if (parse_i64(s, since) < 0 || *since < 0) {
-		*ret = reply_error(req->conn, &req->log, 400, "bad_cursor",
-				   "since must be a non-negative event id");
-		return -1;
-	}
-	return 0;
-}
-
-/* 503 busy, counted; close: also end the connection (at the connection
- * limit, where the slot itself is what is short). */
-static enum MHD_Result answer_busy(struct request *req, bool close)
-{
-	const struct reply_header h[] = {{"Retry-After", "5"},
-					 {"Connection", "close"}};
-	metrics_inc(req->srv->metrics.rejected_busy);
-	return reply_error_headers(req->conn, &req->log, 503, "busy",
-				   close ? "the server is at its connection "
-					   "limit; try again shortly"
-					 : "too many open streams; try again "
-					   "shortly",
-				   h, close ? 2 : 1);
-}
-
-/* A slot of the per-user and per-address stream caps: 0, or -1 after
- * answering 429 too_many_streams with Retry-After (counted). */
-static int stream_slot(struct request *req, enum MHD_Result *ret)
-{
-	struct limit *l = req->srv->limit;
-	int rc = l ? limit_stream_acquire(l, req->user_id, req->addr)
-		   : LIMIT_STREAM_OK;
-	if (rc == LIMIT_STREAM_OK)
-		return 0;
-	bool user = rc == LIMIT_STREAM_USER;
-	metrics_inc(req->srv->metrics.streams_refused[user ? 0 : 1]);
-	log_debug("stream refused at the %s cap addr=%s user=%s",
-		  user ? "user" : "address", req->addr, req->username);
-	*ret = reply_retry(req->conn, &req->log, 429, "too_many_streams",
-			   user ? "too many open streams for this user; close "
-				  "some tabs or try again shortly"
-				: "too many open streams from this address; "
-				  "try again shortly",
-			   5);
-	return -1;
-}
-
-/* What /ws, /events and /poll share once the router has authenticated
- * the client: the shutdown and stream-cap refusals, and the cursor. 0 with
- * cl and since filled, or -1 after answering. A resumed long-poll (which
- * already holds its stream and its slot) is not refused. The stream-cap
- * slot is the WebSocket's to release (cl->limit) or, for SSE and
- * long-poll, the request's (on_completed). */
-static int stream_open(struct request *req, bool sse, bool ws,
-		       struct transport_client *cl, int64_t *since,
-		       enum MHD_Result *ret)
-{
-	struct http *h = req->http;
-	if (req->poll_state == NULL && atomic_load(&h->closing)) {
-		*ret = reply_error(req->conn, &req->log, 503, "shutting_down",
-				   "the server is shutting down");
-		return -1;
-	}
-	if (req->poll_state == NULL &&
-	    open_streams(req->srv) >= h->max_streams) {
-		*ret = answer_busy(req, false);
-		return -1;
-	}
-	if (parse_since(req, sse, since, ret) < 0)
-		return -1;
-	if (req->poll_state == NULL && stream_slot(req, ret) < 0)
-		return -1;
-	memset(cl, 0, sizeof(*cl));
-	if (req->poll_state == NULL && req->srv->limit) {
-		if (ws)
-			cl->limit = req->srv->limit;
-		else
-			req->stream_slot = true;
-	}
-	cl->user_id = req->user_id;
-	snprintf(cl->username, sizeof(cl->username), "%s", req->username);
-	snprintf(cl->addr, sizeof(cl->addr), "%s", req->addr);
-	return 0;
-}
-
-static enum MHD_Result serve_ws(struct request *req)
-{
-	struct transport_client cl;
-	int64_t since;
-	enum MHD_Result ret = MHD_YES;
-	if (stream_open(req, false, true, &cl, &since, &ret) < 0)
-		return ret;
-	ret = ws_handle(req->srv->ws, req->conn, &req->log, &cl, since);
-	struct http_conn *hc = conn_of(req->conn);
-	if (req->log.status == 101 && hc) /* the socket is the loop's now */
-		deadline_conn_exempt(req->http->deadline, &hc->dl);
-	return ret;
-}
-
-static enum MHD_Result serve_sse(struct request *req)
-{
-	struct transport_client cl;
-	int64_t since;
-	enum MHD_Result ret = MHD_YES;
-	if (stream_open(req, true, false, &cl, &since, &ret) < 0)
-		return ret;
-	return sse_handle(req->srv->sse, req->conn, &req->log, &cl, since);
-}
-
-static enum MHD_Result serve_poll(struct request *req)
-{
-	struct transport_client cl;
-	int64_t since;
-	enum MHD_Result ret = MHD_YES;
-	if (stream_open(req, false, false, &cl, &since, &ret) < 0)
-		return ret;
-	const struct config *cfg = req->srv->cfg;
-	int64_t timeout = cfg->poll_timeout_default_s;
-	const char *t = request_arg(req, "timeout");
-	if (t && (parse_i64(t, &timeout) < 0 || timeout < 0 ||
-		  timeout > cfg->poll_timeout_max_s)) {
-		char msg[80];
-		snprintf(msg, sizeof(msg), "timeout must be 0 to %u seconds",
-			 cfg->poll_timeout_max_s);
-		return reply_error(req->conn, &req->log, 400, "bad_parameter",
-				   msg);
-	}
-	return longpoll_handle(req->srv->poll, req->conn, &req->log, &cl, since,
-			       (unsigned)timeout, &req->poll_state);
 }
 
 /* --- routing ------------------------------------------------------------- */

@@ -1,8 +1,10 @@
 /* store/sqlite: what the SQLite backend's files share (open.c: open,
  * migrations, connections and the pool; writer.c: the writer thread;
- * users.c: users, sessions and the session cache; reads.c: rooms,
- * history, search, events after a cursor). Not an interface: only these
- * files include it. Functions here are prefixed sq_. */
+ * effects.c: the store effects it applies; users.c: users, sessions and the
+ * session cache; reads.c: rooms, history, search, events after a cursor). Not
+ * an interface: only these files include it. Functions here are prefixed sq_
+ * (the writer's job helpers shared by writer.c and effects.c keep their w_
+ * prefix). */
 #ifndef NATTER_STORE_SQLITE_H
 #define NATTER_STORE_SQLITE_H
 
@@ -12,6 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "store/backend.h"
@@ -243,5 +246,52 @@ int sq_search(struct store *base, int64_t user_id, const char *q,
 	      bool *more);
 int sq_events_after(struct store *base, int64_t user_id, int64_t after,
 		    size_t limit, struct event ***out, size_t *n);
+
+/* --- the writer's jobs (writer.c, effects.c) ------------------------------
+ * Internal to the writer thread; these helpers keep their w_ prefix. */
+
+struct job {
+	struct job *next;
+	enum event_type type;
+	const struct evtype *row; /* evtype_get(type), NULL if not a type */
+	int64_t user_id, room_id, target_id;
+	int64_t subject_id; /* the user the event acts on, or 0 */
+	bool moderated;	    /* store_write's: a moderator's delete */
+	int64_t ts;	    /* the event's time, once an effect has fixed it */
+	char *room_name, *text, *html, *client_id, *topic;
+	char *username;	      /* as the caller knows it: canonical, or NULL */
+	json_t *args;	      /* a copy, for a type with an extra, else NULL */
+	int64_t *mention_ids; /* store_write's, copied */
+	size_t nmention_ids;
+	char **mention_names;
+	size_t nmention_names;
+	bool mention_room;
+	store_done_fn done;
+	void *arg;
+	struct timespec queued; /* CLOCK_MONOTONIC */
+	int status;
+	struct event *ev; /* new or first (duplicate) event */
+	bool fresh;	  /* ev is new: goes to the commit hook */
+	/* Events the job adds after ev, in id order (the joins of the other
+	 * people of a new direct conversation): to the hook after ev. */
+	struct event *more[EVTYPE_DM_USERS_MAX];
+	size_t nmore;
+};
+
+/* Returned inside the writer for a SQLite failure that dooms the batch. */
+#define W_FATAL (-100)
+
+/* writer.c */
+int w_member_change(struct sq *st, enum q q, int64_t room_id, int64_t user_id);
+int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
+		const char *from);
+int w_stmt_fail(struct sq *st, sqlite3_stmt *s, int rc);
+int w_is_member(struct sq *st, int64_t room_id, int64_t user_id);
+int w_fail(int rc);
+int w_user(struct sq *st, int64_t id, char **name);
+
+/* effects.c */
+int w_dm_open(struct sq *st, struct job *j);
+int w_effect(struct sq *st, struct job *j, int64_t room_id);
 
 #endif

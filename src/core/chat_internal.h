@@ -1,0 +1,86 @@
+/* chat_internal: what chat.c and moderation.c share (the chat struct, its
+ * room cache and running mutes, and the few helpers moderation calls).
+ * Internal to core's chat: no other file includes it; the interface is
+ * core/chat.h. */
+#ifndef NATTER_CORE_CHAT_INTERNAL_H
+#define NATTER_CORE_CHAT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/chat.h"
+#include "core/link.h"
+#include "core/userdir.h"
+
+/* Every room, by name: loaded at start, then each new room added by the
+ * commit hook when its room-creating event commits (before anyone is told
+ * of it), so resolving a name never reads SQLite on the caller's thread
+ * (an event loop, for a WebSocket). Rooms are never deleted or renamed, so
+ * an entry never changes and never goes away; the table only grows, and
+ * that is fine: it holds one entry per room that exists. Keys are the
+ * names in lower case, as the store compares them (names are ASCII). */
+struct room_entry {
+	char key[33]; /* "": empty */
+	int64_t id;
+	char name[33]; /* canonical spelling */
+	enum chat_room_kind kind;
+};
+
+/* A running mute: (room, user) muted until until_ms. */
+struct mute {
+	int64_t room, user, until_ms;
+};
+
+struct chat {
+	struct store *store;
+	struct bus *bus;
+	struct link *link; /* committed events to the bus (link.h) */
+	struct metrics *metrics;
+	/* who @name may mention: a resolver set by chat_set_mention, else
+	 * NULL: the user directory, members of the room only (chat_mention) */
+	markdown_mention_fn mention;
+	void *mention_arg;
+	struct userdir *users;		   /* every account, for mentions */
+	atomic_bool full;		   /* chat_storage_full */
+	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
+	atomic_uint_fast64_t full_refused; /* since that line */
+	pthread_mutex_t room_mu;
+	struct room_entry *rooms; /* room_cap slots, a power of two */
+	size_t room_cap, nrooms;
+	/* Running mutes, checked on every send: few at any time, so an array
+	 * scanned under mute_mu; nmutes is read without it first, so that a
+	 * server with no mute pays one atomic load per send. Expired entries
+	 * are dropped as they are met. */
+	pthread_mutex_t mute_mu;
+	struct mute *mutes;
+	size_t mute_cap;
+	_Atomic size_t nmutes;
+};
+
+/* Whether actor may act on subject in room_id (remove, ban, mute): actor
+ * moderates the room and outranks subject. CHAT_OK, CHAT_EFORBIDDEN,
+ * CHAT_EINTERNAL. */
+int may_act_on(struct chat *c, int64_t room_id, int64_t actor, int64_t subject);
+
+/* A room by name, whatever its kind (moderation and admin calls, which
+ * decide by role, not membership). */
+int resolve_room(struct chat *c, const char *room, int64_t *id, char name[33]);
+
+/* Set (until_ms > 0) or clear the mute of (room, user) in the cache. */
+void mute_put(struct chat *c, int64_t room, int64_t user, int64_t until_ms);
+
+/* The subject of a moderation command (args "user"), resolved: CHAT_OK
+ * with its id and canonical name, CHAT_ENOUSER, CHAT_EINTERNAL. */
+int subject_resolve(struct chat *c, const char *user, int64_t *id,
+		    char name[33]);
+
+/* Append to the audit log; a failure is logged, the action stands. */
+void audit(struct chat *c, const char *actor, const char *action,
+	   const char *target, const char *room, const char *reason,
+	   const char *detail);
+
+/* Milliseconds left of user's mute in room, 0 when not muted. */
+int64_t mute_left(struct chat *c, int64_t room, int64_t user);
+
+#endif

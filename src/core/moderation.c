@@ -1,0 +1,244 @@
+/* moderation: roles (admins, room moderators), bans, mutes, disabling an
+ * account, and the audit log and ban list reads. Every change is checked
+ * against the actor's rank, goes through the store like any command, and
+ * is written to the audit log once it committed.
+ *
+ * It deliberately does not do: sending events, the room cache or the
+ * commit hook (chat.c, whose top comment covers threads and the overall
+ * path); the declarations are in core/chat.h. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/chat.h"
+#include "core/chat_internal.h"
+#include "core/link.h"
+#include "core/userdir.h"
+#include "model/markdown.h"
+#include "util/log.h"
+#include "util/util.h"
+
+/* --- roles -----------------------------------------------------------------
+ */
+
+bool chat_is_admin(struct chat *c, int64_t user_id)
+{
+	struct store_user u;
+	if (store_user_by_id(c->store, user_id, &u) != STORE_OK)
+		return false;
+	bool admin = u.admin;
+	store_user_fini(&u);
+	return admin;
+}
+
+bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id)
+{
+	int role = store_room_role(c->store, room_id, user_id);
+	if (role >= STORE_ROLE_MODERATOR)
+		return true;
+	return chat_is_admin(c, user_id);
+}
+
+int chat_moderator_set(struct chat *c, const struct chat_user *u,
+		       const char *room, const char *target, bool on,
+		       char room_out[33], char target_out[33], int *role)
+{
+	int64_t room_id;
+	struct store_user t = {0};
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	int mine = store_room_role(c->store, room_id, u->id);
+	if (mine < 0)
+		return CHAT_EINTERNAL;
+	if (mine != STORE_ROLE_OWNER && !chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	rc = store_user_by_name(c->store, target, &t);
+	if (rc != STORE_OK)
+		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
+	snprintf(target_out, 33, "%s", t.username);
+	int theirs = store_room_role(c->store, room_id, t.id);
+	if (theirs == STORE_ROLE_OWNER) {
+		rc = CHAT_EFORBIDDEN;
+		goto done;
+	}
+	rc = store_moderator_set(c->store, room_id, t.id, u->id, on);
+	if (rc == STORE_NOTMEMBER) {
+		rc = CHAT_ENOTMEMBER;
+		goto done;
+	}
+	if (rc != STORE_OK) {
+		rc = CHAT_EINTERNAL;
+		goto done;
+	}
+	*role = store_room_role(c->store, room_id, t.id);
+	rc = *role < 0 ? CHAT_EINTERNAL : CHAT_OK;
+	if (rc == CHAT_OK) {
+		log_info("moderator %s room=%s user=%s by=%s",
+			 on ? "named" : "revoked", room_out, target_out,
+			 u->username);
+		audit(c, u->username, on ? "moderator" : "unmoderator",
+		      target_out, room_out, NULL, NULL);
+	}
+done:
+	store_user_fini(&t);
+	return rc;
+}
+
+int chat_ban_set(struct chat *c, const struct chat_user *u, const char *room,
+		 const char *target, const char *reason, bool on,
+		 char room_out[33], char target_out[33])
+{
+	int64_t room_id, subject;
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = subject_resolve(c, target, &subject, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (on && bus_is_member(c->bus, room_id, subject))
+		return CHAT_EEXISTS;
+	rc = store_ban_set(c->store, room_id, subject, u->id, reason, on);
+	if (rc == STORE_NOTFOUND && !on)
+		return CHAT_ENOTBANNED;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("moderation %s room=%s user=%s by=%s", on ? "ban" : "unban",
+		 room_out, target_out, u->username);
+	audit(c, u->username, on ? "ban" : "unban", target_out, room_out,
+	      reason, NULL);
+	return CHAT_OK;
+}
+
+int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
+		  const char *target, int64_t seconds, const char *reason,
+		  char room_out[33], char target_out[33], int64_t *until_ms)
+{
+	int64_t room_id, subject;
+	int rc = resolve_room(c, room, &room_id, room_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = subject_resolve(c, target, &subject, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	rc = may_act_on(c, room_id, u->id, subject);
+	if (rc != CHAT_OK)
+		return rc;
+	if (seconds < 0 || seconds > CHAT_MUTE_MAX_S)
+		return CHAT_EINVAL;
+	int64_t until = seconds ? now_ms() + seconds * 1000 : 0;
+	rc = store_mute_set(c->store, room_id, subject, until, u->id, reason);
+	if (rc == STORE_NOTFOUND && !seconds)
+		return CHAT_ENOTMUTED;
+	if (rc != STORE_OK)
+		return CHAT_EINTERNAL;
+	mute_put(c, room_id, subject, until);
+	*until_ms = until;
+	char detail[48];
+	snprintf(detail, sizeof(detail), "seconds=%" PRId64, seconds);
+	audit(c, u->username, seconds ? "mute" : "unmute", target_out, room_out,
+	      reason, seconds ? detail : NULL);
+	log_info("moderation %s room=%s user=%s by=%s seconds=%" PRId64,
+		 seconds ? "mute" : "unmute", room_out, target_out, u->username,
+		 seconds);
+
+	/* Tell the muted user on all their connections (ephemeral). */
+	char ts[32] = "";
+	if (until)
+		format_ts(until, ts);
+	json_t *args = json_pack("{s:s, s:s, s:s, s:I}", "user", target_out,
+				 "reason", reason ? reason : "", "until", ts,
+				 "seconds", (json_int_t)seconds);
+	struct evtype_input in = {.args = args};
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_MUTE, room_out, u->username,
+					  now_ms(), &in, &len);
+	json_decref(args);
+	if (json) {
+		struct event *ev =
+		    event_new(0, EVENT_MUTE, BUS_PERSONAL, subject, json, len);
+		free(json);
+		bus_publish(c->bus, ev);
+		event_unref(ev);
+	}
+	return CHAT_OK;
+}
+
+int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
+		       const char *room)
+{
+	int64_t room_id;
+	char name[33];
+	if (resolve_room(c, room, &room_id, name) != CHAT_OK)
+		return 0;
+	int64_t ms = mute_left(c, room_id, u->id);
+	return ms > 0 ? (ms + 999) / 1000 : 0;
+}
+
+int chat_user_disable(struct chat *c, const struct chat_user *u,
+		      const char *target, bool disabled, const char *reason,
+		      char target_out[33])
+{
+	int64_t id;
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	int rc = subject_resolve(c, target, &id, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id == u->id)
+		return CHAT_EINVAL;
+	if (store_user_disable(c->store, id, disabled, reason) != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("account %s user=%s by=%s", disabled ? "disabled" : "enabled",
+		 target_out, u->username);
+	audit(c, u->username, disabled ? "disable" : "enable", target_out, NULL,
+	      reason, NULL);
+	if (!disabled)
+		return CHAT_OK;
+	/* Every live connection of the account ends on this event. */
+	json_t *args = json_pack("{s:s}", "reason", reason ? reason : "");
+	struct evtype_input in = {.args = args};
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_DISABLED, "", u->username,
+					  now_ms(), &in, &len);
+	json_decref(args);
+	if (!json)
+		return CHAT_EINTERNAL;
+	struct event *ev =
+	    event_new(0, EVENT_DISABLED, BUS_PERSONAL, id, json, len);
+	free(json);
+	bus_publish(c->bus, ev);
+	event_unref(ev);
+	return CHAT_OK;
+}
+
+int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,
+		    unsigned limit, struct store_audit **out, size_t *n,
+		    bool *more)
+{
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	return store_audit_list(c->store, before, limit, out, n, more) < 0
+		   ? CHAT_EINTERNAL
+		   : CHAT_OK;
+}
+
+int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
+		   char name[33], struct store_ban **out, size_t *n)
+{
+	int64_t room_id;
+	int rc = resolve_room(c, room, &room_id, name);
+	if (rc != CHAT_OK)
+		return rc;
+	if (!chat_can_moderate(c, u->id, room_id))
+		return CHAT_EFORBIDDEN;
+	return store_bans_list(c->store, room_id, out, n) < 0 ? CHAT_EINTERNAL
+							      : CHAT_OK;
+}

@@ -1,0 +1,61 @@
+/* http_internal: what http.c (daemons, limits, the route table) and
+ * streams.c (the stream endpoints: /ws, /events, /poll) share: struct
+ * http, the per-connection context, and the functions each calls in the
+ * other. Internal to http: no other file includes it; the interface is
+ * http/http.h. */
+#ifndef NATTER_HTTP_INTERNAL_H
+#define NATTER_HTTP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <microhttpd.h>
+
+#include "http/deadline.h"
+#include "http/request.h"
+
+struct http {
+	struct server *srv;
+	struct MHD_Daemon *daemons[CONFIG_MAX_LISTEN];
+	unsigned ndaemons;
+	char *web_root; /* resolved, no trailing slash */
+	unsigned max_streams;
+	unsigned conn_limit;  /* libmicrohttpd's, per daemon */
+	unsigned close_mark;  /* from here on, new connections are closed */
+	unsigned busy_mark;   /* from here on, requests get 503 busy */
+	atomic_uint conns;    /* connections libmicrohttpd holds, all daemons */
+	atomic_int suspended; /* requests waiting for an async command */
+	atomic_bool closing;  /* set by http_quiesce: no new streams */
+	/* TLS: the daemon behind the terminator, and http-redirect. */
+	struct MHD_Daemon *tls_daemon;
+	const char *tls_hsts;	   /* HSTS for TLS connections; NULL: none */
+	struct deadline *deadline; /* header and body deadlines */
+	char hsts[32];
+	atomic_uint https_port; /* redirect target; 0 until known */
+};
+
+/* Every connection's libmicrohttpd socket context (on_notify). reply
+ * reads reply (HSTS on TLS connections); the deadline checker the rest. */
+struct http_conn {
+	struct reply_conn reply; /* first: reply_queue casts to it */
+	bool tls;
+	struct deadline_conn dl;
+};
+
+struct http_conn *conn_of(struct MHD_Connection *c);
+
+enum MHD_Result serve_ws(struct request *req);
+
+enum MHD_Result serve_sse(struct request *req);
+
+/* 503 busy, counted; close: also end the connection (at the connection
+ * limit, where the slot itself is what is short). */
+enum MHD_Result answer_busy(struct request *req, bool close);
+
+/* A slot of the per-user and per-address stream caps: 0, or -1 after
+ * answering 429 too_many_streams with Retry-After (counted). */
+int stream_slot(struct request *req, enum MHD_Result *ret);
+
+enum MHD_Result serve_poll(struct request *req);
+
+#endif
