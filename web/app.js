@@ -368,11 +368,22 @@ async function start(user) {
   renderOutboxBanner();
 }
 
-function sessionEnded(text = t('auth.session_ended')) {
+// A request answered 401 can beat the live event that says why the session
+// ended (an admin disabled the account: the server sends the reason, then
+// closes). Without a reason of its own, while the stream is live, wait a
+// moment for it; a reason given meanwhile wins.
+let sessionEndTimer = null;
+function sessionEnded(text) {
+  if (text === undefined && S.conn && S.conn.live) {
+    if (!sessionEndTimer) sessionEndTimer = setTimeout(() => sessionEnded(t('auth.session_ended')), 1500);
+    return;
+  }
+  clearTimeout(sessionEndTimer);
+  sessionEndTimer = null;
   if (S.conn) S.conn.stop();
   S.conn = null;
   settingsStop();
-  showAuth(text);
+  showAuth(text === undefined ? t('auth.session_ended') : text);
 }
 
 async function logout() {
