@@ -1,0 +1,224 @@
+// people.mjs: browser scenarios 20-23: direct messages, private rooms, mentions, read state, notifications.
+
+import {
+  DESKTOP, PHONE, assert, assertAccessible, assertFits, person, scenario, server,
+} from '../kit.mjs';
+
+export default async function () {
+  await scenario('20 people: a direct message round trip by keyboard, and a private room joined by invitation', async (people) => {
+    const olga = person(people, 'olga', server.base, DESKTOP);
+    const pete = person(people, 'pete', server.base, PHONE);
+    const quinn = person(people, 'quinn', server.base, DESKTOP);
+    await pete.register();
+    await quinn.register();
+    await olga.register();
+    await olga.waitLive('ws');
+    await pete.waitLive('ws');
+    await quinn.waitLive('ws');
+    const p = olga.page;
+    // Who is around: pete and quinn said hello in the lobby.
+    await pete.say('hello from pete');
+    await quinn.say('hello from quinn');
+    await olga.sees('hello from quinn', 5000);
+
+    // A new message, by keyboard, with the username suggested.
+    await p.focus('#dm-new');
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('#dm-form:not([hidden])');
+    assert(await p.evaluate(() => document.activeElement.id === 'dm-users-input'), 'the DM field takes the focus');
+    await p.keyboard.type('pe');
+    await p.waitForFunction(() => [...document.querySelectorAll('#user-suggestions option')].some((o) => o.value === 'pete'));
+    await p.keyboard.type('te');
+    await p.keyboard.press('Enter');
+    await p.waitForFunction(() => document.getElementById('room-title').textContent === 'pete');
+    const dm = await p.evaluate(() => document.querySelector('#dm-list .room-btn[aria-current="page"]').dataset.room);
+    assert(/^dm-\d+$/.test(dm), `the conversation is listed under direct messages (${dm})`);
+    await olga.say('Psst, pete: lunch at noon?');
+
+    // pete, on a phone, finds it in his list live and answers.
+    await pete.page.click('#open-nav');
+    await pete.page.waitForSelector(`#dm-list .room-btn[data-room="${dm}"]`, { timeout: 5000 });
+    await pete.page.waitForFunction((d) => /olga/.test(document.querySelector(`#dm-list .room-btn[data-room="${d}"]`).textContent), dm, { timeout: 3000 });
+    await pete.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await pete.shot('dm-list-phone.png');
+    await pete.page.click(`#dm-list .room-btn[data-room="${dm}"]`);
+    await pete.page.waitForFunction(() => document.getElementById('room-title').textContent === 'olga');
+    await pete.sees('Psst, pete: lunch at noon?', 5000);
+    await pete.say('Noon works. See you there.');
+    await olga.sees('Noon works. See you there.', 5000);
+    await assertFits(pete.page, 'dm phone');
+
+    // The same people again: the same conversation.
+    await p.click('#dm-new');
+    await p.fill('#dm-users-input', 'PETE');
+    await p.click('#dm-form-submit');
+    await p.waitForFunction((d) => document.querySelector('#dm-list .room-btn[aria-current="page"]')?.dataset.room === d, dm);
+    assert((await p.$$('#dm-list .room-btn')).length === 1, 'one conversation with pete, not two');
+
+    // quinn, outside, sees nothing of it.
+    const qrooms = await quinn.page.evaluate(async () => (await (await fetch('/api/rooms')).json()).rooms.map((r) => r.name));
+    assert(!qrooms.includes(dm), 'the conversation is not in an outsider\'s room list');
+    assert(!(await quinn.texts()).some((x) => /lunch|Noon/.test(x)), 'an outsider never sees the conversation');
+
+    // A private room: made with the checkbox, joined by quinn on invitation.
+    await p.check('#room-private-input');
+    await olga.enterRoom('vault');
+    assert(await p.$('.room-btn[data-room="vault"] .lock-mark'), 'the private room is marked');
+    const listed = await quinn.page.evaluate(async () => (await (await fetch('/api/rooms')).json()).rooms.some((r) => r.name === 'vault'));
+    assert(!listed, 'the private room is not listed to others');
+    await p.click('#members-toggle');
+    await p.fill('#invite-input', 'quinn');
+    await p.press('#invite-input', 'Enter');
+    await p.waitForFunction(() => /quinn/.test(document.getElementById('invite-status').textContent));
+    await quinn.page.waitForSelector('#invites-box:not([hidden]) #invite-list button', { timeout: 5000 });
+    await quinn.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await quinn.shot('invite-desktop.png');
+    await quinn.page.click('#invite-list button');
+    await quinn.page.waitForFunction(() => document.getElementById('room-title').textContent === '#vault');
+    await quinn.page.waitForSelector('#invites-box[hidden]', { state: 'attached' });
+    await olga.say('Welcome to the vault, quinn.');
+    await quinn.sees('Welcome to the vault, quinn.', 5000);
+    await p.click('#close-members');
+    await olga.openDm(dm);
+    await p.evaluate(() => document.activeElement && document.activeElement.blur());
+    await olga.shot('dm-desktop.png');
+    await assertAccessible(p, 'dm desktop');
+  });
+
+  await scenario('21 mentions: the server marks @name and @room, the one mentioned sees them highlighted', async (people) => {
+    const rita = person(people, 'rita', server.base, DESKTOP);
+    const sam = person(people, 'sam', server.base, DESKTOP);
+    await rita.register();
+    await sam.register();
+    await rita.waitLive('ws');
+    await sam.waitLive();
+    await rita.say('Hey @SAM, the build is green (not `@sam` in code)');
+    // Rendered once on the server: the mention shows the canonical name, the
+    // code span its text without the backticks.
+    await sam.sees('Hey @sam, the build is green (not @sam in code)', 5000);
+    const seen = await sam.page.evaluate(() => {
+      const li = [...document.querySelectorAll('#message-list .msg')].find((e) => /build is green/.test(e.textContent));
+      return { row: li.classList.contains('mentions-me'), marks: [...li.querySelectorAll('.mention-me')].map((e) => e.textContent) };
+    });
+    assert(seen.row, 'the message that mentions sam is highlighted for him');
+    assert(seen.marks.length === 1 && seen.marks[0] === '@sam', `one mention marked, not the one in code (${JSON.stringify(seen.marks)})`);
+    const own = await rita.page.evaluate(() => {
+      const li = [...document.querySelectorAll('#message-list .msg')].find((e) => /build is green/.test(e.textContent));
+      return { row: li.classList.contains('mentions-me'), marks: li.querySelectorAll('.mention').length };
+    });
+    assert(!own.row && own.marks === 1, 'the author sees the mention marked, not her own row highlighted');
+    await sam.say('@room lunch?');
+    await rita.sees('@room lunch?', 5000);
+    assert(await rita.page.evaluate(() => [...document.querySelectorAll('#message-list .msg.mentions-me')].some((e) => /lunch/.test(e.textContent))), '@room mentions rita');
+    await sam.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await sam.shot('mention-desktop.png');
+    await assertAccessible(sam.page, 'mentions');
+    // @ autocomplete in the composer, by keyboard.
+    await sam.page.click('#members-toggle');
+    await sam.page.waitForFunction(() => /rita/.test(document.getElementById('member-list').textContent));
+    await sam.page.click('#close-members');
+    await sam.page.focus('#composer-input');
+    await sam.page.keyboard.type('thanks @RI');
+    await sam.page.waitForSelector('#mention-list:not([hidden]) [role="option"][aria-selected="true"]');
+    assert((await sam.page.textContent('#mention-list [aria-selected="true"]')).startsWith('@rita'), 'rita is offered first');
+    assert(await sam.page.getAttribute('#composer-input', 'aria-activedescendant') === 'mention-opt-0', 'the composer points at the chosen option');
+    await sam.shot('mention-autocomplete-desktop.png');
+    await sam.page.keyboard.press('Enter'); // takes the name, sends nothing
+    assert(await sam.page.inputValue('#composer-input') === 'thanks @rita ', 'Enter completes the name');
+    await sam.page.keyboard.type('see you');
+    await sam.page.keyboard.press('Enter');
+    await rita.sees('thanks @rita see you', 5000);
+    assert(await rita.page.evaluate(() => [...document.querySelectorAll('#message-list .msg.mentions-me')].some((e) => /see you/.test(e.textContent))), 'the completed mention mentions rita');
+  });
+
+  await scenario('22 read on one device: the unread badge clears on the other within 2 s; counts come from the server', async (people) => {
+    const tara = person(people, 'tara', server.base, DESKTOP);
+    const uma = person(people, 'uma', server.base, DESKTOP);
+    await tara.register();
+    await uma.register();
+    await tara.enterRoom('tea');
+    await uma.enterRoom('tea');
+    await tara.openRoom('lobby');
+    const phone = person(people, 'tara', server.base, PHONE);
+    await phone.login();
+    await tara.waitLive();
+    await phone.waitLive();
+    await uma.say('anyone for tea, @tara?');
+    const badge = () => (want) => {
+      const b = document.querySelector('.room-btn[data-room="tea"] .badge');
+      return want === 0 ? !b : b && b.textContent === String(want);
+    };
+    await tara.page.waitForFunction(badge(), 1, { timeout: 5000 });
+    await phone.page.waitForFunction(badge(), 1, { timeout: 5000 });
+    assert(/^\(1\) /.test(await tara.page.title()), 'the tab title carries the unread total');
+    await tara.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await tara.shot('unread-before-desktop.png');
+    // A third device that was away gets the count from the server.
+    const later = person(people, 'tara', server.base, DESKTOP);
+    await later.login();
+    await later.page.waitForFunction(badge(), 1, { timeout: 5000 });
+    await later.close();
+    // Reading on the phone clears the desktop's badge.
+    await phone.openRoom('tea');
+    await phone.sees('anyone for tea, @tara?');
+    const t0 = Date.now();
+    await tara.page.waitForFunction(badge(), 0, { timeout: 2000 });
+    const took = Date.now() - t0;
+    assert(!/^\(\d+\) /.test(await tara.page.title()), 'the tab title has no unread total any more');
+    await tara.shot('unread-after-desktop.png');
+    const rooms = await tara.page.evaluate(async () => (await (await fetch('/api/rooms')).json()).rooms);
+    const tea = rooms.find((r) => r.name === 'tea');
+    assert(tea.unread === 0 && tea.mentions === 0, `the server counts nothing unread (${JSON.stringify(tea)})`);
+    console.log(`  badge cleared on the other device in ${took} ms`);
+  });
+
+  await scenario('23 desktop notifications for a mention and a DM while the tab is hidden, never for your own', async (people) => {
+    const vera = person(people, 'vera', server.base, DESKTOP);
+    const walt = person(people, 'walt', server.base, DESKTOP);
+    await vera.open();
+    await vera.ctx.grantPermissions(['notifications'], { origin: server.base });
+    // Record every notification the page makes (the real one is made too).
+    await vera.ctx.addInitScript(() => {
+      const N = window.Notification;
+      if (!N) return;
+      window.__notes = [];
+      window.Notification = class extends N {
+        constructor(title, opts) {
+          super(title, opts);
+          window.__notes.push({ title, body: (opts && opts.body) || '' });
+        }
+      };
+    });
+    await vera.page.close();
+    await vera.register();
+    await walt.register();
+    await vera.waitLive();
+    await walt.waitLive();
+    assert(await vera.page.evaluate(() => Notification.permission) === 'granted', 'the permission is granted');
+    await vera.page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await walt.say('@vera the report is ready');
+    await vera.page.waitForFunction(() => window.__notes.some((n) => /the report is ready/.test(n.body)), null, { timeout: 5000 });
+    // A direct message.
+    await walt.page.click('#dm-new');
+    await walt.page.fill('#dm-users-input', 'vera');
+    await walt.page.press('#dm-users-input', 'Enter');
+    await walt.page.waitForFunction(() => document.getElementById('room-title').textContent === 'vera');
+    await walt.say('just between us');
+    await vera.page.waitForFunction(() => window.__notes.some((n) => n.body === 'just between us' && n.title === 'walt'), null, { timeout: 5000 });
+    // Her own message, from another device, is never notified.
+    await vera.page.evaluate(async () => {
+      const r = await fetch('/api/rooms/lobby/messages', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: 'note to @vera from myself' }) });
+      if (r.status !== 201) throw new Error('send failed ' + r.status);
+    });
+    await walt.openRoom('lobby');
+    await walt.sees('note to @vera from myself', 5000);
+    await vera.page.waitForTimeout(500);
+    const notes = await vera.page.evaluate(() => window.__notes);
+    assert(!notes.some((n) => /from myself/.test(n.body)), 'no notification for her own message');
+    assert(notes.length === 2, `two notifications, not ${notes.length}: ${JSON.stringify(notes)}`);
+  });
+}
