@@ -1,5 +1,8 @@
 // chat.mjs: browser scenarios 1-8: talking in real time on every transport and through restrictive proxies, history, restarts.
 
+import fs from 'node:fs';
+import path from 'node:path';
+
 import {
   DESKTOP, Natterd, Nginx, PASSWORD, PHONE, WORK, assert, exactlyOnce, freePort, metric, noDuplicateIds, person, scenario, server, sleep,
 } from '../kit.mjs';

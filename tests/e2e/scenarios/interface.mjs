@@ -1,5 +1,8 @@
 // interface.mjs: browser scenarios 9-14: the catalogs and zh-CN, settings across tabs and browsers, accessibility, search.
 
+import fs from 'node:fs';
+import path from 'node:path';
+
 import {
   DESKTOP, PASSWORD, PHONE, PHONE360, WEB, assert, assertAccessible, assertContTime, assertFits, assertNoEnglish, browser, catalog, forms, here, openContexts, person, placeholders, scenario, server, sleep,
 } from '../kit.mjs';
