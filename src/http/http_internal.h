@@ -52,8 +52,9 @@ enum MHD_Result serve_sse(struct request *req);
  * limit, where the slot itself is what is short). */
 enum MHD_Result answer_busy(struct request *req, bool close);
 
-/* A slot of the per-user and per-address stream caps: 0, or -1 after
- * answering 429 too_many_streams with Retry-After (counted). */
+/* A slot of the server's, the user's and the address's stream caps,
+ * reserved atomically: 0, or -1 after answering 503 busy (the server's)
+ * or 429 too_many_streams with Retry-After (counted). */
 int stream_slot(struct request *req, enum MHD_Result *ret);
 
 enum MHD_Result serve_poll(struct request *req);
