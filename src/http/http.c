@@ -258,9 +258,12 @@ static enum MHD_Result route(struct request *req, const char *url)
 
 	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
 	    request_auth(req) < 0)
-		return reply_error(
-		    req->conn, &req->log, 401, "unauthorized",
-		    "log in first (cookie or Authorization: Bearer)");
+		return req->disabled
+			   ? request_disabled(req, req->disabled_reason)
+			   : reply_error(req->conn, &req->log, 401,
+					 "unauthorized",
+					 "log in first (cookie or "
+					 "Authorization: Bearer)");
 	if ((flags & ROUTE_CSRF) && !route_method_is_read(req->method) &&
 	    !csrf_ok(req))
 		return reply_error(req->conn, &req->log, 403, "csrf",
@@ -269,8 +272,10 @@ static enum MHD_Result route(struct request *req, const char *url)
 		return method_not_allowed(req, m.allow);
 	if ((r->flags & ROUTE_TOKEN) && !req->authed && request_auth(req) < 0 &&
 	    request_auth_query(req) < 0)
-		return reply_error(req->conn, &req->log, 401, "unauthorized",
-				   "log in first");
+		return req->disabled
+			   ? request_disabled(req, req->disabled_reason)
+			   : reply_error(req->conn, &req->log, 401,
+					 "unauthorized", "log in first");
 	if (r->flags & ROUTE_ORIGIN) {
 		/* Browsers always send Origin with a WebSocket handshake: a
 		 * foreign one is cross-site WebSocket hijacking. */

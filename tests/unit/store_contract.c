@@ -1129,8 +1129,13 @@ static void c_mutes_disable_audit(void **state)
 	char name[33];
 	assert_int_equal(store_session_user(st, h, 1, &uid, name), STORE_OK);
 	assert_int_equal(store_user_disable(st, b, true, "spam"), STORE_OK);
+	/* a disabled account's session says so (a 403 with the reason,
+	 * not a bare 401), at once, cache or not */
 	assert_int_equal(store_session_user(st, h, 1, &uid, name),
-			 STORE_NOTFOUND);
+			 STORE_DISABLED);
+	assert_int_equal(uid, b);
+	assert_int_equal(store_session_user(st, h, 1, &uid, name),
+			 STORE_DISABLED);
 	struct store_user u;
 	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
 	assert_true(u.disabled);
@@ -1140,6 +1145,9 @@ static void c_mutes_disable_audit(void **state)
 	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
 	assert_false(u.disabled);
 	store_user_fini(&u);
+	/* enabling ends the old sessions: a fresh login is needed */
+	assert_int_equal(store_session_user(st, h, 1, &uid, name),
+			 STORE_NOTFOUND);
 	assert_int_equal(store_user_disable(st, 999999, true, NULL),
 			 STORE_NOTFOUND);
 

@@ -90,8 +90,9 @@ static const char *const sql_text[Q_COUNT] = {
 		      "expires_ms) VALUES (?1, ?2, ?3, ?4)",
     [Q_SESSION_GET] = "SELECT user_id, expires_ms FROM sessions "
 		      "WHERE hash = ?1",
-    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username "
-		       "FROM sessions s JOIN users u ON u.id = s.user_id "
+    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username, "
+		       "u.disabled_ms IS NOT NULL FROM sessions s JOIN users u "
+		       "ON u.id = s.user_id "
 		       "WHERE s.hash = ?1",
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_SESSION_DEL_EXPIRED] = "DELETE FROM sessions "
