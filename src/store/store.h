@@ -272,6 +272,15 @@ int store_mutes_each(struct store *st, int64_t now_ms,
 		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
 				int64_t until_ms),
 		     void *arg);
+/* Call fn for every role above member: with rooms, each room's owner
+ * (role STORE_ROLE_OWNER; rooms without one, like the lobby, are left
+ * out) and each moderator (STORE_ROLE_MODERATOR), whether or not still a
+ * member; then, always, each server admin as room_id 0 (role
+ * STORE_ROLE_OWNER). For loading chat's role cache. 0 or -1. */
+int store_roles_each(struct store *st, bool rooms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int role),
+		     void *arg);
 /* One row of the audit log: a moderation or admin action. Strings are
  * names ("" or NULL when not applicable); ts_ms 0 when adding: now. */
 struct store_audit {

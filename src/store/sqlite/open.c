@@ -224,6 +224,11 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_USER_PWHASH_SET] = "UPDATE users SET pwhash = ?2 WHERE id = ?1",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
+    /* 3 owner, 2 moderator (enum store_role) */
+    [Q_ROLES_ALL] = "SELECT id, created_by, 3 FROM rooms "
+		    "WHERE created_by IS NOT NULL UNION ALL "
+		    "SELECT room_id, user_id, 2 FROM moderators",
+    [Q_ADMINS_ALL] = "SELECT 0, id, 3 FROM users WHERE admin",
 };
 
 /* A migration file: version 1 is schema.sql. */
@@ -827,6 +832,7 @@ const struct store_ops sq_ops = {
     .mute_set = sq_mute_set,
     .mutes_each = sq_mutes_each,
     .user_disable = sq_user_disable,
+    .roles_each = sq_roles_each,
     .user_password_set = sq_user_password_set,
     .audit_add = sq_audit_add,
     .audit_list = sq_audit_list,

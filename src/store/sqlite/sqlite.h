@@ -104,6 +104,8 @@ enum q {
 	Q_AUDIT_ADD,
 	Q_USER_PWHASH_SET,
 	Q_AUDIT_LIST,
+	Q_ROLES_ALL,
+	Q_ADMINS_ALL,
 	Q_COUNT
 };
 
@@ -228,6 +230,10 @@ int sq_mute_set(struct store *base, int64_t room_id, int64_t user_id,
 int sq_mutes_each(struct store *base, int64_t now_ms,
 		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
 			     int64_t until_ms),
+		  void *arg);
+int sq_roles_each(struct store *base, bool rooms,
+		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			     int role),
 		  void *arg);
 int sq_user_disable(struct store *base, int64_t id, bool disabled,
 		    const char *reason);
