@@ -292,6 +292,9 @@ int w_member_change(struct sq *st, enum q q, int64_t room_id, int64_t user_id);
 int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
 		const char *from);
 int w_stmt_fail(struct sq *st, sqlite3_stmt *s, int rc);
+/* Whether q, with ?1 = a and ?2 = b, yields a row on the writer's
+ * connection: 1, 0, or a failure status (w_stmt_fail). */
+int w_row_exists(struct sq *st, enum q q, int64_t a, int64_t b);
 int w_is_member(struct sq *st, int64_t room_id, int64_t user_id);
 int w_fail(int rc);
 int w_user(struct sq *st, int64_t id, char **name);
