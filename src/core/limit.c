@@ -32,7 +32,7 @@ struct rate_entry {
 struct count_entry {
 	struct count_entry *next;
 	unsigned n;
-	char key[]; /* "u<id>" or "a<address>" */
+	char key[]; /* "u<id>", "a<address>" (streams), "c<address>" */
 };
 
 struct limit {
@@ -288,6 +288,43 @@ unsigned limit_streams_total(struct limit *l)
 {
 	pthread_mutex_lock(&l->count_lock);
 	unsigned n = l->total;
+	pthread_mutex_unlock(&l->count_lock);
+	return n;
+}
+
+/* --- connections per address ---------------------------------------------- */
+
+static void conn_key(char *key, size_t len, const char *addr)
+{
+	snprintf(key, len, "c%s", addr);
+}
+
+unsigned limit_conn_open(struct limit *l, const char *addr)
+{
+	char key[72];
+	conn_key(key, sizeof(key), addr);
+	pthread_mutex_lock(&l->count_lock);
+	count_add(l, key);
+	unsigned n = count_get(l, key);
+	pthread_mutex_unlock(&l->count_lock);
+	return n;
+}
+
+void limit_conn_close(struct limit *l, const char *addr)
+{
+	char key[72];
+	conn_key(key, sizeof(key), addr);
+	pthread_mutex_lock(&l->count_lock);
+	count_sub(l, key);
+	pthread_mutex_unlock(&l->count_lock);
+}
+
+unsigned limit_conns_addr(struct limit *l, const char *addr)
+{
+	char key[72];
+	conn_key(key, sizeof(key), addr);
+	pthread_mutex_lock(&l->count_lock);
+	unsigned n = count_get(l, key);
 	pthread_mutex_unlock(&l->count_lock);
 	return n;
 }

@@ -11,7 +11,9 @@
  *
  * Stream caps count the open WebSocket, SSE and long-poll streams of each
  * user and of each client address; an entry exists while its count is not
- * zero, so the table is bounded by the open streams themselves.
+ * zero, so the table is bounded by the open streams themselves. The same
+ * table counts each address's HTTP connections (the caller decides what
+ * its cap allows).
  *
  * Any thread may call anything here; one mutex each for the two tables.
  * Times are passed in (milliseconds of a monotonic clock) so tests can
@@ -73,5 +75,15 @@ unsigned limit_streams_user(struct limit *l, int64_t user);
 unsigned limit_streams_addr(struct limit *l, const char *addr);
 /* Streams counted now on the whole server. */
 unsigned limit_streams_total(struct limit *l);
+
+/* --- connections per address --- */
+
+/* Count one more HTTP connection from addr; returns how many addr holds
+ * now, this one included (the caller compares with its cap). Every call
+ * is paired with one limit_conn_close. */
+unsigned limit_conn_open(struct limit *l, const char *addr);
+void limit_conn_close(struct limit *l, const char *addr);
+/* Connections counted now for addr. */
+unsigned limit_conns_addr(struct limit *l, const char *addr);
 
 #endif

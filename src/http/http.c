@@ -367,6 +367,77 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	return ret;
 }
 
+/* A client address as text ("" when it has none). */
+static void addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+	out[0] = '\0';
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)len);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)len);
+}
+
+/* connections-per-address: count a new connection under its client's
+ * address. libmicrohttpd's own MHD_OPTION_PER_IP_CONNECTION_LIMIT closes
+ * the connections over it unanswered, and on the TLS daemon it would
+ * count whatever address the terminator handed over; natter counts here,
+ * where a TLS connection carries its client's real address
+ * (http_tls_add), and answers the ones over the cap with a 429 the client
+ * understands (on_request). */
+static void conn_count(struct http *h, struct MHD_Connection *c,
+		       struct http_conn *hc)
+{
+	unsigned cap = h->srv->cfg->connections_per_address;
+	if (!cap || !h->srv->limit)
+		return;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	addr_text(ci ? ci->client_addr : NULL, hc->addr, sizeof(hc->addr));
+	if (!hc->addr[0])
+		return;
+	hc->counted = true;
+	hc->over = limit_conn_open(h->srv->limit, hc->addr) > cap;
+}
+
+/* A TLS connection handed over and not yet started by libmicrohttpd. */
+struct tls_pending {
+	struct tls_pending *next;
+	int fd;
+	struct tls_rx *rx;
+};
+
+static void pending_put(struct http *h, int fd, struct tls_rx *rx)
+{
+	struct tls_pending *p = xcalloc(1, sizeof(*p));
+	p->fd = fd;
+	p->rx = rx;
+	pthread_mutex_lock(&h->pend_mu);
+	p->next = h->pending;
+	h->pending = p;
+	pthread_mutex_unlock(&h->pend_mu);
+}
+
+/* fd's byte count (the reference passes to the caller), or NULL. */
+static struct tls_rx *pending_take(struct http *h, int fd)
+{
+	struct tls_rx *rx = NULL;
+	pthread_mutex_lock(&h->pend_mu);
+	for (struct tls_pending **pp = &h->pending; *pp; pp = &(*pp)->next) {
+		if ((*pp)->fd != fd)
+			continue;
+		struct tls_pending *p = *pp;
+		*pp = p->next;
+		rx = p->rx;
+		free(p);
+		break;
+	}
+	pthread_mutex_unlock(&h->pend_mu);
+	return rx;
+}
+
 /* Each connection gets its struct http_conn, and is counted for the busy
  * mark (see connections_busy) and watched by the deadline checker.
  * libmicrohttpd reports CLOSED before it closes the socket, so the checker
@@ -381,8 +452,15 @@ static void notify(struct http *h, struct MHD_Connection *c,
 		hc->reply.hsts = tls ? h->tls_hsts : NULL;
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
 		    c, MHD_CONNECTION_INFO_CONNECTION_FD);
-		if (ci && h->deadline)
+		if (ci && tls)
+			hc->rx = pending_take(h, ci->connect_fd);
+		conn_count(h, c, hc);
+		if (ci && h->deadline) {
 			deadline_conn_add(h->deadline, &hc->dl, ci->connect_fd);
+			if (hc->rx)
+				deadline_conn_counter(h->deadline, &hc->dl,
+						      &hc->rx->bytes);
+		}
 		*socket_context = hc;
 		atomic_fetch_add(&h->conns, 1);
 		return;
@@ -391,6 +469,9 @@ static void notify(struct http *h, struct MHD_Connection *c,
 	if (hc) {
 		if (h->deadline)
 			deadline_conn_remove(h->deadline, &hc->dl);
+		if (hc->counted)
+			limit_conn_close(h->srv->limit, hc->addr);
+		tls_rx_unref(hc->rx);
 		free(hc);
 		*socket_context = NULL;
 	}
@@ -414,12 +495,17 @@ static void on_tls_notify(void *cls, struct MHD_Connection *c,
 }
 
 int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
-		 socklen_t addrlen)
+		 socklen_t addrlen, struct tls_rx *rx)
 {
 	struct http *h = arg;
-	return MHD_add_connection(h->tls_daemon, fd, addr, addrlen) == MHD_YES
-		   ? 0
-		   : -1;
+	/* Before the add: libmicrohttpd may start the connection (and
+	 * on_tls_notify look for its count) before MHD_add_connection
+	 * returns. */
+	pending_put(h, fd, rx);
+	if (MHD_add_connection(h->tls_daemon, fd, addr, addrlen) == MHD_YES)
+		return 0;
+	tls_rx_unref(pending_take(h, fd));
+	return -1;
 }
 
 void http_set_https_port(struct http *h, unsigned port)
@@ -576,12 +662,39 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
 				 socklen_t addrlen)
 {
 	struct http *h = cls;
-	(void)addr;
 	(void)addrlen;
-	if (connections_open(h) < h->close_mark)
-		return MHD_YES;
-	metrics_inc(h->srv->metrics.rejected_busy);
-	return MHD_NO;
+	if (connections_open(h) >= h->close_mark) {
+		metrics_inc(h->srv->metrics.rejected_busy);
+		return MHD_NO;
+	}
+	/* At twice connections-per-address, one address's flood is closed
+	 * as soon as accepted (between the cap and this, answered 429). */
+	unsigned cap = h->srv->cfg->connections_per_address;
+	char text[64];
+	if (cap && h->srv->limit) {
+		addr_text(addr, text, sizeof(text));
+		if (text[0] &&
+		    limit_conns_addr(h->srv->limit, text) >= 2 * cap) {
+			metrics_inc(h->srv->metrics.conns_refused_addr[1]);
+			return MHD_NO;
+		}
+	}
+	return MHD_YES;
+}
+
+/* 429 too_many_connections, and the connection closed: its address holds
+ * more than connections-per-address. Counted. */
+static enum MHD_Result too_many_connections(struct request *req)
+{
+	const struct reply_header h[] = {{"Retry-After", "5"},
+					 {"Connection", "close"}};
+	metrics_inc(req->srv->metrics.conns_refused_addr[0]);
+	req->body_too_big = true; /* read no body: the connection ends */
+	return reply_error_headers(req->conn, &req->log, 429,
+				   "too_many_connections",
+				   "too many open connections from this "
+				   "address; close some or try again shortly",
+				   h, 2);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
@@ -611,6 +724,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			return MHD_YES; /* answered; no body is read */
 		if (connections_busy(h))
 			return answer_busy(req, true);
+		if (hc && hc->over)
+			return too_many_connections(req);
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -794,6 +909,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	atomic_init(&h->closing, false);
 	atomic_init(&h->https_port, 0);
 	atomic_init(&h->conns, 0);
+	pthread_mutex_init(&h->pend_mu, NULL);
 	char resolved[PATH_MAX];
 	if (!realpath(cfg->web_root, resolved)) {
 		snprintf(err, errlen, "web-root '%s': %s", cfg->web_root,
@@ -876,6 +992,13 @@ void http_stop(struct http *h)
 	if (h->tls_daemon)
 		MHD_stop_daemon(h->tls_daemon);
 	deadline_free(h->deadline);
+	while (h->pending) {
+		struct tls_pending *p = h->pending;
+		h->pending = p->next;
+		tls_rx_unref(p->rx);
+		free(p);
+	}
+	pthread_mutex_destroy(&h->pend_mu);
 	free(h->web_root);
 	free(h);
 }

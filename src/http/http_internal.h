@@ -6,6 +6,7 @@
 #ifndef NATTER_HTTP_INTERNAL_H
 #define NATTER_HTTP_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -13,6 +14,7 @@
 
 #include "http/deadline.h"
 #include "http/request.h"
+#include "net/tls.h"
 
 struct http {
 	struct server *srv;
@@ -32,6 +34,10 @@ struct http {
 	struct deadline *deadline; /* header and body deadlines */
 	char hsts[32];
 	atomic_uint https_port; /* redirect target; 0 until known */
+	/* TLS connections handed over, until libmicrohttpd starts them
+	 * (on_tls_notify takes each one's byte count by its descriptor) */
+	pthread_mutex_t pend_mu;
+	struct tls_pending *pending;
 };
 
 /* Every connection's libmicrohttpd socket context (on_notify). reply
@@ -39,7 +45,12 @@ struct http {
 struct http_conn {
 	struct reply_conn reply; /* first: reply_queue casts to it */
 	bool tls;
+	struct tls_rx *rx; /* TLS: the terminator's byte count (a reference) */
 	struct deadline_conn dl;
+	/* counted under connections-per-address (addr: the client's, also
+	 * for TLS); over: beyond the cap, its request is answered 429 */
+	bool counted, over;
+	char addr[64];
 };
 
 struct http_conn *conn_of(struct MHD_Connection *c);
