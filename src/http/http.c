@@ -4,7 +4,9 @@
  * Origin), the stream cap, /healthz and /metrics, and the access log.
  * struct request and its helpers live in request.c, the matcher in
  * route.c, static files in files.c, the API handlers in api_*.c, the
- * stream endpoints (stream cap, resume point) in streams.c, the
+ * stream endpoints (stream cap, resume point) in streams.c, each
+ * connection's context (deadline watch, per-address count, the TLS
+ * terminator's byte count) in conns.c, the
  * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
@@ -367,147 +369,6 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	return ret;
 }
 
-/* A client address as text ("" when it has none). */
-static void addr_text(const struct sockaddr *sa, char *out, size_t len)
-{
-	out[0] = '\0';
-	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-			  out, (socklen_t)len);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)len);
-}
-
-/* connections-per-address: count a new connection under its client's
- * address. libmicrohttpd's own MHD_OPTION_PER_IP_CONNECTION_LIMIT closes
- * the connections over it unanswered, and on the TLS daemon it would
- * count whatever address the terminator handed over; natter counts here,
- * where a TLS connection carries its client's real address
- * (http_tls_add), and answers the ones over the cap with a 429 the client
- * understands (on_request). */
-static void conn_count(struct http *h, struct MHD_Connection *c,
-		       struct http_conn *hc)
-{
-	unsigned cap = h->srv->cfg->connections_per_address;
-	if (!cap || !h->srv->limit)
-		return;
-	const union MHD_ConnectionInfo *ci =
-	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	addr_text(ci ? ci->client_addr : NULL, hc->addr, sizeof(hc->addr));
-	if (!hc->addr[0])
-		return;
-	hc->counted = true;
-	hc->over = limit_conn_open(h->srv->limit, hc->addr) > cap;
-}
-
-/* A TLS connection handed over and not yet started by libmicrohttpd. */
-struct tls_pending {
-	struct tls_pending *next;
-	int fd;
-	struct tls_rx *rx;
-};
-
-static void pending_put(struct http *h, int fd, struct tls_rx *rx)
-{
-	struct tls_pending *p = xcalloc(1, sizeof(*p));
-	p->fd = fd;
-	p->rx = rx;
-	pthread_mutex_lock(&h->pend_mu);
-	p->next = h->pending;
-	h->pending = p;
-	pthread_mutex_unlock(&h->pend_mu);
-}
-
-/* fd's byte count (the reference passes to the caller), or NULL. */
-static struct tls_rx *pending_take(struct http *h, int fd)
-{
-	struct tls_rx *rx = NULL;
-	pthread_mutex_lock(&h->pend_mu);
-	for (struct tls_pending **pp = &h->pending; *pp; pp = &(*pp)->next) {
-		if ((*pp)->fd != fd)
-			continue;
-		struct tls_pending *p = *pp;
-		*pp = p->next;
-		rx = p->rx;
-		free(p);
-		break;
-	}
-	pthread_mutex_unlock(&h->pend_mu);
-	return rx;
-}
-
-/* Each connection gets its struct http_conn, and is counted for the busy
- * mark (see connections_busy) and watched by the deadline checker.
- * libmicrohttpd reports CLOSED before it closes the socket, so the checker
- * forgets the descriptor while it is still this connection's. */
-static void notify(struct http *h, struct MHD_Connection *c,
-		   void **socket_context,
-		   enum MHD_ConnectionNotificationCode toe, bool tls)
-{
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		struct http_conn *hc = xcalloc(1, sizeof(*hc));
-		hc->tls = tls;
-		hc->reply.hsts = tls ? h->tls_hsts : NULL;
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		    c, MHD_CONNECTION_INFO_CONNECTION_FD);
-		if (ci && tls)
-			hc->rx = pending_take(h, ci->connect_fd);
-		conn_count(h, c, hc);
-		if (ci && h->deadline) {
-			deadline_conn_add(h->deadline, &hc->dl, ci->connect_fd);
-			if (hc->rx)
-				deadline_conn_counter(h->deadline, &hc->dl,
-						      &hc->rx->bytes);
-		}
-		*socket_context = hc;
-		atomic_fetch_add(&h->conns, 1);
-		return;
-	}
-	struct http_conn *hc = *socket_context;
-	if (hc) {
-		if (h->deadline)
-			deadline_conn_remove(h->deadline, &hc->dl);
-		if (hc->counted)
-			limit_conn_close(h->srv->limit, hc->addr);
-		tls_rx_unref(hc->rx);
-		free(hc);
-		*socket_context = NULL;
-	}
-	atomic_fetch_sub(&h->conns, 1);
-}
-
-static void on_notify(void *cls, struct MHD_Connection *c,
-		      void **socket_context,
-		      enum MHD_ConnectionNotificationCode toe)
-{
-	notify(cls, c, socket_context, toe, false);
-}
-
-/* Connections the TLS terminator hands over are marked TLS (request.tls,
- * HSTS in reply_queue). */
-static void on_tls_notify(void *cls, struct MHD_Connection *c,
-			  void **socket_context,
-			  enum MHD_ConnectionNotificationCode toe)
-{
-	notify(cls, c, socket_context, toe, true);
-}
-
-int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
-		 socklen_t addrlen, struct tls_rx *rx)
-{
-	struct http *h = arg;
-	/* Before the add: libmicrohttpd may start the connection (and
-	 * on_tls_notify look for its count) before MHD_add_connection
-	 * returns. */
-	pending_put(h, fd, rx);
-	if (MHD_add_connection(h->tls_daemon, fd, addr, addrlen) == MHD_YES)
-		return 0;
-	tls_rx_unref(pending_take(h, fd));
-	return -1;
-}
-
 void http_set_https_port(struct http *h, unsigned port)
 {
 	atomic_store(&h->https_port, port);
@@ -672,7 +533,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
 	unsigned cap = h->srv->cfg->connections_per_address;
 	char text[64];
 	if (cap && h->srv->limit) {
-		addr_text(addr, text, sizeof(text));
+		conn_addr_text(addr, text, sizeof(text));
 		if (text[0] &&
 		    limit_conns_addr(h->srv->limit, text) >= 2 * cap) {
 			metrics_inc(h->srv->metrics.conns_refused_addr[1]);
@@ -992,12 +853,7 @@ void http_stop(struct http *h)
 	if (h->tls_daemon)
 		MHD_stop_daemon(h->tls_daemon);
 	deadline_free(h->deadline);
-	while (h->pending) {
-		struct tls_pending *p = h->pending;
-		h->pending = p->next;
-		tls_rx_unref(p->rx);
-		free(p);
-	}
+	conns_pending_free(h);
 	pthread_mutex_destroy(&h->pend_mu);
 	free(h->web_root);
 	free(h);

@@ -55,6 +55,16 @@ struct http_conn {
 
 struct http_conn *conn_of(struct MHD_Connection *c);
 
+/* conns.c: a client address as text ("" when it has none), and the
+ * libmicrohttpd connection notifications of the plain and TLS daemons. */
+void conn_addr_text(const struct sockaddr *sa, char *out, size_t len);
+/* At http_stop: drop TLS connections handed over but never started. */
+void conns_pending_free(struct http *h);
+void on_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+	       enum MHD_ConnectionNotificationCode toe);
+void on_tls_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+		   enum MHD_ConnectionNotificationCode toe);
+
 enum MHD_Result serve_ws(struct request *req);
 
 enum MHD_Result serve_sse(struct request *req);

@@ -135,11 +135,7 @@ int sq_bans_list(struct store *base, int64_t room_id, struct store_ban **out,
 		goto fail;
 	sqlite3_bind_int64(s, 1, room_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 8;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		struct store_ban *b = &v[len++];
+		struct store_ban *b = SQ_PUSH(v, len, cap, 8);
 		const char *u = (const char *)sqlite3_column_text(s, 0);
 		const char *by = (const char *)sqlite3_column_text(s, 1);
 		snprintf(b->username, sizeof(b->username), "%s", u ? u : "");

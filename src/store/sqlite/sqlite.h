@@ -284,6 +284,16 @@ struct job {
 	size_t nmore;
 };
 
+/* The next slot of a result array v (holding len of cap elements) that a
+ * list read grows row by row: the array doubles (from first) when full;
+ * evaluates to a pointer to the new slot, len counted. v, len and cap are
+ * lvalues, each evaluated more than once. */
+#define SQ_PUSH(v, len, cap, first)                                            \
+	(((len) == (cap) ? ((cap) = (cap) ? 2 * (cap) : (first),               \
+			    (v) = xrealloc((v), (cap) * sizeof(*(v))), 0)      \
+			 : 0),                                                 \
+	 &(v)[(len)++])
+
 /* Returned inside the writer for a SQLite failure that dooms the batch. */
 #define W_FATAL (-100)
 
