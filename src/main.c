@@ -168,6 +168,7 @@ int main(int argc, char **argv)
 	    .users_max = cfg.rate_users_max,
 	    .streams_per_user = cfg.streams_per_user,
 	    .streams_per_addr = cfg.streams_per_address,
+	    .streams_max = cfg.max_connections,
 	};
 	srv.limit = limit_new(&lc);
 

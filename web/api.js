@@ -6,11 +6,12 @@
 import { errorText } from './i18n.js';
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter) {
+  constructor(status, code, message, retryAfter, reason) {
     super(message);
     this.status = status;       // 0: the request never got an answer
     this.code = code;           // the server's "error" code, or "network"
     this.retryAfter = retryAfter; // seconds, from Retry-After, or null
+    this.reason = reason;       // 403 disabled: the admin's reason
   }
   get offline() {
     return this.status === 0;
@@ -76,7 +77,8 @@ export async function api(method, path, opts = {}) {
     let ra = retryAfterSeconds(res);
     if (ra == null && body && Number.isFinite(body.retry_after)) ra = body.retry_after;
     // 502/503/504 from a proxy mean the server is away, like no answer.
-    throw new ApiError(res.status, code, message, ra);
+    const reason = body && typeof body.reason === 'string' ? body.reason : undefined;
+    throw new ApiError(res.status, code, message, ra, reason);
   }
   return body;
 }

@@ -236,8 +236,8 @@ async function boot() {
     const me = await api('GET', '/api/me');
     await start(me.user || me);
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) {
-      showAuth();
+    if (e instanceof ApiError && sessionOver(e)) {
+      showAuth(e.status === 401 ? undefined : endedText(e));
       return;
     }
     // Without a catalog there are no words to say it with: the logo
@@ -299,7 +299,7 @@ async function submitAuth(ev) {
     $('auth-password').value = '';
     await start(res.user);
   } catch (e) {
-    err.textContent = friendly(e);
+    err.textContent = e instanceof ApiError && e.code === 'disabled' ? endedText(e) : friendly(e);
     if (e instanceof ApiError && e.code === 'too_many_attempts') {
       const until = Date.now() + (e.retryAfter || 60) * 1000;
       const tick = () => {
@@ -361,25 +361,23 @@ async function start(user) {
     onSynced: (c) => advanceCursor(c),
     onState: renderConn,
     onBadCursor,
-    onUnauthorized: () => sessionEnded(),
+    onUnauthorized: (d) => sessionEnded(endedText(d && { code: 'disabled', reason: d.reason })),
     report: reportTransport,
   });
   S.conn.start();
   renderOutboxBanner();
 }
 
-// A request answered 401 can beat the live event that says why the session
-// ended (an admin disabled the account: the server sends the reason, then
-// closes). Without a reason of its own, while the stream is live, wait a
-// moment for it; a reason given meanwhile wins.
-let sessionEndTimer = null;
+// The session is over: gone (401), or its account disabled by an admin
+// (403 disabled, which carries the reason; so does the live 'disabled'
+// event on a stream that is open then). Shown at once.
+function sessionOver(e) {
+  return e.status === 401 || (e.status === 403 && e.code === 'disabled');
+}
+function endedText(e) {
+  return e && e.code === 'disabled' ? t('auth.disabled', { reason: e.reason || '—' }) : t('auth.session_ended');
+}
 function sessionEnded(text) {
-  if (text === undefined && S.conn && S.conn.live) {
-    if (!sessionEndTimer) sessionEndTimer = setTimeout(() => sessionEnded(t('auth.session_ended')), 1500);
-    return;
-  }
-  clearTimeout(sessionEndTimer);
-  sessionEndTimer = null;
   if (S.conn) S.conn.stop();
   S.conn = null;
   settingsStop();
@@ -449,7 +447,7 @@ async function loadRooms() {
     }
     status.textContent = '';
   } catch (e) {
-    if (e.status === 401) return sessionEnded();
+    if (sessionOver(e)) return sessionEnded(endedText(e));
     status.textContent = t('rooms.load_failed', { error: friendly(e) });
   }
   renderRooms();
@@ -801,7 +799,7 @@ async function loadInvites() {
     const res = await api('GET', '/api/invites');
     S.invites = res.invites || [];
   } catch (e) {
-    if (e.status === 401) return sessionEnded();
+    if (sessionOver(e)) return sessionEnded(endedText(e));
   }
   renderInvites();
 }
@@ -910,7 +908,7 @@ async function loadLatest(r, reset = false) {
     if (!r.loaded || reset) r.hasMore = !!res.has_more;
     r.loaded = true;
   } catch (e) {
-    if (e.status === 401) return sessionEnded();
+    if (sessionOver(e)) return sessionEnded(endedText(e));
     r.error = e.code === 'not_a_member' ? t('history.not_member') : friendly(e);
   } finally {
     r.loading = false;
@@ -1322,7 +1320,7 @@ async function runSearch(q, more = false) {
     SR.hasMore = !!res.has_more;
   } catch (e) {
     if (seq !== SR.seq) return;
-    if (e.status === 401) return sessionEnded();
+    if (sessionOver(e)) return sessionEnded(endedText(e));
     SR.error = friendly(e);
   }
   SR.loading = false;
@@ -1418,7 +1416,7 @@ async function loadMembers(r) {
       if (m.display_name) S.names.set(m.username, m.display_name);
     }
   } catch (e) {
-    if (e.status === 401) return sessionEnded();
+    if (sessionOver(e)) return sessionEnded(endedText(e));
     r.memberList = r.memberList || null;
   }
   if (r.name === S.current) {
@@ -1502,7 +1500,7 @@ async function moderate(r, m, what, promptKey, wrap, extra = {}) {
     await api('POST', `/api/rooms/${enc(r.name)}/${what}`, { body: { user: m.username, reason, ...extra } });
     loadMembers(r);
   } catch (e) {
-    if (e.status === 401) return sessionEnded();
+    if (sessionOver(e)) return sessionEnded(endedText(e));
     alert(t('moderation.failed', { name: m.username, error: friendly(e) }));
   }
 }
@@ -1552,7 +1550,7 @@ function markReadSoon(r) {
       const res = await api('POST', `/api/rooms/${enc(r.name)}/read`, { body: { id } });
       if (res && Number.isSafeInteger(res.read)) r.read = Math.max(r.read, res.read);
     } catch (e) {
-      if (e.status === 401) sessionEnded();
+      if (sessionOver(e)) sessionEnded(endedText(e));
     }
   }, 250);
 }
@@ -1787,7 +1785,7 @@ async function reloadMe() {
     if (!S.me || me.username !== S.me.username) return;
     meReceive(me);
   } catch (e) {
-    if (e.status === 401) sessionEnded();
+    if (sessionOver(e)) sessionEnded(endedText(e));
   }
 }
 
@@ -1950,7 +1948,7 @@ async function postLoop() {
         acked(m.client_id);
       } catch (e) {
         S.inflight.delete(m.client_id);
-        if (e.status === 401) return sessionEnded();
+        if (sessionOver(e)) return sessionEnded(endedText(e));
         if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
           sendFailed(m.client_id, PERMANENT.has(e.code) ? e.code : 'invalid', e.message, e.retryAfter);
           continue;

@@ -8,7 +8,7 @@
 // A transport that fails before its hello is not blamed straight away: a
 // quick probe (GET /poll?timeout=0) tells a blocked transport (probe
 // answers) from a server that is down or restarting (probe fails: wait
-// and retry the same rung), an ended session (401) and a cursor the
+// and retry the same rung), an ended session (401, or 403 disabled) and a cursor the
 // server does not know (400 bad_cursor, e.g. after its database was reset).
 //
 // What worked is remembered per server (localStorage) and tried first on
@@ -224,6 +224,7 @@ class PollTransport extends Transport {
         this.fail(this.helloSeen ? 'closed' : 'poll_failed', {
           status: res.status,
           code: body && body.error,
+          reason: body && body.reason,
           retryAfter: retryAfterSeconds(res),
         });
         return;
@@ -250,8 +251,10 @@ class PollTransport extends Transport {
 const TRANSPORTS = { ws: WsTransport, sse: SseTransport, poll: PollTransport };
 
 // What an HTTP answer to a probe (or a poll) means for the ladder.
-function classify(status, code, retryAfter) {
+// 403 disabled: an admin disabled the account, and says why.
+function classify(status, code, retryAfter, reason) {
   if (status === 401) return { result: 'unauthorized' };
+  if (status === 403 && code === 'disabled') return { result: 'unauthorized', disabled: true, reason: reason || '' };
   if (status === 400 && code === 'bad_cursor') return { result: 'bad_cursor' };
   if (status === 429 || status >= 500 || status === 0) return { result: 'down', retryAfter };
   return { result: 'ok' };
@@ -384,8 +387,8 @@ export class Connection {
 
   lateFail(t, info) {
     if (this.stopped) return;
-    const c = info.status ? classify(info.status, info.code, info.retryAfter) : null;
-    if (c && c.result === 'unauthorized') return this.unauthorized();
+    const c = info.status ? classify(info.status, info.code, info.retryAfter, info.reason) : null;
+    if (c && c.result === 'unauthorized') return this.unauthorized(c);
     if (c && c.result === 'bad_cursor') {
       this.o.onBadCursor();
       return this.connect();
@@ -398,11 +401,11 @@ export class Connection {
     if (this.stopped) return;
     const kind = t.kind;
     this.setState({ phase: this.everLive ? 'reconnecting' : 'connecting', kind, checking: true });
-    const c = info.status ? classify(info.status, info.code, info.retryAfter) : await this.probe();
+    const c = info.status ? classify(info.status, info.code, info.retryAfter, info.reason) : await this.probe();
     if (this.t !== t || this.stopped) return; // superseded meanwhile
     switch (c.result) {
       case 'unauthorized':
-        return this.unauthorized();
+        return this.unauthorized(c);
       case 'bad_cursor':
         this.o.onBadCursor();
         if (this.attempt++ > 0) return this.scheduleRetry();
@@ -424,9 +427,9 @@ export class Connection {
     }
   }
 
-  unauthorized() {
+  unauthorized(c) {
     this.stop();
-    this.o.onUnauthorized();
+    this.o.onUnauthorized(c && c.disabled ? { disabled: true, reason: c.reason } : undefined);
   }
 
   // Is the server there, do we still have a session, is the cursor known?
@@ -441,7 +444,7 @@ export class Connection {
       });
       const body = parse(await res.text());
       if (res.ok) return { result: 'ok' };
-      return classify(res.status, body && body.error, retryAfterSeconds(res));
+      return classify(res.status, body && body.error, retryAfterSeconds(res), body && body.reason);
     } catch (e) {
       return { result: 'down' };
     } finally {

@@ -212,7 +212,7 @@ async function save() {
     if (st.user === user) {
       st.pending = { ...sent, ...st.pending };
       status(t('settings.save_failed', { error: friendly(e) }), true);
-      if (e.status !== 401) saveSoon(RETRY_DELAY);
+      if (e.status !== 401 && !(e.status === 403 && e.code === 'disabled')) saveSoon(RETRY_DELAY);
     }
     throw e;
   }

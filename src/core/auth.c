@@ -717,7 +717,18 @@ int auth_session_delete(struct store *st, const uint8_t hash[32])
 }
 
 int auth_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
-		      int64_t *user_id, char username[33])
+		      int64_t *user_id, char username[33], char *reason,
+		      size_t reason_len)
 {
-	return store_session_user(st, hash, now_ms, user_id, username);
+	int rc = store_session_user(st, hash, now_ms, user_id, username);
+	if (rc != STORE_DISABLED || !reason_len)
+		return rc;
+	struct store_user u;
+	reason[0] = '\0';
+	if (store_user_by_id(st, *user_id, &u) == STORE_OK) {
+		snprintf(reason, reason_len, "%s",
+			 u.disabled_reason ? u.disabled_reason : "");
+		store_user_fini(&u);
+	}
+	return rc;
 }

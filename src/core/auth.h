@@ -93,8 +93,11 @@ int auth_session_create(struct store *st, const uint8_t hash[32],
 			int64_t user_id, int64_t expires_ms);
 int auth_session_delete(struct store *st, const uint8_t hash[32]);
 /* Who holds the session: STORE_OK with *user_id and username (answered
- * from the store's short cache), STORE_NOTFOUND, STORE_ERR. */
+ * from the store's short cache), STORE_DISABLED (an admin disabled the
+ * account: reason filled with why, "" when not said, cut to reason_len),
+ * STORE_NOTFOUND, STORE_ERR. */
 int auth_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
-		      int64_t *user_id, char username[33]);
+		      int64_t *user_id, char username[33], char *reason,
+		      size_t reason_len);
 
 #endif

@@ -129,8 +129,17 @@ static void commit_hook(void *arg, struct event *ev)
 	struct chat *c = arg;
 	const struct evtype *row = evtype_get(event_type(ev));
 	if (row && (row->effect == EVTYPE_EFFECT_ROOM_CREATE ||
-		    row->effect == EVTYPE_EFFECT_DM_OPEN))
+		    row->effect == EVTYPE_EFFECT_DM_OPEN)) {
 		room_learn(c, ev);
+		roles_owner_set(c->roles, event_room(ev), event_user(ev));
+	}
+	/* A moderator who stops being a member stops being one (the
+	 * store's trigger does the same to its table). */
+	if (row && row->effect == EVTYPE_EFFECT_MEMBER_REMOVE)
+		roles_member_left(c->roles, event_room(ev), event_user(ev));
+	if (row && (row->effect == EVTYPE_EFFECT_SUBJECT_REMOVE ||
+		    row->effect == EVTYPE_EFFECT_SUBJECT_BAN))
+		roles_member_left(c->roles, event_room(ev), event_subject(ev));
 	if (link_committed(c->link, ev) == BUS_EORDER) {
 		/* The writer assigns ids in commit order, so this is a bug
 		 * (or, with several writers, a broken ordering): the event
@@ -218,9 +227,12 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 	c->metrics = metrics;
 	c->link = link_local_new(bus);
 	c->users = userdir_new();
-	if (store_users_each(st, user_load, c->users) < 0) {
+	c->roles = roles_new();
+	if (store_users_each(st, user_load, c->users) < 0 ||
+	    roles_load(c) < 0) {
 		store_rooms_free(rooms, n);
 		userdir_free(c->users);
+		roles_free(c->roles);
 		link_free(c->link);
 		free(c);
 		return NULL;
@@ -248,6 +260,7 @@ void chat_free(struct chat *c)
 	free(c->rooms);
 	free(c->mutes);
 	userdir_free(c->users);
+	roles_free(c->roles);
 	link_free(c->link);
 	pthread_mutex_destroy(&c->room_mu);
 	pthread_mutex_destroy(&c->mute_mu);
@@ -434,7 +447,7 @@ static int rank(struct chat *c, int64_t room_id, int64_t user_id)
 {
 	if (chat_is_admin(c, user_id))
 		return STORE_ROLE_OWNER + 1;
-	return store_room_role(c->store, room_id, user_id);
+	return role_of(c, room_id, user_id);
 }
 
 /* Whether actor may act on subject in room_id (remove, ban, mute): actor
@@ -456,6 +469,10 @@ int may_act_on(struct chat *c, int64_t room_id, int64_t actor, int64_t subject)
 int subject_resolve(struct chat *c, const char *user, int64_t *id,
 		    char name[33])
 {
+	/* From the user directory (no SQLite on a loop); only a name it does
+	 * not know (an account natterctl made since start) asks the store. */
+	if (userdir_find(c->users, user, strlen(user), id, name) == 0)
+		return CHAT_OK;
 	struct store_user t;
 	int rc = store_user_by_name(c->store, user, &t);
 	if (rc != STORE_OK)

@@ -172,12 +172,19 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 /* --- roles -----------------------------------------------------------------
  */
 
-/* Whether user_id is a server admin (false when unknown or on error). */
+/* Whether user_id is a server admin (false when unknown). From memory
+ * (core/roles.h), never SQLite: any thread, event loops included. */
 bool chat_is_admin(struct chat *c, int64_t user_id);
 /* Whether user_id may moderate room_id (remove, ban, mute members, delete
  * any message there): a server admin, the room's owner or one of its
- * moderators. Reads the store; any thread. */
+ * moderators, while a member. From memory (the role cache and the bus's
+ * membership): any thread, event loops included. */
 bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id);
+/* Re-read the server's admins from the store if the last read is over a
+ * second old, so that natterctl's grant-admin and revoke-admin reach a
+ * running server. Reads SQLite: never call it on an event loop (http
+ * calls it for authenticated requests). */
+void chat_admins_refresh(struct chat *c);
 /* Name target (a user name) moderator of room, or no longer one (on
  * false): only the room's owner or a server admin may. CHAT_OK with the
  * target's canonical name in target_out and role in *role (enum

@@ -11,6 +11,7 @@
 
 #include "core/chat.h"
 #include "core/link.h"
+#include "core/roles.h"
 #include "core/userdir.h"
 
 /* Every room, by name: loaded at start, then each new room added by the
@@ -41,10 +42,15 @@ struct chat {
 	 * NULL: the user directory, members of the room only (chat_mention) */
 	markdown_mention_fn mention;
 	void *mention_arg;
-	struct userdir *users;		   /* every account, for mentions */
-	atomic_bool full;		   /* chat_storage_full */
-	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
-	atomic_uint_fast64_t full_refused; /* since that line */
+	struct userdir *users; /* every account, for mentions */
+	/* owners, moderators and admins (roles.h): loaded at start, kept
+	 * current by the commit hook and chat_moderator_set, the admins
+	 * re-read by chat_admins_refresh */
+	struct roles *roles;
+	atomic_int_fast64_t admins_read_ms; /* mono_ms of the last read */
+	atomic_bool full;		    /* chat_storage_full */
+	atomic_int_fast64_t full_logged;    /* mono_ms of the last log line */
+	atomic_uint_fast64_t full_refused;  /* since that line */
 	pthread_mutex_t room_mu;
 	struct room_entry *rooms; /* room_cap slots, a power of two */
 	size_t room_cap, nrooms;
@@ -79,6 +85,13 @@ int subject_resolve(struct chat *c, const char *user, int64_t *id,
 void audit(struct chat *c, const char *actor, const char *action,
 	   const char *target, const char *room, const char *reason,
 	   const char *detail);
+
+/* user_id's role in room_id (enum store_role) from memory: none unless
+ * a member (the bus), then owner, moderator or member (the role cache). */
+int role_of(struct chat *c, int64_t room_id, int64_t user_id);
+
+/* Load the role cache (chat_new): 0 or -1. */
+int roles_load(struct chat *c);
 
 /* Milliseconds left of user's mute in room, 0 when not muted. */
 int64_t mute_left(struct chat *c, int64_t room, int64_t user);

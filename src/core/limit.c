@@ -13,6 +13,7 @@
  *  3. A stream-count entry exists exactly while its count is above zero:
  *     acquire creates it, the release that brings it to zero frees it. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ struct rate_entry {
 struct count_entry {
 	struct count_entry *next;
 	unsigned n;
-	char key[]; /* "u<id>" or "a<address>" */
+	char key[]; /* "u<id>", "a<address>" (streams), "c<address>" */
 };
 
 struct limit {
@@ -44,6 +45,7 @@ struct limit {
 
 	pthread_mutex_t count_lock;
 	struct count_entry *counts[STREAM_BUCKETS];
+	unsigned total; /* every stream counted */
 };
 
 static uint32_t hash64(uint64_t x)
@@ -209,16 +211,18 @@ static void count_add(struct limit *l, const char *key)
 	(*pp)->n++;
 }
 
-static void count_sub(struct limit *l, const char *key)
+/* Whether key was counted (and is now one less). */
+static bool count_sub(struct limit *l, const char *key)
 {
 	struct count_entry **pp = count_find(l, key);
 	struct count_entry *e = *pp;
 	if (!e)
-		return;
+		return false;
 	if (--e->n == 0) {
 		*pp = e->next;
 		free(e);
 	}
+	return true;
 }
 
 int limit_stream_acquire(struct limit *l, int64_t user, const char *addr)
@@ -229,8 +233,10 @@ int limit_stream_acquire(struct limit *l, int64_t user, const char *addr)
 	user_key(ukey, sizeof(ukey), user);
 	snprintf(akey, sizeof(akey), "a%s", addr);
 	pthread_mutex_lock(&l->count_lock);
-	if (l->cfg.streams_per_user &&
-	    count_get(l, ukey) >= l->cfg.streams_per_user)
+	if (l->cfg.streams_max && l->total >= l->cfg.streams_max)
+		rc = LIMIT_STREAM_SERVER;
+	else if (l->cfg.streams_per_user &&
+		 count_get(l, ukey) >= l->cfg.streams_per_user)
 		rc = LIMIT_STREAM_USER;
 	else if (l->cfg.streams_per_addr &&
 		 count_get(l, akey) >= l->cfg.streams_per_addr)
@@ -238,6 +244,7 @@ int limit_stream_acquire(struct limit *l, int64_t user, const char *addr)
 	if (rc == LIMIT_STREAM_OK) {
 		count_add(l, ukey);
 		count_add(l, akey);
+		l->total++;
 	}
 	pthread_mutex_unlock(&l->count_lock);
 	return rc;
@@ -250,8 +257,10 @@ void limit_stream_release(struct limit *l, int64_t user, const char *addr)
 	user_key(ukey, sizeof(ukey), user);
 	snprintf(akey, sizeof(akey), "a%s", addr);
 	pthread_mutex_lock(&l->count_lock);
-	count_sub(l, ukey);
+	bool counted = count_sub(l, ukey);
 	count_sub(l, akey);
+	if (counted && l->total) /* a release without its acquire: ignored */
+		l->total--;
 	pthread_mutex_unlock(&l->count_lock);
 }
 
@@ -269,6 +278,51 @@ unsigned limit_streams_addr(struct limit *l, const char *addr)
 {
 	char key[72];
 	snprintf(key, sizeof(key), "a%s", addr);
+	pthread_mutex_lock(&l->count_lock);
+	unsigned n = count_get(l, key);
+	pthread_mutex_unlock(&l->count_lock);
+	return n;
+}
+
+unsigned limit_streams_total(struct limit *l)
+{
+	pthread_mutex_lock(&l->count_lock);
+	unsigned n = l->total;
+	pthread_mutex_unlock(&l->count_lock);
+	return n;
+}
+
+/* --- connections per address ---------------------------------------------- */
+
+static void conn_key(char *key, size_t len, const char *addr)
+{
+	snprintf(key, len, "c%s", addr);
+}
+
+unsigned limit_conn_open(struct limit *l, const char *addr)
+{
+	char key[72];
+	conn_key(key, sizeof(key), addr);
+	pthread_mutex_lock(&l->count_lock);
+	count_add(l, key);
+	unsigned n = count_get(l, key);
+	pthread_mutex_unlock(&l->count_lock);
+	return n;
+}
+
+void limit_conn_close(struct limit *l, const char *addr)
+{
+	char key[72];
+	conn_key(key, sizeof(key), addr);
+	pthread_mutex_lock(&l->count_lock);
+	count_sub(l, key);
+	pthread_mutex_unlock(&l->count_lock);
+}
+
+unsigned limit_conns_addr(struct limit *l, const char *addr)
+{
+	char key[72];
+	conn_key(key, sizeof(key), addr);
 	pthread_mutex_lock(&l->count_lock);
 	unsigned n = count_get(l, key);
 	pthread_mutex_unlock(&l->count_lock);

@@ -11,7 +11,9 @@
  *
  * Stream caps count the open WebSocket, SSE and long-poll streams of each
  * user and of each client address; an entry exists while its count is not
- * zero, so the table is bounded by the open streams themselves.
+ * zero, so the table is bounded by the open streams themselves. The same
+ * table counts each address's HTTP connections (the caller decides what
+ * its cap allows).
  *
  * Any thread may call anything here; one mutex each for the two tables.
  * Times are passed in (milliseconds of a monotonic clock) so tests can
@@ -30,8 +32,9 @@ enum limit_kind {
 
 enum limit_stream_refusal {
 	LIMIT_STREAM_OK = 0,
-	LIMIT_STREAM_USER = -1, /* the user's cap */
-	LIMIT_STREAM_ADDR = -2	/* the address's cap */
+	LIMIT_STREAM_USER = -1,	 /* the user's cap */
+	LIMIT_STREAM_ADDR = -2,	 /* the address's cap */
+	LIMIT_STREAM_SERVER = -3 /* the server's cap (streams_max) */
 };
 
 struct limit_config {
@@ -41,6 +44,7 @@ struct limit_config {
 	unsigned users_max;	   /* rate-limit entries kept */
 	unsigned streams_per_user; /* 0: no cap */
 	unsigned streams_per_addr; /* 0: no cap */
+	unsigned streams_max;	   /* every stream at all; 0: no cap */
 };
 
 struct limit;
@@ -59,7 +63,9 @@ const char *limit_kind_name(enum limit_kind kind);
 
 /* --- streams --- */
 
-/* Count one more stream for user and addr: LIMIT_STREAM_OK, or a refusal
+/* Count one more stream for user and addr (and for the server): one check
+ * of all three caps and the reservation under one lock, so concurrent
+ * callers never pass a cap together. LIMIT_STREAM_OK, or a refusal
  * (nothing counted). Every OK is paired with one limit_stream_release with
  * the same arguments. */
 int limit_stream_acquire(struct limit *l, int64_t user, const char *addr);
@@ -67,5 +73,17 @@ void limit_stream_release(struct limit *l, int64_t user, const char *addr);
 /* Streams counted now for user / for addr (for tests and logs). */
 unsigned limit_streams_user(struct limit *l, int64_t user);
 unsigned limit_streams_addr(struct limit *l, const char *addr);
+/* Streams counted now on the whole server. */
+unsigned limit_streams_total(struct limit *l);
+
+/* --- connections per address --- */
+
+/* Count one more HTTP connection from addr; returns how many addr holds
+ * now, this one included (the caller compares with its cap). Every call
+ * is paired with one limit_conn_close. */
+unsigned limit_conn_open(struct limit *l, const char *addr);
+void limit_conn_close(struct limit *l, const char *addr);
+/* Connections counted now for addr. */
+unsigned limit_conns_addr(struct limit *l, const char *addr);
 
 #endif

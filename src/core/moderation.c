@@ -25,20 +25,86 @@
 /* --- roles -----------------------------------------------------------------
  */
 
+/* Admins arrive as room 0 (store_roles_each): gathered, then set at once. */
+struct admins {
+	int64_t *ids;
+	size_t n, cap;
+};
+
+static void role_row(void *arg, int64_t room_id, int64_t user_id, int role)
+{
+	struct chat *c = arg;
+	if (role == STORE_ROLE_OWNER)
+		roles_owner_set(c->roles, room_id, user_id);
+	else if (role == STORE_ROLE_MODERATOR)
+		roles_moderator_set(c->roles, room_id, user_id, true);
+}
+
+static void admin_row(void *arg, int64_t room_id, int64_t user_id, int role)
+{
+	struct admins *a = arg;
+	(void)role;
+	if (room_id != 0)
+		return;
+	if (a->n == a->cap) {
+		a->cap = a->cap ? 2 * a->cap : 8;
+		a->ids = xrealloc(a->ids, a->cap * sizeof(*a->ids));
+	}
+	a->ids[a->n++] = user_id;
+}
+
+/* Rooms' rows go to role_row, admins (room 0) to admin_row. */
+static void load_row(void *arg, int64_t room_id, int64_t user_id, int role)
+{
+	void **both = arg;
+	if (room_id == 0)
+		admin_row(both[1], room_id, user_id, role);
+	else
+		role_row(both[0], room_id, user_id, role);
+}
+
+int roles_load(struct chat *c)
+{
+	struct admins a = {0};
+	void *both[2] = {c, &a};
+	int rc = store_roles_each(c->store, true, load_row, both);
+	if (rc == 0)
+		roles_admins_replace(c->roles, a.ids, a.n);
+	free(a.ids);
+	atomic_store(&c->admins_read_ms, mono_ms());
+	return rc;
+}
+
+void chat_admins_refresh(struct chat *c)
+{
+	int64_t now = mono_ms();
+	int64_t last = atomic_load(&c->admins_read_ms);
+	/* One caller a second reads; the others go on with what is there. */
+	if (now - last < 1000 ||
+	    !atomic_compare_exchange_strong(&c->admins_read_ms, &last, now))
+		return;
+	struct admins a = {0};
+	if (store_roles_each(c->store, false, admin_row, &a) == 0)
+		roles_admins_replace(c->roles, a.ids, a.n);
+	free(a.ids);
+}
+
+int role_of(struct chat *c, int64_t room_id, int64_t user_id)
+{
+	if (!bus_is_member(c->bus, room_id, user_id))
+		return STORE_ROLE_NONE;
+	enum roles_room_role r = roles_room(c->roles, room_id, user_id);
+	return r == ROLES_NONE ? STORE_ROLE_MEMBER : (int)r;
+}
+
 bool chat_is_admin(struct chat *c, int64_t user_id)
 {
-	struct store_user u;
-	if (store_user_by_id(c->store, user_id, &u) != STORE_OK)
-		return false;
-	bool admin = u.admin;
-	store_user_fini(&u);
-	return admin;
+	return roles_is_admin(c->roles, user_id);
 }
 
 bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id)
 {
-	int role = store_room_role(c->store, room_id, user_id);
-	if (role >= STORE_ROLE_MODERATOR)
+	if (role_of(c, room_id, user_id) >= STORE_ROLE_MODERATOR)
 		return true;
 	return chat_is_admin(c, user_id);
 }
@@ -52,16 +118,14 @@ int chat_moderator_set(struct chat *c, const struct chat_user *u,
 	int rc = resolve_room(c, room, &room_id, room_out);
 	if (rc != CHAT_OK)
 		return rc;
-	int mine = store_room_role(c->store, room_id, u->id);
-	if (mine < 0)
-		return CHAT_EINTERNAL;
+	int mine = role_of(c, room_id, u->id);
 	if (mine != STORE_ROLE_OWNER && !chat_is_admin(c, u->id))
 		return CHAT_EFORBIDDEN;
 	rc = store_user_by_name(c->store, target, &t);
 	if (rc != STORE_OK)
 		return rc == STORE_NOTFOUND ? CHAT_ENOUSER : CHAT_EINTERNAL;
 	snprintf(target_out, 33, "%s", t.username);
-	int theirs = store_room_role(c->store, room_id, t.id);
+	int theirs = role_of(c, room_id, t.id);
 	if (theirs == STORE_ROLE_OWNER) {
 		rc = CHAT_EFORBIDDEN;
 		goto done;
@@ -75,8 +139,9 @@ int chat_moderator_set(struct chat *c, const struct chat_user *u,
 		rc = CHAT_EINTERNAL;
 		goto done;
 	}
-	*role = store_room_role(c->store, room_id, t.id);
-	rc = *role < 0 ? CHAT_EINTERNAL : CHAT_OK;
+	roles_moderator_set(c->roles, room_id, t.id, on);
+	*role = role_of(c, room_id, t.id);
+	rc = CHAT_OK;
 	if (rc == CHAT_OK) {
 		log_info("moderator %s room=%s user=%s by=%s",
 			 on ? "named" : "revoked", room_out, target_out,

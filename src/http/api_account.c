@@ -210,9 +210,8 @@ enum MHD_Result api_login(struct request *req)
 		/* Said only to whoever knows the password. */
 		log_info("login refused: account disabled user=%s addr=%s",
 			 u.username, req->addr);
+		ret = request_disabled(req, u.disabled_reason);
 		store_user_fini(&u);
-		ret = api_fail(req, 403, "disabled",
-			       "this account has been disabled by an admin");
 		goto done;
 	}
 	req->user_id = u.id;

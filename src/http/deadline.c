@@ -56,8 +56,8 @@ enum deadline_verdict deadline_judge(const struct deadline_rules *r,
 }
 
 /* Bytes the kernel has received on a TCP socket so far; -1 where it
- * cannot say (the TLS terminator's AF_UNIX socketpairs, old kernels). */
-static int64_t rx_bytes(int fd)
+ * cannot say (AF_UNIX socketpairs, old kernels). */
+static int64_t tcp_rx_bytes(int fd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
@@ -67,6 +67,15 @@ static int64_t rx_bytes(int fd)
 		      sizeof(ti.tcpi_bytes_received))
 		return -1;
 	return (int64_t)ti.tcpi_bytes_received;
+}
+
+/* Under d->mu: the connection's received bytes so far, from its counter
+ * or the kernel; -1 where neither can say. */
+static int64_t rx_bytes(const struct deadline_conn *dc)
+{
+	if (dc->rx_count)
+		return (int64_t)(atomic_load(dc->rx_count) & INT64_MAX);
+	return tcp_rx_bytes(dc->fd);
 }
 
 unsigned deadline_sweep(struct deadline *d, int64_t now)
@@ -79,7 +88,7 @@ unsigned deadline_sweep(struct deadline *d, int64_t now)
 		 * deadline starts (an idle one is libmicrohttpd's
 		 * connection timeout's business). */
 		if (dc->phase == DEADLINE_HEADERS && dc->idle_rx >= 0) {
-			int64_t rx = rx_bytes(dc->fd);
+			int64_t rx = rx_bytes(dc);
 			if (rx == dc->idle_rx)
 				continue;
 			dc->idle_rx = -1;
@@ -188,12 +197,21 @@ void deadline_conn_add(struct deadline *d, struct deadline_conn *dc, int fd)
 	dc->since_ms = mono_ms();
 	dc->bytes = 0;
 	dc->idle_rx = -1; /* a new connection: its deadline runs at once */
+	dc->rx_count = NULL;
 	dc->prev = NULL;
 	dc->next = d->head;
 	if (d->head)
 		d->head->prev = dc;
 	d->head = dc;
 	dc->listed = true;
+	pthread_mutex_unlock(&d->mu);
+}
+
+void deadline_conn_counter(struct deadline *d, struct deadline_conn *dc,
+			   const atomic_uint_fast64_t *rx)
+{
+	pthread_mutex_lock(&d->mu);
+	dc->rx_count = rx;
 	pthread_mutex_unlock(&d->mu);
 }
 
@@ -242,7 +260,7 @@ void deadline_conn_idle(struct deadline *d, struct deadline_conn *dc)
 	pthread_mutex_lock(&d->mu);
 	enter(dc, DEADLINE_HEADERS);
 	if (dc->phase == DEADLINE_HEADERS)
-		dc->idle_rx = rx_bytes(dc->fd);
+		dc->idle_rx = rx_bytes(dc);
 	pthread_mutex_unlock(&d->mu);
 }
 

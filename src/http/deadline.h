@@ -5,10 +5,11 @@
  *   - headers: a connection must complete a request's headers within
  *     header_ms of opening, or, on a keep-alive connection, of the first
  *     byte of its next request (on TCP, the kernel's count of received
- *     bytes tells; where it cannot, as on the TLS terminator's
- *     socketpairs, of the end of the previous request, so an idle one is
- *     closed then). An idle keep-alive TCP connection is left to
- *     libmicrohttpd's connection timeout;
+ *     bytes tells; on the TLS terminator's socketpairs, the count the
+ *     terminator keeps, deadline_conn_counter; where neither can, of the
+ *     end of the previous request, so an idle one is closed then). An
+ *     idle keep-alive connection is left to libmicrohttpd's connection
+ *     timeout;
  *   - body: once header_ms has passed since the headers, the body must
  *     have arrived at min_rate bytes a second on average, or it is cut.
  * While a request is being answered (a handler running, a suspended
@@ -61,6 +62,9 @@ struct deadline_conn {
 	uint64_t bytes;	  /* DEADLINE_BODY: received so far */
 	int64_t idle_rx;  /* between requests: the socket's received bytes
 			     when the last one ended; -1: not idle */
+	/* where the received bytes are counted when not by the kernel
+	 * (deadline_conn_counter); NULL: TCP_INFO */
+	const atomic_uint_fast64_t *rx_count;
 	bool listed;
 };
 
@@ -88,6 +92,13 @@ unsigned deadline_sweep(struct deadline *d, int64_t now_ms);
 
 /* A new connection on socket fd: waiting for its first headers. */
 void deadline_conn_add(struct deadline *d, struct deadline_conn *dc, int fd);
+/* The connection's received bytes are counted at *rx (borrowed: it must
+ * stay valid until deadline_conn_remove), not by the kernel: the TLS
+ * terminator's socketpairs, whose count tls_pump keeps. Then an idle
+ * keep-alive connection's header deadline also starts only at the first
+ * byte of its next request. */
+void deadline_conn_counter(struct deadline *d, struct deadline_conn *dc,
+			   const atomic_uint_fast64_t *rx);
 /* Before its socket is closed: forget it. */
 void deadline_conn_remove(struct deadline *d, struct deadline_conn *dc);
 /* Headers complete; body expected says whether a body follows. */

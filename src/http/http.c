@@ -4,7 +4,9 @@
  * Origin), the stream cap, /healthz and /metrics, and the access log.
  * struct request and its helpers live in request.c, the matcher in
  * route.c, static files in files.c, the API handlers in api_*.c, the
- * stream endpoints (stream cap, resume point) in streams.c, the
+ * stream endpoints (stream cap, resume point) in streams.c, each
+ * connection's context (deadline watch, per-address count, the TLS
+ * terminator's byte count) in conns.c, the
  * transports in ws.c, sse.c, longpoll.c.
  *
  * One daemon per listen address, each with its own pool of worker threads
@@ -258,9 +260,12 @@ static enum MHD_Result route(struct request *req, const char *url)
 
 	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
 	    request_auth(req) < 0)
-		return reply_error(
-		    req->conn, &req->log, 401, "unauthorized",
-		    "log in first (cookie or Authorization: Bearer)");
+		return req->disabled
+			   ? request_disabled(req, req->disabled_reason)
+			   : reply_error(req->conn, &req->log, 401,
+					 "unauthorized",
+					 "log in first (cookie or "
+					 "Authorization: Bearer)");
 	if ((flags & ROUTE_CSRF) && !route_method_is_read(req->method) &&
 	    !csrf_ok(req))
 		return reply_error(req->conn, &req->log, 403, "csrf",
@@ -269,8 +274,10 @@ static enum MHD_Result route(struct request *req, const char *url)
 		return method_not_allowed(req, m.allow);
 	if ((r->flags & ROUTE_TOKEN) && !req->authed && request_auth(req) < 0 &&
 	    request_auth_query(req) < 0)
-		return reply_error(req->conn, &req->log, 401, "unauthorized",
-				   "log in first");
+		return req->disabled
+			   ? request_disabled(req, req->disabled_reason)
+			   : reply_error(req->conn, &req->log, 401,
+					 "unauthorized", "log in first");
 	if (r->flags & ROUTE_ORIGIN) {
 		/* Browsers always send Origin with a WebSocket handshake: a
 		 * foreign one is cross-site WebSocket hijacking. */
@@ -280,6 +287,8 @@ static enum MHD_Result route(struct request *req, const char *url)
 					   "bad_origin",
 					   "this Origin may not connect");
 	}
+	if (req->authed) /* natterctl's admin changes reach us off the loops */
+		chat_admins_refresh(req->srv->chat);
 	if (strstr(r->pattern, "{room}") && !name_valid(m.arg))
 		return request_chat_error(req, CHAT_ENOROOM);
 	_Static_assert(sizeof(req->params) == sizeof(m.param),
@@ -358,61 +367,6 @@ static enum MHD_Result redirect_https(struct request *req, struct http *h,
 	enum MHD_Result ret = reply_empty(req->conn, &req->log, 308, loc_h, 1);
 	buf_fini(&loc);
 	return ret;
-}
-
-/* Each connection gets its struct http_conn, and is counted for the busy
- * mark (see connections_busy) and watched by the deadline checker.
- * libmicrohttpd reports CLOSED before it closes the socket, so the checker
- * forgets the descriptor while it is still this connection's. */
-static void notify(struct http *h, struct MHD_Connection *c,
-		   void **socket_context,
-		   enum MHD_ConnectionNotificationCode toe, bool tls)
-{
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		struct http_conn *hc = xcalloc(1, sizeof(*hc));
-		hc->tls = tls;
-		hc->reply.hsts = tls ? h->tls_hsts : NULL;
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		    c, MHD_CONNECTION_INFO_CONNECTION_FD);
-		if (ci && h->deadline)
-			deadline_conn_add(h->deadline, &hc->dl, ci->connect_fd);
-		*socket_context = hc;
-		atomic_fetch_add(&h->conns, 1);
-		return;
-	}
-	struct http_conn *hc = *socket_context;
-	if (hc) {
-		if (h->deadline)
-			deadline_conn_remove(h->deadline, &hc->dl);
-		free(hc);
-		*socket_context = NULL;
-	}
-	atomic_fetch_sub(&h->conns, 1);
-}
-
-static void on_notify(void *cls, struct MHD_Connection *c,
-		      void **socket_context,
-		      enum MHD_ConnectionNotificationCode toe)
-{
-	notify(cls, c, socket_context, toe, false);
-}
-
-/* Connections the TLS terminator hands over are marked TLS (request.tls,
- * HSTS in reply_queue). */
-static void on_tls_notify(void *cls, struct MHD_Connection *c,
-			  void **socket_context,
-			  enum MHD_ConnectionNotificationCode toe)
-{
-	notify(cls, c, socket_context, toe, true);
-}
-
-int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
-		 socklen_t addrlen)
-{
-	struct http *h = arg;
-	return MHD_add_connection(h->tls_daemon, fd, addr, addrlen) == MHD_YES
-		   ? 0
-		   : -1;
 }
 
 void http_set_https_port(struct http *h, unsigned port)
@@ -569,12 +523,39 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
 				 socklen_t addrlen)
 {
 	struct http *h = cls;
-	(void)addr;
 	(void)addrlen;
-	if (connections_open(h) < h->close_mark)
-		return MHD_YES;
-	metrics_inc(h->srv->metrics.rejected_busy);
-	return MHD_NO;
+	if (connections_open(h) >= h->close_mark) {
+		metrics_inc(h->srv->metrics.rejected_busy);
+		return MHD_NO;
+	}
+	/* At twice connections-per-address, one address's flood is closed
+	 * as soon as accepted (between the cap and this, answered 429). */
+	unsigned cap = h->srv->cfg->connections_per_address;
+	char text[64];
+	if (cap && h->srv->limit) {
+		conn_addr_text(addr, text, sizeof(text));
+		if (text[0] &&
+		    limit_conns_addr(h->srv->limit, text) >= 2 * cap) {
+			metrics_inc(h->srv->metrics.conns_refused_addr[1]);
+			return MHD_NO;
+		}
+	}
+	return MHD_YES;
+}
+
+/* 429 too_many_connections, and the connection closed: its address holds
+ * more than connections-per-address. Counted. */
+static enum MHD_Result too_many_connections(struct request *req)
+{
+	const struct reply_header h[] = {{"Retry-After", "5"},
+					 {"Connection", "close"}};
+	metrics_inc(req->srv->metrics.conns_refused_addr[0]);
+	req->body_too_big = true; /* read no body: the connection ends */
+	return reply_error_headers(req->conn, &req->log, 429,
+				   "too_many_connections",
+				   "too many open connections from this "
+				   "address; close some or try again shortly",
+				   h, 2);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
@@ -604,6 +585,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			return MHD_YES; /* answered; no body is read */
 		if (connections_busy(h))
 			return answer_busy(req, true);
+		if (hc && hc->over)
+			return too_many_connections(req);
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -787,6 +770,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 	atomic_init(&h->closing, false);
 	atomic_init(&h->https_port, 0);
 	atomic_init(&h->conns, 0);
+	pthread_mutex_init(&h->pend_mu, NULL);
 	char resolved[PATH_MAX];
 	if (!realpath(cfg->web_root, resolved)) {
 		snprintf(err, errlen, "web-root '%s': %s", cfg->web_root,
@@ -869,6 +853,8 @@ void http_stop(struct http *h)
 	if (h->tls_daemon)
 		MHD_stop_daemon(h->tls_daemon);
 	deadline_free(h->deadline);
+	conns_pending_free(h);
+	pthread_mutex_destroy(&h->pend_mu);
 	free(h->web_root);
 	free(h);
 }

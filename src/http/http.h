@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "http/server.h"
+#include "net/tls.h"
 
 struct http;
 
@@ -23,9 +24,11 @@ void http_stop(struct http *h);
 /* TLS (when cfg->ntls_listen > 0). A tls_handoff_fn: serve fd, the
  * decrypted end of a socketpair (ownership passes in every case), as a
  * connection from addr; arg is the struct http. 0, or -1 when refused
- * (connection limit). Until http_stop. */
+ * (connection limit). rx (a reference, taken over in every case) counts
+ * the bytes the terminator hands over, for the header deadline. Until
+ * http_stop. */
 int http_tls_add(void *arg, int fd, const struct sockaddr *addr,
-		 socklen_t addrlen);
+		 socklen_t addrlen, struct tls_rx *rx);
 /* The HTTPS port that http-redirect sends plain requests to; until it is
  * set, plain requests are served. */
 void http_set_https_port(struct http *h, unsigned port);

@@ -6,6 +6,7 @@
 #ifndef NATTER_HTTP_INTERNAL_H
 #define NATTER_HTTP_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -13,6 +14,7 @@
 
 #include "http/deadline.h"
 #include "http/request.h"
+#include "net/tls.h"
 
 struct http {
 	struct server *srv;
@@ -32,6 +34,10 @@ struct http {
 	struct deadline *deadline; /* header and body deadlines */
 	char hsts[32];
 	atomic_uint https_port; /* redirect target; 0 until known */
+	/* TLS connections handed over, until libmicrohttpd starts them
+	 * (on_tls_notify takes each one's byte count by its descriptor) */
+	pthread_mutex_t pend_mu;
+	struct tls_pending *pending;
 };
 
 /* Every connection's libmicrohttpd socket context (on_notify). reply
@@ -39,10 +45,25 @@ struct http {
 struct http_conn {
 	struct reply_conn reply; /* first: reply_queue casts to it */
 	bool tls;
+	struct tls_rx *rx; /* TLS: the terminator's byte count (a reference) */
 	struct deadline_conn dl;
+	/* counted under connections-per-address (addr: the client's, also
+	 * for TLS); over: beyond the cap, its request is answered 429 */
+	bool counted, over;
+	char addr[64];
 };
 
 struct http_conn *conn_of(struct MHD_Connection *c);
+
+/* conns.c: a client address as text ("" when it has none), and the
+ * libmicrohttpd connection notifications of the plain and TLS daemons. */
+void conn_addr_text(const struct sockaddr *sa, char *out, size_t len);
+/* At http_stop: drop TLS connections handed over but never started. */
+void conns_pending_free(struct http *h);
+void on_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+	       enum MHD_ConnectionNotificationCode toe);
+void on_tls_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+		   enum MHD_ConnectionNotificationCode toe);
 
 enum MHD_Result serve_ws(struct request *req);
 
@@ -52,8 +73,9 @@ enum MHD_Result serve_sse(struct request *req);
  * limit, where the slot itself is what is short). */
 enum MHD_Result answer_busy(struct request *req, bool close);
 
-/* A slot of the per-user and per-address stream caps: 0, or -1 after
- * answering 429 too_many_streams with Retry-After (counted). */
+/* A slot of the server's, the user's and the address's stream caps,
+ * reserved atomically: 0, or -1 after answering 503 busy (the server's)
+ * or 429 too_many_streams with Retry-After (counted). */
 int stream_slot(struct request *req, enum MHD_Result *ret);
 
 enum MHD_Result serve_poll(struct request *req);

@@ -65,8 +65,12 @@ static int auth_token(struct request *req, const char *token)
 	auth_token_hash(token, len, req->token_hash);
 	int64_t uid;
 	char name[33];
-	if (auth_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			      name) != 0)
+	int rc = auth_session_user(req->srv->store, req->token_hash, now_ms(),
+				   &uid, name, req->disabled_reason,
+				   sizeof(req->disabled_reason));
+	if (rc == STORE_DISABLED)
+		req->disabled = true;
+	if (rc != STORE_OK)
 		return -1;
 	req->user_id = uid;
 	snprintf(req->username, sizeof(req->username), "%s", name);
@@ -86,6 +90,15 @@ int request_auth(struct request *req)
 		return -1;
 	req->via_cookie = via_cookie;
 	return 0;
+}
+
+enum MHD_Result request_disabled(struct request *req, const char *reason)
+{
+	json_t *body =
+	    json_pack("{s:s, s:s, s:s}", "error", "disabled", "message",
+		      "this account has been disabled by an admin", "reason",
+		      reason ? reason : "");
+	return reply_json(req->conn, &req->log, 403, body);
 }
 
 json_t *request_json(struct request *req, enum MHD_Result *answered)

@@ -51,6 +51,10 @@ struct request {
 	char username[33];
 	uint8_t token_hash[32];
 	char token[64]; /* a token just issued (register/login); wiped */
+	/* request_auth found a session of a disabled account: why (UTF-8,
+	 * at most 200 characters; "" when not said) */
+	bool disabled;
+	char disabled_reason[804];
 
 	/* async commands (chat) */
 	enum req_phase phase;
@@ -90,8 +94,12 @@ int64_t request_elapsed_us(const struct request *req);
 const char *request_credential(const char *authorization, const char *cookie,
 			       bool *via_cookie);
 /* Authenticate by Authorization: Bearer, else the session cookie. 0 when
- * authenticated (fills user_id, username), -1 when not. */
+ * authenticated (fills user_id, username), -1 when not (with disabled and
+ * disabled_reason set when the session is a disabled account's). */
 int request_auth(struct request *req);
+/* 403 {"error":"disabled","message":…,"reason":…}: the account is
+ * disabled (reason: why, "" when not said). */
+enum MHD_Result request_disabled(struct request *req, const char *reason);
 /* The request body parsed as a JSON object; NULL after answering the client
  * with 415 (not JSON) or 400 (malformed). *answered says which. */
 json_t *request_json(struct request *req, enum MHD_Result *answered);

@@ -33,14 +33,6 @@
 /* --- transports
  * ----------------------------------------------------------------------- */
 
-static unsigned open_streams(struct server *srv)
-{
-	unsigned n = 0;
-	for (int i = 0; i < TRANSPORT_N; i++)
-		n += (unsigned)atomic_load(&srv->metrics.connections[i]);
-	return n;
-}
-
 /* since from the query (or Last-Event-ID, which wins): 0 with -1 meaning
  * "from now", or -1 after answering 400. */
 static int parse_since(struct request *req, bool sse, int64_t *since,
@@ -75,8 +67,11 @@ enum MHD_Result answer_busy(struct request *req, bool close)
 				   h, close ? 2 : 1);
 }
 
-/* A slot of the per-user and per-address stream caps: 0, or -1 after
- * answering 429 too_many_streams with Retry-After (counted). */
+/* A slot of the server's stream cap (max-connections) and the per-user
+ * and per-address ones, checked and reserved at once (limit.h), so the
+ * cap holds exactly however many handshakes race for it: 0, or -1 after
+ * answering 503 busy at the server's cap, 429 too_many_streams with
+ * Retry-After at the others (counted). */
 int stream_slot(struct request *req, enum MHD_Result *ret)
 {
 	struct limit *l = req->srv->limit;
@@ -84,6 +79,10 @@ int stream_slot(struct request *req, enum MHD_Result *ret)
 		   : LIMIT_STREAM_OK;
 	if (rc == LIMIT_STREAM_OK)
 		return 0;
+	if (rc == LIMIT_STREAM_SERVER) {
+		*ret = answer_busy(req, false);
+		return -1;
+	}
 	bool user = rc == LIMIT_STREAM_USER;
 	metrics_inc(req->srv->metrics.streams_refused[user ? 0 : 1]);
 	log_debug("stream refused at the %s cap addr=%s user=%s",
@@ -111,11 +110,6 @@ static int stream_open(struct request *req, bool sse, bool ws,
 	if (req->poll_state == NULL && atomic_load(&h->closing)) {
 		*ret = reply_error(req->conn, &req->log, 503, "shutting_down",
 				   "the server is shutting down");
-		return -1;
-	}
-	if (req->poll_state == NULL &&
-	    open_streams(req->srv) >= h->max_streams) {
-		*ret = answer_busy(req, false);
 		return -1;
 	}
 	if (parse_since(req, sse, since, ret) < 0)

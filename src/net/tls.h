@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "net/loop.h"
@@ -21,11 +22,24 @@
 
 struct tls;
 
+/* How many decrypted bytes one TLS connection has handed to the HTTP
+ * side so far: the kernel's count of received bytes (TCP_INFO), which the
+ * header deadline watches on a plain connection to see the next request
+ * start, does not exist on a socketpair. Shared by the pump, which counts,
+ * and the HTTP connection, which reads it; each holds a reference. */
+struct tls_rx {
+	atomic_uint_fast64_t bytes;
+	atomic_int refs;
+};
+/* Drop a reference; the last one frees it. NULL is fine. */
+void tls_rx_unref(struct tls_rx *rx);
+
 /* Takes ownership of fd (one end of a socketpair carrying the decrypted
- * stream) in every case; addr is the client's. Runs on a loop thread.
- * Returns 0, or -1 when the connection was refused (fd closed). */
+ * stream) and of a reference to rx (its byte count) in every case; addr is
+ * the client's. Runs on a loop thread. Returns 0, or -1 when the
+ * connection was refused (fd closed, rx released). */
 typedef int (*tls_handoff_fn)(void *arg, int fd, const struct sockaddr *addr,
-			      socklen_t addrlen);
+			      socklen_t addrlen, struct tls_rx *rx);
 
 struct tls_config {
 	const char *const *listen; /* numeric "ADDR:PORT" / "[ADDR]:PORT" */

@@ -108,6 +108,7 @@ struct tls_conn {
 	mbedtls_ssl_context ssl;
 	int fd;	 /* the client's TCP socket */
 	int app; /* our end of the socketpair; -1 before the handoff */
+	struct tls_rx *rx; /* bytes sent to app (a reference); NULL before */
 	uint32_t fd_events, app_events; /* watched masks; 0: not watched */
 	enum conn_state state;
 	bool timed;

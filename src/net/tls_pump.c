@@ -63,6 +63,7 @@ void conn_free(struct tls_conn *c)
 		loop_unwatch(tl->lp, c->app);
 	if (c->app >= 0)
 		close(c->app);
+	tls_rx_unref(c->rx);
 	close(c->fd);
 	mbedtls_ssl_free(&c->ssl); /* zeroizes its buffers */
 	tls_cert_unref(c->cred);
@@ -178,6 +179,12 @@ fail:
 	c->failed = true;
 }
 
+void tls_rx_unref(struct tls_rx *rx)
+{
+	if (rx && atomic_fetch_sub(&rx->refs, 1) == 1)
+		free(rx);
+}
+
 /* Hand the established session's stream to HTTP. */
 static int conn_handoff(struct tls_conn *c)
 {
@@ -195,9 +202,12 @@ static int conn_handoff(struct tls_conn *c)
 		close(sp[1]);
 		return -1;
 	}
-	/* The HTTP side owns sp[1] now, whatever it answers. */
+	c->rx = xcalloc(1, sizeof(*c->rx));
+	atomic_init(&c->rx->refs, 2);
+	/* The HTTP side owns sp[1] and a reference to rx now, whatever it
+	 * answers. */
 	if (t->handoff(t->handoff_arg, sp[1], (struct sockaddr *)&c->addr,
-		       c->addrlen) < 0) {
+		       c->addrlen, c->rx) < 0) {
 		log_debug("tls connection refused by http addr=%s",
 			  c->addr_text);
 		return -1;
@@ -247,6 +257,7 @@ static void app_write(struct tls_conn *c, const unsigned char *p, size_t len)
 		ssize_t n = send(c->app, p + off, len - off, MSG_NOSIGNAL);
 		if (n > 0) {
 			off += (size_t)n;
+			atomic_fetch_add(&c->rx->bytes, (uint_fast64_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)

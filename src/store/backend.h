@@ -70,6 +70,10 @@ struct store_ops {
 			  void *arg);
 	int (*user_disable)(struct store *base, int64_t id, bool disabled,
 			    const char *reason);
+	int (*roles_each)(struct store *base, bool rooms,
+			  void (*fn)(void *arg, int64_t room_id,
+				     int64_t user_id, int role),
+			  void *arg);
 	int (*audit_add)(struct store *base, const struct store_audit *a);
 	int (*audit_list)(struct store *base, int64_t before, unsigned limit,
 			  struct store_audit **out, size_t *n, bool *more);

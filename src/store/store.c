@@ -239,6 +239,14 @@ int store_mutes_each(struct store *st, int64_t now_ms,
 	return st->ops->mutes_each(st, now_ms, fn, arg);
 }
 
+int store_roles_each(struct store *st, bool rooms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int role),
+		     void *arg)
+{
+	return st->ops->roles_each(st, rooms, fn, arg);
+}
+
 int store_user_disable(struct store *st, int64_t id, bool disabled,
 		       const char *reason)
 {

@@ -39,9 +39,10 @@ enum store_status {
 	STORE_GONE = -9,      /* the message is deleted: it cannot change */
 	STORE_NOUSER = -10,   /* a user named in the write does not exist */
 	STORE_FIXED = -11,    /* a direct conversation's people cannot change */
-	STORE_FULL = -12      /* the database's filesystem is full: nothing of
+	STORE_FULL = -12,     /* the database's filesystem is full: nothing of
 				 the batch was applied; retry once space
 				 returns */
+	STORE_DISABLED = -13  /* the session's account is disabled */
 };
 
 struct store_config {
@@ -145,8 +146,11 @@ int store_user_by_id(struct store *st, int64_t id, struct store_user *out);
 /* Make a user a server admin, or no longer one: STORE_OK or
  * STORE_NOTFOUND. The first account a store creates is an admin. */
 int store_user_admin_set(struct store *st, int64_t id, bool admin);
-/* Disable an account (for reason, NULL: none), deleting its sessions, or
- * enable it again. A session cached by store_session_user in this process
+/* Disable an account (for reason, NULL: none), or enable it again. A
+ * disabled account's sessions are kept, and store_session_user answers
+ * STORE_DISABLED for them (so a client can be told why, not just 401);
+ * enabling ends them, so the account starts afresh with a login. A session
+ * cached by store_session_user in this process
  * is forgotten at once; another process (natterctl) reaches a running
  * natterd's cache only when its entries expire (session_cache_ms).
  * STORE_OK, STORE_NOTFOUND, STORE_ERR. */
@@ -168,7 +172,8 @@ int store_session_lookup(struct store *st, const uint8_t hash[32],
 int store_session_delete(struct store *st, const uint8_t hash[32]);
 /* store_session_lookup plus the user's name, in one read, answered from a
  * small cache for session_cache_ms: what every authenticated request asks.
- * STORE_OK (fills *user_id and username), STORE_NOTFOUND, STORE_ERR. */
+ * STORE_OK (fills *user_id and username), STORE_DISABLED (the account is
+ * disabled: fills *user_id and username too), STORE_NOTFOUND, STORE_ERR. */
 int store_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
 		       int64_t *user_id, char username[33]);
 
@@ -266,6 +271,15 @@ int store_mute_set(struct store *st, int64_t room_id, int64_t user_id,
 int store_mutes_each(struct store *st, int64_t now_ms,
 		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
 				int64_t until_ms),
+		     void *arg);
+/* Call fn for every role above member: with rooms, each room's owner
+ * (role STORE_ROLE_OWNER; rooms without one, like the lobby, are left
+ * out) and each moderator (STORE_ROLE_MODERATOR), whether or not still a
+ * member; then, always, each server admin as room_id 0 (role
+ * STORE_ROLE_OWNER). For loading chat's role cache. 0 or -1. */
+int store_roles_each(struct store *st, bool rooms,
+		     void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				int role),
 		     void *arg);
 /* One row of the audit log: a moderation or admin action. Strings are
  * names ("" or NULL when not applicable); ts_ms 0 when adding: now. */

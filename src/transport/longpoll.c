@@ -53,9 +53,10 @@ struct lp_poll {
 	bool recovered;
 	struct event **evs; /* at most LONGPOLL_BATCH_MAX references */
 	size_t nevs, cap;
-	size_t bytes; /* envelope bytes in evs */
-	bool full;    /* an event did not fit: this answer takes no more */
-	bool ended;   /* the account was disabled: answer 401 */
+	size_t bytes;	  /* envelope bytes in evs */
+	bool full;	  /* an event did not fit: this answer takes no more */
+	bool ended;	  /* the account was disabled: answer 403 */
+	char *end_reason; /* ended: the admin's reason (owned) */
 };
 
 /* --- polls ---------------------------------------------------------------- */
@@ -95,6 +96,7 @@ static void poll_free(struct lp_poll *p)
 	for (size_t i = 0; i < p->nevs; i++)
 		event_unref(p->evs[i]);
 	free(p->evs);
+	free(p->end_reason);
 	if (p->counted)
 		metrics_dec(m->connections[TRANSPORT_POLL]);
 	free(p);
@@ -108,10 +110,14 @@ static enum MHD_Result poll_answer(struct lp_poll *p, struct MHD_Connection *c,
 
 	poll_detach(p); /* no deliver runs any more: p is ours alone */
 	if (p->ended) {
+		/* What every later request of the account hears too (http's
+		 * request_disabled). */
+		json_t *body =
+		    json_pack("{s:s, s:s, s:s}", "error", "disabled", "message",
+			      "this account has been disabled by an admin",
+			      "reason", p->end_reason ? p->end_reason : "");
 		poll_free(p);
-		return reply_error(
-		    c, log, 401, "disabled",
-		    "this account has been disabled by an admin");
+		return reply_json(c, log, 403, body);
 	}
 	int64_t cursor = p->cursor;
 	buf_init(&b);
@@ -156,7 +162,15 @@ static void on_deliver(void *arg, struct event *ev)
 
 	stream_lock(p->st);
 	if (evtype_ends_session(event_type(ev))) {
-		/* the account is gone: answered 401 (poll_answer) */
+		/* the account is gone: answered 403 (poll_answer) */
+		size_t len;
+		const char *text = event_json(ev, &len);
+		json_t *o = json_loadb(text, len, 0, NULL);
+		const char *why =
+		    json_string_value(json_object_get(o, "reason"));
+		free(p->end_reason);
+		p->end_reason = xstrdup(why ? why : "");
+		json_decref(o);
 		p->ended = true;
 		stream_wake(p->st);
 		stream_unlock(p->st);

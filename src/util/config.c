@@ -143,6 +143,10 @@ static const struct opt opts[] = {
      "open WebSocket, SSE and long-poll streams per user; 0: no cap"},
     {"streams-per-address", "N", T_UINT, F(streams_per_address), 0, 1000000,
      "open streams per client address; 0: no cap"},
+    {"connections-per-address", "N", T_UINT, F(connections_per_address), 0,
+     1000000,
+     "open HTTP connections per client address (TLS ones by the client's "
+     "address); beyond, 429; at twice it, closed at once; 0: no cap"},
     {"db-sync", "full|normal", T_SYNC, F(db_sync_full), 0, 0,
      "SQLite synchronous mode; normal survives only process crashes"},
     {"commit-interval-ms", "N", T_UINT, F(commit_interval_ms), 0, 1000,
@@ -291,6 +295,7 @@ static void set_defaults(struct config *cfg)
 	cfg->rate_users_max = 65536;
 	cfg->streams_per_user = 32;
 	cfg->streams_per_address = 256;
+	cfg->connections_per_address = 512;
 	cfg->db_sync_full = 1;
 	cfg->commit_interval_ms = 0;
 	cfg->commit_batch_max = 256;

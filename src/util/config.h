@@ -55,6 +55,7 @@ struct config {
 	unsigned rate_users_max;   /* users whose buckets are kept */
 	/* concurrent streams (WebSocket, SSE, long-poll); 0: no cap */
 	unsigned streams_per_user, streams_per_address;
+	unsigned connections_per_address; /* HTTP connections; 0: no cap */
 
 	/* storage */
 	int db_sync_full;	     /* 1: synchronous=FULL, 0: NORMAL */

@@ -35,6 +35,8 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->rate_flood_closes, 0);
 	atomic_init(&m->streams_refused[0], 0);
 	atomic_init(&m->streams_refused[1], 0);
+	atomic_init(&m->conns_refused_addr[0], 0);
+	atomic_init(&m->conns_refused_addr[1], 0);
 	atomic_init(&m->storage_full, 0);
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
@@ -145,7 +147,8 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	       "WebSockets closed (1008) for flooding past a rate limit.",
 	       &m->rate_flood_closes);
 	single(out, "natter_storage_full", "gauge",
-	       "1 while the disk under the database is full and writes are refused.",
+	       "1 while the disk under the database is full and writes are "
+	       "refused.",
 	       &m->storage_full);
 	buf_puts(out, "# HELP natter_streams_refused_total Streams refused at "
 		      "the per-user or per-address cap.\n"
@@ -156,6 +159,19 @@ void metrics_render(const struct metrics *m, struct buf *out)
 		    out, "natter_streams_refused_total{cap=\"%s\"} %llu\n",
 		    caps[k],
 		    (unsigned long long)atomic_load(&m->streams_refused[k]));
+	buf_puts(out, "# HELP natter_connections_refused_address_total HTTP "
+		      "connections refused at connections-per-address: "
+		      "answered 429, or closed at once at twice the cap.\n"
+		      "# TYPE natter_connections_refused_address_total "
+		      "counter\n");
+	static const char *const how[2] = {"answered", "closed"};
+	for (int k = 0; k < 2; k++)
+		buf_printf(
+		    out,
+		    "natter_connections_refused_address_total{how=\"%s\"} "
+		    "%llu\n",
+		    how[k],
+		    (unsigned long long)atomic_load(&m->conns_refused_addr[k]));
 	buf_puts(out, "# HELP natter_client_transport_total Transports browser "
 		      "clients ended on, and why they fell back.\n"
 		      "# TYPE natter_client_transport_total counter\n");

@@ -55,6 +55,9 @@ struct metrics {
 	atomic_uint_fast64_t rate_flood_closes;
 	/* streams refused (429) at a cap: [0] per user, [1] per address */
 	atomic_uint_fast64_t streams_refused[2];
+	/* HTTP connections refused at connections-per-address: [0] answered
+	 * 429, [1] closed at once (twice the cap) */
+	atomic_uint_fast64_t conns_refused_addr[2];
 	/* 1 while the store's disk is full (core/chat.h chat_storage_full) */
 	atomic_uint_fast64_t storage_full;
 };

@@ -54,6 +54,46 @@ expect 431 headers_too_large "headers over 16 KiB are a JSON 431"
 api GET /healthz
 expect 200 "" "an ordinary request is still served"
 
+# The answers libmicrohttpd 0.9.75 gives itself, before any callback of
+# natter's runs, with a short HTML page compiled into the library (it has
+# no option to replace them): the documented exceptions to "every error is
+# JSON" (README, top of http/http.c). Asserted so that a library change
+# that lets natter answer them is noticed, and so that each stays a clean
+# 4xx/5xx that closes the connection. Everything natter answers itself,
+# including everything past the request line and headers, is JSON (the
+# checks above).
+mhd_answer() { # BYTES: the status line libmicrohttpd answers raw bytes with
+	python3 - "$PORT" "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+got = b""
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+except OSError:
+    pass
+head, _, body = got.partition(b"\r\n\r\n")
+status = head.split(b"\r\n")[0].decode(errors="replace")
+kind = "json" if body.startswith(b"{") else "html" if b"<html" in body.lower() else "empty" if not body else "other"
+print(status + " " + kind)
+PY
+}
+r=$(mhd_answer 'GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n')
+check "a header line without a colon: libmicrohttpd's own 400 ($r)" grep -q '^HTTP/1.1 400' <<<"$r"
+r=$(mhd_answer 'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n')
+check "a malformed Content-Length: libmicrohttpd's own 400 ($r)" grep -q '^HTTP/1.1 400' <<<"$r"
+r=$(mhd_answer 'GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n')
+check "an unsupported HTTP version: libmicrohttpd's own 505 ($r)" grep -q ' 505 ' <<<"$r"
+r=$(mhd_answer "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: $(head -c 40000 /dev/zero | tr '\0' a)\r\n\r\n")
+check "headers beyond the connection's 32 KiB pool: libmicrohttpd's own 431 ($r)" grep -qE ' 4(13|14|31) ' <<<"$r"
+api GET /healthz
+expect 200 "" "and natter serves on"
+
 # --- oversized bodies: 413 without reading the rest -------------------------
 # 70,000 bytes of a chunked body, over max-body, and then nothing: the
 # answer must come at once, not when the body (never) ends.

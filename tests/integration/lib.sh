@@ -26,9 +26,10 @@ trap cleanup EXIT
 
 # Start natterd on a free port (port 0, read back from its log). Extra
 # arguments are passed on (and win over these). The database persists in
-# $WORK across restarts. Per-user rate limits and stream caps are off:
-# tests that drive load from one user would meet them; rate-limits.sh and
-# stream-caps.sh set their own.
+# $WORK across restarts. Per-user rate limits, stream caps and the
+# per-address connection cap are off: tests that drive load from one user
+# or one address would meet them; rate-limits.sh, stream-caps.sh and
+# conn-caps.sh set their own.
 start_natterd() {
 	: >"$WORK/natterd.log"
 	"$NATTERD" --listen 127.0.0.1:0 --db "$WORK/natter.db" \
@@ -36,6 +37,7 @@ start_natterd() {
 		--argon2-memory-kib 1024 --argon2-time 1 --log-level debug \
 		--rate-commands 0 --rate-send 0 --rate-typing 0 \
 		--streams-per-user 0 --streams-per-address 0 \
+		--connections-per-address 0 \
 		"$@" >>"$WORK/natterd.log" 2>&1 &
 	NATTERD_PID=$!
 	for _ in $(seq 1 100); do

@@ -56,7 +56,8 @@ api_json POST /api/login "" '{"username":"olga","password":"correct horse"}'
 expect 403 disabled "logging in is refused at once"
 sleep 0.7
 api_get /api/me "$OLGA"
-expect 401 "" "an open session ends within the session cache's lifetime"
+expect 403 disabled "an open session is refused within the session cache's lifetime"
+check "... with the reason" test "$(jget .reason)" = "from the shell"
 run ctl user enable olga
 check "user enable: exit 0" test "$RC" = 0
 echo 'battery staple' | ctl user reset-password olga >/dev/null

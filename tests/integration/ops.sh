@@ -332,23 +332,35 @@ check "all three connections ended within 1 s (${MS} ms)" test "$MS" -lt 1000
 check "WebSocket: the disabled event, then close 4001" \
 	bash -c "grep -q '\"type\":\"disabled\"' '$WORK/d.ws' && grep -q '^close 4001' '$WORK/d.ws'"
 check "SSE: the disabled event ended the stream" grep -q '^event: disabled' "$WORK/d.sse"
-check "long-poll: answered 401 disabled" \
-	test "$(cat "$WORK/d.poll.status")/$(jq -r .error "$WORK/d.poll")" = 401/disabled
+check "long-poll: answered 403 disabled with the reason" \
+	test "$(cat "$WORK/d.poll.status")/$(jq -r '.error + "/" + .reason' "$WORK/d.poll")" = "403/disabled/spam account"
+# Every later request of the account says why, not a bare 401: the API
+# (cookie or bearer), and each stream's handshake before it starts.
 api_get /api/me "$USER"
-expect 401 "" "the first session is gone"
+expect 403 disabled "the first session's requests answer 403 disabled"
+check "... with the reason" test "$(jget .reason)" = "spam account"
 api_get /api/me "$ULF2"
-expect 401 "" "and the second"
+expect 403 disabled "and the second's"
+api_get /events "$ULF2" --max-time 3
+expect 403 disabled "an SSE stream is refused 403 disabled"
+api_get "/poll?timeout=1&token=$ULF2" "" --max-time 3
+expect 403 disabled "a long-poll with ?token= too"
+check "... with the reason" test "$(jget .reason)" = "spam account"
 api_json POST /api/login "" '{"username":"ulf","password":"correct horse"}'
 expect 403 disabled "logging in answers 403 disabled"
+check "... with the reason" test "$(jget .reason)" = "spam account"
 api_json POST /api/login "" '{"username":"ulf","password":"wrong horse"}'
 expect 401 bad_credentials "a wrong password still says only that"
-"$WSCLIENT" --token "$USER" --timeout 3 "$WSBASE/ws" >/dev/null 2>&1 && rc=0 || rc=$?
-check "a new WebSocket with the old token is refused" test "$rc" -ne 0
+"$WSCLIENT" --token "$USER" --timeout 3 "$WSBASE/ws" >/dev/null 2>"$WORK/d.ws2.err" && rc=0 || rc=$?
+check "a new WebSocket with the old token is refused 403 before the upgrade" \
+	bash -c "test $rc = 2 && grep -q 403 '$WORK/d.ws2.err'"
 api_json POST /api/admin/users/ulf/enable "$OWNER" '{}'
 expect 403 forbidden "only admins enable accounts"
 api_json POST /api/admin/users/ulf/enable "$ADMIN" '{}'
 expect 200 "" "the admin enables ulf again"
 check "the answer says so" test "$(jget .disabled)" = false
+api_get /api/me "$ULF2"
+expect 401 "" "enabling ends the old sessions"
 api_json POST /api/login "" '{"username":"ulf","password":"correct horse"}'
 expect 200 "" "ulf logs in again"
 

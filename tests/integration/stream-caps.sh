@@ -109,4 +109,41 @@ expect 200 "" "refused handshakes hold no slot"
 
 kill_all
 stop_natterd
+
+# --- the server's cap holds exactly under a burst of handshakes -----------------------
+# 60 connections opened first, then 60 WebSocket handshakes sent at once
+# against max-connections 6: exactly 6 are upgraded, every other one hears
+# 503 busy before the upgrade (a cap checked before the slot is counted
+# lets several through together).
+start_natterd --max-connections 6
+CAROL=$(register carol)
+python3 - "$PORT" "$CAROL" >"$WORK/burst.out" <<'PY'
+import socket, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+req = ("GET /ws?token=%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+       "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" % token).encode()
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+for s in socks:
+    s.sendall(req)
+codes = {}
+for s in socks:
+    s.settimeout(5)
+    try:
+        line = s.recv(64).split(b"\r\n")[0].decode()
+        code = line.split(" ")[1]
+    except Exception:
+        code = "none"
+    codes[code] = codes.get(code, 0) + 1
+time.sleep(0.5)
+print(" ".join("%s=%d" % kv for kv in sorted(codes.items())))
+for s in socks:
+    s.close()
+PY
+check "exactly 6 of 60 racing handshakes upgraded ($(cat "$WORK/burst.out"))" \
+	test "$(cat "$WORK/burst.out")" = "101=6 503=54"
+check "their slots came back" wait_conns ws 0
+api_get "/poll?timeout=0" "$CAROL" --max-time 3
+expect 200 "" "a stream is served again once they ended"
+stop_natterd
 finish

@@ -344,4 +344,60 @@ exec 4<&- 5<&- 6<&-
 sleep 0.3
 code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$SELF" "https://127.0.0.1:$TPORT/healthz" || true)
 check "once they are gone, handshakes are accepted again" test "$code" = 200
+
+# --- keep-alive over TLS and the header deadline ----------------------------------
+# An idle HTTPS keep-alive connection is not a slow client: its header
+# deadline starts at the first byte of its next request (the terminator
+# counts what it hands over; a socketpair has no TCP_INFO), so a second
+# request after more than the deadline is served on the same connection,
+# while a request that then trickles in is still closed at the deadline.
+stop_natterd
+start_natterd --tls-listen 127.0.0.1:0 --tls-cert "$WORK/cert.pem" \
+	--tls-key "$WORK/key.pem" --header-timeout 2
+for _ in $(seq 1 50); do TPORT=$(tls_port); [ -n "$TPORT" ] && break; sleep 0.1; done
+python3 - "$TPORT" "$WORK/cert.pem" >"$WORK/ka.out" 2>&1 <<'PY' || true
+import socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.settimeout(5)
+req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+def answer():
+    got = b""
+    while b"\r\n\r\n" not in got or not got.endswith(b"}"):
+        chunk = s.recv(4096)
+        if not chunk:
+            return "closed"
+        got += chunk
+    return got.split(b"\r\n")[0].decode()
+s.sendall(req)
+print("first", answer())
+time.sleep(3.5)  # idle longer than the 2 s header deadline
+try:
+    s.sendall(req)
+    print("second", answer())
+except OSError as e:
+    print("second", "error", e)
+# now a request that trickles: closed at the deadline
+import select
+t0 = time.time()
+state = "still open"
+try:
+    s.sendall(b"GET /healthz HTTP/1.1\r\n")
+    while time.time() - t0 < 8:
+        r, _, _ = select.select([s], [], [], 0.5)
+        if r and not s.recv(4096):
+            state = "closed after %.1f s" % (time.time() - t0)
+            break
+        s.sendall(b"X")
+except OSError:
+    state = "closed after %.1f s" % (time.time() - t0)
+print("slow", state)
+PY
+check "an idle HTTPS keep-alive connection's next request is served ($(tr '\n' ' ' <"$WORK/ka.out"))" \
+	grep -q '^second HTTP/1.1 200' "$WORK/ka.out"
+check "the first one was too" grep -q '^first HTTP/1.1 200' "$WORK/ka.out"
+secs=$(sed -n 's/^slow closed after \([0-9]*\)\..*/\1/p' "$WORK/ka.out")
+check "a request trickling in over TLS is still closed at the deadline (${secs:-never} s)" \
+	test -n "$secs" -a "${secs:-99}" -le 4
 finish

@@ -1129,8 +1129,13 @@ static void c_mutes_disable_audit(void **state)
 	char name[33];
 	assert_int_equal(store_session_user(st, h, 1, &uid, name), STORE_OK);
 	assert_int_equal(store_user_disable(st, b, true, "spam"), STORE_OK);
+	/* a disabled account's session says so (a 403 with the reason,
+	 * not a bare 401), at once, cache or not */
 	assert_int_equal(store_session_user(st, h, 1, &uid, name),
-			 STORE_NOTFOUND);
+			 STORE_DISABLED);
+	assert_int_equal(uid, b);
+	assert_int_equal(store_session_user(st, h, 1, &uid, name),
+			 STORE_DISABLED);
 	struct store_user u;
 	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
 	assert_true(u.disabled);
@@ -1140,6 +1145,9 @@ static void c_mutes_disable_audit(void **state)
 	assert_int_equal(store_user_by_id(st, b, &u), STORE_OK);
 	assert_false(u.disabled);
 	store_user_fini(&u);
+	/* enabling ends the old sessions: a fresh login is needed */
+	assert_int_equal(store_session_user(st, h, 1, &uid, name),
+			 STORE_NOTFOUND);
 	assert_int_equal(store_user_disable(st, 999999, true, NULL),
 			 STORE_NOTFOUND);
 
@@ -1195,6 +1203,55 @@ static void c_admin(void **state)
 	store_user_fini(&u);
 	assert_int_equal(store_user_admin_set(st, 999999, true),
 			 STORE_NOTFOUND);
+}
+
+/* store_roles_each: owners (not the lobby's: it has none), moderators,
+ * and admins as room 0; admins only without rooms. */
+struct role_rows {
+	int64_t room[16], user[16];
+	int role[16];
+	size_t n;
+};
+
+static void role_row(void *arg, int64_t room_id, int64_t user_id, int role)
+{
+	struct role_rows *rr = arg;
+	assert_true(rr->n < 16);
+	rr->room[rr->n] = room_id;
+	rr->user[rr->n] = user_id;
+	rr->role[rr->n++] = role;
+}
+
+static bool has_row(const struct role_rows *rr, int64_t room, int64_t user,
+		    int role)
+{
+	for (size_t i = 0; i < rr->n; i++)
+		if (rr->room[i] == room && rr->user[i] == user &&
+		    rr->role[i] == role)
+			return true;
+	return false;
+}
+
+static void c_roles_each(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev");
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(store_moderator_set(st, r, b, a, true), STORE_OK);
+	struct role_rows rr = {0};
+	assert_int_equal(store_roles_each(st, true, role_row, &rr), 0);
+	assert_int_equal(rr.n, 3);
+	assert_true(has_row(&rr, r, a, STORE_ROLE_OWNER));
+	assert_true(has_row(&rr, r, b, STORE_ROLE_MODERATOR));
+	assert_true(has_row(&rr, 0, a, STORE_ROLE_OWNER)); /* the admin */
+	assert_int_equal(store_user_admin_set(st, b, true), STORE_OK);
+	memset(&rr, 0, sizeof(rr));
+	assert_int_equal(store_roles_each(st, false, role_row, &rr), 0);
+	assert_int_equal(rr.n, 2);
+	assert_true(has_row(&rr, 0, a, STORE_ROLE_OWNER));
+	assert_true(has_row(&rr, 0, b, STORE_ROLE_OWNER));
 }
 
 /* Owner, moderators and members: roles follow membership. */
@@ -1264,6 +1321,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_events_after_membership),
 	    C(c_admin),
 	    C(c_roles),
+	    C(c_roles_each),
 	    C(c_kick_ban),
 	    C(c_mutes_disable_audit),
 	    C(c_edit),

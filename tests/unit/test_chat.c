@@ -1028,6 +1028,93 @@ static void test_err_mapping(void **state)
 	}
 }
 
+/* Rights checks read memory, never SQLite: the store's role and user
+ * reads are wrapped at link time (-Wl,--wrap) and counted. */
+int __real_store_room_role(struct store *st, int64_t room_id, int64_t user_id);
+int __real_store_user_by_id(struct store *st, int64_t id,
+			    struct store_user *out);
+static atomic_int store_role_reads;
+
+int __wrap_store_room_role(struct store *st, int64_t room_id, int64_t user_id)
+{
+	atomic_fetch_add(&store_role_reads, 1);
+	return __real_store_room_role(st, room_id, user_id);
+}
+
+int __wrap_store_user_by_id(struct store *st, int64_t id,
+			    struct store_user *out)
+{
+	atomic_fetch_add(&store_role_reads, 1);
+	return __real_store_user_by_id(st, id, out);
+}
+
+static void test_roles_from_memory(void **state)
+{
+	struct fx *fx = *state;
+	struct chat *c = fx->chat;
+	struct waiter *w = waiter_new(fx);
+	assert_int_equal(
+	    chat_room_create(c, &fx->alice, "mods", NULL, on_done, w), CHAT_OK);
+	wait_done(w);
+	assert_int_equal(w->err, CHAT_OK);
+	int64_t room = event_room(w->ev);
+	assert_int_equal(join(fx, &fx->bob, "mods"), CHAT_OK);
+
+	atomic_store(&store_role_reads, 0);
+	/* the owner, from the commit hook that saw the room created */
+	assert_true(chat_can_moderate(c, fx->alice.id, room));
+	assert_false(chat_can_moderate(c, fx->bob.id, room));
+	assert_false(chat_is_admin(c, fx->bob.id));
+	assert_int_equal(atomic_load(&store_role_reads), 0);
+
+	char rn[33], tn[33];
+	int role = 0;
+	assert_int_equal(chat_moderator_set(c, &fx->alice, "mods", "bob", true,
+					    rn, tn, &role),
+			 CHAT_OK);
+	assert_int_equal(role, STORE_ROLE_MODERATOR);
+	atomic_store(&store_role_reads, 0);
+	assert_true(chat_can_moderate(c, fx->bob.id, room));
+	assert_int_equal(atomic_load(&store_role_reads), 0);
+	assert_int_equal(__real_store_room_role(fx->st, room, fx->bob.id),
+			 STORE_ROLE_MODERATOR);
+
+	/* a moderator who leaves stops being one, also after a rejoin (as
+	 * the store's trigger says) */
+	struct waiter *l = waiter_new(fx);
+	assert_int_equal(chat_leave(c, &fx->bob, "mods", on_done, l), CHAT_OK);
+	wait_done(l);
+	assert_false(chat_can_moderate(c, fx->bob.id, room));
+	assert_int_equal(join(fx, &fx->bob, "mods"), CHAT_OK);
+	assert_false(chat_can_moderate(c, fx->bob.id, room));
+	assert_int_equal(__real_store_room_role(fx->st, room, fx->bob.id),
+			 STORE_ROLE_MEMBER);
+	/* revoking works the same way */
+	assert_int_equal(chat_moderator_set(c, &fx->alice, "mods", "bob", true,
+					    rn, tn, &role),
+			 CHAT_OK);
+	assert_int_equal(chat_moderator_set(c, &fx->alice, "mods", "bob", false,
+					    rn, tn, &role),
+			 CHAT_OK);
+	assert_int_equal(role, STORE_ROLE_MEMBER);
+	assert_false(chat_can_moderate(c, fx->bob.id, room));
+
+	/* an admin named behind natterd's back (natterctl) is not read on
+	 * the caller's thread; chat_admins_refresh (HTTP threads, at most
+	 * once a second) picks it up */
+	assert_int_equal(store_user_admin_set(fx->st, fx->carol.id, true),
+			 STORE_OK);
+	atomic_store(&store_role_reads, 0);
+	assert_false(chat_is_admin(c, fx->carol.id));
+	assert_false(chat_can_moderate(c, fx->carol.id, room));
+	assert_int_equal(atomic_load(&store_role_reads), 0);
+	struct timespec pause = {1, 100 * 1000000L};
+	nanosleep(&pause, NULL);
+	chat_admins_refresh(c);
+	assert_true(chat_is_admin(c, fx->carol.id));
+	assert_true(chat_can_moderate(c, fx->carol.id, room));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -1047,6 +1134,7 @@ int main(void)
 	    T(test_join_leave),
 	    T(test_typing),
 	    T(test_id_violation_counted),
+	    T(test_roles_from_memory),
 	    cmocka_unit_test(test_err_mapping),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

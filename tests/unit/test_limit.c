@@ -1,11 +1,14 @@
 /* test_limit: the token buckets (rate, burst, refill, retry_after, each
  * kind on its own), the bounded user table (a full table reuses idle or
  * least-limited entries and never grows), and the stream caps (per user,
- * per address, released exactly). Times are passed in. */
+ * per address, server-wide: exactly the cap under concurrent callers,
+ * released exactly). Times are passed in. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cmocka.h>
 
@@ -123,11 +126,74 @@ static void test_stream_caps(void **state)
 	limit_free(l);
 }
 
+/* The server-wide cap: 16 threads race for 2,000 slots with a cap of 300;
+ * exactly 300 are granted (a check-then-count outside one lock lets a few
+ * over), and each refusal says which cap. */
+#define RACE_THREADS 16
+#define RACE_TRIES 125
+struct race {
+	struct limit *l;
+	int id;
+	int ok, server;
+};
+
+static void *racer(void *arg)
+{
+	struct race *r = arg;
+	char addr[32];
+	for (int i = 0; i < RACE_TRIES; i++) {
+		snprintf(addr, sizeof(addr), "10.1.%d.%d", r->id, i);
+		int rc = limit_stream_acquire(r->l, r->id * 1000 + i, addr);
+		if (rc == LIMIT_STREAM_OK)
+			r->ok++;
+		else if (rc == LIMIT_STREAM_SERVER)
+			r->server++;
+	}
+	return NULL;
+}
+
+static void test_stream_server_cap_exact(void **state)
+{
+	(void)state;
+	struct limit_config c = {.users_max = 16, .streams_max = 300};
+	struct limit *l = limit_new(&c);
+	pthread_t t[RACE_THREADS];
+	struct race r[RACE_THREADS];
+	for (int i = 0; i < RACE_THREADS; i++) {
+		r[i] = (struct race){.l = l, .id = i};
+		pthread_create(&t[i], NULL, racer, &r[i]);
+	}
+	int ok = 0, server = 0;
+	for (int i = 0; i < RACE_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		ok += r[i].ok;
+		server += r[i].server;
+	}
+	assert_int_equal(ok, 300);
+	assert_int_equal(server, RACE_THREADS * RACE_TRIES - 300);
+	assert_int_equal(limit_streams_total(l), 300);
+	/* releases give exactly their slots back (and a release of what
+	 * was refused gives nothing) */
+	char addr[32];
+	for (int i = 0; i < RACE_TRIES; i++) {
+		snprintf(addr, sizeof(addr), "10.1.0.%d", i);
+		limit_stream_release(l, i, addr);
+	}
+	assert_int_equal(limit_streams_total(l), 300 - r[0].ok);
+	for (int i = 0; i < r[0].ok; i++)
+		assert_int_equal(limit_stream_acquire(l, 99000 + i, "10.9.9.9"),
+				 LIMIT_STREAM_OK);
+	assert_int_equal(limit_stream_acquire(l, 99999, "10.9.9.8"),
+			 LIMIT_STREAM_SERVER);
+	limit_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_burst_then_rate),
 	    cmocka_unit_test(test_kinds_and_users_apart),
+	    cmocka_unit_test(test_stream_server_cap_exact),
 	    cmocka_unit_test(test_rate_zero_is_unlimited),
 	    cmocka_unit_test(test_bounded_table),
 	    cmocka_unit_test(test_stream_caps),

@@ -198,18 +198,7 @@ static int w_target_change(struct sq *st, struct job *j, int64_t room_id)
 /* 1 when user_id is banned from room_id, 0 not, or a failure status. */
 static int w_is_banned(struct sq *st, int64_t room_id, int64_t user_id)
 {
-	sqlite3_stmt *s = sq_stmt(&st->w, Q_BAN_GET);
-	int rc;
-
-	if (!s)
-		return w_stmt_fail(st, s, 0);
-	sqlite3_bind_int64(s, 1, room_id);
-	sqlite3_bind_int64(s, 2, user_id);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return w_stmt_fail(st, s, rc);
-	sq_stmt_done(s);
-	return rc == SQLITE_ROW;
+	return w_row_exists(st, Q_BAN_GET, room_id, user_id);
 }
 
 /* The ban of the job's subject, by its sender, with the command's reason. */

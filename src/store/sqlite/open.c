@@ -90,8 +90,9 @@ static const char *const sql_text[Q_COUNT] = {
 		      "expires_ms) VALUES (?1, ?2, ?3, ?4)",
     [Q_SESSION_GET] = "SELECT user_id, expires_ms FROM sessions "
 		      "WHERE hash = ?1",
-    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username "
-		       "FROM sessions s JOIN users u ON u.id = s.user_id "
+    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username, "
+		       "u.disabled_ms IS NOT NULL FROM sessions s JOIN users u "
+		       "ON u.id = s.user_id "
 		       "WHERE s.hash = ?1",
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_SESSION_DEL_EXPIRED] = "DELETE FROM sessions "
@@ -223,6 +224,11 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_USER_PWHASH_SET] = "UPDATE users SET pwhash = ?2 WHERE id = ?1",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
+    /* 3 owner, 2 moderator (enum store_role) */
+    [Q_ROLES_ALL] = "SELECT id, created_by, 3 FROM rooms "
+		    "WHERE created_by IS NOT NULL UNION ALL "
+		    "SELECT room_id, user_id, 2 FROM moderators",
+    [Q_ADMINS_ALL] = "SELECT 0, id, 3 FROM users WHERE admin",
 };
 
 /* A migration file: version 1 is schema.sql. */
@@ -826,6 +832,7 @@ const struct store_ops sq_ops = {
     .mute_set = sq_mute_set,
     .mutes_each = sq_mutes_each,
     .user_disable = sq_user_disable,
+    .roles_each = sq_roles_each,
     .user_password_set = sq_user_password_set,
     .audit_add = sq_audit_add,
     .audit_list = sq_audit_list,

@@ -62,11 +62,7 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 	sqlite3_bind_int64(s, 1, user_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(s, 1);
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		struct store_room *r = &v[len++];
+		struct store_room *r = SQ_PUSH(v, len, cap, 16);
 		r->id = sqlite3_column_int64(s, 0);
 		snprintf(r->name, sizeof(r->name), "%s", name ? name : "");
 		r->topic = sq_col_dup(s, 2);
@@ -156,11 +152,7 @@ int sq_invites_list(struct store *base, int64_t user_id,
 		goto fail;
 	sqlite3_bind_int64(s, 1, user_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 8;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		struct store_invite *r = &v[len++];
+		struct store_invite *r = SQ_PUSH(v, len, cap, 8);
 		const char *room = (const char *)sqlite3_column_text(s, 0);
 		const char *kind = (const char *)sqlite3_column_text(s, 1);
 		const char *by = (const char *)sqlite3_column_text(s, 2);
@@ -196,11 +188,7 @@ int sq_room_members(struct store *base, int64_t room_id,
 	sqlite3_bind_int64(s, 1, room_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *u = (const char *)sqlite3_column_text(s, 0);
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		struct store_member *m = &v[len++];
+		struct store_member *m = SQ_PUSH(v, len, cap, 16);
 		snprintf(m->username, sizeof(m->username), "%s", u ? u : "");
 		m->display_name = sq_col_dup(s, 1);
 		m->role = sqlite3_column_int(s, 2);

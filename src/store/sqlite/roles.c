@@ -135,11 +135,7 @@ int sq_bans_list(struct store *base, int64_t room_id, struct store_ban **out,
 		goto fail;
 	sqlite3_bind_int64(s, 1, room_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 8;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		struct store_ban *b = &v[len++];
+		struct store_ban *b = SQ_PUSH(v, len, cap, 8);
 		const char *u = (const char *)sqlite3_column_text(s, 0);
 		const char *by = (const char *)sqlite3_column_text(s, 1);
 		snprintf(b->username, sizeof(b->username), "%s", u ? u : "");
@@ -216,6 +212,38 @@ fail:
 	sq_stmt_done(s);
 	sq_pool_put(st, c);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Rows of q to fn; 0 or -1. */
+static int roles_rows(struct sq *st, enum q q,
+		      void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				 int role),
+		      void *arg)
+{
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, q);
+	int rc = SQLITE_ERROR;
+
+	if (!s)
+		goto fail;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+		   sqlite3_column_int(s, 2));
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int sq_roles_each(struct store *base, bool rooms,
+		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			     int role),
+		  void *arg)
+{
+	struct sq *st = sq_of(base);
+	if (rooms && roles_rows(st, Q_ROLES_ALL, fn, arg) < 0)
+		return -1;
+	return roles_rows(st, Q_ADMINS_ALL, fn, arg);
 }
 
 static void bind_str(sqlite3_stmt *s, int i, const char *v)

@@ -104,6 +104,8 @@ enum q {
 	Q_AUDIT_ADD,
 	Q_USER_PWHASH_SET,
 	Q_AUDIT_LIST,
+	Q_ROLES_ALL,
+	Q_ADMINS_ALL,
 	Q_COUNT
 };
 
@@ -229,6 +231,10 @@ int sq_mutes_each(struct store *base, int64_t now_ms,
 		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
 			     int64_t until_ms),
 		  void *arg);
+int sq_roles_each(struct store *base, bool rooms,
+		  void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			     int role),
+		  void *arg);
 int sq_user_disable(struct store *base, int64_t id, bool disabled,
 		    const char *reason);
 int sq_audit_add(struct store *base, const struct store_audit *a);
@@ -278,6 +284,16 @@ struct job {
 	size_t nmore;
 };
 
+/* The next slot of a result array v (holding len of cap elements) that a
+ * list read grows row by row: the array doubles (from first) when full;
+ * evaluates to a pointer to the new slot, len counted. v, len and cap are
+ * lvalues, each evaluated more than once. */
+#define SQ_PUSH(v, len, cap, first)                                            \
+	(((len) == (cap) ? ((cap) = (cap) ? 2 * (cap) : (first),               \
+			    (v) = xrealloc((v), (cap) * sizeof(*(v))), 0)      \
+			 : 0),                                                 \
+	 &(v)[(len)++])
+
 /* Returned inside the writer for a SQLite failure that dooms the batch. */
 #define W_FATAL (-100)
 
@@ -286,6 +302,9 @@ int w_member_change(struct sq *st, enum q q, int64_t room_id, int64_t user_id);
 int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
 		const char *from);
 int w_stmt_fail(struct sq *st, sqlite3_stmt *s, int rc);
+/* Whether q, with ?1 = a and ?2 = b, yields a row on the writer's
+ * connection: 1, 0, or a failure status (w_stmt_fail). */
+int w_row_exists(struct sq *st, enum q q, int64_t a, int64_t b);
 int w_is_member(struct sq *st, int64_t room_id, int64_t user_id);
 int w_fail(int rc);
 int w_user(struct sq *st, int64_t id, char **name);

@@ -270,7 +270,8 @@ int sq_session_user(struct store *base, const uint8_t hash[32], int64_t now,
 	}
 	snprintf(username, 33, "%s", (const char *)name);
 	*user_id = uid;
-	status = STORE_OK;
+	/* A disabled account's session: never cached (an enable ends it). */
+	status = sqlite3_column_int(s, 3) ? STORE_DISABLED : STORE_OK;
 out:
 	sq_stmt_done(s);
 	sq_pool_put(st, c);
@@ -306,8 +307,9 @@ static void session_forget_user(struct sq *st, int64_t user_id)
 	pthread_mutex_unlock(&st->smu);
 }
 
-/* Run q (users.id = ?1, the text ?2) and then delete the user's sessions,
- * in one transaction: a disable, or a new password. */
+/* Run q (users.id = ?1, the text ?2; for Q_USER_DISABLE ?2 is ms, 0 for
+ * NULL, and ?3 the text) and then, if end_sessions, delete the user's
+ * sessions, in one transaction: an enable, or a new password. */
 static int user_change_ends_sessions(struct sq *st, enum q q, int64_t id,
 				     int64_t ms, const char *text,
 				     bool end_sessions)
@@ -325,7 +327,7 @@ static int user_change_ends_sessions(struct sq *st, enum q q, int64_t id,
 		goto fail;
 	sqlite3_bind_int64(s, 1, id);
 	if (q == Q_USER_DISABLE) {
-		if (end_sessions)
+		if (ms)
 			sqlite3_bind_int64(s, 2, ms);
 		sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
 	} else {
@@ -356,7 +358,7 @@ fail:
 	if (in_tx)
 		sq_run(c, Q_ROLLBACK);
 	sq_pool_put(st, c);
-	if (status == STORE_OK && end_sessions)
+	if (status == STORE_OK && (end_sessions || q == Q_USER_DISABLE))
 		session_forget_user(st, id);
 	return status;
 }
@@ -373,6 +375,6 @@ int sq_user_disable(struct store *base, int64_t id, bool disabled,
 		    const char *reason)
 {
 	return user_change_ends_sessions(sq_of(base), Q_USER_DISABLE, id,
-					 now_ms(), disabled ? reason : NULL,
-					 disabled);
+					 disabled ? now_ms() : 0,
+					 disabled ? reason : NULL, !disabled);
 }

@@ -160,21 +160,26 @@ static int w_room(struct sq *st, int64_t id, const char *name, int64_t *room_id,
 	return rc == SQLITE_ROW ? STORE_OK : STORE_NOTFOUND;
 }
 
-/* 1 member, 0 not, or a failure status. */
-int w_is_member(struct sq *st, int64_t room_id, int64_t user_id)
+int w_row_exists(struct sq *st, enum q q, int64_t a, int64_t b)
 {
-	sqlite3_stmt *s = sq_stmt(&st->w, Q_IS_MEMBER);
+	sqlite3_stmt *s = sq_stmt(&st->w, q);
 	int rc;
 
 	if (!s)
 		return w_stmt_fail(st, s, 0);
-	sqlite3_bind_int64(s, 1, room_id);
-	sqlite3_bind_int64(s, 2, user_id);
+	sqlite3_bind_int64(s, 1, a);
+	sqlite3_bind_int64(s, 2, b);
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return w_stmt_fail(st, s, rc);
 	sq_stmt_done(s);
 	return rc == SQLITE_ROW;
+}
+
+/* 1 member, 0 not, or a failure status. */
+int w_is_member(struct sq *st, int64_t room_id, int64_t user_id)
+{
+	return w_row_exists(st, Q_IS_MEMBER, room_id, user_id);
 }
 
 int w_member_change(struct sq *st, enum q q, int64_t room_id, int64_t user_id)

@@ -77,9 +77,9 @@ export default async function () {
     await dora.register();
     await dora.waitLive();
     // The server's admin is its first account: scenario 1's alice, or, when
-    // this scenario runs alone, the first person of scenario 13.
+    // this area runs alone, scenario 15's oksana.
     let admin = null;
-    for (const username of ['alice', 'olga']) {
+    for (const username of ['alice', 'oksana']) {
       const r = await fetch(server.base + '/api/login', {
         method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password: PASSWORD }),
       });
@@ -97,11 +97,26 @@ export default async function () {
     const notice = await dora.page.textContent('#auth');
     assert(/disabled this account/.test(notice) && /spam account/.test(notice), `the login page says why: ${notice}`);
     await dora.shot('disabled-logged-out.png');
+    // A page opened later with the same (kept) session hears it from the
+    // server's 403 disabled, which carries the reason: no live event
+    // involved.
+    const status = await dora.page.evaluate(async () => {
+      const r = await fetch('/api/me');
+      return { status: r.status, body: await r.json() };
+    });
+    assert(status.status === 403 && status.body.error === 'disabled' && status.body.reason === 'spam account',
+      `a disabled session's request answers 403 disabled with the reason: ${JSON.stringify(status)}`);
+    const later = await dora.tab();
+    await later.waitForSelector('#auth:not([hidden])', { timeout: 5000 });
+    await later.waitForFunction(() => /spam account/.test(document.getElementById('auth-error').textContent), null, { timeout: 5000 });
+    const told = await later.textContent('#auth-error');
+    assert(/disabled this account/.test(told), `a new page is told why at once: ${told}`);
+    await later.close();
     await dora.page.click('#tab-login');
     await dora.page.fill('#auth-username', 'dora');
     await dora.page.fill('#auth-password', PASSWORD);
     await dora.page.click('#auth-submit');
-    await dora.page.waitForFunction(() => /disabled by an admin/.test(document.getElementById('auth').textContent), null, { timeout: 5000 });
+    await dora.page.waitForFunction(() => /disabled this account/.test(document.getElementById('auth').textContent) && /spam account/.test(document.getElementById('auth').textContent), null, { timeout: 5000 });
     await dora.shot('disabled-login.png');
   });
 }
