@@ -39,9 +39,11 @@ enum store_status {
 	STORE_GONE = -9,      /* the message is deleted: it cannot change */
 	STORE_NOUSER = -10,   /* a user named in the write does not exist */
 	STORE_FIXED = -11,    /* a direct conversation's people cannot change */
-	STORE_FULL = -12      /* the database's filesystem is full: nothing of
+	STORE_FULL = -12,     /* the database's filesystem is full: nothing of
 				 the batch was applied; retry once space
 				 returns */
+	STORE_BADREF = -13,   /* a reply_to that is not a message of the room */
+	STORE_LIMIT = -14     /* a message has EVTYPE_REACTIONS_MAX emoji */
 };
 
 struct store_config {
@@ -82,7 +84,9 @@ struct store_write {
 	/* the user the event acts on (EVTYPE_FROM_MODERATOR types: the one
 	 * removed or banned), else 0 */
 	int64_t subject_id;
-	int64_t target_id; /* the message an edit or delete names */
+	/* the message an edit, delete or reaction names, or a message
+	 * replies to */
+	int64_t target_id;
 	/* A delete by a moderator of the room (chat_can_moderate): the writer
 	 * does not require the sender to be the message's author. */
 	bool moderated;
@@ -331,6 +335,19 @@ int store_invites_list(struct store *st, int64_t user_id,
 int store_history(struct store *st, int64_t room_id, int64_t before,
 		  int64_t after, unsigned limit, struct event ***out, size_t *n,
 		  bool *more);
+/* One emoji's reactions on one message, for one reader. */
+struct store_reaction {
+	int64_t message_id;
+	char emoji[64]; /* EMOJI_BYTES_MAX */
+	int64_t count;
+	bool me; /* the reader is one of them */
+};
+/* The reactions on the messages of room_id with lo <= id <= hi, for
+ * user_id: by message id, each message's emoji in the order they were
+ * first used. 0 (caller frees *out with free()) or -1. */
+int store_reactions(struct store *st, int64_t user_id, int64_t room_id,
+		    int64_t lo, int64_t hi, struct store_reaction **out,
+		    size_t *n);
 /* Full-text search over the searchable events in rooms user_id is a
  * member of now: event references, newest first, at most limit, with id <
  * before (before <= 0: from the newest). q is plain words, all of which
