@@ -590,6 +590,10 @@ char *markdown_excerpt(const char *text, size_t len, size_t max)
 	attach(p, "autolink");
 	cmark_parser_feed(p, text, len);
 	cmark_node *doc = cmark_parser_finish(p);
+	/* raw HTML is text here too, as the message shows it */
+	struct nodes l = {0};
+	pass_html_images(doc, &l);
+	free(l.v);
 	char *plain = cmark_render_plaintext(doc, opts, 0);
 	cmark_node_free(doc);
 	cmark_parser_free(p);

@@ -67,7 +67,7 @@ static const char *const sql_text[Q_COUNT] = {
 		       "WHERE target_id = ?1 AND type IN ('edit', 'message')",
     [Q_EVENT_JSON_SET] = "UPDATE events SET json = ?2 WHERE id = ?1",
     [Q_REACTION_ADD] = "INSERT OR IGNORE INTO reactions (message_id, emoji, "
-		       "user_id, ts_ms) VALUES (?1, ?2, ?3, ?4)",
+		       "user_id, ts_ms, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_REACTION_DEL] = "DELETE FROM reactions WHERE message_id = ?1 "
 		       "AND emoji = ?2 AND user_id = ?3",
     [Q_REACTION_COUNT] = "SELECT count(*) FROM reactions "
@@ -81,10 +81,10 @@ static const char *const sql_text[Q_COUNT] = {
      * the order it was first used there */
     [Q_REACTIONS_PAGE] =
 	"SELECT r.message_id, r.emoji, count(*), max(r.user_id = ?4), "
-	"min(r.ts_ms) AS first FROM reactions r "
+	"min(r.event_id) AS first FROM reactions r "
 	"JOIN events e ON e.id = r.message_id "
 	"WHERE e.room_id = ?1 AND r.message_id BETWEEN ?2 AND ?3 "
-	"GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first, r.emoji",
+	"GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
     /* merges the index's segments, dropping what deletes left behind */
     [Q_FTS_OPTIMIZE] = "INSERT INTO events_search (events_search) "
 		       "VALUES ('optimize')",

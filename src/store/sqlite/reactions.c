@@ -148,8 +148,11 @@ int w_react(struct sq *st, struct job *j, int64_t room_id)
 	sqlite3_bind_int64(s, 1, j->target_id);
 	sqlite3_bind_text(s, 2, emoji, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, j->user_id);
-	if (add)
+	if (add) {
 		sqlite3_bind_int64(s, 4, now_ms());
+		/* the id w_event_add gives this job's event */
+		sqlite3_bind_int64(s, 5, st->next_id);
+	}
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE) {
 		rc = w_stmt_fail(st, s, rc);
