@@ -159,7 +159,12 @@ export function messageMenu(acts) {
   const add = (cls, key, fn) => {
     const b = h('button', 'msg-menu-btn ' + cls, t(key));
     b.type = 'button';
-    b.addEventListener('click', () => fn(b));
+    b.addEventListener('click', () => {
+      // a touch menu closes once used
+      const li = b.closest('.msg');
+      if (li) li.classList.remove('menu-open');
+      fn(b);
+    });
     bar.append(b);
   };
   add('msg-reply', 'msg.reply', acts.reply);

@@ -116,7 +116,9 @@ typedef void (*store_done_fn)(void *arg, int status, struct event *ev);
 void store_write_submit(struct store *st, const struct store_write *w,
 			store_done_fn done, void *arg);
 /* Called on the writer thread for each new persistent event, in id order,
- * after its commit and before the done callbacks of the batch. Set once,
+ * after its commit and before the done callbacks of the batch; and, right
+ * before an event that rewrote stored events (a delete), with each of their
+ * new versions (event_is_revision: an id already handed over). Set once,
  * before the first submit. ev is borrowed. */
 void store_set_commit_hook(struct store *st,
 			   void (*hook)(void *arg, struct event *ev),
