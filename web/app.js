@@ -1145,6 +1145,7 @@ function applyChange(r, ev) {
   r.events.set(old.id, now);
   for (const key of [`${old.id}:0`, `${old.id}:1`]) r.nodes.delete(key);
   if (S.edit && S.edit.id === old.id && now.deleted) cancelEdit();
+  if (S.reply && S.reply.id === old.id && now.deleted) cancelReply();
   return true;
 }
 
@@ -1272,6 +1273,12 @@ function pendingNode(r, m, cont) {
     const meta = h('div', 'msg-meta');
     meta.append(h('span', 'msg-author', displayName(S.me.username)), st);
     body.append(meta);
+  }
+  const orig = m.reply_to && r.events.get(m.reply_to);
+  if (orig && !orig.deleted) {
+    const q = quoteNode({ id: orig.id, excerpt: (orig.text || '').slice(0, 100) }, displayName(orig.from),
+      () => jumpToMessage(r.name, orig.id));
+    if (q) body.append(q);
   }
   const text = h('div', 'msg-text');
   text.append(richText(m.text));
