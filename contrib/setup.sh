@@ -28,17 +28,18 @@ BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config autoconf-archive
 	libmicrohttpd-dev libsqlite3-dev libjansson-dev libargon2-dev
 	libcmocka-dev libwslay-dev libmbedtls-dev
-	libcmark-gfm-dev libcmark-gfm-extensions-dev
+	libcmark-gfm-dev libcmark-gfm-extensions-dev libicu-dev
 	curl ca-certificates sqlite3
 )
 # TEST_PACKAGES: what `test` needs on top of BUILD_PACKAGES: jq for the
 # integration tests, openssl for the TLS tests, chromium and nginx for the
 # browser end-to-end tests (nginx plays the restrictive proxies), and a
-# Chinese font so that their zh-CN screenshots show characters, not boxes;
+# Chinese font and a colour emoji font so that their screenshots show
+# characters and reactions, not boxes;
 # clang and its libFuzzer runtime for tests/fuzz (NATTER_FUZZ=1); python3
 # for the reconnect-storm and rate-limit tests.
 TEST_PACKAGES=(
-	curl jq openssl chromium nginx-light fonts-wqy-microhei
+	curl jq openssl chromium nginx-light fonts-wqy-microhei fonts-noto-color-emoji
 	clang libclang-rt-14-dev python3
 )
 # The e2e tests need Node.js >= 20 with npm (this machine image ships it).

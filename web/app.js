@@ -14,6 +14,9 @@ import { api, ApiError, friendly, enc } from './api.js';
 import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
 import { renderMarkup } from './markup.js';
+import {
+  reactionApplied, reactionsReplaced, reactionChips, quoteNode, pickerOpen, messageMenu, longPress,
+} from './reactions.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
@@ -31,7 +34,7 @@ const ROOM_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 // Errors for which retrying the same message cannot help.
 // A muted sender's message fails too: sending it later, unseen, when the
 // mute ends would surprise its author.
-const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted']);
+const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted', 'bad_reply_to']);
 
 const $ = (id) => document.getElementById(id);
 
@@ -860,6 +863,7 @@ async function leaveRoom() {
 
 function openRoom(name, opts = {}) {
   if (S.edit && S.edit.room !== name) cancelEdit();
+  if (S.reply && S.reply.room !== name) cancelReply();
   const r = room(name);
   const changed = S.current !== name;
   S.current = name;
@@ -1006,6 +1010,11 @@ function messageNode(ev, cont) {
     li.append(body);
     return li;
   }
+  if (ev.reply_to) {
+    const q = ev.reply_to;
+    const quote = quoteNode(q, displayName(q.author || ''), () => jumpToMessage(ev.room, q.id));
+    if (quote) body.append(quote);
+  }
   // The rendered form when the server sent one (an event stored before
   // messages were rendered has only its text).
   const rendered = typeof ev.html === 'string';
@@ -1024,25 +1033,88 @@ function messageNode(ev, cont) {
     if (!isNaN(d)) mark.title = timeFull(d);
     body.append(mark);
   }
-  if (ev.from === S.me.username) body.append(messageActions(ev));
+  const chips = reactionChips(ev, (emoji, mine) => toggleReaction(ev.room, ev.id, emoji, mine));
+  if (chips) body.append(chips);
+  body.append(messageActions(ev));
   li.append(body);
+  longPress(li);
   return li;
 }
 
-// The menu of one's own message: shown on hover, on keyboard focus, and
-// on a touch screen (no hover) always.
+// The menu of a message: shown on hover, on keyboard focus, and on a
+// touch screen after a long press. Reply and react for everyone; edit
+// for its author; delete for its author or a moderator of the room.
 function messageActions(ev) {
-  const bar = h('div', 'msg-menu');
-  bar.setAttribute('role', 'group');
-  bar.setAttribute('aria-label', t('msg.actions'));
-  const edit = h('button', 'msg-menu-btn msg-edit', t('msg.edit'));
-  edit.type = 'button';
-  edit.addEventListener('click', () => startEdit(ev.room, ev.id));
-  const del = h('button', 'msg-menu-btn danger msg-delete', t('msg.delete'));
-  del.type = 'button';
-  del.addEventListener('click', () => deleteMessage(ev.room, ev.id));
-  bar.append(edit, del);
-  return bar;
+  const mine = ev.from === S.me.username;
+  const r = S.rooms.get(ev.room);
+  const mod = r && myRank(r) >= RANK.moderator;
+  return messageMenu({
+    reply: () => startReply(ev.room, ev.id),
+    react: (btn) => pickerOpen(btn, (emoji) => toggleReaction(ev.room, ev.id, emoji, hasMine(ev.room, ev.id, emoji))),
+    edit: mine ? () => startEdit(ev.room, ev.id) : null,
+    del: mine || mod ? () => deleteMessage(ev.room, ev.id) : null,
+  });
+}
+
+// --- reactions and replies ----------------------------------------------------------------
+
+function hasMine(room, id, emoji) {
+  const r = S.rooms.get(room);
+  const ev = r && r.events.get(id);
+  return !!(ev && Array.isArray(ev.reactions) && ev.reactions.some((x) => x.emoji === emoji && x.me));
+}
+
+// A message takes a new state (reactions): its cached nodes go.
+function messageReplaced(r, now) {
+  if (!now) return false;
+  r.events.set(now.id, now);
+  for (const key of [`${now.id}:0`, `${now.id}:1`]) r.nodes.delete(key);
+  return true;
+}
+
+// Our reaction on or off: the server answers with the message's
+// aggregate, which is applied at once (the live event follows).
+async function toggleReaction(room, id, emoji, mine) {
+  const r = S.rooms.get(room);
+  try {
+    const res = await api(mine ? 'DELETE' : 'PUT', `/api/rooms/${enc(room)}/messages/${id}/reactions/${encodeURIComponent(emoji)}`);
+    if (r && res && messageReplaced(r, reactionsReplaced(r.events.get(id), res.reactions)) && r.name === S.current) {
+      renderMessagesSoon();
+    }
+  } catch (e) {
+    if (e.status === 401) return sessionEnded();
+    $('composer-error').textContent = friendly(e);
+  }
+}
+
+// A reaction event, live or replayed: the count it carries is the new one.
+function onReaction(r, ev) {
+  if (!Number.isSafeInteger(ev.target_id)) return;
+  if (!r.reacted) r.reacted = new Map();
+  const key = `${ev.target_id}:${ev.emoji}`;
+  if ((r.reacted.get(key) || 0) >= ev.id) return;
+  r.reacted.set(key, ev.id);
+  const now = reactionApplied(r.events.get(ev.target_id), ev, S.me.username);
+  if (messageReplaced(r, now) && r.name === S.current) renderMessagesSoon();
+}
+
+// Answer a message: the composer says to whom until it is sent or Esc.
+function startReply(room, id) {
+  const r = S.rooms.get(room);
+  const ev = r && r.events.get(id);
+  if (!ev || ev.deleted) return;
+  if (S.edit) cancelEdit();
+  S.reply = { room, id, author: ev.from };
+  $('composer-reply-name').textContent = displayName(ev.from);
+  $('composer-reply-text').textContent = (ev.text || '').slice(0, 100);
+  $('composer-replying').hidden = false;
+  $('composer-input').focus();
+}
+
+function cancelReply() {
+  if (!S.reply) return;
+  S.reply = null;
+  $('composer-replying').hidden = true;
 }
 
 // --- edits and deletes -------------------------------------------------------------------------
@@ -1051,6 +1123,10 @@ function messageActions(ev) {
 // whichever comes first of the live event and a history page (a newer
 // change is never undone by an older one seen later).
 function applyChange(r, ev) {
+  if (ev.type === 'reaction') {
+    onReaction(r, ev);
+    return false;
+  }
   if (!Number.isSafeInteger(ev.target_id)) return false;
   if (!r.changed) r.changed = new Map();
   if ((r.changed.get(ev.target_id) || 0) >= ev.id) return false;
@@ -1067,6 +1143,7 @@ function applyChange(r, ev) {
   r.events.set(old.id, now);
   for (const key of [`${old.id}:0`, `${old.id}:1`]) r.nodes.delete(key);
   if (S.edit && S.edit.id === old.id && now.deleted) cancelEdit();
+  if (S.reply && S.reply.id === old.id && now.deleted) cancelReply();
   return true;
 }
 
@@ -1194,6 +1271,12 @@ function pendingNode(r, m, cont) {
     const meta = h('div', 'msg-meta');
     meta.append(h('span', 'msg-author', displayName(S.me.username)), st);
     body.append(meta);
+  }
+  const orig = m.reply_to && r.events.get(m.reply_to);
+  if (orig && !orig.deleted) {
+    const q = quoteNode({ id: orig.id, excerpt: (orig.text || '').slice(0, 100) }, displayName(orig.from),
+      () => jumpToMessage(r.name, orig.id));
+    if (q) body.append(q);
   }
   const text = h('div', 'msg-text');
   text.append(richText(m.text));
@@ -1695,6 +1778,8 @@ const EVENT_VIEWS = {
   // Changes to a message: not shown as rows; the message shows its state.
   edit: { change: true },
   delete: { change: true },
+  // {"target_id","emoji","op":"add"|"remove","count"}: the message's chips
+  reaction: { change: true },
   dm: { render: noticeNode('event.dm'), live: () => refreshRoomsSoon() },
   // An invitation to a room, for us: {"type":"invite","room":..,"from":..}.
   invite: { ephemeral: true, live: () => loadInvites() },
@@ -1869,6 +1954,8 @@ function sendTyping() {
 
 function send(text) {
   const m = { client_id: newClientId(), room: S.current, text, ts: new Date().toISOString() };
+  if (S.reply && S.reply.room === S.current) m.reply_to = S.reply.id;
+  cancelReply();
   S.outbox.push(m);
   saveOutbox();
   renderMessages({ bottom: true });
@@ -1920,7 +2007,9 @@ function flushOutbox() {
   if (S.conn.kind === 'ws') {
     for (const m of S.outbox) {
       if (m.failed || S.inflight.has(m.client_id)) continue;
-      if (!S.conn.send({ op: 'send', room: m.room, text: m.text, client_id: m.client_id })) break;
+      const frame = { op: 'send', room: m.room, text: m.text, client_id: m.client_id };
+      if (m.reply_to) frame.reply_to = m.reply_to;
+      if (!S.conn.send(frame)) break;
       S.inflight.set(m.client_id, Date.now());
     }
     renderMessagesSoon();
@@ -1941,7 +2030,8 @@ async function postLoop() {
       renderMessagesSoon();
       try {
         const res = await api('POST', `/api/rooms/${enc(m.room)}/messages`, {
-          body: { text: m.text, client_id: m.client_id },
+          body: m.reply_to ? { text: m.text, client_id: m.client_id, reply_to: m.reply_to }
+            : { text: m.text, client_id: m.client_id },
         });
         S.flushRetry = 0;
         if (res && res.event) onEvent(res.event);
@@ -2299,6 +2389,12 @@ function bind() {
       cancelEdit();
       return;
     }
+    if (e.key === 'Escape' && S.reply) {
+      e.preventDefault();
+      e.stopPropagation();
+      cancelReply();
+      return;
+    }
     if (e.key !== 'Enter' || e.isComposing || e.altKey || e.shiftKey) return;
     const ctrl = e.ctrlKey || e.metaKey;
     // Enter sends (Ctrl+Enter too); or, by the person's choice, only
@@ -2315,6 +2411,10 @@ function bind() {
     if (ta.value.trim() && !S.edit) sendTyping();
   });
   $('composer').addEventListener('submit', submitComposer);
+  $('composer-reply-cancel').addEventListener('click', () => {
+    cancelReply();
+    $('composer-input').focus();
+  });
   $('composer-edit-cancel').addEventListener('click', () => {
     cancelEdit();
     $('composer-input').focus();

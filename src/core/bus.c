@@ -98,150 +98,12 @@
 #include <string.h>
 
 #include "core/bus.h"
+#include "util/imap.h"
 #include "util/util.h"
 
 /* How many times bus_subscribe re-decides when the ring overtook a
  * history fetch before it answers recovered=false. */
 #define SUBSCRIBE_TRIES 4
-
-/* Open addressing with linear probing and backward-shift deletion, int64
- * keys, one machine word of value. Used both as map and as set. */
-#define IMAP_EMPTY INT64_MIN
-
-struct imap {
-	int64_t *keys;
-	uintptr_t *vals;
-	size_t cap; /* 0 or a power of two */
-	size_t len;
-};
-
-static uint64_t mix64(int64_t key)
-{
-	uint64_t x = (uint64_t)key;
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
-/* The slot holding key, or the empty slot where it would go; cap > 0. */
-static size_t imap_slot(const struct imap *m, int64_t key)
-{
-	size_t mask = m->cap - 1, i = (size_t)mix64(key) & mask;
-	while (m->keys[i] != IMAP_EMPTY && m->keys[i] != key)
-		i = (i + 1) & mask;
-	return i;
-}
-
-static bool imap_get(const struct imap *m, int64_t key, uintptr_t *val)
-{
-	if (!m->len)
-		return false;
-	size_t i = imap_slot(m, key);
-	if (m->keys[i] == IMAP_EMPTY)
-		return false;
-	if (val)
-		*val = m->vals[i];
-	return true;
-}
-
-static void *imap_get_ptr(const struct imap *m, int64_t key)
-{
-	uintptr_t v;
-	return imap_get(m, key, &v) ? (void *)v : NULL;
-}
-
-static void imap_alloc(struct imap *m, size_t cap)
-{
-	m->cap = cap;
-	m->len = 0;
-	m->keys = xmalloc(cap * sizeof(*m->keys));
-	m->vals = xmalloc(cap * sizeof(*m->vals));
-	for (size_t i = 0; i < cap; i++)
-		m->keys[i] = IMAP_EMPTY;
-}
-
-static void imap_fini(struct imap *m)
-{
-	free(m->keys);
-	free(m->vals);
-	*m = (struct imap){0};
-}
-
-static void imap_grow(struct imap *m)
-{
-	struct imap old = *m;
-	imap_alloc(m, old.cap ? old.cap * 2 : 8);
-	for (size_t i = 0; i < old.cap; i++) {
-		if (old.keys[i] == IMAP_EMPTY)
-			continue;
-		size_t j = imap_slot(m, old.keys[i]);
-		m->keys[j] = old.keys[i];
-		m->vals[j] = old.vals[i];
-		m->len++;
-	}
-	imap_fini(&old);
-}
-
-/* Insert or overwrite; true if key was not there before. */
-static bool imap_put(struct imap *m, int64_t key, uintptr_t val)
-{
-	assert(key != IMAP_EMPTY);
-	if ((m->len + 1) * 4 > m->cap * 3)
-		imap_grow(m);
-	size_t i = imap_slot(m, key);
-	bool fresh = m->keys[i] == IMAP_EMPTY;
-	if (fresh) {
-		m->keys[i] = key;
-		m->len++;
-	}
-	m->vals[i] = val;
-	return fresh;
-}
-
-/* Is h in the cyclic interval (i, j]? */
-static bool cyclic_between(size_t i, size_t h, size_t j)
-{
-	return i <= j ? (i < h && h <= j) : (i < h || h <= j);
-}
-
-/* Remove key; true if it was there. Later entries of the probe run are
- * shifted back into the hole, so lookups never need tombstones. */
-static bool imap_del(struct imap *m, int64_t key)
-{
-	if (!m->len)
-		return false;
-	size_t mask = m->cap - 1, i = imap_slot(m, key), j = i;
-	if (m->keys[i] == IMAP_EMPTY)
-		return false;
-	for (;;) {
-		j = (j + 1) & mask;
-		if (m->keys[j] == IMAP_EMPTY)
-			break;
-		size_t home = (size_t)mix64(m->keys[j]) & mask;
-		if (cyclic_between(i, home, j))
-			continue;
-		m->keys[i] = m->keys[j];
-		m->vals[i] = m->vals[j];
-		i = j;
-	}
-	m->keys[i] = IMAP_EMPTY;
-	m->len--;
-	return true;
-}
-
-static void imap_copy(struct imap *dst, const struct imap *src)
-{
-	*dst = (struct imap){0};
-	if (!src || !src->len)
-		return;
-	imap_alloc(dst, src->cap);
-	memcpy(dst->keys, src->keys, src->cap * sizeof(*src->keys));
-	memcpy(dst->vals, src->vals, src->cap * sizeof(*src->vals));
-	dst->len = src->len;
-}
 
 /* A growable array of event references. */
 struct evvec {
@@ -555,6 +417,36 @@ static void ring_push(struct bus *bus, struct event *ev, bool was_member)
 	bus->ring_len++;
 }
 
+/* The index of the first ring event with id > after (ring_len: none). */
+static size_t ring_after(const struct bus *bus, int64_t after)
+{
+	size_t lo = 0, hi = bus->ring_len;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (event_id(ring_at(bus, mid)->ev) <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool bus_revise(struct bus *bus, struct event *ev)
+{
+	lock(&bus->lock);
+	size_t i = ring_after(bus, event_id(ev) - 1);
+	bool hit =
+	    i < bus->ring_len && event_id(ring_at(bus, i)->ev) == event_id(ev);
+	if (hit) {
+		struct slot *s =
+		    &bus->ring[(bus->ring_head + i) & bus->ring_mask];
+		event_unref(s->ev);
+		s->ev = event_ref(ev);
+	}
+	unlock(&bus->lock);
+	return hit;
+}
+
 static void shard_push(struct bus_shard *shard, struct event *ev)
 {
 	lock(&shard->inbox_lock);
@@ -744,14 +636,7 @@ static int member_change(const struct event *ev, int64_t user)
 static void ring_collect(struct bus *bus, int64_t user, int64_t after,
 			 struct evvec *out)
 {
-	size_t lo = 0, hi = bus->ring_len;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (event_id(ring_at(bus, mid)->ev) <= after)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = ring_after(bus, after);
 	if (lo == bus->ring_len)
 		return;
 

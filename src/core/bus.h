@@ -65,6 +65,12 @@ int64_t bus_last_id(struct bus *bus);
  * and counted in bus_id_violations; the caller logs it. */
 #define BUS_PERSONAL 0 /* the room of a personal ephemeral event */
 int bus_publish(struct bus *bus, struct event *ev);
+/* A revision of a persistent event (event_is_revision: the same id, a new
+ * envelope, such as a deleted message's tombstone) replaces the ring's
+ * copy, so that a replay from the ring sends what history holds; it is
+ * not delivered (live subscribers get the event that caused it, e.g. the
+ * delete). true if the ring held that id. Takes its own reference. */
+bool bus_revise(struct bus *bus, struct event *ev);
 /* How many publishes were refused with BUS_EORDER, for /metrics. */
 uint64_t bus_id_violations(struct bus *bus);
 

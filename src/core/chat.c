@@ -128,6 +128,10 @@ static void commit_hook(void *arg, struct event *ev)
 {
 	struct chat *c = arg;
 	const struct evtype *row = evtype_get(event_type(ev));
+	if (event_is_revision(ev)) {
+		bus_revise(c->bus, ev);
+		return;
+	}
 	if (row && (row->effect == EVTYPE_EFFECT_ROOM_CREATE ||
 		    row->effect == EVTYPE_EFFECT_DM_OPEN)) {
 		room_learn(c, ev);
@@ -316,6 +320,10 @@ static int err_from_store(int status)
 		return CHAT_EDELETED;
 	case STORE_FULL:
 		return CHAT_EFULL;
+	case STORE_BADREF:
+		return CHAT_EBADREPLY;
+	case STORE_LIMIT:
+		return CHAT_ETOOMANY;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -788,20 +796,6 @@ int chat_room_members(struct chat *c, const struct chat_user *u,
 							    : CHAT_OK;
 }
 
-int chat_history(struct chat *c, const struct chat_user *u, const char *room,
-		 char name[33], int64_t before, int64_t after, unsigned limit,
-		 struct event ***out, size_t *n, bool *more)
-{
-	int64_t id;
-	int rc = chat_room_member(c, u, room, &id, name);
-	if (rc != CHAT_OK)
-		return rc;
-	return store_history(c->store, id, before, after, limit, out, n, more) <
-		       0
-		   ? CHAT_EINTERNAL
-		   : CHAT_OK;
-}
-
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		int64_t before, unsigned limit, struct event ***out, size_t *n,
 		bool *more)
@@ -885,6 +879,10 @@ static const struct {
     {CHAT_ENOMSG, "no_such_message", "no message with that id in that room"},
     {CHAT_ENOTAUTHOR, "not_author", "only its author may change a message"},
     {CHAT_EDELETED, "message_deleted", "that message was deleted"},
+    {CHAT_EBADREPLY, "bad_reply_to",
+     "reply_to must be the id of a message in the same room"},
+    {CHAT_ETOOMANY, "too_many_reactions",
+     "that message has as many different reactions as it may have"},
     {CHAT_EFULL, "storage_full",
      "the server's storage is full; nothing was stored, try again later"},
 };

@@ -45,7 +45,9 @@ enum chat_err {
 	CHAT_ENOTAUTHOR = -16, /* not_author: someone else's message */
 	CHAT_EDELETED = -17,   /* message_deleted: it cannot be edited */
 	CHAT_EFIXED = -18,     /* dm_fixed: a direct conversation's people */
-	CHAT_EFULL = -19       /* storage_full: the disk is full, retry later */
+	CHAT_EFULL = -19,      /* storage_full: the disk is full, retry later */
+	CHAT_EBADREPLY = -20,  /* bad_reply_to: not a message of that room */
+	CHAT_ETOOMANY = -21    /* too_many_reactions on that message */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
@@ -160,10 +162,17 @@ int chat_room_members(struct chat *c, const struct chat_user *u,
 		      const char *room, char name[33],
 		      struct store_member **out, size_t *n);
 /* A history page of room (u must be a member): see store_history. The
- * events are shared references (caller unrefs each, frees the array). */
+ * events are references (caller unrefs each, frees the array): the stored
+ * envelopes, shared, except that a message with reactions carries them
+ * for u as "reactions": [{"emoji","count","me"}] (a copy per page). */
 int chat_history(struct chat *c, const struct chat_user *u, const char *room,
 		 char name[33], int64_t before, int64_t after, unsigned limit,
 		 struct event ***out, size_t *n, bool *more);
+/* The reactions on message msg of room for u (a member), as history
+ * carries them: CHAT_OK with a new array in *out (caller decrefs),
+ * CHAT_ENOROOM, CHAT_ENOTMEMBER, CHAT_EINTERNAL. */
+int chat_reactions(struct chat *c, const struct chat_user *u, const char *room,
+		   int64_t msg, json_t **out);
 /* Search the rooms u belongs to: see store_search. */
 int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 		int64_t before, unsigned limit, struct event ***out, size_t *n,

@@ -42,9 +42,8 @@ static int run_send(struct chat *c, enum event_type type,
 		    const struct chat_user *u, const struct evtype_input *in,
 		    chat_done_fn done, void *arg)
 {
-	(void)type;
-	return chat_send(c, u, in->room, in->text, in->len, in->client_id, done,
-			 arg);
+	/* the whole input: a reply's reply_to is its target_id */
+	return chat_event(c, u, type, in, done, arg);
 }
 
 static int run_typing(struct chat *c, enum event_type type,
@@ -72,10 +71,12 @@ static const struct cmd table[] = {
      run_send,
      true,
      LIMIT_SEND,
-     "send needs string members room and text",
+     "send needs string members room and text (and may have a client_id "
+     "and an integer reply_to)",
      {{"room", IN(room), true, false},
       {"text", IN(text), true, false},
-      {"client_id", IN(client_id), false, true}}},
+      {"client_id", IN(client_id), false, true},
+      {"reply_to", ID, false, true}}},
     {"typing",
      EVENT_TYPING,
      run_typing,
@@ -133,6 +134,22 @@ static const struct cmd table[] = {
      false,
      LIMIT_ALL,
      "delete needs a string room and an integer id",
+     {{"room", IN(room), true, false}, {"id", ID, true, false}}},
+    /* args "emoji" (the validator reads it); the frame's "op" names the
+     * direction (evtype_reaction_add) */
+    {"react",
+     EVENT_REACTION,
+     run_event,
+     false,
+     LIMIT_SEND,
+     "react needs a string room, an integer id and a string emoji",
+     {{"room", IN(room), true, false}, {"id", ID, true, false}}},
+    {"unreact",
+     EVENT_REACTION,
+     run_event,
+     false,
+     LIMIT_SEND,
+     "unreact needs a string room, an integer id and a string emoji",
      {{"room", IN(room), true, false}, {"id", ID, true, false}}},
     /* args "users": an array of names (the validator reads it) */
     {"dm_open",

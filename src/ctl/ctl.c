@@ -376,14 +376,17 @@ static const struct table {
      "id, room_id, type, user_id, ts_ms, client_id, text, json, target_id, "
      "subject_id",
      "room_id = ?1"},
+    {"reaction", "message_id, emoji, user_id, event_id, ts_ms",
+     "message_id IN (SELECT id FROM events WHERE room_id = ?1)"},
 };
 
 static const char *table_sql(const char *kind)
 {
 	static const char *const names[][2] = {
-	    {"user", "users"},	   {"room", "rooms"},
-	    {"member", "members"}, {"moderator", "moderators"},
-	    {"ban", "bans"},	   {"event", "events"}};
+	    {"user", "users"},	      {"room", "rooms"},
+	    {"member", "members"},    {"moderator", "moderators"},
+	    {"ban", "bans"},	      {"event", "events"},
+	    {"reaction", "reactions"}};
 	for (size_t i = 0; i < ARRAY_LEN(names); i++)
 		if (strcmp(names[i][0], kind) == 0)
 			return names[i][1];

@@ -55,6 +55,9 @@ enum MHD_Result api_send(struct request *req, const char *room);
  * message_deleted (an edit of a deleted message). */
 enum MHD_Result api_message_edit(struct request *req, const char *room);
 enum MHD_Result api_message_delete(struct request *req, const char *room);
+/* PUT / DELETE /api/rooms/{room}/messages/{id}/reactions/{emoji} */
+enum MHD_Result api_reaction_put(struct request *req, const char *room);
+enum MHD_Result api_reaction_delete(struct request *req, const char *room);
 /* POST /api/rooms/{room}/typing: the typing signal for clients that have no
  * WebSocket (SSE, long-poll, curl). */
 enum MHD_Result api_typing(struct request *req, const char *room);

@@ -6,6 +6,7 @@
 
 #include "http/api.h"
 #include "core/auth.h"
+#include "model/emoji.h"
 #include "model/search.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -154,6 +155,69 @@ enum MHD_Result api_message_edit(struct request *req, const char *room)
 enum MHD_Result api_message_delete(struct request *req, const char *room)
 {
 	return message_change(req, room, "delete");
+}
+
+/* A reaction's answer: 200 {"message_id","reactions":[{emoji,count,me}],
+ * "event": the reaction event, or null when nothing changed}. A user who
+ * is not a member of the room is told the message is not there (404). */
+static enum MHD_Result reaction_answer(struct request *req, const char *room)
+{
+	const struct chat_result *res = &req->result;
+	struct chat_user cu = {req->user_id, req->username};
+	int64_t id = message_id(req);
+	json_t *agg = NULL;
+	int rc = res->err;
+
+	if (rc == CHAT_OK)
+		rc = chat_reactions(req->srv->chat, &cu, room, id, &agg);
+	if (rc == CHAT_ENOTMEMBER)
+		rc = CHAT_ENOMSG;
+	if (rc != CHAT_OK)
+		return request_chat_error(req, rc);
+	json_t *ev = res->duplicate ? NULL : api_event_json(res->ev);
+	return reply_json(req->conn, &req->log, 200,
+			  json_pack("{s:I, s:o, s:o}", "message_id",
+				    (json_int_t)id, "reactions", agg, "event",
+				    ev ? ev : json_null()));
+}
+
+static enum MHD_Result reaction_change(struct request *req, const char *room,
+				       const char *cmd)
+{
+	if (req->phase == REQ_READY)
+		return reaction_answer(req, room);
+	enum MHD_Result ret = MHD_YES;
+	struct chat_user cu = {req->user_id, req->username};
+	const char *emoji = request_param(req, 2);
+	char norm[EMOJI_BYTES_MAX];
+	int64_t id = message_id(req), rid;
+	char shown[33];
+
+	if (id <= 0)
+		return request_chat_error(req, CHAT_ENOMSG);
+	int rc = chat_room_member(req->srv->chat, &cu, room, &rid, shown);
+	if (rc != CHAT_OK)
+		return request_chat_error(
+		    req, rc == CHAT_ENOTMEMBER ? CHAT_ENOMSG : rc);
+	if (!emoji || emoji_normalize(emoji, strlen(emoji), norm) < 0)
+		return api_fail(req, 400, "bad_emoji",
+				"a reaction is one emoji (URL-encoded) or a "
+				":shortcode: such as :+1:");
+	json_t *args = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id,
+				 "emoji", norm, "op", cmd);
+	api_command(req, cmd, args, room, &ret);
+	json_decref(args);
+	return ret;
+}
+
+enum MHD_Result api_reaction_put(struct request *req, const char *room)
+{
+	return reaction_change(req, room, "react");
+}
+
+enum MHD_Result api_reaction_delete(struct request *req, const char *room)
+{
+	return reaction_change(req, room, "unreact");
 }
 
 enum MHD_Result api_typing(struct request *req, const char *room)

@@ -31,6 +31,7 @@ struct event {
 	int64_t room;
 	int64_t user;
 	int64_t subject; /* 0: none (the sender is the subject) */
+	bool revision;	 /* a new version of a stored event (same id) */
 	/* NULL until the first event_sse(); set once by compare-exchange. */
 	_Atomic(struct frame *) sse;
 	size_t len;
@@ -63,6 +64,7 @@ struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
 	ev->room = room_id;
 	ev->user = user_id;
 	ev->subject = 0;
+	ev->revision = false;
 	atomic_init(&ev->sse, NULL);
 	ev->len = len;
 	memcpy(ev->json, json, len);
@@ -123,6 +125,16 @@ int64_t event_subject(const struct event *ev)
 void event_subject_set(struct event *ev, int64_t user_id)
 {
 	ev->subject = user_id;
+}
+
+void event_revision_set(struct event *ev)
+{
+	ev->revision = true;
+}
+
+bool event_is_revision(const struct event *ev)
+{
+	return ev->revision;
 }
 
 const char *event_json(const struct event *ev, size_t *len)
@@ -263,7 +275,7 @@ static char *envelope_text(int64_t id, enum event_type type, const char *room,
 			   const char *from, int64_t ts_ms, const char *text,
 			   const char *html, const char *client_id,
 			   const char *const *mentions, size_t nmentions,
-			   size_t *len)
+			   const char *reply, size_t *len)
 {
 	char ts[32];
 	struct buf b;
@@ -300,6 +312,12 @@ static char *envelope_text(int64_t id, enum event_type type, const char *room,
 				goto fail;
 		}
 		buf_puts(&b, "]");
+	}
+	if (reply) {
+		/* JSON object text the store built with jansson (compact:
+		 * no raw line break) */
+		buf_puts(&b, ",\"reply_to\":");
+		buf_puts(&b, reply);
 	}
 	buf_puts(&b, "}");
 	if (len)
@@ -361,7 +379,7 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     const char *client_id, size_t *len)
 {
 	return envelope_text(id, EVENT_MESSAGE, room, from, ts_ms, text, NULL,
-			     client_id, NULL, 0, len);
+			     client_id, NULL, 0, NULL, len);
 }
 
 char *event_envelope_input(int64_t id, enum event_type type, const char *room,
@@ -375,7 +393,8 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 		return in && in->text
 			   ? envelope_text(id, type, room, from, ts_ms,
 					   in->text, in->html, in->client_id,
-					   in->mentions, in->nmentions, len)
+					   in->mentions, in->nmentions,
+					   in->reply, len)
 			   : NULL;
 	json_t *extra = row->extra && in ? row->extra(in) : NULL;
 	if (row->extra && in && !extra)

@@ -6,6 +6,7 @@
 #ifndef NATTER_EVENT_H
 #define NATTER_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,13 @@ int64_t event_subject(const struct event *ev);
 /* Record the user an event acts on; only while the caller holds the sole
  * reference (before the event is shared). */
 void event_subject_set(struct event *ev, int64_t user_id);
+/* Mark an event as a revision: the new envelope of an event already
+ * stored under the same id (a deleted message's tombstone, an edit or a
+ * reply scrubbed by that delete), which replaces the old one where it is
+ * kept (the bus's ring) and is never delivered as news. Only while the
+ * caller holds the sole reference. */
+void event_revision_set(struct event *ev);
+bool event_is_revision(const struct event *ev);
 /* The envelope; valid while the caller holds a reference. */
 const char *event_json(const struct event *ev, size_t *len);
 /* "id: N\nevent: TYPE\ndata: JSON\n\n" (no id line when ephemeral), built on
@@ -59,7 +67,8 @@ char *event_envelope_message(int64_t id, const char *room, const char *from,
 			     const char *client_id, size_t *len);
 /* The envelope of a new event of type from a client's input, as the table
  * says: a searchable type carries in->text (NUL-terminated here), in->html
- * (when not NULL) and in->client_id, written directly as event_envelope_message
+ * (when not NULL), in->client_id, its mentions and in->reply (as
+ * "reply_to"), written directly as event_envelope_message
  * does; any other type the members of its row's extra. NULL on failure. */
 char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 			   const char *from, int64_t ts_ms,

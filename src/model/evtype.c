@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "model/emoji.h"
 #include "model/evtype.h"
 #include "util/util.h"
 
@@ -43,6 +44,8 @@ static bool text_valid(const char *text, size_t len)
 static enum evtype_verdict message_validate(const struct evtype_input *in)
 {
 	if (!in->text || in->len == 0 || !text_valid(in->text, in->len))
+		return EVTYPE_INVALID;
+	if (in->target_id < 0)
 		return EVTYPE_INVALID;
 	if (utf8_count(in->text, in->len) > EVTYPE_TEXT_MAX)
 		return EVTYPE_TOOLONG;
@@ -232,6 +235,45 @@ static json_t *delete_extra(const struct evtype_input *in)
 	return target_extra(in, false);
 }
 
+/* A reaction: the message it is on, args "emoji" one emoji (emoji.h) and
+ * args "op" "add" or "remove". */
+static enum evtype_verdict reaction_validate(const struct evtype_input *in)
+{
+	const char *e = json_string_value(json_object_get(in->args, "emoji"));
+	char norm[EMOJI_BYTES_MAX];
+
+	if (in->target_id <= 0 || !e || evtype_reaction_add(in->args) < 0)
+		return EVTYPE_INVALID;
+	if (emoji_normalize(e, strlen(e), norm) < 0)
+		return EVTYPE_INVALID;
+	return EVTYPE_VALID;
+}
+
+/* {"target_id","emoji","op":"add"|"remove","count"}: the store sets args
+ * "emoji" to the
+ * emoji a shortcode stands for and "count" to how many have it now. */
+static json_t *reaction_extra(const struct evtype_input *in)
+{
+	json_t *count = json_object_get(in->args, "count");
+	const char *e = json_string_value(json_object_get(in->args, "emoji"));
+	return json_pack(
+	    "{s:I, s:s, s:s, s:I}", "target_id", (json_int_t)in->target_id,
+	    "emoji", e ? e : "", "op",
+	    evtype_reaction_add(in->args) == 1 ? "add" : "remove", "count",
+	    (json_int_t)(json_is_integer(count) ? json_integer_value(count)
+						: 0));
+}
+
+int evtype_reaction_add(json_t *args)
+{
+	const char *op = json_string_value(json_object_get(args, "op"));
+	if (op && (!strcmp(op, "react") || !strcmp(op, "add")))
+		return 1;
+	if (op && (!strcmp(op, "unreact") || !strcmp(op, "remove")))
+		return 0;
+	return -1;
+}
+
 /* Designated members, so that a row says what each value is. */
 static const struct evtype table[] = {
     [EVENT_MESSAGE] = {.type = EVENT_MESSAGE,
@@ -320,6 +362,13 @@ static const struct evtype table[] = {
     [EVENT_READ] = {.type = EVENT_READ,
 		    .name = "read",
 		    .sender = EVTYPE_FROM_SERVER},
+    [EVENT_REACTION] = {.type = EVENT_REACTION,
+			.name = "reaction",
+			.persistent = true,
+			.sender = EVTYPE_FROM_MEMBER,
+			.validate = reaction_validate,
+			.effect = EVTYPE_EFFECT_REACT,
+			.extra = reaction_extra},
 };
 
 const struct evtype *evtype_get(enum event_type t)
@@ -363,6 +412,7 @@ int evtype_membership(enum event_type t)
 	case EVTYPE_EFFECT_NONE:
 	case EVTYPE_EFFECT_EDIT:
 	case EVTYPE_EFFECT_DELETE:
+	case EVTYPE_EFFECT_REACT:
 		break;
 	}
 	return 0;

@@ -37,13 +37,16 @@ enum event_type {
 	EVENT_DELETE,	/* persistent: the author deleted a message */
 	EVENT_DM,	/* persistent: a direct conversation opened */
 	EVENT_INVITE,	/* ephemeral, personal: you were invited to a room */
-	EVENT_READ	/* ephemeral, personal: your read marker moved */
+	EVENT_READ,	/* ephemeral, personal: your read marker moved */
+	EVENT_REACTION	/* persistent: a member added or removed a reaction */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
 #define EVTYPE_CLIENT_ID_MAX 64 /* bytes */
 #define EVTYPE_TOPIC_MAX 200	/* characters */
 #define EVTYPE_REASON_MAX 200	/* characters */
+#define EVTYPE_REACTIONS_MAX 20 /* distinct emoji on one message */
+#define EVTYPE_EXCERPT_MAX 100	/* characters of a reply's quote */
 #define EVTYPE_DM_USERS_MAX                                                    \
 	8 /* people in a direct conversation, besides                          \
 	     the one who opens it */
@@ -80,7 +83,13 @@ enum evtype_effect {
 	 * created on first use with all of them as members (the others each
 	 * get a join event of their own, right after this one), else the
 	 * first event is answered as a duplicate. */
-	EVTYPE_EFFECT_DM_OPEN
+	EVTYPE_EFFECT_DM_OPEN,
+	/* args "op" "add" or "remove" the sender's reaction args "emoji" to
+	 * the target message (of this room, not deleted; at most
+	 * EVTYPE_REACTIONS_MAX distinct emoji on it): a change appends the
+	 * event, with the emoji's new count in args "count"; no change is
+	 * answered with the target message as a duplicate. */
+	EVTYPE_EFFECT_REACT
 };
 
 /* A validator's verdict. */
@@ -115,6 +124,11 @@ struct evtype_input {
 	 * when nmentions is 0. */
 	const char *const *mentions;
 	size_t nmentions;
+	/* A searchable type's reply quote: the JSON object text of the
+	 * envelope's "reply_to" member ({"id","from","excerpt"} or with
+	 * "deleted":true), built by the store, never by a client; NULL for
+	 * none. The original's id is target_id. */
+	const char *reply;
 };
 
 struct evtype {
@@ -146,6 +160,10 @@ struct evtype {
 const struct evtype *evtype_get(enum event_type t);
 /* The type named name: 0, or -1 when no row has that name. */
 int evtype_parse(const char *name, enum event_type *t);
+/* A reaction command's direction from its args "op": 1 add ("react" or
+ * "add"), 0 remove ("unreact" or "remove"), -1 neither. The WebSocket
+ * frame's own "op" is the command's name, so both spellings are taken. */
+int evtype_reaction_add(json_t *args);
 /* Whether t ends the connection that receives it (ends_session). */
 bool evtype_ends_session(enum event_type t);
 /* Effect on the membership of the event's room of its subject (the user

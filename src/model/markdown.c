@@ -540,3 +540,64 @@ char *markdown_render_full(const char *text, size_t len,
 	*out_len = b.len;
 	return buf_steal(&b);
 }
+
+/* Whitespace runs become one space, leading and trailing space goes, and
+ * the result is cut after max code points (never inside one), with an
+ * ellipsis when something was cut. */
+static char *excerpt_cut(const char *s, size_t max)
+{
+	struct buf b = {0};
+	size_t chars = 0;
+	bool space = false, cut = false;
+
+	buf_reserve(&b, 16);
+	for (const char *p = s; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			space = b.len > 0;
+			continue;
+		}
+		/* a lead byte starts a code point; continuation bytes follow
+		 * it into the same one */
+		bool lead = (c & 0xC0) != 0x80;
+		if (lead && chars + (space ? 1 : 0) >= max) {
+			cut = true;
+			break;
+		}
+		if (lead && space) {
+			buf_append(&b, " ", 1);
+			chars++;
+		}
+		space = false;
+		buf_append(&b, p, 1);
+		if (lead)
+			chars++;
+	}
+	if (cut)
+		buf_puts(&b, "\xE2\x80\xA6"); /* … */
+	if (!b.data)
+		buf_puts(&b, "");
+	return buf_steal(&b);
+}
+
+char *markdown_excerpt(const char *text, size_t len, size_t max)
+{
+	pthread_once(&ext_once, ext_register);
+	const int opts = CMARK_OPT_DEFAULT | CMARK_OPT_VALIDATE_UTF8;
+	cmark_parser *p = cmark_parser_new(opts);
+	attach(p, "table");
+	attach(p, "strikethrough");
+	attach(p, "autolink");
+	cmark_parser_feed(p, text, len);
+	cmark_node *doc = cmark_parser_finish(p);
+	/* raw HTML is text here too, as the message shows it */
+	struct nodes l = {0};
+	pass_html_images(doc, &l);
+	free(l.v);
+	char *plain = cmark_render_plaintext(doc, opts, 0);
+	cmark_node_free(doc);
+	cmark_parser_free(p);
+	char *out = excerpt_cut(plain, max);
+	cmark_get_default_mem_allocator()->free(plain);
+	return out;
+}

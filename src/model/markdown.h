@@ -41,4 +41,10 @@ char *markdown_render_full(const char *text, size_t len,
 /* The emoji for a shortcode without its colons ("thumbsup"), or NULL. */
 const char *markdown_emoji(const char *name, size_t len);
 
+/* A short plain-text excerpt of text (len bytes of UTF-8 Markdown), for a
+ * reply's quote: the text without its markup, whitespace runs as one
+ * space, cut after max code points (never inside one) with "…" when cut.
+ * Returns a malloc'd string (caller frees); never NULL. */
+char *markdown_excerpt(const char *text, size_t len, size_t max);
+
 #endif

@@ -87,6 +87,9 @@ struct store_ops {
 		      size_t *n, bool *more);
 	int (*events_after)(struct store *base, int64_t user_id, int64_t after,
 			    size_t limit, struct event ***out, size_t *n);
+	int (*reactions)(struct store *base, int64_t user_id, int64_t room_id,
+			 int64_t lo, int64_t hi, struct store_reaction **out,
+			 size_t *n);
 };
 
 struct store {

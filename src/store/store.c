@@ -176,6 +176,13 @@ int store_history(struct store *st, int64_t room_id, int64_t before,
 				more);
 }
 
+int store_reactions(struct store *st, int64_t user_id, int64_t room_id,
+		    int64_t lo, int64_t hi, struct store_reaction **out,
+		    size_t *n)
+{
+	return st->ops->reactions(st, user_id, room_id, lo, hi, out, n);
+}
+
 int store_search(struct store *st, int64_t user_id, const char *q,
 		 int64_t before, unsigned limit, struct event ***out, size_t *n,
 		 bool *more)

@@ -42,7 +42,9 @@ enum store_status {
 	STORE_FULL = -12,     /* the database's filesystem is full: nothing of
 				 the batch was applied; retry once space
 				 returns */
-	STORE_DISABLED = -13  /* the session's account is disabled */
+	STORE_DISABLED = -13, /* the session's account is disabled */
+	STORE_BADREF = -14,   /* a reply_to that is not a message of the room */
+	STORE_LIMIT = -15     /* a message has EVTYPE_REACTIONS_MAX emoji */
 };
 
 struct store_config {
@@ -83,7 +85,9 @@ struct store_write {
 	/* the user the event acts on (EVTYPE_FROM_MODERATOR types: the one
 	 * removed or banned), else 0 */
 	int64_t subject_id;
-	int64_t target_id; /* the message an edit or delete names */
+	/* the message an edit, delete or reaction names, or a message
+	 * replies to */
+	int64_t target_id;
 	/* A delete by a moderator of the room (chat_can_moderate): the writer
 	 * does not require the sender to be the message's author. */
 	bool moderated;
@@ -113,7 +117,9 @@ typedef void (*store_done_fn)(void *arg, int status, struct event *ev);
 void store_write_submit(struct store *st, const struct store_write *w,
 			store_done_fn done, void *arg);
 /* Called on the writer thread for each new persistent event, in id order,
- * after its commit and before the done callbacks of the batch. Set once,
+ * after its commit and before the done callbacks of the batch; and, right
+ * before an event that rewrote stored events (a delete), with each of their
+ * new versions (event_is_revision: an id already handed over). Set once,
  * before the first submit. ev is borrowed. */
 void store_set_commit_hook(struct store *st,
 			   void (*hook)(void *arg, struct event *ev),
@@ -345,6 +351,19 @@ int store_invites_list(struct store *st, int64_t user_id,
 int store_history(struct store *st, int64_t room_id, int64_t before,
 		  int64_t after, unsigned limit, struct event ***out, size_t *n,
 		  bool *more);
+/* One emoji's reactions on one message, for one reader. */
+struct store_reaction {
+	int64_t message_id;
+	char emoji[64]; /* EMOJI_BYTES_MAX */
+	int64_t count;
+	bool me; /* the reader is one of them */
+};
+/* The reactions on the messages of room_id with lo <= id <= hi, for
+ * user_id: by message id, each message's emoji in the order they were
+ * first used. 0 (caller frees *out with free()) or -1. */
+int store_reactions(struct store *st, int64_t user_id, int64_t room_id,
+		    int64_t lo, int64_t hi, struct store_reaction **out,
+		    size_t *n);
 /* Full-text search over the searchable events in rooms user_id is a
  * member of now: event references, newest first, at most limit, with id <
  * before (before <= 0: from the newest). q is plain words, all of which

@@ -591,6 +591,211 @@ static void c_delete(void **state)
 	assert_int_equal(hits(st, a, "back"), 0);
 }
 
+/* A reaction (op "add"/"remove", emoji) by u on message target in r: the
+ * status, the event's id in *id (0 for none), its envelope in *env. */
+static int react(struct store *st, int64_t u, int64_t r, int64_t target,
+		 const char *op, const char *emoji, int64_t *id, json_t **env)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	json_t *args = json_pack("{s:s, s:s}", "op", op, "emoji", emoji);
+	struct store_write sw = {.type = EVENT_REACTION,
+				 .user_id = u,
+				 .room_id = r,
+				 .target_id = target,
+				 .args = args};
+	store_write_submit(st, &sw, waiter_done, &w);
+	json_decref(args);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	if (id)
+		*id = w.status == STORE_OK && w.ev ? event_id(w.ev) : 0;
+	if (env) {
+		size_t len;
+		const char *j = w.ev ? event_json(w.ev, &len) : NULL;
+		*env = j ? json_loadb(j, len, 0, NULL) : NULL;
+	}
+	event_unref(w.ev);
+	return w.status;
+}
+
+/* The reactions on message m as store_reactions gives them to u:
+ * "emoji:count:me," each. */
+static void reactions_are(struct store *st, int64_t u, int64_t r, int64_t m,
+			  const char *want)
+{
+	struct store_reaction *rs;
+	size_t n;
+	char got[512] = "";
+	assert_int_equal(store_reactions(st, u, r, m, m, &rs, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(rs[i].message_id, m);
+		snprintf(got + strlen(got), sizeof(got) - strlen(got),
+			 "%s:%lld:%d,", rs[i].emoji, (long long)rs[i].count,
+			 rs[i].me);
+	}
+	free(rs);
+	assert_string_equal(got, want);
+}
+
+/* Reactions: added and removed per user, counted per emoji in the event,
+ * idempotent (a repeat is a duplicate: the message, no event), only by
+ * members, only on a message of the room that is not deleted, at most
+ * EVTYPE_REACTIONS_MAX emoji; a shortcode is its emoji; a delete drops
+ * them. */
+static void c_reactions(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob"), c = user(st, "cy");
+	int64_t r = room(st, a, "dev"), r2 = room(st, c, "other"), m, m2, x, id;
+	json_t *env;
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "react to me", NULL, &m), STORE_OK);
+	assert_int_equal(say(st, c, r2, "elsewhere", NULL, &x), STORE_OK);
+
+	assert_int_equal(
+	    react(st, a, r, m, "add", "\xF0\x9F\x91\x8D", &id, &env), STORE_OK);
+	assert_true(id > m);
+	assert_string_equal(json_string_value(json_object_get(env, "type")),
+			    "reaction");
+	assert_int_equal(json_integer_value(json_object_get(env, "count")), 1);
+	assert_int_equal(json_integer_value(json_object_get(env, "target_id")),
+			 m);
+	json_decref(env);
+	assert_int_equal(react(st, b, r, m, "react", ":+1:", &id, &env),
+			 STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(env, "emoji")),
+			    "\xF0\x9F\x91\x8D");
+	assert_string_equal(json_string_value(json_object_get(env, "op")),
+			    "add");
+	assert_int_equal(json_integer_value(json_object_get(env, "count")), 2);
+	json_decref(env);
+	assert_int_equal(react(st, b, r, m, "add", "\xE2\x9C\x85", NULL, NULL),
+			 STORE_OK);
+	reactions_are(st, a, r, m, "\xF0\x9F\x91\x8D:2:1,\xE2\x9C\x85:1:0,");
+	reactions_are(st, b, r, m, "\xF0\x9F\x91\x8D:2:1,\xE2\x9C\x85:1:1,");
+
+	/* repeats change nothing */
+	int64_t last = store_last_event_id(st);
+	assert_int_equal(react(st, a, r, m, "add", ":+1:", &id, NULL),
+			 STORE_DUPLICATE);
+	assert_int_equal(
+	    react(st, a, r, m, "remove", "\xF0\x9F\x94\xA5", &id, NULL),
+	    STORE_DUPLICATE);
+	assert_int_equal(store_last_event_id(st), last);
+
+	assert_int_equal(react(st, a, r, m, "unreact", ":+1:", NULL, &env),
+			 STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(env, "op")),
+			    "remove");
+	assert_int_equal(json_integer_value(json_object_get(env, "count")), 1);
+	json_decref(env);
+	reactions_are(st, a, r, m, "\xF0\x9F\x91\x8D:1:0,\xE2\x9C\x85:1:0,");
+
+	/* who and where */
+	assert_int_equal(react(st, c, r, m, "add", ":+1:", NULL, NULL),
+			 STORE_NOTMEMBER);
+	assert_int_equal(react(st, a, r, x, "add", ":+1:", NULL, NULL),
+			 STORE_NOTARGET);
+	assert_int_equal(react(st, a, r, r, "add", ":+1:", NULL, NULL),
+			 STORE_NOTARGET);
+
+	/* the cap */
+	assert_int_equal(say(st, a, r, "many", NULL, &m2), STORE_OK);
+	static const char *const codes[] = {
+	    ":+1:",	":-1:",	   ":100:",    ":angry:",    ":blush:",
+	    ":bug:",	":clap:",  ":cry:",    ":eyes:",     ":fire:",
+	    ":grin:",	":joy:",   ":heart:",  ":party:",    ":pray:",
+	    ":rocket:", ":shrug:", ":coffee:", ":laughing:", ":ok_hand:"};
+	assert_int_equal(ARRAY_LEN(codes), EVTYPE_REACTIONS_MAX);
+	for (size_t i = 0; i < ARRAY_LEN(codes); i++)
+		assert_int_equal(
+		    react(st, b, r, m2, "add", codes[i], NULL, NULL), STORE_OK);
+	assert_int_equal(
+	    react(st, a, r, m2, "add", ":see_no_evil:", NULL, NULL),
+	    STORE_LIMIT);
+	assert_int_equal(react(st, a, r, m2, "add", ":fire:", NULL, NULL),
+			 STORE_OK);
+
+	/* a delete drops them; a deleted message takes none */
+	assert_int_equal(change(st, EVENT_DELETE, a, r, m, NULL, NULL, NULL),
+			 STORE_OK);
+	reactions_are(st, a, r, m, "");
+	assert_int_equal(react(st, b, r, m, "add", ":+1:", NULL, NULL),
+			 STORE_GONE);
+}
+
+/* Replies: a message naming another of its room (target_id) carries
+ * reply_to {id, author, excerpt}; anything else is STORE_BADREF; a delete
+ * of the original leaves {id, author, deleted} and the reply's text. */
+static void c_replies(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "dev"), r2 = room(st, b, "other"), m, x, rep;
+	json_t *env, *q;
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, r, "the *original* walrus", NULL, &m),
+			 STORE_OK);
+	assert_int_equal(say(st, b, r2, "elsewhere", NULL, &x), STORE_OK);
+
+	struct store_write sw = {.type = EVENT_MESSAGE,
+				 .user_id = b,
+				 .room_id = r,
+				 .text = "indeed",
+				 .target_id = m};
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	store_write_submit(st, &sw, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	assert_int_equal(w.status, STORE_OK);
+	rep = event_id(w.ev);
+	event_unref(w.ev);
+
+	env = stored(st, r, rep);
+	q = json_object_get(env, "reply_to");
+	assert_int_equal(json_integer_value(json_object_get(q, "id")), m);
+	assert_string_equal(json_string_value(json_object_get(q, "author")),
+			    "alice");
+	assert_string_equal(json_string_value(json_object_get(q, "excerpt")),
+			    "the original walrus");
+	json_decref(env);
+
+	for (int i = 0; i < 3; i++) {
+		int64_t bad[] = {x, r, 999999};
+		struct waiter w2 = {.mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cv = PTHREAD_COND_INITIALIZER};
+		sw.target_id = bad[i];
+		store_write_submit(st, &sw, waiter_done, &w2);
+		pthread_mutex_lock(&w2.mu);
+		while (!w2.done)
+			pthread_cond_wait(&w2.cv, &w2.mu);
+		pthread_mutex_unlock(&w2.mu);
+		assert_int_equal(w2.status, STORE_BADREF);
+		event_unref(w2.ev);
+	}
+
+	assert_int_equal(change(st, EVENT_DELETE, a, r, m, NULL, NULL, NULL),
+			 STORE_OK);
+	env = stored(st, r, rep);
+	q = json_object_get(env, "reply_to");
+	assert_int_equal(json_integer_value(json_object_get(q, "id")), m);
+	assert_true(json_is_true(json_object_get(q, "deleted")));
+	assert_null(json_object_get(q, "excerpt"));
+	assert_string_equal(json_string_value(json_object_get(env, "text")),
+			    "indeed");
+	json_decref(env);
+	assert_int_equal(hits(st, a, "walrus"), 0);
+	assert_int_equal(hits(st, a, "indeed"), 1);
+}
+
 /* An edit or delete in the same batch as its message (queued together,
  * so the writer takes them in one transaction): the index stays right. */
 static void c_change_same_batch(void **state)
@@ -1331,6 +1536,8 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_private_rooms_and_invites),
 	    C(c_users_and_mentions),
 	    C(c_read_markers),
+	    C(c_reactions),
+	    C(c_replies),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

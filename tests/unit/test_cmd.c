@@ -90,7 +90,8 @@ static void test_send(void **state)
 			     "\"client_id\":\"c-1\"}",
 			     &st),
 			 CHAT_OK);
-	assert_string_equal(called, "send");
+	assert_string_equal(called,
+			    "message"); /* chat_event, the whole input */
 	assert_string_equal(got_room, "lobby");
 	assert_int_equal(got_len, 3); /* the JSON length, NUL and all */
 	assert_string_equal(got_cid, "c-1");
@@ -101,6 +102,35 @@ static void test_send(void **state)
 		"{\"room\":\"lobby\",\"text\":\"x\",\"client_id\":null}", &st),
 	    CHAT_OK);
 	assert_string_equal(got_cid, "(null)");
+	assert_int_equal(got_target, 0);
+	/* a reply: reply_to is the message's target, null is none, anything
+	 * but a positive integer is an argument error */
+	assert_int_equal(
+	    run("send", "{\"room\":\"lobby\",\"text\":\"x\",\"reply_to\":7}",
+		&st),
+	    CHAT_OK);
+	assert_int_equal(got_target, 7);
+	assert_int_equal(
+	    run("send", "{\"room\":\"lobby\",\"text\":\"x\",\"reply_to\":null}",
+		&st),
+	    CHAT_OK);
+	assert_int_equal(got_target, 0);
+	assert_int_equal(
+	    run("send",
+		"{\"room\":\"lobby\",\"text\":\"x\",\"reply_to\":\"7\"}", &st),
+	    CMD_EARGS);
+	assert_string_equal(st.field, "reply_to");
+	/* reactions: room and id read, the rest is the validator's */
+	assert_int_equal(run("react",
+			     "{\"room\":\"lobby\",\"id\":9,\"emoji\":\":+1:\"}",
+			     &st),
+			 CHAT_OK);
+	assert_string_equal(called, "reaction");
+	assert_int_equal(got_target, 9);
+	assert_true(st.async && st.acked);
+	assert_int_equal(run("unreact", "{\"room\":\"lobby\"}", &st),
+			 CMD_EARGS);
+	assert_string_equal(st.field, "id");
 	/* a chat error: not async, the code passes through */
 	answer = CHAT_ENOROOM;
 	assert_int_equal(run("send", "{\"room\":\"x\",\"text\":\"x\"}", &st),
@@ -123,7 +153,8 @@ static void test_args(void **state)
 	assert_int_equal(run("send", "{\"room\":\"lobby\"}", &st), CMD_EARGS);
 	assert_string_equal(st.field, "text");
 	assert_string_equal(st.usage,
-			    "send needs string members room and text");
+			    "send needs string members room and text (and may "
+			    "have a client_id and an integer reply_to)");
 	assert_string_equal(called, ""); /* chat was not asked */
 	assert_int_equal(run("send", "{\"room\":1,\"text\":\"x\"}", &st),
 			 CMD_EARGS);

@@ -368,6 +368,56 @@ static void test_invalid_utf8(void **state)
 	free(html);
 }
 
+/* Reply excerpts: the text without its markup, whitespace runs as one
+ * space, cut after max code points (never inside one) with an ellipsis. */
+static void test_excerpt(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		size_t max;
+		const char *want;
+	} cases[] = {
+	    {"plain", 10, "plain"},
+	    {"**bold** _it_ `code` [link](https://x.org)", 100,
+	     "bold it code link"},
+	    {"# Title\n\n- one\n- two", 100, "Title - one - two"},
+	    {"  lots   of\n\n\nspace  ", 100, "lots of space"},
+	    {"<script>alert(1)</script>", 100, "<script>alert(1)</script>"},
+	    {"abcdef", 3, "abc\xE2\x80\xA6"},
+	    {"ab cd", 2, "ab\xE2\x80\xA6"},
+	    {"ab cd", 3, "ab\xE2\x80\xA6"},
+	    {"ab cd", 5, "ab cd"},
+	    /* 汉字汉字: three bytes each, never cut inside one */
+	    {"\xE6\xB1\x89\xE5\xAD\x97\xE6\xB1\x89\xE5\xAD\x97", 3,
+	     "\xE6\xB1\x89\xE5\xAD\x97\xE6\xB1\x89\xE2\x80\xA6"},
+	    /* 👍 is four bytes, one code point */
+	    {"\xF0\x9F\x91\x8D\xF0\x9F\x91\x8D", 1,
+	     "\xF0\x9F\x91\x8D\xE2\x80\xA6"},
+	    {"", 10, ""},
+	    {"```\ncode  block\n```", 100, "code block"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *got = markdown_excerpt(cases[i].in, strlen(cases[i].in),
+					     cases[i].max);
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu: excerpt of \"%s\" is \"%s\", want "
+				 "\"%s\"",
+				 i, cases[i].in, got, cases[i].want);
+		assert_true(utf8_valid(got, strlen(got)));
+		free(got);
+	}
+	/* a 4,000-character message: 100 code points and the ellipsis */
+	char *big = xmalloc(12001);
+	for (size_t i = 0; i < 4000; i++)
+		memcpy(big + 3 * i, "\xE6\xB1\x89", 3);
+	big[12000] = '\0';
+	char *got = markdown_excerpt(big, 12000, 100);
+	assert_int_equal(utf8_count(got, strlen(got)), 101);
+	free(got);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -380,6 +430,7 @@ int main(void)
 	    cmocka_unit_test(test_long),
 	    cmocka_unit_test(test_invalid_utf8),
 	    cmocka_unit_test(test_plain_shortcut),
+	    cmocka_unit_test(test_excerpt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

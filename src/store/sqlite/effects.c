@@ -59,6 +59,20 @@ static int w_event_set(struct sq *st, int64_t id, const char *text,
 	return rc == SQLITE_DONE ? STORE_OK : w_fail(rc);
 }
 
+static int w_event_json_set(struct sq *st, int64_t id, const char *json)
+{
+	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_JSON_SET);
+	int rc;
+
+	if (!s)
+		return w_stmt_fail(st, s, 0);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sq_stmt_done(s);
+	return rc == SQLITE_DONE ? STORE_OK : w_fail(rc);
+}
+
 /* An envelope with its members changed: drop each of `drop` (NULL-ended),
  * then set `set` (may be NULL). A malloc'd string, or NULL. */
 static char *json_reshape(const char *json, const char *const *drop,
@@ -79,13 +93,24 @@ out:
 	return out;
 }
 
-/* A delete: the text of the message's edits leaves their envelopes too. */
-static int w_edits_scrub(struct sq *st, int64_t target)
+void w_revised_add(struct job *j, struct event *ev)
+{
+	event_revision_set(ev);
+	j->revised =
+	    xrealloc(j->revised, (j->nrevised + 1) * sizeof(*j->revised));
+	j->revised[j->nrevised++] = ev;
+}
+
+/* A delete: the text of the message's edits leaves their envelopes too,
+ * and the messages replying to it keep only its id and author in their
+ * quote ("deleted": true); its reactions go. Each changed envelope is a
+ * revision for the bus's ring. */
+static int w_edits_scrub(struct sq *st, struct job *j, int64_t target)
 {
 	static const char *const drop[] = {"text", "html", NULL};
+	static const char *const drop_quote[] = {"reply_to", NULL};
 	sqlite3_stmt *s = sq_stmt(&st->w, Q_TARGET_EDITS);
-	int64_t *ids = NULL;
-	char **jsons = NULL;
+	struct event **evs = NULL;
 	size_t n = 0;
 	int rc;
 
@@ -93,24 +118,57 @@ static int w_edits_scrub(struct sq *st, int64_t target)
 		return w_stmt_fail(st, s, 0);
 	sqlite3_bind_int64(s, 1, target);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
-		jsons = xrealloc(jsons, (n + 1) * sizeof(*jsons));
-		ids[n] = sqlite3_column_int64(s, 0);
-		jsons[n++] = sq_col_dup(s, 1);
+		struct event *ev = sq_row_event(s);
+		if (!ev)
+			continue;
+		evs = xrealloc(evs, (n + 1) * sizeof(*evs));
+		evs[n++] = ev;
 	}
 	sq_stmt_done(s);
 	rc = rc == SQLITE_DONE ? STORE_OK : w_fail(rc);
 	for (size_t i = 0; i < n; i++) {
+		const char *old = event_json(evs[i], NULL);
+		bool edit = event_type(evs[i]) == EVENT_EDIT;
+		json_t *set = NULL;
+		if (!edit) {
+			json_t *env = json_loads(old, 0, NULL);
+			json_t *q = json_object_get(env, "reply_to");
+			set = json_pack("{s:{s:O?, s:O?, s:b}}", "reply_to",
+					"id", json_object_get(q, "id"),
+					"author", json_object_get(q, "author"),
+					"deleted", 1);
+			json_decref(env);
+		}
 		char *json =
-		    rc == STORE_OK ? json_reshape(jsons[i], drop, NULL) : NULL;
+		    rc == STORE_OK
+			? json_reshape(old, edit ? drop : drop_quote, set)
+			: NULL;
+		json_decref(set);
+		/* an edit loses its text; a reply keeps its own */
+		if (rc == STORE_OK && !json)
+			rc = STORE_ERR;
+		else if (rc == STORE_OK && edit)
+			rc = w_event_set(st, event_id(evs[i]), NULL, json);
+		else if (rc == STORE_OK)
+			rc = w_event_json_set(st, event_id(evs[i]), json);
 		if (rc == STORE_OK)
-			rc = json ? w_event_set(st, ids[i], NULL, json)
-				  : STORE_ERR;
+			w_revised_add(
+			    j, event_new(event_id(evs[i]), event_type(evs[i]),
+					 event_room(evs[i]), event_user(evs[i]),
+					 json, strlen(json)));
 		free(json);
-		free(jsons[i]);
+		event_unref(evs[i]);
 	}
-	free(ids);
-	free(jsons);
+	free(evs);
+	if (rc == STORE_OK) {
+		s = sq_stmt(&st->w, Q_REACTIONS_DROP);
+		if (!s)
+			return w_stmt_fail(st, s, 0);
+		sqlite3_bind_int64(s, 1, target);
+		int r = sqlite3_step(s);
+		sq_stmt_done(s);
+		rc = r == SQLITE_DONE ? STORE_OK : w_fail(r);
+	}
 	return rc;
 }
 
@@ -185,7 +243,11 @@ static int w_target_change(struct sq *st, struct job *j, int64_t room_id)
 		rc = fresh ? w_event_set(st, j->target_id, NULL, fresh)
 			   : STORE_ERR;
 		if (rc == STORE_OK)
-			rc = w_edits_scrub(st, j->target_id);
+			w_revised_add(j, event_new(j->target_id, EVENT_MESSAGE,
+						   room, author, fresh,
+						   strlen(fresh)));
+		if (rc == STORE_OK)
+			rc = w_edits_scrub(st, j, j->target_id);
 		if (rc == STORE_OK)
 			st->fts_purge = true;
 	}
@@ -313,7 +375,11 @@ int w_effect(struct sq *st, struct job *j, int64_t room_id)
 		rc = w_is_member(st, room_id, j->user_id);
 		if (rc == 0)
 			return STORE_NOTMEMBER;
+		if (rc == 1 && j->row->searchable && j->target_id > 0)
+			return w_reply(st, j, room_id);
 		return rc == 1 ? STORE_OK : rc;
+	case EVTYPE_EFFECT_REACT:
+		return w_react(st, j, room_id);
 	case EVTYPE_EFFECT_EDIT:
 	case EVTYPE_EFFECT_DELETE:
 		rc = w_is_member(st, room_id, j->user_id);

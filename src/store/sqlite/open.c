@@ -62,8 +62,29 @@ static const char *const sql_text[Q_COUNT] = {
 		      "WHERE target_id = ?1 AND type = ?2 "
 		      "ORDER BY id DESC LIMIT 1",
     [Q_EVENT_SET] = "UPDATE events SET text = ?2, json = ?3 WHERE id = ?1",
-    [Q_TARGET_EDITS] = "SELECT id, json FROM events "
-		       "WHERE target_id = ?1 AND type = 'edit'",
+    /* a message's edits and the messages replying to it */
+    [Q_TARGET_EDITS] = "SELECT id, type, room_id, user_id, json FROM events "
+		       "WHERE target_id = ?1 AND type IN ('edit', 'message')",
+    [Q_EVENT_JSON_SET] = "UPDATE events SET json = ?2 WHERE id = ?1",
+    [Q_REACTION_ADD] = "INSERT OR IGNORE INTO reactions (message_id, emoji, "
+		       "user_id, ts_ms, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_REACTION_DEL] = "DELETE FROM reactions WHERE message_id = ?1 "
+		       "AND emoji = ?2 AND user_id = ?3",
+    [Q_REACTION_COUNT] = "SELECT count(*) FROM reactions "
+			 "WHERE message_id = ?1 AND emoji = ?2",
+    /* distinct emoji on the message, and whether ?2 is one of them */
+    [Q_REACTION_KINDS] = "SELECT count(DISTINCT emoji), "
+			 "coalesce(max(emoji = ?2), 0) FROM reactions "
+			 "WHERE message_id = ?1",
+    [Q_REACTIONS_DROP] = "DELETE FROM reactions WHERE message_id = ?1",
+    /* each message's reactions in an id range of a room, each emoji in
+     * the order it was first used there */
+    [Q_REACTIONS_PAGE] =
+	"SELECT r.message_id, r.emoji, count(*), max(r.user_id = ?4), "
+	"min(r.event_id) AS first FROM reactions r "
+	"JOIN events e ON e.id = r.message_id "
+	"WHERE e.room_id = ?1 AND r.message_id BETWEEN ?2 AND ?3 "
+	"GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
     /* merges the index's segments, dropping what deletes left behind */
     [Q_FTS_OPTIMIZE] = "INSERT INTO events_search (events_search) "
 		       "VALUES ('optimize')",
@@ -837,6 +858,7 @@ const struct store_ops sq_ops = {
     .audit_add = sq_audit_add,
     .audit_list = sq_audit_list,
     .history = sq_history,
+    .reactions = sq_reactions,
     .search = sq_search,
     .events_after = sq_events_after,
 };

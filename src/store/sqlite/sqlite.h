@@ -23,8 +23,8 @@
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer, 005 the CJK-aware index, 006 roles, 007
- * room kinds and invitations). */
-#define SCHEMA_REQUIRED 7
+ * room kinds and invitations, 009 reactions). */
+#define SCHEMA_REQUIRED 9
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
@@ -61,6 +61,12 @@ enum q {
 	Q_TARGET_LAST,
 	Q_EVENT_SET,
 	Q_TARGET_EDITS,
+	Q_EVENT_JSON_SET,
+	Q_REACTION_ADD,
+	Q_REACTION_DEL,
+	Q_REACTION_COUNT,
+	Q_REACTION_KINDS,
+	Q_REACTIONS_DROP,
 	Q_FTS_OPTIMIZE,
 	Q_LAST_ID,
 	Q_SESSIONS_PURGE,
@@ -106,6 +112,7 @@ enum q {
 	Q_AUDIT_LIST,
 	Q_ROLES_ALL,
 	Q_ADMINS_ALL,
+	Q_REACTIONS_PAGE,
 	Q_COUNT
 };
 
@@ -282,6 +289,14 @@ struct job {
 	 * people of a new direct conversation): to the hook after ev. */
 	struct event *more[EVTYPE_DM_USERS_MAX];
 	size_t nmore;
+	/* A message's reply quote (evtype_input's reply), or NULL. */
+	char *reply;
+	/* New versions of events already stored that the job changed (a
+	 * delete: the tombstone, its edits and the replies quoting it, each
+	 * marked event_revision_set): to the hook before ev, so that the
+	 * bus's ring holds what history holds. */
+	struct event **revised;
+	size_t nrevised;
 };
 
 /* The next slot of a result array v (holding len of cap elements) that a
@@ -312,5 +327,13 @@ int w_user(struct sq *st, int64_t id, char **name);
 /* effects.c */
 int w_dm_open(struct sq *st, struct job *j);
 int w_effect(struct sq *st, struct job *j, int64_t room_id);
+void w_revised_add(struct job *j, struct event *ev);
+
+/* reactions.c: replies and reactions inside a job */
+int w_reply(struct sq *st, struct job *j, int64_t room_id);
+int w_react(struct sq *st, struct job *j, int64_t room_id);
+int sq_reactions(struct store *base, int64_t user_id, int64_t room_id,
+		 int64_t lo, int64_t hi, struct store_reaction **out,
+		 size_t *n);
 
 #endif

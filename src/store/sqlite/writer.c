@@ -73,6 +73,13 @@ static void job_more_drop(struct job *j)
 	for (size_t i = 0; i < j->nmore; i++)
 		event_unref(j->more[i]);
 	j->nmore = 0;
+	for (size_t i = 0; i < j->nrevised; i++)
+		event_unref(j->revised[i]);
+	free(j->revised);
+	j->revised = NULL;
+	j->nrevised = 0;
+	free(j->reply);
+	j->reply = NULL;
 }
 
 static void job_free(struct job *j)
@@ -218,7 +225,8 @@ int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
 				  .args = j->args,
 				  .mentions =
 				      (const char *const *)j->mention_names,
-				  .nmentions = j->nmention_names};
+				  .nmentions = j->nmention_names,
+				  .reply = j->reply};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
 	sqlite3_stmt *s = sq_stmt(&st->w, Q_EVENT_ADD);
@@ -503,6 +511,8 @@ static void batch_run(struct sq *st, struct job **jobs, size_t n)
 		for (size_t i = 0; i < n && st->hook; i++) {
 			if (!jobs[i]->fresh)
 				continue;
+			for (size_t k = 0; k < jobs[i]->nrevised; k++)
+				st->hook(st->hook_arg, jobs[i]->revised[k]);
 			st->hook(st->hook_arg, jobs[i]->ev);
 			for (size_t k = 0; k < jobs[i]->nmore; k++)
 				st->hook(st->hook_arg, jobs[i]->more[k]);

@@ -1,8 +1,49 @@
-// messages.mjs: browser scenarios 17-19: Markdown, the XSS corpus, edit and delete.
+// messages.mjs: browser scenarios 17-19: Markdown, the XSS corpus, edit and
+// delete; and the reactions ones: a reaction round trip, a reply that jumps
+// to its original far back, the long-press menu on a phone.
 
 import {
-  DESKTOP, PHONE, assert, assertAccessible, here, noDuplicateIds, person, scenario, server,
+  DESKTOP, PHONE, PHONE360, assert, assertAccessible, assertFits, assertNoEnglish, here, noDuplicateIds, person, scenario,
+  server, sleep,
 } from '../kit.mjs';
+
+// The chips under the message whose text is text: [{emoji, count, me}].
+function chipsOf(page, text) {
+  return page.evaluate((t) => {
+    const li = [...document.querySelectorAll('#message-list .msg')].find((e) =>
+      e.querySelector('.msg-text') && e.querySelector('.msg-text').textContent === t);
+    if (!li) return null;
+    return [...li.querySelectorAll('.reaction')].map((b) => ({
+      emoji: b.querySelector('.reaction-emoji').textContent,
+      count: Number(b.querySelector('.reaction-count').textContent),
+      me: b.getAttribute('aria-pressed') === 'true',
+    }));
+  }, text);
+}
+
+async function chipsAre(p, text, want, timeout = 10000) {
+  const end = Date.now() + timeout;
+  let got;
+  while (Date.now() < end) {
+    got = await chipsOf(p.page, text);
+    if (JSON.stringify(got) === JSON.stringify(want)) return;
+    await sleep(100);
+  }
+  throw new Error(`${p.name}: the chips under "${text}" are ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+}
+
+// A touch long press at the middle of a locator (Chromium's touch events,
+// from which it makes pointer events of type touch).
+async function longPress(page, locator, ms = 700) {
+  const box = await locator.boundingBox();
+  const cdp = await page.context().newCDPSession(page);
+  const x = box.x + box.width / 2;
+  const y = box.y + Math.min(box.height / 2, 20);
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [{ x, y }] });
+  await sleep(ms);
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  await cdp.detach();
+}
 
 export default async function () {
   await scenario('17 Markdown: bold, a link and a code block rendered; formatting help by keyboard; a 360 px phone fits', async (people) => {
@@ -231,11 +272,17 @@ export default async function () {
       await p.page.waitForFunction(() => document.querySelectorAll('#message-list .msg.deleted .tombstone').length === 1 &&
         ![...document.querySelectorAll('#message-list .msg-text')].some((e) => e.textContent === 'this one goes away'), null, { timeout: 10000 });
     }
-    // Someone else's message has no menu.
+    // Someone else's message offers reply and react, never edit; delete
+    // only to a moderator (ed-ann owns the room, ed-ben does not).
     await vi.say('bens line');
     await ed.sees('bens line', 5000);
     const other = ed.page.locator('#message-list .msg', { hasText: 'bens line' }).first();
-    assert(await other.locator('.msg-menu').count() === 0, "another person's message offers edit and delete");
+    assert(await other.locator('.msg-edit').count() === 0, "another person's message offers edit");
+    assert(await other.locator('.msg-reply').count() === 1 && await other.locator('.msg-react').count() === 1,
+      "another person's message offers no reply or react");
+    assert(await other.locator('.msg-delete').count() === 1, "the room's owner cannot delete another person's message");
+    const anns = vi.page.locator('#message-list .msg', { hasText: 'final text' }).first();
+    assert(await anns.locator('.msg-edit, .msg-delete').count() === 0, "a member who does not moderate may edit or delete another's message");
     await ed.page.locator('#message-list .msg', { hasText: 'final text' }).first().hover();
     await ed.shot('edit-delete-desktop.png');
     await vi.page.evaluate(() => document.activeElement && document.activeElement.blur());
@@ -250,5 +297,173 @@ export default async function () {
     assert(!after.includes('first draft') && !after.includes('this one goes away'), `old text after a reload: ${JSON.stringify(after)}`);
     assert(await vi.page.locator('#message-list .msg.deleted').count() === 1, 'the tombstone is gone after a reload');
     noDuplicateIds(await vi.ids(), vi.name);
+  });
+
+  await scenario('reactions: a round trip between two users, by mouse and keyboard, kept across a reload', async (people) => {
+    const ann = person(people, 're_ann', server.base, DESKTOP);
+    const ben = person(people, 're_ben', server.base, DESKTOP);
+    await ann.register();
+    await ben.register();
+    await ann.waitLive();
+    await ben.waitLive();
+    await ann.enterRoom('re-chips');
+    await ben.enterRoom('re-chips');
+    await ann.say('who wants lunch?');
+    await ben.sees('who wants lunch?');
+
+    // ben opens the picker from the message's menu by keyboard: the
+    // first choice has focus, Right moves to the second, Enter picks it.
+    const msg = ben.page.locator('#message-list .msg:not(.pending)', { hasText: 'who wants lunch?' }).first();
+    await msg.hover();
+    await msg.locator('.msg-react').focus();
+    await ben.page.keyboard.press('Enter');
+    await ben.page.waitForSelector('.emoji-picker .emoji-choice:focus');
+    await ben.page.keyboard.press('ArrowRight');
+    await ben.page.keyboard.press('Enter');
+    await ben.page.waitForSelector('.emoji-picker', { state: 'detached' });
+    await chipsAre(ben, 'who wants lunch?', [{ emoji: '❤️', count: 1, me: true }]);
+    await chipsAre(ann, 'who wants lunch?', [{ emoji: '❤️', count: 1, me: false }]);
+
+    // ann clicks the chip: 2, hers too; a 👍 from the picker by mouse.
+    await ann.page.locator('#message-list .msg', { hasText: 'who wants lunch?' }).locator('.reaction').first().click();
+    await chipsAre(ann, 'who wants lunch?', [{ emoji: '❤️', count: 2, me: true }]);
+    await chipsAre(ben, 'who wants lunch?', [{ emoji: '❤️', count: 2, me: true }]);
+    const amsg = ann.page.locator('#message-list .msg:not(.pending)', { hasText: 'who wants lunch?' }).first();
+    await amsg.hover();
+    await amsg.locator('.msg-react').click();
+    await ann.page.locator('.emoji-picker .emoji-choice', { hasText: '👍' }).click();
+    await chipsAre(ben, 'who wants lunch?', [{ emoji: '❤️', count: 2, me: true }, { emoji: '👍', count: 1, me: false }]);
+    // Escape closes the picker and gives focus back to its button.
+    await amsg.hover();
+    await amsg.locator('.msg-react').click();
+    await ann.page.waitForSelector('.emoji-picker');
+    await ann.shot('reactions-picker-desktop.png');
+    await ann.page.keyboard.press('Escape');
+    await ann.page.waitForSelector('.emoji-picker', { state: 'detached' });
+    assert(await ann.page.evaluate(() => document.activeElement && document.activeElement.classList.contains('msg-react')),
+      'Escape did not give focus back to the React button');
+
+    // ben takes his back: 1 left, ann's.
+    await ben.page.locator('#message-list .msg', { hasText: 'who wants lunch?' }).locator('.reaction', { hasText: '❤️' }).click();
+    await chipsAre(ann, 'who wants lunch?', [{ emoji: '❤️', count: 1, me: true }, { emoji: '👍', count: 1, me: true }]);
+    await chipsAre(ben, 'who wants lunch?', [{ emoji: '❤️', count: 1, me: false }, { emoji: '👍', count: 1, me: false }]);
+    const title = await ben.page.locator('#message-list .reaction').first().getAttribute('title');
+    assert(/1/.test(title), `a chip's tooltip does not tell its count: ${title}`);
+    await ann.page.mouse.move(0, 0);
+    await ann.shot('reactions-desktop.png');
+
+    // A reload shows the same chips from the history page, once.
+    await ben.page.reload();
+    await ben.waitLive();
+    await chipsAre(ben, 'who wants lunch?', [{ emoji: '❤️', count: 1, me: false }, { emoji: '👍', count: 1, me: false }]);
+    await ann.page.reload();
+    await ann.waitLive();
+    await chipsAre(ann, 'who wants lunch?', [{ emoji: '❤️', count: 1, me: true }, { emoji: '👍', count: 1, me: true }]);
+    await assertAccessible(ann.page, 'reaction chips');
+  });
+
+  await scenario('reactions: a reply quotes its original; the quote jumps to it far back, loading older history', async (people) => {
+    const ann = person(people, 're_rann', server.base, DESKTOP);
+    const ben = person(people, 're_rben', server.base, DESKTOP);
+    await ann.register();
+    await ben.register();
+    await ann.waitLive();
+    await ben.waitLive();
+    await ann.enterRoom('re-replies');
+    await ben.enterRoom('re-replies');
+    await ann.say('the **original** question: where is the map?');
+    await ann.sees('the original question: where is the map?');
+    // 130 messages after it: the newest page does not hold it.
+    await ann.page.evaluate(async () => {
+      for (let i = 1; i <= 130; i++) {
+        const res = await fetch('/api/rooms/re-replies/messages', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ text: `filler ${i}`, client_id: `re-fill-${i}` }),
+        });
+        if (!res.ok) throw new Error('seed failed: ' + res.status);
+      }
+    });
+    await ann.sees('filler 130');
+
+    // ann answers it from its menu: the composer says to whom; Esc would cancel.
+    const orig = ann.page.locator('#message-list .msg:not(.pending)', { hasText: 'where is the map?' }).first();
+    await orig.hover();
+    await orig.locator('.msg-reply').click();
+    await ann.page.waitForSelector('#composer-replying:not([hidden])');
+    const bar = await ann.page.textContent('#composer-replying');
+    assert(/re_rann/.test(bar) && /where is the map/.test(bar), `the composer does not say what it replies to: ${bar}`);
+    await ann.page.fill('#composer-input', 'in the top drawer');
+    await ann.page.press('#composer-input', 'Enter');
+    await ann.page.waitForSelector('#composer-replying[hidden]', { state: 'attached' });
+    await ben.sees('in the top drawer');
+
+    // ben reloads: the newest page only. The quote shows author and excerpt.
+    await ben.page.reload();
+    await ben.waitLive();
+    await ben.sees('in the top drawer');
+    const reply = ben.page.locator('#message-list .msg', { hasText: 'in the top drawer' }).first();
+    const quote = reply.locator('.reply-quote');
+    assert(/re_rann/.test(await quote.textContent()) && /the original question: where is the map\?/.test(await quote.textContent()),
+      `the quote is wrong: ${await quote.textContent()}`);
+    assert(!(await ben.texts()).includes('the original question: where is the map?'), 'the original is already loaded; the test proves nothing');
+    await ben.page.mouse.move(0, 0);
+    await ben.shot('reply-quote-desktop.png');
+    await quote.click();
+    await ben.page.waitForFunction(() => {
+      const li = document.querySelector('#message-list li.found');
+      if (!li || !li.textContent.includes('where is the map?')) return false;
+      const r = li.getBoundingClientRect();
+      const box = document.getElementById('messages').getBoundingClientRect();
+      return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+    }, null, { timeout: 20000 });
+    await ben.shot('reply-jumped-desktop.png');
+    noDuplicateIds(await ben.ids(), ben.name);
+
+    // The original deleted: the quote says so, live and after a reload.
+    ann.page.once('dialog', (d) => d.accept());
+    const again = ann.page.locator('#message-list .msg:not(.pending)', { hasText: 'where is the map?' }).first();
+    await again.hover();
+    await again.locator('.msg-delete').click();
+    await ben.page.reload();
+    await ben.waitLive();
+    await ben.page.waitForSelector('#message-list .reply-quote.deleted');
+  });
+
+  await scenario('reactions: a long press opens the menu on a phone (touch), in zh-CN too, 360 px wide', async (people) => {
+    const ann = person(people, 're_pann', server.base, DESKTOP);
+    const ben = person(people, 're_pben', server.base, { ...PHONE360, locale: 'zh-CN' });
+    await ann.register();
+    await ben.register();
+    await ann.waitLive();
+    await ben.waitLive();
+    await ann.enterRoom('re-touch');
+    await ben.enterRoom('re-touch');
+    await ann.say('长按这条消息');
+    await ben.sees('长按这条消息');
+    const li = ben.page.locator('#message-list .msg:not(.pending)', { hasText: '长按这条消息' }).first();
+    assert(!(await li.locator('.msg-menu').isVisible()), 'the menu shows before a long press');
+    await longPress(ben.page, li);
+    await ben.page.waitForSelector('#message-list .msg.menu-open .msg-menu .msg-react', { state: 'visible' });
+    await ben.shot('reactions-longpress-phone-zh.png');
+    await assertNoEnglish(ben.page, 'the long-press menu', ['pann', 'pben']);
+    await li.locator('.msg-react').tap();
+    await ben.page.waitForSelector('.emoji-picker');
+    await assertFits(ben.page, 'the emoji picker at 360 px');
+    await ben.page.locator('.emoji-picker .emoji-choice', { hasText: '🎉' }).tap();
+    await chipsAre(ben, '长按这条消息', [{ emoji: '🎉', count: 1, me: true }]);
+    await chipsAre(ann, '长按这条消息', [{ emoji: '🎉', count: 1, me: false }]);
+    // Reply from the long-press menu too.
+    await longPress(ben.page, li);
+    await li.locator('.msg-reply').tap();
+    await ben.page.waitForSelector('#composer-replying:not([hidden])');
+    await ben.page.fill('#composer-input', '好的');
+    await ben.page.press('#composer-input', 'Enter');
+    await ann.sees('好的');
+    assert(/长按这条消息/.test(await ann.page.locator('#message-list .msg', { hasText: '好的' }).locator('.reply-quote').textContent()),
+      'the phone reply has no quote');
+    await ben.page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await ben.shot('reactions-phone-zh.png');
+    await assertFits(ben.page, 'reactions and a reply at 360 px');
   });
 }
