@@ -45,7 +45,8 @@ enum chat_err {
 	CHAT_ENOTAUTHOR = -16, /* not_author: someone else's message */
 	CHAT_EDELETED = -17,   /* message_deleted: it cannot be edited */
 	CHAT_EFIXED = -18,     /* dm_fixed: a direct conversation's people */
-	CHAT_EFULL = -19       /* storage_full: the disk is full, retry later */
+	CHAT_EFULL = -19,      /* storage_full: the disk is full, retry later */
+	CHAT_ELIMIT = -20      /* room_limit: rooms-per-day reached */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
@@ -171,6 +172,17 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 
 /* --- roles -----------------------------------------------------------------
  */
+
+/* rooms-per-day: how many rooms and direct conversations one user may
+ * create in any 24 hours (0: any number; the default until set). */
+void chat_set_rooms_per_day(struct chat *c, unsigned n);
+/* Whether u may create one more now: CHAT_OK, or CHAT_ELIMIT with the
+ * seconds until the oldest of the day's creations is 24 hours old in
+ * *retry_after_s (CHAT_EINTERNAL on a store error). Opening a direct
+ * conversation counts, even one that exists already (a refusal is
+ * decided before the store looks it up). */
+int chat_room_quota(struct chat *c, const struct chat_user *u,
+		    int64_t *retry_after_s);
 
 /* Whether user_id is a server admin (false when unknown or on error). */
 bool chat_is_admin(struct chat *c, int64_t user_id);

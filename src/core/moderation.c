@@ -242,3 +242,25 @@ int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
 	return store_bans_list(c->store, room_id, out, n) < 0 ? CHAT_EINTERNAL
 							      : CHAT_OK;
 }
+
+void chat_set_rooms_per_day(struct chat *c, unsigned n)
+{
+	c->rooms_per_day = n;
+}
+
+int chat_room_quota(struct chat *c, const struct chat_user *u,
+		    int64_t *retry_after_s)
+{
+	*retry_after_s = 0;
+	if (!c->rooms_per_day)
+		return CHAT_OK;
+	int64_t now = now_ms(), day = 86400 * 1000LL, n = 0, oldest = 0;
+	if (store_rooms_created(c->store, u->id, now - day, &n, &oldest) !=
+	    STORE_OK)
+		return CHAT_EINTERNAL;
+	if (n < (int64_t)c->rooms_per_day)
+		return CHAT_OK;
+	int64_t wait = oldest + day - now;
+	*retry_after_s = wait <= 1000 ? 1 : (wait + 999) / 1000;
+	return CHAT_ELIMIT;
+}

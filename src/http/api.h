@@ -35,6 +35,8 @@ enum MHD_Result api_admin_user_disable(struct request *req, const char *user);
 enum MHD_Result api_admin_user_enable(struct request *req, const char *user);
 /* GET /api/admin/audit?before=&limit=: the audit log (admins). */
 enum MHD_Result api_admin_audit(struct request *req);
+/* GET /api/admin/stats?from=&to=: the statistics page's data (admins). */
+enum MHD_Result api_admin_stats(struct request *req);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
 /* POST /api/rooms/{room}/invites {"user":NAME}: a member invites NAME. */

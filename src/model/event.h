@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "model/evtype.h" /* enum event_type and the table of types */
+#include "util/histo.h"
 
 struct event;
 
@@ -20,6 +21,13 @@ struct event;
 struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
 			int64_t user_id, const char *json, size_t len);
 struct event *event_ref(struct event *ev);
+/* Commit-to-delivery timing (the natter_delivery_seconds histograms):
+ * the link marks an event when it hands it to the bus after its commit
+ * (before any other thread sees it); a transport observes the time since
+ * then into h once the event's bytes are written. Unmarked events (read
+ * back from history) are not observed. */
+void event_committed_mark(struct event *ev);
+void event_delivery_observe(const struct event *ev, struct histo *h);
 void event_unref(struct event *ev); /* NULL is fine */
 
 int64_t event_id(const struct event *ev);

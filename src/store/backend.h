@@ -83,6 +83,13 @@ struct store_ops {
 		      size_t *n, bool *more);
 	int (*events_after)(struct store *base, int64_t user_id, int64_t after,
 			    size_t limit, struct event ***out, size_t *n);
+	int (*sample_add)(struct store *base, const struct store_sample *s);
+	int (*samples_prune)(struct store *base, int64_t before_s);
+	json_t *(*stats)(struct store *base, int64_t from_ms, int64_t to_ms,
+			 int64_t bucket_s);
+	int (*rooms_created)(struct store *base, int64_t user_id,
+			     int64_t since_ms, int64_t *count,
+			     int64_t *oldest_ms);
 };
 
 struct store {
