@@ -880,6 +880,9 @@ static const struct {
     {CHAT_ENOMSG, "no_such_message", "no message with that id in that room"},
     {CHAT_ENOTAUTHOR, "not_author", "only its author may change a message"},
     {CHAT_EDELETED, "message_deleted", "that message was deleted"},
+    {CHAT_ELIMIT, "room_limit",
+     "you have created as many rooms and direct conversations as one "
+     "account may in 24 hours; try again later"},
     {CHAT_EFULL, "storage_full",
      "the server's storage is full; nothing was stored, try again later"},
 };
