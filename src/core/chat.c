@@ -344,7 +344,7 @@ bool chat_storage_full(struct chat *c)
 static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
-	if (p->submit_us)
+	if (p->submit_us && p->chat->metrics)
 		histo_observe_us(&p->chat->metrics->commit,
 				 mono_us() - p->submit_us);
 	if (p->audit) {
@@ -539,7 +539,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    row->effect == EVTYPE_EFFECT_DM_OPEN) {
 		int64_t wait;
 		int rc = chat_room_quota(c, u, &wait);
-		if (rc == CHAT_ELIMIT)
+		if (rc == CHAT_ELIMIT && c->metrics)
 			metrics_inc(c->metrics->rooms_day_limited);
 		if (rc != CHAT_OK)
 			return rc;
