@@ -184,6 +184,18 @@ void chat_set_rooms_per_day(struct chat *c, unsigned n);
 int chat_room_quota(struct chat *c, const struct chat_user *u,
 		    int64_t *retry_after_s);
 
+/* For admins: accounts by name (store_users_search). CHAT_OK (caller
+ * frees with store_users_free), CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
+int chat_admin_users(struct chat *c, const struct chat_user *u, const char *q,
+		     const char *after, unsigned limit, struct store_user **out,
+		     size_t *n, bool *more);
+/* An admin makes target (a user name) a server admin, or no longer one,
+ * in the audit log as grant_admin / revoke_admin. CHAT_OK (the canonical
+ * name in target_out), CHAT_EFORBIDDEN, CHAT_ENOUSER, CHAT_EINVAL (an
+ * admin's own rights: another admin takes them), CHAT_EINTERNAL. */
+int chat_admin_grant(struct chat *c, const struct chat_user *u,
+		     const char *target, bool admin, char target_out[33]);
+
 /* Whether user_id is a server admin (false when unknown or on error). */
 bool chat_is_admin(struct chat *c, int64_t user_id);
 /* Whether user_id may moderate room_id (remove, ban, mute members, delete

@@ -264,3 +264,34 @@ int chat_room_quota(struct chat *c, const struct chat_user *u,
 	*retry_after_s = wait <= 1000 ? 1 : (wait + 999) / 1000;
 	return CHAT_ELIMIT;
 }
+
+int chat_admin_users(struct chat *c, const struct chat_user *u, const char *q,
+		     const char *after, unsigned limit, struct store_user **out,
+		     size_t *n, bool *more)
+{
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	return store_users_search(c->store, q, after, limit, out, n, more) < 0
+		   ? CHAT_EINTERNAL
+		   : CHAT_OK;
+}
+
+int chat_admin_grant(struct chat *c, const struct chat_user *u,
+		     const char *target, bool admin, char target_out[33])
+{
+	int64_t id;
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	int rc = subject_resolve(c, target, &id, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id == u->id)
+		return CHAT_EINVAL;
+	if (store_user_admin_set(c->store, id, admin) != STORE_OK)
+		return CHAT_EINTERNAL;
+	log_info("admin %s user=%s by=%s", admin ? "granted" : "revoked",
+		 target_out, u->username);
+	audit(c, u->username, admin ? "grant_admin" : "revoke_admin",
+	      target_out, NULL, NULL, NULL);
+	return CHAT_OK;
+}

@@ -87,6 +87,9 @@ struct store_ops {
 	int (*samples_prune)(struct store *base, int64_t before_s);
 	json_t *(*stats)(struct store *base, int64_t from_ms, int64_t to_ms,
 			 int64_t bucket_s);
+	int (*users_search)(struct store *base, const char *q,
+			    const char *after, unsigned limit,
+			    struct store_user **out, size_t *n, bool *more);
 	int (*rooms_created)(struct store *base, int64_t user_id,
 			     int64_t since_ms, int64_t *count,
 			     int64_t *oldest_ms);

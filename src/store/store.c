@@ -295,3 +295,17 @@ int store_rooms_created(struct store *st, int64_t user_id, int64_t since_ms,
 {
 	return st->ops->rooms_created(st, user_id, since_ms, count, oldest_ms);
 }
+
+int store_users_search(struct store *st, const char *q, const char *after,
+		       unsigned limit, struct store_user **out, size_t *n,
+		       bool *more)
+{
+	return st->ops->users_search(st, q, after, limit, out, n, more);
+}
+
+void store_users_free(struct store_user *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		store_user_fini(&v[i]);
+	free(v);
+}

@@ -320,6 +320,15 @@ int store_samples_prune(struct store *st, int64_t before_s);
  * Direct conversations are counted together as the room "(direct)". */
 json_t *store_stats(struct store *st, int64_t from_ms, int64_t to_ms,
 		    int64_t bucket_s);
+/* Accounts whose name contains q (ignoring ASCII case; NULL or "": all),
+ * sorted by name, names after `after` only (NULL: from the first), at
+ * most limit; *more when more follow. No password hash or settings are
+ * read (those fields are ""). 0 (caller frees with store_users_free) or
+ * -1. */
+int store_users_search(struct store *st, const char *q, const char *after,
+		       unsigned limit, struct store_user **out, size_t *n,
+		       bool *more);
+void store_users_free(struct store_user *v, size_t n);
 /* Rooms and direct conversations user_id created at or after since_ms:
  * STORE_OK with *count and the oldest one's time in *oldest_ms (0 when
  * none), or STORE_ERR. */

@@ -146,6 +146,38 @@ expect 400 bad_range "more than a year"
 api_get "/api/admin/stats?from=-5" "$ROOT"
 expect 400 bad_parameter "negative seconds"
 
+# --- the admin panel's users ---------------------------------------------------------
+api_get "/api/admin/users?q=ST_&limit=2" "$ROOT"
+expect 200 "" "an admin lists users by part of their name"
+check "sorted, paged" test "$(jq -c '[[.users[].username], .has_more, .next_after]' <<<"$BODY")" = \
+	'[["st_ann","st_bob"],true,"st_bob"]'
+api_get "/api/admin/users?q=st_&after=st_bob" "$ROOT"
+check "the next page" test "$(jq -c '[.users[] | [.username, .admin, .disabled]]' <<<"$BODY")" = '[["st_root",true,false]]'
+api_get "/api/admin/users?q=%25" "$ROOT"
+check "LIKE wildcards in q are plain characters" test "$(jq '.users | length' <<<"$BODY")" = 0
+api_get "/api/admin/users?limit=0" "$ROOT"
+expect 400 bad_parameter "a bad limit"
+api_get /api/admin/users "$ANN"
+expect 403 forbidden "a non-admin may not list users"
+api PUT /api/admin/users/st_ann/admin -H "Authorization: Bearer $BOB"
+expect 403 forbidden "a non-admin may not grant admin"
+api PUT /api/admin/users/ST_ANN/admin -H "Authorization: Bearer $ROOT"
+expect 200 "" "root makes ann an admin"
+check "the answer names her" test "$(jq -c . <<<"$BODY")" = '{"user":"st_ann","admin":true}'
+api_get /api/admin/stats "$ANN"
+expect 200 "" "now ann reads the statistics"
+api DELETE /api/admin/users/st_root/admin -H "Authorization: Bearer $ROOT"
+expect 422 invalid "nobody revokes their own admin rights"
+api DELETE /api/admin/users/st_ann/admin -H "Authorization: Bearer $ROOT"
+expect 200 "" "root revokes them"
+api_get /api/admin/stats "$ANN"
+expect 403 forbidden "and ann is refused again"
+api PUT /api/admin/users/nobody/admin -H "Authorization: Bearer $ROOT"
+expect 404 no_such_user "an unknown user"
+api_get "/api/admin/audit?limit=2" "$ROOT"
+check "both are in the audit log" test "$(jq -c '[.entries[] | [.actor, .action, .user]]' <<<"$BODY")" = \
+	'[["st_root","revoke_admin","st_ann"],["st_root","grant_admin","st_ann"]]'
+
 # --- a history over several days, through export and import ------------------------
 stop_natterd
 "$NATTERCTL" --db "$WORK/natter.db" --db-dir "$NATTER_DB_DIR" export --with-secrets >"$WORK/all.jsonl"

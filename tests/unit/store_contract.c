@@ -1334,6 +1334,35 @@ static void c_stats(void **state)
 	    json_array_size(json_object_get(o, "messages_per_day")), 0);
 	json_decref(o);
 
+	/* the admin panel's user search: by part of the name, paged */
+	struct store_user *v;
+	size_t len;
+	bool more;
+	assert_int_equal(store_user_disable(st, b, true, "spam"), STORE_OK);
+	assert_int_equal(store_users_search(st, "L", NULL, 5, &v, &len, &more),
+			 0);
+	assert_int_equal(len, 1);
+	assert_false(more);
+	assert_string_equal(v[0].username, "alice");
+	assert_true(v[0].admin);
+	store_users_free(v, len);
+	assert_int_equal(store_users_search(st, NULL, NULL, 1, &v, &len, &more),
+			 0);
+	assert_int_equal(len, 1);
+	assert_true(more);
+	store_users_free(v, len);
+	assert_int_equal(
+	    store_users_search(st, "", "alice", 5, &v, &len, &more), 0);
+	assert_int_equal(len, 1);
+	assert_string_equal(v[0].username, "bob");
+	assert_true(v[0].disabled);
+	assert_string_equal(v[0].disabled_reason, "spam");
+	store_users_free(v, len);
+	assert_int_equal(store_users_search(st, "_", NULL, 5, &v, &len, &more),
+			 0);
+	assert_int_equal(len, 0); /* a wildcard of LIKE is a plain character */
+	store_users_free(v, len);
+
 	assert_int_equal(store_samples_prune(st, 660), STORE_OK);
 	o = store_stats(st, 0, 86400 * 1000, 3600);
 	j = json_dumps(json_object_get(o, "connections"), JSON_COMPACT);

@@ -833,6 +833,7 @@ const struct store_ops sq_ops = {
     .samples_prune = sq_samples_prune,
     .stats = sq_stats,
     .rooms_created = sq_rooms_created,
+    .users_search = sq_users_search,
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,

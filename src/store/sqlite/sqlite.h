@@ -237,6 +237,9 @@ int sq_sample_add(struct store *base, const struct store_sample *x);
 int sq_samples_prune(struct store *base, int64_t before_s);
 json_t *sq_stats(struct store *base, int64_t from_ms, int64_t to_ms,
 		 int64_t bucket_s);
+int sq_users_search(struct store *base, const char *q, const char *after,
+		    unsigned limit, struct store_user **out, size_t *n,
+		    bool *more);
 int sq_rooms_created(struct store *base, int64_t user_id, int64_t since_ms,
 		     int64_t *count, int64_t *oldest_ms);
 int sq_audit_list(struct store *base, int64_t before, unsigned limit,

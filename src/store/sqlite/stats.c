@@ -85,6 +85,68 @@ done:
 	return status;
 }
 
+int sq_users_search(struct store *base, const char *q, const char *after,
+		    unsigned limit, struct store_user **out, size_t *n,
+		    bool *more)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = NULL;
+	struct store_user *v = NULL;
+	size_t len = 0;
+	int rc = SQLITE_ERROR;
+	struct buf pat;
+	buf_init(&pat);
+	/* LIKE's own wildcards in q are plain characters */
+	buf_puts(&pat, "%");
+	for (const char *p = q ? q : ""; *p; p++) {
+		if (*p == '%' || *p == '_' || *p == '\\')
+			buf_append(&pat, "\\", 1);
+		buf_append(&pat, p, 1);
+	}
+	buf_puts(&pat, "%");
+	*more = false;
+	if (sqlite3_prepare_v2(
+		c->db,
+		"SELECT id, username, display_name, created_ms, admin, "
+		"disabled_ms IS NOT NULL, disabled_reason FROM users WHERE "
+		"username LIKE ?1 ESCAPE '\\' AND username > ?2 "
+		"ORDER BY username LIMIT ?3",
+		-1, &s, NULL) != SQLITE_OK)
+		goto done;
+	sqlite3_bind_text(s, 1, pat.data, (int)pat.len, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, after ? after : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (int64_t)limit + 1);
+	v = xcalloc(limit + 1, sizeof(*v));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == limit) {
+			*more = true;
+			continue;
+		}
+		struct store_user *u = &v[len++];
+		u->id = sqlite3_column_int64(s, 0);
+		u->username = sq_col_dup(s, 1);
+		u->display_name = sq_col_dup(s, 2);
+		u->created_ms = sqlite3_column_int64(s, 3);
+		u->admin = sqlite3_column_int(s, 4) != 0;
+		u->disabled = sqlite3_column_int(s, 5) != 0;
+		u->disabled_reason = sq_col_dup(s, 6);
+		u->settings = xstrdup("");
+		u->pwhash = xstrdup("");
+	}
+done:
+	sqlite3_finalize(s);
+	sq_pool_put(st, c);
+	buf_fini(&pat);
+	if (rc != SQLITE_DONE) {
+		store_users_free(v, len);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
 /* Run sql with ?1 = from, ?2 = to, ?3 = bucket and append one object per
  * row to arr, its members named by keys (a key starting with '#' is an
  * integer column, else text). 0 or -1. */
