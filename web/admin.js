@@ -403,7 +403,8 @@ function userRow(u) {
   const btn = (key, fn) => {
     const b = h('button', 'btn btn-small', t('admin.action.' + key));
     b.type = 'button';
-    b.setAttribute('aria-label', t('admin.action_label.' + key, { name: u.username }));
+    // the visible words first (WCAG 2.5.3), then whose row it is
+    b.setAttribute('aria-label', `${t('admin.action.' + key)} (${u.username})`);
     b.addEventListener('click', fn);
     return b;
   };

@@ -116,6 +116,9 @@ export default async function () {
     await rootP.shot('admin-stats.png');
     await p.evaluate(() => { document.documentElement.dataset.theme = 'dark'; });
     await rootP.shot('admin-stats-dark.png');
+    await p.evaluate(() => { const b = document.getElementById('admin-body'); b.scrollTop = b.scrollHeight; });
+    await rootP.shot('admin-stats-lower-dark.png');
+    await p.evaluate(() => { document.getElementById('admin-body').scrollTop = 0; });
     await p.evaluate(() => { document.documentElement.dataset.theme = 'light'; });
 
     // A table fallback opens with the keyboard.
@@ -132,7 +135,7 @@ export default async function () {
     await p.fill('#admin-user-q', 'ad_b');
     await p.click('#admin-body .admin-toolbar button[type="submit"]');
     await p.waitForFunction(() => document.querySelectorAll('#admin-body .admin-user').length === 1);
-    await p.click('#admin-body .admin-user button[aria-label="Disable ad_bob"]');
+    await p.click('#admin-body .admin-user button[aria-label="Disable (ad_bob)"]');
     await p.fill('#admin-reason-ad_bob', 'spam');
     await p.click('#admin-body .admin-reason button[type="submit"]');
     await p.waitForFunction(() => /Disabled: spam/.test(document.getElementById('admin-body').textContent));
