@@ -66,7 +66,7 @@ function bucketLabel(tsec, bucket) {
 
 // --- charts ------------------------------------------------------------------
 
-const W = 560, H = 220, PAD = { l: 44, r: 10, t: 10, b: 34 };
+const W = 560, H = 220, PAD = { l: 58, r: 10, t: 10, b: 34 };
 
 // A nice upper bound for the y axis and its ticks.
 function scale(max) {
@@ -115,21 +115,25 @@ function barChart(labels, series, fmt = num) {
   return svg;
 }
 
-// series: [{name, values[]}] as lines with dots.
+// series: [{name, values[]}] as lines with dots; a null value (nothing
+// measured then) leaves its point out.
 function lineChart(labels, series, fmt = num) {
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart' });
-  const max = Math.max(0, ...series.flatMap((sr) => sr.values));
+  const max = Math.max(0, ...series.flatMap((sr) => sr.values.filter((v) => v != null)));
   const { top, ticks } = scale(max);
   axes(svg, labels, top, ticks, fmt);
   const iw = W - PAD.l - PAD.r, ih = H - PAD.t - PAD.b;
   series.forEach((sr, k) => {
-    const pts = sr.values.map((v, i) => [PAD.l + (iw * (i + 0.5)) / labels.length, PAD.t + ih - ((v || 0) / top) * ih]);
-    if (pts.length > 1) svg.append(s('polyline', { points: pts.map((p) => p.join(',')).join(' '), class: 'line s' + k }));
-    pts.forEach(([x, y], i) => {
-      const c = s('circle', { cx: x, cy: y, r: 3, class: 's' + k });
-      c.append(s('title', {}, `${labels[i]} · ${sr.name}: ${fmt(sr.values[i] || 0)}`));
-      svg.append(c);
+    const pts = [];
+    sr.values.forEach((v, i) => {
+      if (v != null) pts.push([PAD.l + (iw * (i + 0.5)) / labels.length, PAD.t + ih - (v / top) * ih, i]);
     });
+    if (pts.length > 1) svg.append(s('polyline', { points: pts.map((p) => p[0] + ',' + p[1]).join(' '), class: 'line s' + k }));
+    for (const [x, y, i] of pts) {
+      const c = s('circle', { cx: x, cy: y, r: 3, class: 's' + k });
+      c.append(s('title', {}, `${labels[i]} · ${sr.name}: ${fmt(sr.values[i])}`));
+      svg.append(c);
+    }
   });
   return svg;
 }
@@ -305,12 +309,13 @@ function chartLatency(stats) {
   if (!o || !o.count) return empty(title);
   const bs = buckets(stats), labels = bs.map((b) => bucketLabel(b, stats.bucket_s));
   const at = (b) => stats.latency.find((r) => r.t === b) || {};
-  const series = ['p50', 'p95', 'p99'].map((p) => ({ name: t('admin.pct.' + p), values: bs.map((b) => at(b)[p + '_ms'] || 0) }));
+  // a bucket with no delivery has no latency (not 0 ms)
+  const series = ['p50', 'p95', 'p99'].map((p) => ({ name: t('admin.pct.' + p), values: bs.map((b) => (at(b).count ? at(b)[p + '_ms'] : null)) }));
   const summary = h('p', 'chart-summary', t('admin.latency_overall', { p50: ms(o.p50_ms), p95: ms(o.p95_ms), p99: ms(o.p99_ms), n: o.count }));
   const extra = h('div');
   extra.append(legend(series), summary);
   return figure(title, summary.textContent, lineChart(labels, series, ms), extra,
-    table(title, [t('admin.col.time'), ...series.map((x) => x.name)], bs.map((b, i) => [labels[i], ...series.map((x) => ms(x.values[i]))])));
+    table(title, [t('admin.col.time'), ...series.map((x) => x.name)], bs.map((b, i) => [labels[i], ...series.map((x) => (x.values[i] == null ? '–' : ms(x.values[i])))])));
 }
 
 function renderStats(body) {
