@@ -77,6 +77,11 @@ for m in process_resident_memory_bytes process_cpu_seconds_total process_open_fd
 	natter_tls_handshake_failures_total; do
 	check "/metrics has $m" grep -q "^$m " "$WORK/metrics"
 done
+if [ -n "${NATTER_SRCDIR:-}" ]; then
+	for m in $(grep -o '\(natter\|process\)_[a-z_]*' "$NATTER_SRCDIR/contrib/grafana/natter.json" | sort -u); do
+		check "the Grafana dashboard's $m is in /metrics" grep -q "^$m[ {]" "$WORK/metrics"
+	done
+fi
 check "process_start_time_seconds is about now" \
 	test $(($(date +%s) - $(awk '$1 == "process_start_time_seconds" { print $2 }' "$WORK/metrics"))) -lt 120
 
