@@ -4,7 +4,7 @@
 -- at shutdown, so a minute may have two rows: readers sum counts and take
 -- the largest peak): peak concurrent connections by transport within the
 -- minute, sends received, events delivered, the transports browser
--- clients reported ending on with their reasons, and the commit-to-
+-- clients reported ending on with their reasons, and the send-to-
 -- delivery times as histogram bucket counts (util/histo.h's bounds, which
 -- add up across rows and give percentiles for any range). Rows older than
 -- stats-retention are pruned.

@@ -4,11 +4,10 @@
  * open connections into the running minute's peaks and, once the wall
  * clock has entered a new minute, writes the finished minute: the
  * differences of the counters since the previous sample (sends,
- * deliveries, client reports, the delivery histograms summed over
- * transports). The first sample after start counts from start. A failed
- * write is logged and its counts are lost, never double-counted later.
- * Only this thread reads the previous snapshot, so it needs no lock but
- * the one guarding "stop". */
+ * deliveries, client reports, the send-to-delivery histogram). The first sample
+ * after start counts from start. A failed write is logged and its counts are
+ * lost, never double-counted later. Only this thread reads the previous
+ * snapshot, so it needs no lock but the one guarding "stop". */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <stdio.h>
@@ -52,8 +51,8 @@ static void counts_read(struct metrics *m, struct counts *c)
 		for (int r = 0; r < REASON_N; r++)
 			c->reports[t][r] =
 			    atomic_load(&m->client_transport[t][r]);
-		histo_snap_add(&c->latency, &m->delivery[t]);
 	}
+	histo_snap_add(&c->latency, &m->send_delivery);
 }
 
 static void peaks_note(struct stats *s)

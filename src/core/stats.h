@@ -2,7 +2,7 @@
  * the process's metrics once a second and writes one row a minute
  * (store_sample_add): the peak of open connections by transport within
  * the minute, sends and deliveries, the transports browser clients
- * reported ending on and why, and the commit-to-delivery histogram's
+ * reported ending on and why, and the send-to-delivery histogram's
  * counts. Rows older than the retention are pruned every hour.
  * stats_query answers GET /api/admin/stats from those samples and from
  * SQL aggregates over the event log, for admins only.

@@ -300,7 +300,7 @@ struct store_sample {
 	const char *fallback;	   /* JSON object text {"sse/ws_failed": n}: the
 				      transports clients reported ending on, with
 				      why; NULL: {} */
-	const char *latency;	   /* JSON array text: commit-to-delivery counts
+	const char *latency;	   /* JSON array text: send-to-delivery counts
 				      per util/histo.h bucket; NULL: [] */
 };
 /* Append a sample (strings borrowed): STORE_OK or STORE_ERR. */

@@ -248,7 +248,8 @@ static int q_write(struct ws_conn *c)
 			if (f->ev) {
 				delivered++;
 				event_delivery_observe(
-				    f->ev, &c->metrics->delivery[TRANSPORT_WS]);
+				    f->ev, &c->metrics->delivery[TRANSPORT_WS],
+				    &c->metrics->send_delivery);
 			}
 			frame_release(f);
 			c->qhead++;

@@ -45,6 +45,7 @@ void metrics_init(struct metrics *m)
 	histo_init(&m->commit);
 	for (int i = 0; i < TRANSPORT_N; i++)
 		histo_init(&m->delivery[i]);
+	histo_init(&m->send_delivery);
 	m->start_time_s = (int64_t)time(NULL);
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
@@ -175,18 +176,26 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	single(out, "natter_rooms_day_limited_total", "counter",
 	       "Rooms and direct conversations refused at rooms-per-day.",
 	       &m->rooms_day_limited);
-	histo_header(out, "natter_commit_seconds",
-		     "A persistent command's submit to its commit.");
+	histo_header(
+	    out, "natter_commit_seconds",
+	    "Time from submitting a persistent command to its commit.");
 	histo_render(&m->commit, out, "natter_commit_seconds", "");
-	histo_header(out, "natter_delivery_seconds",
-		     "An event's commit to its bytes written to a client, by "
-		     "transport.");
+	histo_header(
+	    out, "natter_delivery_seconds",
+	    "Time from an event commit to its bytes written to a client, by "
+	    "transport.");
 	for (int i = 0; i < TRANSPORT_N; i++) {
 		char label[32];
 		snprintf(label, sizeof(label), "transport=\"%s\"", names[i]);
 		histo_render(&m->delivery[i], out, "natter_delivery_seconds",
 			     label);
 	}
+	histo_header(out, "natter_send_to_delivery_seconds",
+		     "Time from submitting a persistent command to its event "
+		     "written to a "
+		     "client, every transport.");
+	histo_render(&m->send_delivery, out, "natter_send_to_delivery_seconds",
+		     "");
 	metrics_render_process(m, out);
 	buf_puts(out, "# HELP natter_client_transport_total Transports browser "
 		      "clients ended on, and why they fell back.\n"

@@ -64,6 +64,9 @@ struct metrics {
 	 * commit to its bytes written to a client, by transport */
 	struct histo commit;
 	struct histo delivery[TRANSPORT_N];
+	/* a persistent command's submit to its event written to a client,
+	 * every transport (what the admin statistics' latency shows) */
+	struct histo send_delivery;
 	int64_t start_time_s; /* wall clock at metrics_init */
 };
 

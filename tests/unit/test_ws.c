@@ -72,9 +72,10 @@ int64_t event_id(const struct event *ev)
 	return ev->id;
 }
 
-void event_delivery_observe(const struct event *ev, struct histo *h)
+void event_delivery_observe(const struct event *ev, struct histo *h,
+			    struct histo *sent)
 {
-	(void)ev, (void)h;
+	(void)ev, (void)h, (void)sent;
 }
 
 const char *event_json(const struct event *ev, size_t *len)

@@ -268,6 +268,7 @@ struct job {
 	int64_t subject_id; /* the user the event acts on, or 0 */
 	bool moderated;	    /* store_write's: a moderator's delete */
 	int64_t ts;	    /* the event's time, once an effect has fixed it */
+	int64_t queued_us;  /* mono_us at submit: send-to-delivery timing */
 	char *room_name, *text, *html, *client_id, *topic;
 	char *username;	      /* as the caller knows it: canonical, or NULL */
 	json_t *args;	      /* a copy, for a type with an extra, else NULL */
