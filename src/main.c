@@ -180,6 +180,9 @@ int main(int argc, char **argv)
 	srv.chat = chat_new(srv.store, srv.bus, &srv.metrics);
 	if (!srv.chat)
 		fatal("cannot load the rooms from path=%s", cfg.db_path);
+	chat_set_rooms_per_day(srv.chat, cfg.rooms_per_day);
+	srv.stats = stats_new(srv.store, &srv.metrics, srv.chat,
+			      cfg.stats_retention_days);
 
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
@@ -270,6 +273,7 @@ int main(int argc, char **argv)
 	http_stop(http);
 	/* after every WebSocket and HTTP worker: none can ask it again */
 	replay_free(replay);
+	stats_free(srv.stats); /* writes the running minute's sample */
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);

@@ -11,6 +11,7 @@
 // region, desktop notifications) in notify.js.
 
 import { api, ApiError, friendly, enc } from './api.js';
+import { adminBind, adminSetUser } from './admin.js';
 import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
 import { renderMarkup } from './markup.js';
@@ -340,6 +341,7 @@ async function start(user) {
   for (const m of S.outbox) room(m.room);
 
   settingsStart(user);
+  adminSetUser(user);
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
   $('me-avatar').replaceWith(Object.assign(avatar(user.username), { id: 'me-avatar' }));
@@ -384,6 +386,7 @@ function sessionEnded(text) {
   if (S.conn) S.conn.stop();
   S.conn = null;
   settingsStop();
+  adminSetUser(null);
   showAuth(text === undefined ? t('auth.session_ended') : text);
 }
 
@@ -393,6 +396,7 @@ async function logout() {
   if (S.conn) S.conn.stop();
   S.conn = null;
   await settingsStop(); // saves what waits: the session still holds
+  adminSetUser(null);
   try {
     await api('POST', '/api/logout');
   } catch (e) {
@@ -2282,6 +2286,7 @@ function joinedRoomNames() {
 }
 
 function bind() {
+  adminBind();
   settingsBind({
     changed: settingsChanged,
     rooms: joinedRoomNames,

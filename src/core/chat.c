@@ -37,6 +37,7 @@ struct pending {
 	void *arg;
 	struct chat *chat;
 	struct store_audit *audit;
+	int64_t submit_us; /* mono_us at submit: natter_commit_seconds */
 };
 
 /* Append to the audit log; a failure is logged, the action stands. */
@@ -364,6 +365,9 @@ bool chat_storage_full(struct chat *c)
 static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
+	if (p->submit_us && p->chat->metrics)
+		histo_observe_us(&p->chat->metrics->commit,
+				 mono_us() - p->submit_us);
 	if (p->audit) {
 		struct store_audit *a = p->audit;
 		/* after the commit, on the writer thread: a pool write */
@@ -556,8 +560,15 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 			return v == EVTYPE_TOOLONG ? CHAT_ETOOLONG
 						   : CHAT_EINVAL;
 	}
-	if (row->effect != EVTYPE_EFFECT_ROOM_CREATE &&
-	    row->effect != EVTYPE_EFFECT_DM_OPEN) {
+	if (row->effect == EVTYPE_EFFECT_ROOM_CREATE ||
+	    row->effect == EVTYPE_EFFECT_DM_OPEN) {
+		int64_t wait;
+		int rc = chat_room_quota(c, u, &wait);
+		if (rc == CHAT_ELIMIT && c->metrics)
+			metrics_inc(c->metrics->rooms_day_limited);
+		if (rc != CHAT_OK)
+			return rc;
+	} else {
 		enum chat_room_kind kind = CHAT_ROOM_PUBLIC;
 		int rc = room_for(c, u, in->room, &room_id, name, &kind);
 		/* A fast answer; the writer decides for persistent types
@@ -648,6 +659,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		p->audit->reason = xstrdup("");
 		p->audit->detail = xstrdup(detail);
 	}
+	p->submit_us = mono_us();
 	store_write_submit(c->store, &w, store_done, p);
 	free(m);
 	free(html);
@@ -883,6 +895,9 @@ static const struct {
      "reply_to must be the id of a message in the same room"},
     {CHAT_ETOOMANY, "too_many_reactions",
      "that message has as many different reactions as it may have"},
+    {CHAT_ELIMIT, "room_limit",
+     "you have created as many rooms and direct conversations as one "
+     "account may in 24 hours; try again later"},
     {CHAT_EFULL, "storage_full",
      "the server's storage is full; nothing was stored, try again later"},
 };

@@ -47,7 +47,8 @@ enum chat_err {
 	CHAT_EFIXED = -18,     /* dm_fixed: a direct conversation's people */
 	CHAT_EFULL = -19,      /* storage_full: the disk is full, retry later */
 	CHAT_EBADREPLY = -20,  /* bad_reply_to: not a message of that room */
-	CHAT_ETOOMANY = -21    /* too_many_reactions on that message */
+	CHAT_ETOOMANY = -21,   /* too_many_reactions on that message */
+	CHAT_ELIMIT = -22      /* room_limit: rooms-per-day reached */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
@@ -180,6 +181,29 @@ int chat_search(struct chat *c, const struct chat_user *u, const char *q,
 
 /* --- roles -----------------------------------------------------------------
  */
+
+/* rooms-per-day: how many rooms and direct conversations one user may
+ * create in any 24 hours (0: any number; the default until set). */
+void chat_set_rooms_per_day(struct chat *c, unsigned n);
+/* Whether u may create one more now: CHAT_OK, or CHAT_ELIMIT with the
+ * seconds until the oldest of the day's creations is 24 hours old in
+ * *retry_after_s (CHAT_EINTERNAL on a store error). Opening a direct
+ * conversation counts, even one that exists already (a refusal is
+ * decided before the store looks it up). */
+int chat_room_quota(struct chat *c, const struct chat_user *u,
+		    int64_t *retry_after_s);
+
+/* For admins: accounts by name (store_users_search). CHAT_OK (caller
+ * frees with store_users_free), CHAT_EFORBIDDEN, CHAT_EINTERNAL. */
+int chat_admin_users(struct chat *c, const struct chat_user *u, const char *q,
+		     const char *after, unsigned limit, struct store_user **out,
+		     size_t *n, bool *more);
+/* An admin makes target (a user name) a server admin, or no longer one,
+ * in the audit log as grant_admin / revoke_admin. CHAT_OK (the canonical
+ * name in target_out), CHAT_EFORBIDDEN, CHAT_ENOUSER, CHAT_EINVAL (an
+ * admin's own rights: another admin takes them), CHAT_EINTERNAL. */
+int chat_admin_grant(struct chat *c, const struct chat_user *u,
+		     const char *target, bool admin, char target_out[33]);
 
 /* Whether user_id is a server admin (false when unknown). From memory
  * (core/roles.h), never SQLite: any thread, event loops included. */

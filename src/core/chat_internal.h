@@ -62,6 +62,7 @@ struct chat {
 	struct mute *mutes;
 	size_t mute_cap;
 	_Atomic size_t nmutes;
+	unsigned rooms_per_day; /* chat_set_rooms_per_day; 0: no limit */
 };
 
 /* Whether actor may act on subject in room_id (remove, ban, mute): actor

@@ -239,6 +239,8 @@ int cmd_run(struct chat *c, const struct chat_user *u, const char *name,
 	st->async = rc == CHAT_OK && st->acked;
 	if (rc == CHAT_EMUTED)
 		st->retry_after = chat_mute_left(c, u, in.room);
+	else if (rc == CHAT_ELIMIT)
+		chat_room_quota(c, u, &st->retry_after);
 	return rc;
 }
 

@@ -37,6 +37,7 @@ struct link *link_local_new(struct bus *bus)
 
 int link_committed(struct link *l, struct event *ev)
 {
+	event_committed_mark(ev);
 	return l->ops->committed(l, ev);
 }
 

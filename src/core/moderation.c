@@ -75,6 +75,15 @@ int roles_load(struct chat *c)
 	return rc;
 }
 
+/* Reads the admins from the store into the role cache (off the loops). */
+static void admins_reload(struct chat *c)
+{
+	struct admins a = {0};
+	if (store_roles_each(c->store, false, admin_row, &a) == 0)
+		roles_admins_replace(c->roles, a.ids, a.n);
+	free(a.ids);
+}
+
 void chat_admins_refresh(struct chat *c)
 {
 	int64_t now = mono_ms();
@@ -83,10 +92,7 @@ void chat_admins_refresh(struct chat *c)
 	if (now - last < 1000 ||
 	    !atomic_compare_exchange_strong(&c->admins_read_ms, &last, now))
 		return;
-	struct admins a = {0};
-	if (store_roles_each(c->store, false, admin_row, &a) == 0)
-		roles_admins_replace(c->roles, a.ids, a.n);
-	free(a.ids);
+	admins_reload(c);
 }
 
 int role_of(struct chat *c, int64_t room_id, int64_t user_id)
@@ -306,4 +312,58 @@ int chat_bans_list(struct chat *c, const struct chat_user *u, const char *room,
 		return CHAT_EFORBIDDEN;
 	return store_bans_list(c->store, room_id, out, n) < 0 ? CHAT_EINTERNAL
 							      : CHAT_OK;
+}
+
+void chat_set_rooms_per_day(struct chat *c, unsigned n)
+{
+	c->rooms_per_day = n;
+}
+
+int chat_room_quota(struct chat *c, const struct chat_user *u,
+		    int64_t *retry_after_s)
+{
+	*retry_after_s = 0;
+	if (!c->rooms_per_day)
+		return CHAT_OK;
+	int64_t now = now_ms(), day = 86400 * 1000LL, n = 0, oldest = 0;
+	if (store_rooms_created(c->store, u->id, now - day, &n, &oldest) !=
+	    STORE_OK)
+		return CHAT_EINTERNAL;
+	if (n < (int64_t)c->rooms_per_day)
+		return CHAT_OK;
+	int64_t wait = oldest + day - now;
+	*retry_after_s = wait <= 1000 ? 1 : (wait + 999) / 1000;
+	return CHAT_ELIMIT;
+}
+
+int chat_admin_users(struct chat *c, const struct chat_user *u, const char *q,
+		     const char *after, unsigned limit, struct store_user **out,
+		     size_t *n, bool *more)
+{
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	return store_users_search(c->store, q, after, limit, out, n, more) < 0
+		   ? CHAT_EINTERNAL
+		   : CHAT_OK;
+}
+
+int chat_admin_grant(struct chat *c, const struct chat_user *u,
+		     const char *target, bool admin, char target_out[33])
+{
+	int64_t id;
+	if (!chat_is_admin(c, u->id))
+		return CHAT_EFORBIDDEN;
+	int rc = subject_resolve(c, target, &id, target_out);
+	if (rc != CHAT_OK)
+		return rc;
+	if (id == u->id)
+		return CHAT_EINVAL;
+	if (store_user_admin_set(c->store, id, admin) != STORE_OK)
+		return CHAT_EINTERNAL;
+	admins_reload(c); /* the role cache answers rights checks */
+	log_info("admin %s user=%s by=%s", admin ? "granted" : "revoked",
+		 target_out, u->username);
+	audit(c, u->username, admin ? "grant_admin" : "revoke_admin",
+	      target_out, NULL, NULL, NULL);
+	return CHAT_OK;
 }

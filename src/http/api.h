@@ -35,6 +35,13 @@ enum MHD_Result api_admin_user_disable(struct request *req, const char *user);
 enum MHD_Result api_admin_user_enable(struct request *req, const char *user);
 /* GET /api/admin/audit?before=&limit=: the audit log (admins). */
 enum MHD_Result api_admin_audit(struct request *req);
+/* GET /api/admin/stats?from=&to=: the statistics page's data (admins). */
+enum MHD_Result api_admin_stats(struct request *req);
+/* GET /api/admin/users?q=&after=&limit=: accounts by name (admins). */
+enum MHD_Result api_admin_users(struct request *req);
+/* PUT / DELETE /api/admin/users/{user}/admin: grant or revoke admin. */
+enum MHD_Result api_admin_grant(struct request *req, const char *user);
+enum MHD_Result api_admin_revoke(struct request *req, const char *user);
 /* "owner", "moderator", "member" or "none" for an enum store_role. */
 const char *api_role_name(int role);
 /* POST /api/rooms/{room}/invites {"user":NAME}: a member invites NAME. */

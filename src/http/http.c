@@ -99,37 +99,6 @@ static bool csrf_ok(struct request *req)
 /* --- small endpoints
  * ---------------------------------------------------------------- */
 
-static enum MHD_Result serve_text(struct request *req, const char *ctype,
-				  struct buf *b)
-{
-	size_t len = b->len;
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer_with_free_callback(
-		len, b->data ? b->data : xstrdup(""), free);
-	b->data = NULL;
-	MHD_add_response_header(r, "Content-Type", ctype);
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	req->log.bytes = len;
-	return reply_queue(req->conn, &req->log, 200, r);
-}
-
-static enum MHD_Result serve_metrics(struct request *req)
-{
-	struct buf b;
-	buf_init(&b);
-	metrics_render(&req->srv->metrics, &b);
-	buf_printf(&b,
-		   "# HELP natter_bus_subscribers Live bus subscribers.\n"
-		   "# TYPE natter_bus_subscribers gauge\n"
-		   "natter_bus_subscribers %zu\n"
-		   "# HELP natter_last_event_id Newest event id.\n"
-		   "# TYPE natter_last_event_id gauge\n"
-		   "natter_last_event_id %lld\n",
-		   bus_subscriber_count(req->srv->bus),
-		   (long long)bus_last_id(req->srv->bus));
-	return serve_text(req, "text/plain; version=0.0.4; charset=utf-8", &b);
-}
-
 /* --- routing ------------------------------------------------------------- */
 
 /* 503 while the store's disk is full (chat_storage_full): the one
@@ -206,6 +175,12 @@ static const struct route routes[] = {
      api_room_unban},
     {"POST", "/api/rooms/{room}/mutes", AUTH | CSRF, NULL, api_room_mute},
     {"GET", "/api/admin/audit", AUTH, api_admin_audit, NULL},
+    {"GET", "/api/admin/stats", AUTH, api_admin_stats, NULL},
+    {"GET", "/api/admin/users", AUTH, api_admin_users, NULL},
+    {"PUT", "/api/admin/users/{user}/admin", AUTH | CSRF, NULL,
+     api_admin_grant},
+    {"DELETE", "/api/admin/users/{user}/admin", AUTH | CSRF, NULL,
+     api_admin_revoke},
     {"POST", "/api/admin/users/{user}/disable", AUTH | CSRF, NULL,
      api_admin_user_disable},
     {"POST", "/api/admin/users/{user}/enable", AUTH | CSRF, NULL,
@@ -236,6 +211,12 @@ static const struct route routes[] = {
 #undef AUTH
 #undef CSRF
 
+const struct route *http_routes(size_t *n)
+{
+	*n = ARRAY_LEN(routes);
+	return routes;
+}
+
 static enum MHD_Result method_not_allowed(struct request *req,
 					  const char *allow)
 {
@@ -261,6 +242,7 @@ static enum MHD_Result route(struct request *req, const char *url)
 		return not_found(req);
 	const struct route *r = m.route;
 	unsigned flags = r ? r->flags : m.flags_any;
+	req->route_idx = r ? (unsigned)(r - routes) + 1 : 0;
 
 	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
 	    request_auth(req) < 0)
@@ -626,8 +608,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	return route(req, url);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		       enum MHD_RequestTerminationCode toe)
 {
 	struct http *h = cls;
 	struct request *req = *con_cls;
@@ -636,6 +618,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	metrics_inc(h->srv->metrics.requests);
 	if (req->log.status >= 400)
 		metrics_inc(h->srv->metrics.errors);
+	histo_observe_us(&h->route_hist[req->route_idx],
+			 request_elapsed_us(req));
 	log_access(req->method, req->path,
 		   req->log.status ? req->log.status : 499, req->log.bytes,
 		   request_elapsed_us(req), req->addr);
@@ -654,7 +638,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
  * socketpairs the TLS terminator hands over, and then MHD also warns that
  * it could not "push the data": harmless there (AF_UNIX has no Nagle), so
  * not shown. */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+void http_on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -752,11 +736,11 @@ static int start_tls_daemon(struct http *h, char *err, size_t errlen)
 	}
 	h->tls_daemon = MHD_start_daemon(
 	    DAEMON_FLAGS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, on_accept,
-	    h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+	    h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, h,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
 	    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_tls_notify, h, MHD_OPTION_END);
 	if (!h->tls_daemon) {
 		snprintf(err, errlen, "cannot start the HTTP server for TLS");
@@ -782,6 +766,9 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 		goto fail;
 	}
 	h->web_root = xstrdup(resolved);
+	h->route_hist = xcalloc(ARRAY_LEN(routes) + 1, sizeof(*h->route_hist));
+	for (size_t i = 0; i <= ARRAY_LEN(routes); i++)
+		histo_init(&h->route_hist[i]);
 	h->max_streams = cfg->max_connections;
 	connection_limits(h);
 	const struct deadline_rules rules = {
@@ -802,13 +789,13 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 			flags |= MHD_USE_IPv6;
 		struct MHD_Daemon *d = MHD_start_daemon(
 		    flags, 0, on_accept, h, on_request, h,
-		    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+		    MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, h,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss,
 		    MHD_OPTION_THREAD_POOL_SIZE,
 		    (unsigned int)cfg->http_threads,
 		    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
-		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
 		    MHD_OPTION_NOTIFY_CONNECTION, on_notify, h,
 		    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 		    MHD_OPTION_END);
@@ -826,6 +813,8 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 			 di ? di->port : 0);
 	}
 	if (cfg->ntls_listen && start_tls_daemon(h, err, errlen) < 0)
+		goto fail;
+	if (cfg->metrics_listen && http_metrics_start(h, err, errlen) < 0)
 		goto fail;
 	return h;
 fail:
@@ -856,9 +845,12 @@ void http_stop(struct http *h)
 		MHD_stop_daemon(h->daemons[i]);
 	if (h->tls_daemon)
 		MHD_stop_daemon(h->tls_daemon);
+	if (h->metrics_daemon)
+		MHD_stop_daemon(h->metrics_daemon);
 	deadline_free(h->deadline);
 	conns_pending_free(h);
 	pthread_mutex_destroy(&h->pend_mu);
+	free(h->route_hist);
 	free(h->web_root);
 	free(h);
 }

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include <microhttpd.h>
@@ -15,6 +16,7 @@
 #include "http/deadline.h"
 #include "http/request.h"
 #include "net/tls.h"
+#include "util/histo.h"
 
 struct http {
 	struct server *srv;
@@ -38,6 +40,11 @@ struct http {
 	 * (on_tls_notify takes each one's byte count by its descriptor) */
 	pthread_mutex_t pend_mu;
 	struct tls_pending *pending;
+	/* metrics-listen: a daemon answering /metrics only; NULL: /metrics
+	 * is served on the ordinary listeners */
+	struct MHD_Daemon *metrics_daemon;
+	/* request durations by route row (index + 1; 0: no route matched) */
+	struct histo *route_hist;
 };
 
 /* Every connection's libmicrohttpd socket context (on_notify). reply
@@ -79,5 +86,18 @@ enum MHD_Result answer_busy(struct request *req, bool close);
 int stream_slot(struct request *req, enum MHD_Result *ret);
 
 enum MHD_Result serve_poll(struct request *req);
+
+/* metrics.c: GET /metrics, and the metrics-listen daemon (0, or -1 with
+ * a message in err). */
+enum MHD_Result serve_metrics(struct request *req);
+int http_metrics_start(struct http *h, char *err, size_t errlen);
+
+/* http.c's route table (n rows), and the daemons' callbacks that the
+ * metrics daemon shares. */
+struct route;
+const struct route *http_routes(size_t *n);
+void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		       enum MHD_RequestTerminationCode toe);
+void http_on_mhd_log(void *cls, const char *fmt, va_list ap);
 
 #endif

@@ -164,6 +164,7 @@ static const struct {
     {CHAT_ENOMSG, 404},	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
     {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},	    {CHAT_EBADREPLY, 400},
     {CHAT_ETOOMANY, 409},
+    {CHAT_ELIMIT, 429},
 };
 
 unsigned request_chat_status(int err)
@@ -176,7 +177,8 @@ unsigned request_chat_status(int err)
 
 enum MHD_Result request_chat_error(struct request *req, int err)
 {
-	if (err == CHAT_EMUTED && req->retry_after > 0) {
+	if ((err == CHAT_EMUTED || err == CHAT_ELIMIT) &&
+	    req->retry_after > 0) {
 		char secs[24];
 		snprintf(secs, sizeof(secs), "%lld",
 			 (long long)req->retry_after);

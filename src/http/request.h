@@ -69,6 +69,10 @@ struct request {
 	 * them before the handler runs): see request_param(). */
 	char params[4][64];
 	int nparams;
+	/* the route row that answered (index + 1; 0: none), for the
+	 * duration histograms; whether it came in on metrics-listen */
+	unsigned route_idx;
+	bool metrics_port;
 };
 
 /* A request on connection c (method and url are libmicrohttpd's, valid

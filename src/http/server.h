@@ -7,6 +7,7 @@
 #include "core/bus.h"
 #include "core/chat.h"
 #include "core/limit.h"
+#include "core/stats.h"
 #include "util/config.h"
 #include "transport/longpoll.h"
 #include "net/loop.h"
@@ -23,6 +24,7 @@ struct server {
 	struct auth *auth;
 	struct bus *bus;
 	struct chat *chat;
+	struct stats *stats; /* the admin statistics (core/stats.h) */
 	struct limit *limit; /* per-user rates, stream caps; NULL: none */
 	struct loop **loops;
 	struct bus_shard **shards; /* shards[i] drained on loops[i] */

@@ -32,6 +32,10 @@ struct event {
 	int64_t user;
 	int64_t subject; /* 0: none (the sender is the subject) */
 	bool revision;	 /* a new version of a stored event (same id) */
+	/* mono_us when the link handed it to the bus after its commit; 0 for
+	 * events read back from history (not timed) */
+	_Atomic int64_t committed_us;
+	int64_t sent_us; /* mono_us its command was submitted; 0: unknown */
 	/* NULL until the first event_sse(); set once by compare-exchange. */
 	_Atomic(struct frame *) sse;
 	size_t len;
@@ -65,6 +69,8 @@ struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
 	ev->user = user_id;
 	ev->subject = 0;
 	ev->revision = false;
+	atomic_init(&ev->committed_us, 0);
+	ev->sent_us = 0;
 	atomic_init(&ev->sse, NULL);
 	ev->len = len;
 	memcpy(ev->json, json, len);
@@ -402,4 +408,28 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 	char *out = event_envelope(id, type, room, from, ts_ms, extra, len);
 	json_decref(extra);
 	return out;
+}
+
+void event_committed_mark(struct event *ev)
+{
+	atomic_store_explicit(&ev->committed_us, mono_us(),
+			      memory_order_relaxed);
+}
+
+void event_sent_mark(struct event *ev, int64_t us)
+{
+	ev->sent_us = us;
+}
+
+void event_delivery_observe(const struct event *ev, struct histo *h,
+			    struct histo *sent)
+{
+	int64_t t = atomic_load_explicit(&((struct event *)ev)->committed_us,
+					 memory_order_relaxed);
+	if (t <= 0)
+		return;
+	int64_t now = mono_us();
+	histo_observe_us(h, now - t);
+	if (sent && ev->sent_us > 0)
+		histo_observe_us(sent, now - ev->sent_us);
 }

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "model/evtype.h" /* enum event_type and the table of types */
+#include "util/histo.h"
 
 struct event;
 
@@ -21,6 +22,18 @@ struct event;
 struct event *event_new(int64_t id, enum event_type type, int64_t room_id,
 			int64_t user_id, const char *json, size_t len);
 struct event *event_ref(struct event *ev);
+/* Delivery timing (the natter_delivery_seconds and
+ * natter_send_to_delivery_seconds histograms): the store marks a new
+ * event with the time its command was submitted (mono_us), the link marks
+ * it when it hands it to the bus after its commit (both before any other
+ * thread sees it); a transport observes, once the event's bytes are
+ * written, the time since the commit into h and since the submit into
+ * sent (may be NULL). Unmarked events (read back from history) are not
+ * observed. */
+void event_sent_mark(struct event *ev, int64_t us);
+void event_committed_mark(struct event *ev);
+void event_delivery_observe(const struct event *ev, struct histo *h,
+			    struct histo *sent);
 void event_unref(struct event *ev); /* NULL is fine */
 
 int64_t event_id(const struct event *ev);

@@ -90,6 +90,16 @@ struct store_ops {
 	int (*reactions)(struct store *base, int64_t user_id, int64_t room_id,
 			 int64_t lo, int64_t hi, struct store_reaction **out,
 			 size_t *n);
+	int (*sample_add)(struct store *base, const struct store_sample *s);
+	int (*samples_prune)(struct store *base, int64_t before_s);
+	json_t *(*stats)(struct store *base, int64_t from_ms, int64_t to_ms,
+			 int64_t bucket_s);
+	int (*users_search)(struct store *base, const char *q,
+			    const char *after, unsigned limit,
+			    struct store_user **out, size_t *n, bool *more);
+	int (*rooms_created)(struct store *base, int64_t user_id,
+			     int64_t since_ms, int64_t *count,
+			     int64_t *oldest_ms);
 };
 
 struct store {

@@ -288,3 +288,39 @@ int store_user_password_set(struct store *st, int64_t id, const char *pwhash)
 {
 	return st->ops->user_password_set(st, id, pwhash);
 }
+
+int store_sample_add(struct store *st, const struct store_sample *s)
+{
+	return st->ops->sample_add(st, s);
+}
+
+int store_samples_prune(struct store *st, int64_t before_s)
+{
+	return st->ops->samples_prune(st, before_s);
+}
+
+json_t *store_stats(struct store *st, int64_t from_ms, int64_t to_ms,
+		    int64_t bucket_s)
+{
+	return st->ops->stats(st, from_ms, to_ms, bucket_s);
+}
+
+int store_rooms_created(struct store *st, int64_t user_id, int64_t since_ms,
+			int64_t *count, int64_t *oldest_ms)
+{
+	return st->ops->rooms_created(st, user_id, since_ms, count, oldest_ms);
+}
+
+int store_users_search(struct store *st, const char *q, const char *after,
+		       unsigned limit, struct store_user **out, size_t *n,
+		       bool *more)
+{
+	return st->ops->users_search(st, q, after, limit, out, n, more);
+}
+
+void store_users_free(struct store_user *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		store_user_fini(&v[i]);
+	free(v);
+}

@@ -308,6 +308,53 @@ int store_audit_add(struct store *st, const struct store_audit *a);
 int store_audit_list(struct store *st, int64_t before, unsigned limit,
 		     struct store_audit **out, size_t *n, bool *more);
 void store_audit_free(struct store_audit *v, size_t n);
+
+/* --- statistics (the admin page, rooms-per-day) ----------------------------
+ */
+
+/* One metric sample (core/stats.c writes one a minute). */
+struct store_sample {
+	int64_t minute;		   /* unix seconds, a multiple of 60 */
+	int64_t conn[3];	   /* peak connections: ws, sse, poll */
+	int64_t sends, deliveries; /* within the minute */
+	const char *fallback;	   /* JSON object text {"sse/ws_failed": n}: the
+				      transports clients reported ending on, with
+				      why; NULL: {} */
+	const char *latency;	   /* JSON array text: send-to-delivery counts
+				      per util/histo.h bucket; NULL: [] */
+};
+/* Append a sample (strings borrowed): STORE_OK or STORE_ERR. */
+int store_sample_add(struct store *st, const struct store_sample *s);
+/* Delete the samples of minutes before before_s: STORE_OK or STORE_ERR. */
+int store_samples_prune(struct store *st, int64_t before_s);
+/* The admin page's aggregates for from_ms <= t < to_ms, time series in
+ * buckets of bucket_s seconds (from the epoch), as a JSON object (caller
+ * decrefs) or NULL on error:
+ *   messages_per_day     [{day:"YYYY-MM-DD", room, messages}]
+ *   active_users_per_day [{day, users}]  (users who sent a message)
+ *   top_rooms            [{room, messages, senders}], at most 10
+ *   connections          [{t, ws, sse, poll}]  peaks per bucket
+ *   fallbacks            [{t, transport, reason, count}]
+ *   latency              [{t, bucket, count}]  summed histogram buckets
+ *   totals               {messages, active_users, sends, deliveries}
+ * Direct conversations are counted together as the room "(direct)". */
+json_t *store_stats(struct store *st, int64_t from_ms, int64_t to_ms,
+		    int64_t bucket_s);
+/* Accounts whose name contains q (ignoring ASCII case; NULL or "": all),
+ * sorted by name, names after `after` only (NULL: from the first), at
+ * most limit; *more when more follow. No password hash or settings are
+ * read (those fields are ""). 0 (caller frees with store_users_free) or
+ * -1. */
+int store_users_search(struct store *st, const char *q, const char *after,
+		       unsigned limit, struct store_user **out, size_t *n,
+		       bool *more);
+void store_users_free(struct store_user *v, size_t n);
+/* Rooms and direct conversations user_id created at or after since_ms:
+ * STORE_OK with *count and the oldest one's time in *oldest_ms (0 when
+ * none), or STORE_ERR. */
+int store_rooms_created(struct store *st, int64_t user_id, int64_t since_ms,
+			int64_t *count, int64_t *oldest_ms);
+
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

@@ -128,6 +128,9 @@ static enum MHD_Result poll_answer(struct lp_poll *p, struct MHD_Connection *c,
 		if (i > 0)
 			buf_append(&b, ",", 1);
 		buf_append(&b, json, len);
+		event_delivery_observe(p->evs[i],
+				       &p->m->delivery[TRANSPORT_POLL],
+				       &p->m->send_delivery);
 		/* Ephemeral events have id 0 and leave the cursor alone. */
 		if (event_id(p->evs[i]) > 0)
 			cursor = event_id(p->evs[i]);

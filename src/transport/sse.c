@@ -138,6 +138,8 @@ static size_t conn_copy_out(struct sse_conn *sc, char *out, size_t max)
 			break;
 		/* Counted once its last byte is in MHD's hands. */
 		metrics_inc(s->m->delivered[TRANSPORT_SSE]);
+		event_delivery_observe(ev, &s->m->delivery[TRANSPORT_SSE],
+				       &s->m->send_delivery);
 		event_unref(ev);
 		sc->q_head = (sc->q_head + 1) % sc->q_cap;
 		sc->q_len--;

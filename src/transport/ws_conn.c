@@ -245,8 +245,12 @@ static int q_write(struct ws_conn *c)
 			left -= rest;
 			c->out_bytes -= rest;
 			c->q_off = 0;
-			if (f->ev)
+			if (f->ev) {
 				delivered++;
+				event_delivery_observe(
+				    f->ev, &c->metrics->delivery[TRANSPORT_WS],
+				    &c->metrics->send_delivery);
+			}
 			frame_release(f);
 			c->qhead++;
 		}
@@ -528,7 +532,7 @@ static void run_command(struct ws_conn *c, json_t *root, const char *op,
 		queue_error(c, client_id, "unknown_op", "unknown op");
 	else if (err == CMD_EARGS)
 		queue_error(c, cid, "invalid", st.usage);
-	else if (err == CHAT_EMUTED)
+	else if (err == CHAT_EMUTED || err == CHAT_ELIMIT)
 		queue_error_retry(c, cid, chat_err_code(err),
 				  chat_err_message(err), st.retry_after);
 	else if (err != CHAT_OK)

@@ -191,6 +191,16 @@ static const struct opt opts[] = {
      "Strict-Transport-Security max-age on HTTPS responses; 0: none"},
     {"http-redirect", NULL, T_BOOL, F(http_redirect), 0, 0,
      "answer plain HTTP requests with a redirect to HTTPS"},
+    {"metrics-listen", "ADDR:PORT", T_STR, F(metrics_listen), 0, 0,
+     "serve /metrics only on this numeric address, not on the listen "
+     "addresses"},
+    {"metrics-token", "TOKEN", T_STR, F(metrics_token), 0, 0,
+     "/metrics answers only requests with Authorization: Bearer TOKEN"},
+    {"stats-retention", "DAYS", T_UINT, F(stats_retention_days), 1, 3660,
+     "days of metric samples kept for the admin statistics (1-3660)"},
+    {"rooms-per-day", "N", T_UINT, F(rooms_per_day), 0, 100000,
+     "rooms and direct conversations one user may create in 24 hours; "
+     "0: no limit"},
     {"help", NULL, T_HELP, 0, 0, 0, "print this help and exit"},
     {"version", NULL, T_VERSION, 0, 0, 0, "print the version and exit"},
 };
@@ -310,6 +320,8 @@ static void set_defaults(struct config *cfg)
 	cfg->tls_max_handshakes = 1024;
 	cfg->tls_max_handshakes_addr = 64;
 	cfg->hsts_max_age_s = 31536000;
+	cfg->stats_retention_days = 30;
+	cfg->rooms_per_day = 100;
 }
 
 /* "1.2.3.4:80" or "[::1]:80", numeric only: addr_parse decides. */
@@ -668,6 +680,14 @@ static int validate(struct loader *ld)
 		       cfg->argon2_memory_kib, 8 * cfg->argon2_parallelism);
 		return -1;
 	}
+	if (cfg->metrics_listen) {
+		struct addr a;
+		char why[256];
+		if (addr_parse(cfg->metrics_listen, &a, why, sizeof(why)) < 0) {
+			seterr(ld, "metrics-listen: %s", why);
+			return -1;
+		}
+	}
 	if (cfg->poll_timeout_default_s > cfg->poll_timeout_max_s) {
 		seterr(ld,
 		       "poll-timeout must not exceed poll-timeout-max "
@@ -932,5 +952,7 @@ void config_fini(struct config *cfg)
 	free(cfg->db_dir);
 	free(cfg->web_root);
 	free(cfg->log_file);
+	free(cfg->metrics_listen);
+	free(cfg->metrics_token);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -83,6 +83,12 @@ struct config {
 	unsigned tls_max_handshakes_addr; /* concurrent, from one address */
 	unsigned hsts_max_age_s; /* Strict-Transport-Security; 0: off */
 	int http_redirect;	 /* 1: plain requests get 308 to https */
+
+	/* operators */
+	char *metrics_listen; /* /metrics only there; NULL: the listeners */
+	char *metrics_token;  /* /metrics needs Bearer this; NULL: none */
+	unsigned stats_retention_days; /* metric samples kept (days) */
+	unsigned rooms_per_day; /* rooms + DMs one user creates a day; 0: any */
 };
 
 /* Fill cfg from defaults, the file named by --config (if any) and argv.

@@ -1,6 +1,11 @@
 /* metrics: counters rendered in Prometheus text format. It only counts;
  * modules decide what to count. */
+#include <dirent.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util/metrics.h"
 
@@ -38,6 +43,12 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->conns_refused_addr[0], 0);
 	atomic_init(&m->conns_refused_addr[1], 0);
 	atomic_init(&m->storage_full, 0);
+	atomic_init(&m->rooms_day_limited, 0);
+	histo_init(&m->commit);
+	for (int i = 0; i < TRANSPORT_N; i++)
+		histo_init(&m->delivery[i]);
+	histo_init(&m->send_delivery);
+	m->start_time_s = (int64_t)time(NULL);
 	for (int t = 0; t < TRANSPORT_N; t++)
 		for (int r = 0; r < REASON_N; r++)
 			atomic_init(&m->client_transport[t][r], 0);
@@ -59,6 +70,11 @@ enum client_reason client_reason_parse(const char *s)
 		if (!strcmp(s, reasons[i]))
 			return (enum client_reason)i;
 	return REASON_OTHER;
+}
+
+const char *client_reason_name(enum client_reason r)
+{
+	return (unsigned)r < REASON_N ? reasons[r] : "other";
 }
 
 const char *transport_name(enum transport_kind k)
@@ -172,6 +188,30 @@ void metrics_render(const struct metrics *m, struct buf *out)
 		    "%llu\n",
 		    how[k],
 		    (unsigned long long)atomic_load(&m->conns_refused_addr[k]));
+	single(out, "natter_rooms_day_limited_total", "counter",
+	       "Rooms and direct conversations refused at rooms-per-day.",
+	       &m->rooms_day_limited);
+	histo_header(
+	    out, "natter_commit_seconds",
+	    "Time from submitting a persistent command to its commit.");
+	histo_render(&m->commit, out, "natter_commit_seconds", "");
+	histo_header(
+	    out, "natter_delivery_seconds",
+	    "Time from an event commit to its bytes written to a client, by "
+	    "transport.");
+	for (int i = 0; i < TRANSPORT_N; i++) {
+		char label[32];
+		snprintf(label, sizeof(label), "transport=\"%s\"", names[i]);
+		histo_render(&m->delivery[i], out, "natter_delivery_seconds",
+			     label);
+	}
+	histo_header(out, "natter_send_to_delivery_seconds",
+		     "Time from submitting a persistent command to its event "
+		     "written to a "
+		     "client, every transport.");
+	histo_render(&m->send_delivery, out, "natter_send_to_delivery_seconds",
+		     "");
+	metrics_render_process(m, out);
 	buf_puts(out, "# HELP natter_client_transport_total Transports browser "
 		      "clients ended on, and why they fell back.\n"
 		      "# TYPE natter_client_transport_total counter\n");
@@ -184,4 +224,73 @@ void metrics_render(const struct metrics *m, struct buf *out)
 			    names[t], reasons[r],
 			    (unsigned long long)atomic_load(
 				&m->client_transport[t][r]));
+}
+
+/* Open descriptors: the entries of /proc/self/fd, less the one
+ * opendir holds; -1 where there is no /proc. */
+static long open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	long n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;
+}
+
+void metrics_render_process(const struct metrics *m, struct buf *out)
+{
+	/* /proc/self/stat: utime and stime (fields 14, 15) in clock ticks,
+	 * rss (24) in pages; the command name (2) may hold spaces, so count
+	 * from its closing parenthesis. */
+	char line[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	size_t n = f ? fread(line, 1, sizeof(line) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	line[n] = '\0';
+	const char *p = strrchr(line, ')');
+	unsigned long long ut, stt;
+	long long rss;
+	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	if (p && tick > 0 && page > 0 &&
+	    sscanf(p + 2,
+		   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
+		   "%*d %*d %*d %*d %*d %*d %*u %*u %lld",
+		   &ut, &stt, &rss) == 3) {
+		buf_printf(out,
+			   "# HELP process_cpu_seconds_total Total user and "
+			   "system CPU time spent in seconds.\n"
+			   "# TYPE process_cpu_seconds_total counter\n"
+			   "process_cpu_seconds_total %.2f\n"
+			   "# HELP process_resident_memory_bytes Resident "
+			   "memory size in bytes.\n"
+			   "# TYPE process_resident_memory_bytes gauge\n"
+			   "process_resident_memory_bytes %lld\n",
+			   (double)(ut + stt) / (double)tick, rss * page);
+	}
+	long fds = open_fds();
+	if (fds >= 0)
+		buf_printf(out,
+			   "# HELP process_open_fds Number of open file "
+			   "descriptors.\n# TYPE process_open_fds gauge\n"
+			   "process_open_fds %ld\n",
+			   fds);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		buf_printf(out,
+			   "# HELP process_max_fds Maximum number of open "
+			   "file descriptors.\n# TYPE process_max_fds gauge\n"
+			   "process_max_fds %llu\n",
+			   (unsigned long long)rl.rlim_cur);
+	buf_printf(out,
+		   "# HELP process_start_time_seconds Start time of the "
+		   "process since unix epoch in seconds.\n"
+		   "# TYPE process_start_time_seconds gauge\n"
+		   "process_start_time_seconds %lld\n",
+		   (long long)m->start_time_s);
 }

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "util/histo.h"
 #include "util/util.h"
 
 enum transport_kind {
@@ -60,6 +61,16 @@ struct metrics {
 	atomic_uint_fast64_t conns_refused_addr[2];
 	/* 1 while the store's disk is full (core/chat.h chat_storage_full) */
 	atomic_uint_fast64_t storage_full;
+	/* rooms and direct conversations refused at rooms-per-day */
+	atomic_uint_fast64_t rooms_day_limited;
+	/* a persistent command's submit to its commit (chat), and an event's
+	 * commit to its bytes written to a client, by transport */
+	struct histo commit;
+	struct histo delivery[TRANSPORT_N];
+	/* a persistent command's submit to its event written to a client,
+	 * every transport (what the admin statistics' latency shows) */
+	struct histo send_delivery;
+	int64_t start_time_s; /* wall clock at metrics_init */
 };
 
 void metrics_init(struct metrics *m);
@@ -74,7 +85,12 @@ const char *transport_name(enum transport_kind k); /* "ws", "sse", "poll" */
 int transport_parse(const char *s, enum transport_kind *out);
 /* "ok", "ws_failed", ... ; unknown strings map to REASON_OTHER. */
 enum client_reason client_reason_parse(const char *s);
-/* Append the Prometheus exposition text. */
+const char *client_reason_name(enum client_reason r);
+/* Append the Prometheus exposition text, process_* metrics included
+ * (read from /proc/self on Linux; left out where it cannot be read). */
 void metrics_render(const struct metrics *m, struct buf *out);
+/* Only the process_* metrics (resident memory, CPU seconds, open and
+ * maximum file descriptors, start time). */
+void metrics_render_process(const struct metrics *m, struct buf *out);
 
 #endif

@@ -17,6 +17,7 @@ char *xstrndup(const char *s, size_t n);
 /* Time. */
 int64_t now_ms(void);  /* wall clock, milliseconds since the epoch */
 int64_t mono_ms(void); /* monotonic clock, milliseconds */
+int64_t mono_us(void); /* monotonic clock, microseconds */
 /* RFC 3339 UTC with milliseconds, "2026-11-26T12:00:00.123Z"; out needs 25
  * bytes. */
 void format_ts(int64_t ms, char out[32]);

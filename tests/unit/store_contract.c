@@ -1509,6 +1509,130 @@ static void c_roles(void **state)
 	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
 }
 
+/* Metric samples add up by bucket and prune by minute; the aggregates
+ * over the event log count messages by day and room, senders, top rooms;
+ * rooms-per-day counts a user's creations. */
+static void c_stats(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t dev = room(st, a, "dev"), ops = room(st, a, "ops");
+	int64_t n = -1, oldest = -1;
+	assert_int_equal(store_rooms_created(st, a, 0, &n, &oldest), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_true(oldest > 0);
+	assert_int_equal(store_rooms_created(st, b, 0, &n, &oldest), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(oldest, 0);
+	assert_int_equal(store_rooms_created(st, a, INT64_MAX / 2, &n, &oldest),
+			 STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, dev, NULL, NULL, NULL, NULL),
+	    STORE_OK);
+	assert_int_equal(say(st, a, dev, "one", NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, dev, "two", NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, b, dev, "three", NULL, NULL), STORE_OK);
+	assert_int_equal(say(st, a, ops, "four", NULL, NULL), STORE_OK);
+
+	struct store_sample x1 = {.minute = 600,
+				  .conn = {3, 1, 0},
+				  .sends = 4,
+				  .deliveries = 9,
+				  .fallback = "{\"sse/ws_failed\":2}",
+				  .latency = "[1,2,0]"};
+	struct store_sample x2 = {.minute = 660,
+				  .conn = {5, 0, 2},
+				  .sends = 1,
+				  .fallback =
+				      "{\"sse/ws_failed\":1,\"poll/other\":4}",
+				  .latency = "[0,1]"};
+	assert_int_equal(store_sample_add(st, &x1), STORE_OK);
+	assert_int_equal(store_sample_add(st, &x2), STORE_OK);
+
+	json_t *o = store_stats(st, 0, INT64_C(4102444800000), 86400);
+	assert_non_null(o);
+	char *j = json_dumps(json_object_get(o, "top_rooms"), JSON_COMPACT);
+	assert_string_equal(j, "[{\"room\":\"dev\",\"messages\":3,"
+			       "\"senders\":2},{\"room\":\"ops\","
+			       "\"messages\":1,\"senders\":1}]");
+	free(j);
+	json_t *mpd = json_object_get(o, "messages_per_day");
+	assert_int_equal(json_array_size(mpd), 2);
+	assert_int_equal(json_integer_value(json_object_get(
+			     json_array_get(mpd, 0), "messages")),
+			 3);
+	json_t *aud = json_object_get(o, "active_users_per_day");
+	assert_int_equal(json_array_size(aud), 1);
+	assert_int_equal(json_integer_value(
+			     json_object_get(json_array_get(aud, 0), "users")),
+			 2);
+	j = json_dumps(json_object_get(o, "connections"), JSON_COMPACT);
+	assert_string_equal(j, "[{\"t\":0,\"ws\":5,\"sse\":1,\"poll\":2}]");
+	free(j);
+	j = json_dumps(json_object_get(o, "fallbacks"), JSON_COMPACT);
+	assert_string_equal(j, "[{\"t\":0,\"transport\":\"poll\",\"reason\":"
+			       "\"other\",\"count\":4},{\"t\":0,"
+			       "\"transport\":\"sse\",\"reason\":"
+			       "\"ws_failed\",\"count\":3}]");
+	free(j);
+	j = json_dumps(json_object_get(o, "latency"), JSON_COMPACT);
+	assert_string_equal(j, "[{\"t\":0,\"bucket\":0,\"count\":1},{\"t\":0,"
+			       "\"bucket\":1,\"count\":3},{\"t\":0,"
+			       "\"bucket\":2,\"count\":0}]");
+	free(j);
+	j = json_dumps(json_object_get(o, "totals"), JSON_COMPACT);
+	assert_string_equal(j, "{\"messages\":4,\"active_users\":2,"
+			       "\"sends\":5,\"deliveries\":9}");
+	free(j);
+	json_decref(o);
+
+	/* minutes in their own hourly buckets; a range leaves out the rest */
+	o = store_stats(st, 0, 650 * 1000, 60);
+	j = json_dumps(json_object_get(o, "connections"), JSON_COMPACT);
+	assert_string_equal(j, "[{\"t\":600,\"ws\":3,\"sse\":1,\"poll\":0}]");
+	free(j);
+	assert_int_equal(
+	    json_array_size(json_object_get(o, "messages_per_day")), 0);
+	json_decref(o);
+
+	/* the admin panel's user search: by part of the name, paged */
+	struct store_user *v;
+	size_t len;
+	bool more;
+	assert_int_equal(store_user_disable(st, b, true, "spam"), STORE_OK);
+	assert_int_equal(store_users_search(st, "L", NULL, 5, &v, &len, &more),
+			 0);
+	assert_int_equal(len, 1);
+	assert_false(more);
+	assert_string_equal(v[0].username, "alice");
+	assert_true(v[0].admin);
+	store_users_free(v, len);
+	assert_int_equal(store_users_search(st, NULL, NULL, 1, &v, &len, &more),
+			 0);
+	assert_int_equal(len, 1);
+	assert_true(more);
+	store_users_free(v, len);
+	assert_int_equal(
+	    store_users_search(st, "", "alice", 5, &v, &len, &more), 0);
+	assert_int_equal(len, 1);
+	assert_string_equal(v[0].username, "bob");
+	assert_true(v[0].disabled);
+	assert_string_equal(v[0].disabled_reason, "spam");
+	store_users_free(v, len);
+	assert_int_equal(store_users_search(st, "_", NULL, 5, &v, &len, &more),
+			 0);
+	assert_int_equal(len, 0); /* a wildcard of LIKE is a plain character */
+	store_users_free(v, len);
+
+	assert_int_equal(store_samples_prune(st, 660), STORE_OK);
+	o = store_stats(st, 0, 86400 * 1000, 3600);
+	j = json_dumps(json_object_get(o, "connections"), JSON_COMPACT);
+	assert_string_equal(j, "[{\"t\":0,\"ws\":5,\"sse\":0,\"poll\":2}]");
+	free(j);
+	json_decref(o);
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -1538,6 +1662,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_read_markers),
 	    C(c_reactions),
 	    C(c_replies),
+	    C(c_stats),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

@@ -56,6 +56,15 @@ int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 	return 42;
 }
 
+/* Over rooms-per-day: the wait (cmd asks on CHAT_ELIMIT). */
+int chat_room_quota(struct chat *c, const struct chat_user *u,
+		    int64_t *retry_after_s)
+{
+	(void)c, (void)u;
+	*retry_after_s = 77;
+	return CHAT_ELIMIT;
+}
+
 int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	       const struct evtype_input *in, chat_done_fn done, void *arg)
 {
@@ -143,6 +152,11 @@ static void test_send(void **state)
 	assert_int_equal(run("send", "{\"room\":\"x\",\"text\":\"x\"}", &st),
 			 CHAT_EMUTED);
 	assert_int_equal(st.retry_after, 42);
+	/* over rooms-per-day: the wait comes with the error */
+	answer = CHAT_ELIMIT;
+	assert_int_equal(run("room_create", "{\"name\":\"x\"}", &st),
+			 CHAT_ELIMIT);
+	assert_int_equal(st.retry_after, 77);
 	answer = CHAT_OK;
 }
 

@@ -72,6 +72,12 @@ int64_t event_id(const struct event *ev)
 	return ev->id;
 }
 
+void event_delivery_observe(const struct event *ev, struct histo *h,
+			    struct histo *sent)
+{
+	(void)ev, (void)h, (void)sent;
+}
+
 const char *event_json(const struct event *ev, size_t *len)
 {
 	*len = ev->len;
@@ -277,6 +283,14 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 
 /* The other commands the WebSocket may dispatch (core/cmd.c); not used. */
 /* A muted sender: what is left of the mute (cmd asks on CHAT_EMUTED). */
+int chat_room_quota(struct chat *c, const struct chat_user *u,
+		    int64_t *retry_after_s)
+{
+	(void)c, (void)u;
+	*retry_after_s = 0;
+	return CHAT_OK;
+}
+
 int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 		       const char *room)
 {

@@ -23,8 +23,8 @@
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer, 005 the CJK-aware index, 006 roles, 007
- * room kinds and invitations, 009 reactions). */
-#define SCHEMA_REQUIRED 9
+ * room kinds and invitations, 009 reactions, 011 metric samples). */
+#define SCHEMA_REQUIRED 11
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
@@ -245,6 +245,16 @@ int sq_roles_each(struct store *base, bool rooms,
 int sq_user_disable(struct store *base, int64_t id, bool disabled,
 		    const char *reason);
 int sq_audit_add(struct store *base, const struct store_audit *a);
+/* stats.c */
+int sq_sample_add(struct store *base, const struct store_sample *x);
+int sq_samples_prune(struct store *base, int64_t before_s);
+json_t *sq_stats(struct store *base, int64_t from_ms, int64_t to_ms,
+		 int64_t bucket_s);
+int sq_users_search(struct store *base, const char *q, const char *after,
+		    unsigned limit, struct store_user **out, size_t *n,
+		    bool *more);
+int sq_rooms_created(struct store *base, int64_t user_id, int64_t since_ms,
+		     int64_t *count, int64_t *oldest_ms);
 int sq_audit_list(struct store *base, int64_t before, unsigned limit,
 		  struct store_audit **out, size_t *n, bool *more);
 int sq_user_password_set(struct store *base, int64_t id, const char *pwhash);
@@ -271,6 +281,7 @@ struct job {
 	int64_t subject_id; /* the user the event acts on, or 0 */
 	bool moderated;	    /* store_write's: a moderator's delete */
 	int64_t ts;	    /* the event's time, once an effect has fixed it */
+	int64_t queued_us;  /* mono_us at submit: send-to-delivery timing */
 	char *room_name, *text, *html, *client_id, *topic;
 	char *username;	      /* as the caller knows it: canonical, or NULL */
 	json_t *args;	      /* a copy, for a type with an extra, else NULL */

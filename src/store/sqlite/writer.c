@@ -288,6 +288,7 @@ int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
 			goto fail;
 	}
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
+	event_sent_mark(j->ev, j->queued_us);
 	if (j->subject_id)
 		event_subject_set(j->ev, j->subject_id);
 	j->fresh = true;
@@ -592,6 +593,7 @@ void sq_write_submit(struct store *base, const struct store_write *w,
 {
 	struct sq *st = sq_of(base);
 	struct job *j = job_new(w, done, arg);
+	j->queued_us = mono_us();
 
 	pthread_mutex_lock(&st->qmu);
 	if (st->closing) {
