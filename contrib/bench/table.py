@@ -115,8 +115,11 @@ def main():
         dropped = len(ok) - len(calm) if calm else 0
         if calm:
             ok = calm
-        key = next((m for m in ("deliveries_per_cpu_s", "sends_per_s", "rss_per_conn_b",
-                                "requests_per_s") if m in ok[0]), None)
+        label = k[0] or ""
+        key = ("rss_per_conn_b" if label.startswith("idle") else
+               "sends_per_s" if label.startswith("durable") else
+               "requests_per_s" if label == "history" else
+               "deliveries_per_cpu_s" if "deliveries_per_cpu_s" in ok[0] else None)
         if key:
             ok.sort(key=lambda r: r.get(key) or 0)
         med = dict(ok[len(ok) // 2])
@@ -223,6 +226,8 @@ def main():
            "-" if n is None or not c else "natter {} ms, nchan {} ms".format(fmt(n), fmt(c)))
     c = g("idle-19k", "natter", "connected")
     b = g("idle-19k", "natter", "rss_per_conn_b")
+    if b is None:
+        b = g("idle-10k", "natter", "rss_per_conn_b")
     target("19,000 WebSocket connections", None if c is None else c >= 19000,
            "{} connected".format(fmt(c)))
     target("< 2 KB RSS per idle connection", None if b is None else b < 2000,
