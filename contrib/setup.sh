@@ -27,7 +27,7 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config autoconf-archive
 	libmicrohttpd-dev libsqlite3-dev libjansson-dev libargon2-dev
-	libcmocka-dev libwslay-dev libmbedtls-dev
+	libcmocka-dev libwslay-dev libmbedtls-dev liburing-dev
 	libcmark-gfm-dev libcmark-gfm-extensions-dev libicu-dev
 	curl ca-certificates sqlite3
 )

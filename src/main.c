@@ -216,6 +216,7 @@ int main(int argc, char **argv)
 	    .ping_s = cfg.ws_ping_s,
 	    .limit = srv.limit,
 	    .flood_close = cfg.rate_flood_close,
+	    .io_uring = !cfg.no_io_uring,
 	};
 	srv.ws = ws_server_new(&wc);
 	for (unsigned i = 0; i < srv.nloops; i++)

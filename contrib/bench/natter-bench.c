@@ -1431,7 +1431,17 @@ static char *register_user(const char *name)
 	char body[256], *resp = NULL;
 	snprintf(body, sizeof(body),
 		 "{\"username\":\"%s\",\"password\":\"bench-password\"}", name);
-	int st = http_blocking("POST", "/api/register", NULL, body, &resp);
+	int st;
+	/* 503 busy: natterd runs few password hashes at once (hash-max);
+	 * parallel set-up threads wait their turn as a client would. */
+	for (int tries = 0;; tries++) {
+		st = http_blocking("POST", "/api/register", NULL, body, &resp);
+		if (st != 503 || tries == 50)
+			break;
+		free(resp);
+		resp = NULL;
+		usleep(20000 + 10000 * (useconds_t)(tries % 8));
+	}
 	char *tok = NULL;
 	if (st == 201) {
 		json_t *j = json_loads(resp, 0, NULL);

@@ -103,6 +103,7 @@
 #include "transport/ws.h"
 #include "transport/ws_frame.h"
 #include "transport/ws_conn.h"
+#include "net/sendbatch.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -600,8 +601,20 @@ struct ws_server *ws_server_new(const struct ws_config *cfg)
 		wl->lp = cfg->loops[i];
 		wl->shard = cfg->shards[i];
 		wl->idx = i;
+		if (cfg->io_uring) {
+			const char *why = NULL;
+			wl->sb = sendbatch_new(WS_BATCH_SLOTS, &why);
+			if (wl->sb)
+				wl->slots =
+				    xcalloc(WS_BATCH_SLOTS, sizeof(*wl->slots));
+			else if (i == 0)
+				log_info("ws: %s: writes use sendmsg()", why);
+		}
 		loop_post(wl->lp, tick_start_task, wl);
 	}
+	log_info("ws: writes: %s", ws->loops[0].sb
+				       ? "batched per loop wake-up (io_uring)"
+				       : "one sendmsg() per connection");
 	return ws;
 }
 
@@ -629,6 +642,10 @@ void ws_server_free(struct ws_server *ws)
 	pthread_cond_destroy(&sync.cv);
 	pthread_mutex_destroy(&sync.mu);
 	free(ca);
+	for (unsigned i = 0; i < ws->cfg.nloops; i++) {
+		sendbatch_free(ws->loops[i].sb);
+		free(ws->loops[i].slots);
+	}
 	free(ws->loops);
 	ws->loops = NULL;
 	ws_unref(ws);

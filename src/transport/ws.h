@@ -47,6 +47,9 @@ struct ws_config {
 	 * a client hands over (transport_client.limit); NULL: none. */
 	struct limit *limit;
 	unsigned flood_close; /* refused frames in a row before 1008 */
+	/* Batch each loop's socket writes per wake-up through io_uring where
+	 * the kernel allows it (net/sendbatch.h); false: sendmsg() only. */
+	bool io_uring;
 };
 
 struct ws_server *ws_server_new(const struct ws_config *cfg);

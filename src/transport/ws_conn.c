@@ -1,6 +1,7 @@
 /* ws_conn: one WebSocket connection's life, on its loop's thread:
  * references, the wslay callbacks and the received-byte vetting, the
- * outgoing frame queue and its flush (one sendmsg() per batch), the bus
+ * outgoing frame queue and its flush (one sendmsg() per batch, or one
+ * io_uring submission for many connections' batches), the bus
  * subscriber callbacks, client commands and their acks, rate limits, the
  * wslay contexts on demand (framer/park), teardown and socket I/O.
  *
@@ -36,6 +37,7 @@
 #include "transport/ws.h"
 #include "transport/ws_frame.h"
 #include "transport/ws_conn.h"
+#include "net/sendbatch.h"
 
 static int64_t close_deadline(struct ws_conn *c);
 
@@ -202,6 +204,51 @@ static void q_clear(struct ws_conn *c)
 	c->out_bytes = 0;
 }
 
+/* The kernel took w more bytes of the queue: release what went out
+ * whole. Returns the events among them. */
+static uint64_t q_consume(struct ws_conn *c, size_t w)
+{
+	uint64_t delivered = 0;
+
+	while (w && c->qhead < c->qlen) {
+		struct ws_frame *f = &c->q[c->qhead];
+		size_t rest = wire_len(f->len) - c->q_off;
+		if (w < rest) {
+			c->q_off += w;
+			c->out_bytes -= w;
+			break;
+		}
+		w -= rest;
+		c->out_bytes -= rest;
+		c->q_off = 0;
+		if (f->ev) {
+			delivered++;
+			event_delivery_observe(f->ev,
+					       &c->metrics->delivery[TRANSPORT_WS],
+					       &c->metrics->send_delivery);
+		}
+		frame_release(f);
+		c->qhead++;
+	}
+	return delivered;
+}
+
+/* After a write: an empty queue starts over (and gives back a big array);
+ * the events delivered are counted. */
+static void q_settle(struct ws_conn *c, uint64_t delivered)
+{
+	if (c->qhead == c->qlen) {
+		c->qhead = c->qlen = 0;
+		if (c->qcap > WS_QUEUE_KEEP) {
+			free(c->q);
+			c->q = NULL;
+			c->qcap = 0;
+		}
+	}
+	if (delivered)
+		metrics_add(c->metrics->delivered[TRANSPORT_WS], delivered);
+}
+
 /* Write queued messages, many per sendmsg(). 0 when everything is written
  * or the socket is full, -1 when it failed. */
 static int q_write(struct ws_conn *c)
@@ -233,41 +280,75 @@ static int q_write(struct ws_conn *c)
 			}
 			break;
 		}
-		size_t left = (size_t)w;
-		while (left && c->qhead < c->qlen) {
-			struct ws_frame *f = &c->q[c->qhead];
-			size_t rest = wire_len(f->len) - c->q_off;
-			if (left < rest) {
-				c->q_off += left;
-				c->out_bytes -= left;
-				break;
-			}
-			left -= rest;
-			c->out_bytes -= rest;
-			c->q_off = 0;
-			if (f->ev) {
-				delivered++;
-				event_delivery_observe(
-				    f->ev, &c->metrics->delivery[TRANSPORT_WS],
-				    &c->metrics->send_delivery);
-			}
-			frame_release(f);
-			c->qhead++;
-		}
+		delivered += q_consume(c, (size_t)w);
 		if ((size_t)w < b.bytes)
 			break; /* the socket is full */
 	}
-	if (c->qhead == c->qlen) {
-		c->qhead = c->qlen = 0;
-		if (c->qcap > WS_QUEUE_KEEP) {
-			free(c->q);
-			c->q = NULL;
-			c->qcap = 0;
-		}
-	}
-	if (delivered)
-		metrics_add(c->metrics->delivered[TRANSPORT_WS], delivered);
+	q_settle(c, delivered);
 	return rc;
+}
+
+/* --- batched writes (io_uring) ----------------------------------------
+ * With a sendbatch (net/sendbatch.h), a flush first stages each dirty
+ * connection's queue, when it is short and plain (a few whole frames, no
+ * half-written one, no wslay control frame waiting, no close), as one
+ * sendmsg in a batch, and submits the batch with one system call: at paced
+ * load, where each wake-up has one event for many connections, that is one
+ * kernel crossing per loop wake-up instead of one per connection. The
+ * plain flush that follows finds those queues empty (or writes what was
+ * not taken: a full socket, an error, anything not staged). */
+
+static bool q_stage(struct ws_conn *c, struct ws_bslot *s)
+{
+	unsigned n = 0;
+
+	if (c->dead || c->draining || c->q_off || c->qhead == c->qlen ||
+	    c->qlen - c->qhead > WS_BATCH_FRAMES)
+		return false;
+	if (c->ctx && (wslay_event_want_write(c->ctx) ||
+		       wslay_event_get_close_sent(c->ctx)))
+		return false;
+	for (unsigned k = c->qhead; k < c->qlen; k++, n++) {
+		const struct ws_frame *f = &c->q[k];
+		size_t elen;
+		if (f->len > WS_FRAG_MAX)
+			return false;
+		const char *p = f->ev ? event_json(f->ev, &elen) : f->own;
+		size_t hl =
+		    ws_frame_header(s->hdr[n], WS_OP_TEXT, true, f->len, NULL);
+		s->iov[2 * n] = (struct iovec){s->hdr[n], hl};
+		s->iov[2 * n + 1] = (struct iovec){(void *)p, f->len};
+	}
+	s->mh = (struct msghdr){.msg_iov = s->iov, .msg_iovlen = 2 * n};
+	return true;
+}
+
+static void q_sent(void *tag, ssize_t w, void *arg)
+{
+	struct ws_conn *c = tag;
+
+	(void)arg;
+	/* A full socket or an error: the plain flush meets it again. */
+	if (w > 0)
+		q_settle(c, q_consume(c, (size_t)w));
+}
+
+static void flush_batched(struct ws_loop *wl, struct ws_conn *c)
+{
+	while (c) {
+		unsigned n = 0;
+		while (c && n < WS_BATCH_SLOTS) {
+			if (q_stage(c, &wl->slots[n])) {
+				if (!sendbatch_add(wl->sb, c->fd,
+						   &wl->slots[n].mh, c))
+					return; /* unusable: plain writes */
+				n++;
+			}
+			c = c->dirty_next;
+		}
+		if (n && sendbatch_run(wl->sb, q_sent, NULL) < 0)
+			return;
+	}
 }
 
 static void flush_task(void *arg)
@@ -277,6 +358,8 @@ static void flush_task(void *arg)
 
 	wl->flush_posted = false;
 	wl->dirty = NULL;
+	if (wl->sb)
+		flush_batched(wl, c);
 	while (c) {
 		struct ws_conn *next = c->dirty_next;
 		c->dirty = false;

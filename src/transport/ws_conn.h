@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <wslay/wslay.h>
 
 #include "transport/ws.h"
@@ -34,6 +37,18 @@
 #define WS_SNDBUF_MAX (64 * 1024)
 /* Payload bytes per frame before we fragment (wslay's send buffer size). */
 #define WS_FRAG_MAX 4096
+/* A flush submits at most this many connections' writes at once, each of
+ * at most WS_BATCH_FRAMES whole frames (longer queues write the plain
+ * way). */
+#define WS_BATCH_SLOTS 64
+#define WS_BATCH_FRAMES 4
+
+/* One connection's staged write in a batch. */
+struct ws_bslot {
+	struct msghdr mh;
+	struct iovec iov[2 * WS_BATCH_FRAMES];
+	uint8_t hdr[WS_BATCH_FRAMES][WS_FRAME_HDR_MAX];
+};
 /* A drained queue of at most this many slots is kept for reuse. */
 #define WS_QUEUE_KEEP 16
 
@@ -49,6 +64,9 @@ struct ws_loop {
 	struct ws_conn *dirty; /* waiting for flush_task, via dirty_next */
 	bool flush_posted;
 	struct loop_timer *tick; /* pings, timeouts, close deadlines */
+	/* NULL: writes are plain sendmsg() (no io_uring, or turned off) */
+	struct sendbatch *sb;
+	struct ws_bslot *slots; /* WS_BATCH_SLOTS staged sendmsg()s */
 };
 
 struct ws_server {

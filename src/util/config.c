@@ -159,6 +159,9 @@ static const struct opt opts[] = {
      "most events replayed to a reconnecting client"},
     {"send-queue-max", "BYTES", T_BYTES, F(send_queue_max), 4 * KIB, GIB,
      "bytes queued per connection before it is cut loose"},
+    {"no-io-uring", NULL, T_BOOL, F(no_io_uring), 0, 0,
+     "write WebSocket frames with one sendmsg() per connection, not in "
+     "io_uring batches per loop wake-up"},
     {"sse-heartbeat", "SECONDS", T_UINT, F(sse_heartbeat_s), 1, 3600,
      "SSE heartbeat comment interval"},
     {"ws-ping", "SECONDS", T_UINT, F(ws_ping_s), 1, 3600,
@@ -312,6 +315,7 @@ static void set_defaults(struct config *cfg)
 	cfg->ring_size = 4096;
 	cfg->replay_max = 10000;
 	cfg->send_queue_max = (size_t)MIB;
+	cfg->no_io_uring = 0;
 	cfg->sse_heartbeat_s = 15;
 	cfg->ws_ping_s = 30;
 	cfg->poll_timeout_default_s = 25;

@@ -66,6 +66,7 @@ struct config {
 	size_t ring_size;      /* recent events kept in memory */
 	size_t replay_max;     /* further behind than this: recovered=false */
 	size_t send_queue_max; /* bytes pending per connection */
+	int no_io_uring;       /* 1: WebSocket writes never use io_uring */
 	unsigned sse_heartbeat_s;
 	unsigned ws_ping_s;
 	unsigned poll_timeout_default_s, poll_timeout_max_s;

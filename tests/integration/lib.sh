@@ -29,16 +29,18 @@ trap cleanup EXIT
 # $WORK across restarts. Per-user rate limits, stream caps and the
 # per-address connection cap are off: tests that drive load from one user
 # or one address would meet them; rate-limits.sh, stream-caps.sh and
-# conn-caps.sh set their own.
+# conn-caps.sh set their own. NATTER_TEST_FLAGS (split on spaces) go
+# before the arguments, e.g. --no-io-uring to run a test on the fallback.
 start_natterd() {
 	: >"$WORK/natterd.log"
+	# shellcheck disable=SC2086 # NATTER_TEST_FLAGS: words on purpose
 	"$NATTERD" --listen 127.0.0.1:0 --db "$WORK/natter.db" \
 		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
 		--argon2-memory-kib 1024 --argon2-time 1 --log-level debug \
 		--rate-commands 0 --rate-send 0 --rate-typing 0 \
 		--streams-per-user 0 --streams-per-address 0 \
 		--connections-per-address 0 \
-		"$@" >>"$WORK/natterd.log" 2>&1 &
+		${NATTER_TEST_FLAGS:-} "$@" >>"$WORK/natterd.log" 2>&1 &
 	NATTERD_PID=$!
 	for _ in $(seq 1 100); do
 		PORT=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$WORK/natterd.log" | head -n1)

@@ -6,12 +6,23 @@
 # steady connections, then while every receiver is killed and resumed from
 # its last cursor again and again. Then a WebSocket consumer that stops
 # reading is cut loose without stalling anyone, and bad input is refused.
+# NATTER_TEST_FLAGS=--no-io-uring runs it on the sendmsg() write path.
 . "$(dirname "$0")/lib.sh"
 : "${WSCLIENT:?WSCLIENT must point at tests/wsclient}"
 
 N=${TRANSPORT_MESSAGES:-1000}
 start_natterd --send-queue-max 65536 --poll-timeout-max 55
 WSBASE="ws://127.0.0.1:$PORT"
+# WebSocket writes take one of two paths (net/sendbatch.h): io_uring
+# batches where the kernel allows them, else sendmsg(); transports-sendmsg.sh
+# runs this file again with the fallback forced.
+case " ${NATTER_TEST_FLAGS:-} " in
+*" --no-io-uring "*) want_path="one sendmsg() per connection" ;;
+*) want_path="ws: writes: " ;;
+esac
+check "natterd says which write path it took ($want_path)" \
+	grep -qF "$want_path" "$WORK/natterd.log"
+grep -o 'ws: writes: [^"]*' "$WORK/natterd.log" | head -n1
 
 SENDER=$(register sender)
 RWS=$(register rws)
