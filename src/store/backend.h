@@ -94,4 +94,11 @@ extern const struct store_ops sq_ops;
 struct store *sqlite_store_open(const struct store_config *cfg, char *err,
 				size_t errlen);
 
+/* The PostgreSQL backend (store/postgresql/open.c): cfg->path is a
+ * libpq URL, postgresql://... */
+extern const struct store_ops pg_ops;
+bool pg_store_url(const char *path);
+struct store *pg_store_open(const struct store_config *cfg, char *err,
+			    size_t errlen);
+
 #endif
