@@ -3,7 +3,7 @@
  * database (two nodes) whose ids commit in order and whose commit hooks
  * each see every event of both, once, in id order.
  *
- * Run by tests/unit/test_store_pg.sh, which starts a PostgreSQL of its own
+ * Run by tests/unit/store_pg.sh, which starts a PostgreSQL of its own
  * (tests/backends.sh) and passes it in NATTER_TEST_PG. Each case gets an
  * empty database: the schema is dropped and made again. Without
  * NATTER_TEST_PG it skips (77), unless NATTER_REQUIRE_ROOT_TESTS=1. */
@@ -201,7 +201,7 @@ int main(void)
 	if (!pg_url || !*pg_url) {
 		const char *req = getenv("NATTER_REQUIRE_ROOT_TESTS");
 		fprintf(stderr, "test_store_pg: NATTER_TEST_PG is not set "
-				"(run tests/unit/test_store_pg.sh)\n");
+				"(run tests/unit/store_pg.sh)\n");
 		return req && !strcmp(req, "1") ? 1 : 77;
 	}
 	const struct CMUnitTest tests[] = {
