@@ -303,6 +303,8 @@ static int err_from_store(int status)
 		return CHAT_EDELETED;
 	case STORE_FULL:
 		return CHAT_EFULL;
+	case STORE_UNAVAILABLE:
+		return CHAT_EUNAVAILABLE;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -338,6 +340,12 @@ static void full_note(struct chat *c, int status)
 bool chat_storage_full(struct chat *c)
 {
 	return atomic_load(&c->full);
+}
+
+const char *chat_store_backend(struct chat *c, bool *reachable)
+{
+	*reachable = store_reachable(c->store);
+	return store_backend_name(c->store);
 }
 
 static void store_done(void *arg, int status, struct event *ev)
@@ -870,6 +878,9 @@ static const struct {
     {CHAT_EDELETED, "message_deleted", "that message was deleted"},
     {CHAT_EFULL, "storage_full",
      "the server's storage is full; nothing was stored, try again later"},
+    {CHAT_EUNAVAILABLE, "store_unavailable",
+     "the database cannot be reached; nothing was stored, try again "
+     "shortly"},
 };
 
 static size_t err_index(int err)

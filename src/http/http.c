@@ -134,15 +134,29 @@ static enum MHD_Result serve_metrics(struct request *req)
  * condition that makes this node refuse what it exists for. */
 static enum MHD_Result serve_healthz(struct request *req)
 {
+	bool reachable = true;
+	const char *backend = chat_store_backend(req->srv->chat, &reachable);
 	if (chat_storage_full(req->srv->chat)) {
-		json_t *body = json_pack(
-		    "{s:s, s:s, s:s}", "status", "unhealthy", "error",
-		    "storage_full", "message",
-		    "the database's disk is full; writes are refused");
+		json_t *body =
+		    json_pack("{s:s, s:s, s:s, s:s}", "status", "unhealthy",
+			      "error", "storage_full", "message",
+			      "the database's disk is full; writes are refused",
+			      "store", backend);
 		return reply_json(req->conn, &req->log, 503, body);
 	}
-	return reply_json_text(req->conn, &req->log, 200, "{\"status\":\"ok\"}",
-			       15);
+	/* a node cut off from its database server: the balancer sends
+	 * clients elsewhere; open streams stay, and it recovers by itself */
+	if (!reachable) {
+		json_t *body = json_pack(
+		    "{s:s, s:s, s:s, s:s}", "status", "unhealthy", "error",
+		    "store_unavailable", "message",
+		    "the database cannot be reached; writes are refused",
+		    "store", backend);
+		return reply_json(req->conn, &req->log, 503, body);
+	}
+	return reply_json(
+	    req->conn, &req->log, 200,
+	    json_pack("{s:s, s:s}", "status", "ok", "store", backend));
 }
 
 static enum MHD_Result serve_index(struct request *req)

@@ -149,7 +149,7 @@ static const struct {
     {CHAT_ENOUSER, 404},    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
     {CHAT_ENOSUBJECT, 422}, {CHAT_EMUTED, 403},	    {CHAT_ENOTMUTED, 404},
     {CHAT_ENOMSG, 404},	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
-    {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},
+    {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},	    {CHAT_EUNAVAILABLE, 503},
 };
 
 unsigned request_chat_status(int err)
@@ -178,6 +178,10 @@ enum MHD_Result request_chat_error(struct request *req, int err)
 		return reply_retry(req->conn, &req->log, 507,
 				   chat_err_code(err), chat_err_message(err),
 				   CHAT_FULL_RETRY_S);
+	if (err == CHAT_EUNAVAILABLE) /* and this one, briefly */
+		return reply_retry(req->conn, &req->log, 503,
+				   chat_err_code(err), chat_err_message(err),
+				   CHAT_UNAVAILABLE_RETRY_S);
 	return reply_error(req->conn, &req->log, request_chat_status(err),
 			   chat_err_code(err), chat_err_message(err));
 }

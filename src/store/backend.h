@@ -10,6 +10,8 @@
 #include "store/store.h"
 
 struct store_ops {
+	const char *name;
+	bool (*reachable)(struct store *base);
 	void (*close)(struct store *base);
 	void (*write_submit)(struct store *base, const struct store_write *w,
 			     store_done_fn done, void *arg);

@@ -18,6 +18,16 @@ struct store *store_open(const struct store_config *cfg, char *err,
 	return sqlite_store_open(cfg, err, errlen);
 }
 
+const char *store_backend_name(struct store *st)
+{
+	return st->ops->name;
+}
+
+bool store_reachable(struct store *st)
+{
+	return st->ops->reachable(st);
+}
+
 void store_close(struct store *st)
 {
 	if (st)

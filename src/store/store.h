@@ -39,9 +39,12 @@ enum store_status {
 	STORE_GONE = -9,      /* the message is deleted: it cannot change */
 	STORE_NOUSER = -10,   /* a user named in the write does not exist */
 	STORE_FIXED = -11,    /* a direct conversation's people cannot change */
-	STORE_FULL = -12      /* the database's filesystem is full: nothing of
+	STORE_FULL = -12,     /* the database's filesystem is full: nothing of
 				 the batch was applied; retry once space
 				 returns */
+	STORE_UNAVAILABLE = -13 /* the database server cannot be reached (a
+				   networked backend): nothing of the batch
+				   was applied; retry shortly */
 };
 
 struct store_config {
@@ -118,6 +121,11 @@ void store_set_commit_hook(struct store *st,
 			   void (*hook)(void *arg, struct event *ev),
 			   void *arg);
 int64_t store_last_event_id(struct store *st);
+/* The backend's name ("sqlite", "postgresql"), and whether its database
+ * can be reached now (SQLite: always; PostgreSQL: this node's connection
+ * to the server is up). Any thread. */
+const char *store_backend_name(struct store *st);
+bool store_reachable(struct store *st);
 
 /* --- users and sessions ------------------------------------------------- */
 

@@ -209,4 +209,42 @@ done
 for i in 2 3; do
 	check "node $i logged no bus order violation" bash -c "! grep -q 'out of id order' '$WORK/node$i.log'"
 done
+
+# --- PostgreSQL away: 503 for writes, streams stay, recovery without restart --
+N2=http://127.0.0.1:${NODE_PORT[2]}
+N3=http://127.0.0.1:${NODE_PORT[3]}
+curl -s "$N2/healthz" >"$WORK/hz"
+check "/healthz names the backend" grep -q '"store":"postgresql"' "$WORK/hz"
+curl -sN -H "Authorization: Bearer $RSSE" "$N3/events" >"$WORK/outage.sse" 2>/dev/null &
+SSE_PID=$!
+sleep 0.5
+# a request now puts the sender's session in node 2's cache (session-cache-ms)
+curl -s -o /dev/null -H "Authorization: Bearer $S2" "$N2/api/me"
+pg_stop
+for _ in $(seq 1 50); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "$N2/healthz")" = 503 ] && break
+	sleep 0.1
+done
+BASE=$N2 api GET /healthz
+expect 503 store_unavailable "without PostgreSQL a node's /healthz is 503 store_unavailable"
+BASE=$N2 api_json POST /api/rooms/cl/messages "$S2" '{"text":"outage","client_id":"outage-1"}' -D "$WORK/hdr"
+expect 503 store_unavailable "without PostgreSQL a send is 503 store_unavailable"
+check "with Retry-After" grep -qi '^Retry-After: ' "$WORK/hdr"
+check "node 3's open SSE stream stays open" kill -0 "$SSE_PID"
+pg_launch || fail_now "PostgreSQL did not start again"
+for _ in $(seq 1 100); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "$N2/healthz")" = 200 ] && break
+	sleep 0.1
+done
+BASE=$N2 api GET /healthz
+expect 200 "" "PostgreSQL back: /healthz is 200 again, no restart"
+for _ in $(seq 1 50); do
+	BASE=$N2 api_json POST /api/rooms/cl/messages "$S2" '{"text":"outage","client_id":"outage-1"}'
+	[ "$STATUS" = 201 ] && break
+	sleep 0.1
+done
+expect 201 "" "the retried send is stored"
+for _ in $(seq 1 100); do grep -q '"text":"outage"' "$WORK/outage.sse" && break; sleep 0.1; done
+check "and reaches node 3's stream that stayed open" grep -q '"text":"outage"' "$WORK/outage.sse"
+kill "$SSE_PID" 2>/dev/null || true
 finish

@@ -1247,6 +1247,17 @@ static void c_roles(void **state)
 	assert_int_equal(store_room_role(st, r, b), STORE_ROLE_MEMBER);
 }
 
+/* Every backend names itself, and a store just opened reaches its
+ * database. */
+static void c_backend(void **state)
+{
+	struct store *st = *state;
+	const char *name = store_backend_name(st);
+	assert_non_null(name);
+	assert_true(!strcmp(name, "sqlite") || !strcmp(name, "postgresql"));
+	assert_true(store_reachable(st));
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -1273,6 +1284,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_private_rooms_and_invites),
 	    C(c_users_and_mentions),
 	    C(c_read_markers),
+	    C(c_backend),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

@@ -122,10 +122,14 @@ static void *feed_main(void *arg)
 			/* the database went away: try again each second; a
 			 * new LISTEN may have missed notifies, so fetch */
 			up = listen_open(st) == 0;
+			if (up)
+				atomic_store(&st->reachable, true);
 		} else if (p[1].revents) {
 			PGnotify *nt;
-			if (!PQconsumeInput(st->listen.pg))
+			if (!PQconsumeInput(st->listen.pg)) {
 				up = false;
+				atomic_store(&st->reachable, false);
+			}
 			while ((nt = PQnotifies(st->listen.pg)))
 				PQfreemem(nt);
 		}

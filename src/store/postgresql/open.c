@@ -322,6 +322,7 @@ struct store *pg_store_open(const struct store_config *cfg, char *err,
 			goto fail;
 		st->idle[st->nidle++] = &st->conns[i];
 	}
+	atomic_store(&st->reachable, true);
 	if (pgs_feed_start(st, err, errlen) < 0)
 		goto fail;
 	if (pthread_create(&st->thread, NULL, pgs_writer_main, st) != 0) {
@@ -378,7 +379,14 @@ int pgs_status_of(int rc)
 }
 
 /* The PostgreSQL backend's table (store/backend.h). */
+static bool pgs_reachable(struct store *base)
+{
+	return atomic_load(&pgs_of(base)->reachable);
+}
+
 const struct store_ops pg_ops = {
+    .name = "postgresql",
+    .reachable = pgs_reachable,
     .close = pgs_close,
     .write_submit = pgs_write_submit,
     .set_commit_hook = pgs_set_commit_hook,

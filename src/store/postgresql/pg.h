@@ -198,6 +198,7 @@ struct pgst {
 	/* The cross-node feed (feed.c): fmu orders the hook. Everything with
 	 * id <= seen went to the hook, in id order, exactly once. */
 	char *url;
+	_Atomic bool reachable; /* the writer's or the feed's last word */
 	pthread_mutex_t fmu;
 	int64_t seen;
 	struct pconn fetch;  /* the feed's reads, under fmu */

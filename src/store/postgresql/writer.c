@@ -439,14 +439,15 @@ static int pw_ids_take(struct pgst *st)
  * a failed statement dooms the transaction, so even a message needs one
  * to fail alone). true if it committed; false if nothing was applied
  * (*full: because the disk is full). */
-static bool batch_apply(struct pgst *st, struct job **jobs, size_t n,
-			bool *full, int64_t *first)
+static bool batch_apply(struct pgst *st, struct job **jobs, size_t n, int *why,
+			int64_t *first)
 {
 	bool wrote = false;
 
-	*full = false;
+	*why = STORE_ERR;
+	st->w.sqlstate[0] = '\0';
 	if (pgs_run(&st->w, Q_BEGIN) != PG_OK)
-		return false;
+		goto fail;
 	if (pw_ids_take(st) != PG_OK)
 		goto fail;
 	*first = st->next_id;
@@ -478,10 +479,21 @@ static bool batch_apply(struct pgst *st, struct job **jobs, size_t n,
 		goto fail;
 	if (pgs_run(&st->w, Q_COMMIT) != PG_OK)
 		goto fail;
+	atomic_store(&st->reachable, true);
 	return true;
 fail:
-	*full = !strcmp(st->w.sqlstate, "53100");
-	if (st->w.pg && PQtransactionStatus(st->w.pg) != PQTRANS_IDLE)
+	if (!strcmp(st->w.sqlstate, "53100")) {
+		*why = STORE_FULL;
+	} else if (!st->w.pg || PQstatus(st->w.pg) != CONNECTION_OK ||
+		   !strncmp(st->w.sqlstate, "08", 2) ||
+		   !strncmp(st->w.sqlstate, "57P", 3)) {
+		/* the server went away (or is shutting down): the next batch
+		 * reconnects (pgs_stmt) */
+		*why = STORE_UNAVAILABLE;
+		atomic_store(&st->reachable, false);
+	}
+	if (st->w.pg && PQstatus(st->w.pg) == CONNECTION_OK &&
+	    PQtransactionStatus(st->w.pg) != PQTRANS_IDLE)
 		pgs_run(&st->w, Q_ROLLBACK);
 	return false;
 }
@@ -489,9 +501,9 @@ fail:
 static void batch_run(struct pgst *st, struct job **jobs, size_t n)
 {
 	int64_t first = 0;
-	bool full = false;
+	int why = STORE_ERR;
 
-	if (batch_apply(st, jobs, n, &full, &first)) {
+	if (batch_apply(st, jobs, n, &why, &first)) {
 		/* jobs ran in queue order, so fresh events are in id order;
 		 * the feed hands them to the hook after every earlier id */
 		struct event **evs =
@@ -512,7 +524,7 @@ static void batch_run(struct pgst *st, struct job **jobs, size_t n)
 			job_more_drop(jobs[i]);
 			event_unref(jobs[i]->ev);
 			jobs[i]->ev = NULL;
-			jobs[i]->status = full ? STORE_FULL : STORE_ERR;
+			jobs[i]->status = why;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
