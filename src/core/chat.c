@@ -369,8 +369,28 @@ static void store_done(void *arg, int status, struct event *ev)
 	free(p);
 }
 
+/* Put every room of the store in the cache: 0, or -1 if it cannot be
+ * read. */
+static int rooms_learn(struct chat *c)
+{
+	struct store_room *rooms = NULL;
+	size_t n = 0;
+	if (store_rooms_list(c->store, 0, &rooms, &n) < 0)
+		return -1;
+	pthread_mutex_lock(&c->room_mu);
+	for (size_t i = 0; i < n; i++)
+		room_put(c, rooms[i].id, rooms[i].name,
+			 kind_parse(rooms[i].kind));
+	pthread_mutex_unlock(&c->room_mu);
+	store_rooms_free(rooms, n);
+	return 0;
+}
+
 /* Resolve a room name from the cache: CHAT_OK with its id and canonical
- * name (and kind, if kind is not NULL), or CHAT_ENOROOM. */
+ * name (and kind, if kind is not NULL), or CHAT_ENOROOM. A name the cache
+ * does not know is looked up in the store once: with several nodes on one
+ * database, a room made on another node may be in the store before its
+ * event reaches this node's cache. */
 static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
 			     char name[33], enum chat_room_kind *kind)
 {
@@ -388,6 +408,10 @@ static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
 			*kind = e->kind;
 	}
 	pthread_mutex_unlock(&c->room_mu);
+	if (!hit &&
+	    store_room_by_name(c->store, room, NULL, NULL) == STORE_OK &&
+	    rooms_learn(c) == 0)
+		return resolve_room_kind(c, room, id, name, kind);
 	return hit ? CHAT_OK : CHAT_ENOROOM;
 }
 

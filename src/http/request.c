@@ -65,8 +65,11 @@ static int auth_token(struct request *req, const char *token)
 	auth_token_hash(token, len, req->token_hash);
 	int64_t uid;
 	char name[33];
-	if (auth_session_user(req->srv->store, req->token_hash, now_ms(), &uid,
-			      name) != 0)
+	int rc = auth_session_user(req->srv->store, req->token_hash, now_ms(),
+				   &uid, name);
+	if (rc == STORE_UNAVAILABLE)
+		return -2; /* not the client's fault: 503, not 401 */
+	if (rc != 0)
 		return -1;
 	req->user_id = uid;
 	snprintf(req->username, sizeof(req->username), "%s", name);
@@ -82,8 +85,11 @@ int request_auth(struct request *req)
 			       MHD_lookup_connection_value(
 				   req->conn, MHD_COOKIE_KIND, SESSION_COOKIE),
 			       &via_cookie);
-	if (!t || auth_token(req, t) < 0)
+	if (!t)
 		return -1;
+	int rc = auth_token(req, t);
+	if (rc < 0)
+		return rc;
 	req->via_cookie = via_cookie;
 	return 0;
 }

@@ -176,7 +176,8 @@ int store_session_lookup(struct store *st, const uint8_t hash[32],
 int store_session_delete(struct store *st, const uint8_t hash[32]);
 /* store_session_lookup plus the user's name, in one read, answered from a
  * small cache for session_cache_ms: what every authenticated request asks.
- * STORE_OK (fills *user_id and username), STORE_NOTFOUND, STORE_ERR. */
+ * STORE_OK (fills *user_id and username), STORE_NOTFOUND, STORE_ERR,
+ * STORE_UNAVAILABLE (a database server that cannot be reached). */
 int store_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
 		       int64_t *user_id, char username[33]);
 

@@ -210,9 +210,24 @@ for i in 2 3; do
 	check "node $i logged no bus order violation" bash -c "! grep -q 'out of id order' '$WORK/node$i.log'"
 done
 
-# --- PostgreSQL away: 503 for writes, streams stay, recovery without restart --
 N2=http://127.0.0.1:${NODE_PORT[2]}
 N3=http://127.0.0.1:${NODE_PORT[3]}
+
+# --- a logout on one node ends the session on every node at once -------------
+# (not after session-cache-ms: the nodes tell each other by NOTIFY)
+LO=$(BASE=$N2 register cl_logout)
+BASE=$N3 api_get /api/me "$LO"
+expect 200 "" "a session works on node 3 (and is in its cache now)"
+BASE=$N2 api_json POST /api/logout "$LO" '{}'
+check "logout on node 2" test "$STATUS" -lt 300
+for _ in $(seq 1 20); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $LO" "$N3/api/me")" = 401 ] && break
+	sleep 0.05
+done
+BASE=$N3 api_get /api/me "$LO"
+expect 401 "" "node 3 refuses the ended session within 1 s (its cache keeps 5 s)"
+
+# --- PostgreSQL away: 503 for writes, streams stay, recovery without restart --
 curl -s "$N2/healthz" >"$WORK/hz"
 check "/healthz names the backend" grep -q '"store":"postgresql"' "$WORK/hz"
 curl -sN -H "Authorization: Bearer $RSSE" "$N3/events" >"$WORK/outage.sse" 2>/dev/null &

@@ -90,12 +90,38 @@ void pgs_feed_own(struct pgst *st, int64_t first, struct event **evs, size_t n)
 	pthread_mutex_unlock(&st->fmu);
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				      : -1;
+}
+
+/* A node ended sessions (users.c): forget them here too. */
+static void session_word(struct pgst *st, const char *w)
+{
+	if (!strncmp(w, "u:", 2)) {
+		pgs_session_forget_user(st, atoll(w + 2));
+	} else if (!strncmp(w, "h:", 2) && strlen(w) == 2 + 64) {
+		uint8_t hash[32];
+		for (int i = 0; i < 32; i++) {
+			int hi = hexval(w[2 + 2 * i]),
+			    lo = hexval(w[3 + 2 * i]);
+			if (hi < 0 || lo < 0)
+				return;
+			hash[i] = (uint8_t)(hi << 4 | lo);
+		}
+		pgs_session_forget(st, hash);
+	}
+}
+
 static int listen_open(struct pgst *st)
 {
 	pg_disconnect(&st->listen);
 	if (pg_connect(&st->listen, st->url, NULL, 0) < 0)
 		return -1;
-	if (pg_exec(&st->listen, "LISTEN " PG_CHANNEL) != PG_OK) {
+	if (pg_exec(&st->listen,
+		    "LISTEN " PG_CHANNEL "; LISTEN " PG_SESSIONS) != PG_OK) {
 		pg_disconnect(&st->listen);
 		return -1;
 	}
@@ -130,8 +156,11 @@ static void *feed_main(void *arg)
 				up = false;
 				atomic_store(&st->reachable, false);
 			}
-			while ((nt = PQnotifies(st->listen.pg)))
+			while ((nt = PQnotifies(st->listen.pg))) {
+				if (!strcmp(nt->relname, PG_SESSIONS))
+					session_word(st, nt->extra);
 				PQfreemem(nt);
+			}
 		}
 		pthread_mutex_lock(&st->fmu);
 		if (st->hook)

@@ -35,6 +35,10 @@
 #define PG_EVENTS_LOCK 0x6e617474 /* "natt" */
 /* The channel the writers NOTIFY with their batch's newest id. */
 #define PG_CHANNEL "natter_events"
+/* The channel that tells every node's session cache what ended: "h:" and
+ * a session hash in hex (a logout), or "u:" and a user id (every session
+ * of a disabled account, or one with a new password). */
+#define PG_SESSIONS "natter_sessions"
 
 /* What pg_step returns (the SQLite backend's codes, by meaning). */
 enum {
@@ -130,6 +134,7 @@ enum q {
 	Q_COUNTER_SET,
 	Q_NOTIFY,
 	Q_FEED_AFTER,
+	Q_SESSIONS_NOTIFY,
 	Q_COUNT
 };
 
@@ -370,6 +375,10 @@ int pg_exec(struct pconn *c, const char *sql);
 int pg_connect(struct pconn *c, const char *url, char *err, size_t errlen);
 void pg_disconnect(struct pconn *c);
 extern const char *const pg_sql_text[Q_COUNT];
+
+/* users.c: forget cached sessions (feed.c, on another node's word) */
+void pgs_session_forget(struct pgst *st, const uint8_t hash[32]);
+void pgs_session_forget_user(struct pgst *st, int64_t user_id);
 
 /* feed.c */
 int pgs_feed_start(struct pgst *st, char *err, size_t errlen);

@@ -222,6 +222,7 @@ const char *const pg_sql_text[Q_COUNT] = {
     [Q_COUNTER_GET] = "SELECT last FROM event_counter",
     [Q_COUNTER_SET] = "UPDATE event_counter SET last = $1",
     [Q_NOTIFY] = "SELECT pg_notify('" PG_CHANNEL "', $1::text)",
+    [Q_SESSIONS_NOTIFY] = "SELECT pg_notify('" PG_SESSIONS "', $1)",
     [Q_FEED_AFTER] =
 	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
 	"WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3",

@@ -195,9 +195,24 @@ static struct session_entry *session_slot(struct pgst *st,
 	return &st->sessions[k & (SESSION_SLOTS - 1)];
 }
 
+/* Tell every node's session cache (feed.c LISTENs): on c, inside its
+ * transaction if one is open (then sent at its COMMIT). */
+static int sessions_notify(struct pconn *c, const char *payload)
+{
+	struct pstmt *s = pgs_stmt(c, Q_SESSIONS_NOTIFY);
+	if (!s)
+		return PG_BROKEN;
+	pg_bind_text(s, 1, payload);
+	int rc = pg_step(s);
+	while (rc == PG_ROW)
+		rc = pg_step(s);
+	pgs_stmt_done(s);
+	return rc == PG_DONE ? PG_OK : rc;
+}
+
 /* After the row is gone: drop the cached copy, and make every lookup that
  * read the row before the delete skip caching what it read. */
-static void session_forget(struct pgst *st, const uint8_t hash[32])
+void pgs_session_forget(struct pgst *st, const uint8_t hash[32])
 {
 	if (!st->sessions)
 		return;
@@ -222,10 +237,19 @@ int pgs_session_delete(struct store *base, const uint8_t hash[32])
 	/* idempotent, like the logout it serves: gone is gone */
 	if (pg_step(s) == PG_DONE)
 		status = STORE_OK;
+	pgs_stmt_done(s);
+	s = NULL;
+	if (status == STORE_OK) {
+		/* the other nodes' caches too, not after session_cache_ms */
+		char payload[2 + 64 + 1] = "h:";
+		for (int i = 0; i < 32; i++)
+			snprintf(payload + 2 + 2 * i, 3, "%02x", hash[i]);
+		sessions_notify(c, payload);
+	}
 fail:
 	pgs_stmt_done(s);
 	pgs_pool_put(st, c);
-	session_forget(st, hash);
+	pgs_session_forget(st, hash);
 	return status;
 }
 
@@ -273,6 +297,9 @@ int pgs_session_user(struct store *base, const uint8_t hash[32], int64_t now,
 	*user_id = uid;
 	status = STORE_OK;
 out:
+	/* not "no such session": the server cannot be asked */
+	if (status == STORE_ERR && (!c->pg || PQstatus(c->pg) != CONNECTION_OK))
+		status = STORE_UNAVAILABLE;
 	pgs_stmt_done(s);
 	pgs_pool_put(st, c);
 	if (status == STORE_NOTFOUND && expires && expires <= now)
@@ -295,7 +322,7 @@ out:
 
 /* Every cached session of user_id forgotten, and every lookup in flight
  * kept from caching what it read. */
-static void session_forget_user(struct pgst *st, int64_t user_id)
+void pgs_session_forget_user(struct pgst *st, int64_t user_id)
 {
 	if (!st->sessions)
 		return;
@@ -341,11 +368,18 @@ static int user_change_ends_sessions(struct pgst *st, enum q q, int64_t id,
 	pgs_stmt_done(s);
 	s = NULL;
 	if (end_sessions) {
+		char payload[32];
 		s = pgs_stmt(c, Q_USER_SESSIONS_DEL);
 		if (!s)
 			goto fail;
 		pg_bind_int64(s, 1, id);
 		if (pg_step(s) != PG_DONE)
+			goto fail;
+		pgs_stmt_done(s);
+		s = NULL;
+		/* every node forgets them at this COMMIT */
+		snprintf(payload, sizeof(payload), "u:%lld", (long long)id);
+		if (sessions_notify(c, payload) != PG_OK)
 			goto fail;
 	}
 	if (pgs_run(c, Q_COMMIT) != PG_OK)
@@ -358,7 +392,7 @@ fail:
 		pgs_run(c, Q_ROLLBACK);
 	pgs_pool_put(st, c);
 	if (status == STORE_OK && end_sessions)
-		session_forget_user(st, id);
+		pgs_session_forget_user(st, id);
 	return status;
 }
 
