@@ -76,6 +76,9 @@ static enum chat_room_kind kind_parse(const char *kind)
 	return CHAT_ROOM_PUBLIC;
 }
 
+static int user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		     char canon[33]);
+
 /* Under room_mu. */
 static void room_put(struct chat *c, int64_t id, const char *name,
 		     enum chat_room_kind kind)
@@ -727,7 +730,7 @@ int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
 	if (kind == CHAT_ROOM_DM)
 		return CHAT_EFIXED;
 	int64_t to_id;
-	if (!user || userdir_find(c->users, user, strlen(user), &to_id, canon))
+	if (!user || user_find(c, user, strlen(user), &to_id, canon))
 		return CHAT_ENOUSER;
 	if (bus_is_member(c->bus, room_id, to_id))
 		return CHAT_EEXISTS;
@@ -834,10 +837,32 @@ void chat_user_added(struct chat *c, int64_t id, const char *username)
 	userdir_add(c->users, id, username);
 }
 
+/* userdir_find, and on a miss the store once: with several nodes on one
+ * database, an account registered on another node is in the store before
+ * this node's directory knows it. */
+static int user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		     char canon[33])
+{
+	if (userdir_find(c->users, name, len, id, canon) == 0)
+		return 0;
+	char key[33];
+	struct store_user u;
+	if (len == 0 || len >= sizeof(key))
+		return -1;
+	memcpy(key, name, len);
+	key[len] = '\0';
+	if (!name_valid(key) ||
+	    store_user_by_name(c->store, key, &u) != STORE_OK)
+		return -1;
+	userdir_add(c->users, u.id, u.username);
+	store_user_fini(&u);
+	return userdir_find(c->users, name, len, id, canon);
+}
+
 int chat_user_find(struct chat *c, const char *name, size_t len, int64_t *id,
 		   char canon[33])
 {
-	return userdir_find(c->users, name, len, id, canon);
+	return user_find(c, name, len, id, canon);
 }
 
 void chat_mentions_init(struct chat_mentions *m, struct chat *c,
@@ -858,7 +883,7 @@ const char *chat_mention(void *arg, const char *name, size_t len)
 		m->room = true;
 		return "room";
 	}
-	if (userdir_find(m->chat->users, name, len, &id, canon) < 0 ||
+	if (user_find(m->chat, name, len, &id, canon) < 0 ||
 	    !bus_is_member(m->chat->bus, m->room_id, id))
 		return NULL;
 	for (size_t i = 0; i < m->n; i++)
