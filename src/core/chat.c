@@ -883,7 +883,7 @@ const char *chat_mention(void *arg, const char *name, size_t len)
 		m->room = true;
 		return "room";
 	}
-	if (user_find(m->chat, name, len, &id, canon) < 0 ||
+	if (userdir_find(m->chat->users, name, len, &id, canon) < 0 ||
 	    !bus_is_member(m->chat->bus, m->room_id, id))
 		return NULL;
 	for (size_t i = 0; i < m->n; i++)
