@@ -82,7 +82,7 @@ run() { # label nodes(0: sqlite) bench-args...
 	line=$(nice "$BENCH" --url "$url" --server-pid "$(IFS=,; echo "${PIDS[*]}")" \
 		--label "$label" --json "$@" 2>"$WORK/err" | tail -n1) || true
 	cpu1=$( [ "$n" = 0 ] && echo 0 || pg_cpu)
-	if jq -e . >/dev/null 2>&1 <<<"$line"; then
+	if [ -n "$line" ] && jq -e . >/dev/null 2>&1 <<<"$line"; then
 		line=$(jq -c --argjson nodes "$n" --arg pg "$(echo "$cpu1 - $cpu0" | bc)" \
 			'{label: .label, nodes: $nodes, sends_per_s, deliveries_per_s, deliveries_per_cpu_s, server_cpu_s, postgres_cpu_s: ($pg|tonumber), p99_ms, lost, dup, reordered}' <<<"$line")
 	else
