@@ -182,8 +182,8 @@ static int migrate(struct pconn *c, const char *db_dir, char *err,
 		       dir, v + 1, SCHEMA_REQUIRED);
 		return -1;
 	}
-	if (file_of(dir, v + 1) == NULL && v > SCHEMA_REQUIRED) {
-		/* applied files this natterd does not have */
+	if (v > SCHEMA_REQUIRED) {
+		/* applied by a newer natterd: refuse, as SQLite does */
 		char *mine = file_of(dir, v);
 		if (!mine) {
 			seterr(err, errlen,
