@@ -28,7 +28,7 @@ BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config autoconf-archive
 	libmicrohttpd-dev libsqlite3-dev libjansson-dev libargon2-dev
 	libcmocka-dev libwslay-dev libmbedtls-dev liburing-dev
-	libcmark-gfm-dev libcmark-gfm-extensions-dev libicu-dev
+	libcmark-gfm-dev libcmark-gfm-extensions-dev libicu-dev libpq-dev
 	curl ca-certificates sqlite3
 )
 # TEST_PACKAGES: what `test` needs on top of BUILD_PACKAGES: jq for the
@@ -37,10 +37,13 @@ BUILD_PACKAGES=(
 # Chinese font and a colour emoji font so that their screenshots show
 # characters and reactions, not boxes;
 # clang and its libFuzzer runtime for tests/fuzz (NATTER_FUZZ=1); python3
-# for the reconnect-storm and rate-limit tests.
+# for the reconnect-storm and rate-limit tests; PostgreSQL and Redis for
+# the PostgreSQL store contract and the cluster test, which start their
+# own servers (tests/backends.sh), and haproxy to balance the cluster.
 TEST_PACKAGES=(
 	curl jq openssl chromium nginx-light fonts-wqy-microhei fonts-noto-color-emoji
 	clang libclang-rt-14-dev python3
+	postgresql postgresql-contrib redis-server haproxy
 )
 # The e2e tests need Node.js >= 20 with npm (this machine image ships it).
 # Where no node is installed at all, fall back to Debian's packages.

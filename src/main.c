@@ -132,8 +132,10 @@ int main(int argc, char **argv)
 	struct server srv = {.cfg = &cfg};
 	metrics_init(&srv.metrics);
 
+	/* the database as logged: a store URL may hold a password */
+	const char *where = cfg.store_url ? "postgresql" : cfg.db_path;
 	struct store_config sc = {
-	    .path = cfg.db_path,
+	    .path = cfg.store_url ? cfg.store_url : cfg.db_path,
 	    .db_dir = cfg.db_dir,
 	    .sync_full = cfg.db_sync_full,
 	    .commit_interval_ms = cfg.commit_interval_ms,
@@ -143,7 +145,7 @@ int main(int argc, char **argv)
 	};
 	srv.store = store_open(&sc, err, sizeof(err));
 	if (!srv.store)
-		fatal("cannot open the database path=%s: %s", cfg.db_path, err);
+		fatal("cannot open the database path=%s: %s", where, err);
 
 	struct auth_config ac = {
 	    .memory_kib = cfg.argon2_memory_kib,
@@ -176,10 +178,10 @@ int main(int argc, char **argv)
 			  store_last_event_id(srv.store), store_events_after,
 			  srv.store);
 	if (store_members_each(srv.store, load_member, srv.bus) < 0)
-		fatal("cannot load room memberships from path=%s", cfg.db_path);
+		fatal("cannot load room memberships from path=%s", where);
 	srv.chat = chat_new(srv.store, srv.bus, &srv.metrics);
 	if (!srv.chat)
-		fatal("cannot load the rooms from path=%s", cfg.db_path);
+		fatal("cannot load the rooms from path=%s", where);
 	chat_set_rooms_per_day(srv.chat, cfg.rooms_per_day);
 	srv.stats = stats_new(srv.store, &srv.metrics, srv.chat,
 			      cfg.stats_retention_days);
@@ -240,7 +242,7 @@ int main(int argc, char **argv)
 		tls_start(tls, http_tls_add, http);
 	}
 	log_info("natterd started version=%s db=%s last_event_id=%lld",
-		 PACKAGE_VERSION, cfg.db_path,
+		 PACKAGE_VERSION, where,
 		 (long long)store_last_event_id(srv.store));
 
 	for (;;) {

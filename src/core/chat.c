@@ -77,6 +77,9 @@ static enum chat_room_kind kind_parse(const char *kind)
 	return CHAT_ROOM_PUBLIC;
 }
 
+static int user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		     char canon[33]);
+
 /* Under room_mu. */
 static void room_put(struct chat *c, int64_t id, const char *name,
 		     enum chat_room_kind kind)
@@ -325,6 +328,8 @@ static int err_from_store(int status)
 		return CHAT_EBADREPLY;
 	case STORE_LIMIT:
 		return CHAT_ETOOMANY;
+	case STORE_UNAVAILABLE:
+		return CHAT_EUNAVAILABLE;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -362,6 +367,12 @@ bool chat_storage_full(struct chat *c)
 	return atomic_load(&c->full);
 }
 
+const char *chat_store_backend(struct chat *c, bool *reachable)
+{
+	*reachable = store_reachable(c->store);
+	return store_backend_name(c->store);
+}
+
 static void store_done(void *arg, int status, struct event *ev)
 {
 	struct pending *p = arg;
@@ -386,8 +397,28 @@ static void store_done(void *arg, int status, struct event *ev)
 	free(p);
 }
 
+/* Put every room of the store in the cache: 0, or -1 if it cannot be
+ * read. */
+static int rooms_learn(struct chat *c)
+{
+	struct store_room *rooms = NULL;
+	size_t n = 0;
+	if (store_rooms_list(c->store, 0, &rooms, &n) < 0)
+		return -1;
+	pthread_mutex_lock(&c->room_mu);
+	for (size_t i = 0; i < n; i++)
+		room_put(c, rooms[i].id, rooms[i].name,
+			 kind_parse(rooms[i].kind));
+	pthread_mutex_unlock(&c->room_mu);
+	store_rooms_free(rooms, n);
+	return 0;
+}
+
 /* Resolve a room name from the cache: CHAT_OK with its id and canonical
- * name (and kind, if kind is not NULL), or CHAT_ENOROOM. */
+ * name (and kind, if kind is not NULL), or CHAT_ENOROOM. A name the cache
+ * does not know is looked up in the store once: with several nodes on one
+ * database, a room made on another node may be in the store before its
+ * event reaches this node's cache. */
 static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
 			     char name[33], enum chat_room_kind *kind)
 {
@@ -405,6 +436,10 @@ static int resolve_room_kind(struct chat *c, const char *room, int64_t *id,
 			*kind = e->kind;
 	}
 	pthread_mutex_unlock(&c->room_mu);
+	if (!hit &&
+	    store_room_by_name(c->store, room, NULL, NULL) == STORE_OK &&
+	    rooms_learn(c) == 0)
+		return resolve_room_kind(c, room, id, name, kind);
 	return hit ? CHAT_OK : CHAT_ENOROOM;
 }
 
@@ -732,7 +767,7 @@ int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
 	if (kind == CHAT_ROOM_DM)
 		return CHAT_EFIXED;
 	int64_t to_id;
-	if (!user || userdir_find(c->users, user, strlen(user), &to_id, canon))
+	if (!user || user_find(c, user, strlen(user), &to_id, canon))
 		return CHAT_ENOUSER;
 	if (bus_is_member(c->bus, room_id, to_id))
 		return CHAT_EEXISTS;
@@ -825,10 +860,32 @@ void chat_user_added(struct chat *c, int64_t id, const char *username)
 	userdir_add(c->users, id, username);
 }
 
+/* userdir_find, and on a miss the store once: with several nodes on one
+ * database, an account registered on another node is in the store before
+ * this node's directory knows it. */
+static int user_find(struct chat *c, const char *name, size_t len, int64_t *id,
+		     char canon[33])
+{
+	if (userdir_find(c->users, name, len, id, canon) == 0)
+		return 0;
+	char key[33];
+	struct store_user u;
+	if (len == 0 || len >= sizeof(key))
+		return -1;
+	memcpy(key, name, len);
+	key[len] = '\0';
+	if (!name_valid(key) ||
+	    store_user_by_name(c->store, key, &u) != STORE_OK)
+		return -1;
+	userdir_add(c->users, u.id, u.username);
+	store_user_fini(&u);
+	return userdir_find(c->users, name, len, id, canon);
+}
+
 int chat_user_find(struct chat *c, const char *name, size_t len, int64_t *id,
 		   char canon[33])
 {
-	return userdir_find(c->users, name, len, id, canon);
+	return user_find(c, name, len, id, canon);
 }
 
 void chat_mentions_init(struct chat_mentions *m, struct chat *c,
@@ -900,6 +957,9 @@ static const struct {
      "account may in 24 hours; try again later"},
     {CHAT_EFULL, "storage_full",
      "the server's storage is full; nothing was stored, try again later"},
+    {CHAT_EUNAVAILABLE, "store_unavailable",
+     "the database cannot be reached; nothing was stored, try again "
+     "shortly"},
 };
 
 static size_t err_index(int err)

@@ -48,11 +48,15 @@ enum chat_err {
 	CHAT_EFULL = -19,      /* storage_full: the disk is full, retry later */
 	CHAT_EBADREPLY = -20,  /* bad_reply_to: not a message of that room */
 	CHAT_ETOOMANY = -21,   /* too_many_reactions on that message */
-	CHAT_ELIMIT = -22      /* room_limit: rooms-per-day reached */
+	CHAT_ELIMIT = -22,     /* room_limit: rooms-per-day reached */
+	CHAT_EUNAVAILABLE = -23 /* store_unavailable: the database server
+				   cannot be reached, retry shortly */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
 #define CHAT_FULL_RETRY_S 30
+/* Seconds a client waits before retrying after CHAT_EUNAVAILABLE. */
+#define CHAT_UNAVAILABLE_RETRY_S 2
 
 /* Who may see and join a room. A private room and a direct conversation
  * are, to anyone who is not a member, a room that does not exist
@@ -312,6 +316,9 @@ const char *chat_mention(void *arg, const char *name, size_t len);
  * Any thread. A CHAT_EFULL is logged at error level, at most once a
  * minute with the count of refusals since the last line. */
 bool chat_storage_full(struct chat *c);
+/* The store's backend name ("sqlite", "postgresql") and, in *reachable,
+ * whether its database can be reached now (for /healthz). Any thread. */
+const char *chat_store_backend(struct chat *c, bool *reachable);
 
 /* Error code string ("no_such_room") and human text. */
 const char *chat_err_code(int err);

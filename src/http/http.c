@@ -105,15 +105,29 @@ static bool csrf_ok(struct request *req)
  * condition that makes this node refuse what it exists for. */
 static enum MHD_Result serve_healthz(struct request *req)
 {
+	bool reachable = true;
+	const char *backend = chat_store_backend(req->srv->chat, &reachable);
 	if (chat_storage_full(req->srv->chat)) {
-		json_t *body = json_pack(
-		    "{s:s, s:s, s:s}", "status", "unhealthy", "error",
-		    "storage_full", "message",
-		    "the database's disk is full; writes are refused");
+		json_t *body =
+		    json_pack("{s:s, s:s, s:s, s:s}", "status", "unhealthy",
+			      "error", "storage_full", "message",
+			      "the database's disk is full; writes are refused",
+			      "store", backend);
 		return reply_json(req->conn, &req->log, 503, body);
 	}
-	return reply_json_text(req->conn, &req->log, 200, "{\"status\":\"ok\"}",
-			       15);
+	/* a node cut off from its database server: the balancer sends
+	 * clients elsewhere; open streams stay, and it recovers by itself */
+	if (!reachable) {
+		json_t *body = json_pack(
+		    "{s:s, s:s, s:s, s:s}", "status", "unhealthy", "error",
+		    "store_unavailable", "message",
+		    "the database cannot be reached; writes are refused",
+		    "store", backend);
+		return reply_json(req->conn, &req->log, 503, body);
+	}
+	return reply_json(
+	    req->conn, &req->log, 200,
+	    json_pack("{s:s, s:s}", "status", "ok", "store", backend));
 }
 
 static enum MHD_Result serve_index(struct request *req)
@@ -244,26 +258,28 @@ static enum MHD_Result route(struct request *req, const char *url)
 	unsigned flags = r ? r->flags : m.flags_any;
 	req->route_idx = r ? (unsigned)(r - routes) + 1 : 0;
 
+	int auth = 0;
 	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
-	    request_auth(req) < 0)
-		return req->disabled
-			   ? request_disabled(req, req->disabled_reason)
-			   : reply_error(req->conn, &req->log, 401,
-					 "unauthorized",
-					 "log in first (cookie or "
-					 "Authorization: Bearer)");
+	    (auth = request_auth(req)) < 0)
+		return auth == -2   ? request_chat_error(req, CHAT_EUNAVAILABLE)
+		       : req->disabled ? request_disabled(req, req->disabled_reason)
+				       : reply_error(req->conn, &req->log, 401,
+						     "unauthorized",
+						     "log in first (cookie or "
+						     "Authorization: Bearer)");
 	if ((flags & ROUTE_CSRF) && !route_method_is_read(req->method) &&
 	    !csrf_ok(req))
 		return reply_error(req->conn, &req->log, 403, "csrf",
 				   "cross-site request refused");
 	if (!r)
 		return method_not_allowed(req, m.allow);
-	if ((r->flags & ROUTE_TOKEN) && !req->authed && request_auth(req) < 0 &&
-	    request_auth_query(req) < 0)
-		return req->disabled
-			   ? request_disabled(req, req->disabled_reason)
-			   : reply_error(req->conn, &req->log, 401,
-					 "unauthorized", "log in first");
+	if ((r->flags & ROUTE_TOKEN) && !req->authed &&
+	    (auth = request_auth(req)) < 0 &&
+	    (auth == -2 || (auth = request_auth_query(req)) < 0))
+		return auth == -2   ? request_chat_error(req, CHAT_EUNAVAILABLE)
+		       : req->disabled ? request_disabled(req, req->disabled_reason)
+				       : reply_error(req->conn, &req->log, 401,
+						     "unauthorized", "log in first");
 	if (r->flags & ROUTE_ORIGIN) {
 		/* Browsers always send Origin with a WebSocket handshake: a
 		 * foreign one is cross-site WebSocket hijacking. */

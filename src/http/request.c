@@ -68,6 +68,8 @@ static int auth_token(struct request *req, const char *token)
 	int rc = auth_session_user(req->srv->store, req->token_hash, now_ms(),
 				   &uid, name, req->disabled_reason,
 				   sizeof(req->disabled_reason));
+	if (rc == STORE_UNAVAILABLE)
+		return -2; /* not the client's fault: 503, not 401 */
 	if (rc == STORE_DISABLED)
 		req->disabled = true;
 	if (rc != STORE_OK)
@@ -86,8 +88,11 @@ int request_auth(struct request *req)
 			       MHD_lookup_connection_value(
 				   req->conn, MHD_COOKIE_KIND, SESSION_COOKIE),
 			       &via_cookie);
-	if (!t || auth_token(req, t) < 0)
+	if (!t)
 		return -1;
+	int rc = auth_token(req, t);
+	if (rc < 0)
+		return rc;
 	req->via_cookie = via_cookie;
 	return 0;
 }
@@ -165,6 +170,7 @@ static const struct {
     {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},	    {CHAT_EBADREPLY, 400},
     {CHAT_ETOOMANY, 409},
     {CHAT_ELIMIT, 429},
+    {CHAT_EUNAVAILABLE, 503},
 };
 
 unsigned request_chat_status(int err)
@@ -194,6 +200,10 @@ enum MHD_Result request_chat_error(struct request *req, int err)
 		return reply_retry(req->conn, &req->log, 507,
 				   chat_err_code(err), chat_err_message(err),
 				   CHAT_FULL_RETRY_S);
+	if (err == CHAT_EUNAVAILABLE) /* and this one, briefly */
+		return reply_retry(req->conn, &req->log, 503,
+				   chat_err_code(err), chat_err_message(err),
+				   CHAT_UNAVAILABLE_RETRY_S);
 	return reply_error(req->conn, &req->log, request_chat_status(err),
 			   chat_err_code(err), chat_err_message(err));
 }

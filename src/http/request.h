@@ -99,7 +99,8 @@ const char *request_credential(const char *authorization, const char *cookie,
 			       bool *via_cookie);
 /* Authenticate by Authorization: Bearer, else the session cookie. 0 when
  * authenticated (fills user_id, username), -1 when not (with disabled and
- * disabled_reason set when the session is a disabled account's). */
+ * disabled_reason set when the session is a disabled account's), -2 when
+ * the store cannot be reached to tell (answer 503 store_unavailable). */
 int request_auth(struct request *req);
 /* 403 {"error":"disabled","message":…,"reason":…}: the account is
  * disabled (reason: why, "" when not said). */
@@ -137,7 +138,8 @@ const char *request_arg(struct request *req, const char *name);
 const char *request_param(struct request *req, int i);
 const char *request_header(struct request *req, const char *name);
 /* Authenticate by the query's ?token= (EventSource and WebSocket clients
- * cannot set headers): 0 when authenticated, -1 when not. */
+ * cannot set headers): 0 when authenticated, -1 when not, -2 as
+ * request_auth. */
 int request_auth_query(struct request *req);
 
 #endif

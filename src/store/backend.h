@@ -10,6 +10,8 @@
 #include "store/store.h"
 
 struct store_ops {
+	const char *name;
+	bool (*reachable)(struct store *base);
 	void (*close)(struct store *base);
 	void (*write_submit)(struct store *base, const struct store_write *w,
 			     store_done_fn done, void *arg);
@@ -110,5 +112,12 @@ struct store {
 extern const struct store_ops sq_ops;
 struct store *sqlite_store_open(const struct store_config *cfg, char *err,
 				size_t errlen);
+
+/* The PostgreSQL backend (store/postgresql/open.c): cfg->path is a
+ * libpq URL, postgresql://... */
+extern const struct store_ops pg_ops;
+bool pg_store_url(const char *path);
+struct store *pg_store_open(const struct store_config *cfg, char *err,
+			    size_t errlen);
 
 #endif

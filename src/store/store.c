@@ -1,7 +1,9 @@
 /* store: the storage interface's dispatcher. Every store_* call goes to
- * the backend's ops table (store/backend.h); today store_open opens the
- * SQLite backend (store/sqlite/). The plain-struct helpers (store_user_fini,
- * store_rooms_free, store_members_free) are the same for every backend. */
+ * the backend's ops table (store/backend.h); store_open opens the
+ * PostgreSQL backend (store/postgresql/) for a postgresql:// path, else
+ * the SQLite backend (store/sqlite/). The plain-struct helpers
+ * (store_user_fini, store_rooms_free, store_members_free) are the same for
+ * every backend. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +13,19 @@
 struct store *store_open(const struct store_config *cfg, char *err,
 			 size_t errlen)
 {
+	if (cfg && pg_store_url(cfg->path))
+		return pg_store_open(cfg, err, errlen);
 	return sqlite_store_open(cfg, err, errlen);
+}
+
+const char *store_backend_name(struct store *st)
+{
+	return st->ops->name;
+}
+
+bool store_reachable(struct store *st)
+{
+	return st->ops->reachable(st);
 }
 
 void store_close(struct store *st)

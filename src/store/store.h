@@ -44,7 +44,10 @@ enum store_status {
 				 returns */
 	STORE_DISABLED = -13, /* the session's account is disabled */
 	STORE_BADREF = -14,   /* a reply_to that is not a message of the room */
-	STORE_LIMIT = -15     /* a message has EVTYPE_REACTIONS_MAX emoji */
+	STORE_LIMIT = -15,    /* a message has EVTYPE_REACTIONS_MAX emoji */
+	STORE_UNAVAILABLE = -16 /* the database server cannot be reached (a
+				   networked backend): nothing of the batch
+				   was applied; retry shortly */
 };
 
 struct store_config {
@@ -125,6 +128,11 @@ void store_set_commit_hook(struct store *st,
 			   void (*hook)(void *arg, struct event *ev),
 			   void *arg);
 int64_t store_last_event_id(struct store *st);
+/* The backend's name ("sqlite", "postgresql"), and whether its database
+ * can be reached now (SQLite: always; PostgreSQL: this node's connection
+ * to the server is up). Any thread. */
+const char *store_backend_name(struct store *st);
+bool store_reachable(struct store *st);
 
 /* --- users and sessions ------------------------------------------------- */
 
@@ -179,7 +187,8 @@ int store_session_delete(struct store *st, const uint8_t hash[32]);
 /* store_session_lookup plus the user's name, in one read, answered from a
  * small cache for session_cache_ms: what every authenticated request asks.
  * STORE_OK (fills *user_id and username), STORE_DISABLED (the account is
- * disabled: fills *user_id and username too), STORE_NOTFOUND, STORE_ERR. */
+ * disabled: fills *user_id and username too), STORE_NOTFOUND, STORE_ERR,
+ * STORE_UNAVAILABLE (a database server that cannot be reached). */
 int store_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
 		       int64_t *user_id, char username[33]);
 

@@ -541,10 +541,12 @@ static void ack_task(void *arg)
 	}
 	if (a->err != CHAT_OK || !a->ev) {
 		int err = a->err != CHAT_OK ? a->err : CHAT_EINTERNAL;
-		if (err == CHAT_EFULL)
+		if (err == CHAT_EFULL || err == CHAT_EUNAVAILABLE)
 			queue_error_retry(c, a->client_id, chat_err_code(err),
 					  chat_err_message(err),
-					  CHAT_FULL_RETRY_S);
+					  err == CHAT_EFULL
+					      ? CHAT_FULL_RETRY_S
+					      : CHAT_UNAVAILABLE_RETRY_S);
 		else
 			queue_error(c, a->client_id, chat_err_code(err),
 				    chat_err_message(err));

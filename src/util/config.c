@@ -76,6 +76,9 @@ static const struct opt opts[] = {
      "listen on a numeric IPv4 or [IPv6] address (repeatable; with "
      "tls-listen there is no default)"},
     {"db", "PATH", T_STR, F(db_path), 0, 0, "SQLite database file"},
+    {"store", "URL", T_STR, F(store_url), 0, 0,
+     "postgresql://... to keep everything in PostgreSQL (a cluster of "
+     "nodes shares one); unset: the SQLite file in db"},
     {"db-dir", "DIR", T_STR, F(db_dir), 0, 0,
      "directory of schema.sql and migrations/"},
     {"web-root", "DIR", T_STR, F(web_root), 0, 0,
@@ -953,6 +956,7 @@ void config_fini(struct config *cfg)
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	free(cfg->db_path);
+	free(cfg->store_url);
 	free(cfg->db_dir);
 	free(cfg->web_root);
 	free(cfg->log_file);

@@ -21,10 +21,12 @@
 struct config {
 	char *listen[CONFIG_MAX_LISTEN]; /* "127.0.0.1:8080", "[::1]:8080" */
 	unsigned nlisten;
-	char *db_path;	/* SQLite file */
-	char *db_dir;	/* schema.sql and migrations/ */
-	char *web_root; /* static web client */
-	char *log_file; /* NULL: stderr */
+	char *db_path;	 /* SQLite file */
+	char *store_url; /* postgresql://...: the store is PostgreSQL (db is
+			  * then unused); NULL: SQLite */
+	char *db_dir;	 /* schema.sql and migrations/ */
+	char *web_root;	 /* static web client */
+	char *log_file;	 /* NULL: stderr */
 	enum log_level log_level;
 
 	unsigned http_threads;	   /* libmicrohttpd worker threads */

@@ -1633,6 +1633,17 @@ static void c_stats(void **state)
 	json_decref(o);
 }
 
+/* Every backend names itself, and a store just opened reaches its
+ * database. */
+static void c_backend(void **state)
+{
+	struct store *st = *state;
+	const char *name = store_backend_name(st);
+	assert_non_null(name);
+	assert_true(!strcmp(name, "sqlite") || !strcmp(name, "postgresql"));
+	assert_true(store_reachable(st));
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -1663,6 +1674,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_reactions),
 	    C(c_replies),
 	    C(c_stats),
+	    C(c_backend),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

@@ -509,7 +509,8 @@ static void test_healthz(void **state)
 
 	http(&r, "GET", "/healthz", NULL, NULL);
 	assert_status(&r, 200);
-	assert_string_equal(r.body, "{\"status\":\"ok\"}");
+	/* it names the store's backend (cluster nodes: "postgresql") */
+	assert_string_equal(r.body, "{\"status\":\"ok\",\"store\":\"sqlite\"}");
 	assert_header_has(&r, "Content-Type", "application/json");
 	assert_header(&r, "X-Content-Type-Options", "nosniff");
 	resp_fini(&r);
@@ -1154,15 +1155,16 @@ static void test_chat_error_status(void **state)
 		int err;
 		unsigned status;
 	} want[] = {
-	    {CHAT_OK, 200},	    {CHAT_EINVAL, 422},
-	    {CHAT_ETOOLONG, 422},   {CHAT_ENOROOM, 404},
-	    {CHAT_ENOTMEMBER, 403}, {CHAT_EEXISTS, 409},
-	    {CHAT_EINTERNAL, 500},  {CHAT_ECLOSED, 503},
-	    {CHAT_EFORBIDDEN, 403}, {CHAT_ENOUSER, 404},
-	    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
-	    {CHAT_ENOSUBJECT, 422}, {CHAT_ENOMSG, 404},
-	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
-	    {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},
+	    {CHAT_OK, 200},	      {CHAT_EINVAL, 422},
+	    {CHAT_ETOOLONG, 422},     {CHAT_ENOROOM, 404},
+	    {CHAT_ENOTMEMBER, 403},   {CHAT_EEXISTS, 409},
+	    {CHAT_EINTERNAL, 500},    {CHAT_ECLOSED, 503},
+	    {CHAT_EFORBIDDEN, 403},   {CHAT_ENOUSER, 404},
+	    {CHAT_EBANNED, 403},      {CHAT_ENOTBANNED, 404},
+	    {CHAT_ENOSUBJECT, 422},   {CHAT_ENOMSG, 404},
+	    {CHAT_ENOTAUTHOR, 403},   {CHAT_EDELETED, 409},
+	    {CHAT_EFIXED, 409},	      {CHAT_EFULL, 507},
+	    {CHAT_EUNAVAILABLE, 503},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(want); i++)
 		assert_int_equal(request_chat_status(want[i].err),

@@ -822,8 +822,16 @@ int sq_status_of(int rc)
 	}
 }
 
+static bool sq_reachable(struct store *base)
+{
+	(void)base;
+	return true; /* a file: a failure is STORE_ERR or STORE_FULL */
+}
+
 /* The SQLite backend's table (store/backend.h). */
 const struct store_ops sq_ops = {
+    .name = "sqlite",
+    .reachable = sq_reachable,
     .close = sq_close,
     .write_submit = sq_write_submit,
     .set_commit_hook = sq_set_commit_hook,
