@@ -179,6 +179,10 @@ int main(int argc, char **argv)
 	srv.chat = chat_new(srv.store, srv.bus, &srv.metrics);
 	if (!srv.chat)
 		fatal("cannot load the rooms from path=%s", cfg.db_path);
+	if (chat_presence_start(srv.chat, cfg.presence_grace_s * (int64_t)1000,
+				cfg.presence_away_s * (int64_t)1000,
+				cfg.presence_coalesce_ms) < 0)
+		fatal("cannot start presence (path=%s)", cfg.db_path);
 
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
@@ -269,6 +273,7 @@ int main(int argc, char **argv)
 	http_stop(http);
 	/* after every WebSocket and HTTP worker: none can ask it again */
 	replay_free(replay);
+	chat_presence_stop(srv.chat); /* keeps last_seen: before the store */
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);

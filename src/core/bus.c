@@ -98,150 +98,12 @@
 #include <string.h>
 
 #include "core/bus.h"
+#include "util/imap.h"
 #include "util/util.h"
 
 /* How many times bus_subscribe re-decides when the ring overtook a
  * history fetch before it answers recovered=false. */
 #define SUBSCRIBE_TRIES 4
-
-/* Open addressing with linear probing and backward-shift deletion, int64
- * keys, one machine word of value. Used both as map and as set. */
-#define IMAP_EMPTY INT64_MIN
-
-struct imap {
-	int64_t *keys;
-	uintptr_t *vals;
-	size_t cap; /* 0 or a power of two */
-	size_t len;
-};
-
-static uint64_t mix64(int64_t key)
-{
-	uint64_t x = (uint64_t)key;
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
-/* The slot holding key, or the empty slot where it would go; cap > 0. */
-static size_t imap_slot(const struct imap *m, int64_t key)
-{
-	size_t mask = m->cap - 1, i = (size_t)mix64(key) & mask;
-	while (m->keys[i] != IMAP_EMPTY && m->keys[i] != key)
-		i = (i + 1) & mask;
-	return i;
-}
-
-static bool imap_get(const struct imap *m, int64_t key, uintptr_t *val)
-{
-	if (!m->len)
-		return false;
-	size_t i = imap_slot(m, key);
-	if (m->keys[i] == IMAP_EMPTY)
-		return false;
-	if (val)
-		*val = m->vals[i];
-	return true;
-}
-
-static void *imap_get_ptr(const struct imap *m, int64_t key)
-{
-	uintptr_t v;
-	return imap_get(m, key, &v) ? (void *)v : NULL;
-}
-
-static void imap_alloc(struct imap *m, size_t cap)
-{
-	m->cap = cap;
-	m->len = 0;
-	m->keys = xmalloc(cap * sizeof(*m->keys));
-	m->vals = xmalloc(cap * sizeof(*m->vals));
-	for (size_t i = 0; i < cap; i++)
-		m->keys[i] = IMAP_EMPTY;
-}
-
-static void imap_fini(struct imap *m)
-{
-	free(m->keys);
-	free(m->vals);
-	*m = (struct imap){0};
-}
-
-static void imap_grow(struct imap *m)
-{
-	struct imap old = *m;
-	imap_alloc(m, old.cap ? old.cap * 2 : 8);
-	for (size_t i = 0; i < old.cap; i++) {
-		if (old.keys[i] == IMAP_EMPTY)
-			continue;
-		size_t j = imap_slot(m, old.keys[i]);
-		m->keys[j] = old.keys[i];
-		m->vals[j] = old.vals[i];
-		m->len++;
-	}
-	imap_fini(&old);
-}
-
-/* Insert or overwrite; true if key was not there before. */
-static bool imap_put(struct imap *m, int64_t key, uintptr_t val)
-{
-	assert(key != IMAP_EMPTY);
-	if ((m->len + 1) * 4 > m->cap * 3)
-		imap_grow(m);
-	size_t i = imap_slot(m, key);
-	bool fresh = m->keys[i] == IMAP_EMPTY;
-	if (fresh) {
-		m->keys[i] = key;
-		m->len++;
-	}
-	m->vals[i] = val;
-	return fresh;
-}
-
-/* Is h in the cyclic interval (i, j]? */
-static bool cyclic_between(size_t i, size_t h, size_t j)
-{
-	return i <= j ? (i < h && h <= j) : (i < h || h <= j);
-}
-
-/* Remove key; true if it was there. Later entries of the probe run are
- * shifted back into the hole, so lookups never need tombstones. */
-static bool imap_del(struct imap *m, int64_t key)
-{
-	if (!m->len)
-		return false;
-	size_t mask = m->cap - 1, i = imap_slot(m, key), j = i;
-	if (m->keys[i] == IMAP_EMPTY)
-		return false;
-	for (;;) {
-		j = (j + 1) & mask;
-		if (m->keys[j] == IMAP_EMPTY)
-			break;
-		size_t home = (size_t)mix64(m->keys[j]) & mask;
-		if (cyclic_between(i, home, j))
-			continue;
-		m->keys[i] = m->keys[j];
-		m->vals[i] = m->vals[j];
-		i = j;
-	}
-	m->keys[i] = IMAP_EMPTY;
-	m->len--;
-	return true;
-}
-
-static void imap_copy(struct imap *dst, const struct imap *src)
-{
-	*dst = (struct imap){0};
-	if (!src || !src->len)
-		return;
-	imap_alloc(dst, src->cap);
-	memcpy(dst->keys, src->keys, src->cap * sizeof(*src->keys));
-	memcpy(dst->vals, src->vals, src->cap * sizeof(*src->vals));
-	dst->len = src->len;
-}
 
 /* A growable array of event references. */
 struct evvec {
@@ -287,6 +149,8 @@ struct bus {
 	struct bus_shard **shards;
 	size_t nshards, shards_cap;
 	atomic_size_t rr;
+	bus_conn_fn conn_hook; /* set before any subscriber, then read-only */
+	void *conn_arg;
 };
 
 /* The subscribers of one room on one shard. */
@@ -308,6 +172,7 @@ struct bus_shard {
 	struct imap users;   /* user -> struct bus_sub * (list via next) */
 	struct imap rooms;   /* room -> struct room_subs * */
 	atomic_size_t nsubs; /* written under lock, read without */
+	uint64_t stamp;	     /* BUS_PEERS deliveries drained so far */
 };
 
 struct bus_sub {
@@ -318,6 +183,7 @@ struct bus_sub {
 	void *arg;
 	struct bus_sub *next; /* the user's next subscriber on this shard */
 	struct imap rooms;    /* room -> index in that room's room_subs */
+	uint64_t stamp;	      /* the last BUS_PEERS delivery it got */
 };
 
 /* Lock helpers: a failing pthread mutex call is a bug, not a condition. */
@@ -402,6 +268,54 @@ bool bus_is_member(struct bus *bus, int64_t room_id, int64_t user_id)
 	bool in = set_has(&bus->room_users, room_id, user_id);
 	unlock(&bus->lock);
 	return in;
+}
+
+bool bus_shares_room(struct bus *bus, int64_t a, int64_t b)
+{
+	lock(&bus->lock);
+	const struct imap *ra = imap_get_ptr(&bus->user_rooms, a);
+	const struct imap *rb = imap_get_ptr(&bus->user_rooms, b);
+	bool shared = false;
+	if (ra && rb && ra->len > rb->len) {
+		const struct imap *t = ra;
+		ra = rb;
+		rb = t;
+	}
+	for (size_t i = 0; ra && rb && !shared && i < ra->cap; i++)
+		shared = ra->keys[i] != IMAP_EMPTY &&
+			 imap_get(rb, ra->keys[i], NULL);
+	unlock(&bus->lock);
+	return shared;
+}
+
+size_t bus_peers(struct bus *bus, int64_t user, int64_t **out)
+{
+	struct imap seen = {0};
+	lock(&bus->lock);
+	const struct imap *rooms = imap_get_ptr(&bus->user_rooms, user);
+	for (size_t i = 0; rooms && i < rooms->cap; i++) {
+		if (rooms->keys[i] == IMAP_EMPTY)
+			continue;
+		const struct imap *m =
+		    imap_get_ptr(&bus->room_users, rooms->keys[i]);
+		for (size_t j = 0; m && j < m->cap; j++)
+			if (m->keys[j] != IMAP_EMPTY && m->keys[j] != user)
+				imap_put(&seen, m->keys[j], 0);
+	}
+	unlock(&bus->lock);
+	size_t n = 0;
+	*out = xmalloc((seen.len ? seen.len : 1) * sizeof(**out));
+	for (size_t i = 0; i < seen.cap; i++)
+		if (seen.keys[i] != IMAP_EMPTY)
+			(*out)[n++] = seen.keys[i];
+	imap_fini(&seen);
+	return n;
+}
+
+void bus_set_conn_hook(struct bus *bus, bus_conn_fn fn, void *arg)
+{
+	bus->conn_hook = fn;
+	bus->conn_arg = arg;
 }
 
 int64_t bus_last_id(struct bus *bus)
@@ -575,7 +489,8 @@ int bus_publish(struct bus *bus, struct event *ev)
 
 	lock(&bus->lock);
 	if (event_type_persistent(type)) {
-		if (id <= bus->last_id || event_room(ev) == BUS_PERSONAL) {
+		if (id <= bus->last_id || event_room(ev) == BUS_PERSONAL ||
+		    event_room(ev) == BUS_PEERS) {
 			/* I1: duplicate, out of order or no id. Refused, and
 			 * counted: with one writer it cannot happen, so the
 			 * caller must say so loudly. */
@@ -673,11 +588,50 @@ static void user_leave(struct bus_shard *shard, int64_t user, int64_t room)
 		room_remove(shard, s, room);
 }
 
+/* BUS_PEERS: every local connection of user and of the users who share a
+ * room with them, once each however many rooms they share (the stamp), by
+ * walking the shard's own arrays of user's rooms: no walk over anyone
+ * else. The rooms are user's as of the newest published event. */
+static void peers_deliver(struct bus_shard *shard, struct event *ev)
+{
+	struct bus *bus = shard->bus;
+	int64_t user = event_user(ev);
+	uint64_t stamp = ++shard->stamp;
+	struct imap rooms;
+
+	for (struct bus_sub *s = imap_get_ptr(&shard->users, user); s;
+	     s = s->next) {
+		s->stamp = stamp;
+		s->ops.deliver(s->arg, ev);
+	}
+	lock(&bus->lock);
+	imap_copy(&rooms, imap_get_ptr(&bus->user_rooms, user));
+	unlock(&bus->lock);
+	for (size_t i = 0; i < rooms.cap; i++) {
+		if (rooms.keys[i] == IMAP_EMPTY)
+			continue;
+		struct room_subs *rs =
+		    imap_get_ptr(&shard->rooms, rooms.keys[i]);
+		for (size_t j = 0; rs && j < rs->len; j++) {
+			struct bus_sub *s = rs->v[j];
+			if (s->stamp == stamp)
+				continue;
+			s->stamp = stamp;
+			s->ops.deliver(s->arg, ev);
+		}
+	}
+	imap_fini(&rooms);
+}
+
 static void shard_process(struct bus_shard *shard, struct event *ev)
 {
 	int64_t id = event_id(ev), room = event_room(ev), user = event_user(ev);
 	int change = evtype_membership(event_type(ev));
 
+	if (room == BUS_PEERS) {
+		peers_deliver(shard, ev);
+		return;
+	}
 	if (room == BUS_PERSONAL) {
 		/* Ephemeral and personal: every live connection of one user
 		 * (bus_publish refuses a persistent one). */
@@ -940,6 +894,8 @@ struct bus_sub *bus_subscribe_prefetched(struct bus_shard *shard,
 		sub->cursor = resume.cursor;
 	unlock(&shard->lock);
 	evvec_release(&replay);
+	if (bus->conn_hook)
+		bus->conn_hook(bus->conn_arg, sub->user, 1);
 	return sub;
 }
 
@@ -993,6 +949,8 @@ void bus_unsubscribe(struct bus_sub *sub)
 	atomic_fetch_sub_explicit(&shard->nsubs, 1, memory_order_relaxed);
 	unlock(&shard->lock);
 
+	if (shard->bus->conn_hook)
+		shard->bus->conn_hook(shard->bus->conn_arg, sub->user, -1);
 	imap_fini(&sub->rooms);
 	free(sub);
 }

@@ -11,6 +11,7 @@
 
 #include "core/chat.h"
 #include "core/link.h"
+#include "core/presence.h"
 #include "core/userdir.h"
 
 /* Every room, by name: loaded at start, then each new room added by the
@@ -41,8 +42,9 @@ struct chat {
 	 * NULL: the user directory, members of the room only (chat_mention) */
 	markdown_mention_fn mention;
 	void *mention_arg;
-	struct userdir *users;		   /* every account, for mentions */
-	atomic_bool full;		   /* chat_storage_full */
+	struct userdir *users;	   /* every account, for mentions */
+	struct presence *presence; /* chat_presence.c; NULL until started */
+	atomic_bool full;	   /* chat_storage_full */
 	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
 	atomic_uint_fast64_t full_refused; /* since that line */
 	pthread_mutex_t room_mu;

@@ -23,8 +23,8 @@
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer, 005 the CJK-aware index, 006 roles, 007
- * room kinds and invitations). */
-#define SCHEMA_REQUIRED 7
+ * room kinds and invitations, 008 presence). */
+#define SCHEMA_REQUIRED 8
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
 #define SESSION_SLOTS 4096
@@ -104,6 +104,9 @@ enum q {
 	Q_AUDIT_ADD,
 	Q_USER_PWHASH_SET,
 	Q_AUDIT_LIST,
+	Q_PRESENCE_SET,
+	Q_LAST_SEEN_SET,
+	Q_PRESENCE_ALL,
 	Q_COUNT
 };
 
@@ -235,6 +238,12 @@ int sq_audit_add(struct store *base, const struct store_audit *a);
 int sq_audit_list(struct store *base, int64_t before, unsigned limit,
 		  struct store_audit **out, size_t *n, bool *more);
 int sq_user_password_set(struct store *base, int64_t id, const char *pwhash);
+int sq_presence_set(struct store *base, int64_t id, const char *status,
+		    const char *text);
+int sq_last_seen_set(struct store *base, int64_t id, int64_t ms);
+int sq_presence_each(struct store *base,
+		     void (*fn)(void *arg, const struct store_presence *p),
+		     void *arg);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);
