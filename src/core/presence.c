@@ -141,7 +141,11 @@ static void schedule(struct presence *p, struct puser *u, int64_t due)
 static enum presence_status effective(const struct presence *p,
 				      const struct puser *u, int64_t now)
 {
-	if (!u->conns && (!u->seen_ms || now - u->gone_ms >= p->cfg.grace_ms))
+	/* gone: offline once the grace is over; one never shown online
+	 * stays offline (a connection that came and went within the
+	 * coalescing delay is no news) */
+	if (!u->conns &&
+	    (u->pub == PRESENCE_OFFLINE || now - u->gone_ms >= p->cfg.grace_ms))
 		return PRESENCE_OFFLINE;
 	if (u->chosen != PRESENCE_ONLINE)
 		return u->chosen;

@@ -92,7 +92,7 @@ check "long-poll alone keeps her online" \
 	test "$(states "$WORK/bob1" alice | tr '\n' ' ')" = "online "
 kill -KILL "$POLL"
 check "no polls: offline after poll timeout + grace" \
-	wait_state "$WORK/bob1" alice offline $((GRACE + 4))
+	wait_state "$WORK/bob1" alice offline $((GRACE + 8))
 api_get "/api/presence?users=alice" "$BOB"
 check "last_seen is kept once offline" test "$(jget '.presence[0].last_seen')" != null
 check "the bob stream saw exactly online, offline" \
