@@ -15,6 +15,10 @@ import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
 import { renderMarkup } from './markup.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
+import {
+  presenceStart, presenceEvent, presenceMembers, presenceLoad, presenceOf, presenceDot,
+  presenceActivity, presenceChoose,
+} from './presence.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
   settingsBoot, settingsBind, settingsStart, settingsStop, settingsReceive, settingsFlush,
@@ -337,6 +341,8 @@ async function start(user) {
   for (const m of S.outbox) room(m.room);
 
   settingsStart(user);
+  presenceStart(presenceChanged, (obj) => !!(S.conn && S.conn.send(obj)));
+  renderMyStatus();
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
   $('me-avatar').replaceWith(Object.assign(avatar(user.username), { id: 'me-avatar' }));
@@ -479,7 +485,11 @@ function renderRooms() {
     b.dataset.room = r.name;
     if (r.name === S.current) b.setAttribute('aria-current', 'page');
     if (r.kind === 'dm') {
-      b.append(avatar(dmPeople(r)[0] || S.me.username, 'avatar avatar-tiny'), h('span', 'room-btn-name', roomLabel(r)));
+      const face = h('span', 'avatar-wrap');
+      const peer = dmPeople(r)[0] || S.me.username;
+      face.append(avatar(peer, 'avatar avatar-tiny'));
+      if (dmPeople(r).length === 1) face.append(presenceDot(peer, h));
+      b.append(face, h('span', 'room-btn-name', roomLabel(r)));
     } else {
       b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
     }
@@ -1413,6 +1423,7 @@ async function loadMembers(r) {
   try {
     const res = await api('GET', `/api/rooms/${enc(r.name)}/members`);
     r.memberList = res.members || [];
+    presenceMembers(r.memberList);
     for (const m of r.memberList) {
       S.users.add(m.username);
       if (m.display_name) S.names.set(m.username, m.display_name);
@@ -1437,11 +1448,15 @@ function renderMembers() {
   const sorted = [...r.memberList].sort((a, b) => a.username.localeCompare(b.username));
   list.replaceChildren(...sorted.map((m) => {
     const li = h('li', 'member');
-    li.append(avatar(m.username, 'avatar avatar-small'));
+    const face = h('span', 'avatar-wrap');
+    face.append(avatar(m.username, 'avatar avatar-small'), presenceDot(m.username, h));
+    li.append(face);
     const names = h('div', 'member-names');
     const name = m.display_name || m.username;
     names.append(h('span', 'member-name', m.username === S.me.username ? t('members.you', { name }) : name));
     if (m.display_name && m.display_name !== m.username) names.append(h('span', 'member-user', '@' + m.username));
+    const said = presenceOf(m.username).status_text;
+    if (said) names.append(h('span', 'member-status', said));
     li.append(names);
     if (m.role === 'owner' || m.role === 'moderator') {
       li.append(h('span', 'member-role role-' + m.role, t('members.role_' + m.role)));
@@ -1451,6 +1466,68 @@ function renderMembers() {
   }));
   $('leave-room').hidden = !r.joined || r.kind === 'dm';
   $('invite-form').hidden = !r.joined || r.kind === 'dm';
+}
+
+// --- presence ---------------------------------------------------------------------------
+
+function presenceChanged(users) {
+  if (!S.me) return;
+  const r = S.rooms.get(S.current);
+  if (r && r.memberList && users.some((u) => r.memberList.some((m) => m.username === u))) renderMembers();
+  if ([...S.rooms.values()].some((x) => x.kind === 'dm')) renderRooms();
+  if (users.includes(S.me.username)) renderMyStatus();
+}
+
+function renderMyStatus() {
+  if (!S.me) return;
+  const p = presenceOf(S.me.username);
+  const btn = $('status-btn');
+  btn.replaceChildren(presenceDot(S.me.username, h));
+  btn.title = t('presence.change') + ' — ' + t('presence.' + p.status) + (p.status_text ? ' — ' + p.status_text : '');
+  $('me-status').textContent = p.status_text || '';
+}
+
+function wireStatusPicker() {
+  const form = $('status-form');
+  const close = (focus = true) => {
+    form.hidden = true;
+    $('status-btn').setAttribute('aria-expanded', 'false');
+    if (focus) $('status-btn').focus();
+  };
+  $('status-btn').addEventListener('click', async () => {
+    if (!form.hidden) return close();
+    form.hidden = false;
+    $('status-btn').setAttribute('aria-expanded', 'true');
+    $('status-error').textContent = '';
+    try {
+      const me = await api('GET', '/api/me');
+      form.elements.status.value = me.status_choice || 'online';
+      $('status-text').value = me.status_text || '';
+    } catch (e) {
+      $('status-text').value = presenceOf(S.me.username).status_text || '';
+    }
+    form.elements.status.focus();
+  });
+  form.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.stopPropagation();
+      close();
+    }
+  });
+  $('status-cancel').addEventListener('click', () => close());
+  $('status-clear').addEventListener('click', () => {
+    $('status-text').value = '';
+    $('status-text').focus();
+  });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await presenceChoose(form.elements.status.value, $('status-text').value.trim());
+      close();
+    } catch (err) {
+      $('status-error').textContent = err.status === 422 ? t('presence.invalid') : friendly(err);
+    }
+  });
 }
 
 // --- moderation -----------------------------------------------------------------------
@@ -1703,6 +1780,9 @@ const EVENT_VIEWS = {
   // Our read marker moved on another device: {"type":"read","room","read"}.
   read: { ephemeral: true, live: (r, ev) => readElsewhere(ev) },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
+  // Someone we share a room with (or we, on another device) changed:
+  // {"type":"presence","from":..,"status":..,"status_text":..,"last_seen":..,"seq":..}.
+  presence: { ephemeral: true, live: (r, ev) => presenceEvent(ev) },
   // The user's whole settings object and display name, changed on another
   // device: {"type":"settings","settings":{...},"display_name":"..."};
   // applied like a change made in another tab or read on a reconnect.
@@ -1753,6 +1833,7 @@ function onHello(m) {
     reloadAllHistory(false);
   }
   loadInvites();
+  presenceLoad();
   if (!first) {
     loadRooms();
     const r = S.rooms.get(S.current);
@@ -2355,6 +2436,17 @@ function bind() {
   window.addEventListener('pagehide', () => {
     if (S.store && S.cursor != null) S.store.cursor = S.cursor;
   });
+
+  // What counts as the user being here, for presence (at most one report
+  // a minute; coming back to the tab reports at once).
+  for (const type of ['keydown', 'pointerdown']) {
+    document.addEventListener(type, () => presenceActivity(), { passive: true, capture: true });
+  }
+  window.addEventListener('focus', () => presenceActivity(true));
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) presenceActivity(true);
+  });
+  wireStatusPicker();
 
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && S.current && S.rooms.get(S.current)) {
