@@ -1506,7 +1506,7 @@ function wireStatusPicker() {
     } catch (e) {
       $('status-text').value = presenceOf(S.me.username).status_text || '';
     }
-    form.elements.status.focus();
+    (form.querySelector('input[name="status"]:checked') || form.querySelector('input[name="status"]')).focus();
   });
   form.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {
