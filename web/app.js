@@ -1690,6 +1690,7 @@ function addEvent(r, ev, live) {
       };
       notifyDesktop(roomPrefs(r.name), mention || r.kind === 'dm', msg, () => openRoom(r.name, { focus: true }));
     }
+    if (mention || r.kind === 'dm') askNotifyInContext();
     if (r.name === S.current && view.speak) notifyAnnounce(view.speak(ev));
   }
   return true;
@@ -1722,6 +1723,35 @@ function removedBy(r, ev) {
     r.members = Math.max(0, r.members - 1);
     if (r.name === S.current || r.memberList) loadMembers(r);
   }
+}
+
+// Desktop notifications: asked for in context, the first time a mention or
+// a direct message reaches us (never on page load); "Not now" is kept.
+const NOTIFY_ASKED = 'natter:notify-asked';
+function askNotifyInContext() {
+  if (!('Notification' in window) || Notification.permission !== 'default') return;
+  try {
+    if (localStorage.getItem(NOTIFY_ASKED)) return;
+  } catch (e) {
+    return;
+  }
+  $('notify-ask').hidden = false;
+}
+
+function wireNotifyAsk() {
+  const done = () => {
+    $('notify-ask').hidden = true;
+    try {
+      localStorage.setItem(NOTIFY_ASKED, '1');
+    } catch (e) {
+      // private mode: we may ask again next time
+    }
+  };
+  $('notify-ask-yes').addEventListener('click', async () => {
+    done();
+    await Notification.requestPermission().catch(() => {});
+  });
+  $('notify-ask-no').addEventListener('click', done);
 }
 
 // A short notice at the top of the window, gone after a while or on click.
@@ -2447,6 +2477,7 @@ function bind() {
     if (!document.hidden) presenceActivity(true);
   });
   wireStatusPicker();
+  wireNotifyAsk();
 
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && S.current && S.rooms.get(S.current)) {

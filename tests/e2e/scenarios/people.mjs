@@ -322,4 +322,26 @@ export default async function () {
     await ana.shot('presence-offline-en.png');
     await srv.stop();
   });
+
+  await scenario('presence: desktop-notification permission is asked in context, on the first mention, not on load; "Not now" is kept', async (people) => {
+    const dee = person(people, 'pr_dee', server.base, DESKTOP);
+    const eli = person(people, 'pr_eli', server.base, DESKTOP);
+    await dee.register();
+    await eli.register();
+    await dee.waitLive();
+    await eli.waitLive();
+    const perm = await dee.page.evaluate(() => Notification.permission);
+    assert(perm === 'default', `the browser starts undecided (${perm}): the test would prove nothing`);
+    assert(await dee.page.isHidden('#notify-ask'), 'asked on page load');
+    await eli.say('@pr_dee a question for you');
+    await dee.page.waitForSelector('#notify-ask:not([hidden])', { timeout: 5000 });
+    await dee.shot('presence-notify-ask.png');
+    await dee.page.click('#notify-ask-no');
+    assert(await dee.page.isHidden('#notify-ask'), '"Not now" did not close it');
+    assert(await dee.page.evaluate(() => localStorage.getItem('natter:notify-asked')) === '1', 'the answer is not kept');
+    await eli.say('@pr_dee another one');
+    await dee.sees('@pr_dee another one', 5000);
+    await dee.page.waitForTimeout(500);
+    assert(await dee.page.isHidden('#notify-ask'), 'asked again after "Not now"');
+  });
 }
