@@ -17,7 +17,7 @@ import { renderMarkup } from './markup.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import {
   presenceStart, presenceEvent, presenceMembers, presenceLoad, presenceOf, presenceDot,
-  presenceActivity, presenceChoose,
+  presenceActivity, presenceChoose, presenceMe,
 } from './presence.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
@@ -342,6 +342,7 @@ async function start(user) {
 
   settingsStart(user);
   presenceStart(presenceChanged, (obj) => !!(S.conn && S.conn.send(obj)));
+  presenceMe(user.username, { ...user, status: 'online' });
   renderMyStatus();
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
@@ -1522,7 +1523,8 @@ function wireStatusPicker() {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
-      await presenceChoose(form.elements.status.value, $('status-text').value.trim());
+      const me = await presenceChoose(form.elements.status.value, $('status-text').value.trim());
+      meReceive(me);
       close();
     } catch (err) {
       $('status-error').textContent = err.status === 422 ? t('presence.invalid') : friendly(err);
@@ -1885,6 +1887,9 @@ function onHello(m) {
 // a "settings" event after a change on another device).
 function meReceive(me) {
   if (!S.me || !me || typeof me !== 'object') return;
+  if (typeof me.status_choice === 'string') { // ours: a personal event or /api/me
+    presenceMe(S.me.username, { ...me, status: me.status_choice === 'online' ? 'online' : me.status_choice });
+  }
   settingsReceive(me.settings);
   if (typeof me.display_name === 'string' && me.display_name && me.display_name !== displayName(S.me.username)) {
     settingsChanged(['display_name'], me.display_name);

@@ -62,6 +62,20 @@ export async function presenceLoad() {
   }
 }
 
+// Our own state, from GET/PATCH /api/me or a settings event (our own
+// presence events are not sent to us).
+export function presenceMe(user, me) {
+  if (!me || typeof me.status !== 'string') return;
+  const cur = known.get(user);
+  known.set(user, {
+    status: me.status,
+    status_text: typeof me.status_text === 'string' ? me.status_text : '',
+    last_seen: me.last_seen || null,
+    seq: cur ? cur.seq : 0,
+  });
+  onChange([user]);
+}
+
 export function presenceOf(user) {
   return known.get(user) || { status: 'offline', status_text: '', last_seen: null, seq: 0 };
 }

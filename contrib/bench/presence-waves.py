@@ -192,7 +192,7 @@ def run(args, presence_on, work, tokens):
         '--max-connections', '19000'], stdout=log, stderr=log)
     port = None
     skip = len(open(os.path.join(work, 'natterd.log')).readlines())
-    for _ in range(200):
+    for _ in range(1200):
         time.sleep(0.05)
         for line in open(os.path.join(work, 'natterd.log')).readlines()[skip:]:
             m = re.search(r'listening.*port=(\d+)', line)
@@ -249,8 +249,10 @@ def run(args, presence_on, work, tokens):
         pub1 = metric(port, 'natter_presence_published_total')
         changes = args.waves * per * args.procs * 3  # connect, disconnect; half blip out+in
         d = {k: cpu1.get(k, 0) - cpu0.get(k, 0) for k in cpu1}
-        return {'changes': changes, 'published': pub1 - pub0, 'delivered': delivered,
-                'cpu': d, 'secs': secs}
+        res = {'changes': changes, 'published': pub1 - pub0, 'delivered': delivered,
+               'cpu': d, 'secs': secs}
+        print(f'  {"on" if presence_on else "off"}: {res}', file=sys.stderr)
+        return res
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -588,10 +588,10 @@ static void user_leave(struct bus_shard *shard, int64_t user, int64_t room)
 		room_remove(shard, s, room);
 }
 
-/* BUS_PEERS: every local connection of user and of the users who share a
- * room with them, once each however many rooms they share (the stamp), by
- * walking the shard's own arrays of user's rooms: no walk over anyone
- * else. The rooms are user's as of the newest published event. */
+/* BUS_PEERS: every local connection of the users who share a room with
+ * user (not user's own), once each however many rooms they share (the
+ * stamp), by walking the shard's own arrays of user's rooms: no walk over
+ * anyone else. The rooms are user's as of the newest published event. */
 static void peers_deliver(struct bus_shard *shard, struct event *ev)
 {
 	struct bus *bus = shard->bus;
@@ -599,11 +599,6 @@ static void peers_deliver(struct bus_shard *shard, struct event *ev)
 	uint64_t stamp = ++shard->stamp;
 	struct imap rooms;
 
-	for (struct bus_sub *s = imap_get_ptr(&shard->users, user); s;
-	     s = s->next) {
-		s->stamp = stamp;
-		s->ops.deliver(s->arg, ev);
-	}
 	lock(&bus->lock);
 	imap_copy(&rooms, imap_get_ptr(&bus->user_rooms, user));
 	unlock(&bus->lock);
@@ -614,7 +609,7 @@ static void peers_deliver(struct bus_shard *shard, struct event *ev)
 		    imap_get_ptr(&shard->rooms, rooms.keys[i]);
 		for (size_t j = 0; rs && j < rs->len; j++) {
 			struct bus_sub *s = rs->v[j];
-			if (s->stamp == stamp)
+			if (s->stamp == stamp || s->user == user)
 				continue;
 			s->stamp = stamp;
 			s->ops.deliver(s->arg, ev);

@@ -75,8 +75,8 @@ int64_t bus_last_id(struct bus *bus);
  * and counted in bus_id_violations; the caller logs it. */
 #define BUS_PERSONAL 0 /* the room of a personal ephemeral event */
 /* An ephemeral event whose room is BUS_PEERS goes to every live connection
- * of its user and of every user who shares a room with them (presence),
- * once per connection however many rooms they share. */
+ * of every user who shares a room with its user (presence), once per
+ * connection however many rooms they share; not to the user's own. */
 #define BUS_PEERS (-1)
 int bus_publish(struct bus *bus, struct event *ev);
 /* How many publishes were refused with BUS_EORDER, for /metrics. */

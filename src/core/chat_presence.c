@@ -4,8 +4,10 @@
  * text through chat_presence_set (stored first); presence decides what to
  * publish and this file turns each change into one ephemeral "presence"
  * event on room BUS_PEERS, which the bus hands to every live connection of
- * the users who share a room with its user (once each), and to the user's
- * own other connections. last_seen goes to the store when a user goes
+ * the users who share a room with its user (once each); the user's own
+ * sessions learn their choice from the settings event PATCH /api/me sends
+ * (its body has status_choice and status_text), not from their own
+ * online/offline noise. last_seen goes to the store when a user goes
  * offline and at shutdown.
  *
  * Who may read whose presence: yourself and the users you share a room

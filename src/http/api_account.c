@@ -392,7 +392,7 @@ enum MHD_Result api_me_patch(struct request *req)
 	 * takes the change at once (this one included: it ignores its own
 	 * changes in flight). */
 	struct chat_user cu = {req->user_id, req->username};
-	if ((dn || patch) &&
+	if ((dn || patch || status || stext) &&
 	    chat_personal(req->srv->chat, &cu, EVENT_SETTINGS, body) != CHAT_OK)
 		log_warn("settings push failed user=%s", req->username);
 	ret = reply_json(req->conn, &req->log, 200, body);

@@ -131,10 +131,23 @@ static json_t *settings_extra(const struct evtype_input *in)
 	    in->args ? json_object_get(in->args, "settings") : NULL;
 	json_t *dn =
 	    in->args ? json_object_get(in->args, "display_name") : NULL;
-	return json_pack(
+	json_t *o = json_pack(
 	    "{s:o, s:o}", "settings",
 	    json_is_object(settings) ? json_incref(settings) : json_object(),
 	    "display_name", json_is_string(dn) ? json_incref(dn) : json_null());
+	/* the user's chosen presence, for their other sessions (presence
+	 * events go to others only) */
+	json_t *choice =
+	    in->args ? json_object_get(in->args, "status_choice") : NULL;
+	json_t *text =
+	    in->args ? json_object_get(in->args, "status_text") : NULL;
+	if (o && json_is_string(choice)) {
+		json_object_set(o, "status_choice", choice);
+		json_object_set_new(o, "status_text",
+				    json_is_string(text) ? json_incref(text)
+							 : json_null());
+	}
+	return o;
 }
 
 /* A presence change (core/presence builds args): "status", "status_text"
