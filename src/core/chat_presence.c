@@ -74,11 +74,12 @@ static void publish(void *arg, int64_t user, const struct presence_info *pi)
 	event_unref(ev);
 }
 
-static void save_seen(void *arg, int64_t user, int64_t ms)
+static void save_seen(void *arg, const int64_t *users, const int64_t *ms,
+		      size_t n)
 {
 	struct chat *c = arg;
-	if (store_last_seen_set(c->store, user, ms) == STORE_ERR)
-		log_warn("cannot keep last_seen user_id=%lld", (long long)user);
+	if (store_last_seen_set(c->store, users, ms, n) != STORE_OK)
+		log_warn("cannot keep last_seen users=%zu", n);
 }
 
 static void load(void *arg, const struct store_presence *sp)

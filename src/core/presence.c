@@ -213,17 +213,24 @@ void presence_free(struct presence *p)
 	if (p->started)
 		pthread_join(p->thread, NULL);
 	int64_t now = now_ms();
+	int64_t *ids = xmalloc((p->users.len + 1) * sizeof(*ids));
+	int64_t *ms = xmalloc((p->users.len + 1) * sizeof(*ms));
+	size_t n = 0;
 	for (size_t i = 0; i < p->users.cap; i++) {
 		if (p->users.keys[i] == IMAP_EMPTY)
 			continue;
 		struct puser *u = (struct puser *)p->users.vals[i];
 		/* connected, or gone within the grace time (not saved yet) */
-		if ((u->conns || u->pub != PRESENCE_OFFLINE) &&
-		    p->ops.save_seen)
-			p->ops.save_seen(p->arg, u->id,
-					 u->conns ? now : u->seen_ms);
+		if (u->conns || u->pub != PRESENCE_OFFLINE) {
+			ids[n] = u->id;
+			ms[n++] = u->conns ? now : u->seen_ms;
+		}
 		free(u);
 	}
+	if (n && p->ops.save_seen)
+		p->ops.save_seen(p->arg, ids, ms, n);
+	free(ids);
+	free(ms);
 	imap_fini(&p->users);
 	free(p->heap);
 	pthread_cond_destroy(&p->cond);
@@ -363,13 +370,22 @@ int64_t presence_tick(struct presence *p, int64_t now)
 	int64_t next = p->nheap ? p->heap[0].due : INT64_MAX;
 	pthread_mutex_unlock(&p->lock);
 
+	int64_t *ids = n ? xmalloc(n * sizeof(*ids)) : NULL;
+	int64_t *ms = n ? xmalloc(n * sizeof(*ms)) : NULL;
+	size_t gone = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (p->ops.publish)
 			p->ops.publish(p->arg, ch[i].user, &ch[i].info);
-		if (ch[i].offline && p->ops.save_seen)
-			p->ops.save_seen(p->arg, ch[i].user,
-					 ch[i].info.last_seen_ms);
+		if (ch[i].offline) {
+			ids[gone] = ch[i].user;
+			ms[gone++] = ch[i].info.last_seen_ms;
+		}
 	}
+	/* one commit for everyone who went offline in this tick */
+	if (gone && p->ops.save_seen)
+		p->ops.save_seen(p->arg, ids, ms, gone);
+	free(ids);
+	free(ms);
 	free(ch);
 	return next;
 }

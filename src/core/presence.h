@@ -56,8 +56,10 @@ struct presence_config {
 struct presence_ops {
 	/* A change to tell the people who can see user. */
 	void (*publish)(void *arg, int64_t user, const struct presence_info *);
-	/* Keep user's last_seen (on going offline, and at presence_free). */
-	void (*save_seen)(void *arg, int64_t user, int64_t last_seen_ms);
+	/* Keep users[i]'s last_seen ms[i], n of them (those who went offline
+	 * in one tick, and everyone not offline at presence_free). */
+	void (*save_seen)(void *arg, const int64_t *users, const int64_t *ms,
+			  size_t n);
 };
 
 /* ops are copied; arg is passed to them. */

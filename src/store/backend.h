@@ -56,7 +56,8 @@ struct store_ops {
 			    void *arg);
 	int (*presence_set)(struct store *base, int64_t id, const char *status,
 			    const char *text);
-	int (*last_seen_set)(struct store *base, int64_t id, int64_t ms);
+	int (*last_seen_set)(struct store *base, const int64_t *ids,
+			     const int64_t *ms, size_t n);
 	int (*presence_each)(struct store *base,
 			     void (*fn)(void *arg,
 					const struct store_presence *p),

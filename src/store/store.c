@@ -174,9 +174,10 @@ int store_presence_set(struct store *st, int64_t user_id, const char *status,
 	return st->ops->presence_set(st, user_id, status, text);
 }
 
-int store_last_seen_set(struct store *st, int64_t user_id, int64_t ms)
+int store_last_seen_set(struct store *st, const int64_t *users,
+			const int64_t *ms, size_t n)
 {
-	return st->ops->last_seen_set(st, user_id, ms);
+	return n ? st->ops->last_seen_set(st, users, ms, n) : STORE_OK;
 }
 
 int store_presence_each(struct store *st,

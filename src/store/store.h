@@ -300,8 +300,11 @@ struct store_presence {
  * list, text not UTF-8). */
 int store_presence_set(struct store *st, int64_t user_id, const char *status,
 		       const char *text);
-/* STORE_OK or STORE_NOTFOUND. */
-int store_last_seen_set(struct store *st, int64_t user_id, int64_t ms);
+/* Keep last_seen ms[i] of users[i], all n in one transaction (a shutdown
+ * or a wave of disconnects costs one commit): STORE_OK (users that do not
+ * exist are skipped) or STORE_ERR. */
+int store_last_seen_set(struct store *st, const int64_t *users,
+			const int64_t *ms, size_t n);
 /* Call fn for every user with something kept (a status other than online,
  * a text or a last_seen); p is valid during the call only, and fn may call
  * the store. 0 or -1. */

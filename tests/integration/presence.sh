@@ -61,7 +61,9 @@ wait_state() {
 }
 
 # --- three transports, two connections of one user -----------------------
-fresh
+# A suspended SSE stream learns that its client went only when it next
+# writes (a heartbeat): 1 s here, so the SSE close below is noticed soon.
+fresh --sse-heartbeat 1
 ALICE=$(user alice)
 BOB=$(user bob)
 observe "$BOB" "$WORK/bob1"

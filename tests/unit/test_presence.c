@@ -33,12 +33,15 @@ static void publish(void *arg, int64_t user, const struct presence_info *pi)
 	r->info[r->n++] = *pi;
 }
 
-static void save_seen(void *arg, int64_t user, int64_t ms)
+static void save_seen(void *arg, const int64_t *users, const int64_t *ms,
+		      size_t n)
 {
 	struct rec *r = arg;
-	assert_true(r->nsaved < 16);
-	r->saved_user[r->nsaved] = user;
-	r->saved_ms[r->nsaved++] = ms;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(r->nsaved < 16);
+		r->saved_user[r->nsaved] = users[i];
+		r->saved_ms[r->nsaved++] = ms[i];
+	}
 }
 
 static struct presence *mk(struct rec *r)

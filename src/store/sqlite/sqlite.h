@@ -240,7 +240,8 @@ int sq_audit_list(struct store *base, int64_t before, unsigned limit,
 int sq_user_password_set(struct store *base, int64_t id, const char *pwhash);
 int sq_presence_set(struct store *base, int64_t id, const char *status,
 		    const char *text);
-int sq_last_seen_set(struct store *base, int64_t id, int64_t ms);
+int sq_last_seen_set(struct store *base, const int64_t *ids, const int64_t *ms,
+		     size_t n);
 int sq_presence_each(struct store *base,
 		     void (*fn)(void *arg, const struct store_presence *p),
 		     void *arg);

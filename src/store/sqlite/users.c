@@ -409,23 +409,33 @@ fail:
 	return status_rc;
 }
 
-int sq_last_seen_set(struct store *base, int64_t id, int64_t ms)
+int sq_last_seen_set(struct store *base, const int64_t *ids, const int64_t *ms,
+		     size_t n)
 {
 	struct sq *st = sq_of(base);
-	int rc = STORE_ERR;
 	struct conn *c = sq_pool_get(st);
-	sqlite3_stmt *s = sq_stmt(c, Q_LAST_SEEN_SET);
-	if (!s)
-		goto fail;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, ms);
-	if (sqlite3_step(s) != SQLITE_DONE)
-		goto fail;
-	rc = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
-fail:
-	sq_stmt_done(s);
+	bool ok = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+		  SQLITE_OK;
+	bool begun = ok;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		sqlite3_stmt *s = sq_stmt(c, Q_LAST_SEEN_SET);
+		if (!s) {
+			ok = false;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, ids[i]);
+		sqlite3_bind_int64(s, 2, ms[i]);
+		ok = sqlite3_step(s) == SQLITE_DONE;
+		sq_stmt_done(s);
+	}
+	if (ok)
+		ok = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) ==
+		     SQLITE_OK;
+	if (!ok && begun)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 	sq_pool_put(st, c);
-	return rc;
+	return ok ? STORE_OK : STORE_ERR;
 }
 
 struct presence_row {
