@@ -185,6 +185,10 @@ int main(int argc, char **argv)
 	chat_set_rooms_per_day(srv.chat, cfg.rooms_per_day);
 	srv.stats = stats_new(srv.store, &srv.metrics, srv.chat,
 			      cfg.stats_retention_days);
+	if (chat_presence_start(srv.chat, cfg.presence_grace_s * (int64_t)1000,
+				cfg.presence_away_s * (int64_t)1000,
+				cfg.presence_coalesce_ms) < 0)
+		fatal("cannot start presence (path=%s)", where);
 
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
@@ -276,6 +280,7 @@ int main(int argc, char **argv)
 	http_stop(http);
 	/* after every WebSocket and HTTP worker: none can ask it again */
 	replay_free(replay);
+	chat_presence_stop(srv.chat); /* keeps last_seen: before the store */
 	stats_free(srv.stats); /* writes the running minute's sample */
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)

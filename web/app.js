@@ -19,6 +19,10 @@ import {
   reactionApplied, reactionsReplaced, reactionChips, quoteNode, pickerOpen, messageMenu, longPress,
 } from './reactions.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
+import {
+  presenceStart, presenceEvent, presenceMembers, presenceLoad, presenceOf, presenceDot,
+  presenceActivity, presenceChoose, presenceMe,
+} from './presence.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
   settingsBoot, settingsBind, settingsStart, settingsStop, settingsReceive, settingsFlush,
@@ -342,6 +346,9 @@ async function start(user) {
 
   settingsStart(user);
   adminSetUser(user);
+  presenceStart(presenceChanged, (obj) => !!(S.conn && S.conn.send(obj)));
+  presenceMe(user.username, { ...user, status: 'online' });
+  renderMyStatus();
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
   $('me-avatar').replaceWith(Object.assign(avatar(user.username), { id: 'me-avatar' }));
@@ -484,7 +491,11 @@ function renderRooms() {
     b.dataset.room = r.name;
     if (r.name === S.current) b.setAttribute('aria-current', 'page');
     if (r.kind === 'dm') {
-      b.append(avatar(dmPeople(r)[0] || S.me.username, 'avatar avatar-tiny'), h('span', 'room-btn-name', roomLabel(r)));
+      const face = h('span', 'avatar-wrap');
+      const peer = dmPeople(r)[0] || S.me.username;
+      face.append(avatar(peer, 'avatar avatar-tiny'));
+      if (dmPeople(r).length === 1) face.append(presenceDot(peer, h));
+      b.append(face, h('span', 'room-btn-name', roomLabel(r)));
     } else {
       b.append(h('span', 'hash', '#'), h('span', 'room-btn-name', r.name));
     }
@@ -1498,6 +1509,7 @@ async function loadMembers(r) {
   try {
     const res = await api('GET', `/api/rooms/${enc(r.name)}/members`);
     r.memberList = res.members || [];
+    presenceMembers(r.memberList);
     for (const m of r.memberList) {
       S.users.add(m.username);
       if (m.display_name) S.names.set(m.username, m.display_name);
@@ -1522,11 +1534,15 @@ function renderMembers() {
   const sorted = [...r.memberList].sort((a, b) => a.username.localeCompare(b.username));
   list.replaceChildren(...sorted.map((m) => {
     const li = h('li', 'member');
-    li.append(avatar(m.username, 'avatar avatar-small'));
+    const face = h('span', 'avatar-wrap');
+    face.append(avatar(m.username, 'avatar avatar-small'), presenceDot(m.username, h));
+    li.append(face);
     const names = h('div', 'member-names');
     const name = m.display_name || m.username;
     names.append(h('span', 'member-name', m.username === S.me.username ? t('members.you', { name }) : name));
     if (m.display_name && m.display_name !== m.username) names.append(h('span', 'member-user', '@' + m.username));
+    const said = presenceOf(m.username).status_text;
+    if (said) names.append(h('span', 'member-status', said));
     li.append(names);
     if (m.role === 'owner' || m.role === 'moderator') {
       li.append(h('span', 'member-role role-' + m.role, t('members.role_' + m.role)));
@@ -1536,6 +1552,69 @@ function renderMembers() {
   }));
   $('leave-room').hidden = !r.joined || r.kind === 'dm';
   $('invite-form').hidden = !r.joined || r.kind === 'dm';
+}
+
+// --- presence ---------------------------------------------------------------------------
+
+function presenceChanged(users) {
+  if (!S.me) return;
+  const r = S.rooms.get(S.current);
+  if (r && r.memberList && users.some((u) => r.memberList.some((m) => m.username === u))) renderMembers();
+  if ([...S.rooms.values()].some((x) => x.kind === 'dm')) renderRooms();
+  if (users.includes(S.me.username)) renderMyStatus();
+}
+
+function renderMyStatus() {
+  if (!S.me) return;
+  const p = presenceOf(S.me.username);
+  const btn = $('status-btn');
+  btn.replaceChildren(presenceDot(S.me.username, h));
+  btn.title = t('presence.change') + ' — ' + t('presence.' + p.status) + (p.status_text ? ' — ' + p.status_text : '');
+  $('me-status').textContent = p.status_text || '';
+}
+
+function wireStatusPicker() {
+  const form = $('status-form');
+  const close = (focus = true) => {
+    form.hidden = true;
+    $('status-btn').setAttribute('aria-expanded', 'false');
+    if (focus) $('status-btn').focus();
+  };
+  $('status-btn').addEventListener('click', async () => {
+    if (!form.hidden) return close();
+    form.hidden = false;
+    $('status-btn').setAttribute('aria-expanded', 'true');
+    $('status-error').textContent = '';
+    try {
+      const me = await api('GET', '/api/me');
+      form.elements.status.value = me.status_choice || 'online';
+      $('status-text').value = me.status_text || '';
+    } catch (e) {
+      $('status-text').value = presenceOf(S.me.username).status_text || '';
+    }
+    (form.querySelector('input[name="status"]:checked') || form.querySelector('input[name="status"]')).focus();
+  });
+  form.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.stopPropagation();
+      close();
+    }
+  });
+  $('status-cancel').addEventListener('click', () => close());
+  $('status-clear').addEventListener('click', () => {
+    $('status-text').value = '';
+    $('status-text').focus();
+  });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const me = await presenceChoose(form.elements.status.value, $('status-text').value.trim());
+      meReceive(me);
+      close();
+    } catch (err) {
+      $('status-error').textContent = err.status === 422 ? t('presence.invalid') : friendly(err);
+    }
+  });
 }
 
 // --- moderation -----------------------------------------------------------------------
@@ -1698,6 +1777,7 @@ function addEvent(r, ev, live) {
       };
       notifyDesktop(roomPrefs(r.name), mention || r.kind === 'dm', msg, () => openRoom(r.name, { focus: true }));
     }
+    if (mention || r.kind === 'dm') askNotifyInContext();
     if (r.name === S.current && view.speak) notifyAnnounce(view.speak(ev));
   }
   return true;
@@ -1730,6 +1810,35 @@ function removedBy(r, ev) {
     r.members = Math.max(0, r.members - 1);
     if (r.name === S.current || r.memberList) loadMembers(r);
   }
+}
+
+// Desktop notifications: asked for in context, the first time a mention or
+// a direct message reaches us (never on page load); "Not now" is kept.
+const NOTIFY_ASKED = 'natter:notify-asked';
+function askNotifyInContext() {
+  if (!('Notification' in window) || Notification.permission !== 'default') return;
+  try {
+    if (localStorage.getItem(NOTIFY_ASKED)) return;
+  } catch (e) {
+    return;
+  }
+  $('notify-ask').hidden = false;
+}
+
+function wireNotifyAsk() {
+  const done = () => {
+    $('notify-ask').hidden = true;
+    try {
+      localStorage.setItem(NOTIFY_ASKED, '1');
+    } catch (e) {
+      // private mode: we may ask again next time
+    }
+  };
+  $('notify-ask-yes').addEventListener('click', async () => {
+    done();
+    await Notification.requestPermission().catch(() => {});
+  });
+  $('notify-ask-no').addEventListener('click', done);
 }
 
 // A short notice at the top of the window, gone after a while or on click.
@@ -1790,6 +1899,9 @@ const EVENT_VIEWS = {
   // Our read marker moved on another device: {"type":"read","room","read"}.
   read: { ephemeral: true, live: (r, ev) => readElsewhere(ev) },
   typing: { ephemeral: true, live: (r, ev) => onTyping(ev) },
+  // Someone we share a room with (or we, on another device) changed:
+  // {"type":"presence","from":..,"status":..,"status_text":..,"last_seen":..,"seq":..}.
+  presence: { ephemeral: true, live: (r, ev) => presenceEvent(ev) },
   // The user's whole settings object and display name, changed on another
   // device: {"type":"settings","settings":{...},"display_name":"..."};
   // applied like a change made in another tab or read on a reconnect.
@@ -1840,6 +1952,7 @@ function onHello(m) {
     reloadAllHistory(false);
   }
   loadInvites();
+  presenceLoad();
   if (!first) {
     loadRooms();
     const r = S.rooms.get(S.current);
@@ -1861,6 +1974,9 @@ function onHello(m) {
 // a "settings" event after a change on another device).
 function meReceive(me) {
   if (!S.me || !me || typeof me !== 'object') return;
+  if (typeof me.status_choice === 'string') { // ours: a personal event or /api/me
+    presenceMe(S.me.username, { ...me, status: me.status_choice === 'online' ? 'online' : me.status_choice });
+  }
   settingsReceive(me.settings);
   if (typeof me.display_name === 'string' && me.display_name && me.display_name !== displayName(S.me.username)) {
     settingsChanged(['display_name'], me.display_name);
@@ -2458,6 +2574,18 @@ function bind() {
   window.addEventListener('pagehide', () => {
     if (S.store && S.cursor != null) S.store.cursor = S.cursor;
   });
+
+  // What counts as the user being here, for presence (at most one report
+  // a minute; coming back to the tab reports at once).
+  for (const type of ['keydown', 'pointerdown']) {
+    document.addEventListener(type, () => presenceActivity(), { passive: true, capture: true });
+  }
+  window.addEventListener('focus', () => presenceActivity(true));
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) presenceActivity(true);
+  });
+  wireStatusPicker();
+  wireNotifyAsk();
 
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && S.current && S.rooms.get(S.current)) {

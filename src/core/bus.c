@@ -149,6 +149,8 @@ struct bus {
 	struct bus_shard **shards;
 	size_t nshards, shards_cap;
 	atomic_size_t rr;
+	bus_conn_fn conn_hook; /* set before any subscriber, then read-only */
+	void *conn_arg;
 };
 
 /* The subscribers of one room on one shard. */
@@ -170,6 +172,7 @@ struct bus_shard {
 	struct imap users;   /* user -> struct bus_sub * (list via next) */
 	struct imap rooms;   /* room -> struct room_subs * */
 	atomic_size_t nsubs; /* written under lock, read without */
+	uint64_t stamp;	     /* BUS_PEERS deliveries drained so far */
 };
 
 struct bus_sub {
@@ -180,6 +183,7 @@ struct bus_sub {
 	void *arg;
 	struct bus_sub *next; /* the user's next subscriber on this shard */
 	struct imap rooms;    /* room -> index in that room's room_subs */
+	uint64_t stamp;	      /* the last BUS_PEERS delivery it got */
 };
 
 /* Lock helpers: a failing pthread mutex call is a bug, not a condition. */
@@ -264,6 +268,54 @@ bool bus_is_member(struct bus *bus, int64_t room_id, int64_t user_id)
 	bool in = set_has(&bus->room_users, room_id, user_id);
 	unlock(&bus->lock);
 	return in;
+}
+
+bool bus_shares_room(struct bus *bus, int64_t a, int64_t b)
+{
+	lock(&bus->lock);
+	const struct imap *ra = imap_get_ptr(&bus->user_rooms, a);
+	const struct imap *rb = imap_get_ptr(&bus->user_rooms, b);
+	bool shared = false;
+	if (ra && rb && ra->len > rb->len) {
+		const struct imap *t = ra;
+		ra = rb;
+		rb = t;
+	}
+	for (size_t i = 0; ra && rb && !shared && i < ra->cap; i++)
+		shared = ra->keys[i] != IMAP_EMPTY &&
+			 imap_get(rb, ra->keys[i], NULL);
+	unlock(&bus->lock);
+	return shared;
+}
+
+size_t bus_peers(struct bus *bus, int64_t user, int64_t **out)
+{
+	struct imap seen = {0};
+	lock(&bus->lock);
+	const struct imap *rooms = imap_get_ptr(&bus->user_rooms, user);
+	for (size_t i = 0; rooms && i < rooms->cap; i++) {
+		if (rooms->keys[i] == IMAP_EMPTY)
+			continue;
+		const struct imap *m =
+		    imap_get_ptr(&bus->room_users, rooms->keys[i]);
+		for (size_t j = 0; m && j < m->cap; j++)
+			if (m->keys[j] != IMAP_EMPTY && m->keys[j] != user)
+				imap_put(&seen, m->keys[j], 0);
+	}
+	unlock(&bus->lock);
+	size_t n = 0;
+	*out = xmalloc((seen.len ? seen.len : 1) * sizeof(**out));
+	for (size_t i = 0; i < seen.cap; i++)
+		if (seen.keys[i] != IMAP_EMPTY)
+			(*out)[n++] = seen.keys[i];
+	imap_fini(&seen);
+	return n;
+}
+
+void bus_set_conn_hook(struct bus *bus, bus_conn_fn fn, void *arg)
+{
+	bus->conn_hook = fn;
+	bus->conn_arg = arg;
 }
 
 int64_t bus_last_id(struct bus *bus)
@@ -467,7 +519,8 @@ int bus_publish(struct bus *bus, struct event *ev)
 
 	lock(&bus->lock);
 	if (event_type_persistent(type)) {
-		if (id <= bus->last_id || event_room(ev) == BUS_PERSONAL) {
+		if (id <= bus->last_id || event_room(ev) == BUS_PERSONAL ||
+		    event_room(ev) == BUS_PEERS) {
 			/* I1: duplicate, out of order or no id. Refused, and
 			 * counted: with one writer it cannot happen, so the
 			 * caller must say so loudly. */
@@ -565,11 +618,45 @@ static void user_leave(struct bus_shard *shard, int64_t user, int64_t room)
 		room_remove(shard, s, room);
 }
 
+/* BUS_PEERS: every local connection of the users who share a room with
+ * user (not user's own), once each however many rooms they share (the
+ * stamp), by walking the shard's own arrays of user's rooms: no walk over
+ * anyone else. The rooms are user's as of the newest published event. */
+static void peers_deliver(struct bus_shard *shard, struct event *ev)
+{
+	struct bus *bus = shard->bus;
+	int64_t user = event_user(ev);
+	uint64_t stamp = ++shard->stamp;
+	struct imap rooms;
+
+	lock(&bus->lock);
+	imap_copy(&rooms, imap_get_ptr(&bus->user_rooms, user));
+	unlock(&bus->lock);
+	for (size_t i = 0; i < rooms.cap; i++) {
+		if (rooms.keys[i] == IMAP_EMPTY)
+			continue;
+		struct room_subs *rs =
+		    imap_get_ptr(&shard->rooms, rooms.keys[i]);
+		for (size_t j = 0; rs && j < rs->len; j++) {
+			struct bus_sub *s = rs->v[j];
+			if (s->stamp == stamp || s->user == user)
+				continue;
+			s->stamp = stamp;
+			s->ops.deliver(s->arg, ev);
+		}
+	}
+	imap_fini(&rooms);
+}
+
 static void shard_process(struct bus_shard *shard, struct event *ev)
 {
 	int64_t id = event_id(ev), room = event_room(ev), user = event_user(ev);
 	int change = evtype_membership(event_type(ev));
 
+	if (room == BUS_PEERS) {
+		peers_deliver(shard, ev);
+		return;
+	}
 	if (room == BUS_PERSONAL) {
 		/* Ephemeral and personal: every live connection of one user
 		 * (bus_publish refuses a persistent one). */
@@ -825,6 +912,8 @@ struct bus_sub *bus_subscribe_prefetched(struct bus_shard *shard,
 		sub->cursor = resume.cursor;
 	unlock(&shard->lock);
 	evvec_release(&replay);
+	if (bus->conn_hook)
+		bus->conn_hook(bus->conn_arg, sub->user, 1);
 	return sub;
 }
 
@@ -878,6 +967,8 @@ void bus_unsubscribe(struct bus_sub *sub)
 	atomic_fetch_sub_explicit(&shard->nsubs, 1, memory_order_relaxed);
 	unlock(&shard->lock);
 
+	if (shard->bus->conn_hook)
+		shard->bus->conn_hook(shard->bus->conn_arg, sub->user, -1);
 	imap_fini(&sub->rooms);
 	free(sub);
 }

@@ -47,6 +47,16 @@ void bus_free(struct bus *bus); /* after every shard and subscriber is gone */
 /* Start-up: record that user is a member of room. */
 void bus_member_add(struct bus *bus, int64_t room_id, int64_t user_id);
 bool bus_is_member(struct bus *bus, int64_t room_id, int64_t user_id);
+/* Whether users a and b are members of one room at least. */
+bool bus_shares_room(struct bus *bus, int64_t a, int64_t b);
+/* The users who share a room with user (not user): their ids in *out
+ * (malloc'd, caller frees), their number returned. */
+size_t bus_peers(struct bus *bus, int64_t user, int64_t **out);
+/* Told of every subscriber's start (delta 1, after its hello and replay)
+ * and end (-1, in bus_unsubscribe), from the thread that subscribes or
+ * unsubscribes, with no bus lock held. Set before the first subscriber. */
+typedef void (*bus_conn_fn)(void *arg, int64_t user_id, int delta);
+void bus_set_conn_hook(struct bus *bus, bus_conn_fn fn, void *arg);
 /* Newest persistent id published so far. */
 int64_t bus_last_id(struct bus *bus);
 
@@ -64,6 +74,10 @@ int64_t bus_last_id(struct bus *bus);
  * event with an id): ev is refused
  * and counted in bus_id_violations; the caller logs it. */
 #define BUS_PERSONAL 0 /* the room of a personal ephemeral event */
+/* An ephemeral event whose room is BUS_PEERS goes to every live connection
+ * of every user who shares a room with its user (presence), once per
+ * connection however many rooms they share; not to the user's own. */
+#define BUS_PEERS (-1)
 int bus_publish(struct bus *bus, struct event *ev);
 /* A revision of a persistent event (event_is_revision: the same id, a new
  * envelope, such as a deleted message's tombstone) replaces the ring's

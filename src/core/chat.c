@@ -265,6 +265,7 @@ void chat_free(struct chat *c)
 {
 	if (!c)
 		return;
+	presence_free(c->presence);
 	free(c->rooms);
 	free(c->mutes);
 	userdir_free(c->users);

@@ -153,6 +153,40 @@ int chat_read(struct chat *c, const struct chat_user *u, const char *room,
 int chat_invites_list(struct chat *c, const struct chat_user *u,
 		      struct store_invite **out, size_t *n);
 
+/* --- presence (chat_presence.c) ------------------------------------------ */
+
+/* Load what the store kept, have the bus report every connection, and
+ * start the presence thread (core/presence.h). grace_ms, away_ms and
+ * coalesce_ms as in struct presence_config. 0 or -1. */
+int chat_presence_start(struct chat *c, int64_t grace_ms, int64_t away_ms,
+			int64_t coalesce_ms);
+/* Stop it, keeping last_seen of who is connected: before the store
+ * closes. Safe when never started. */
+void chat_presence_stop(struct chat *c);
+/* u did something (a client's activity report). CHAT_OK. */
+int chat_activity(struct chat *c, const struct chat_user *u);
+/* u chooses status ("online", "away", "dnd"; NULL keeps it) and status
+ * text (NULL keeps it, "" clears it): stored, then published to whoever
+ * shares a room with u. CHAT_OK, CHAT_EINVAL (*what says "status" or
+ * "status_text"), CHAT_EINTERNAL. */
+int chat_presence_set(struct chat *c, const struct chat_user *u,
+		      const char *status, const char *text, const char **what);
+/* The presence of the user called name as the members "status",
+ * "status_text" (null for none) and "last_seen" (ISO time or null), added
+ * to obj (offline and never seen for an unknown name); own: also
+ * "status_choice", what the user chose ("online" meaning automatic). */
+void chat_presence_add(struct chat *c, const char *name, json_t *obj, bool own);
+/* The presence of the user called name, for u: a new object {"user",
+ * "status", "status_text", "last_seen", "seq"} in *out. u sees itself and
+ * the users it shares a room (or direct conversation) with. CHAT_OK,
+ * CHAT_ENOUSER (no such user), CHAT_EFORBIDDEN (no room shared). */
+int chat_presence_of(struct chat *c, const struct chat_user *u,
+		     const char *name, json_t **out);
+/* Everyone u shares a room with, and u: a new array of such objects. */
+json_t *chat_presence_peers(struct chat *c, const struct chat_user *u);
+/* Presence events published so far (for /metrics). */
+uint64_t chat_presence_published(struct chat *c);
+
 /* --- reads for the API: membership is checked here ---------------------- */
 
 /* The rooms u may see (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */

@@ -12,6 +12,7 @@
 #include "core/chat.h"
 #include "core/link.h"
 #include "core/roles.h"
+#include "core/presence.h"
 #include "core/userdir.h"
 
 /* Every room, by name: loaded at start, then each new room added by the
@@ -43,6 +44,7 @@ struct chat {
 	markdown_mention_fn mention;
 	void *mention_arg;
 	struct userdir *users; /* every account, for mentions */
+	struct presence *presence; /* chat_presence.c; NULL until started */
 	/* owners, moderators and admins (roles.h): loaded at start, kept
 	 * current by the commit hook and chat_moderator_set, the admins
 	 * re-read by chat_admins_refresh */

@@ -56,6 +56,18 @@ static int run_typing(struct chat *c, enum event_type type,
 	return chat_typing(c, u, in->room);
 }
 
+static int run_activity(struct chat *c, enum event_type type,
+			const struct chat_user *u,
+			const struct evtype_input *in, chat_done_fn done,
+			void *arg)
+{
+	(void)type;
+	(void)in;
+	(void)done;
+	(void)arg;
+	return chat_activity(c, u);
+}
+
 /* Any other command: the event of the row's type, as the event-type table
  * says (chat_event). A new command for a new type needs no handler. */
 static int run_event(struct chat *c, enum event_type type,
@@ -158,6 +170,14 @@ static const struct cmd table[] = {
      false,
      LIMIT_ALL,
      "dm_open needs users: an array of 1-8 user names",
+     {{NULL, 0, false, false}}},
+    /* the client's user did something: presence stays or turns online */
+    {"activity",
+     EVENT_PRESENCE,
+     run_activity,
+     false,
+     LIMIT_ALL,
+     "activity needs no members",
      {{NULL, 0, false, false}}},
     {"ping",
      EVENT_PRESENCE,

@@ -1,5 +1,5 @@
 /* cmd: the one table of client commands. Each row is a command name
- * ("send", "typing", "join", "leave", "room_create", "ping"), the members
+ * ("send", "typing", "join", "leave", "room_create", "activity", "ping"), the members
  * of a JSON object it reads as its arguments, and its handler in chat. A
  * WebSocket frame {"op":NAME,...} and an HTTP command endpoint (its JSON or
  * form body, with path parameters such as the room merged in by the

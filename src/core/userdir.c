@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/userdir.h"
+#include "util/imap.h"
 #include "util/util.h"
 
 struct entry {
@@ -21,6 +22,7 @@ struct userdir {
 	pthread_mutex_t mu;
 	struct entry *v;
 	size_t cap, len;
+	struct imap by_id; /* id -> malloc'd canonical name */
 };
 
 static size_t slot(const struct entry *v, size_t cap, const char *key)
@@ -48,6 +50,10 @@ void userdir_free(struct userdir *d)
 	if (!d)
 		return;
 	pthread_mutex_destroy(&d->mu);
+	for (size_t i = 0; i < d->by_id.cap; i++)
+		if (d->by_id.keys[i] != IMAP_EMPTY)
+			free((char *)d->by_id.vals[i]);
+	imap_fini(&d->by_id);
 	free(d->v);
 	free(d);
 }
@@ -76,7 +82,19 @@ void userdir_add(struct userdir *d, int64_t id, const char *name)
 	}
 	e->id = id;
 	snprintf(e->name, sizeof(e->name), "%s", name);
+	free(imap_get_ptr(&d->by_id, id));
+	imap_put(&d->by_id, id, (uintptr_t)xstrdup(name));
 	pthread_mutex_unlock(&d->mu);
+}
+
+int userdir_name(struct userdir *d, int64_t id, char canon[33])
+{
+	pthread_mutex_lock(&d->mu);
+	const char *name = imap_get_ptr(&d->by_id, id);
+	if (name)
+		snprintf(canon, 33, "%s", name);
+	pthread_mutex_unlock(&d->mu);
+	return name ? 0 : -1;
 }
 
 int userdir_find(struct userdir *d, const char *name, size_t len, int64_t *id,

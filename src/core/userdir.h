@@ -24,6 +24,9 @@ void userdir_add(struct userdir *d, int64_t id, const char *name);
  * canonical name copied into canon (33 bytes; may be NULL), or -1. */
 int userdir_find(struct userdir *d, const char *name, size_t len, int64_t *id,
 		 char canon[33]);
+/* The canonical name of the user with id into canon (33 bytes): 0, or -1
+ * for an id it does not hold. */
+int userdir_name(struct userdir *d, int64_t id, char canon[33]);
 /* How many users it holds. */
 size_t userdir_count(struct userdir *d);
 

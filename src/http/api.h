@@ -13,6 +13,9 @@ enum MHD_Result api_login(struct request *req);
 enum MHD_Result api_logout(struct request *req);
 enum MHD_Result api_me_get(struct request *req);
 enum MHD_Result api_me_patch(struct request *req);
+/* GET /api/presence, POST /api/activity (api_presence.c). */
+enum MHD_Result api_presence_get(struct request *req);
+enum MHD_Result api_activity(struct request *req);
 enum MHD_Result api_rooms_list(struct request *req);
 enum MHD_Result api_rooms_create(struct request *req);
 enum MHD_Result api_room_join(struct request *req, const char *room);

@@ -11,7 +11,7 @@
 #define DISPLAY_NAME_MAX 64 /* characters */
 #define SETTINGS_MAX 16384  /* bytes of serialized settings */
 
-static json_t *user_json(const struct store_user *u)
+static json_t *user_json(struct request *req, const struct store_user *u)
 {
 	char ts[32];
 	format_ts(u->created_ms, ts);
@@ -19,10 +19,12 @@ static json_t *user_json(const struct store_user *u)
 	    json_loads(u->settings ? u->settings : "{}", 0, NULL);
 	if (!settings)
 		settings = json_object();
-	return json_pack(
+	json_t *o = json_pack(
 	    "{s:s, s:s, s:o, s:s, s:b}", "username", u->username,
 	    "display_name", u->display_name ? u->display_name : u->username,
 	    "settings", settings, "created", ts, "admin", u->admin);
+	chat_presence_add(req->srv->chat, u->username, o, true);
+	return o;
 }
 
 /* Issue a session for req->user_id; the token lands in req->token. */
@@ -48,7 +50,7 @@ static enum MHD_Result answer_session(struct request *req, unsigned status)
 		return api_fail(req, 500, "internal",
 				"cannot read the account");
 	json_t *body = json_pack("{s:s, s:o, s:I}", "token", req->token, "user",
-				 user_json(&u), "expires_in",
+				 user_json(req, &u), "expires_in",
 				 (json_int_t)req->srv->cfg->session_ttl_s);
 	store_user_fini(&u);
 	char cookie[REQUEST_COOKIE_MAX];
@@ -245,9 +247,43 @@ enum MHD_Result api_me_get(struct request *req)
 	if (auth_user_by_id(req->srv->store, req->user_id, &u) != STORE_OK)
 		return api_fail(req, 500, "internal",
 				"cannot read the account");
-	json_t *body = user_json(&u);
+	json_t *body = user_json(req, &u);
 	store_user_fini(&u);
 	return reply_json(req->conn, &req->log, 200, body);
+}
+
+/* The status part of PATCH /api/me: 0, or -1 answered in *ret. */
+static int presence_patch(struct request *req, json_t *status, json_t *stext,
+			  enum MHD_Result *ret)
+{
+	struct chat_user cu = {req->user_id, req->username};
+	const char *what = NULL;
+	const char *text = NULL;
+	if (stext)
+		text = json_is_string(stext) ? json_string_value(stext) : "";
+	if (text && strlen(text) != json_string_length(stext) &&
+	    json_is_string(stext))
+		text = "\x01"; /* an embedded NUL: refused as a control */
+	int rc = chat_presence_set(req->srv->chat, &cu,
+				   status ? json_string_value(status) : NULL,
+				   text, &what);
+	if (rc == CHAT_EINVAL && what && strcmp(what, "status") == 0) {
+		*ret = api_fail(req, 422, "invalid_status",
+				"status is one of online, away, dnd");
+		return -1;
+	}
+	if (rc == CHAT_EINVAL) {
+		*ret = api_fail(req, 422, "invalid_status_text",
+				"status_text is up to 100 characters, no "
+				"control or invisible formatting characters");
+		return -1;
+	}
+	if (rc != CHAT_OK) {
+		*ret =
+		    api_fail(req, 500, "internal", "cannot update the status");
+		return -1;
+	}
+	return 0;
 }
 
 static bool display_name_valid(const char *s, size_t len)
@@ -256,8 +292,12 @@ static bool display_name_valid(const char *s, size_t len)
 	       utf8_count(s, len) <= DISPLAY_NAME_MAX;
 }
 
-/* PATCH /api/me {"display_name": S, "settings": {..}}: settings are merged
- * key by key (RFC 7386 at the top level): a null value removes a key. */
+/* PATCH /api/me {"display_name": S, "settings": {..}, "status": S,
+ * "status_text": S}: settings are merged key by key (RFC 7386 at the top
+ * level): a null value removes a key. status is "online" (automatic),
+ * "away" or "dnd"; status_text up to 100 characters, "" or null clears
+ * it. Both are kept across restarts and published to whoever shares a
+ * room with the user. */
 enum MHD_Result api_me_patch(struct request *req)
 {
 	enum MHD_Result ret = MHD_YES;
@@ -270,12 +310,25 @@ enum MHD_Result api_me_patch(struct request *req)
 	json_t *v;
 	json_object_foreach(in, key, v)
 	{
-		if (strcmp(key, "display_name") && strcmp(key, "settings")) {
-			ret = api_fail(
-			    req, 422, "unknown_field",
-			    "only display_name and settings can change");
+		if (strcmp(key, "display_name") && strcmp(key, "settings") &&
+		    strcmp(key, "status") && strcmp(key, "status_text")) {
+			ret = api_fail(req, 422, "unknown_field",
+				       "only display_name, settings, status "
+				       "and status_text can change");
 			goto done;
 		}
+	}
+	json_t *status = json_object_get(in, "status");
+	json_t *stext = json_object_get(in, "status_text");
+	if (status && !json_is_string(status)) {
+		ret = api_fail(req, 422, "invalid_status",
+			       "status is one of online, away, dnd");
+		goto done;
+	}
+	if (stext && !json_is_string(stext) && !json_is_null(stext)) {
+		ret = api_fail(req, 422, "invalid_status_text",
+			       "status_text is a string or null");
+		goto done;
 	}
 	json_t *dn = json_object_get(in, "display_name");
 	if (dn && (!json_is_string(dn) ||
@@ -319,9 +372,11 @@ enum MHD_Result api_me_patch(struct request *req)
 			goto done;
 		}
 	}
-	if (auth_user_update(req->srv->store, req->user_id,
-			     dn ? json_string_value(dn) : NULL,
-			     settings) != STORE_OK) {
+	if ((status || stext) && presence_patch(req, status, stext, &ret) < 0)
+		goto done;
+	if ((dn || patch) && auth_user_update(req->srv->store, req->user_id,
+					      dn ? json_string_value(dn) : NULL,
+					      settings) != STORE_OK) {
 		ret =
 		    api_fail(req, 500, "internal", "cannot update the account");
 		goto done;
@@ -331,12 +386,12 @@ enum MHD_Result api_me_patch(struct request *req)
 		ret = api_fail(req, 500, "internal", "cannot read the account");
 		goto done;
 	}
-	json_t *body = user_json(&u);
+	json_t *body = user_json(req, &u);
 	/* Every open tab and device of the user, on whichever transport,
 	 * takes the change at once (this one included: it ignores its own
 	 * changes in flight). */
 	struct chat_user cu = {req->user_id, req->username};
-	if ((dn || patch) &&
+	if ((dn || patch || status || stext) &&
 	    chat_personal(req->srv->chat, &cu, EVENT_SETTINGS, body) != CHAT_OK)
 		log_warn("settings push failed user=%s", req->username);
 	ret = reply_json(req->conn, &req->log, 200, body);

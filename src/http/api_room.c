@@ -124,12 +124,14 @@ enum MHD_Result api_room_members(struct request *req, const char *room)
 	if (rc != CHAT_OK)
 		return request_chat_error(req, rc);
 	json_t *members = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(members,
-				      json_pack("{s:s, s:s, s:s}", "username",
-						m[i].username, "display_name",
-						m[i].display_name, "role",
-						api_role_name(m[i].role)));
+	for (size_t i = 0; i < n; i++) {
+		json_t *o =
+		    json_pack("{s:s, s:s, s:s}", "username", m[i].username,
+			      "display_name", m[i].display_name, "role",
+			      api_role_name(m[i].role));
+		chat_presence_add(req->srv->chat, m[i].username, o, false);
+		json_array_append_new(members, o);
+	}
 	store_members_free(m, n);
 	return reply_json(
 	    req->conn, &req->log, 200,

@@ -166,6 +166,8 @@ static const struct route routes[] = {
     {"POST", "/api/logout", AUTH | CSRF, api_logout, NULL},
     {"GET", "/api/me", AUTH, api_me_get, NULL},
     {"PATCH", "/api/me", AUTH | CSRF, api_me_patch, NULL},
+    {"GET", "/api/presence", AUTH, api_presence_get, NULL},
+    {"POST", "/api/activity", AUTH | CSRF, api_activity, NULL},
     {"POST", "/api/client-report", AUTH | CSRF, api_client_report, NULL},
     {"GET", "/api/search", AUTH, api_search, NULL},
     {"GET", "/api/rooms", AUTH, api_rooms_list, NULL},

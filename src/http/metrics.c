@@ -101,9 +101,14 @@ enum MHD_Result serve_metrics(struct request *req)
 		   "natter_bus_subscribers %zu\n"
 		   "# HELP natter_last_event_id Newest event id.\n"
 		   "# TYPE natter_last_event_id gauge\n"
-		   "natter_last_event_id %lld\n",
+		   "natter_last_event_id %lld\n"
+		   "# HELP natter_presence_published_total Presence changes "
+		   "published (each one event to the user's peers).\n"
+		   "# TYPE natter_presence_published_total counter\n"
+		   "natter_presence_published_total %llu\n",
 		   bus_subscriber_count(req->srv->bus),
-		   (long long)bus_last_id(req->srv->bus));
+		   (long long)bus_last_id(req->srv->bus),
+		   (unsigned long long)chat_presence_published(req->srv->chat));
 	routes_render(req->http, &b);
 	return serve_text(req, "text/plain; version=0.0.4; charset=utf-8", &b);
 }

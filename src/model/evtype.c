@@ -134,10 +134,43 @@ static json_t *settings_extra(const struct evtype_input *in)
 	    in->args ? json_object_get(in->args, "settings") : NULL;
 	json_t *dn =
 	    in->args ? json_object_get(in->args, "display_name") : NULL;
-	return json_pack(
+	json_t *o = json_pack(
 	    "{s:o, s:o}", "settings",
 	    json_is_object(settings) ? json_incref(settings) : json_object(),
 	    "display_name", json_is_string(dn) ? json_incref(dn) : json_null());
+	/* the user's chosen presence, for their other sessions (presence
+	 * events go to others only) */
+	json_t *choice =
+	    in->args ? json_object_get(in->args, "status_choice") : NULL;
+	json_t *text =
+	    in->args ? json_object_get(in->args, "status_text") : NULL;
+	if (o && json_is_string(choice)) {
+		json_object_set(o, "status_choice", choice);
+		json_object_set_new(o, "status_text",
+				    json_is_string(text) ? json_incref(text)
+							 : json_null());
+	}
+	return o;
+}
+
+/* A presence change (core/presence builds args): "status", "status_text"
+ * (null for none), "last_seen" (an ISO time, or null: never) and "seq"
+ * (newer changes of one user have larger ones). */
+static json_t *presence_extra(const struct evtype_input *in)
+{
+	json_t *a = in->args;
+	json_t *status = a ? json_object_get(a, "status") : NULL;
+	json_t *text = a ? json_object_get(a, "status_text") : NULL;
+	json_t *seen = a ? json_object_get(a, "last_seen") : NULL;
+	json_t *seq = a ? json_object_get(a, "seq") : NULL;
+	return json_pack(
+	    "{s:o, s:o, s:o, s:o}", "status",
+	    json_is_string(status) ? json_incref(status)
+				   : json_string("offline"),
+	    "status_text",
+	    json_is_string(text) ? json_incref(text) : json_null(), "last_seen",
+	    json_is_string(seen) ? json_incref(seen) : json_null(), "seq",
+	    json_is_integer(seq) ? json_incref(seq) : json_integer(0));
 }
 
 /* A moderation command: "user" a valid name; "reason" absent, null or a
@@ -306,7 +339,8 @@ static const struct evtype table[] = {
 		      .sender = EVTYPE_FROM_MEMBER},
     [EVENT_PRESENCE] = {.type = EVENT_PRESENCE,
 			.name = "presence",
-			.sender = EVTYPE_FROM_SERVER},
+			.sender = EVTYPE_FROM_SERVER,
+			.extra = presence_extra},
     [EVENT_SETTINGS] = {.type = EVENT_SETTINGS,
 			.name = "settings",
 			.sender = EVTYPE_FROM_SERVER,

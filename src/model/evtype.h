@@ -27,7 +27,7 @@ enum event_type {
 	EVENT_LEAVE,	/* persistent: user left room */
 	EVENT_ROOM,	/* persistent: room created (its creator is a member) */
 	EVENT_TYPING,	/* ephemeral: user is typing in room */
-	EVENT_PRESENCE, /* ephemeral: user came online / went offline */
+	EVENT_PRESENCE, /* ephemeral, to the user's peers: status changed */
 	EVENT_SETTINGS, /* ephemeral, personal: the user's settings changed */
 	EVENT_KICK,	/* persistent: a moderator removed a user from room */
 	EVENT_BAN,	/* persistent: a moderator removed and banned a user */

@@ -56,6 +56,14 @@ struct store_ops {
 			    void (*fn)(void *arg, int64_t room_id,
 				       int64_t user_id),
 			    void *arg);
+	int (*presence_set)(struct store *base, int64_t id, const char *status,
+			    const char *text);
+	int (*last_seen_set)(struct store *base, const int64_t *ids,
+			     const int64_t *ms, size_t n);
+	int (*presence_each)(struct store *base,
+			     void (*fn)(void *arg,
+					const struct store_presence *p),
+			     void *arg);
 	int (*user_admin_set)(struct store *base, int64_t id, bool admin);
 	int (*room_role)(struct store *base, int64_t room_id, int64_t user_id);
 	int (*moderator_set)(struct store *base, int64_t room_id,

@@ -182,6 +182,25 @@ int store_members_each(struct store *st,
 	return st->ops->members_each(st, fn, arg);
 }
 
+int store_presence_set(struct store *st, int64_t user_id, const char *status,
+		       const char *text)
+{
+	return st->ops->presence_set(st, user_id, status, text);
+}
+
+int store_last_seen_set(struct store *st, const int64_t *users,
+			const int64_t *ms, size_t n)
+{
+	return n ? st->ops->last_seen_set(st, users, ms, n) : STORE_OK;
+}
+
+int store_presence_each(struct store *st,
+			void (*fn)(void *arg, const struct store_presence *p),
+			void *arg)
+{
+	return st->ops->presence_each(st, fn, arg);
+}
+
 int store_history(struct store *st, int64_t room_id, int64_t before,
 		  int64_t after, unsigned limit, struct event ***out, size_t *n,
 		  bool *more)

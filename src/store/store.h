@@ -364,6 +364,29 @@ void store_users_free(struct store_user *v, size_t n);
 int store_rooms_created(struct store *st, int64_t user_id, int64_t since_ms,
 			int64_t *count, int64_t *oldest_ms);
 
+/* Presence kept across restarts (migration 008). status is "online"
+ * (automatic), "away" or "dnd"; text NULL for none. */
+struct store_presence {
+	int64_t user_id;
+	const char *status;
+	const char *text;     /* NULL: none */
+	int64_t last_seen_ms; /* 0: never seen */
+};
+/* STORE_OK, STORE_NOTFOUND (no such user), STORE_ERR (a status not in the
+ * list, text not UTF-8). */
+int store_presence_set(struct store *st, int64_t user_id, const char *status,
+		       const char *text);
+/* Keep last_seen ms[i] of users[i], all n in one transaction (a shutdown
+ * or a wave of disconnects costs one commit): STORE_OK (users that do not
+ * exist are skipped) or STORE_ERR. */
+int store_last_seen_set(struct store *st, const int64_t *users,
+			const int64_t *ms, size_t n);
+/* Call fn for every user with something kept (a status other than online,
+ * a text or a last_seen); p is valid during the call only, and fn may call
+ * the store. 0 or -1. */
+int store_presence_each(struct store *st,
+			void (*fn)(void *arg, const struct store_presence *p),
+			void *arg);
 /* Call fn for every (room, user) membership; for loading the bus. */
 int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),

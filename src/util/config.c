@@ -173,6 +173,12 @@ static const struct opt opts[] = {
      "long-poll timeout when the client asks for none"},
     {"poll-timeout-max", "SECONDS", T_UINT, F(poll_timeout_max_s), 1, 120,
      "longest long-poll timeout a client may ask for (1-120)"},
+    {"presence-grace", "SECONDS", T_UINT, F(presence_grace_s), 0, 3600,
+     "a user whose last connection went shows offline this much later"},
+    {"presence-away", "SECONDS", T_UINT, F(presence_away_s), 1, 86400,
+     "a connected user with no activity this long shows away"},
+    {"presence-coalesce-ms", "N", T_UINT, F(presence_coalesce_ms), 0, 10000,
+     "a presence change is published this much later, if it still holds"},
     {"allowed-origin", "URL", T_ORIGIN, 0, 0, 0,
      "extra Origin allowed, e.g. https://chat.example.org (repeatable)"},
     {"tls-listen", "ADDR:PORT", T_TLS_LISTEN, 0, 0, 0,
@@ -321,6 +327,9 @@ static void set_defaults(struct config *cfg)
 	cfg->no_io_uring = 0;
 	cfg->sse_heartbeat_s = 15;
 	cfg->ws_ping_s = 30;
+	cfg->presence_grace_s = 30;
+	cfg->presence_away_s = 300;
+	cfg->presence_coalesce_ms = 250;
 	cfg->poll_timeout_default_s = 25;
 	cfg->poll_timeout_max_s = 55;
 	cfg->tls_handshake_timeout_s = 10;

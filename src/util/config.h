@@ -71,6 +71,9 @@ struct config {
 	int no_io_uring;       /* 1: WebSocket writes never use io_uring */
 	unsigned sse_heartbeat_s;
 	unsigned ws_ping_s;
+	unsigned presence_grace_s;     /* offline after the last connection */
+	unsigned presence_away_s;      /* away after no activity */
+	unsigned presence_coalesce_ms; /* a change waits this long */
 	unsigned poll_timeout_default_s, poll_timeout_max_s;
 	char *allowed_origins[CONFIG_MAX_ORIGINS]; /* empty: same host only */
 	unsigned norigins;

@@ -1,5 +1,7 @@
-/* imap: open addressing with linear probing and backward-shift
- * deletion (see imap.h). */
+/* imap: open addressing with linear probing and backward-shift deletion,
+ * int64 keys, one machine word of value. Used both as map and as set (the
+ * bus's membership and indexes, presence's users). Not thread-safe: its
+ * owner locks. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,7 @@ void *imap_get_ptr(const struct imap *m, int64_t key)
 	return imap_get(m, key, &v) ? (void *)v : NULL;
 }
 
-void imap_alloc(struct imap *m, size_t cap)
+static void imap_alloc(struct imap *m, size_t cap)
 {
 	m->cap = cap;
 	m->len = 0;

@@ -1642,6 +1642,53 @@ static void c_backend(void **state)
 	assert_non_null(name);
 	assert_true(!strcmp(name, "sqlite") || !strcmp(name, "postgresql"));
 	assert_true(store_reachable(st));
+struct presence_seen {
+	int64_t user, last_seen;
+	char status[8];
+	char text[64];
+	int n;
+};
+
+static void presence_row(void *arg, const struct store_presence *p)
+{
+	struct presence_seen *s = arg;
+	s->n++;
+	s->user = p->user_id;
+	s->last_seen = p->last_seen_ms;
+	snprintf(s->status, sizeof(s->status), "%s", p->status);
+	snprintf(s->text, sizeof(s->text), "%s", p->text ? p->text : "(null)");
+}
+
+/* Presence kept across restarts: chosen status, text, last_seen; only
+ * users with something kept are listed. */
+static void c_presence(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice");
+	user(st, "bob");
+	struct presence_seen s = {0};
+	assert_int_equal(store_presence_each(st, presence_row, &s), 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(store_presence_set(st, a, "dnd", "🍕 lunch"), STORE_OK);
+	assert_int_equal(store_presence_set(st, a, "busy", NULL), STORE_ERR);
+	assert_int_equal(store_presence_set(st, 999999, "away", NULL),
+			 STORE_NOTFOUND);
+	int64_t ids[] = {a, 999999}, ms[] = {1234567, 1};
+	/* one commit for both; an unknown user is skipped */
+	assert_int_equal(store_last_seen_set(st, ids, ms, 2), STORE_OK);
+	assert_int_equal(store_presence_each(st, presence_row, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.user, a);
+	assert_string_equal(s.status, "dnd");
+	assert_string_equal(s.text, "🍕 lunch");
+	assert_int_equal(s.last_seen, 1234567);
+	/* "" clears the text */
+	assert_int_equal(store_presence_set(st, a, "online", ""), STORE_OK);
+	s = (struct presence_seen){0};
+	assert_int_equal(store_presence_each(st, presence_row, &s), 0);
+	assert_int_equal(s.n, 1); /* last_seen is still kept */
+	assert_string_equal(s.status, "online");
+	assert_string_equal(s.text, "(null)");
 }
 
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1675,6 +1722,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_replies),
 	    C(c_stats),
 	    C(c_backend),
+	    C(c_presence),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

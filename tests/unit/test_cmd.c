@@ -48,6 +48,13 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 	return answer;
 }
 
+/* The activity report (presence): nothing to see here. */
+int chat_activity(struct chat *c, const struct chat_user *u)
+{
+	(void)c, (void)u;
+	return CHAT_OK;
+}
+
 /* A muted sender: what is left of the mute (cmd asks on CHAT_EMUTED). */
 int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 		       const char *room)

@@ -282,6 +282,13 @@ int chat_typing(struct chat *c, const struct chat_user *u, const char *room)
 }
 
 /* The other commands the WebSocket may dispatch (core/cmd.c); not used. */
+/* The activity report (presence): nothing to see here. */
+int chat_activity(struct chat *c, const struct chat_user *u)
+{
+	(void)c, (void)u;
+	return CHAT_OK;
+}
+
 /* A muted sender: what is left of the mute (cmd asks on CHAT_EMUTED). */
 int chat_room_quota(struct chat *c, const struct chat_user *u,
 		    int64_t *retry_after_s)

@@ -243,6 +243,12 @@ static const char *const sql_text[Q_COUNT] = {
 		     "detail FROM audit WHERE id < ?1 ORDER BY id DESC "
 		     "LIMIT ?2",
     [Q_USER_PWHASH_SET] = "UPDATE users SET pwhash = ?2 WHERE id = ?1",
+    [Q_PRESENCE_SET] = "UPDATE users SET status = ?2, status_text = ?3 "
+		       "WHERE id = ?1",
+    [Q_LAST_SEEN_SET] = "UPDATE users SET last_seen_ms = ?2 WHERE id = ?1",
+    [Q_PRESENCE_ALL] = "SELECT id, status, status_text, last_seen_ms "
+		       "FROM users WHERE status <> 'online' OR "
+		       "status_text IS NOT NULL OR last_seen_ms IS NOT NULL",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
     /* 3 owner, 2 moderator (enum store_role) */
@@ -853,6 +859,9 @@ const struct store_ops sq_ops = {
     .room_members = sq_room_members,
     .is_member = sq_is_member,
     .members_each = sq_members_each,
+    .presence_set = sq_presence_set,
+    .last_seen_set = sq_last_seen_set,
+    .presence_each = sq_presence_each,
     .user_admin_set = sq_user_admin_set,
     .room_role = sq_room_role,
     .moderator_set = sq_moderator_set,

@@ -23,7 +23,8 @@
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer, 005 the CJK-aware index, 006 roles, 007
- * room kinds and invitations, 009 reactions, 011 metric samples). */
+ * room kinds and invitations, 008 presence, 009 reactions, 011 metric
+ * samples). */
 #define SCHEMA_REQUIRED 11
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
@@ -113,6 +114,9 @@ enum q {
 	Q_ROLES_ALL,
 	Q_ADMINS_ALL,
 	Q_REACTIONS_PAGE,
+	Q_PRESENCE_SET,
+	Q_LAST_SEEN_SET,
+	Q_PRESENCE_ALL,
 	Q_COUNT
 };
 
@@ -258,6 +262,13 @@ int sq_rooms_created(struct store *base, int64_t user_id, int64_t since_ms,
 int sq_audit_list(struct store *base, int64_t before, unsigned limit,
 		  struct store_audit **out, size_t *n, bool *more);
 int sq_user_password_set(struct store *base, int64_t id, const char *pwhash);
+int sq_presence_set(struct store *base, int64_t id, const char *status,
+		    const char *text);
+int sq_last_seen_set(struct store *base, const int64_t *ids, const int64_t *ms,
+		     size_t n);
+int sq_presence_each(struct store *base,
+		     void (*fn)(void *arg, const struct store_presence *p),
+		     void *arg);
 int sq_members_each(struct store *base,
 		    void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		    void *arg);

@@ -378,3 +378,111 @@ int sq_user_disable(struct store *base, int64_t id, bool disabled,
 					 disabled ? now_ms() : 0,
 					 disabled ? reason : NULL, !disabled);
 }
+
+/* ---- presence (migration 008) ---- */
+
+int sq_presence_set(struct store *base, int64_t id, const char *status,
+		    const char *text)
+{
+	struct sq *st = sq_of(base);
+	int status_rc = STORE_ERR;
+
+	if (!status || (strcmp(status, "online") && strcmp(status, "away") &&
+			strcmp(status, "dnd")))
+		return STORE_ERR;
+	if (text && !utf8_valid(text, strlen(text)))
+		return STORE_ERR;
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_PRESENCE_SET);
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, status, -1, SQLITE_STATIC);
+	if (text && *text)
+		sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	status_rc = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status_rc;
+}
+
+int sq_last_seen_set(struct store *base, const int64_t *ids, const int64_t *ms,
+		     size_t n)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	bool ok = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+		  SQLITE_OK;
+	bool begun = ok;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		sqlite3_stmt *s = sq_stmt(c, Q_LAST_SEEN_SET);
+		if (!s) {
+			ok = false;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, ids[i]);
+		sqlite3_bind_int64(s, 2, ms[i]);
+		ok = sqlite3_step(s) == SQLITE_DONE;
+		sq_stmt_done(s);
+	}
+	if (ok)
+		ok = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) ==
+		     SQLITE_OK;
+	if (!ok && begun)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	sq_pool_put(st, c);
+	return ok ? STORE_OK : STORE_ERR;
+}
+
+struct presence_row {
+	int64_t id, seen;
+	char status[8];
+	char *text;
+};
+
+int sq_presence_each(struct store *base,
+		     void (*fn)(void *arg, const struct store_presence *p),
+		     void *arg)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_PRESENCE_ALL);
+	struct presence_row *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = SQLITE_ERROR;
+
+	if (s) {
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			struct presence_row *r = &v[n++];
+			const char *t = (const char *)sqlite3_column_text(s, 2);
+			r->id = sqlite3_column_int64(s, 0);
+			snprintf(r->status, sizeof(r->status), "%s",
+				 (const char *)sqlite3_column_text(s, 1));
+			r->text = t ? xstrdup(t) : NULL;
+			r->seen = sqlite3_column_int64(s, 3);
+		}
+	}
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	/* fn runs with no connection held, so it may call the store */
+	for (size_t i = 0; i < n; i++) {
+		if (rc == SQLITE_DONE) {
+			struct store_presence p = {v[i].id, v[i].status,
+						   v[i].text, v[i].seen};
+			fn(arg, &p);
+		}
+		free(v[i].text);
+	}
+	free(v);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

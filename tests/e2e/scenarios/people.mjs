@@ -1,8 +1,31 @@
 // people.mjs: browser scenarios 20-23: direct messages, private rooms, mentions, read state, notifications.
 
 import {
-  DESKTOP, PHONE, assert, assertAccessible, assertFits, person, scenario, server,
+  DESKTOP, Natterd, PHONE, PHONE360, assert, assertAccessible, assertFits, person, scenario, server, sleep,
 } from '../kit.mjs';
+
+// The presence dot of user in the member list: its status, or null.
+function memberStatus(page, user) {
+  return page.evaluate((u) => {
+    for (const li of document.querySelectorAll('#member-list .member')) {
+      if (!li.querySelector('.member-name').textContent.startsWith(u)) continue;
+      const dot = li.querySelector('.presence-dot');
+      const m = dot && /presence-(online|away|dnd|offline)/.exec(dot.className);
+      return { status: m ? m[1] : null, text: (li.querySelector('.member-status') || {}).textContent || '' };
+    }
+    return null;
+  }, user);
+}
+
+async function waitStatus(page, user, status, timeout, text) {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await memberStatus(page, user);
+    if (s && s.status === status && (text === undefined || s.text === text)) return Date.now() - t0;
+    if (Date.now() - t0 > timeout) throw new Error(`${user}: ${JSON.stringify(s)} after ${timeout} ms, want ${status}${text ? ' ' + text : ''}`);
+    await sleep(50);
+  }
+}
 
 export default async function () {
   await scenario('20 people: a direct message round trip by keyboard, and a private room joined by invitation', async (people) => {
@@ -220,5 +243,105 @@ export default async function () {
     const notes = await vera.page.evaluate(() => window.__notes);
     assert(!notes.some((n) => /from myself/.test(n.body)), 'no notification for her own message');
     assert(notes.length === 2, `two notifications, not ${notes.length}: ${JSON.stringify(notes)}`);
+  });
+
+  await scenario('presence: dots follow a connect within 2 s and a disconnect after the grace period; status text set in one browser is seen in another', async (people) => {
+    // a server of its own with a short grace period (3 s)
+    const srv = await new Natterd('natterd-presence', [
+      '--rate-commands', '0', '--presence-grace', '3', '--presence-coalesce-ms', '100',
+    ]).start();
+    const ana = person(people, 'pr_ana', srv.base, DESKTOP);
+    const ben = person(people, 'pr_ben', srv.base, { ...DESKTOP, locale: 'zh-CN', colorScheme: 'dark' });
+    const cleo = person(people, 'pr_cleo', srv.base, PHONE360);
+    await ben.register();
+    await ben.waitLive();
+    await ben.close();
+    await ana.register();
+    await ana.waitLive('ws');
+    await ana.page.click('#members-toggle');
+    await ana.page.waitForSelector('#member-list .member .presence-dot');
+    await waitStatus(ana.page, 'pr_ana', 'online', 2000);
+    await waitStatus(ana.page, 'pr_ben', 'offline', 2000);
+
+    // ben comes back: ana's dot turns green within 2 s of his connection
+    await ben.login();
+    await ben.waitLive();
+    const upMs = await waitStatus(ana.page, 'pr_ben', 'online', 2000);
+    console.log(`  online shown ${upMs} ms after pr_ben was live`);
+
+    // ben picks do-not-disturb and a status text, by keyboard, in Chinese
+    const b = ben.page;
+    await b.focus('#status-btn');
+    await b.keyboard.press('Enter');
+    await b.waitForSelector('#status-form:not([hidden])');
+    await b.check('#status-form input[value="dnd"]');
+    await b.fill('#status-text', '🍕 午饭中');
+    await ben.shot('presence-picker-zh-dark.png');
+    await assertAccessible(b, 'presence: the status picker');
+    await b.keyboard.press('Enter');
+    await b.waitForSelector('#status-form', { state: 'hidden' });
+    await waitStatus(ana.page, 'pr_ben', 'dnd', 2000, '🍕 午饭中');
+    await b.waitForFunction(() => document.getElementById('me-status').textContent === '🍕 午饭中');
+    await ana.shot('presence-members-en.png');
+
+    // a phone at 360 px sees the same
+    await cleo.register();
+    await cleo.waitLive();
+    await cleo.page.click('#members-toggle');
+    await waitStatus(cleo.page, 'pr_ben', 'dnd', 3000, '🍕 午饭中');
+    await assertFits(cleo.page, 'presence: members at 360 px');
+    await cleo.shot('presence-members-360.png');
+
+    // ben reloads: no offline flicker for ana
+    const seen = [];
+    await ana.page.exposeFunction('__prSeen', (st) => seen.push(st));
+    await ana.page.evaluate(() => {
+      const obs = new MutationObserver(() => {
+        for (const li of document.querySelectorAll('#member-list .member')) {
+          if (!li.querySelector('.member-name').textContent.startsWith('pr_ben')) continue;
+          const dot = li.querySelector('.presence-dot');
+          window.__prSeen(dot ? dot.className : '');
+        }
+      });
+      obs.observe(document.getElementById('member-list'), { childList: true, subtree: true, attributes: true });
+    });
+    await b.reload();
+    await ben.waitLive();
+    await sleep(4000);
+    assert(!seen.some((c) => /offline/.test(c)), `a reload showed pr_ben offline to pr_ana: ${seen.join(' | ')}`);
+
+    // ben leaves for good: still shown within the grace, offline after it
+    await ben.close();
+    const t0 = Date.now();
+    await sleep(1500);
+    assert((await memberStatus(ana.page, 'pr_ben')).status === 'dnd', 'offline before the grace period ended');
+    await waitStatus(ana.page, 'pr_ben', 'offline', 6000);
+    const downMs = Date.now() - t0;
+    assert(downMs >= 3000, `offline ${downMs} ms after the disconnect, before the 3 s grace`);
+    console.log(`  offline shown ${downMs} ms after pr_ben's browser closed (grace 3 s)`);
+    await ana.shot('presence-offline-en.png');
+    await srv.stop();
+  });
+
+  await scenario('presence: desktop-notification permission is asked in context, on the first mention, not on load; "Not now" is kept', async (people) => {
+    const dee = person(people, 'pr_dee', server.base, DESKTOP);
+    const eli = person(people, 'pr_eli', server.base, DESKTOP);
+    await dee.register();
+    await eli.register();
+    await dee.waitLive();
+    await eli.waitLive();
+    const perm = await dee.page.evaluate(() => Notification.permission);
+    assert(perm === 'default', `the browser starts undecided (${perm}): the test would prove nothing`);
+    assert(await dee.page.isHidden('#notify-ask'), 'asked on page load');
+    await eli.say('@pr_dee a question for you');
+    await dee.page.waitForSelector('#notify-ask:not([hidden])', { timeout: 5000 });
+    await dee.shot('presence-notify-ask.png');
+    await dee.page.click('#notify-ask-no');
+    assert(await dee.page.isHidden('#notify-ask'), '"Not now" did not close it');
+    assert(await dee.page.evaluate(() => localStorage.getItem('natter:notify-asked')) === '1', 'the answer is not kept');
+    await eli.say('@pr_dee another one');
+    await dee.sees('@pr_dee another one', 5000);
+    await dee.page.waitForTimeout(500);
+    assert(await dee.page.isHidden('#notify-ask'), 'asked again after "Not now"');
   });
 }
