@@ -1642,6 +1642,8 @@ static void c_backend(void **state)
 	assert_non_null(name);
 	assert_true(!strcmp(name, "sqlite") || !strcmp(name, "postgresql"));
 	assert_true(store_reachable(st));
+}
+
 struct presence_seen {
 	int64_t user, last_seen;
 	char status[8];
