@@ -28,7 +28,7 @@ BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config autoconf-archive
 	libmicrohttpd-dev libsqlite3-dev libjansson-dev libargon2-dev
 	libcmocka-dev libwslay-dev libmbedtls-dev
-	libcmark-gfm-dev libcmark-gfm-extensions-dev
+	libcmark-gfm-dev libcmark-gfm-extensions-dev libmagic-dev
 	curl ca-certificates sqlite3
 )
 # TEST_PACKAGES: what `test` needs on top of BUILD_PACKAGES: jq for the

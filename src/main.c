@@ -180,6 +180,27 @@ int main(int argc, char **argv)
 	if (!srv.chat)
 		fatal("cannot load the rooms from path=%s", cfg.db_path);
 
+	/* Files: files-dir, else "files" beside the database. */
+	char *files_dir = cfg.files_dir ? xstrdup(cfg.files_dir) : NULL;
+	if (!files_dir) {
+		const char *slash = strrchr(cfg.db_path, '/');
+		size_t n = slash ? (size_t)(slash - cfg.db_path) : 0;
+		files_dir = xmalloc(n + 8);
+		snprintf(files_dir, n + 8, "%.*s%sfiles", (int)n, cfg.db_path,
+			 slash ? "/" : "");
+		if (slash && n == 0)
+			snprintf(files_dir, 8, "/files");
+	}
+	struct filestore_config fc = {.dir = files_dir,
+				      .max_size = cfg.file_max_size,
+				      .quota = cfg.file_quota,
+				      .expiry_s = cfg.upload_expiry_s};
+	srv.files = filestore_new(srv.store, &fc, err, sizeof(err));
+	if (!srv.files)
+		fatal("cannot start file storage: %s", err);
+	free(files_dir);
+	chat_set_files(srv.chat, srv.files);
+
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
 	srv.shards = xcalloc(srv.nloops, sizeof(*srv.shards));
@@ -269,6 +290,7 @@ int main(int argc, char **argv)
 	http_stop(http);
 	/* after every WebSocket and HTTP worker: none can ask it again */
 	replay_free(replay);
+	filestore_free(srv.files);
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);

@@ -45,7 +45,8 @@ enum chat_err {
 	CHAT_ENOTAUTHOR = -16, /* not_author: someone else's message */
 	CHAT_EDELETED = -17,   /* message_deleted: it cannot be edited */
 	CHAT_EFIXED = -18,     /* dm_fixed: a direct conversation's people */
-	CHAT_EFULL = -19       /* storage_full: the disk is full, retry later */
+	CHAT_EFULL = -19,      /* storage_full: the disk is full, retry later */
+	CHAT_ENOFILE = -20 /* no_such_file: not a finished upload of yours */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
@@ -91,6 +92,11 @@ void chat_free(struct chat *c);
  * (markdown.h); NULL (the default) leaves every @name as text. Set it
  * before the first send; arg is borrowed for chat's lifetime. */
 void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg);
+struct filestore;
+/* Where a message's "files" (ids of the sender's finished uploads) are
+ * looked up (core/filestore.h); without one a message carries no files.
+ * Set before the first send; borrowed for chat's lifetime. */
+void chat_set_files(struct chat *c, struct filestore *fs);
 
 /* Each command returns CHAT_OK once it is queued (done will run later), or
  * an error right away (done will not run). room is a room name. */

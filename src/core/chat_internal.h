@@ -42,6 +42,7 @@ struct chat {
 	markdown_mention_fn mention;
 	void *mention_arg;
 	struct userdir *users;		   /* every account, for mentions */
+	struct filestore *files;	   /* a message's files; may be NULL */
 	atomic_bool full;		   /* chat_storage_full */
 	atomic_int_fast64_t full_logged;   /* mono_ms of the last log line */
 	atomic_uint_fast64_t full_refused; /* since that line */

@@ -149,7 +149,7 @@ static const struct {
     {CHAT_ENOUSER, 404},    {CHAT_EBANNED, 403},    {CHAT_ENOTBANNED, 404},
     {CHAT_ENOSUBJECT, 422}, {CHAT_EMUTED, 403},	    {CHAT_ENOTMUTED, 404},
     {CHAT_ENOMSG, 404},	    {CHAT_ENOTAUTHOR, 403}, {CHAT_EDELETED, 409},
-    {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},
+    {CHAT_EFIXED, 409},	    {CHAT_EFULL, 507},	    {CHAT_ENOFILE, 422},
 };
 
 unsigned request_chat_status(int err)

@@ -6,6 +6,7 @@
 #include "core/auth.h"
 #include "core/bus.h"
 #include "core/chat.h"
+#include "core/filestore.h"
 #include "core/limit.h"
 #include "util/config.h"
 #include "transport/longpoll.h"
@@ -23,7 +24,8 @@ struct server {
 	struct auth *auth;
 	struct bus *bus;
 	struct chat *chat;
-	struct limit *limit; /* per-user rates, stream caps; NULL: none */
+	struct filestore *files; /* uploads and files (core/filestore.h) */
+	struct limit *limit;	 /* per-user rates, stream caps; NULL: none */
 	struct loop **loops;
 	struct bus_shard **shards; /* shards[i] drained on loops[i] */
 	unsigned nloops;

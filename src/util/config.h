@@ -82,6 +82,13 @@ struct config {
 	unsigned tls_max_handshakes_addr; /* concurrent, from one address */
 	unsigned hsts_max_age_s; /* Strict-Transport-Security; 0: off */
 	int http_redirect;	 /* 1: plain requests get 308 to https */
+
+	/* files */
+	char *files_dir;	  /* content by SHA-256; NULL: "files" beside
+				   * the database */
+	size_t file_max_size;	  /* bytes in one file */
+	size_t file_quota;	  /* bytes of files per user; 0: no quota */
+	unsigned upload_expiry_s; /* unfinished uploads removed after */
 };
 
 /* Fill cfg from defaults, the file named by --config (if any) and argv.

@@ -221,6 +221,33 @@ static const char *const sql_text[Q_COUNT] = {
 		     "detail FROM audit WHERE id < ?1 ORDER BY id DESC "
 		     "LIMIT ?2",
     [Q_USER_PWHASH_SET] = "UPDATE users SET pwhash = ?2 WHERE id = ?1",
+    [Q_FILE_USE_ADD] = "INSERT OR IGNORE INTO file_uses (file_id, event_id, "
+		       "room_id) SELECT id, ?2, ?3 FROM files WHERE id = ?1 "
+		       "AND sha256 IS NOT NULL",
+    [Q_FILE_USES_DEL] = "DELETE FROM file_uses WHERE event_id = ?1",
+    [Q_FILE_ADD] = "INSERT INTO files (id, owner_id, length, received, name, "
+		   "metadata, created_ms, expires_ms, sha256, type, width, "
+		   "height) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+		   "?11, ?12)",
+    [Q_FILE_GET] = "SELECT id, owner_id, length, received, name, metadata, "
+		   "created_ms, expires_ms, sha256, type, width, height "
+		   "FROM files WHERE id = ?1",
+    [Q_FILE_OFFSET] = "UPDATE files SET received = ?2 WHERE id = ?1 AND "
+		      "sha256 IS NULL",
+    [Q_FILE_FINISH] = "UPDATE files SET received = length, sha256 = ?2, "
+		      "type = ?3, width = ?4, height = ?5 WHERE id = ?1",
+    [Q_FILE_DEL] = "DELETE FROM files WHERE id = ?1 RETURNING sha256",
+    [Q_FILE_USAGE] = "SELECT coalesce(sum(length), 0) FROM files "
+		     "WHERE owner_id = ?1",
+    [Q_FILE_ACCESS] = "SELECT 1 FROM files f WHERE f.id = ?1 AND "
+		      "(f.owner_id = ?2 OR EXISTS (SELECT 1 FROM file_uses u "
+		      "JOIN members m ON m.room_id = u.room_id AND "
+		      "m.user_id = ?2 WHERE u.file_id = f.id))",
+    [Q_FILE_BLOB_USED] = "SELECT 1 FROM files WHERE sha256 = ?1 LIMIT 1",
+    [Q_FILES_EXPIRED] = "SELECT id FROM files f WHERE (sha256 IS NULL AND "
+			"expires_ms <= ?1) OR (sha256 IS NOT NULL AND "
+			"created_ms < ?2 AND NOT EXISTS (SELECT 1 FROM "
+			"file_uses u WHERE u.file_id = f.id)) LIMIT 256",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
 };
@@ -832,4 +859,13 @@ const struct store_ops sq_ops = {
     .history = sq_history,
     .search = sq_search,
     .events_after = sq_events_after,
+    .file_create = sq_file_create,
+    .file_get = sq_file_get,
+    .file_offset_set = sq_file_offset_set,
+    .file_finish = sq_file_finish,
+    .file_delete = sq_file_delete,
+    .file_usage = sq_file_usage,
+    .file_access = sq_file_access,
+    .file_blob_used = sq_file_blob_used,
+    .files_sweep = sq_files_sweep,
 };

@@ -1,0 +1,38 @@
+-- natter migration 010 (schema version 9 -> 10): files.
+--
+-- One row per upload (tus): while received < length it is unfinished and
+-- expires at expires_ms; once every byte arrived the content is hashed and
+-- stored under the state directory by its SHA-256 (sha256 set, type, width
+-- and height from the bytes), and the row is a file a message may carry.
+-- Identical content is stored once: a blob on disk lives while any row
+-- names its sha256. A finished file nothing uses (no message in file_uses)
+-- is removed by the sweep once it is older than the upload expiry.
+CREATE TABLE files (
+	id         TEXT PRIMARY KEY,
+	owner_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	length     INTEGER NOT NULL,
+	received   INTEGER NOT NULL DEFAULT 0,
+	name       TEXT NOT NULL DEFAULT '',
+	metadata   TEXT NOT NULL DEFAULT '',
+	created_ms INTEGER NOT NULL,
+	expires_ms INTEGER NOT NULL,
+	sha256     TEXT,
+	type       TEXT,
+	width      INTEGER,
+	height     INTEGER
+) WITHOUT ROWID;
+CREATE INDEX files_owner ON files (owner_id);
+CREATE INDEX files_sha256 ON files (sha256) WHERE sha256 IS NOT NULL;
+CREATE INDEX files_expires ON files (expires_ms);
+
+-- Which message carries which file, written by the store's writer in the
+-- message's own transaction; deleting the message removes its rows.
+-- Downloads are allowed to members of a room listed here.
+CREATE TABLE file_uses (
+	file_id  TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+	event_id INTEGER NOT NULL,
+	room_id  INTEGER NOT NULL,
+	PRIMARY KEY (file_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX file_uses_event ON file_uses (event_id);
+CREATE INDEX file_uses_room ON file_uses (room_id);
