@@ -196,7 +196,7 @@ static int file_sha256(const char *path, char hex[65])
 
 /* The upload's bytes are all there: hash, type, place the content (or
  * drop the part when that content is stored already), finish the row. */
-static int upload_finish(struct filestore *fs, const char *id)
+static int upload_finish(struct filestore *fs, const char *id, int64_t length)
 {
 	struct buf part, blob;
 	char sha[65], type[128];
@@ -229,7 +229,8 @@ static int upload_finish(struct filestore *fs, const char *id)
 		pthread_mutex_unlock(&fs->mu);
 		goto out;
 	}
-	if (store_file_finish(fs->store, id, sha, type, w, h) == STORE_OK)
+	if (store_file_finish(fs->store, id, length, sha, type, w, h) ==
+	    STORE_OK)
 		rc = FILESTORE_OK;
 	pthread_mutex_unlock(&fs->mu);
 out:
@@ -293,7 +294,7 @@ int filestore_create(struct filestore *fs, int64_t owner, int64_t length,
 	buf_fini(&part);
 	*expires_ms = f.expires_ms;
 	/* An empty file is complete at once. */
-	if (length == 0 && upload_finish(fs, id) != FILESTORE_OK)
+	if (length == 0 && upload_finish(fs, id, 0) != FILESTORE_OK)
 		return FILESTORE_EINTERNAL;
 	return FILESTORE_OK;
 }
@@ -434,6 +435,11 @@ int filestore_write(struct filestore_write *w, const void *data, size_t n)
 	return FILESTORE_OK;
 }
 
+void filestore_write_complete(struct filestore_write *w)
+{
+	w->length = w->offset;
+}
+
 int filestore_write_end(struct filestore_write *w, int64_t *offset)
 {
 	struct filestore *fs = w->fs;
@@ -444,7 +450,7 @@ int filestore_write_end(struct filestore_write *w, int64_t *offset)
 			 strerror(errno));
 	close(w->fd);
 	if (w->offset == w->length)
-		rc = upload_finish(fs, w->id);
+		rc = upload_finish(fs, w->id, w->length);
 	else if (store_file_offset_set(fs->store, w->id, w->offset) != STORE_OK)
 		rc = FILESTORE_EINTERNAL;
 	if (offset)
@@ -456,12 +462,42 @@ int filestore_write_end(struct filestore_write *w, int64_t *offset)
 
 /* --- files -------------------------------------------------------------- */
 
+/* "/files/<id>/<name>": the name cut to what a path segment may hold (on
+ * a UTF-8 boundary), '/' and controls as '_', percent-encoded. */
+static void file_url(const struct store_file *f, struct buf *b)
+{
+	const char *name = f->name && *f->name ? f->name : "file";
+	size_t n = strlen(name);
+	if (n > FILESTORE_URL_NAME_MAX) {
+		n = FILESTORE_URL_NAME_MAX;
+		while (n && ((unsigned char)name[n] & 0xc0) == 0x80)
+			n--;
+	}
+	buf_printf(b, "/files/%s/", f->id);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~", c))
+			buf_printf(b, "%c", c);
+		else if (c == '/' || c < 0x20 || c == 0x7f)
+			buf_puts(b, "_");
+		else
+			buf_printf(b, "%%%02X", c);
+	}
+}
+
 json_t *filestore_file_json(const struct store_file *f)
 {
-	return json_pack("{s:s, s:s, s:I, s:s, s:i, s:i}", "id", f->id, "name",
-			 f->name ? f->name : "", "size", (json_int_t)f->length,
-			 "type", f->type ? f->type : "application/octet-stream",
-			 "width", f->width, "height", f->height);
+	struct buf url;
+	buf_init(&url);
+	file_url(f, &url);
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:I, s:s, s:i, s:i, s:s}", "id", f->id, "name",
+	    f->name ? f->name : "", "size", (json_int_t)f->length, "type",
+	    f->type ? f->type : "application/octet-stream", "width", f->width,
+	    "height", f->height, "url", url.data);
+	buf_fini(&url);
+	return o;
 }
 
 json_t *filestore_resolve(struct filestore *fs, int64_t owner, json_t *ids,

@@ -33,6 +33,8 @@ enum filestore_err {
 };
 
 #define FILESTORE_FILES_MAX 10 /* files one message carries */
+/* bytes of the name in a file's url (a path segment holds < 64) */
+#define FILESTORE_URL_NAME_MAX 60
 
 struct filestore_config {
 	const char *dir;
@@ -78,6 +80,9 @@ int filestore_write_begin(struct filestore *fs, const char *id, int64_t owner,
 /* n more bytes: FILESTORE_OK, FILESTORE_ETOOBIG (past the declared
  * length; nothing of them written), FILESTORE_EINTERNAL. */
 int filestore_write(struct filestore_write *w, const void *data, size_t n);
+/* The upload ends here: its length was an upper bound (a form upload), it
+ * is what arrived. */
+void filestore_write_complete(struct filestore_write *w);
 /* Keep what arrived (also after a cut connection): the upload's offset is
  * recorded, and when it reached the length the file is finished. *offset
  * (may be NULL) is the new offset; FILESTORE_OK or FILESTORE_EINTERNAL.
@@ -87,7 +92,8 @@ int filestore_write_end(struct filestore_write *w, int64_t *offset);
 /* --- files -------------------------------------------------------------- */
 
 /* The file object a message carries and the API answers: {id, name, size,
- * type, width, height}; a new reference. */
+ * type, width, height, url} (url: where GET /files/{id}/{name} serves
+ * it); a new reference. */
 json_t *filestore_file_json(const struct store_file *f);
 /* For a message by owner: the array of file ids in ids (strings) as file
  * objects, each a finished file of owner's. NULL (with *bad the offending

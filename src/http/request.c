@@ -323,6 +323,8 @@ void request_free(struct request *req)
 	if (!req)
 		return;
 	event_unref(req->result.ev);
+	if (req->sink_free)
+		req->sink_free(req);
 	if (req->body.data)
 		secure_zero(req->body.data, req->body.len);
 	buf_fini(&req->body);

@@ -88,7 +88,7 @@ struct store_ops {
 			struct store_file *out);
 	int (*file_offset_set)(struct store *base, const char *id,
 			       int64_t offset);
-	int (*file_finish)(struct store *base, const char *id,
+	int (*file_finish)(struct store *base, const char *id, int64_t length,
 			   const char *sha256, const char *type, int width,
 			   int height);
 	int (*file_delete)(struct store *base, const char *id);

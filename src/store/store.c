@@ -300,10 +300,12 @@ int store_file_offset_set(struct store *st, const char *id, int64_t offset)
 	return st->ops->file_offset_set(st, id, offset);
 }
 
-int store_file_finish(struct store *st, const char *id, const char *sha256,
-		      const char *type, int width, int height)
+int store_file_finish(struct store *st, const char *id, int64_t length,
+		      const char *sha256, const char *type, int width,
+		      int height)
 {
-	return st->ops->file_finish(st, id, sha256, type, width, height);
+	return st->ops->file_finish(st, id, length, sha256, type, width,
+				    height);
 }
 
 int store_file_delete(struct store *st, const char *id)

@@ -375,10 +375,12 @@ int store_file_get(struct store *st, const char *id, struct store_file *out);
 /* How many bytes of an unfinished upload arrived: STORE_OK,
  * STORE_NOTFOUND. */
 int store_file_offset_set(struct store *st, const char *id, int64_t offset);
-/* The upload is complete: its offset becomes its length and it is a file
- * of that content. STORE_OK, STORE_NOTFOUND. */
-int store_file_finish(struct store *st, const char *id, const char *sha256,
-		      const char *type, int width, int height);
+/* The upload is complete with length bytes (its declared length, or fewer
+ * for a form upload whose length was only bounded): it is a file of that
+ * content. STORE_OK, STORE_NOTFOUND. */
+int store_file_finish(struct store *st, const char *id, int64_t length,
+		      const char *sha256, const char *type, int width,
+		      int height);
 /* Forget an upload or a file (its uses go with it): STORE_OK,
  * STORE_NOTFOUND. The caller removes a blob nobody names any more
  * (store_file_blob_used). */

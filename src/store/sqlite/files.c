@@ -121,8 +121,8 @@ int sq_file_offset_set(struct store *base, const char *id, int64_t offset)
 	return file_change(base, Q_FILE_OFFSET, id, &offset);
 }
 
-int sq_file_finish(struct store *base, const char *id, const char *sha256,
-		   const char *type, int width, int height)
+int sq_file_finish(struct store *base, const char *id, int64_t length,
+		   const char *sha256, const char *type, int width, int height)
 {
 	struct sq *st = sq_of(base);
 	struct conn *c = sq_pool_get(st);
@@ -136,6 +136,7 @@ int sq_file_finish(struct store *base, const char *id, const char *sha256,
 	sqlite3_bind_text(s, 3, type, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(s, 4, width);
 	sqlite3_bind_int(s, 5, height);
+	sqlite3_bind_int64(s, 6, length);
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto fail;
 	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
