@@ -55,6 +55,7 @@ struct filestore_write {
 	int fd;
 	int64_t offset, length;
 	bool failed;
+	char *name; /* filestore_write_complete's, or NULL */
 };
 
 static void path_upload(const struct filestore *fs, const char *id,
@@ -109,11 +110,9 @@ static void busy_drop(struct filestore *fs, const char *id)
 	pthread_mutex_unlock(&fs->mu);
 }
 
-/* The sweep's keep: an upload a request is writing now is not expired
- * (the sweep holds mu meanwhile). */
-static bool busy_has(void *arg, const char *id)
+/* Whether a request is writing upload id now (caller holds mu). */
+static bool busy_has(struct filestore *fs, const char *id)
 {
-	struct filestore *fs = arg;
 	for (size_t i = 0; i < fs->nbusy; i++)
 		if (strcmp(fs->busy[i], id) == 0)
 			return true;
@@ -196,7 +195,8 @@ static int file_sha256(const char *path, char hex[65])
 
 /* The upload's bytes are all there: hash, type, place the content (or
  * drop the part when that content is stored already), finish the row. */
-static int upload_finish(struct filestore *fs, const char *id, int64_t length)
+static int upload_finish(struct filestore *fs, const char *id, int64_t length,
+			 const char *name)
 {
 	struct buf part, blob;
 	char sha[65], type[128];
@@ -229,7 +229,7 @@ static int upload_finish(struct filestore *fs, const char *id, int64_t length)
 		pthread_mutex_unlock(&fs->mu);
 		goto out;
 	}
-	if (store_file_finish(fs->store, id, length, sha, type, w, h) ==
+	if (store_file_finish(fs->store, id, length, sha, type, w, h, name) ==
 	    STORE_OK)
 		rc = FILESTORE_OK;
 	pthread_mutex_unlock(&fs->mu);
@@ -294,7 +294,7 @@ int filestore_create(struct filestore *fs, int64_t owner, int64_t length,
 	buf_fini(&part);
 	*expires_ms = f.expires_ms;
 	/* An empty file is complete at once. */
-	if (length == 0 && upload_finish(fs, id, 0) != FILESTORE_OK)
+	if (length == 0 && upload_finish(fs, id, 0, NULL) != FILESTORE_OK)
 		return FILESTORE_EINTERNAL;
 	return FILESTORE_OK;
 }
@@ -435,9 +435,11 @@ int filestore_write(struct filestore_write *w, const void *data, size_t n)
 	return FILESTORE_OK;
 }
 
-void filestore_write_complete(struct filestore_write *w)
+void filestore_write_complete(struct filestore_write *w, const char *name)
 {
 	w->length = w->offset;
+	free(w->name);
+	w->name = name ? xstrdup(name) : NULL;
 }
 
 int filestore_write_end(struct filestore_write *w, int64_t *offset)
@@ -450,12 +452,13 @@ int filestore_write_end(struct filestore_write *w, int64_t *offset)
 			 strerror(errno));
 	close(w->fd);
 	if (w->offset == w->length)
-		rc = upload_finish(fs, w->id, w->length);
+		rc = upload_finish(fs, w->id, w->length, w->name);
 	else if (store_file_offset_set(fs->store, w->id, w->offset) != STORE_OK)
 		rc = FILESTORE_EINTERNAL;
 	if (offset)
 		*offset = w->offset;
 	busy_drop(fs, w->id);
+	free(w->name);
 	free(w);
 	return rc;
 }
@@ -571,9 +574,18 @@ static void swept(void *arg, const char *id, const char *sha)
 }
 
 struct sweep_list {
+	struct filestore *fs;
 	char **id, **sha;
 	size_t n;
 };
+
+/* The sweep's keep: an upload a request is writing now is not expired
+ * (the sweep holds mu meanwhile). */
+static bool sweep_keep(void *arg, const char *id)
+{
+	struct sweep_list *l = arg;
+	return busy_has(l->fs, id);
+}
 
 static void listed(void *arg, const char *id, const char *sha)
 {
@@ -590,10 +602,10 @@ int filestore_sweep(struct filestore *fs)
 	int64_t now = now_ms();
 	int64_t before = now - (int64_t)fs->expiry_s * 1000;
 	/* Rows go under mu, content after it (removed() takes it again). */
-	struct sweep_list l = {0};
+	struct sweep_list l = {.fs = fs};
 	pthread_mutex_lock(&fs->mu);
 	int rc =
-	    store_files_sweep(fs->store, now, before, busy_has, listed, &l);
+	    store_files_sweep(fs->store, now, before, sweep_keep, listed, &l);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc != STORE_OK)
 		log_warn("files: the sweep failed");

@@ -81,8 +81,8 @@ int filestore_write_begin(struct filestore *fs, const char *id, int64_t owner,
  * length; nothing of them written), FILESTORE_EINTERNAL. */
 int filestore_write(struct filestore_write *w, const void *data, size_t n);
 /* The upload ends here: its length was an upper bound (a form upload), it
- * is what arrived. */
-void filestore_write_complete(struct filestore_write *w);
+ * is what arrived; name (may be NULL: keep) becomes the file's name. */
+void filestore_write_complete(struct filestore_write *w, const char *name);
 /* Keep what arrived (also after a cut connection): the upload's offset is
  * recorded, and when it reached the length the file is finished. *offset
  * (may be NULL) is the new offset; FILESTORE_OK or FILESTORE_EINTERNAL.

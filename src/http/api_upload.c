@@ -296,8 +296,10 @@ struct form {
 	struct MHD_PostProcessor *pp;
 	struct filestore_write *w;
 	char id[33];
-	int64_t bound; /* Content-Length: the file is at most this */
-	int err;       /* a filestore error, or -100 for a malformed form */
+	char name[NAME_MAX_BYTES + 1];
+	int nfiles; /* "file" fields met */
+	uint64_t written;
+	int err; /* a filestore error, or -100 for a malformed form */
 	struct buf text;
 	json_t *file; /* the file object, once stored */
 };
@@ -325,29 +327,17 @@ static enum MHD_Result form_field(void *cls, enum MHD_ValueKind kind,
 	}
 	if (strcmp(key, "file") != 0)
 		return MHD_YES; /* other fields are ignored */
-	if (off == 0 && !f->w) {
-		if (f->id[0]) { /* one file per request */
-			f->err = FORM_BAD;
-			return MHD_NO;
-		}
-		char name[NAME_MAX_BYTES + 1];
-		snprintf(name, sizeof(name), "%s", filename ? filename : "");
-		if (!utf8_valid(name, strlen(name)))
-			name[0] = '\0';
-		int64_t expires;
-		int rc =
-		    filestore_create(req->srv->files, req->user_id, f->bound,
-				     name, NULL, f->id, &expires);
-		if (rc == FILESTORE_OK)
-			rc = filestore_write_begin(req->srv->files, f->id,
-						   req->user_id, 0, &f->w);
-		if (rc != FILESTORE_OK) {
-			f->err = rc;
-			return MHD_NO;
-		}
-	}
-	if (!f->w)
+	if (off == 0 && f->nfiles && f->written) { /* one file a request */
+		f->err = FORM_BAD;
 		return MHD_NO;
+	}
+	if (off == 0 && !f->nfiles++) {
+		snprintf(f->name, sizeof(f->name), "%s",
+			 filename ? filename : "");
+		if (!utf8_valid(f->name, strlen(f->name)))
+			f->name[0] = '\0';
+	}
+	f->written += size;
 	int rc = size ? filestore_write(f->w, data, size) : FILESTORE_OK;
 	if (rc != FILESTORE_OK) {
 		f->err = rc;
@@ -371,10 +361,10 @@ static void form_free(struct request *req)
 		return;
 	if (f->pp)
 		MHD_destroy_post_processor(f->pp);
-	if (f->w) /* never finished: the upload goes */
+	if (f->w) { /* never finished: the upload goes */
 		filestore_write_end(f->w, NULL);
-	if (f->w && f->id[0])
 		filestore_delete(req->srv->files, f->id, req->user_id);
+	}
 	buf_fini(&f->text);
 	json_decref(f->file);
 	free(f);
@@ -415,10 +405,26 @@ enum MHD_Result api_room_file(struct request *req, const char *room)
 					"the file is over the server's size "
 					"limit");
 		f = xcalloc(1, sizeof(*f));
-		f->bound = (uint64_t)bound > max ? (int64_t)max : bound;
 		buf_init(&f->text);
 		req->sink_state = f;
 		req->sink_free = form_free;
+		/* Content-Length bounds the file: the limit and the quota are
+		 * checked on it before a byte is read. */
+		int64_t expires;
+		int rc = filestore_create(req->srv->files, req->user_id,
+					  (uint64_t)bound > max ? (int64_t)max
+								: bound,
+					  NULL, NULL, f->id, &expires);
+		if (rc == FILESTORE_OK)
+			rc = filestore_write_begin(req->srv->files, f->id,
+						   req->user_id, 0, &f->w);
+		if (rc != FILESTORE_OK) {
+			if (f->id[0])
+				filestore_delete(req->srv->files, f->id,
+						 req->user_id);
+			f->id[0] = '\0';
+			return filestore_fail(req, rc);
+		}
 		f->pp = MHD_create_post_processor(req->conn, 65536, form_field,
 						  req);
 		if (!f->pp)
@@ -434,21 +440,22 @@ enum MHD_Result api_room_file(struct request *req, const char *room)
 		int err = req->sink_err;
 		if (err == 0 && f->err)
 			err = f->err;
-		if (err == 0 && !f->w)
-			return api_fail(req, 422, "no_file",
-					"the form has no field named file");
 		struct filestore_write *w = f->w;
 		f->w = NULL;
+		if (err == 0 && f->nfiles == 0) {
+			filestore_write_end(w, NULL);
+			filestore_delete(req->srv->files, f->id, req->user_id);
+			return api_fail(req, 422, "no_file",
+					"the form has no field named file");
+		}
 		if (err == 0) {
-			filestore_write_complete(w);
+			filestore_write_complete(w, f->name);
 			err = filestore_write_end(w, NULL);
-		} else if (w) {
+		} else {
 			filestore_write_end(w, NULL);
 		}
 		if (err) {
-			if (f->id[0])
-				filestore_delete(req->srv->files, f->id,
-						 req->user_id);
+			filestore_delete(req->srv->files, f->id, req->user_id);
 			if (err == FORM_BAD)
 				return api_fail(req, 400, "bad_form",
 						"the form could not be read "

@@ -90,7 +90,7 @@ struct store_ops {
 			       int64_t offset);
 	int (*file_finish)(struct store *base, const char *id, int64_t length,
 			   const char *sha256, const char *type, int width,
-			   int height);
+			   int height, const char *name);
 	int (*file_delete)(struct store *base, const char *id);
 	int (*file_usage)(struct store *base, int64_t owner_id, int64_t *bytes);
 	int (*file_access)(struct store *base, const char *id, int64_t user_id);

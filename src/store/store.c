@@ -302,10 +302,10 @@ int store_file_offset_set(struct store *st, const char *id, int64_t offset)
 
 int store_file_finish(struct store *st, const char *id, int64_t length,
 		      const char *sha256, const char *type, int width,
-		      int height)
+		      int height, const char *name)
 {
-	return st->ops->file_finish(st, id, length, sha256, type, width,
-				    height);
+	return st->ops->file_finish(st, id, length, sha256, type, width, height,
+				    name);
 }
 
 int store_file_delete(struct store *st, const char *id)

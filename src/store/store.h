@@ -377,10 +377,11 @@ int store_file_get(struct store *st, const char *id, struct store_file *out);
 int store_file_offset_set(struct store *st, const char *id, int64_t offset);
 /* The upload is complete with length bytes (its declared length, or fewer
  * for a form upload whose length was only bounded): it is a file of that
- * content. STORE_OK, STORE_NOTFOUND. */
+ * content; name, when not NULL, replaces its name (a form's file name
+ * arrives with its bytes). STORE_OK, STORE_NOTFOUND. */
 int store_file_finish(struct store *st, const char *id, int64_t length,
 		      const char *sha256, const char *type, int width,
-		      int height);
+		      int height, const char *name);
 /* Forget an upload or a file (its uses go with it): STORE_OK,
  * STORE_NOTFOUND. The caller removes a blob nobody names any more
  * (store_file_blob_used). */

@@ -122,7 +122,8 @@ int sq_file_offset_set(struct store *base, const char *id, int64_t offset)
 }
 
 int sq_file_finish(struct store *base, const char *id, int64_t length,
-		   const char *sha256, const char *type, int width, int height)
+		   const char *sha256, const char *type, int width, int height,
+		   const char *name)
 {
 	struct sq *st = sq_of(base);
 	struct conn *c = sq_pool_get(st);
@@ -137,6 +138,7 @@ int sq_file_finish(struct store *base, const char *id, int64_t length,
 	sqlite3_bind_int(s, 4, width);
 	sqlite3_bind_int(s, 5, height);
 	sqlite3_bind_int64(s, 6, length);
+	bind_text_or_null(s, 7, name);
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto fail;
 	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;

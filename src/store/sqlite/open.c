@@ -235,6 +235,7 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_FILE_OFFSET] = "UPDATE files SET received = ?2 WHERE id = ?1 AND "
 		      "sha256 IS NULL",
     [Q_FILE_FINISH] = "UPDATE files SET received = ?6, length = ?6, "
+		      "name = coalesce(?7, name), "
 		      "sha256 = ?2, type = ?3, width = ?4, height = ?5 "
 		      "WHERE id = ?1",
     [Q_FILE_DEL] = "DELETE FROM files WHERE id = ?1 RETURNING sha256",

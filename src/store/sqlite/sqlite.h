@@ -191,7 +191,8 @@ int sq_file_create(struct store *base, const struct store_file *f);
 int sq_file_get(struct store *base, const char *id, struct store_file *out);
 int sq_file_offset_set(struct store *base, const char *id, int64_t offset);
 int sq_file_finish(struct store *base, const char *id, int64_t length,
-		   const char *sha256, const char *type, int width, int height);
+		   const char *sha256, const char *type, int width, int height,
+		   const char *name);
 int sq_file_delete(struct store *base, const char *id);
 int sq_file_usage(struct store *base, int64_t owner_id, int64_t *bytes);
 int sq_file_access(struct store *base, const char *id, int64_t user_id);
