@@ -71,6 +71,8 @@ static int metadata_walk(const char *h, const char *key, char *out,
 				ve--;
 		}
 		size_t vlen = (size_t)(ve - v);
+		if (vlen % 4) /* padded base64 only */
+			goto bad;
 		for (size_t i = 0; i < vlen; i++)
 			if (v[i] == ' ')
 				goto bad;
