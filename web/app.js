@@ -14,6 +14,7 @@ import { api, ApiError, friendly, enc } from './api.js';
 import { UserStore, onStorageChange } from './store.js';
 import { Connection } from './connection.js';
 import { renderMarkup } from './markup.js';
+import { initAttach, attachRoomChanged, readyFiles, sentFiles, filesNode } from './attach.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import { t, i18nOnChange, i18nReady, timeShort, timeFull, dayLabel, inSeconds } from './i18n.js';
 import {
@@ -31,7 +32,7 @@ const ROOM_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 // Errors for which retrying the same message cannot help.
 // A muted sender's message fails too: sending it later, unseen, when the
 // mute ends would surprise its author.
-const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted']);
+const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted', 'no_such_file']);
 
 const $ = (id) => document.getElementById(id);
 
@@ -866,6 +867,7 @@ function openRoom(name, opts = {}) {
   const changed = S.current !== name;
   S.current = name;
   if (S.store) S.store.room = name;
+  attachRoomChanged();
   r.unread = 0;
   r.mentions = 0;
   saveUnread();
@@ -1020,6 +1022,8 @@ function messageNode(ev, cont) {
     if (who === me || who === 'room') span.classList.add('mention-me');
   }
   body.append(text);
+  const files = filesNode(ev.files);
+  if (files) body.append(files);
   if (ev.edited) {
     const mark = h('span', 'msg-edited', t('msg.edited'));
     const d = new Date(ev.edited);
@@ -1869,8 +1873,9 @@ function sendTyping() {
 
 // --- the outbox ------------------------------------------------------------------------------
 
-function send(text) {
+function send(text, files = []) {
   const m = { client_id: newClientId(), room: S.current, text, ts: new Date().toISOString() };
+  if (files.length) m.files = files;
   S.outbox.push(m);
   saveOutbox();
   renderMessages({ bottom: true });
@@ -1922,7 +1927,9 @@ function flushOutbox() {
   if (S.conn.kind === 'ws') {
     for (const m of S.outbox) {
       if (m.failed || S.inflight.has(m.client_id)) continue;
-      if (!S.conn.send({ op: 'send', room: m.room, text: m.text, client_id: m.client_id })) break;
+      const op = { op: 'send', room: m.room, text: m.text, client_id: m.client_id };
+      if (m.files) op.files = m.files;
+      if (!S.conn.send(op)) break;
       S.inflight.set(m.client_id, Date.now());
     }
     renderMessagesSoon();
@@ -1943,7 +1950,7 @@ async function postLoop() {
       renderMessagesSoon();
       try {
         const res = await api('POST', `/api/rooms/${enc(m.room)}/messages`, {
-          body: { text: m.text, client_id: m.client_id },
+          body: m.files ? { text: m.text, client_id: m.client_id, files: m.files } : { text: m.text, client_id: m.client_id },
         });
         S.flushRetry = 0;
         if (res && res.event) onEvent(res.event);
@@ -2084,8 +2091,13 @@ function submitComposer(ev) {
   if (ev) ev.preventDefault();
   const ta = $('composer-input');
   const text = ta.value.replace(/^\s*\n/, '').replace(/\s+$/, '');
-  if (!text.trim() || !S.current) return;
   const err = $('composer-error');
+  const files = S.current && !S.edit ? readyFiles(S.current) : { ids: [], pending: 0 };
+  if (files.pending && !text.trim()) {
+    err.textContent = t('files.wait');
+    return;
+  }
+  if ((!text.trim() && !files.ids.length) || !S.current) return;
   if (chars(text) > TEXT_MAX) {
     err.textContent = t('composer.too_long', { n: chars(text), max: TEXT_MAX });
     return;
@@ -2106,7 +2118,8 @@ function submitComposer(ev) {
   // Others stop showing us as typing when the message arrives: the next
   // keystroke should announce us again at once.
   S.lastTypingSent = 0;
-  send(text);
+  send(text.trim() ? text : '', files.ids);
+  if (files.ids.length) sentFiles(files.ids);
 }
 
 // --- panels (phone layout) --------------------------------------------------------------------
@@ -2317,6 +2330,7 @@ function bind() {
     if (ta.value.trim() && !S.edit) sendTyping();
   });
   $('composer').addEventListener('submit', submitComposer);
+  initAttach({ room: () => S.current });
   $('composer-edit-cancel').addEventListener('click', () => {
     cancelEdit();
     $('composer-input').focus();
