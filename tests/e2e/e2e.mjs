@@ -7,7 +7,7 @@
 
 import { browser, killAll, launch, results, server, SHOTS, startShared } from './kit.mjs';
 
-const AREAS = ['chat', 'interface', 'moderation', 'messages', 'people', 'limits'];
+const AREAS = ['chat', 'interface', 'moderation', 'messages', 'people', 'files', 'limits'];
 
 async function main() {
   await launch();
