@@ -42,8 +42,12 @@ static int run_send(struct chat *c, enum event_type type,
 		    const struct chat_user *u, const struct evtype_input *in,
 		    chat_done_fn done, void *arg)
 {
-	/* the whole input: a message's "files" come with it */
-	return chat_event(c, u, type, in, done, arg);
+	/* a message with files needs the whole input (its "files") */
+	if (in->args && json_object_get(in->args, "files"))
+		return chat_event(c, u, type, in, done, arg);
+	(void)type;
+	return chat_send(c, u, in->room, in->text, in->len, in->client_id, done,
+			 arg);
 }
 
 static int run_typing(struct chat *c, enum event_type type,

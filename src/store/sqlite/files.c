@@ -66,7 +66,7 @@ int sq_file_create(struct store *base, const struct store_file *f)
 	sqlite3_bind_int(s, 11, f->width);
 	sqlite3_bind_int(s, 12, f->height);
 	int rc = sqlite3_step(s);
-	if (rc == SQLITE_CONSTRAINT)
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
 		status = STORE_EXISTS;
 	else if (rc == SQLITE_DONE)
 		status = STORE_OK;
