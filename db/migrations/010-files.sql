@@ -36,3 +36,32 @@ CREATE TABLE file_uses (
 ) WITHOUT ROWID;
 CREATE INDEX file_uses_event ON file_uses (event_id);
 CREATE INDEX file_uses_room ON file_uses (room_id);
+
+-- A message is found by the names of its files as well as by its text: the
+-- search index holds both (the names from the envelope's "files"), so the
+-- triggers that keep it in step with edits and deletes take both out.
+DROP TRIGGER events_search_delete;
+DROP TRIGGER events_search_update;
+
+CREATE TRIGGER events_search_delete AFTER DELETE ON events
+WHEN old.type = 'message' AND old.text IS NOT NULL
+BEGIN
+	INSERT INTO events_search (events_search, rowid, text)
+	VALUES ('delete', old.id, natter_search_text(old.text || coalesce(
+		(SELECT ' ' || group_concat(json_extract(f.value, '$.name'), ' ')
+		 FROM json_each(old.json, '$.files') f), '')));
+END;
+
+CREATE TRIGGER events_search_update AFTER UPDATE OF text ON events
+BEGIN
+	INSERT INTO events_search (events_search, rowid, text)
+	SELECT 'delete', old.id, natter_search_text(old.text || coalesce(
+		(SELECT ' ' || group_concat(json_extract(f.value, '$.name'), ' ')
+		 FROM json_each(old.json, '$.files') f), ''))
+	WHERE old.type = 'message' AND old.text IS NOT NULL;
+	INSERT INTO events_search (rowid, text)
+	SELECT new.id, natter_search_text(new.text || coalesce(
+		(SELECT ' ' || group_concat(json_extract(f.value, '$.name'), ' ')
+		 FROM json_each(new.json, '$.files') f), ''))
+	WHERE new.type = 'message' AND new.text IS NOT NULL;
+END;

@@ -145,6 +145,8 @@ check "history has the files" [ "$(jq -r '.files[0].id' "$WORK/history.out")" = 
 for f in ws.msgs sse.msgs poll.out; do
 	check "$f: the same envelope as history" cmp -s "$WORK/$f" "$WORK/history.out"
 done
+api GET /api/search -G --data-urlencode "q=big" -H "Authorization: Bearer $BO"
+check "search finds the message by its file's name" [ "$(jget '[.results[].id] | join(",")')" = "$M1" ]
 
 # --- downloads: members only, Range, ETag --------------------------------------------
 curl -s -D "$WORK/h" -o "$WORK/dl" -H "Authorization: Bearer $BO" "$BASE$BIGURL"
@@ -234,6 +236,10 @@ expect 200 "" "bob deletes his message"
 check "the tombstone has no files" [ "$(jget '.event.files // "none"')" = none ]
 api_get "$AGAINURL" "$AL"
 expect 404 not_found "its file is no longer shared with the room"
+api GET /api/search -G --data-urlencode "q=again" -H "Authorization: Bearer $BO"
+check "a deleted message is no longer found by its file's name" [ "$(jget '.results | length')" = 0 ]
+api GET /api/search -G --data-urlencode "q=photo" -H "Authorization: Bearer $BO"
+check "the other is found by name" [ "$(jget '.results | length')" = 1 ]
 api_get "$PNGURL" "$BO"
 expect 200 "" "the other file with the same bytes is still there"
 

@@ -67,9 +67,12 @@ static const char *const sql_text[Q_COUNT] = {
     /* merges the index's segments, dropping what deletes left behind */
     [Q_FTS_OPTIMIZE] = "INSERT INTO events_search (events_search) "
 		       "VALUES ('optimize')",
+    /* the text and its files' names (migration 010's triggers agree) */
     [Q_FTS_INDEX] = "INSERT INTO events_search (rowid, text) "
-		    "SELECT id, natter_search_text(text) "
-		    "FROM events WHERE id >= ?1 AND text IS NOT NULL",
+		    "SELECT id, natter_search_text(text || coalesce("
+		    "(SELECT ' ' || group_concat(json_extract(f.value, "
+		    "'$.name'), ' ') FROM json_each(events.json, '$.files') f), "
+		    "'')) FROM events WHERE id >= ?1 AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 		  "WHERE name = 'events'), 0), "
 		  "coalesce((SELECT max(id) FROM events), 0))",
