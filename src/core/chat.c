@@ -591,6 +591,10 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		json_object_set_new(copy, "files", files);
 		json_decref(args);
 		args = copy;
+	} else if (row->files) {
+		/* a plain message: nothing for the store to copy */
+		json_decref(args);
+		args = NULL;
 	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
 	struct chat_mentions *m = NULL;

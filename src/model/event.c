@@ -381,7 +381,10 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 		/* The extra's members (a message's files) go after the
 		 * text's, spliced into the text's fast path only when some
 		 * are there. */
-		json_t *extra = out && row->extra ? row->extra(in) : NULL;
+		json_t *extra = out && row->extra && in->args &&
+					json_object_get(in->args, "files")
+				    ? row->extra(in)
+				    : NULL;
 		if (extra && json_object_size(extra)) {
 			char *more = json_dumps(extra, JSON_COMPACT |
 							   JSON_PRESERVE_ORDER);

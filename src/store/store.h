@@ -361,7 +361,8 @@ struct store_file {
 	int64_t length, offset;
 	char *name;	/* the client's name for it, "" when none */
 	char *metadata; /* tus Upload-Metadata as received, "" when none */
-	int64_t created_ms, expires_ms;
+	int64_t created_ms, expires_ms; /* a file: created_ms is when it was
+					 * finished */
 	char *sha256;	   /* 64 hex digits; NULL while unfinished */
 	char *type;	   /* MIME type from the bytes; NULL while unfinished */
 	int width, height; /* images; 0 when not known */

@@ -139,6 +139,8 @@ int sq_file_finish(struct store *base, const char *id, int64_t length,
 	sqlite3_bind_int(s, 5, height);
 	sqlite3_bind_int64(s, 6, length);
 	bind_text_or_null(s, 7, name);
+	/* an unused file's time counts from its last byte (the sweep) */
+	sqlite3_bind_int64(s, 8, now_ms());
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto fail;
 	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;

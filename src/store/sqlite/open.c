@@ -68,11 +68,12 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_FTS_OPTIMIZE] = "INSERT INTO events_search (events_search) "
 		       "VALUES ('optimize')",
     /* the text and its files' names (migration 010's triggers agree) */
-    [Q_FTS_INDEX] = "INSERT INTO events_search (rowid, text) "
-		    "SELECT id, natter_search_text(text || coalesce("
-		    "(SELECT ' ' || group_concat(json_extract(f.value, "
-		    "'$.name'), ' ') FROM json_each(events.json, '$.files') f), "
-		    "'')) FROM events WHERE id >= ?1 AND text IS NOT NULL",
+    [Q_FTS_INDEX] =
+	"INSERT INTO events_search (rowid, text) "
+	"SELECT id, natter_search_text(text || coalesce("
+	"(SELECT ' ' || group_concat(json_extract(f.value, "
+	"'$.name'), ' ') FROM json_each(events.json, '$.files') f), "
+	"'')) FROM events WHERE id >= ?1 AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 		  "WHERE name = 'events'), 0), "
 		  "coalesce((SELECT max(id) FROM events), 0))",
@@ -237,10 +238,11 @@ static const char *const sql_text[Q_COUNT] = {
 		   "FROM files WHERE id = ?1",
     [Q_FILE_OFFSET] = "UPDATE files SET received = ?2 WHERE id = ?1 AND "
 		      "sha256 IS NULL",
-    [Q_FILE_FINISH] = "UPDATE files SET received = ?6, length = ?6, "
-		      "name = coalesce(?7, name), "
-		      "sha256 = ?2, type = ?3, width = ?4, height = ?5 "
-		      "WHERE id = ?1",
+    [Q_FILE_FINISH] =
+	"UPDATE files SET received = ?6, length = ?6, created_ms = ?8, "
+	"name = coalesce(?7, name), "
+	"sha256 = ?2, type = ?3, width = ?4, height = ?5 "
+	"WHERE id = ?1",
     [Q_FILE_DEL] = "DELETE FROM files WHERE id = ?1 RETURNING sha256",
     [Q_FILE_USAGE] = "SELECT coalesce(sum(length), 0) FROM files "
 		     "WHERE owner_id = ?1",
