@@ -62,7 +62,7 @@ export default async function () {
 
       const png = noisePng(720, 540);
       assert(png.length > 1024 * 1024, `the test image is ${png.length} bytes, want more than 1 MiB`);
-      await ann.page.setInputFiles('#attach-input', { name: 'garden.png', mimeType: 'image/png', buffer: png });
+      await ann.page.setInputFiles('#attach-input', { name: 'garden.png', mimeType: 'image/png', buffer: png }, { timeout: 60000 });
       await ann.page.waitForSelector('#upload-tray .upload');
       await ann.shot('files-uploading-desktop.png');
       await uploaded(ann, 60000);
@@ -113,8 +113,8 @@ export default async function () {
     await pia.enterRoom('fi-papers');
     await quinn.enterRoom('fi-papers');
 
-    const data = crypto.randomBytes(6 * 1024 * 1024 + 321);
-    await pia.page.setInputFiles('#attach-input', { name: 'report-2026.bin', mimeType: 'application/octet-stream', buffer: data });
+    const data = crypto.randomBytes(3 * 1024 * 1024 + 321);
+    await pia.page.setInputFiles('#attach-input', { name: 'report-2026.bin', mimeType: 'application/octet-stream', buffer: data }, { timeout: 60000 });
     await pia.page.waitForFunction(() => {
       const bar = document.querySelector('#upload-tray .upload-bar');
       return bar && bar.value > 0;
@@ -134,7 +134,7 @@ export default async function () {
     await pia.page.press('#composer-input', 'Enter');
     await quinn.page.waitForFunction(() => {
       const c = document.querySelector('#message-list .msg:not(.pending) .file-card');
-      return c && /report-2026\.bin/.test(c.textContent) && /6\.0 MB/.test(c.textContent);
+      return c && /report-2026\.bin/.test(c.textContent) && /3\.0 MB/.test(c.textContent);
     }, null, { timeout: 20000 });
     await quinn.shot('files-card-phone360.png');
     // The card downloads the same bytes.
@@ -149,7 +149,7 @@ export default async function () {
     assert(fits, 'the file card fits a 360 px screen');
 
     // The tray in Chinese, on the phone.
-    await quinn.page.setInputFiles('#attach-input', { name: '报告.bin', mimeType: 'application/octet-stream', buffer: data.subarray(0, 300000) });
+    await quinn.page.setInputFiles('#attach-input', { name: '报告.bin', mimeType: 'application/octet-stream', buffer: data.subarray(0, 300000) }, { timeout: 60000 });
     await uploaded(quinn, 30000);
     const status = await quinn.page.textContent('#upload-tray .upload-status');
     assert(status === '可以发送', `the tray says "${status}" in zh-CN`);
