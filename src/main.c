@@ -190,6 +190,27 @@ int main(int argc, char **argv)
 				cfg.presence_coalesce_ms) < 0)
 		fatal("cannot start presence (path=%s)", where);
 
+	/* Files: files-dir, else "files" beside the database. */
+	char *files_dir = cfg.files_dir ? xstrdup(cfg.files_dir) : NULL;
+	if (!files_dir) {
+		const char *slash = strrchr(cfg.db_path, '/');
+		size_t n = slash ? (size_t)(slash - cfg.db_path) : 0;
+		files_dir = xmalloc(n + 8);
+		snprintf(files_dir, n + 8, "%.*s%sfiles", (int)n, cfg.db_path,
+			 slash ? "/" : "");
+		if (slash && n == 0)
+			snprintf(files_dir, 8, "/files");
+	}
+	struct filestore_config fc = {.dir = files_dir,
+				      .max_size = cfg.file_max_size,
+				      .quota = cfg.file_quota,
+				      .expiry_s = cfg.upload_expiry_s};
+	srv.files = filestore_new(srv.store, &fc, err, sizeof(err));
+	if (!srv.files)
+		fatal("cannot start file storage: %s", err);
+	free(files_dir);
+	chat_set_files(srv.chat, srv.files);
+
 	srv.nloops = cfg.loops;
 	srv.loops = xcalloc(srv.nloops, sizeof(*srv.loops));
 	srv.shards = xcalloc(srv.nloops, sizeof(*srv.shards));
@@ -282,6 +303,7 @@ int main(int argc, char **argv)
 	replay_free(replay);
 	chat_presence_stop(srv.chat); /* keeps last_seen: before the store */
 	stats_free(srv.stats); /* writes the running minute's sample */
+	filestore_free(srv.files);
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)
 		loop_stop(srv.loops[i]);

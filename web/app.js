@@ -18,6 +18,7 @@ import { renderMarkup } from './markup.js';
 import {
   reactionApplied, reactionsReplaced, reactionChips, quoteNode, pickerOpen, messageMenu, longPress,
 } from './reactions.js';
+import { initAttach, attachRoomChanged, readyFiles, sentFiles, filesNode } from './attach.js';
 import { notifyMentions, notifyDesktop, notifyAnnounce } from './notify.js';
 import {
   presenceStart, presenceEvent, presenceMembers, presenceLoad, presenceOf, presenceDot,
@@ -39,7 +40,7 @@ const ROOM_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 // Errors for which retrying the same message cannot help.
 // A muted sender's message fails too: sending it later, unseen, when the
 // mute ends would surprise its author.
-const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted', 'bad_reply_to']);
+const PERMANENT = new Set(['not_a_member', 'no_such_room', 'invalid', 'invalid_field', 'text_too_long', 'muted', 'bad_reply_to', 'no_such_file']);
 
 const $ = (id) => document.getElementById(id);
 
@@ -883,6 +884,7 @@ function openRoom(name, opts = {}) {
   const changed = S.current !== name;
   S.current = name;
   if (S.store) S.store.room = name;
+  attachRoomChanged();
   r.unread = 0;
   r.mentions = 0;
   saveUnread();
@@ -1042,6 +1044,8 @@ function messageNode(ev, cont) {
     if (who === me || who === 'room') span.classList.add('mention-me');
   }
   body.append(text);
+  const files = filesNode(ev.files);
+  if (files) body.append(files);
   if (ev.edited) {
     const mark = h('span', 'msg-edited', t('msg.edited'));
     const d = new Date(ev.edited);
@@ -2072,8 +2076,9 @@ function sendTyping() {
 
 // --- the outbox ------------------------------------------------------------------------------
 
-function send(text) {
+function send(text, files = []) {
   const m = { client_id: newClientId(), room: S.current, text, ts: new Date().toISOString() };
+  if (files.length) m.files = files;
   if (S.reply && S.reply.room === S.current) m.reply_to = S.reply.id;
   cancelReply();
   S.outbox.push(m);
@@ -2129,6 +2134,7 @@ function flushOutbox() {
       if (m.failed || S.inflight.has(m.client_id)) continue;
       const frame = { op: 'send', room: m.room, text: m.text, client_id: m.client_id };
       if (m.reply_to) frame.reply_to = m.reply_to;
+      if (m.files) frame.files = m.files;
       if (!S.conn.send(frame)) break;
       S.inflight.set(m.client_id, Date.now());
     }
@@ -2150,8 +2156,7 @@ async function postLoop() {
       renderMessagesSoon();
       try {
         const res = await api('POST', `/api/rooms/${enc(m.room)}/messages`, {
-          body: m.reply_to ? { text: m.text, client_id: m.client_id, reply_to: m.reply_to }
-            : { text: m.text, client_id: m.client_id },
+          body: { text: m.text, client_id: m.client_id, ...(m.reply_to ? { reply_to: m.reply_to } : {}), ...(m.files ? { files: m.files } : {}) },
         });
         S.flushRetry = 0;
         if (res && res.event) onEvent(res.event);
@@ -2292,8 +2297,13 @@ function submitComposer(ev) {
   if (ev) ev.preventDefault();
   const ta = $('composer-input');
   const text = ta.value.replace(/^\s*\n/, '').replace(/\s+$/, '');
-  if (!text.trim() || !S.current) return;
   const err = $('composer-error');
+  const files = S.current && !S.edit ? readyFiles(S.current) : { ids: [], pending: 0 };
+  if (files.pending && !text.trim()) {
+    err.textContent = t('files.wait');
+    return;
+  }
+  if ((!text.trim() && !files.ids.length) || !S.current) return;
   if (chars(text) > TEXT_MAX) {
     err.textContent = t('composer.too_long', { n: chars(text), max: TEXT_MAX });
     return;
@@ -2314,7 +2324,8 @@ function submitComposer(ev) {
   // Others stop showing us as typing when the message arrives: the next
   // keystroke should announce us again at once.
   S.lastTypingSent = 0;
-  send(text);
+  send(text.trim() ? text : '', files.ids);
+  if (files.ids.length) sentFiles(files.ids);
 }
 
 // --- panels (phone layout) --------------------------------------------------------------------
@@ -2536,6 +2547,7 @@ function bind() {
     cancelReply();
     $('composer-input').focus();
   });
+  initAttach({ room: () => S.current });
   $('composer-edit-cancel').addEventListener('click', () => {
     cancelEdit();
     $('composer-input').focus();

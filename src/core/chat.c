@@ -24,6 +24,7 @@
 
 #include "core/chat.h"
 #include "core/chat_internal.h"
+#include "core/filestore.h"
 #include "core/link.h"
 #include "core/userdir.h"
 #include "model/markdown.h"
@@ -280,6 +281,11 @@ void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg)
 {
 	c->mention = fn;
 	c->mention_arg = arg;
+}
+
+void chat_set_files(struct chat *c, struct filestore *fs)
+{
+	c->files = fs;
 }
 
 /* The one place a message's text becomes HTML: once per message, on the
@@ -640,6 +646,28 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		event_unref(ev);
 		return CHAT_OK;
 	}
+	/* The ids a message names become the file objects it carries (a
+	 * store read on the sender's thread, only for such messages). */
+	json_t *args = in->args ? json_incref(in->args) : NULL;
+	json_t *ids = row->files ? json_object_get(args, "files") : NULL;
+	if (ids) {
+		int bad;
+		json_t *files =
+		    c->files ? filestore_resolve(c->files, u->id, ids, &bad)
+			     : NULL;
+		if (!files) {
+			json_decref(args);
+			return CHAT_ENOFILE;
+		}
+		json_t *copy = json_copy(args);
+		json_object_set_new(copy, "files", files);
+		json_decref(args);
+		args = copy;
+	} else if (row->files) {
+		/* a plain message: nothing for the store to copy */
+		json_decref(args);
+		args = NULL;
+	}
 	char *text = in->text ? xstrndup(in->text, in->len) : NULL;
 	struct chat_mentions *m = NULL;
 	const char *names[CHAT_MENTIONS_MAX + 1];
@@ -668,7 +696,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    .client_id = in->client_id,
 	    .topic = in->topic,
 	    .target_id = in->target_id,
-	    .args = in->args,
+	    .args = args,
 	    .mention_ids = m && row->searchable ? m->ids : NULL,
 	    .nmention_ids = m && row->searchable ? m->n : 0,
 	    .mention_names = names,
@@ -697,6 +725,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	}
 	p->submit_us = mono_us();
 	store_write_submit(c->store, &w, store_done, p);
+	json_decref(args);
 	free(m);
 	free(html);
 	free(text);
@@ -961,6 +990,8 @@ static const struct {
     {CHAT_EUNAVAILABLE, "store_unavailable",
      "the database cannot be reached; nothing was stored, try again "
      "shortly"},
+    {CHAT_ENOFILE, "no_such_file",
+     "files must be ids of your finished uploads (at most 10)"},
 };
 
 static size_t err_index(int err)

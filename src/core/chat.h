@@ -49,8 +49,9 @@ enum chat_err {
 	CHAT_EBADREPLY = -20,  /* bad_reply_to: not a message of that room */
 	CHAT_ETOOMANY = -21,   /* too_many_reactions on that message */
 	CHAT_ELIMIT = -22,     /* room_limit: rooms-per-day reached */
-	CHAT_EUNAVAILABLE = -23 /* store_unavailable: the database server
+	CHAT_EUNAVAILABLE = -23,/* store_unavailable: the database server
 				   cannot be reached, retry shortly */
+	CHAT_ENOFILE = -24     /* no_such_file: not a finished upload of yours */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
@@ -98,6 +99,11 @@ void chat_free(struct chat *c);
  * (markdown.h); NULL (the default) leaves every @name as text. Set it
  * before the first send; arg is borrowed for chat's lifetime. */
 void chat_set_mention(struct chat *c, markdown_mention_fn fn, void *arg);
+struct filestore;
+/* Where a message's "files" (ids of the sender's finished uploads) are
+ * looked up (core/filestore.h); without one a message carries no files.
+ * Set before the first send; borrowed for chat's lifetime. */
+void chat_set_files(struct chat *c, struct filestore *fs);
 
 /* Each command returns CHAT_OK once it is queued (done will run later), or
  * an error right away (done will not run). room is a room name. */

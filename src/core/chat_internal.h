@@ -44,6 +44,7 @@ struct chat {
 	markdown_mention_fn mention;
 	void *mention_arg;
 	struct userdir *users; /* every account, for mentions */
+	struct filestore *files; /* a message's files; may be NULL */
 	struct presence *presence; /* chat_presence.c; NULL until started */
 	/* owners, moderators and admins (roles.h): loaded at start, kept
 	 * current by the commit hook and chat_moderator_set, the admins

@@ -75,6 +75,24 @@ enum MHD_Result api_search(struct request *req);
 /* POST /api/client-report {"transport","reason"}: counted in /metrics. */
 enum MHD_Result api_client_report(struct request *req);
 
+/* tus 1.0 uploads (api_upload.c): OPTIONS discovery; POST creation
+ * (Upload-Length, Upload-Metadata); HEAD/GET an upload's offset (GET also
+ * as JSON, with the file once complete); PATCH bytes (a streamed body,
+ * Upload-Offset); DELETE termination. */
+enum MHD_Result api_upload_options(struct request *req);
+enum MHD_Result api_upload_options_id(struct request *req, const char *id);
+enum MHD_Result api_upload_create(struct request *req);
+enum MHD_Result api_upload_get(struct request *req, const char *id);
+enum MHD_Result api_upload_patch(struct request *req, const char *id);
+enum MHD_Result api_upload_delete(struct request *req, const char *id);
+/* POST /api/rooms/{room}/files: a multipart form with a field "file" (and
+ * an optional "text"), streamed to disk; sends a message carrying the
+ * file and answers 201 {"file":{...},"event":{...}}. */
+enum MHD_Result api_room_file(struct request *req, const char *room);
+/* GET /files/{id}/{name}: a file, to its owner and members of a room
+ * where a message carries it (api_file.c). */
+enum MHD_Result api_file_get(struct request *req, const char *id);
+
 /* --- shared by the api_*.c files ---------------------------------------- */
 
 /* Answer {"error":code,"message":message} with status. */

@@ -156,6 +156,7 @@ static enum MHD_Result api_not_found(struct request *req)
 
 #define AUTH ROUTE_AUTH
 #define CSRF ROUTE_CSRF
+#define STREAM ROUTE_STREAM
 
 /* Every path natter answers. Order matters only where patterns overlap:
  * the first pattern that matches a path owns it, so the catch-alls under
@@ -213,10 +214,20 @@ static const struct route routes[] = {
      NULL, api_reaction_put},
     {"DELETE", "/api/rooms/{room}/messages/{id}/reactions/{emoji}", AUTH | CSRF,
      NULL, api_reaction_delete},
+    {"OPTIONS", "/api/uploads", 0, api_upload_options, NULL},
+    {"POST", "/api/uploads", AUTH | CSRF, api_upload_create, NULL},
+    {"OPTIONS", "/api/uploads/{id}", 0, NULL, api_upload_options_id},
+    {"GET", "/api/uploads/{id}", AUTH, NULL, api_upload_get},
+    {"PATCH", "/api/uploads/{id}", AUTH | CSRF | STREAM, NULL,
+     api_upload_patch},
+    {"DELETE", "/api/uploads/{id}", AUTH | CSRF, NULL, api_upload_delete},
+    {"POST", "/api/rooms/{room}/files", AUTH | CSRF | STREAM, NULL,
+     api_room_file},
     {NULL, "/api/**", AUTH | CSRF, api_not_found, NULL},
     {"GET", "/ws", ROUTE_TOKEN | ROUTE_ORIGIN, serve_ws, NULL},
     {"GET", "/events", ROUTE_TOKEN, serve_sse, NULL},
     {"GET", "/poll", ROUTE_TOKEN, serve_poll, NULL},
+    {"GET", "/files/{id}/{name}", AUTH, NULL, api_file_get},
     {"GET", "/healthz", 0, serve_healthz, NULL},
     {"GET", "/metrics", 0, serve_metrics, NULL},
     {"GET", "/", 0, serve_index, NULL},
@@ -226,6 +237,20 @@ static const struct route routes[] = {
 
 #undef AUTH
 #undef CSRF
+#undef STREAM
+
+/* Whether url's route streams its body (ROUTE_STREAM) on this
+ * connection: not where a plain request is redirected to HTTPS. */
+static bool route_streams(struct request *req, struct http *h, const char *url)
+{
+	struct route_match m;
+	if (!req->tls && h->srv->cfg->http_redirect &&
+	    atomic_load(&h->https_port))
+		return false;
+	return route_match(routes, ARRAY_LEN(routes), req->method, url, &m) ==
+		   ROUTE_FOUND &&
+	       (m.route->flags & ROUTE_STREAM);
+}
 
 const struct route *http_routes(size_t *n)
 {
@@ -591,6 +616,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			return answer_busy(req, true);
 		if (hc && hc->over)
 			return too_many_connections(req);
+		/* A streaming route's checks and handler run now: the body
+		 * goes to the handler's sink as it arrives (uploads). */
+		if (route_streams(req, h, url)) {
+			req->streaming = true;
+			return route(req, url);
+		}
 		/* Refuse an announced oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(
 		    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -604,6 +635,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			deadline_conn_body(h->deadline, &hc->dl, *upload_size);
 		if (req->body_too_big)
 			return body_linger(req, *upload_size, upload_size);
+		if (req->streaming) {
+			if (req->sink && !req->sink_err)
+				req->sink_err =
+				    req->sink(req, upload, *upload_size);
+			/* answered before the body, or the sink refused:
+			 * the rest is dropped (within the linger bound) */
+			if (!req->sink || req->sink_err)
+				return body_linger(req, *upload_size,
+						   upload_size);
+			*upload_size = 0;
+			return MHD_YES;
+		}
 		if (req->body.len + *upload_size > h->srv->cfg->max_body)
 			return body_cut(req, upload_size);
 		buf_append(&req->body, upload, *upload_size);

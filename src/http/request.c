@@ -171,6 +171,7 @@ static const struct {
     {CHAT_ETOOMANY, 409},
     {CHAT_ELIMIT, 429},
     {CHAT_EUNAVAILABLE, 503},
+    {CHAT_ENOFILE, 422},
 };
 
 unsigned request_chat_status(int err)
@@ -349,6 +350,8 @@ void request_free(struct request *req)
 	if (!req)
 		return;
 	event_unref(req->result.ev);
+	if (req->sink_free)
+		req->sink_free(req);
 	if (req->body.data)
 		secure_zero(req->body.data, req->body.len);
 	buf_fini(&req->body);

@@ -42,6 +42,16 @@ struct request {
 	bool tls;
 
 	struct buf body;
+	/* A streamed body (a ROUTE_STREAM route): its handler ran before the
+	 * body and set sink, which takes each piece as libmicrohttpd hands it
+	 * over (never buffered in body); a negative return drops the rest
+	 * (sink_err keeps it for the answer). sink_free runs exactly once,
+	 * from request_free, also when the connection was cut mid-body. */
+	bool streaming;
+	int (*sink)(struct request *req, const char *data, size_t n);
+	void (*sink_free)(struct request *req);
+	void *sink_state;
+	int sink_err;
 	bool body_too_big;
 	uint64_t body_dropped; /* of an oversized body, after its 413 */
 

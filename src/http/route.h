@@ -35,6 +35,10 @@ enum route_flag {
 	/* An Origin, when sent, must be ours whatever the credentials
 	 * (cross-site WebSocket hijacking). */
 	ROUTE_ORIGIN = 1 << 3,
+	/* The body streams to the handler (request.h's sink): the route's
+	 * checks and its handler run as soon as the headers are in, before
+	 * any byte of the body is read; max-body does not apply. */
+	ROUTE_STREAM = 1 << 4,
 };
 
 typedef enum MHD_Result (*route_fn)(struct request *req);

@@ -6,6 +6,7 @@
 #include "core/auth.h"
 #include "core/bus.h"
 #include "core/chat.h"
+#include "core/filestore.h"
 #include "core/limit.h"
 #include "core/stats.h"
 #include "util/config.h"
@@ -25,6 +26,7 @@ struct server {
 	struct bus *bus;
 	struct chat *chat;
 	struct stats *stats; /* the admin statistics (core/stats.h) */
+	struct filestore *files; /* uploads and files (core/filestore.h) */
 	struct limit *limit; /* per-user rates, stream caps; NULL: none */
 	struct loop **loops;
 	struct bus_shard **shards; /* shards[i] drained on loops[i] */

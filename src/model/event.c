@@ -395,13 +395,37 @@ char *event_envelope_input(int64_t id, enum event_type type, const char *room,
 	const struct evtype *row = evtype_get(type);
 	if (!row)
 		return NULL;
-	if (row->searchable)
-		return in && in->text
-			   ? envelope_text(id, type, room, from, ts_ms,
-					   in->text, in->html, in->client_id,
-					   in->mentions, in->nmentions,
-					   in->reply, len)
-			   : NULL;
+	if (row->searchable) {
+		char *out =
+		    in && in->text
+			? envelope_text(id, type, room, from, ts_ms, in->text,
+					in->html, in->client_id, in->mentions,
+					in->nmentions, in->reply, len)
+			: NULL;
+		/* The extra's members (a message's files) go after the
+		 * text's, spliced into the text's fast path only when some
+		 * are there. */
+		json_t *extra = out && row->extra && in->args &&
+					json_object_get(in->args, "files")
+				    ? row->extra(in)
+				    : NULL;
+		if (extra && json_object_size(extra)) {
+			char *more = json_dumps(extra, JSON_COMPACT |
+							   JSON_PRESERVE_ORDER);
+			size_t n = strlen(out), m = more ? strlen(more) : 0;
+			if (m > 2 && n > 2 && out[n - 1] == '}') {
+				out = xrealloc(out, n + m);
+				out[n - 1] = ',';
+				memcpy(out + n, more + 1, m - 1);
+				out[n + m - 1] = '\0';
+				if (len)
+					*len = n + m - 1;
+			}
+			free(more);
+		}
+		json_decref(extra);
+		return out;
+	}
 	json_t *extra = row->extra && in ? row->extra(in) : NULL;
 	if (row->extra && in && !extra)
 		return NULL;

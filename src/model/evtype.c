@@ -41,9 +41,29 @@ static bool text_valid(const char *text, size_t len)
 	return !blank;
 }
 
+/* args "files": absent, or an array of 1 to 10 members (ids from a client,
+ * file objects once chat resolved them). */
+static bool files_valid(const struct evtype_input *in, bool *some)
+{
+	json_t *files = in->args ? json_object_get(in->args, "files") : NULL;
+	*some = false;
+	if (!files || json_is_null(files))
+		return true;
+	if (!json_is_array(files) || json_array_size(files) < 1 ||
+	    json_array_size(files) > EVTYPE_FILES_MAX)
+		return false;
+	*some = true;
+	return true;
+}
+
 static enum evtype_verdict message_validate(const struct evtype_input *in)
 {
-	if (!in->text || in->len == 0 || !text_valid(in->text, in->len))
+	bool files;
+	if (!files_valid(in, &files))
+		return EVTYPE_INVALID;
+	/* a message of files alone may have no text */
+	if (!in->text || (in->len == 0 && !files) ||
+	    (in->len && !text_valid(in->text, in->len)))
 		return EVTYPE_INVALID;
 	if (in->target_id < 0)
 		return EVTYPE_INVALID;
@@ -52,6 +72,17 @@ static enum evtype_verdict message_validate(const struct evtype_input *in)
 	if (in->client_id && !client_id_valid(in->client_id))
 		return EVTYPE_INVALID;
 	return EVTYPE_VALID;
+}
+
+/* A message's files, once chat resolved them to objects. */
+static json_t *message_extra(const struct evtype_input *in)
+{
+	json_t *files = in->args ? json_object_get(in->args, "files") : NULL;
+	json_t *extra = json_object();
+	if (json_is_array(files) && json_array_size(files) &&
+	    json_is_object(json_array_get(files, 0)))
+		json_object_set(extra, "files", files);
+	return extra;
 }
 
 static enum evtype_verdict room_validate(const struct evtype_input *in)
@@ -316,7 +347,9 @@ static const struct evtype table[] = {
 		       .validate = message_validate,
 		       .effect = EVTYPE_EFFECT_NONE,
 		       .searchable = true,
-		       .rendered = true},
+		       .extra = message_extra,
+		       .rendered = true,
+		       .files = true},
     [EVENT_JOIN] = {.type = EVENT_JOIN,
 		    .name = "join",
 		    .persistent = true,

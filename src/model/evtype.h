@@ -43,6 +43,7 @@ enum event_type {
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
 #define EVTYPE_CLIENT_ID_MAX 64 /* bytes */
+#define EVTYPE_FILES_MAX 10	/* files one message carries */
 #define EVTYPE_TOPIC_MAX 200	/* characters */
 #define EVTYPE_REASON_MAX 200	/* characters */
 #define EVTYPE_REACTIONS_MAX 20 /* distinct emoji on one message */
@@ -154,6 +155,11 @@ struct evtype {
 	/* The input's text is Markdown: chat renders it to in->html when the
 	 * event is sent (markdown.h). */
 	bool rendered;
+	/* The event may carry files: args "files", ids of the sender's
+	 * finished uploads, which chat turns into file objects (id, name,
+	 * size, type, width, height) before the event is stored; the text
+	 * may then be empty. The store records which room shares them. */
+	bool files;
 };
 
 /* The row of t, or NULL for a value outside the table. */

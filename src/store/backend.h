@@ -110,6 +110,24 @@ struct store_ops {
 	int (*rooms_created)(struct store *base, int64_t user_id,
 			     int64_t since_ms, int64_t *count,
 			     int64_t *oldest_ms);
+	int (*file_create)(struct store *base, const struct store_file *f);
+	int (*file_get)(struct store *base, const char *id,
+			struct store_file *out);
+	int (*file_offset_set)(struct store *base, const char *id,
+			       int64_t offset);
+	int (*file_finish)(struct store *base, const char *id, int64_t length,
+			   const char *sha256, const char *type, int width,
+			   int height, const char *name);
+	int (*file_delete)(struct store *base, const char *id);
+	int (*file_usage)(struct store *base, int64_t owner_id, int64_t *bytes);
+	int (*file_access)(struct store *base, const char *id, int64_t user_id);
+	int (*file_blob_used)(struct store *base, const char *sha256);
+	int (*files_sweep)(struct store *base, int64_t now_ms,
+			   int64_t unused_before_ms,
+			   bool (*keep)(void *arg, const char *id),
+			   void (*fn)(void *arg, const char *id,
+				      const char *sha256),
+			   void *arg);
 };
 
 struct store {

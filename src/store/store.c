@@ -357,3 +357,67 @@ void store_users_free(struct store_user *v, size_t n)
 		store_user_fini(&v[i]);
 	free(v);
 }
+
+void store_file_fini(struct store_file *f)
+{
+	if (!f)
+		return;
+	free(f->name);
+	free(f->metadata);
+	free(f->sha256);
+	free(f->type);
+	memset(f, 0, sizeof(*f));
+}
+
+int store_file_create(struct store *st, const struct store_file *f)
+{
+	return st->ops->file_create(st, f);
+}
+
+int store_file_get(struct store *st, const char *id, struct store_file *out)
+{
+	return st->ops->file_get(st, id, out);
+}
+
+int store_file_offset_set(struct store *st, const char *id, int64_t offset)
+{
+	return st->ops->file_offset_set(st, id, offset);
+}
+
+int store_file_finish(struct store *st, const char *id, int64_t length,
+		      const char *sha256, const char *type, int width,
+		      int height, const char *name)
+{
+	return st->ops->file_finish(st, id, length, sha256, type, width, height,
+				    name);
+}
+
+int store_file_delete(struct store *st, const char *id)
+{
+	return st->ops->file_delete(st, id);
+}
+
+int store_file_usage(struct store *st, int64_t owner_id, int64_t *bytes)
+{
+	return st->ops->file_usage(st, owner_id, bytes);
+}
+
+int store_file_access(struct store *st, const char *id, int64_t user_id)
+{
+	return st->ops->file_access(st, id, user_id);
+}
+
+int store_file_blob_used(struct store *st, const char *sha256)
+{
+	return st->ops->file_blob_used(st, sha256);
+}
+
+int store_files_sweep(struct store *st, int64_t now_ms,
+		      int64_t unused_before_ms,
+		      bool (*keep)(void *arg, const char *id),
+		      void (*fn)(void *arg, const char *id, const char *sha256),
+		      void *arg)
+{
+	return st->ops->files_sweep(st, now_ms, unused_before_ms, keep, fn,
+				    arg);
+}

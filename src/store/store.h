@@ -463,4 +463,59 @@ int store_search(struct store *st, int64_t user_id, const char *q,
 int store_events_after(void *st, int64_t user_id, int64_t after, size_t limit,
 		       struct event ***out, size_t *n);
 
+/* --- files: uploads (tus state) and the files messages carry ------------ */
+
+/* One upload: unfinished while offset < length (it expires at expires_ms),
+ * a file once finished (sha256, type, width and height set). */
+struct store_file {
+	char id[33];
+	int64_t owner_id;
+	int64_t length, offset;
+	char *name;	/* the client's name for it, "" when none */
+	char *metadata; /* tus Upload-Metadata as received, "" when none */
+	int64_t created_ms, expires_ms; /* a file: created_ms is when it was
+					 * finished */
+	char *sha256;	   /* 64 hex digits; NULL while unfinished */
+	char *type;	   /* MIME type from the bytes; NULL while unfinished */
+	int width, height; /* images; 0 when not known */
+};
+void store_file_fini(struct store_file *f);
+/* A new upload (offset, sha256 and type as given): STORE_OK,
+ * STORE_EXISTS (the id is taken). */
+int store_file_create(struct store *st, const struct store_file *f);
+/* STORE_OK (caller calls store_file_fini) or STORE_NOTFOUND. */
+int store_file_get(struct store *st, const char *id, struct store_file *out);
+/* How many bytes of an unfinished upload arrived: STORE_OK,
+ * STORE_NOTFOUND. */
+int store_file_offset_set(struct store *st, const char *id, int64_t offset);
+/* The upload is complete with length bytes (its declared length, or fewer
+ * for a form upload whose length was only bounded): it is a file of that
+ * content; name, when not NULL, replaces its name (a form's file name
+ * arrives with its bytes). STORE_OK, STORE_NOTFOUND. */
+int store_file_finish(struct store *st, const char *id, int64_t length,
+		      const char *sha256, const char *type, int width,
+		      int height, const char *name);
+/* Forget an upload or a file (its uses go with it): STORE_OK,
+ * STORE_NOTFOUND. The caller removes a blob nobody names any more
+ * (store_file_blob_used). */
+int store_file_delete(struct store *st, const char *id);
+/* Bytes owner_id's uploads and files take (declared lengths): STORE_OK. */
+int store_file_usage(struct store *st, int64_t owner_id, int64_t *bytes);
+/* Whether user_id may read the file: its owner, or a member of a room
+ * where a message carries it. 1, 0, or STORE_ERR. */
+int store_file_access(struct store *st, const char *id, int64_t user_id);
+/* Whether any file names this content: 1, 0 or STORE_ERR. */
+int store_file_blob_used(struct store *st, const char *sha256);
+/* Remove the unfinished uploads that expired by now_ms and the finished
+ * files no message uses created before unused_before_ms, except those
+ * keep (may be NULL) says to keep; fn sees each removed row's id and
+ * sha256 (NULL when unfinished) after the removal (at most a few hundred
+ * rows a call).
+ * STORE_OK or STORE_ERR. */
+int store_files_sweep(struct store *st, int64_t now_ms,
+		      int64_t unused_before_ms,
+		      bool (*keep)(void *arg, const char *id),
+		      void (*fn)(void *arg, const char *id, const char *sha256),
+		      void *arg);
+
 #endif

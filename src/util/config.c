@@ -95,6 +95,16 @@ static const struct opt opts[] = {
      "open connections before 503; 0: from the file-descriptor limit"},
     {"max-body", "BYTES", T_BYTES, F(max_body), 1, GIB,
      "largest request body, suffix k or M allowed (up to 1024M)"},
+    {"files-dir", "DIR", T_STR, F(files_dir), 0, 0,
+     "where uploaded files are kept (by SHA-256); default: files/ beside "
+     "the database"},
+    {"file-max-size", "BYTES", T_BYTES, F(file_max_size), 1, 64 * GIB,
+     "largest file one upload may hold, suffix k or M allowed"},
+    {"file-quota", "BYTES", T_BYTES, F(file_quota), 0, 1024 * GIB,
+     "bytes of files (and unfinished uploads) per user; 0: no quota"},
+    {"upload-expiry", "SECONDS", T_UINT, F(upload_expiry_s), 1, 30 * 86400,
+     "an unfinished upload (and a finished file no message uses) is "
+     "removed after this long"},
     {"header-timeout", "SECONDS", T_UINT, F(header_timeout_s), 1, 300,
      "close a connection whose request headers are not complete this long "
      "after it opened, or after the first byte of its next request (1-300)"},
@@ -294,6 +304,9 @@ static void set_defaults(struct config *cfg)
 	cfg->loops = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
 	cfg->max_connections = 0;
 	cfg->max_body = (size_t)MIB;
+	cfg->file_max_size = 100 * (size_t)MIB;
+	cfg->file_quota = 1024 * (size_t)MIB;
+	cfg->upload_expiry_s = 86400;
 	cfg->header_timeout_s = 10;
 	cfg->body_min_rate = 1024;
 	cfg->argon2_memory_kib = 19456;
@@ -968,6 +981,7 @@ void config_fini(struct config *cfg)
 	free(cfg->store_url);
 	free(cfg->db_dir);
 	free(cfg->web_root);
+	free(cfg->files_dir);
 	free(cfg->log_file);
 	free(cfg->metrics_listen);
 	free(cfg->metrics_token);

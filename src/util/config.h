@@ -95,6 +95,12 @@ struct config {
 	char *metrics_token;  /* /metrics needs Bearer this; NULL: none */
 	unsigned stats_retention_days; /* metric samples kept (days) */
 	unsigned rooms_per_day; /* rooms + DMs one user creates a day; 0: any */
+	/* files */
+	char *files_dir;	  /* content by SHA-256; NULL: "files" beside
+				   * the database */
+	size_t file_max_size;	  /* bytes in one file */
+	size_t file_quota;	  /* bytes of files per user; 0: no quota */
+	unsigned upload_expiry_s; /* unfinished uploads removed after */
 };
 
 /* Fill cfg from defaults, the file named by --config (if any) and argv.

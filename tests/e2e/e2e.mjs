@@ -7,7 +7,7 @@
 
 import { browser, killAll, launch, results, server, SHOTS, startShared } from './kit.mjs';
 
-const AREAS = ['chat', 'interface', 'moderation', 'messages', 'people', 'admin', 'limits'];
+const AREAS = ['chat', 'interface', 'moderation', 'messages', 'people', 'admin', 'files', 'limits'];
 
 async function main() {
   await launch();

@@ -95,7 +95,8 @@ fi
 # Every package in package.json must be there (an older install may lack
 # one added since).
 if [ ! -f "$E2E_DEPS_DIR/node_modules/playwright-core/package.json" ] ||
-	[ ! -f "$E2E_DEPS_DIR/node_modules/axe-core/package.json" ]; then
+	[ ! -f "$E2E_DEPS_DIR/node_modules/axe-core/package.json" ] ||
+	[ ! -f "$E2E_DEPS_DIR/node_modules/tus-js-client/package.json" ]; then
 	mkdir -p "$E2E_DEPS_DIR"
 	if [ "$E2E_DEPS_DIR" != "$here" ]; then
 		cp "$here/package.json" "$here/package-lock.json" "$E2E_DEPS_DIR/"

@@ -1693,6 +1693,138 @@ static void c_presence(void **state)
 	assert_string_equal(s.text, "(null)");
 }
 
+/* --- files ------------------------------------------------------------- */
+
+struct swept {
+	int n;
+	char ids[4][33];
+	bool sha[4];
+};
+
+static void swept_one(void *arg, const char *id, const char *sha256)
+{
+	struct swept *s = arg;
+	if (s->n < 4) {
+		snprintf(s->ids[s->n], 33, "%s", id);
+		s->sha[s->n] = sha256 != NULL;
+	}
+	s->n++;
+}
+
+static bool keep_none(void *arg, const char *id)
+{
+	(void)arg;
+	(void)id;
+	return false;
+}
+
+/* Uploads and files: creation, offsets, finishing (with a name given
+ * late), usage, who may read a file (its owner; members of a room where a
+ * message carries it), the uses a message and its delete write, the sweep
+ * (expired uploads, unused files; keep), content still named. */
+static void c_files(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob"),
+		c = user(st, "carol");
+	int64_t r = room(st, a, "pics"), m, used;
+	const char *sha =
+	    "ab00000000000000000000000000000000000000000000000000000000000001";
+	struct store_file f = {.owner_id = a,
+			       .length = 10,
+			       .created_ms = 1000,
+			       .expires_ms = 5000,
+			       .name = "x",
+			       .metadata = ""};
+	struct store_file g;
+	struct swept sw = {0};
+
+	assert_int_equal(
+	    put(st, EVENT_JOIN, b, NULL, r, NULL, NULL, NULL, NULL), STORE_OK);
+	snprintf(f.id, sizeof(f.id), "00000000000000000000000000000001");
+	assert_int_equal(store_file_create(st, &f), STORE_OK);
+	assert_int_equal(store_file_create(st, &f), STORE_EXISTS);
+	assert_int_equal(store_file_get(st, f.id, &g), STORE_OK);
+	assert_int_equal(g.offset, 0);
+	assert_null(g.sha256);
+	store_file_fini(&g);
+	assert_int_equal(store_file_offset_set(st, f.id, 5), STORE_OK);
+	assert_int_equal(store_file_get(st, f.id, &g), STORE_OK);
+	assert_int_equal(g.offset, 5);
+	store_file_fini(&g);
+	assert_int_equal(store_file_usage(st, a, &used), STORE_OK);
+	assert_int_equal(used, 10);
+	assert_int_equal(store_file_access(st, f.id, a), 1);
+	assert_int_equal(store_file_access(st, f.id, b), 0);
+	assert_int_equal(
+	    store_file_finish(st, f.id, 10, sha, "image/png", 4, 3, "n.png"),
+	    STORE_OK);
+	assert_int_equal(store_file_get(st, f.id, &g), STORE_OK);
+	assert_string_equal(g.sha256, sha);
+	assert_string_equal(g.name, "n.png");
+	assert_string_equal(g.type, "image/png");
+	assert_int_equal(g.offset, 10);
+	assert_int_equal(g.width * 10 + g.height, 43);
+	store_file_fini(&g);
+
+	/* a second, unfinished upload that expires */
+	struct store_file u = f;
+	snprintf(u.id, sizeof(u.id), "00000000000000000000000000000002");
+	u.expires_ms = 2000;
+	assert_int_equal(store_file_create(st, &u), STORE_OK);
+
+	/* a message carries the first: the room's members may read it */
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER};
+	json_t *args = json_pack("{s:[{s:s}]}", "files", "id", f.id);
+	struct store_write msg = {.type = EVENT_MESSAGE,
+				  .user_id = a,
+				  .room_id = r,
+				  .text = "",
+				  .args = args};
+	store_write_submit(st, &msg, waiter_done, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	json_decref(args);
+	assert_int_equal(w.status, STORE_OK);
+	m = event_id(w.ev);
+	event_unref(w.ev);
+	assert_int_equal(store_file_access(st, f.id, b), 1);
+	assert_int_equal(store_file_access(st, f.id, c), 0);
+	assert_int_equal(store_file_blob_used(st, sha), 1);
+
+	/* the sweep: the expired upload goes, the used file stays; keep */
+	assert_int_equal(
+	    store_files_sweep(st, 3000, 999999, NULL, swept_one, &sw),
+	    STORE_OK);
+	assert_int_equal(sw.n, 1);
+	assert_string_equal(sw.ids[0], u.id);
+	assert_false(sw.sha[0]);
+	assert_int_equal(store_file_get(st, u.id, &g), STORE_NOTFOUND);
+
+	/* deleting the message unshares the file; then the sweep takes it */
+	assert_int_equal(change(st, EVENT_DELETE, a, r, m, NULL, NULL, NULL),
+			 STORE_OK);
+	assert_int_equal(store_file_access(st, f.id, b), 0);
+	assert_int_equal(store_file_access(st, f.id, a), 1);
+	sw.n = 0;
+	assert_int_equal(
+	    store_files_sweep(st, 3000, 500, keep_none, swept_one, &sw),
+	    STORE_OK);
+	assert_int_equal(sw.n, 0); /* finished just now: not older than 500 */
+	assert_int_equal(
+	    store_files_sweep(st, 3000, INT64_MAX, keep_none, swept_one, &sw),
+	    STORE_OK);
+	assert_int_equal(sw.n, 1);
+	assert_true(sw.sha[0]);
+	assert_int_equal(store_file_blob_used(st, sha), 0);
+	assert_int_equal(store_file_delete(st, f.id), STORE_NOTFOUND);
+	assert_int_equal(store_file_usage(st, a, &used), STORE_OK);
+	assert_int_equal(used, 0);
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -1725,6 +1857,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_stats),
 	    C(c_backend),
 	    C(c_presence),
+	    C(c_files),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

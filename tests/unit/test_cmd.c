@@ -96,6 +96,23 @@ static int run(const char *name, const char *json, struct cmd_status *st)
 	return rc;
 }
 
+/* A send that carries files reaches chat with its whole object (the
+ * message's "files" go with it), as the message type's event. */
+static void test_send_files(void **state)
+{
+	(void)state;
+	struct cmd_status st;
+	answer = CHAT_OK;
+	assert_int_equal(run("send",
+			     "{\"room\":\"lobby\",\"text\":\"\","
+			     "\"files\":[\"0123\"]}",
+			     &st),
+			 CHAT_OK);
+	assert_string_equal(called, "message");
+	assert_string_equal(got_room, "lobby");
+	assert_true(st.async && st.send);
+}
+
 static void test_send(void **state)
 {
 	(void)state;
@@ -264,6 +281,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_send),
+	    cmocka_unit_test(test_send_files),
 	    cmocka_unit_test(test_args),
 	    cmocka_unit_test(test_table),
 	    cmocka_unit_test(test_edit_delete),

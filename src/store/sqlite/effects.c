@@ -235,8 +235,8 @@ static int w_target_change(struct sq *st, struct job *j, int64_t room_id)
 			   : STORE_ERR;
 	} else {
 		/* a tombstone: the envelope's common members and deleted */
-		static const char *const drop[] = {"text", "html", "client_id",
-						   "edited", NULL};
+		static const char *const drop[] = {
+		    "text", "html", "client_id", "edited", "files", NULL};
 		json_t *set = json_pack("{s:b}", "deleted", 1);
 		fresh = json_reshape(json, drop, set);
 		json_decref(set);
@@ -248,6 +248,10 @@ static int w_target_change(struct sq *st, struct job *j, int64_t room_id)
 						   strlen(fresh)));
 		if (rc == STORE_OK)
 			rc = w_edits_scrub(st, j, j->target_id);
+		/* its files stay only where another message uses them */
+		if (rc == STORE_OK &&
+		    sq_file_uses_del(st, j->target_id) != SQLITE_OK)
+			rc = STORE_ERR;
 		if (rc == STORE_OK)
 			st->fts_purge = true;
 	}

@@ -88,9 +88,13 @@ static const char *const sql_text[Q_COUNT] = {
     /* merges the index's segments, dropping what deletes left behind */
     [Q_FTS_OPTIMIZE] = "INSERT INTO events_search (events_search) "
 		       "VALUES ('optimize')",
-    [Q_FTS_INDEX] = "INSERT INTO events_search (rowid, text) "
-		    "SELECT id, natter_search_text(text) "
-		    "FROM events WHERE id >= ?1 AND text IS NOT NULL",
+    /* the text and its files' names (migration 010's triggers agree) */
+    [Q_FTS_INDEX] =
+	"INSERT INTO events_search (rowid, text) "
+	"SELECT id, natter_search_text(text || coalesce("
+	"(SELECT ' ' || group_concat(json_extract(f.value, "
+	"'$.name'), ' ') FROM json_each(events.json, '$.files') f), "
+	"'')) FROM events WHERE id >= ?1 AND text IS NOT NULL",
     [Q_LAST_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 		  "WHERE name = 'events'), 0), "
 		  "coalesce((SELECT max(id) FROM events), 0))",
@@ -249,6 +253,36 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_PRESENCE_ALL] = "SELECT id, status, status_text, last_seen_ms "
 		       "FROM users WHERE status <> 'online' OR "
 		       "status_text IS NOT NULL OR last_seen_ms IS NOT NULL",
+    [Q_FILE_USE_ADD] = "INSERT OR IGNORE INTO file_uses (file_id, event_id, "
+		       "room_id) SELECT id, ?2, ?3 FROM files WHERE id = ?1 "
+		       "AND sha256 IS NOT NULL",
+    [Q_FILE_USES_DEL] = "DELETE FROM file_uses WHERE event_id = ?1",
+    [Q_FILE_ADD] = "INSERT INTO files (id, owner_id, length, received, name, "
+		   "metadata, created_ms, expires_ms, sha256, type, width, "
+		   "height) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+		   "?11, ?12)",
+    [Q_FILE_GET] = "SELECT id, owner_id, length, received, name, metadata, "
+		   "created_ms, expires_ms, sha256, type, width, height "
+		   "FROM files WHERE id = ?1",
+    [Q_FILE_OFFSET] = "UPDATE files SET received = ?2 WHERE id = ?1 AND "
+		      "sha256 IS NULL",
+    [Q_FILE_FINISH] =
+	"UPDATE files SET received = ?6, length = ?6, created_ms = ?8, "
+	"name = coalesce(?7, name), "
+	"sha256 = ?2, type = ?3, width = ?4, height = ?5 "
+	"WHERE id = ?1",
+    [Q_FILE_DEL] = "DELETE FROM files WHERE id = ?1 RETURNING sha256",
+    [Q_FILE_USAGE] = "SELECT coalesce(sum(length), 0) FROM files "
+		     "WHERE owner_id = ?1",
+    [Q_FILE_ACCESS] = "SELECT 1 FROM files f WHERE f.id = ?1 AND "
+		      "(f.owner_id = ?2 OR EXISTS (SELECT 1 FROM file_uses u "
+		      "JOIN members m ON m.room_id = u.room_id AND "
+		      "m.user_id = ?2 WHERE u.file_id = f.id))",
+    [Q_FILE_BLOB_USED] = "SELECT 1 FROM files WHERE sha256 = ?1 LIMIT 1",
+    [Q_FILES_EXPIRED] = "SELECT id FROM files f WHERE (sha256 IS NULL AND "
+			"expires_ms <= ?1) OR (sha256 IS NOT NULL AND "
+			"created_ms < ?2 AND NOT EXISTS (SELECT 1 FROM "
+			"file_uses u WHERE u.file_id = f.id)) LIMIT 256",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
     /* 3 owner, 2 moderator (enum store_role) */
@@ -883,4 +917,13 @@ const struct store_ops sq_ops = {
     .reactions = sq_reactions,
     .search = sq_search,
     .events_after = sq_events_after,
+    .file_create = sq_file_create,
+    .file_get = sq_file_get,
+    .file_offset_set = sq_file_offset_set,
+    .file_finish = sq_file_finish,
+    .file_delete = sq_file_delete,
+    .file_usage = sq_file_usage,
+    .file_access = sq_file_access,
+    .file_blob_used = sq_file_blob_used,
+    .files_sweep = sq_files_sweep,
 };

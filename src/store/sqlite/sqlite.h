@@ -23,8 +23,8 @@
 #define READERS_MAX 64
 /* The schema version this code's statements need (002 adds search, 003
  * moves indexing into the writer, 005 the CJK-aware index, 006 roles, 007
- * room kinds and invitations, 008 presence, 009 reactions, 011 metric
- * samples). */
+ * room kinds and invitations, 008 presence, 009 reactions, 010 files,
+ * 011 metric samples). */
 #define SCHEMA_REQUIRED 11
 /* Session cache slots (a power of two), one entry each: tokens are random,
  * so their hashes spread evenly and a collision only costs a read. */
@@ -71,6 +71,8 @@ enum q {
 	Q_FTS_OPTIMIZE,
 	Q_LAST_ID,
 	Q_SESSIONS_PURGE,
+	Q_FILE_USE_ADD,
+	Q_FILE_USES_DEL,
 	/* pool */
 	Q_USER_ADD,
 	Q_USER_BY_NAME,
@@ -117,6 +119,15 @@ enum q {
 	Q_PRESENCE_SET,
 	Q_LAST_SEEN_SET,
 	Q_PRESENCE_ALL,
+	Q_FILE_ADD,
+	Q_FILE_GET,
+	Q_FILE_OFFSET,
+	Q_FILE_FINISH,
+	Q_FILE_DEL,
+	Q_FILE_USAGE,
+	Q_FILE_ACCESS,
+	Q_FILE_BLOB_USED,
+	Q_FILES_EXPIRED,
 	Q_COUNT
 };
 
@@ -187,6 +198,27 @@ int sq_status_of(int rc);
 char *sq_col_dup(sqlite3_stmt *s, int i);
 struct event *sq_row_event(sqlite3_stmt *s);
 void sq_free(struct sq *st);
+
+/* files.c */
+int sq_file_create(struct store *base, const struct store_file *f);
+int sq_file_get(struct store *base, const char *id, struct store_file *out);
+int sq_file_offset_set(struct store *base, const char *id, int64_t offset);
+int sq_file_finish(struct store *base, const char *id, int64_t length,
+		   const char *sha256, const char *type, int width, int height,
+		   const char *name);
+int sq_file_delete(struct store *base, const char *id);
+int sq_file_usage(struct store *base, int64_t owner_id, int64_t *bytes);
+int sq_file_access(struct store *base, const char *id, int64_t user_id);
+int sq_file_blob_used(struct store *base, const char *sha256);
+int sq_files_sweep(struct store *base, int64_t now_ms, int64_t unused_before_ms,
+		   bool (*keep)(void *arg, const char *id),
+		   void (*fn)(void *arg, const char *id, const char *sha256),
+		   void *arg);
+/* The writer's part: the files a message carries (its args' "files"
+ * objects' ids) become its uses; a deleted message's uses go. */
+int sq_file_uses_add(struct sq *st, json_t *args, int64_t event_id,
+		     int64_t room_id);
+int sq_file_uses_del(struct sq *st, int64_t event_id);
 
 /* writer.c */
 void *sq_writer_main(void *arg);

@@ -287,6 +287,12 @@ int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
 		if (rc != SQLITE_DONE)
 			goto fail;
 	}
+	if (json_object_get(j->args, "files")) {
+		rc = sq_file_uses_add(st, j->args, id, room_id);
+		if (rc != SQLITE_OK)
+			goto fail;
+		rc = 0;
+	}
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
 	event_sent_mark(j->ev, j->queued_us);
 	if (j->subject_id)
@@ -450,7 +456,8 @@ static bool batch_apply(struct sq *st, struct job **jobs, size_t n, bool *full)
 		int64_t next = st->next_id;
 		/* An event without a store effect is one INSERT. */
 		bool sp = !j->row || j->row->effect != EVTYPE_EFFECT_NONE ||
-			  j->nmention_ids > 0 || j->mention_room;
+			  j->nmention_ids > 0 || j->mention_room ||
+			  json_object_get(j->args, "files");
 		bool changes =
 		    j->row && (j->row->effect == EVTYPE_EFFECT_EDIT ||
 			       j->row->effect == EVTYPE_EFFECT_DELETE);
