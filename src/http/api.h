@@ -13,6 +13,10 @@ enum MHD_Result api_login(struct request *req);
 enum MHD_Result api_logout(struct request *req);
 enum MHD_Result api_me_get(struct request *req);
 enum MHD_Result api_me_patch(struct request *req);
+/* PUT /api/me/avatar {"upload": ID}, DELETE /api/me/avatar (api_avatar.c):
+ * 200 {"avatar": URL or null}. */
+enum MHD_Result api_me_avatar_put(struct request *req);
+enum MHD_Result api_me_avatar_delete(struct request *req);
 enum MHD_Result api_rooms_list(struct request *req);
 enum MHD_Result api_rooms_create(struct request *req);
 enum MHD_Result api_room_join(struct request *req, const char *room);

@@ -5,6 +5,7 @@
 
 #include "http/api.h"
 #include "core/auth.h"
+#include "core/filestore.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -19,10 +20,11 @@ static json_t *user_json(const struct store_user *u)
 	    json_loads(u->settings ? u->settings : "{}", 0, NULL);
 	if (!settings)
 		settings = json_object();
-	return json_pack(
-	    "{s:s, s:s, s:o, s:s, s:b}", "username", u->username,
-	    "display_name", u->display_name ? u->display_name : u->username,
-	    "settings", settings, "created", ts, "admin", u->admin);
+	return json_pack("{s:s, s:s, s:o, s:s, s:b, s:o}", "username",
+			 u->username, "display_name",
+			 u->display_name ? u->display_name : u->username,
+			 "settings", settings, "created", ts, "admin", u->admin,
+			 "avatar", filestore_avatar_json(u->avatar));
 }
 
 /* Issue a session for req->user_id; the token lands in req->token. */

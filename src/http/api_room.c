@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/filestore.h"
 #include "http/api.h"
 #include "core/cmd.h"
 #include "core/auth.h"
@@ -125,11 +126,12 @@ enum MHD_Result api_room_members(struct request *req, const char *room)
 		return request_chat_error(req, rc);
 	json_t *members = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(members,
-				      json_pack("{s:s, s:s, s:s}", "username",
-						m[i].username, "display_name",
-						m[i].display_name, "role",
-						api_role_name(m[i].role)));
+		json_array_append_new(
+		    members,
+		    json_pack("{s:s, s:s, s:s, s:o}", "username", m[i].username,
+			      "display_name", m[i].display_name, "role",
+			      api_role_name(m[i].role), "avatar",
+			      filestore_avatar_json(m[i].avatar)));
 	store_members_free(m, n);
 	return reply_json(
 	    req->conn, &req->log, 200,

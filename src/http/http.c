@@ -182,6 +182,8 @@ static const struct route routes[] = {
     {"POST", "/api/logout", AUTH | CSRF, api_logout, NULL},
     {"GET", "/api/me", AUTH, api_me_get, NULL},
     {"PATCH", "/api/me", AUTH | CSRF, api_me_patch, NULL},
+    {"PUT", "/api/me/avatar", AUTH | CSRF, api_me_avatar_put, NULL},
+    {"DELETE", "/api/me/avatar", AUTH | CSRF, api_me_avatar_delete, NULL},
     {"POST", "/api/client-report", AUTH | CSRF, api_client_report, NULL},
     {"GET", "/api/search", AUTH, api_search, NULL},
     {"GET", "/api/rooms", AUTH, api_rooms_list, NULL},

@@ -37,7 +37,8 @@ enum event_type {
 	EVENT_DELETE,	/* persistent: the author deleted a message */
 	EVENT_DM,	/* persistent: a direct conversation opened */
 	EVENT_INVITE,	/* ephemeral, personal: you were invited to a room */
-	EVENT_READ	/* ephemeral, personal: your read marker moved */
+	EVENT_READ,	/* ephemeral, personal: your read marker moved */
+	EVENT_PROFILE	/* ephemeral: a co-member's avatar changed */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */
