@@ -21,13 +21,13 @@ static enum MHD_Result avatar_set(struct request *req, const char *id)
 	case FILESTORE_OK:
 		break;
 	case FILESTORE_ENOTFOUND:
-		return api_fail(req, 404, "not_found",
+		return api_fail(req, 404, "no_such_file",
 				"no finished upload of yours with that id");
 	case FILESTORE_ETYPE:
 		return api_fail(req, 415, "unsupported_type",
 				"an avatar is a PNG, JPEG, GIF or WebP image");
 	case FILESTORE_ETOOBIG:
-		return api_fail(req, 413, "too_large",
+		return api_fail(req, 413, "avatar_too_large",
 				"the image is larger than avatar-max-size");
 	default:
 		return api_fail(req, 500, "internal", "cannot set the avatar");

@@ -144,15 +144,15 @@ api_json PUT /api/me/avatar "$AL" "{\"upload\":\"$NOISE\"}"
 expect 415 unsupported_type "random bytes are refused"
 BIG=$(upload "$AL" "$WORK/big.png")
 api_json PUT /api/me/avatar "$AL" "{\"upload\":\"$BIG\"}"
-expect 413 too_large "a PNG over avatar-max-size is refused"
+expect 413 avatar_too_large "a PNG over avatar-max-size is refused"
 PART=$(upload "$AL" "$WORK/red.png" 9999)
 api_json PUT /api/me/avatar "$AL" "{\"upload\":\"$PART\"}"
-expect 404 not_found "an unfinished upload is refused"
+expect 404 no_such_file "an unfinished upload is refused"
 BOBS=$(upload "$BO" "$WORK/red.png")
 api_json PUT /api/me/avatar "$AL" "{\"upload\":\"$BOBS\"}"
-expect 404 not_found "someone else's upload is refused"
+expect 404 no_such_file "someone else's upload is refused"
 api_json PUT /api/me/avatar "$AL" '{"upload":"../../etc/passwd"}'
-expect 404 not_found "a malformed id is refused"
+expect 404 no_such_file "a malformed id is refused"
 api_json PUT /api/me/avatar "$AL" '{"upload":7}'
 expect 422 invalid_upload "a non-string upload is refused"
 api_json PUT /api/me/avatar "$AL" '{"file":"x"}'
