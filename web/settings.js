@@ -364,7 +364,7 @@ function avatarRow() {
     remove.addEventListener('click', avatarRemove);
     row.append(remove);
   }
-  return el('div', { class: 'set-group' },
+  return el('div', { class: 'set-group set-avatar' },
     el('span', { class: 'set-label', id: 'set-avatar-label', text: t('settings.avatar') }), row,
     el('p', { class: 'set-note', text: t('settings.avatar.hint') }));
 }
