@@ -596,6 +596,11 @@ out:
 	return rc;
 }
 
+size_t filestore_avatar_max_size(const struct filestore *fs)
+{
+	return fs->avatar_max_size;
+}
+
 json_t *filestore_avatar_json(const char *id)
 {
 	if (!id || !*id)

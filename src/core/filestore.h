@@ -118,6 +118,7 @@ int filestore_avatar_set(struct filestore *fs, int64_t user, const char *id);
 /* The URL of avatar file id ("/files/{id}/avatar"; NULL: none) as a new
  * JSON string, or JSON null. */
 json_t *filestore_avatar_json(const char *id);
+size_t filestore_avatar_max_size(const struct filestore *fs);
 
 /* Run one sweep now (the thread also runs it): rows removed. */
 int filestore_sweep(struct filestore *fs);

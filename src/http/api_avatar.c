@@ -1,8 +1,9 @@
 /* api_avatar: the requester's avatar, PUT /api/me/avatar {"upload": ID}
  * (a finished upload of theirs: a PNG, JPEG, GIF or WebP by its bytes, at
- * most avatar-max-size) and DELETE /api/me/avatar. The avatar is served
- * like any file (GET /files/{id}/avatar, api_file.c: ETag, nosniff,
- * sandbox CSP, inline for raster types) to every logged-in user; user
+ * most avatar-max-size) and DELETE /api/me/avatar; the one-shot form
+ * upload POST /api/me/avatar (curl -F file=@me.png) is in api_upload.c. The
+ * avatar is served like any file (GET /files/{id}/avatar, api_file.c: ETag,
+ * nosniff, sandbox CSP, inline for raster types) to every logged-in user; user
  * objects carry its URL as "avatar". A change reaches the user's
  * co-members live as an ephemeral "profile" event. */
 #include <string.h>
@@ -13,10 +14,11 @@
 #include "http/api.h"
 #include "util/log.h"
 
-/* Set (id) or clear (NULL), answer 200 {"avatar": URL or null}. */
-static enum MHD_Result avatar_set(struct request *req, const char *id)
+enum MHD_Result api_avatar_apply(struct request *req, const char *id,
+				 bool *applied)
 {
 	int rc = filestore_avatar_set(req->srv->files, req->user_id, id);
+	*applied = rc == FILESTORE_OK;
 	switch (rc) {
 	case FILESTORE_OK:
 		break;
@@ -55,10 +57,12 @@ enum MHD_Result api_me_avatar_put(struct request *req)
 	char id[64];
 	snprintf(id, sizeof(id), "%s", json_string_value(up));
 	json_decref(in);
-	return avatar_set(req, id);
+	bool applied;
+	return api_avatar_apply(req, id, &applied);
 }
 
 enum MHD_Result api_me_avatar_delete(struct request *req)
 {
-	return avatar_set(req, NULL);
+	bool applied;
+	return api_avatar_apply(req, NULL, &applied);
 }

@@ -184,6 +184,7 @@ static const struct route routes[] = {
     {"PATCH", "/api/me", AUTH | CSRF, api_me_patch, NULL},
     {"PUT", "/api/me/avatar", AUTH | CSRF, api_me_avatar_put, NULL},
     {"DELETE", "/api/me/avatar", AUTH | CSRF, api_me_avatar_delete, NULL},
+    {"POST", "/api/me/avatar", AUTH | CSRF | STREAM, api_me_avatar_form, NULL},
     {"POST", "/api/client-report", AUTH | CSRF, api_client_report, NULL},
     {"GET", "/api/search", AUTH, api_search, NULL},
     {"GET", "/api/rooms", AUTH, api_rooms_list, NULL},

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # avatars.sh: a user's avatar through curl. Set from a finished tus upload
-# (PUT /api/me/avatar), replaced, cleared (DELETE); only PNG, JPEG, GIF and
-# WebP by their bytes, at most avatar-max-size; someone else's or an
-# unfinished upload is refused. The URL in /api/me and room members, served
-# to any logged-in user (not anonymously) with safe headers and an ETag
-# that changes with the avatar; the sweep keeps the avatar and releases
-# the one it replaced. The "profile" event reaches a co-member on
-# WebSocket, SSE and long-poll, and not a stranger.
+# (PUT /api/me/avatar) or a one-shot form upload (POST, curl -F), replaced,
+# cleared (DELETE); only PNG, JPEG, GIF and WebP by their bytes, at most
+# avatar-max-size; someone else's or an unfinished upload is refused. The
+# URL in /api/me and room members, served to any logged-in user (not
+# anonymously) with safe headers and an ETag that changes with the avatar;
+# the sweep keeps the avatar. The "profile" event reaches a co-member on
+# WebSocket, SSE and long-poll, and not a stranger; it is not replayed.
 # shellcheck shell=bash
 . "$(dirname "$0")/lib.sh"
 : "${WSCLIENT:?WSCLIENT must point at tests/wsclient}"
@@ -70,7 +70,7 @@ check "no avatar at first: null" [ "$(jget .avatar)" = null ]
 # recv_poll TOKEN OUT: long-polls until $WORK/stop exists, events to OUT.
 recv_poll() {
 	local cursor=$C0 body
-	while [ ! -e "$WORK/stop" ]; do
+	while [ ! -e "$WORK/stop" ] && kill -0 "$NATTERD_PID" 2>/dev/null; do
 		body=$(curl -sf -H "Authorization: Bearer $1" "$BASE/poll?since=$cursor&timeout=1") || continue
 		jq -c '.events[]' <<<"$body" >>"$2"
 		cursor=$(jq -r .cursor <<<"$body")
@@ -164,6 +164,25 @@ expect 401 unauthorized "no session: 401"
 api_get /api/me "$AL"
 check "refusals left the avatar as it was" [ "$(jget .avatar)" = "$URL2" ]
 
+# --- one-shot form upload (curl -F) ------------------------------------------------------
+api POST /api/me/avatar -H "Authorization: Bearer $AL" -F "file=@$WORK/evil.png"
+expect 415 unsupported_type "form: an SVG named .png is refused"
+api POST /api/me/avatar -H "Authorization: Bearer $AL" -F "file=@$WORK/big.png"
+expect 413 avatar_too_large "form: over avatar-max-size is refused"
+head -c 20000 /dev/urandom >"$WORK/huge.bin"
+api POST /api/me/avatar -H "Authorization: Bearer $AL" -F "file=@$WORK/huge.bin"
+expect 413 avatar_too_large "form: a body far over the limit is refused before it is read"
+api POST /api/me/avatar -H "Authorization: Bearer $AL" -F "other=@$WORK/red.png"
+expect 422 no_file "form: no file field"
+api_get /api/me "$AL"
+check "refused forms left the avatar as it was" [ "$(jget .avatar)" = "$URL2" ]
+api POST /api/me/avatar -H "Authorization: Bearer $AL" -F "file=@$WORK/red.png"
+expect 200 "" "form: curl -F file=@red.png sets it"
+URL3=$(jget .avatar)
+check "form: a new URL" [ "$URL3" != "$URL2" ] && [ "${URL3#/files/}" != "$URL3" ]
+curl -s -o "$WORK/dl" -H "Authorization: Bearer $EV" "$BASE$URL3"
+check "form: the bytes are served" cmp -s "$WORK/dl" "$WORK/red.png"
+
 # --- clear ----------------------------------------------------------------------------
 api DELETE /api/me/avatar -H "Authorization: Bearer $AL"
 expect 200 "" "clear the avatar"
@@ -180,9 +199,9 @@ sel='select(.type == "profile") | .avatar'
 grep -a '"type":"profile"' "$WORK/ws.out" | jq -r "$sel" >"$WORK/ws.av" || true
 grep -a '^data: .*"type":"profile"' "$WORK/sse.out" | sed 's/^data: //' | jq -r "$sel" >"$WORK/sse.av" || true
 jq -r "$sel" "$WORK/poll.out" >"$WORK/poll.av" || true
-printf '%s\n%s\n%s\n' "$URL1" "$URL2" null >"$WORK/want.av"
+printf '%s\n%s\n%s\n%s\n' "$URL1" "$URL2" "$URL3" null >"$WORK/want.av"
 for t in ws sse poll; do
-	check "$t: a co-member sees set, replace, clear" cmp -s "$WORK/$t.av" "$WORK/want.av"
+	check "$t: a co-member sees set, replace, form, clear" cmp -s "$WORK/$t.av" "$WORK/want.av"
 done
 check "the events name the user and the room" \
 	[ "$(grep -a '"type":"profile"' "$WORK/ws.out" | head -n1 | jq -r '.from + " " + .room')" = "av_alice av-lobby" ]
