@@ -348,7 +348,8 @@ function avatarRow() {
   const preview = el('div', { class: 'set-avatar-preview avatar', 'aria-hidden': 'true' });
   if (url) preview.append(el('img', { class: 'avatar-img', src: url, alt: '' }));
   else preview.textContent = (st.hooks.displayName()[0] || '?').toUpperCase();
-  const input = el('input', { type: 'file', id: 'set-avatar-file', accept: AVATAR_TYPES, class: 'set-avatar-input' });
+  // (reached through the button; the label names it for assistive tech)
+  const input = el('input', { type: 'file', id: 'set-avatar-file', accept: AVATAR_TYPES, class: 'set-avatar-input', tabIndex: -1, 'aria-labelledby': 'set-avatar-label' });
   input.addEventListener('change', () => {
     const f = input.files && input.files[0];
     input.value = '';
