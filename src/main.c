@@ -204,6 +204,7 @@ int main(int argc, char **argv)
 	struct filestore_config fc = {.dir = files_dir,
 				      .max_size = cfg.file_max_size,
 				      .quota = cfg.file_quota,
+				      .avatar_max_size = cfg.avatar_max_size,
 				      .expiry_s = cfg.upload_expiry_s};
 	srv.files = filestore_new(srv.store, &fc, err, sizeof(err));
 	if (!srv.files)

@@ -98,6 +98,7 @@ const S = {
   inflight: new Map(), // client_id -> ms when sent
   acked: new Set(),    // client_ids acknowledged while this page lives
   names: new Map(),    // username -> display name
+  avatars: new Map(),  // username -> avatar URL (absent: initials)
   users: new Set(),    // every username seen: suggestions for DMs, invitations
   invites: [],         // open invitations (GET /api/invites)
   typing: new Map(),   // room -> Map(username -> expiry ms)
@@ -141,10 +142,50 @@ function hue(name) {
   return x % 12;
 }
 
+// A person's picture: their avatar image over the initial of their name
+// (the initial shows when they have none, or while or if it fails to load).
 function avatar(name, cls = 'avatar') {
   const a = h('div', `${cls} hue-${hue(name)}`, (name[0] || '?').toUpperCase());
   a.setAttribute('aria-hidden', 'true');
+  const url = S.avatars.get(name);
+  if (url) {
+    const img = document.createElement('img');
+    img.className = 'avatar-img';
+    img.alt = '';
+    img.decoding = 'async';
+    img.src = url;
+    img.addEventListener('error', () => img.remove(), { once: true });
+    a.append(img);
+  }
   return a;
+}
+
+// Learn name's avatar URL (null: none): true when it changed.
+function setAvatar(name, url) {
+  if (typeof name !== 'string' || url === undefined) return false;
+  const clean = typeof url === 'string' && url.startsWith('/files/') ? url : null;
+  if ((S.avatars.get(name) || null) === clean) return false;
+  if (clean) S.avatars.set(name, clean);
+  else S.avatars.delete(name);
+  return true;
+}
+
+// Someone's avatar changed: draw every place that shows it again.
+function avatarsChanged() {
+  for (const r of S.rooms.values()) r.nodes.clear();
+  if (S.me) $('me-avatar').replaceWith(Object.assign(avatar(S.me.username), { id: 'me-avatar' }));
+  renderMembers();
+  renderMessages();
+  renderRooms();
+}
+
+// A co-member's (or our own) avatar changed elsewhere:
+// {"type":"profile","room":..,"from":..,"avatar":URL or null}.
+function profileReceived(ev) {
+  for (const r of S.rooms.values()) {
+    for (const m of r.memberList || []) if (m.username === ev.from) m.avatar = ev.avatar;
+  }
+  if (setAvatar(ev.from, ev.avatar)) avatarsChanged();
 }
 
 function timeEl(ts) {
@@ -352,6 +393,7 @@ async function start(user) {
   renderMyStatus();
   $('me-name').textContent = displayName(user.username);
   $('me-username').textContent = '@' + user.username;
+  setAvatar(user.username, user.avatar);
   $('me-avatar').replaceWith(Object.assign(avatar(user.username), { id: 'me-avatar' }));
   $('announce').replaceChildren();
   renderComposerHelp();
@@ -1514,10 +1556,13 @@ async function loadMembers(r) {
     const res = await api('GET', `/api/rooms/${enc(r.name)}/members`);
     r.memberList = res.members || [];
     presenceMembers(r.memberList);
+    let pictures = false;
     for (const m of r.memberList) {
       S.users.add(m.username);
       if (m.display_name) S.names.set(m.username, m.display_name);
+      if (setAvatar(m.username, m.avatar)) pictures = true;
     }
+    if (pictures) avatarsChanged();
   } catch (e) {
     if (sessionOver(e)) return sessionEnded(endedText(e));
     r.memberList = r.memberList || null;
@@ -1910,6 +1955,7 @@ const EVENT_VIEWS = {
   // device: {"type":"settings","settings":{...},"display_name":"..."};
   // applied like a change made in another tab or read on a reconnect.
   settings: { ephemeral: true, live: (r, ev) => meReceive(ev) },
+  profile: { ephemeral: true, live: (r, ev) => profileReceived(ev) },
 };
 
 function onEvent(ev) {
@@ -1982,6 +2028,7 @@ function meReceive(me) {
     presenceMe(S.me.username, { ...me, status: me.status_choice === 'online' ? 'online' : me.status_choice });
   }
   settingsReceive(me.settings);
+  if (me.avatar !== undefined && me.username === S.me.username && setAvatar(S.me.username, me.avatar)) avatarsChanged();
   if (typeof me.display_name === 'string' && me.display_name && me.display_name !== displayName(S.me.username)) {
     settingsChanged(['display_name'], me.display_name);
   }
@@ -2418,6 +2465,8 @@ function bind() {
     changed: settingsChanged,
     rooms: joinedRoomNames,
     displayName: () => (S.me ? displayName(S.me.username) : ''),
+    avatar: () => (S.me ? S.avatars.get(S.me.username) || null : null),
+    avatarChanged: (url) => S.me && profileReceived({ from: S.me.username, avatar: url }),
   });
   i18nOnChange(relabel);
   $('open-settings').addEventListener('click', () => settingsOpen($('open-settings')));

@@ -24,6 +24,7 @@
 import { api, friendly } from './api.js';
 import { t, i18nSetLanguage, i18nSetHourCycle, i18nOnChange, i18nApplyPage } from './i18n.js';
 import { uiPrefs } from './store.js';
+import { TusUpload } from './upload.js';
 
 // The settings, in the order the dialog shows them. values: the choices
 // (the first is not necessarily the default); min/max: a number.
@@ -53,7 +54,7 @@ const st = {
   saveTimer: null,
   saving: null,   // the promise of the PATCH under way
   channel: null,
-  hooks: { changed: () => {}, rooms: () => [], displayName: () => '' },
+  hooks: { changed: () => {}, rooms: () => [], displayName: () => '', avatar: () => null, avatarChanged: () => {} },
   opener: null,
 };
 
@@ -306,6 +307,69 @@ function rangeRow(s) {
     el('label', { for: id, class: 'set-label', text: t('settings.' + s.key) }), el('div', { class: 'set-range-row' }, input, out));
 }
 
+// The avatar: an image uploaded with the tus uploader (so a proxy that
+// refuses large bodies passes it), then made the avatar; or removed.
+const AVATAR_TYPES = 'image/png,image/jpeg,image/gif,image/webp';
+let avatarBusy = false;
+
+async function avatarUpload(file) {
+  if (!file || avatarBusy) return;
+  avatarBusy = true;
+  status(t('settings.avatar.uploading', { pct: 0 }));
+  try {
+    const up = new TusUpload(file, {
+      onProgress: (sent, total) => status(t('settings.avatar.uploading', { pct: Math.floor((100 * sent) / Math.max(1, total)) })),
+    });
+    const f = await up.start();
+    const res = await api('PUT', '/api/me/avatar', { body: { upload: f.id } });
+    st.hooks.avatarChanged(res.avatar);
+    status(t('settings.avatar.saved'));
+  } catch (e) {
+    status(t('settings.avatar.failed', { error: friendly(e) }), true);
+  } finally {
+    avatarBusy = false;
+    if (isOpen()) render();
+  }
+}
+
+async function avatarRemove() {
+  try {
+    const res = await api('DELETE', '/api/me/avatar');
+    st.hooks.avatarChanged(res.avatar);
+    status(t('settings.avatar.removed'));
+  } catch (e) {
+    status(t('settings.avatar.failed', { error: friendly(e) }), true);
+  }
+  if (isOpen()) render();
+}
+
+function avatarRow() {
+  const url = st.hooks.avatar();
+  const preview = el('div', { class: 'set-avatar-preview avatar', 'aria-hidden': 'true' });
+  if (url) preview.append(el('img', { class: 'avatar-img', src: url, alt: '' }));
+  else preview.textContent = (st.hooks.displayName()[0] || '?').toUpperCase();
+  // (reached through the button; the label names it for assistive tech)
+  const input = el('input', { type: 'file', id: 'set-avatar-file', accept: AVATAR_TYPES, class: 'set-avatar-input', tabIndex: -1, 'aria-labelledby': 'set-avatar-label' });
+  input.addEventListener('change', () => {
+    const f = input.files && input.files[0];
+    input.value = '';
+    avatarUpload(f);
+  });
+  const choose = el('button', { type: 'button', class: 'btn', id: 'set-avatar-choose', text: t(url ? 'settings.avatar.change' : 'settings.avatar.choose') });
+  choose.disabled = avatarBusy;
+  choose.addEventListener('click', () => input.click());
+  const row = el('div', { class: 'set-avatar-row' }, preview, input, choose);
+  if (url) {
+    const remove = el('button', { type: 'button', class: 'btn btn-danger', id: 'set-avatar-remove', text: t('settings.avatar.remove') });
+    remove.disabled = avatarBusy;
+    remove.addEventListener('click', avatarRemove);
+    row.append(remove);
+  }
+  return el('div', { class: 'set-group set-avatar' },
+    el('span', { class: 'set-label', id: 'set-avatar-label', text: t('settings.avatar') }), row,
+    el('p', { class: 'set-note', text: t('settings.avatar.hint') }));
+}
+
 function profileSection() {
   const input = el('input', { type: 'text', id: 'set-display-name', maxLength: 64, value: st.hooks.displayName(), autocomplete: 'nickname' });
   const form = el('form', { class: 'set-name-row', novalidate: true }, input,
@@ -316,7 +380,7 @@ function profileSection() {
   });
   return el('section', { class: 'set-section', 'aria-labelledby': 'set-h-profile' },
     el('h3', { id: 'set-h-profile', text: t('settings.section.profile') }),
-    el('label', { for: input.id, class: 'set-label', text: t('settings.display_name') }), form);
+    el('label', { for: input.id, class: 'set-label', text: t('settings.display_name') }), form, avatarRow());
 }
 
 function roomsSection() {

@@ -65,3 +65,9 @@ BEGIN
 		 FROM json_each(new.json, '$.files') f), ''))
 	WHERE new.type = 'message' AND new.text IS NOT NULL;
 END;
+
+-- A user's avatar is one of their finished files: it counts as used (the
+-- sweep keeps it) and any user may read it; deleting the file clears it.
+ALTER TABLE users ADD COLUMN avatar TEXT REFERENCES files (id)
+	ON DELETE SET NULL;
+CREATE INDEX users_avatar ON users (avatar) WHERE avatar IS NOT NULL;

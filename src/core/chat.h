@@ -132,6 +132,11 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
  * row's extra reads it) to every live connection of u on every transport
  * (room BUS_PERSONAL). CHAT_OK, CHAT_EINVAL for a persistent or
  * client-sent type, CHAT_EINTERNAL. */
+/* A profile change of u (args {"avatar": URL or null}): an ephemeral
+ * "profile" event in every room u is a member of (co-members see it live;
+ * a reload reads the user objects), and a personal one for u's own
+ * connections. CHAT_OK or CHAT_EINTERNAL. */
+int chat_profile(struct chat *c, const struct chat_user *u, json_t *args);
 int chat_personal(struct chat *c, const struct chat_user *u,
 		  enum event_type type, json_t *args);
 

@@ -33,7 +33,7 @@
 struct filestore {
 	struct store *store;
 	char *dir;
-	size_t max_size, quota;
+	size_t max_size, quota, avatar_max_size;
 	unsigned expiry_s;
 
 	pthread_mutex_t mu;
@@ -559,6 +559,57 @@ fail:
 	return FILESTORE_ENOTFOUND;
 }
 
+/* --- avatars ----------------------------------------------------------- */
+
+static const char *const avatar_types[] = {"image/png", "image/jpeg",
+					   "image/gif", "image/webp"};
+
+int filestore_avatar_set(struct filestore *fs, int64_t user, const char *id)
+{
+	if (!id)
+		return store_user_avatar_set(fs->store, user, NULL) == STORE_OK
+			   ? FILESTORE_OK
+			   : FILESTORE_EINTERNAL;
+	struct store_file f;
+	int rc = filestore_get(fs, id, user, &f);
+	if (rc != FILESTORE_OK)
+		return rc;
+	if (!f.sha256) {
+		rc = FILESTORE_ENOTFOUND;
+		goto out;
+	}
+	rc = FILESTORE_ETYPE;
+	for (size_t i = 0; f.type && i < ARRAY_LEN(avatar_types); i++)
+		if (strcmp(f.type, avatar_types[i]) == 0)
+			rc = FILESTORE_OK;
+	if (rc != FILESTORE_OK)
+		goto out;
+	if ((uint64_t)f.length > fs->avatar_max_size) {
+		rc = FILESTORE_ETOOBIG;
+		goto out;
+	}
+	rc = store_user_avatar_set(fs->store, user, id) == STORE_OK
+		 ? FILESTORE_OK
+		 : FILESTORE_EINTERNAL;
+out:
+	store_file_fini(&f);
+	return rc;
+}
+
+size_t filestore_avatar_max_size(const struct filestore *fs)
+{
+	return fs->avatar_max_size;
+}
+
+json_t *filestore_avatar_json(const char *id)
+{
+	if (!id || !*id)
+		return json_null();
+	char url[64];
+	snprintf(url, sizeof(url), "/files/%.32s/avatar", id);
+	return json_string(url);
+}
+
 /* --- the sweep ---------------------------------------------------------- */
 
 struct sweep {
@@ -657,6 +708,8 @@ struct filestore *filestore_new(struct store *st,
 	fs->dir = xstrdup(cfg->dir);
 	fs->max_size = cfg->max_size;
 	fs->quota = cfg->quota;
+	fs->avatar_max_size =
+	    cfg->avatar_max_size ? cfg->avatar_max_size : cfg->max_size;
 	fs->expiry_s = cfg->expiry_s;
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_mutex_init(&fs->magic_mu, NULL);

@@ -30,6 +30,7 @@ enum filestore_err {
 	FILESTORE_EBUSY = -5,	  /* another request writes this upload */
 	FILESTORE_EDONE = -6,	  /* the upload is complete already */
 	FILESTORE_EINTERNAL = -7, /* disk or store failure (logged) */
+	FILESTORE_ETYPE = -8,	  /* not a raster image (avatars) */
 };
 
 #define FILESTORE_FILES_MAX 10 /* files one message carries */
@@ -39,6 +40,7 @@ enum filestore_err {
 struct filestore_config {
 	const char *dir;
 	size_t max_size, quota; /* quota 0: none */
+	size_t avatar_max_size; /* 0: max_size */
 	unsigned expiry_s;
 };
 
@@ -105,6 +107,19 @@ json_t *filestore_resolve(struct filestore *fs, int64_t owner, json_t *ids,
  * FILESTORE_ENOTFOUND. */
 int filestore_open(struct filestore *fs, const char *id, int64_t user,
 		   struct store_file *out, int *fd);
+/* --- avatars ------------------------------------------------------------ */
+
+/* user's avatar becomes their finished file id (NULL: none): a PNG, JPEG,
+ * GIF or WebP by its bytes (FILESTORE_ETYPE) of at most the avatar size
+ * (FILESTORE_ETOOBIG). FILESTORE_OK, FILESTORE_ENOTFOUND (not a finished
+ * file of user's), FILESTORE_EINTERNAL. The avatar it replaces is an
+ * unused file again (the sweep removes it in time). */
+int filestore_avatar_set(struct filestore *fs, int64_t user, const char *id);
+/* The URL of avatar file id ("/files/{id}/avatar"; NULL: none) as a new
+ * JSON string, or JSON null. */
+json_t *filestore_avatar_json(const char *id);
+size_t filestore_avatar_max_size(const struct filestore *fs);
+
 /* Run one sweep now (the thread also runs it): rows removed. */
 int filestore_sweep(struct filestore *fs);
 

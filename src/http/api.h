@@ -16,6 +16,18 @@ enum MHD_Result api_me_patch(struct request *req);
 /* GET /api/presence, POST /api/activity (api_presence.c). */
 enum MHD_Result api_presence_get(struct request *req);
 enum MHD_Result api_activity(struct request *req);
+/* PUT /api/me/avatar {"upload": ID}, DELETE /api/me/avatar (api_avatar.c):
+ * 200 {"avatar": URL or null}. */
+enum MHD_Result api_me_avatar_put(struct request *req);
+enum MHD_Result api_me_avatar_delete(struct request *req);
+/* POST /api/me/avatar: a multipart form with a field "file", streamed to
+ * disk like POST /api/rooms/{room}/files, made the avatar (api_upload.c). */
+enum MHD_Result api_me_avatar_form(struct request *req);
+/* Make finished upload id of the requester their avatar (NULL: none) and
+ * answer 200 {"avatar": URL or null} (and tell co-members), or the error;
+ * *applied says whether it was made. */
+enum MHD_Result api_avatar_apply(struct request *req, const char *id,
+				 bool *applied);
 enum MHD_Result api_rooms_list(struct request *req);
 enum MHD_Result api_rooms_create(struct request *req);
 enum MHD_Result api_room_join(struct request *req, const char *room);

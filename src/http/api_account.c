@@ -5,6 +5,7 @@
 
 #include "http/api.h"
 #include "core/auth.h"
+#include "core/filestore.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -20,9 +21,10 @@ static json_t *user_json(struct request *req, const struct store_user *u)
 	if (!settings)
 		settings = json_object();
 	json_t *o = json_pack(
-	    "{s:s, s:s, s:o, s:s, s:b}", "username", u->username,
+	    "{s:s, s:s, s:o, s:s, s:b, s:o}", "username", u->username,
 	    "display_name", u->display_name ? u->display_name : u->username,
-	    "settings", settings, "created", ts, "admin", u->admin);
+	    "settings", settings, "created", ts, "admin", u->admin, "avatar",
+	    filestore_avatar_json(u->avatar));
 	chat_presence_add(req->srv->chat, u->username, o, true);
 	return o;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/filestore.h"
 #include "http/api.h"
 #include "core/cmd.h"
 #include "core/auth.h"
@@ -126,9 +127,10 @@ enum MHD_Result api_room_members(struct request *req, const char *room)
 	json_t *members = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *o =
-		    json_pack("{s:s, s:s, s:s}", "username", m[i].username,
+		    json_pack("{s:s, s:s, s:s, s:o}", "username", m[i].username,
 			      "display_name", m[i].display_name, "role",
-			      api_role_name(m[i].role));
+			      api_role_name(m[i].role), "avatar",
+			      filestore_avatar_json(m[i].avatar));
 		chat_presence_add(req->srv->chat, m[i].username, o, false);
 		json_array_append_new(members, o);
 	}

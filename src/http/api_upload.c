@@ -371,12 +371,14 @@ static void form_free(struct request *req)
 	req->sink_state = NULL;
 }
 
-enum MHD_Result api_room_file(struct request *req, const char *room)
+/* A form upload whose file becomes a message in room, or (room NULL) the
+ * requester's avatar. */
+static enum MHD_Result form_upload(struct request *req, const char *room)
 {
 	enum MHD_Result ret = MHD_YES;
 	struct form *f = req->sink_state;
 
-	if (req->phase == REQ_READY) {
+	if (req->phase == REQ_READY && room) {
 		if (req->result.err != CHAT_OK)
 			return api_answer_event(req, 201, NULL, NULL);
 		json_t *ev = api_event_json(req->result.ev);
@@ -387,7 +389,8 @@ enum MHD_Result api_room_file(struct request *req, const char *room)
 	if (req->step == 0) {
 		int64_t room_id, bound;
 		char name[33];
-		if (api_member_room(req, room, &room_id, name, &ret) < 0)
+		if (room &&
+		    api_member_room(req, room, &room_id, name, &ret) < 0)
 			return ret;
 		const char *ct = request_header(req, "Content-Type");
 		if (!ct || strncasecmp(ct, "multipart/form-data", 19))
@@ -399,11 +402,15 @@ enum MHD_Result api_room_file(struct request *req, const char *room)
 				     &bound) < 0)
 			return api_fail(req, 411, "length_required",
 					"send a Content-Length");
-		size_t max = filestore_max_size(req->srv->files);
+		size_t max = room ? filestore_max_size(req->srv->files)
+				  : filestore_avatar_max_size(req->srv->files);
 		if ((uint64_t)bound > max + FORM_OVERHEAD)
-			return api_fail(req, 413, "file_too_large",
-					"the file is over the server's size "
-					"limit");
+			return room ? api_fail(req, 413, "file_too_large",
+					       "the file is over the server's "
+					       "size limit")
+				    : api_fail(req, 413, "avatar_too_large",
+					       "the image is larger than "
+					       "avatar-max-size");
 		f = xcalloc(1, sizeof(*f));
 		buf_init(&f->text);
 		req->sink_state = f;
@@ -461,7 +468,19 @@ enum MHD_Result api_room_file(struct request *req, const char *room)
 						"the form could not be read "
 						"(one file field; text up to "
 						"16 KiB)");
+			if (!room && err == FILESTORE_ETOOBIG)
+				return api_fail(req, 413, "avatar_too_large",
+						"the image is larger than "
+						"avatar-max-size");
 			return filestore_fail(req, err);
+		}
+		if (!room) {
+			bool applied = false;
+			ret = api_avatar_apply(req, f->id, &applied);
+			if (!applied)
+				filestore_delete(req->srv->files, f->id,
+						 req->user_id);
+			return ret;
 		}
 		struct store_file sf;
 		if (filestore_get(req->srv->files, f->id, req->user_id, &sf))
@@ -479,4 +498,14 @@ enum MHD_Result api_room_file(struct request *req, const char *room)
 		return ret;
 	}
 	return api_fail(req, 500, "internal", "unexpected state");
+}
+
+enum MHD_Result api_room_file(struct request *req, const char *room)
+{
+	return form_upload(req, room);
+}
+
+enum MHD_Result api_me_avatar_form(struct request *req)
+{
+	return form_upload(req, NULL);
 }

@@ -204,6 +204,14 @@ static json_t *presence_extra(const struct evtype_input *in)
 	    json_is_integer(seq) ? json_incref(seq) : json_integer(0));
 }
 
+/* A profile change: the user's avatar URL (args "avatar", null: none). */
+static json_t *profile_extra(const struct evtype_input *in)
+{
+	json_t *a = in->args ? json_object_get(in->args, "avatar") : NULL;
+	return json_pack("{s:o}", "avatar",
+			 json_is_string(a) ? json_incref(a) : json_null());
+}
+
 /* A moderation command: "user" a valid name; "reason" absent, null or a
  * string of visible text up to EVTYPE_REASON_MAX characters. */
 static enum evtype_verdict moderation_validate(const struct evtype_input *in)
@@ -436,6 +444,10 @@ static const struct evtype table[] = {
 			.validate = reaction_validate,
 			.effect = EVTYPE_EFFECT_REACT,
 			.extra = reaction_extra},
+    [EVENT_PROFILE] = {.type = EVENT_PROFILE,
+		       .name = "profile",
+		       .sender = EVTYPE_FROM_SERVER,
+		       .extra = profile_extra},
 };
 
 const struct evtype *evtype_get(enum event_type t)

@@ -38,7 +38,8 @@ enum event_type {
 	EVENT_DM,	/* persistent: a direct conversation opened */
 	EVENT_INVITE,	/* ephemeral, personal: you were invited to a room */
 	EVENT_READ,	/* ephemeral, personal: your read marker moved */
-	EVENT_REACTION	/* persistent: a member added or removed a reaction */
+	EVENT_REACTION, /* persistent: a member added or removed a reaction */
+	EVENT_PROFILE	/* ephemeral: a co-member's avatar changed */
 };
 
 #define EVTYPE_TEXT_MAX 4000	/* characters (code points) */

@@ -25,6 +25,8 @@ struct store_ops {
 			    struct store_user *out);
 	int (*user_by_id)(struct store *base, int64_t id,
 			  struct store_user *out);
+	int (*user_avatar_set)(struct store *base, int64_t id,
+			       const char *file_id);
 	int (*user_update)(struct store *base, int64_t id,
 			   const char *display_name, const char *settings);
 	int (*session_create)(struct store *base, const uint8_t hash[32],

@@ -62,6 +62,7 @@ void store_user_fini(struct store_user *u)
 	free(u->settings);
 	free(u->pwhash);
 	free(u->disabled_reason);
+	free(u->avatar);
 	memset(u, 0, sizeof(*u));
 }
 
@@ -80,6 +81,11 @@ int store_user_by_name(struct store *st, const char *username,
 int store_user_by_id(struct store *st, int64_t id, struct store_user *out)
 {
 	return st->ops->user_by_id(st, id, out);
+}
+
+int store_user_avatar_set(struct store *st, int64_t id, const char *file_id)
+{
+	return st->ops->user_avatar_set(st, id, file_id);
 }
 
 int store_user_update(struct store *st, int64_t id, const char *display_name,
@@ -165,8 +171,10 @@ int store_room_members(struct store *st, int64_t room_id,
 
 void store_members_free(struct store_member *v, size_t n)
 {
-	for (size_t i = 0; v && i < n; i++)
+	for (size_t i = 0; v && i < n; i++) {
 		free(v[i].display_name);
+		free(v[i].avatar);
+	}
 	free(v);
 }
 

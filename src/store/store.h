@@ -146,6 +146,7 @@ struct store_user {
 	bool admin;	       /* a server admin */
 	bool disabled;	       /* an admin disabled the account */
 	char *disabled_reason; /* why, "" when not said */
+	char *avatar;	       /* the avatar's file id, NULL: none */
 };
 void store_user_fini(struct store_user *u);
 
@@ -174,6 +175,11 @@ int store_user_disable(struct store *st, int64_t id, bool disabled,
  * store_user_disable). STORE_OK, STORE_NOTFOUND, STORE_ERR. */
 int store_user_password_set(struct store *st, int64_t id, const char *pwhash);
 /* NULL leaves a field as it is. settings must be JSON object text. */
+/* The user's avatar becomes finished file file_id (the caller checked it
+ * is theirs and an image), or none (NULL). A file that is an avatar is
+ * kept by the sweep and readable by every user; the one it replaces is
+ * an unused file again. STORE_OK, STORE_NOTFOUND, STORE_ERR. */
+int store_user_avatar_set(struct store *st, int64_t id, const char *file_id);
 int store_user_update(struct store *st, int64_t id, const char *display_name,
 		      const char *settings);
 
@@ -236,6 +242,7 @@ struct store_member {
 	char username[33];
 	char *display_name;
 	enum store_role role;
+	char *avatar; /* the avatar's file id, NULL: none */
 };
 /* The members of a room sorted by username: 0 (caller frees with
  * store_members_free) or -1. */

@@ -100,6 +100,8 @@ static const struct opt opts[] = {
      "the database"},
     {"file-max-size", "BYTES", T_BYTES, F(file_max_size), 1, 64 * GIB,
      "largest file one upload may hold, suffix k or M allowed"},
+    {"avatar-max-size", "BYTES", T_BYTES, F(avatar_max_size), 1, 64 * GIB,
+     "largest image a user may make their avatar, suffix k or M allowed"},
     {"file-quota", "BYTES", T_BYTES, F(file_quota), 0, 1024 * GIB,
      "bytes of files (and unfinished uploads) per user; 0: no quota"},
     {"upload-expiry", "SECONDS", T_UINT, F(upload_expiry_s), 1, 30 * 86400,
@@ -306,6 +308,7 @@ static void set_defaults(struct config *cfg)
 	cfg->max_body = (size_t)MIB;
 	cfg->file_max_size = 100 * (size_t)MIB;
 	cfg->file_quota = 1024 * (size_t)MIB;
+	cfg->avatar_max_size = 5 * (size_t)MIB;
 	cfg->upload_expiry_s = 86400;
 	cfg->header_timeout_s = 10;
 	cfg->body_min_rate = 1024;

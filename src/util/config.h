@@ -100,6 +100,7 @@ struct config {
 				   * the database */
 	size_t file_max_size;	  /* bytes in one file */
 	size_t file_quota;	  /* bytes of files per user; 0: no quota */
+	size_t avatar_max_size;	  /* bytes of an avatar image */
 	unsigned upload_expiry_s; /* unfinished uploads removed after */
 };
 

@@ -1825,6 +1825,79 @@ static void c_files(void **state)
 	assert_int_equal(used, 0);
 }
 
+/* Avatars: a user's avatar is one of their finished files; the user object
+ * and room members carry it; every user may read it; the sweep keeps it
+ * while it is an avatar and takes it once replaced; deleting the file
+ * clears it. */
+static void c_avatars(void **state)
+{
+	struct store *st = *state;
+	int64_t a = user(st, "alice"), b = user(st, "bob");
+	int64_t r = room(st, a, "faces");
+	const char *sha =
+	    "cd00000000000000000000000000000000000000000000000000000000000002";
+	struct store_file f = {.owner_id = a,
+			       .length = 10,
+			       .created_ms = 1000,
+			       .expires_ms = 5000,
+			       .name = "me.png",
+			       .metadata = ""};
+	struct store_user u;
+	struct store_member *m = NULL;
+	size_t n = 0;
+	struct swept sw = {0};
+
+	snprintf(f.id, sizeof(f.id), "00000000000000000000000000000003");
+	assert_int_equal(store_file_create(st, &f), STORE_OK);
+	assert_int_equal(
+	    store_file_finish(st, f.id, 10, sha, "image/png", 4, 3, NULL),
+	    STORE_OK);
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_null(u.avatar);
+	store_user_fini(&u);
+	assert_int_equal(store_file_access(st, f.id, b), 0);
+
+	assert_int_equal(store_user_avatar_set(st, a, f.id), STORE_OK);
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_string_equal(u.avatar, f.id);
+	store_user_fini(&u);
+	assert_int_equal(store_user_by_name(st, "alice", &u), STORE_OK);
+	assert_string_equal(u.avatar, f.id);
+	store_user_fini(&u);
+	assert_int_equal(store_room_members(st, r, &m, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(m[0].avatar, f.id);
+	store_members_free(m, n);
+	assert_int_equal(store_file_access(st, f.id, b), 1);
+	assert_int_equal(
+	    store_files_sweep(st, 3000, INT64_MAX, keep_none, swept_one, &sw),
+	    STORE_OK);
+	assert_int_equal(sw.n, 0); /* an avatar is in use */
+
+	/* cleared: unused again, so the sweep takes it */
+	assert_int_equal(store_user_avatar_set(st, a, NULL), STORE_OK);
+	assert_int_equal(store_file_access(st, f.id, b), 0);
+	assert_int_equal(
+	    store_files_sweep(st, 3000, INT64_MAX, keep_none, swept_one, &sw),
+	    STORE_OK);
+	assert_int_equal(sw.n, 1);
+	assert_string_equal(sw.ids[0], f.id);
+
+	/* deleting an avatar's file clears the avatar */
+	snprintf(f.id, sizeof(f.id), "00000000000000000000000000000004");
+	assert_int_equal(store_file_create(st, &f), STORE_OK);
+	assert_int_equal(
+	    store_file_finish(st, f.id, 10, sha, "image/png", 4, 3, NULL),
+	    STORE_OK);
+	assert_int_equal(store_user_avatar_set(st, a, f.id), STORE_OK);
+	assert_int_equal(store_file_delete(st, f.id), STORE_OK);
+	assert_int_equal(store_user_by_id(st, a, &u), STORE_OK);
+	assert_null(u.avatar);
+	store_user_fini(&u);
+	assert_int_equal(store_user_avatar_set(st, 999999, NULL),
+			 STORE_NOTFOUND);
+}
+
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int store_contract_run(const struct store_contract_factory *f)
@@ -1858,6 +1931,7 @@ int store_contract_run(const struct store_contract_factory *f)
 	    C(c_backend),
 	    C(c_presence),
 	    C(c_files),
+	    C(c_avatars),
 	};
 	factory = f;
 	return _cmocka_run_group_tests(f->name, cases, ARRAY_LEN(cases), NULL,

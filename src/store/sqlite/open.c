@@ -104,10 +104,10 @@ static const char *const sql_text[Q_COUNT] = {
 		   "NOT EXISTS (SELECT 1 FROM users))",
     [Q_USER_BY_NAME] = "SELECT id, username, display_name, settings, pwhash, "
 		       "created_ms, admin, disabled_ms IS NOT NULL, "
-		       "disabled_reason FROM users WHERE username = ?1",
+		       "disabled_reason, avatar FROM users WHERE username = ?1",
     [Q_USER_BY_ID] = "SELECT id, username, display_name, settings, pwhash, "
 		     "created_ms, admin, disabled_ms IS NOT NULL, "
-		     "disabled_reason FROM users WHERE id = ?1",
+		     "disabled_reason, avatar FROM users WHERE id = ?1",
     [Q_USER_UPDATE] = "UPDATE users SET "
 		      "display_name = coalesce(?2, display_name), "
 		      "settings = coalesce(?3, settings) WHERE id = ?1",
@@ -167,7 +167,8 @@ static const char *const sql_text[Q_COUNT] = {
 		   "RETURNING event_id",
     [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name, "
 		       "CASE WHEN r.created_by = u.id THEN 3 "
-		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
+		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END, "
+		       "u.avatar "
 		       "FROM members m "
 		       "JOIN users u ON u.id = m.user_id "
 		       "JOIN rooms r ON r.id = m.room_id "
@@ -277,12 +278,16 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_FILE_ACCESS] = "SELECT 1 FROM files f WHERE f.id = ?1 AND "
 		      "(f.owner_id = ?2 OR EXISTS (SELECT 1 FROM file_uses u "
 		      "JOIN members m ON m.room_id = u.room_id AND "
-		      "m.user_id = ?2 WHERE u.file_id = f.id))",
+		      "m.user_id = ?2 WHERE u.file_id = f.id) OR EXISTS "
+		      "(SELECT 1 FROM users a WHERE a.avatar = f.id))",
     [Q_FILE_BLOB_USED] = "SELECT 1 FROM files WHERE sha256 = ?1 LIMIT 1",
     [Q_FILES_EXPIRED] = "SELECT id FROM files f WHERE (sha256 IS NULL AND "
 			"expires_ms <= ?1) OR (sha256 IS NOT NULL AND "
 			"created_ms < ?2 AND NOT EXISTS (SELECT 1 FROM "
-			"file_uses u WHERE u.file_id = f.id)) LIMIT 256",
+			"file_uses u WHERE u.file_id = f.id) AND NOT EXISTS "
+			"(SELECT 1 FROM users a WHERE a.avatar = f.id)) "
+			"LIMIT 256",
+    [Q_USER_AVATAR_SET] = "UPDATE users SET avatar = ?2 WHERE id = ?1",
     [Q_MODERATOR_DEL] = "DELETE FROM moderators "
 			"WHERE room_id = ?1 AND user_id = ?2",
     /* 3 owner, 2 moderator (enum store_role) */
@@ -880,6 +885,7 @@ const struct store_ops sq_ops = {
     .user_by_name = sq_user_by_name,
     .user_by_id = sq_user_by_id,
     .user_update = sq_user_update,
+    .user_avatar_set = sq_user_avatar_set,
     .session_create = sq_session_create,
     .session_lookup = sq_session_lookup,
     .session_delete = sq_session_delete,

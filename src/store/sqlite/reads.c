@@ -192,6 +192,9 @@ int sq_room_members(struct store *base, int64_t room_id,
 		snprintf(m->username, sizeof(m->username), "%s", u ? u : "");
 		m->display_name = sq_col_dup(s, 1);
 		m->role = sqlite3_column_int(s, 2);
+		m->avatar = sqlite3_column_type(s, 3) == SQLITE_NULL
+				? NULL
+				: sq_col_dup(s, 3);
 	}
 fail:
 	sq_stmt_done(s);

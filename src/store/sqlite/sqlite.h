@@ -128,6 +128,7 @@ enum q {
 	Q_FILE_ACCESS,
 	Q_FILE_BLOB_USED,
 	Q_FILES_EXPIRED,
+	Q_USER_AVATAR_SET,
 	Q_COUNT
 };
 
@@ -235,6 +236,7 @@ int sq_user_create(struct store *base, const char *username, const char *pwhash,
 int sq_user_by_name(struct store *base, const char *username,
 		    struct store_user *out);
 int sq_user_by_id(struct store *base, int64_t id, struct store_user *out);
+int sq_user_avatar_set(struct store *base, int64_t id, const char *file_id);
 int sq_user_update(struct store *base, int64_t id, const char *display_name,
 		   const char *settings);
 int sq_session_create(struct store *base, const uint8_t hash[32],

@@ -72,6 +72,8 @@ static int user_get(struct sq *st, enum q q, int64_t id, const char *name,
 	out->admin = sqlite3_column_int(s, 6) != 0;
 	out->disabled = sqlite3_column_int(s, 7) != 0;
 	out->disabled_reason = sq_col_dup(s, 8);
+	out->avatar =
+	    sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : sq_col_dup(s, 9);
 	status = STORE_OK;
 fail:
 	sq_stmt_done(s);
@@ -118,6 +120,26 @@ int sq_user_update(struct store *base, int64_t id, const char *display_name,
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_text(s, 2, display_name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, settings, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;
+fail:
+	sq_stmt_done(s);
+	sq_pool_put(st, c);
+	return status;
+}
+
+int sq_user_avatar_set(struct store *base, int64_t id, const char *file_id)
+{
+	struct sq *st = sq_of(base);
+	struct conn *c = sq_pool_get(st);
+	sqlite3_stmt *s = sq_stmt(c, Q_USER_AVATAR_SET);
+	int status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, file_id, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto fail;
 	status = sqlite3_changes(c->db) ? STORE_OK : STORE_NOTFOUND;

@@ -2,7 +2,8 @@
 // uploaded in tus chunks through the buffering nginx (stock
 // client_max_body_size 1m) and seen inline by another user, with its
 // full-size view; a paused and resumed upload that ends as a file card;
-// the tray and the cards in zh-CN.
+// the tray and the cards in zh-CN; an avatar set and removed in settings
+// and seen live (and after a reload) by another user on a 360 px phone.
 
 import zlib from 'node:zlib';
 import crypto from 'node:crypto';
@@ -41,6 +42,48 @@ function noisePng(w, h) {
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.concat(rows), { level: 0 })), chunk('IEND', Buffer.alloc(0)),
   ]);
+}
+
+// A PNG of one colour, w by h (RGB).
+function solidPng(w, h, rgb) {
+  const crc32 = (buf) => (zlib.crc32 ? zlib.crc32(buf) : crcSlow(buf));
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc32(td) >>> 0);
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; ihdr[9] = 2;
+  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(w * 3).map((_, i) => rgb[i % 3])]);
+  const rows = Buffer.concat(Array.from({ length: h }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(rows)), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function crcSlow(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+// Wait until the message list shows avatar images, all loaded (want), or
+// none: only initials (!want).
+function avatarShown(p, want) {
+  return p.page.waitForFunction((w) => {
+    const imgs = [...document.querySelectorAll('#message-list .msg:not(.pending) .avatar img.avatar-img')];
+    const ok = imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth === 48);
+    return w ? ok : imgs.length === 0;
+  }, want, { timeout: 20000 });
 }
 
 async function uploaded(p, timeout = 30000) {
@@ -154,5 +197,59 @@ export default async function () {
     const status = await quinn.page.textContent('#upload-tray .upload-status');
     assert(status === '可以发送', `the tray says "${status}" in zh-CN`);
     await quinn.shot('files-tray-phone360-zh.png');
+  });
+
+  await scenario('files: avatar set in settings, seen live by another user, then removed', async (people) => {
+    const ava = person(people, 'av_ava', server.base, DESKTOP);
+    const bo = person(people, 'av_bo', server.base, { ...PHONE360, locale: 'zh-CN' });
+    await ava.register();
+    await bo.register();
+    await ava.enterRoom('av-faces');
+    await bo.enterRoom('av-faces');
+    await ava.say('hello, no face yet');
+    await ava.say('a second line in the same run');
+    await bo.sees('a second line in the same run', 20000);
+    await avatarShown(bo, false);
+    const initial = await bo.page.$$eval('#message-list .msg:not(.pending) .avatar', (a) => a.map((e) => e.textContent));
+    assert(initial.includes('A'), `initials before an avatar: ${JSON.stringify(initial)}`);
+
+    // ava sets one from the settings dialog (the tus uploader).
+    await ava.openSettings();
+    await ava.page.setInputFiles('#set-avatar-file', { name: 'me.png', mimeType: 'image/png', buffer: solidPng(48, 48, [230, 120, 30]) });
+    await ava.page.waitForSelector('#settings .set-avatar-preview img.avatar-img');
+    const saved = await ava.page.textContent('#settings-status');
+    assert(saved === 'Avatar saved.', `settings status "${saved}"`);
+    await ava.shot('files-avatar-settings-desktop.png');
+    await ava.closeSettings();
+    await avatarShown(ava, true);
+
+    // bo sees it live, one picture per run of messages.
+    await avatarShown(bo, true);
+    const n = await bo.page.$$eval('#message-list .msg:not(.pending) .avatar img.avatar-img', (a) => a.length);
+    assert(n === 1, `one avatar for a run of two messages, got ${n}`);
+    const fits = await bo.page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+    assert(fits, 'the timeline fits a 360 px screen');
+    await bo.shot('files-avatar-live-phone360-zh.png');
+
+    // After a reload too, and in the member list.
+    await bo.page.reload();
+    await bo.page.waitForSelector('#app:not([hidden])');
+    await avatarShown(bo, true);
+    const member = await bo.page.evaluate(async () => {
+      const res = await fetch('/api/rooms/av-faces/members');
+      return (await res.json()).members.find((m) => m.username === 'av_ava').avatar;
+    });
+    assert(/^\/files\/[0-9a-f]{32}\/avatar$/.test(member), `member avatar ${member}`);
+    await bo.page.waitForFunction(() => document.querySelectorAll('#member-list .avatar img.avatar-img').length === 1);
+
+    // Removed from the keyboard: bo is back to the initial, live.
+    await ava.openSettings();
+    await ava.page.focus('#set-avatar-remove');
+    await ava.page.keyboard.press('Enter');
+    await ava.page.waitForFunction(() => document.getElementById('settings-status').textContent === 'Avatar removed.');
+    assert(await ava.page.$('#settings .set-avatar-preview img') === null, 'the preview shows the initial');
+    await ava.closeSettings();
+    await avatarShown(bo, false);
+    await bo.shot('files-avatar-removed-phone360-zh.png');
   });
 }
