@@ -226,6 +226,13 @@ const char *const pg_sql_text[Q_COUNT] = {
     [Q_FEED_AFTER] =
 	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
 	"WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3",
+    [Q_ROLES_ALL] = "SELECT id, created_by, 3 FROM rooms "
+		    "WHERE created_by IS NOT NULL UNION ALL "
+		    "SELECT room_id, user_id, 2 FROM moderators",
+    [Q_ADMINS_ALL] = "SELECT 0, id, 3 FROM users WHERE admin <> 0",
+    [Q_ROOMS_CREATED] = "SELECT count(*), coalesce(min(created_ms), 0) "
+			"FROM rooms WHERE created_by = $1 "
+			"AND created_ms >= $2",
 };
 
 /* The highest $N of a statement: how many parameters it takes. */
