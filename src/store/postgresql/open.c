@@ -422,6 +422,7 @@ const struct store_ops pg_ops = {
     .audit_add = pgs_audit_add,
     .audit_list = pgs_audit_list,
     .history = pgs_history,
+    .reactions = pgs_reactions,
     .search = pgs_search,
     .events_after = pgs_events_after,
 };

@@ -139,6 +139,7 @@ enum q {
 	Q_ROLES_ALL,
 	Q_ADMINS_ALL,
 	Q_ROOMS_CREATED,
+	Q_REACTIONS_PAGE,
 	Q_COUNT
 };
 
@@ -302,6 +303,9 @@ int pgs_roles_each(struct store *base, bool rooms,
 		   void *arg);
 int pgs_rooms_created(struct store *base, int64_t user_id, int64_t since_ms,
 		      int64_t *count, int64_t *oldest_ms);
+int pgs_reactions(struct store *base, int64_t user_id, int64_t room_id,
+		  int64_t lo, int64_t hi, struct store_reaction **out,
+		  size_t *n);
 int pgs_audit_add(struct store *base, const struct store_audit *a);
 int pgs_audit_list(struct store *base, int64_t before, unsigned limit,
 		   struct store_audit **out, size_t *n, bool *more);

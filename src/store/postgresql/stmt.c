@@ -233,6 +233,14 @@ const char *const pg_sql_text[Q_COUNT] = {
     [Q_ROOMS_CREATED] = "SELECT count(*), coalesce(min(created_ms), 0) "
 			"FROM rooms WHERE created_by = $1 "
 			"AND created_ms >= $2",
+    /* each message's reactions in an id range of a room, each emoji in
+     * the order it was first used there */
+    [Q_REACTIONS_PAGE] =
+	"SELECT r.message_id, r.emoji, count(*), "
+	"max((r.user_id = $4)::int), min(r.event_id) AS first "
+	"FROM reactions r JOIN events e ON e.id = r.message_id "
+	"WHERE e.room_id = $1 AND r.message_id BETWEEN $2 AND $3 "
+	"GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
 };
 
 /* The highest $N of a statement: how many parameters it takes. */
