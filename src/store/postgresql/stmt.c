@@ -241,6 +241,17 @@ const char *const pg_sql_text[Q_COUNT] = {
 	"FROM reactions r JOIN events e ON e.id = r.message_id "
 	"WHERE e.room_id = $1 AND r.message_id BETWEEN $2 AND $3 "
 	"GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
+    [Q_REACTION_ADD] = "INSERT INTO reactions (message_id, emoji, user_id, "
+		       "ts_ms, event_id) VALUES ($1, $2, $3, $4, $5) "
+		       "ON CONFLICT DO NOTHING",
+    [Q_REACTION_DEL] = "DELETE FROM reactions WHERE message_id = $1 "
+		       "AND emoji = $2 AND user_id = $3",
+    [Q_REACTION_COUNT] = "SELECT count(*) FROM reactions "
+			 "WHERE message_id = $1 AND emoji = $2",
+    /* distinct emoji on the message, and whether $2 is one of them */
+    [Q_REACTION_KINDS] = "SELECT count(DISTINCT emoji), "
+			 "coalesce(max((emoji = $2)::int), 0) FROM reactions "
+			 "WHERE message_id = $1",
 };
 
 /* The highest $N of a statement: how many parameters it takes. */
