@@ -122,6 +122,16 @@ static int pw_edits_scrub(struct pgst *st, int64_t target)
 	}
 	free(ids);
 	free(jsons);
+	if (rc == STORE_OK) {
+		/* a deleted message keeps no reactions */
+		struct pstmt *d = pgs_stmt(&st->w, Q_REACTIONS_DROP);
+		if (!d)
+			return pw_stmt_fail(st, d, 0);
+		pg_bind_int64(d, 1, target);
+		int r = pg_step(d);
+		pgs_stmt_done(d);
+		rc = r == PG_DONE ? STORE_OK : pw_fail(r);
+	}
 	return rc;
 }
 

@@ -252,6 +252,7 @@ const char *const pg_sql_text[Q_COUNT] = {
     [Q_REACTION_KINDS] = "SELECT count(DISTINCT emoji), "
 			 "coalesce(max((emoji = $2)::int), 0) FROM reactions "
 			 "WHERE message_id = $1",
+    [Q_REACTIONS_DROP] = "DELETE FROM reactions WHERE message_id = $1",
 };
 
 /* The highest $N of a statement: how many parameters it takes. */
