@@ -17,6 +17,7 @@
 
 #include <libpq-fe.h>
 
+#include "model/emoji.h"
 #include "store/postgresql/pg.h"
 #include "model/search.h"
 #include "util/util.h"
@@ -121,6 +122,16 @@ static int pw_edits_scrub(struct pgst *st, int64_t target)
 	}
 	free(ids);
 	free(jsons);
+	if (rc == STORE_OK) {
+		/* a deleted message keeps no reactions */
+		struct pstmt *d = pgs_stmt(&st->w, Q_REACTIONS_DROP);
+		if (!d)
+			return pw_stmt_fail(st, d, 0);
+		pg_bind_int64(d, 1, target);
+		int r = pg_step(d);
+		pgs_stmt_done(d);
+		rc = r == PG_DONE ? STORE_OK : pw_fail(r);
+	}
 	return rc;
 }
 
@@ -283,6 +294,117 @@ static int pw_join_allowed(struct pgst *st, int64_t room_id, int64_t user_id)
 	return pg_changes(&st->w) ? STORE_OK : STORE_NOTFOUND;
 }
 
+/* One integer from a statement that takes (message, emoji) and answers
+ * one row; with a second column into *b when b is not NULL. */
+static int pw_reaction_ask(struct pgst *st, enum q q, int64_t msg,
+			   const char *emoji, int64_t *a, int64_t *b)
+{
+	struct pstmt *s = pgs_stmt(&st->w, q);
+	int rc;
+
+	if (!s)
+		return pw_stmt_fail(st, s, 0);
+	pg_bind_int64(s, 1, msg);
+	pg_bind_text(s, 2, emoji);
+	rc = pg_step(s);
+	if (rc != PG_ROW)
+		return pw_stmt_fail(st, s, rc);
+	*a = pg_col_int64(s, 0);
+	if (b)
+		*b = pg_col_int64(s, 1);
+	pgs_stmt_done(s);
+	return STORE_OK;
+}
+
+/* A reaction added or removed (EVTYPE_EFFECT_REACT), as the SQLite
+ * writer's w_react: the reactions table row, the emoji's new count. */
+static int pw_react(struct pgst *st, struct job *j, int64_t room_id)
+{
+	const char *e = json_string_value(json_object_get(j->args, "emoji"));
+	int op = evtype_reaction_add(j->args);
+	bool add = op == 1;
+	char emoji[EMOJI_BYTES_MAX], *text = NULL, *json = NULL;
+	int64_t author = 0, room = 0, kinds = 0, has = 0, count = 0;
+	bool message = false;
+	struct pstmt *s;
+	int rc;
+
+	if (!e || op < 0 || emoji_normalize(e, strlen(e), emoji) < 0)
+		return STORE_ERR;
+	rc = pw_is_member(st, room_id, j->user_id);
+	if (rc != 1)
+		return rc == 0 ? STORE_NOTMEMBER : rc;
+	s = pgs_stmt(&st->w, Q_TARGET_GET);
+	if (!s)
+		return pw_stmt_fail(st, s, 0);
+	pg_bind_int64(s, 1, j->target_id);
+	rc = pg_step(s);
+	if (rc == PG_ROW) {
+		author = pg_col_int64(s, 0);
+		room = pg_col_int64(s, 1);
+		message = strcmp(pg_col_text(s, 2),
+				 evtype_get(EVENT_MESSAGE)->name) == 0;
+		if (!pg_col_null(s, 3))
+			text = pgs_col_dup(s, 3);
+		json = pgs_col_dup(s, 4);
+	} else if (rc != PG_DONE) {
+		return pw_stmt_fail(st, s, rc);
+	}
+	pgs_stmt_done(s);
+	if (rc == PG_DONE || !message || room != room_id) {
+		rc = STORE_NOTARGET;
+		goto out;
+	}
+	if (!text) {
+		rc = STORE_GONE;
+		goto out;
+	}
+	if (add) {
+		rc = pw_reaction_ask(st, Q_REACTION_KINDS, j->target_id, emoji,
+				     &kinds, &has);
+		if (rc == STORE_OK && !has && kinds >= EVTYPE_REACTIONS_MAX)
+			rc = STORE_LIMIT;
+		if (rc != STORE_OK)
+			goto out;
+	}
+	s = pgs_stmt(&st->w, add ? Q_REACTION_ADD : Q_REACTION_DEL);
+	if (!s) {
+		rc = pw_stmt_fail(st, s, 0);
+		goto out;
+	}
+	pg_bind_int64(s, 1, j->target_id);
+	pg_bind_text(s, 2, emoji);
+	pg_bind_int64(s, 3, j->user_id);
+	if (add) {
+		pg_bind_int64(s, 4, now_ms());
+		/* the id pw_event_add gives this job's event */
+		pg_bind_int64(s, 5, st->next_id);
+	}
+	rc = pg_step(s);
+	if (rc != PG_DONE) {
+		rc = pw_stmt_fail(st, s, rc);
+		goto out;
+	}
+	pgs_stmt_done(s);
+	if (pg_changes(&st->w) == 0) {
+		/* nothing changed: no event; the message answers */
+		j->ev = event_new(j->target_id, EVENT_MESSAGE, room_id, author,
+				  json, strlen(json));
+		rc = STORE_DUPLICATE;
+		goto out;
+	}
+	rc = pw_reaction_ask(st, Q_REACTION_COUNT, j->target_id, emoji, &count,
+			     NULL);
+	if (rc == STORE_OK &&
+	    (json_object_set_new(j->args, "emoji", json_string(emoji)) ||
+	     json_object_set_new(j->args, "count", json_integer(count))))
+		rc = STORE_ERR;
+out:
+	free(text);
+	free(json);
+	return rc;
+}
+
 /* The type's store effect on an existing room, and the sender check that
  * only the writer can decide (membership inside the transaction). */
 int pw_effect(struct pgst *st, struct job *j, int64_t room_id)
@@ -290,6 +412,8 @@ int pw_effect(struct pgst *st, struct job *j, int64_t room_id)
 	int rc;
 
 	switch (j->row->effect) {
+	case EVTYPE_EFFECT_REACT:
+		return pw_react(st, j, room_id);
 	case EVTYPE_EFFECT_MEMBER_ADD:
 		rc = pw_is_member(st, room_id, j->user_id);
 		if (rc == 1)

@@ -417,9 +417,12 @@ const struct store_ops pg_ops = {
     .mutes_each = pgs_mutes_each,
     .user_disable = pgs_user_disable,
     .user_password_set = pgs_user_password_set,
+    .roles_each = pgs_roles_each,
+    .rooms_created = pgs_rooms_created,
     .audit_add = pgs_audit_add,
     .audit_list = pgs_audit_list,
     .history = pgs_history,
+    .reactions = pgs_reactions,
     .search = pgs_search,
     .events_after = pgs_events_after,
 };

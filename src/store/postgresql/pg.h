@@ -25,7 +25,7 @@
 
 #define READERS_MAX 64
 /* The schema version (db/postgresql/NNN-*.sql) this code's statements need. */
-#define SCHEMA_REQUIRED 1
+#define SCHEMA_REQUIRED 2
 /* Session cache slots (a power of two), one entry each. */
 #define SESSION_SLOTS 4096
 /* Bind parameters a statement may have ($1..$PG_PARAMS_MAX). */
@@ -135,6 +135,16 @@ enum q {
 	Q_NOTIFY,
 	Q_FEED_AFTER,
 	Q_SESSIONS_NOTIFY,
+	/* start-up role cache and the room-creation limit */
+	Q_ROLES_ALL,
+	Q_ADMINS_ALL,
+	Q_ROOMS_CREATED,
+	Q_REACTIONS_PAGE,
+	Q_REACTION_ADD,
+	Q_REACTION_DEL,
+	Q_REACTION_COUNT,
+	Q_REACTION_KINDS,
+	Q_REACTIONS_DROP,
 	Q_COUNT
 };
 
@@ -292,6 +302,15 @@ int pgs_mutes_each(struct store *base, int64_t now_ms,
 		   void *arg);
 int pgs_user_disable(struct store *base, int64_t id, bool disabled,
 		     const char *reason);
+int pgs_roles_each(struct store *base, bool rooms,
+		   void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			      int role),
+		   void *arg);
+int pgs_rooms_created(struct store *base, int64_t user_id, int64_t since_ms,
+		      int64_t *count, int64_t *oldest_ms);
+int pgs_reactions(struct store *base, int64_t user_id, int64_t room_id,
+		  int64_t lo, int64_t hi, struct store_reaction **out,
+		  size_t *n);
 int pgs_audit_add(struct store *base, const struct store_audit *a);
 int pgs_audit_list(struct store *base, int64_t before, unsigned limit,
 		   struct store_audit **out, size_t *n, bool *more);

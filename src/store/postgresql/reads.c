@@ -612,3 +612,46 @@ fail:
 	*n = a.len;
 	return 0;
 }
+
+/* A history page's reactions (store_reactions). */
+int pgs_reactions(struct store *base, int64_t user_id, int64_t room_id,
+		  int64_t lo, int64_t hi, struct store_reaction **out,
+		  size_t *n)
+{
+	struct pgst *st = pgs_of(base);
+	struct pconn *c = pgs_pool_get(st);
+	struct pstmt *s = pgs_stmt(c, Q_REACTIONS_PAGE);
+	struct store_reaction *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc = PG_ERROR;
+
+	*out = NULL;
+	*n = 0;
+	if (!s)
+		goto done;
+	pg_bind_int64(s, 1, room_id);
+	pg_bind_int64(s, 2, lo);
+	pg_bind_int64(s, 3, hi);
+	pg_bind_int64(s, 4, user_id);
+	while ((rc = pg_step(s)) == PG_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		struct store_reaction *r = &v[len++];
+		r->message_id = pg_col_int64(s, 0);
+		snprintf(r->emoji, sizeof(r->emoji), "%s", pg_col_text(s, 1));
+		r->count = pg_col_int64(s, 2);
+		r->me = pg_col_int64(s, 3) != 0;
+	}
+done:
+	pgs_stmt_done(s);
+	pgs_pool_put(st, c);
+	if (rc != PG_DONE) {
+		free(v);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}

@@ -216,6 +216,62 @@ fail:
 	return rc == PG_DONE ? 0 : -1;
 }
 
+/* Rows of q to fn; 0 or -1. */
+static int roles_rows(struct pgst *st, enum q q,
+		      void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+				 int role),
+		      void *arg)
+{
+	struct pconn *c = pgs_pool_get(st);
+	struct pstmt *s = pgs_stmt(c, q);
+	int rc = PG_ERROR;
+
+	if (!s)
+		goto fail;
+	while ((rc = pg_step(s)) == PG_ROW)
+		fn(arg, pg_col_int64(s, 0), pg_col_int64(s, 1),
+		   (int)pg_col_int64(s, 2));
+fail:
+	pgs_stmt_done(s);
+	pgs_pool_put(st, c);
+	return rc == PG_DONE ? 0 : -1;
+}
+
+int pgs_roles_each(struct store *base, bool rooms,
+		   void (*fn)(void *arg, int64_t room_id, int64_t user_id,
+			      int role),
+		   void *arg)
+{
+	struct pgst *st = pgs_of(base);
+	if (rooms && roles_rows(st, Q_ROLES_ALL, fn, arg) < 0)
+		return -1;
+	return roles_rows(st, Q_ADMINS_ALL, fn, arg);
+}
+
+/* Rooms user_id created since since_ms, and the oldest's time. */
+int pgs_rooms_created(struct store *base, int64_t user_id, int64_t since_ms,
+		      int64_t *count, int64_t *oldest_ms)
+{
+	struct pgst *st = pgs_of(base);
+	struct pconn *c = pgs_pool_get(st);
+	struct pstmt *s = pgs_stmt(c, Q_ROOMS_CREATED);
+	int status = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	pg_bind_int64(s, 1, user_id);
+	pg_bind_int64(s, 2, since_ms);
+	if (pg_step(s) == PG_ROW) {
+		*count = pg_col_int64(s, 0);
+		*oldest_ms = pg_col_int64(s, 1);
+		status = STORE_OK;
+	}
+fail:
+	pgs_stmt_done(s);
+	pgs_pool_put(st, c);
+	return status;
+}
+
 static void bind_str(struct pstmt *s, int i, const char *v)
 {
 	pg_bind_text(s, i, v ? v : "");

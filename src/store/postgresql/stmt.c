@@ -226,6 +226,33 @@ const char *const pg_sql_text[Q_COUNT] = {
     [Q_FEED_AFTER] =
 	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
 	"WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3",
+    [Q_ROLES_ALL] = "SELECT id, created_by, 3 FROM rooms "
+		    "WHERE created_by IS NOT NULL UNION ALL "
+		    "SELECT room_id, user_id, 2 FROM moderators",
+    [Q_ADMINS_ALL] = "SELECT 0, id, 3 FROM users WHERE admin <> 0",
+    [Q_ROOMS_CREATED] = "SELECT count(*), coalesce(min(created_ms), 0) "
+			"FROM rooms WHERE created_by = $1 "
+			"AND created_ms >= $2",
+    /* each message's reactions in an id range of a room, each emoji in
+     * the order it was first used there */
+    [Q_REACTIONS_PAGE] =
+	"SELECT r.message_id, r.emoji, count(*), "
+	"max((r.user_id = $4)::int), min(r.event_id) AS first "
+	"FROM reactions r JOIN events e ON e.id = r.message_id "
+	"WHERE e.room_id = $1 AND r.message_id BETWEEN $2 AND $3 "
+	"GROUP BY r.message_id, r.emoji ORDER BY r.message_id, first",
+    [Q_REACTION_ADD] = "INSERT INTO reactions (message_id, emoji, user_id, "
+		       "ts_ms, event_id) VALUES ($1, $2, $3, $4, $5) "
+		       "ON CONFLICT DO NOTHING",
+    [Q_REACTION_DEL] = "DELETE FROM reactions WHERE message_id = $1 "
+		       "AND emoji = $2 AND user_id = $3",
+    [Q_REACTION_COUNT] = "SELECT count(*) FROM reactions "
+			 "WHERE message_id = $1 AND emoji = $2",
+    /* distinct emoji on the message, and whether $2 is one of them */
+    [Q_REACTION_KINDS] = "SELECT count(DISTINCT emoji), "
+			 "coalesce(max((emoji = $2)::int), 0) FROM reactions "
+			 "WHERE message_id = $1",
+    [Q_REACTIONS_DROP] = "DELETE FROM reactions WHERE message_id = $1",
 };
 
 /* The highest $N of a statement: how many parameters it takes. */
