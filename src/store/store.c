@@ -104,6 +104,7 @@ int store_user_by_id(struct store *st, int64_t id, struct store_user *out)
 
 int store_user_avatar_set(struct store *st, int64_t id, const char *file_id)
 {
+	STORE_NEED(st, user_avatar_set, STORE_ERR);
 	return st->ops->user_avatar_set(st, id, file_id);
 }
 
@@ -226,12 +227,14 @@ int store_members_each(struct store *st,
 int store_presence_set(struct store *st, int64_t user_id, const char *status,
 		       const char *text)
 {
+	STORE_NEED(st, presence_set, STORE_ERR);
 	return st->ops->presence_set(st, user_id, status, text);
 }
 
 int store_last_seen_set(struct store *st, const int64_t *users,
 			const int64_t *ms, size_t n)
 {
+	STORE_NEED(st, last_seen_set, STORE_ERR);
 	return n ? st->ops->last_seen_set(st, users, ms, n) : STORE_OK;
 }
 
@@ -239,6 +242,7 @@ int store_presence_each(struct store *st,
 			void (*fn)(void *arg, const struct store_presence *p),
 			void *arg)
 {
+	STORE_NEED(st, presence_each, -1);
 	return st->ops->presence_each(st, fn, arg);
 }
 
@@ -433,16 +437,19 @@ void store_file_fini(struct store_file *f)
 
 int store_file_create(struct store *st, const struct store_file *f)
 {
+	STORE_NEED(st, file_create, STORE_ERR);
 	return st->ops->file_create(st, f);
 }
 
 int store_file_get(struct store *st, const char *id, struct store_file *out)
 {
+	STORE_NEED(st, file_get, STORE_ERR);
 	return st->ops->file_get(st, id, out);
 }
 
 int store_file_offset_set(struct store *st, const char *id, int64_t offset)
 {
+	STORE_NEED(st, file_offset_set, STORE_ERR);
 	return st->ops->file_offset_set(st, id, offset);
 }
 
@@ -450,27 +457,32 @@ int store_file_finish(struct store *st, const char *id, int64_t length,
 		      const char *sha256, const char *type, int width,
 		      int height, const char *name)
 {
+	STORE_NEED(st, file_finish, STORE_ERR);
 	return st->ops->file_finish(st, id, length, sha256, type, width, height,
 				    name);
 }
 
 int store_file_delete(struct store *st, const char *id)
 {
+	STORE_NEED(st, file_delete, STORE_ERR);
 	return st->ops->file_delete(st, id);
 }
 
 int store_file_usage(struct store *st, int64_t owner_id, int64_t *bytes)
 {
+	STORE_NEED(st, file_usage, STORE_ERR);
 	return st->ops->file_usage(st, owner_id, bytes);
 }
 
 int store_file_access(struct store *st, const char *id, int64_t user_id)
 {
+	STORE_NEED(st, file_access, STORE_ERR);
 	return st->ops->file_access(st, id, user_id);
 }
 
 int store_file_blob_used(struct store *st, const char *sha256)
 {
+	STORE_NEED(st, file_blob_used, STORE_ERR);
 	return st->ops->file_blob_used(st, sha256);
 }
 
@@ -480,6 +492,7 @@ int store_files_sweep(struct store *st, int64_t now_ms,
 		      void (*fn)(void *arg, const char *id, const char *sha256),
 		      void *arg)
 {
+	STORE_NEED(st, files_sweep, STORE_ERR);
 	return st->ops->files_sweep(st, now_ms, unused_before_ms, keep, fn,
 				    arg);
 }

@@ -25,7 +25,7 @@
 
 #define READERS_MAX 64
 /* The schema version (db/postgresql/NNN-*.sql) this code's statements need. */
-#define SCHEMA_REQUIRED 2
+#define SCHEMA_REQUIRED 3
 /* Session cache slots (a power of two), one entry each. */
 #define SESSION_SLOTS 4096
 /* Bind parameters a statement may have ($1..$PG_PARAMS_MAX). */
@@ -145,6 +145,10 @@ enum q {
 	Q_REACTION_COUNT,
 	Q_REACTION_KINDS,
 	Q_REACTIONS_DROP,
+	/* presence kept across restarts */
+	Q_PRESENCE_SET,
+	Q_LAST_SEEN_SET,
+	Q_PRESENCE_ALL,
 	Q_COUNT
 };
 
@@ -312,6 +316,13 @@ int pgs_reactions(struct store *base, int64_t user_id, int64_t room_id,
 		  int64_t lo, int64_t hi, struct store_reaction **out,
 		  size_t *n);
 int pgs_audit_add(struct store *base, const struct store_audit *a);
+int pgs_presence_set(struct store *base, int64_t id, const char *status,
+		     const char *text);
+int pgs_last_seen_set(struct store *base, const int64_t *ids,
+		      const int64_t *ms, size_t n);
+int pgs_presence_each(struct store *base,
+		      void (*fn)(void *arg, const struct store_presence *p),
+		      void *arg);
 int pgs_audit_list(struct store *base, int64_t before, unsigned limit,
 		   struct store_audit **out, size_t *n, bool *more);
 int pgs_user_password_set(struct store *base, int64_t id, const char *pwhash);

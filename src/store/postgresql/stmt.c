@@ -230,6 +230,12 @@ const char *const pg_sql_text[Q_COUNT] = {
 		    "WHERE created_by IS NOT NULL UNION ALL "
 		    "SELECT room_id, user_id, 2 FROM moderators",
     [Q_ADMINS_ALL] = "SELECT 0, id, 3 FROM users WHERE admin <> 0",
+    [Q_PRESENCE_SET] = "UPDATE users SET status = $2, status_text = $3 "
+		       "WHERE id = $1",
+    [Q_LAST_SEEN_SET] = "UPDATE users SET last_seen_ms = $2 WHERE id = $1",
+    [Q_PRESENCE_ALL] = "SELECT id, status, status_text, last_seen_ms "
+		       "FROM users WHERE status <> 'online' OR "
+		       "status_text IS NOT NULL OR last_seen_ms IS NOT NULL",
     [Q_ROOMS_CREATED] = "SELECT count(*), coalesce(min(created_ms), 0) "
 			"FROM rooms WHERE created_by = $1 "
 			"AND created_ms >= $2",

@@ -411,3 +411,107 @@ int pgs_user_disable(struct store *base, int64_t id, bool disabled,
 					 now_ms(), disabled ? reason : NULL,
 					 disabled);
 }
+
+/* --- presence (schema 003) -------------------------------------------------
+ */
+
+int pgs_presence_set(struct store *base, int64_t id, const char *status,
+		     const char *text)
+{
+	if (!status || (strcmp(status, "online") && strcmp(status, "away") &&
+			strcmp(status, "dnd")))
+		return STORE_ERR;
+	if (text && !utf8_valid(text, strlen(text)))
+		return STORE_ERR;
+	struct pgst *st = pgs_of(base);
+	struct pconn *c = pgs_pool_get(st);
+	struct pstmt *s = pgs_stmt(c, Q_PRESENCE_SET);
+	int rc = STORE_ERR;
+
+	if (!s)
+		goto fail;
+	pg_bind_int64(s, 1, id);
+	pg_bind_text(s, 2, status);
+	pg_bind_text(s, 3, text && *text ? text : NULL);
+	if (pg_step(s) != PG_DONE)
+		goto fail;
+	rc = pg_changes(c) ? STORE_OK : STORE_NOTFOUND;
+fail:
+	pgs_stmt_done(s);
+	pgs_pool_put(st, c);
+	return rc;
+}
+
+int pgs_last_seen_set(struct store *base, const int64_t *ids,
+		      const int64_t *ms, size_t n)
+{
+	struct pgst *st = pgs_of(base);
+	struct pconn *c = pgs_pool_get(st);
+	bool ok = pg_exec(c, "BEGIN") == PG_OK;
+	bool begun = ok;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		struct pstmt *s = pgs_stmt(c, Q_LAST_SEEN_SET);
+		if (!s) {
+			ok = false;
+			break;
+		}
+		pg_bind_int64(s, 1, ids[i]);
+		pg_bind_int64(s, 2, ms[i]);
+		ok = pg_step(s) == PG_DONE;
+		pgs_stmt_done(s);
+	}
+	if (ok)
+		ok = pg_exec(c, "COMMIT") == PG_OK;
+	if (!ok && begun)
+		pg_exec(c, "ROLLBACK");
+	pgs_pool_put(st, c);
+	return ok ? STORE_OK : STORE_ERR;
+}
+
+struct presence_row {
+	int64_t id, seen;
+	char status[8];
+	char *text;
+};
+
+int pgs_presence_each(struct store *base,
+		      void (*fn)(void *arg, const struct store_presence *p),
+		      void *arg)
+{
+	struct pgst *st = pgs_of(base);
+	struct pconn *c = pgs_pool_get(st);
+	struct pstmt *s = pgs_stmt(c, Q_PRESENCE_ALL);
+	struct presence_row *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = PG_ERROR;
+
+	if (s) {
+		while ((rc = pg_step(s)) == PG_ROW) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			struct presence_row *r = &v[n++];
+			r->id = pg_col_int64(s, 0);
+			snprintf(r->status, sizeof(r->status), "%s",
+				 pg_col_text(s, 1));
+			r->text = pg_col_null(s, 2) ? NULL
+						    : xstrdup(pg_col_text(s, 2));
+			r->seen = pg_col_null(s, 3) ? 0 : pg_col_int64(s, 3);
+		}
+	}
+	pgs_stmt_done(s);
+	pgs_pool_put(st, c);
+	/* fn runs with no connection held, so it may call the store */
+	for (size_t i = 0; i < n; i++) {
+		if (rc == PG_DONE) {
+			struct store_presence p = {v[i].id, v[i].status,
+						   v[i].text, v[i].seen};
+			fn(arg, &p);
+		}
+		free(v[i].text);
+	}
+	free(v);
+	return rc == PG_DONE ? 0 : -1;
+}
