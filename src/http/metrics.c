@@ -103,7 +103,7 @@ enum MHD_Result serve_metrics(struct request *req)
 		   "# TYPE natter_last_event_id gauge\n"
 		   "natter_last_event_id %lld\n"
 		   "# HELP natter_presence_published_total Presence changes "
-		   "published (each one event to the user's peers).\n"
+		   "published (each one event to the peers of the user).\n"
 		   "# TYPE natter_presence_published_total counter\n"
 		   "natter_presence_published_total %llu\n",
 		   bus_subscriber_count(req->srv->bus),
