@@ -139,8 +139,22 @@ SSEPID=$!
 timeout 6 curl -sN -H "Authorization: Bearer $BOB" "$BASE/events" >"$WORK/bob.sse" 2>/dev/null &
 BOBPID=$!
 CUR=$(curl -sf -H "Authorization: Bearer $ALICE" "$BASE/poll?timeout=0" | jq -r '.cursor // empty')
-timeout 6 curl -sf -H "Authorization: Bearer $ALICE" \
-	"$BASE/poll?since=${CUR:-0}&timeout=5" >"$WORK/set.poll" 2>/dev/null &
+# A poll answers with whatever comes first (bob coming online, say): poll
+# on from each answer's cursor until the settings event is there.
+(
+	c=${CUR:-0}
+	: >"$WORK/set.poll"
+	for _ in 1 2 3 4 5 6; do
+		out=$(timeout 6 curl -sf -H "Authorization: Bearer $ALICE" \
+			"$BASE/poll?since=$c&timeout=5" 2>/dev/null) || break
+		if jq -e '[.events[] | select(.type == "settings")] | length > 0' <<<"$out" >/dev/null; then
+			printf '%s' "$out" >"$WORK/set.poll"
+			break
+		fi
+		c=$(jq -r '.cursor // empty' <<<"$out")
+		[ -n "$c" ] || break
+	done
+) &
 POLLPID=$!
 sleep 1
 api_json PATCH /api/me "$ALICE" '{"settings":{"theme":"dark","font_size":17},"display_name":"Alice 爱丽丝"}'
