@@ -625,9 +625,12 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		return CHAT_EINVAL;
 	if (row->validate) {
 		enum evtype_verdict v = row->validate(in);
+		if (v == EVTYPE_TOOLONG)
+			return CHAT_ETOOLONG;
+		if (v == EVTYPE_BADEMOJI)
+			return CHAT_EBADEMOJI;
 		if (v != EVTYPE_VALID)
-			return v == EVTYPE_TOOLONG ? CHAT_ETOOLONG
-						   : CHAT_EINVAL;
+			return CHAT_EINVAL;
 	}
 	if (row->effect == EVTYPE_EFFECT_ROOM_CREATE ||
 	    row->effect == EVTYPE_EFFECT_DM_OPEN) {

@@ -51,7 +51,8 @@ enum chat_err {
 	CHAT_ELIMIT = -22,     /* room_limit: rooms-per-day reached */
 	CHAT_EUNAVAILABLE = -23,/* store_unavailable: the database server
 				   cannot be reached, retry shortly */
-	CHAT_ENOFILE = -24     /* no_such_file: not a finished upload of yours */
+	CHAT_ENOFILE = -24,    /* no_such_file: not a finished upload of yours */
+	CHAT_EBADEMOJI = -25   /* bad_emoji: a reaction that is not one emoji */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */

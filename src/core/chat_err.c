@@ -46,6 +46,9 @@ static const struct {
     {CHAT_EUNAVAILABLE, "store_unavailable",
      "the database cannot be reached; nothing was stored, try again "
      "shortly"},
+    {CHAT_EBADEMOJI, "bad_emoji",
+     "a reaction is one emoji (URL-encoded in a path) or a :shortcode: "
+     "such as :+1:"},
     {CHAT_ENOFILE, "no_such_file",
      "files must be ids of your finished uploads (at most 10)"},
 };

@@ -200,9 +200,7 @@ static enum MHD_Result reaction_change(struct request *req, const char *room,
 		return request_chat_error(
 		    req, rc == CHAT_ENOTMEMBER ? CHAT_ENOMSG : rc);
 	if (!emoji || emoji_normalize(emoji, strlen(emoji), norm) < 0)
-		return api_fail(req, 400, "bad_emoji",
-				"a reaction is one emoji (URL-encoded) or a "
-				":shortcode: such as :+1:");
+		return request_chat_error(req, CHAT_EBADEMOJI);
 	json_t *args = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id,
 				 "emoji", norm, "op", cmd);
 	api_command(req, cmd, args, room, &ret);

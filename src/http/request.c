@@ -172,6 +172,7 @@ static const struct {
     {CHAT_ELIMIT, 429},
     {CHAT_EUNAVAILABLE, 503},
     {CHAT_ENOFILE, 422},
+    {CHAT_EBADEMOJI, 400},
 };
 
 unsigned request_chat_status(int err)

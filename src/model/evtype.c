@@ -317,7 +317,7 @@ static enum evtype_verdict reaction_validate(const struct evtype_input *in)
 	if (in->target_id <= 0 || !e || evtype_reaction_add(in->args) < 0)
 		return EVTYPE_INVALID;
 	if (emoji_normalize(e, strlen(e), norm) < 0)
-		return EVTYPE_INVALID;
+		return EVTYPE_BADEMOJI;
 	return EVTYPE_VALID;
 }
 

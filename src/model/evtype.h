@@ -98,7 +98,8 @@ enum evtype_effect {
 enum evtype_verdict {
 	EVTYPE_VALID = 0,
 	EVTYPE_INVALID = -1, /* malformed text, name, topic or client_id */
-	EVTYPE_TOOLONG = -2  /* text longer than EVTYPE_TEXT_MAX */
+	EVTYPE_TOOLONG = -2, /* text longer than EVTYPE_TEXT_MAX */
+	EVTYPE_BADEMOJI = -3 /* a reaction that is not one emoji */
 };
 
 /* What a client supplies for a new event; the server adds the id, sender,

@@ -109,7 +109,7 @@ printf '{"op":"unreact","room":"rx","id":%s,"emoji":"👀"}\n' "$M1" >"$WORK/unr
 check "a WebSocket unreact is acked with its removal" grep -aq '"type":"ack".*"type":"reaction".*"op":"remove"' "$WORK/unreact.out"
 printf '{"op":"react","room":"rx","id":%s,"emoji":"nope"}\n' "$M1" >"$WORK/bad.json"
 "$WSCLIENT" --token "$ANN" --send-file "$WORK/bad.json" --count 2 --timeout 5 "$WSBASE/ws" >"$WORK/bad.out" 2>&1 || true
-check "a WebSocket react with no emoji is an error" grep -aq '"type":"error"' "$WORK/bad.out"
+check "a WebSocket react with no emoji is a bad_emoji error, as over HTTP" grep -aq '"type":"error","error":"bad_emoji"' "$WORK/bad.out"
 
 # --- replies -------------------------------------------------------------------------
 LONG=$(printf '汉字%.0s' $(seq 1 80)) # 160 CJK characters
