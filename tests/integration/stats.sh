@@ -279,6 +279,11 @@ check "with Retry-After of about a day" test "${RA:-0}" -gt 86000 -a "${RA:-0}" 
 check "and retry_after in the body" test "$(jget .retry_after)" -gt 86000
 api_json POST /api/dms "$ANN" '{"users":["st_root"]}'
 expect 429 room_limit "a new direct conversation too"
+DM1=$(api_json POST /api/dms "$ANN" '{"users":["st_bob"]}'; jget .room.name)
+api_json POST /api/dms "$ANN" '{"users":["ST_BOB","st_ann","st_bob"]}'
+check "reopening her existing conversation with bob is not refused (status $STATUS)" \
+	test "$STATUS" = 200
+check "and answers the same conversation" test "$(jget .room.name)" = "$DM1" -a -n "$DM1"
 api_get /api/rooms "$ANN"
 check "nothing was created" test "$(jq '[.rooms[] | select(.name == "ann3" or .name == "ann4")] | length' <<<"$BODY")" = 0
 printf '%s\n' '{"op":"room_create","name":"ann5","client_id":"c1"}' >"$WORK/ws-send"
