@@ -679,8 +679,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 	    row->effect == EVTYPE_EFFECT_DM_OPEN) {
 		int64_t wait;
 		int rc = chat_room_quota(c, u, &wait);
-		if (rc == CHAT_ELIMIT &&
-		    row->effect == EVTYPE_EFFECT_DM_OPEN &&
+		if (rc == CHAT_ELIMIT && row->effect == EVTYPE_EFFECT_DM_OPEN &&
 		    dm_exists(c, u, in->args))
 			rc = CHAT_OK; /* reopening creates nothing */
 		if (rc == CHAT_ELIMIT && c->metrics)

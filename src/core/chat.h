@@ -49,10 +49,10 @@ enum chat_err {
 	CHAT_EBADREPLY = -20,  /* bad_reply_to: not a message of that room */
 	CHAT_ETOOMANY = -21,   /* too_many_reactions on that message */
 	CHAT_ELIMIT = -22,     /* room_limit: rooms-per-day reached */
-	CHAT_EUNAVAILABLE = -23,/* store_unavailable: the database server
-				   cannot be reached, retry shortly */
-	CHAT_ENOFILE = -24,    /* no_such_file: not a finished upload of yours */
-	CHAT_EBADEMOJI = -25   /* bad_emoji: a reaction that is not one emoji */
+	CHAT_EUNAVAILABLE = -23, /* store_unavailable: the database server
+				    cannot be reached, retry shortly */
+	CHAT_ENOFILE = -24,  /* no_such_file: not a finished upload of yours */
+	CHAT_EBADEMOJI = -25 /* bad_emoji: a reaction that is not one emoji */
 };
 
 /* Seconds a client waits before retrying after CHAT_EFULL. */
