@@ -483,7 +483,7 @@ export function pageWords(page) {
 
 // No English on a page meant to be Chinese: no piece of the English
 // catalog, and no Latin word but those allowed (names, "natter",
-// "WebSocket", key names).
+// "WebSocket", key names, image format names).
 export async function assertNoEnglish(page, where, allow = []) {
   const words = await pageWords(page);
   // Room names and topics are people's words, in whatever language.
@@ -491,7 +491,8 @@ export async function assertNoEnglish(page, where, allow = []) {
     const res = await fetch('/api/rooms');
     return res.ok ? (await res.json()).rooms.map((r) => `${r.name} ${r.topic || ''}`).join(' ') : '';
   });
-  const ok = new Set(['natter', 'WebSocket', 'SSE', 'Enter', 'Shift', 'Ctrl', 'English', 'HTTP', ...allow,
+  const ok = new Set(['natter', 'WebSocket', 'SSE', 'Enter', 'Shift', 'Ctrl', 'English', 'HTTP',
+    'PNG', 'JPEG', 'GIF', 'WebP', ...allow,
     ...(rooms.match(/[A-Za-z]{2,}/g) || [])].map((w) => w.toLowerCase()));
   const pieces = englishPieces().filter((p) => words.includes(p));
   assert(!pieces.length, `${where}: English text on the zh-CN page: ${JSON.stringify(pieces.slice(0, 5))}`);
