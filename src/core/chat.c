@@ -541,27 +541,20 @@ int chat_personal(struct chat *c, const struct chat_user *u,
 int chat_profile(struct chat *c, const struct chat_user *u, json_t *args)
 {
 	struct evtype_input in = {.args = args};
-	struct store_room *v = NULL;
-	size_t n = 0, len;
+	size_t len;
+	char *json = event_envelope_input(0, EVENT_PROFILE, NULL, u->username,
+					  now_ms(), &in, &len);
 
-	if (store_rooms_list(c->store, u->id, &v, &n) < 0)
+	if (!json)
 		return CHAT_EINTERNAL;
-	for (size_t i = 0; i < n; i++) {
-		if (!v[i].joined)
-			continue;
-		char *json =
-		    event_envelope_input(0, EVENT_PROFILE, v[i].name,
-					 u->username, now_ms(), &in, &len);
-		if (!json)
-			continue;
-		struct event *ev =
-		    event_new(0, EVENT_PROFILE, v[i].id, u->id, json, len);
-		free(json);
-		bus_publish(c->bus, ev);
-		event_unref(ev);
-	}
-	store_rooms_free(v, n);
-	/* the user's own connections, also when in no room */
+	/* Once to every connection of everyone who shares a room with u,
+	 * however many rooms they share (as presence goes) ... */
+	struct event *ev =
+	    event_new(0, EVENT_PROFILE, BUS_PEERS, u->id, json, len);
+	free(json);
+	bus_publish(c->bus, ev);
+	event_unref(ev);
+	/* ... and to u's own connections, also when in no room. */
 	return chat_personal(c, u, EVENT_PROFILE, args);
 }
 
