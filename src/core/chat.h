@@ -265,8 +265,8 @@ bool chat_is_admin(struct chat *c, int64_t user_id);
 bool chat_can_moderate(struct chat *c, int64_t user_id, int64_t room_id);
 /* Re-read the server's admins from the store if the last read is over a
  * second old, so that natterctl's grant-admin and revoke-admin reach a
- * running server. Reads SQLite: never call it on an event loop (http
- * calls it for authenticated requests). */
+ * running server within a second. Reads the store: never call it on an
+ * event loop (the stats sampler thread calls it once a second). */
 void chat_admins_refresh(struct chat *c);
 /* Name target (a user name) moderator of room, or no longer one (on
  * false): only the room's owner or a server admin may. CHAT_OK with the

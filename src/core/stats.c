@@ -7,7 +7,11 @@
  * deliveries, client reports, the send-to-delivery histogram). The first sample
  * after start counts from start. A failed write is logged and its counts are
  * lost, never double-counted later. Only this thread reads the previous
- * snapshot, so it needs no lock but the one guarding "stop". */
+ * snapshot, so it needs no lock but the one guarding "stop".
+ *
+ * The same once-a-second tick re-reads the server's admins
+ * (chat_admins_refresh), so natterctl's grant-admin and revoke-admin reach
+ * a running server with no request needed and no store read on a loop. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <stdio.h>
@@ -145,6 +149,8 @@ static void *sampler_main(void *arg)
 		}
 		if (now_s - s->pruned_s >= 3600)
 			prune(s, now_s);
+		if (s->chat)
+			chat_admins_refresh(s->chat);
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);

@@ -319,8 +319,6 @@ static enum MHD_Result route(struct request *req, const char *url)
 					   "bad_origin",
 					   "this Origin may not connect");
 	}
-	if (req->authed) /* natterctl's admin changes reach us off the loops */
-		chat_admins_refresh(req->srv->chat);
 	if (strstr(r->pattern, "{room}") && !name_valid(m.arg))
 		return request_chat_error(req, CHAT_ENOROOM);
 	_Static_assert(sizeof(req->params) == sizeof(m.param),

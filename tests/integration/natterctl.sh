@@ -45,9 +45,23 @@ run ctl user grant-admin olga
 check "grant-admin: exit 0" test "$RC" = 0
 api_get /api/me "$OLGA"
 check "natterd sees olga as admin" test "$(jget .admin)" = true
+# admin_status TOKEN WANT: the status of an admin-only request, polled for
+# up to 3 s (rights checks answer from natterd's role cache, which
+# re-reads the admins once a second, with no request needed)
+admin_status() {
+	local i
+	for i in $(seq 1 30); do
+		api_get "/api/admin/users?limit=1" "$1"
+		[ "$STATUS" = "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "grant-admin reaches the rights checks: an admin-only request is served" admin_status "$OLGA" 200
 run ctl user revoke-admin olga
 api_get /api/me "$OLGA"
 check "revoke-admin: natterd sees it" test "$(jget .admin)" = false
+check "revoke-admin reaches the rights checks: refused" admin_status "$OLGA" 403
 run ctl user grant-admin nobody
 check "grant-admin of an unknown user: exit 3 (not found)" test "$RC" = 3
 run ctl user disable olga --reason "from the shell"
