@@ -461,9 +461,25 @@ int resolve_room(struct chat *c, const char *room, int64_t *id, char name[33])
  * not in is CHAT_ENOROOM, exactly as a room that does not exist, so that
  * an outsider learns nothing of it; a public one u is not in is
  * CHAT_ENOTMEMBER. */
-static int casecmp_str(const void *a, const void *b)
+/* Whether the comma-joined list has exactly the k distinct names (any
+ * order, any case). */
+static bool people_match(const char *list, const char *const *names, size_t k)
 {
-	return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+	size_t seen = 0;
+	const char *p = list;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		bool known = false;
+		for (size_t i = 0; i < k && !known; i++)
+			known = strlen(names[i]) == len &&
+				strncasecmp(names[i], p, len) == 0;
+		if (!known)
+			return false;
+		seen++;
+		p += len + (p[len] == ',');
+	}
+	return seen == k;
 }
 
 /* Whether u already has the direct conversation with exactly the people
@@ -483,23 +499,17 @@ static bool dm_exists(struct chat *c, const struct chat_user *u,
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		const char *s = json_string_value(json_array_get(users, i));
-		if (s && strcasecmp(s, u->username) != 0)
+		bool again = !s || strcasecmp(s, u->username) == 0;
+		for (size_t j = 0; j < k && !again; j++)
+			again = strcasecmp(s, names[j]) == 0;
+		if (!again)
 			names[k++] = s;
-	}
-	qsort(names, k, sizeof(*names), casecmp_str);
-	char want[EVTYPE_DM_USERS_MAX * 33 + 1] = "";
-	size_t at = 0;
-	for (size_t i = 0; i < k; i++) {
-		if (i > 0 && strcasecmp(names[i], names[i - 1]) == 0)
-			continue; /* a repeat */
-		at += (size_t)snprintf(want + at, sizeof(want) - at, "%s%s",
-				       at ? "," : "", names[i]);
 	}
 	if (store_rooms_list(c->store, u->id, &v, &nr) < 0)
 		return false;
 	for (size_t i = 0; i < nr && !found; i++)
 		found = v[i].joined && strcmp(v[i].kind, "dm") == 0 &&
-			v[i].people && strcasecmp(v[i].people, want) == 0;
+			v[i].people && people_match(v[i].people, names, k);
 	store_rooms_free(v, nr);
 	return found;
 }

@@ -269,7 +269,7 @@ api_json POST /api/login "" '{"username":"st_bob","password":"correct horse"}'
 BOB=$(jget .token)
 api_json POST /api/rooms "$ANN" '{"name":"ann1"}'
 expect 201 "" "ann's first room today"
-api_json POST /api/dms "$ANN" '{"users":["st_bob"]}'
+api_json POST /api/dms "$ANN" '{"users":["st_bob","st_root"]}'
 expect 201 "" "a direct conversation counts as her second"
 api_json POST /api/rooms "$ANN" '{"name":"ann3"}'
 expect 429 room_limit "her third: 429 room_limit"
@@ -279,9 +279,9 @@ check "with Retry-After of about a day" test "${RA:-0}" -gt 86000 -a "${RA:-0}" 
 check "and retry_after in the body" test "$(jget .retry_after)" -gt 86000
 api_json POST /api/dms "$ANN" '{"users":["st_root"]}'
 expect 429 room_limit "a new direct conversation too"
-DM1=$(api_json POST /api/dms "$ANN" '{"users":["st_bob"]}'; jget .room.name)
-api_json POST /api/dms "$ANN" '{"users":["ST_BOB","st_ann","st_bob"]}'
-check "reopening her existing conversation with bob is not refused (status $STATUS)" \
+DM1=$(api_json POST /api/dms "$ANN" '{"users":["st_root","st_bob"]}'; jget .room.name)
+api_json POST /api/dms "$ANN" '{"users":["ST_ROOT","st_ann","st_bob","st_root"]}'
+check "reopening her existing conversation with bob and root (any order and case) is not refused (status $STATUS)" \
 	test "$STATUS" = 200
 check "and answers the same conversation" test "$(jget .room.name)" = "$DM1" -a -n "$DM1"
 api_get /api/rooms "$ANN"
