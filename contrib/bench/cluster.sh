@@ -34,7 +34,7 @@ node() { # log, store args... -> PORT (not in a subshell: PIDS must stay)
 	shift
 	"$NATTERD" --listen 127.0.0.1:0 "$@" --db-dir "$top/db" --web-root "$top/web" \
 		--argon2-memory-kib 1024 --argon2-time 1 --log-level info \
-		--rate-commands 0 --rate-send 0 --streams-per-user 0 --streams-per-address 0 \
+		--rate-commands 0 --rate-send 0 --streams-per-user 0 --streams-per-address 0 --connections-per-address 0 \
 		--register-burst 100000 >"$log" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 1 200); do

@@ -189,6 +189,7 @@ def run(args, presence_on, work, tokens):
         '--db-dir', os.path.join(TOP, 'db'), '--web-root', os.path.join(TOP, 'web'),
         '--argon2-memory-kib', '1024', '--argon2-time', '1', '--log-level', 'info',
         '--rate-commands', '0', '--streams-per-user', '0', '--streams-per-address', '0',
+        '--connections-per-address', '0',
         '--presence-grace', str(grace), '--presence-coalesce-ms', str(coalesce),
         '--max-connections', '19000'], stdout=log, stderr=log)
     port = None
