@@ -303,7 +303,7 @@ int main(int argc, char **argv)
 	/* after every WebSocket and HTTP worker: none can ask it again */
 	replay_free(replay);
 	chat_presence_stop(srv.chat); /* keeps last_seen: before the store */
-	stats_free(srv.stats); /* writes the running minute's sample */
+	stats_free(srv.stats);	      /* writes the running minute's sample */
 	filestore_free(srv.files);
 	store_close(srv.store);
 	for (unsigned i = 0; i < srv.nloops; i++)

@@ -461,59 +461,6 @@ int resolve_room(struct chat *c, const char *room, int64_t *id, char name[33])
  * not in is CHAT_ENOROOM, exactly as a room that does not exist, so that
  * an outsider learns nothing of it; a public one u is not in is
  * CHAT_ENOTMEMBER. */
-/* Whether the comma-joined list has exactly the k distinct names (any
- * order, any case). */
-static bool people_match(const char *list, const char *const *names, size_t k)
-{
-	size_t seen = 0;
-	const char *p = list;
-
-	while (*p) {
-		size_t len = strcspn(p, ",");
-		bool known = false;
-		for (size_t i = 0; i < k && !known; i++)
-			known = strlen(names[i]) == len &&
-				strncasecmp(names[i], p, len) == 0;
-		if (!known)
-			return false;
-		seen++;
-		p += len + (p[len] == ',');
-	}
-	return seen == k;
-}
-
-/* Whether u already has the direct conversation with exactly the people
- * named in args "users" (u's own name and repeats aside): reopening it
- * creates nothing, so no room quota applies. Reads u's rooms from the
- * store; only asked when the quota is spent. */
-static bool dm_exists(struct chat *c, const struct chat_user *u,
-		      const json_t *args)
-{
-	const json_t *users = json_object_get(args, "users");
-	size_t n = json_array_size(users), k = 0, nr = 0;
-	const char *names[EVTYPE_DM_USERS_MAX];
-	struct store_room *v = NULL;
-	bool found = false;
-
-	if (n == 0 || n > EVTYPE_DM_USERS_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		const char *s = json_string_value(json_array_get(users, i));
-		bool again = !s || strcasecmp(s, u->username) == 0;
-		for (size_t j = 0; j < k && !again; j++)
-			again = strcasecmp(s, names[j]) == 0;
-		if (!again)
-			names[k++] = s;
-	}
-	if (store_rooms_list(c->store, u->id, &v, &nr) < 0)
-		return false;
-	for (size_t i = 0; i < nr && !found; i++)
-		found = v[i].joined && strcmp(v[i].kind, "dm") == 0 &&
-			v[i].people && people_match(v[i].people, names, k);
-	store_rooms_free(v, nr);
-	return found;
-}
-
 static int room_for(struct chat *c, const struct chat_user *u, const char *room,
 		    int64_t *id, char name[33], enum chat_room_kind *kind)
 {
@@ -683,7 +630,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		int64_t wait;
 		int rc = chat_room_quota(c, u, &wait);
 		if (rc == CHAT_ELIMIT && row->effect == EVTYPE_EFFECT_DM_OPEN &&
-		    dm_exists(c, u, in->args))
+		    chat_dm_exists(c, u, in->args))
 			rc = CHAT_OK; /* reopening creates nothing */
 		if (rc == CHAT_ELIMIT && c->metrics)
 			metrics_inc(c->metrics->rooms_day_limited);

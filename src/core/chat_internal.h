@@ -43,8 +43,8 @@ struct chat {
 	 * NULL: the user directory, members of the room only (chat_mention) */
 	markdown_mention_fn mention;
 	void *mention_arg;
-	struct userdir *users; /* every account, for mentions */
-	struct filestore *files; /* a message's files; may be NULL */
+	struct userdir *users;	   /* every account, for mentions */
+	struct filestore *files;   /* a message's files; may be NULL */
 	struct presence *presence; /* chat_presence.c; NULL until started */
 	/* owners, moderators and admins (roles.h): loaded at start, kept
 	 * current by the commit hook and chat_moderator_set, the admins
@@ -99,5 +99,11 @@ int roles_load(struct chat *c);
 
 /* Milliseconds left of user's mute in room, 0 when not muted. */
 int64_t mute_left(struct chat *c, int64_t room, int64_t user);
+
+/* Whether u already has the direct conversation with exactly the people
+ * in args "users" (moderation.c; asked only when the room quota is spent:
+ * reopening creates nothing). */
+bool chat_dm_exists(struct chat *c, const struct chat_user *u,
+		    const json_t *args);
 
 #endif

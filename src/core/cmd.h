@@ -1,7 +1,7 @@
 /* cmd: the one table of client commands. Each row is a command name
- * ("send", "typing", "join", "leave", "room_create", "activity", "ping"), the members
- * of a JSON object it reads as its arguments, and its handler in chat. A
- * WebSocket frame {"op":NAME,...} and an HTTP command endpoint (its JSON or
+ * ("send", "typing", "join", "leave", "room_create", "activity", "ping"), the
+ * members of a JSON object it reads as its arguments, and its handler in chat.
+ * A WebSocket frame {"op":NAME,...} and an HTTP command endpoint (its JSON or
  * form body, with path parameters such as the room merged in by the
  * caller) both dispatch through cmd_run, so a command is added once.
  *

@@ -291,12 +291,13 @@ static enum MHD_Result route(struct request *req, const char *url)
 	int auth = 0;
 	if (((m.flags_all | (r ? r->flags : 0)) & ROUTE_AUTH) && !req->authed &&
 	    (auth = request_auth(req)) < 0)
-		return auth == -2   ? request_chat_error(req, CHAT_EUNAVAILABLE)
-		       : req->disabled ? request_disabled(req, req->disabled_reason)
-				       : reply_error(req->conn, &req->log, 401,
-						     "unauthorized",
-						     "log in first (cookie or "
-						     "Authorization: Bearer)");
+		return auth == -2 ? request_chat_error(req, CHAT_EUNAVAILABLE)
+		       : req->disabled
+			   ? request_disabled(req, req->disabled_reason)
+			   : reply_error(req->conn, &req->log, 401,
+					 "unauthorized",
+					 "log in first (cookie or "
+					 "Authorization: Bearer)");
 	if ((flags & ROUTE_CSRF) && !route_method_is_read(req->method) &&
 	    !csrf_ok(req))
 		return reply_error(req->conn, &req->log, 403, "csrf",
@@ -306,10 +307,11 @@ static enum MHD_Result route(struct request *req, const char *url)
 	if ((r->flags & ROUTE_TOKEN) && !req->authed &&
 	    (auth = request_auth(req)) < 0 &&
 	    (auth == -2 || (auth = request_auth_query(req)) < 0))
-		return auth == -2   ? request_chat_error(req, CHAT_EUNAVAILABLE)
-		       : req->disabled ? request_disabled(req, req->disabled_reason)
-				       : reply_error(req->conn, &req->log, 401,
-						     "unauthorized", "log in first");
+		return auth == -2 ? request_chat_error(req, CHAT_EUNAVAILABLE)
+		       : req->disabled
+			   ? request_disabled(req, req->disabled_reason)
+			   : reply_error(req->conn, &req->log, 401,
+					 "unauthorized", "log in first");
 	if (r->flags & ROUTE_ORIGIN) {
 		/* Browsers always send Origin with a WebSocket handshake: a
 		 * foreign one is cross-site WebSocket hijacking. */

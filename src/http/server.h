@@ -25,9 +25,9 @@ struct server {
 	struct auth *auth;
 	struct bus *bus;
 	struct chat *chat;
-	struct stats *stats; /* the admin statistics (core/stats.h) */
+	struct stats *stats;	 /* the admin statistics (core/stats.h) */
 	struct filestore *files; /* uploads and files (core/filestore.h) */
-	struct limit *limit; /* per-user rates, stream caps; NULL: none */
+	struct limit *limit;	 /* per-user rates, stream caps; NULL: none */
 	struct loop **loops;
 	struct bus_shard **shards; /* shards[i] drained on loops[i] */
 	unsigned nloops;

@@ -223,9 +223,9 @@ static uint64_t q_consume(struct ws_conn *c, size_t w)
 		c->q_off = 0;
 		if (f->ev) {
 			delivered++;
-			event_delivery_observe(f->ev,
-					       &c->metrics->delivery[TRANSPORT_WS],
-					       &c->metrics->send_delivery);
+			event_delivery_observe(
+			    f->ev, &c->metrics->delivery[TRANSPORT_WS],
+			    &c->metrics->send_delivery);
 		}
 		frame_release(f);
 		c->qhead++;

@@ -318,8 +318,8 @@ int pgs_reactions(struct store *base, int64_t user_id, int64_t room_id,
 int pgs_audit_add(struct store *base, const struct store_audit *a);
 int pgs_presence_set(struct store *base, int64_t id, const char *status,
 		     const char *text);
-int pgs_last_seen_set(struct store *base, const int64_t *ids,
-		      const int64_t *ms, size_t n);
+int pgs_last_seen_set(struct store *base, const int64_t *ids, const int64_t *ms,
+		      size_t n);
 int pgs_presence_each(struct store *base,
 		      void (*fn)(void *arg, const struct store_presence *p),
 		      void *arg);

@@ -443,8 +443,8 @@ fail:
 	return rc;
 }
 
-int pgs_last_seen_set(struct store *base, const int64_t *ids,
-		      const int64_t *ms, size_t n)
+int pgs_last_seen_set(struct store *base, const int64_t *ids, const int64_t *ms,
+		      size_t n)
 {
 	struct pgst *st = pgs_of(base);
 	struct pconn *c = pgs_pool_get(st);
@@ -497,8 +497,9 @@ int pgs_presence_each(struct store *base,
 			r->id = pg_col_int64(s, 0);
 			snprintf(r->status, sizeof(r->status), "%s",
 				 pg_col_text(s, 1));
-			r->text = pg_col_null(s, 2) ? NULL
-						    : xstrdup(pg_col_text(s, 2));
+			r->text = pg_col_null(s, 2)
+				      ? NULL
+				      : xstrdup(pg_col_text(s, 2));
 			r->seen = pg_col_null(s, 3) ? 0 : pg_col_int64(s, 3);
 		}
 	}
