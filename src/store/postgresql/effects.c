@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "model/emoji.h"
+#include "model/markdown.h"
 #include "store/postgresql/pg.h"
 #include "model/search.h"
 #include "util/util.h"
@@ -90,13 +91,41 @@ out:
 	return out;
 }
 
-/* A delete: the text of the message's edits leaves their envelopes too. */
-static int pw_edits_scrub(struct pgst *st, int64_t target)
+/* The job's revision list takes ev (marked a revision, see pg.h). */
+static void pw_revised_add(struct job *j, struct event *ev)
+{
+	event_revision_set(ev);
+	j->revised =
+	    xrealloc(j->revised, (j->nrevised + 1) * sizeof(*j->revised));
+	j->revised[j->nrevised++] = ev;
+}
+
+/* Set an event's envelope only (a reply's quote: its text, and so its
+ * index, stay). */
+static int pw_event_json_set(struct pgst *st, int64_t id, const char *json)
+{
+	struct pstmt *s = pgs_stmt(&st->w, Q_EVENT_JSON_SET);
+	int rc;
+
+	if (!s)
+		return pw_stmt_fail(st, s, 0);
+	pg_bind_int64(s, 1, id);
+	pg_bind_text(s, 2, json);
+	rc = pg_step(s);
+	pgs_stmt_done(s);
+	return rc == PG_DONE ? STORE_OK : pw_fail(rc);
+}
+
+/* A delete: the text of the message's edits leaves their envelopes too,
+ * and the messages replying to it keep only its id and author in their
+ * quote ("deleted": true); its reactions go. Each changed envelope is a
+ * revision for the bus's ring. */
+static int pw_edits_scrub(struct pgst *st, struct job *j, int64_t target)
 {
 	static const char *const drop[] = {"text", "html", NULL};
+	static const char *const drop_quote[] = {"reply_to", NULL};
 	struct pstmt *s = pgs_stmt(&st->w, Q_TARGET_EDITS);
-	int64_t *ids = NULL;
-	char **jsons = NULL;
+	struct event **evs = NULL;
 	size_t n = 0;
 	int rc;
 
@@ -104,24 +133,48 @@ static int pw_edits_scrub(struct pgst *st, int64_t target)
 		return pw_stmt_fail(st, s, 0);
 	pg_bind_int64(s, 1, target);
 	while ((rc = pg_step(s)) == PG_ROW) {
-		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
-		jsons = xrealloc(jsons, (n + 1) * sizeof(*jsons));
-		ids[n] = pg_col_int64(s, 0);
-		jsons[n++] = pgs_col_dup(s, 1);
+		struct event *ev = pgs_row_event(s);
+		if (!ev)
+			continue;
+		evs = xrealloc(evs, (n + 1) * sizeof(*evs));
+		evs[n++] = ev;
 	}
 	pgs_stmt_done(s);
 	rc = rc == PG_DONE ? STORE_OK : pw_fail(rc);
 	for (size_t i = 0; i < n; i++) {
+		const char *old = event_json(evs[i], NULL);
+		bool edit = event_type(evs[i]) == EVENT_EDIT;
+		json_t *set = NULL;
+		if (!edit) {
+			json_t *env = json_loads(old, 0, NULL);
+			json_t *q = json_object_get(env, "reply_to");
+			set = json_pack("{s:{s:O?, s:O?, s:b}}", "reply_to",
+					"id", json_object_get(q, "id"),
+					"author", json_object_get(q, "author"),
+					"deleted", 1);
+			json_decref(env);
+		}
 		char *json =
-		    rc == STORE_OK ? json_reshape(jsons[i], drop, NULL) : NULL;
+		    rc == STORE_OK
+			? json_reshape(old, edit ? drop : drop_quote, set)
+			: NULL;
+		json_decref(set);
+		/* an edit loses its text; a reply keeps its own */
+		if (rc == STORE_OK && !json)
+			rc = STORE_ERR;
+		else if (rc == STORE_OK && edit)
+			rc = pw_event_set(st, event_id(evs[i]), NULL, json);
+		else if (rc == STORE_OK)
+			rc = pw_event_json_set(st, event_id(evs[i]), json);
 		if (rc == STORE_OK)
-			rc = json ? pw_event_set(st, ids[i], NULL, json)
-				  : STORE_ERR;
+			pw_revised_add(
+			    j, event_new(event_id(evs[i]), event_type(evs[i]),
+					 event_room(evs[i]), event_user(evs[i]),
+					 json, strlen(json)));
 		free(json);
-		free(jsons[i]);
+		event_unref(evs[i]);
 	}
-	free(ids);
-	free(jsons);
+	free(evs);
 	if (rc == STORE_OK) {
 		/* a deleted message keeps no reactions */
 		struct pstmt *d = pgs_stmt(&st->w, Q_REACTIONS_DROP);
@@ -133,6 +186,57 @@ static int pw_edits_scrub(struct pgst *st, int64_t target)
 		rc = r == PG_DONE ? STORE_OK : pw_fail(r);
 	}
 	return rc;
+}
+
+/* A message replying to j->target_id: that must be a message of this room
+ * (else STORE_BADREF); the job's reply quote is its id, author and a
+ * plain-text excerpt, or "deleted" for a deleted one. */
+static int pw_reply(struct pgst *st, struct job *j, int64_t room_id)
+{
+	struct pstmt *s = pgs_stmt(&st->w, Q_TARGET_GET);
+	char *text = NULL, *from = NULL;
+	int64_t author = 0;
+	bool ok = false;
+	int rc;
+
+	if (!s)
+		return pw_stmt_fail(st, s, 0);
+	pg_bind_int64(s, 1, j->target_id);
+	rc = pg_step(s);
+	if (rc == PG_ROW) {
+		ok = pg_col_int64(s, 1) == room_id &&
+		     strcmp(pg_col_text(s, 2),
+			    evtype_get(EVENT_MESSAGE)->name) == 0;
+		author = pg_col_int64(s, 0);
+		if (ok && !pg_col_null(s, 3))
+			text = pgs_col_dup(s, 3);
+	} else if (rc != PG_DONE) {
+		return pw_stmt_fail(st, s, rc);
+	}
+	pgs_stmt_done(s);
+	if (!ok)
+		return STORE_BADREF;
+	rc = pw_user(st, author, &from);
+	if (rc != STORE_OK) {
+		free(text);
+		return rc;
+	}
+	json_t *q = json_pack("{s:I, s:s}", "id", (json_int_t)j->target_id,
+			      "author", from);
+	if (text) {
+		char *ex =
+		    markdown_excerpt(text, strlen(text), EVTYPE_EXCERPT_MAX);
+		json_object_set_new(q, "excerpt", json_string(ex));
+		free(ex);
+	} else {
+		json_object_set_new(q, "deleted", json_true());
+	}
+	free(j->reply);
+	j->reply = json_dumps(q, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(q);
+	free(from);
+	free(text);
+	return j->reply ? STORE_OK : STORE_ERR;
 }
 
 /* An edit or a delete of message j->target_id, decided here, inside the
@@ -198,15 +302,19 @@ static int pw_target_change(struct pgst *st, struct job *j, int64_t room_id)
 			   : STORE_ERR;
 	} else {
 		/* a tombstone: the envelope's common members and deleted */
-		static const char *const drop[] = {"text", "html", "client_id",
-						   "edited", NULL};
+		static const char *const drop[] = {
+		    "text", "html", "client_id", "edited", "files", NULL};
 		json_t *set = json_pack("{s:b}", "deleted", 1);
 		fresh = json_reshape(json, drop, set);
 		json_decref(set);
 		rc = fresh ? pw_event_set(st, j->target_id, NULL, fresh)
 			   : STORE_ERR;
 		if (rc == STORE_OK)
-			rc = pw_edits_scrub(st, j->target_id);
+			pw_revised_add(j, event_new(j->target_id, EVENT_MESSAGE,
+						    room, author, fresh,
+						    strlen(fresh)));
+		if (rc == STORE_OK)
+			rc = pw_edits_scrub(st, j, j->target_id);
 		if (rc == STORE_OK)
 			st->fts_purge = true;
 	}
@@ -458,6 +566,8 @@ int pw_effect(struct pgst *st, struct job *j, int64_t room_id)
 		rc = pw_is_member(st, room_id, j->user_id);
 		if (rc == 0)
 			return STORE_NOTMEMBER;
+		if (rc == 1 && j->row->searchable && j->target_id > 0)
+			return pw_reply(st, j, room_id);
 		return rc == 1 ? STORE_OK : rc;
 	case EVTYPE_EFFECT_EDIT:
 	case EVTYPE_EFFECT_DELETE:

@@ -72,9 +72,14 @@ static int catch_up(struct pgst *st, int64_t below)
 	}
 }
 
-void pgs_feed_own(struct pgst *st, int64_t first, struct event **evs, size_t n)
+void pgs_feed_own(struct pgst *st, int64_t first, struct event **evs, size_t n,
+		  struct event **revs, size_t nrev)
 {
 	pthread_mutex_lock(&st->fmu);
+	/* Another node's revisions are not fed: its ring entries stay as
+	 * they were until they age out (history reads the table). */
+	for (size_t i = 0; i < nrev && st->hook; i++)
+		st->hook(st->hook_arg, revs[i]);
 	if (st->hook) {
 		/* the ids before this batch (another node's) go first; if
 		 * they cannot be read, the feed thread hands over this batch

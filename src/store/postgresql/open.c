@@ -428,4 +428,8 @@ const struct store_ops pg_ops = {
     .reactions = pgs_reactions,
     .search = pgs_search,
     .events_after = pgs_events_after,
+    .sample_add = pgs_sample_add,
+    .samples_prune = pgs_samples_prune,
+    .stats = pgs_stats,
+    .users_search = pgs_users_search,
 };

@@ -85,6 +85,7 @@ enum q {
 	Q_TARGET_LAST,
 	Q_EVENT_SET,
 	Q_TARGET_EDITS,
+	Q_EVENT_JSON_SET,
 	Q_FTS_OPTIMIZE,
 	Q_LAST_ID,
 	Q_SESSIONS_PURGE,
@@ -337,6 +338,14 @@ int pgs_search(struct store *base, int64_t user_id, const char *q,
 	       bool *more);
 int pgs_events_after(struct store *base, int64_t user_id, int64_t after,
 		     size_t limit, struct event ***out, size_t *n);
+/* stats.c */
+int pgs_sample_add(struct store *base, const struct store_sample *s);
+int pgs_samples_prune(struct store *base, int64_t before_s);
+json_t *pgs_stats(struct store *base, int64_t from_ms, int64_t to_ms,
+		  int64_t bucket_s);
+int pgs_users_search(struct store *base, const char *q, const char *after,
+		     unsigned limit, struct store_user **out, size_t *n,
+		     bool *more);
 
 /* --- the writer's jobs (writer.c, effects.c) ------------------------------
  * Internal to the writer thread; these helpers keep their w_ prefix. */
@@ -367,6 +376,13 @@ struct job {
 	 * people of a new direct conversation): to the hook after ev. */
 	struct event *more[EVTYPE_DM_USERS_MAX];
 	size_t nmore;
+	/* A message's reply quote (evtype_input's reply), or NULL. */
+	char *reply;
+	/* New envelopes of events already committed (an edit's or delete's
+	 * target, the replies that quoted it), marked event_revision_set:
+	 * to the hook before ev, so the bus's ring serves them. */
+	struct event **revised;
+	size_t nrevised;
 };
 
 /* Returned inside the writer for a SQLite failure that dooms the batch. */
@@ -413,6 +429,9 @@ void pgs_session_forget_user(struct pgst *st, int64_t user_id);
 /* feed.c */
 int pgs_feed_start(struct pgst *st, char *err, size_t errlen);
 void pgs_feed_stop(struct pgst *st);
-void pgs_feed_own(struct pgst *st, int64_t first, struct event **evs, size_t n);
+/* This node's committed batch: its revisions (older ids' new envelopes)
+ * to the hook first, then its events once every earlier id went. */
+void pgs_feed_own(struct pgst *st, int64_t first, struct event **evs, size_t n,
+		  struct event **revs, size_t nrev);
 
 #endif

@@ -62,8 +62,9 @@ const char *const pg_sql_text[Q_COUNT] = {
     /* $4: search_index_text() of the new text (NULL: a delete) */
     [Q_EVENT_SET] = "UPDATE events SET text = $2, json = $3, "
 		    "tsv = to_tsvector('natter', $4::text) WHERE id = $1",
-    [Q_TARGET_EDITS] = "SELECT id, json FROM events "
-		       "WHERE target_id = $1 AND type = 'edit'",
+    [Q_TARGET_EDITS] = "SELECT id, type, room_id, user_id, json FROM events "
+		       "WHERE target_id = $1 AND type IN ('edit', 'message')",
+    [Q_EVENT_JSON_SET] = "UPDATE events SET json = $2 WHERE id = $1",
     /* the index is a column written with the row: nothing to do */
     [Q_FTS_OPTIMIZE] = "SELECT 1",
     [Q_FTS_INDEX] = "SELECT $1::bigint",
@@ -85,7 +86,8 @@ const char *const pg_sql_text[Q_COUNT] = {
 		      "expires_ms) VALUES ($1, $2, $3, $4)",
     [Q_SESSION_GET] = "SELECT user_id, expires_ms FROM sessions "
 		      "WHERE hash = $1",
-    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username "
+    [Q_SESSION_USER] = "SELECT s.user_id, s.expires_ms, u.username, "
+		       "(u.disabled_ms IS NOT NULL)::int "
 		       "FROM sessions s JOIN users u ON u.id = s.user_id "
 		       "WHERE s.hash = $1",
     [Q_SESSION_DEL] = "DELETE FROM sessions WHERE hash = $1",

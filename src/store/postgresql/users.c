@@ -296,7 +296,8 @@ int pgs_session_user(struct store *base, const uint8_t hash[32], int64_t now,
 	}
 	snprintf(username, 33, "%s", (const char *)name);
 	*user_id = uid;
-	status = STORE_OK;
+	/* A disabled account's session: never cached (an enable ends it). */
+	status = pg_col_int64(s, 3) ? STORE_DISABLED : STORE_OK;
 out:
 	/* not "no such session": the server cannot be asked */
 	if (status == STORE_ERR && (!c->pg || PQstatus(c->pg) != CONNECTION_OK))
@@ -354,7 +355,7 @@ static int user_change_ends_sessions(struct pgst *st, enum q q, int64_t id,
 		goto fail;
 	pg_bind_int64(s, 1, id);
 	if (q == Q_USER_DISABLE) {
-		if (end_sessions)
+		if (ms)
 			pg_bind_int64(s, 2, ms);
 		pg_bind_text(s, 3, text);
 	} else {
@@ -368,17 +369,20 @@ static int user_change_ends_sessions(struct pgst *st, enum q q, int64_t id,
 	}
 	pgs_stmt_done(s);
 	s = NULL;
-	if (end_sessions) {
+	if (end_sessions || q == Q_USER_DISABLE) {
 		char payload[32];
-		s = pgs_stmt(c, Q_USER_SESSIONS_DEL);
-		if (!s)
-			goto fail;
-		pg_bind_int64(s, 1, id);
-		if (pg_step(s) != PG_DONE)
-			goto fail;
-		pgs_stmt_done(s);
-		s = NULL;
-		/* every node forgets them at this COMMIT */
+		if (end_sessions) {
+			s = pgs_stmt(c, Q_USER_SESSIONS_DEL);
+			if (!s)
+				goto fail;
+			pg_bind_int64(s, 1, id);
+			if (pg_step(s) != PG_DONE)
+				goto fail;
+			pgs_stmt_done(s);
+			s = NULL;
+		}
+		/* every node forgets them at this COMMIT (a disabled
+		 * account's sessions stay, answering STORE_DISABLED) */
 		snprintf(payload, sizeof(payload), "u:%lld", (long long)id);
 		if (sessions_notify(c, payload) != PG_OK)
 			goto fail;
@@ -392,7 +396,7 @@ fail:
 	if (in_tx)
 		pgs_run(c, Q_ROLLBACK);
 	pgs_pool_put(st, c);
-	if (status == STORE_OK && end_sessions)
+	if (status == STORE_OK && (end_sessions || q == Q_USER_DISABLE))
 		pgs_session_forget_user(st, id);
 	return status;
 }
@@ -408,9 +412,12 @@ int pgs_user_password_set(struct store *base, int64_t id, const char *pwhash)
 int pgs_user_disable(struct store *base, int64_t id, bool disabled,
 		     const char *reason)
 {
+	/* as SQLite: a disabled account's sessions stay (they answer
+	 * STORE_DISABLED, so a client can be told why); an enable ends
+	 * them */
 	return user_change_ends_sessions(pgs_of(base), Q_USER_DISABLE, id,
-					 now_ms(), disabled ? reason : NULL,
-					 disabled);
+					 disabled ? now_ms() : 0,
+					 disabled ? reason : NULL, !disabled);
 }
 
 /* --- presence (schema 003) -------------------------------------------------

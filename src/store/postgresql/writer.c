@@ -79,6 +79,11 @@ static void job_more_drop(struct job *j)
 	for (size_t i = 0; i < j->nmore; i++)
 		event_unref(j->more[i]);
 	j->nmore = 0;
+	for (size_t i = 0; i < j->nrevised; i++)
+		event_unref(j->revised[i]);
+	free(j->revised);
+	j->revised = NULL;
+	j->nrevised = 0;
 }
 
 static void job_free(struct job *j)
@@ -96,6 +101,7 @@ static void job_free(struct job *j)
 	for (size_t i = 0; i < j->nmention_names; i++)
 		free(j->mention_names[i]);
 	free(j->mention_names);
+	free(j->reply);
 	free(j);
 }
 
@@ -212,7 +218,8 @@ int pw_event_add(struct pgst *st, struct job *j, int64_t room_id,
 				  .args = j->args,
 				  .mentions =
 				      (const char *const *)j->mention_names,
-				  .nmentions = j->nmention_names};
+				  .nmentions = j->nmention_names,
+				  .reply = j->reply};
 	char *json =
 	    event_envelope_input(id, j->type, room, from, ts, &in, &len);
 	struct pstmt *s = pgs_stmt(&st->w, Q_EVENT_ADD);
@@ -508,17 +515,24 @@ static void batch_run(struct pgst *st, struct job **jobs, size_t n)
 		 * the feed hands them to the hook after every earlier id */
 		struct event **evs =
 		    xmalloc((st->next_id - first + 1) * sizeof(*evs));
-		size_t nev = 0;
+		struct event **revs = NULL;
+		size_t nev = 0, nrev = 0;
 		for (size_t i = 0; i < n; i++) {
 			if (!jobs[i]->fresh)
 				continue;
 			evs[nev++] = jobs[i]->ev;
 			for (size_t k = 0; k < jobs[i]->nmore; k++)
 				evs[nev++] = jobs[i]->more[k];
+			for (size_t k = 0; k < jobs[i]->nrevised; k++) {
+				revs =
+				    xrealloc(revs, (nrev + 1) * sizeof(*revs));
+				revs[nrev++] = jobs[i]->revised[k];
+			}
 		}
 		if (nev)
-			pgs_feed_own(st, first, evs, nev);
+			pgs_feed_own(st, first, evs, nev, revs, nrev);
 		free(evs);
+		free(revs);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			job_more_drop(jobs[i]);
