@@ -198,8 +198,8 @@ static int pw_target_change(struct pgst *st, struct job *j, int64_t room_id)
 			   : STORE_ERR;
 	} else {
 		/* a tombstone: the envelope's common members and deleted */
-		static const char *const drop[] = {"text", "html", "client_id",
-						   "edited", NULL};
+		static const char *const drop[] = {
+		    "text", "html", "client_id", "edited", "files", NULL};
 		json_t *set = json_pack("{s:b}", "deleted", 1);
 		fresh = json_reshape(json, drop, set);
 		json_decref(set);
@@ -209,6 +209,11 @@ static int pw_target_change(struct pgst *st, struct job *j, int64_t room_id)
 			rc = pw_edits_scrub(st, j->target_id);
 		if (rc == STORE_OK)
 			st->fts_purge = true;
+		/* its files stay only where another message uses them */
+		if (rc == STORE_OK) {
+			int r = pw_file_uses_del(st, j->target_id);
+			rc = r == PG_OK ? STORE_OK : pw_fail(r);
+		}
 	}
 	free(text);
 	free(json);

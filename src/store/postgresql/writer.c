@@ -280,6 +280,12 @@ int pw_event_add(struct pgst *st, struct job *j, int64_t room_id,
 		if (rc != PG_DONE)
 			goto fail;
 	}
+	if (json_object_get(j->args, "files")) {
+		rc = pw_file_uses_add(st, j->args, id, room_id);
+		if (rc != PG_OK)
+			goto fail;
+		rc = 0;
+	}
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
 	if (j->subject_id)
 		event_subject_set(j->ev, j->subject_id);
