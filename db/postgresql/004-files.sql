@@ -39,6 +39,10 @@ CREATE TABLE file_uses (
 CREATE INDEX file_uses_event ON file_uses (event_id);
 CREATE INDEX file_uses_room ON file_uses (room_id);
 
+-- A message is found by the names of its files as well as by its text: the
+-- writer puts both into events.tsv (search_index_text() of the text and
+-- the envelope's "files" names), on insert and on edit, so nothing here.
+
 -- A user's avatar is one of their finished files: it counts as used (the
 -- sweep keeps it) and any user may read it; deleting the file clears it.
 ALTER TABLE users ADD COLUMN avatar text REFERENCES files (id)

@@ -1,14 +1,16 @@
 /* store/postgresql/files: uploads, files and avatars (schema 004), as the
  * SQLite backend's files.c. Plain reads and writes on a pooled connection,
  * except the uses of a message's files, which the writer adds (and a
- * delete removes) in the message's own transaction. The bytes themselves
- * live on disk (core/filestore.c). */
+ * delete removes) in the message's own transaction, and the text the
+ * search index holds for a message (its text and its files' names). The
+ * bytes themselves live on disk (core/filestore.c). */
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "model/search.h"
 #include "store/postgresql/pg.h"
 #include "util/util.h"
 
@@ -314,4 +316,33 @@ int pw_file_uses_del(struct pgst *st, int64_t event_id)
 	int rc = pg_step(s);
 	pgs_stmt_done(s);
 	return rc == PG_DONE ? PG_OK : rc;
+}
+
+char *pw_index_text(const char *text, json_t *files)
+{
+	struct buf b;
+	size_t i;
+	json_t *f;
+	char *out = NULL;
+
+	if (!json_is_array(files) || !json_array_size(files))
+		return utf8_valid(text, strlen(text))
+			   ? search_index_text(text, strlen(text))
+			   : NULL;
+	/* SQLite's: text || ' ' || group_concat(name, ' ') */
+	buf_init(&b);
+	buf_puts(&b, text);
+	json_array_foreach(files, i, f)
+	{
+		const char *name =
+		    json_string_value(json_object_get(f, "name"));
+		if (!name)
+			continue;
+		buf_puts(&b, " ");
+		buf_puts(&b, name);
+	}
+	if (utf8_valid(b.data, b.len))
+		out = search_index_text(b.data, b.len);
+	buf_fini(&b);
+	return out;
 }

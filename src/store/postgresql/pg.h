@@ -291,6 +291,10 @@ int pgs_user_avatar_set(struct store *base, int64_t id, const char *file_id);
 int pw_file_uses_add(struct pgst *st, json_t *args, int64_t event_id,
 		     int64_t room_id);
 int pw_file_uses_del(struct pgst *st, int64_t event_id);
+/* What the search index holds for a message: search_index_text() of its
+ * text and its files' names (files: the envelope's "files" array, may be
+ * NULL), as SQLite's index does. NULL when that is not UTF-8. */
+char *pw_index_text(const char *text, json_t *files);
 
 /* The operations (store/backend.h), one file each as above. */
 void pgs_close(struct store *base);
