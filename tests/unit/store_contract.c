@@ -1776,7 +1776,8 @@ static void c_files(void **state)
 	/* a message carries the first: the room's members may read it */
 	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
 			   .cv = PTHREAD_COND_INITIALIZER};
-	json_t *args = json_pack("{s:[{s:s}]}", "files", "id", f.id);
+	json_t *args = json_pack("{s:[{s:s, s:s}]}", "files", "id", f.id,
+				 "name", "holiday.png");
 	struct store_write msg = {.type = EVENT_MESSAGE,
 				  .user_id = a,
 				  .room_id = r,
@@ -1794,6 +1795,12 @@ static void c_files(void **state)
 	assert_int_equal(store_file_access(st, f.id, b), 1);
 	assert_int_equal(store_file_access(st, f.id, c), 0);
 	assert_int_equal(store_file_blob_used(st, sha), 1);
+	/* a message is found by its files' names too, after an edit also */
+	finds(st, b, "holiday", m);
+	assert_int_equal(change(st, EVENT_EDIT, a, r, m, "beach", NULL, NULL),
+			 STORE_OK);
+	finds(st, b, "holiday", m);
+	finds(st, b, "beach", m);
 
 	/* the sweep: the expired upload goes, the used file stays; keep */
 	assert_int_equal(
@@ -1809,6 +1816,7 @@ static void c_files(void **state)
 			 STORE_OK);
 	assert_int_equal(store_file_access(st, f.id, b), 0);
 	assert_int_equal(store_file_access(st, f.id, a), 1);
+	finds_none(st, b, "holiday");
 	sw.n = 0;
 	assert_int_equal(
 	    store_files_sweep(st, 3000, 500, keep_none, swept_one, &sw),

@@ -1033,6 +1033,9 @@ static void test_err_mapping(void **state)
 int __real_store_room_role(struct store *st, int64_t room_id, int64_t user_id);
 int __real_store_user_by_id(struct store *st, int64_t id,
 			    struct store_user *out);
+int __wrap_store_room_role(struct store *st, int64_t room_id, int64_t user_id);
+int __wrap_store_user_by_id(struct store *st, int64_t id,
+			    struct store_user *out);
 static atomic_int store_role_reads;
 
 int __wrap_store_room_role(struct store *st, int64_t room_id, int64_t user_id)

@@ -377,7 +377,7 @@ static void test_excerpt(void **state)
 		const char *in;
 		size_t max;
 		const char *want;
-	} cases[] = {
+	} excerpts[] = {
 	    {"plain", 10, "plain"},
 	    {"**bold** _it_ `code` [link](https://x.org)", 100,
 	     "bold it code link"},
@@ -397,13 +397,13 @@ static void test_excerpt(void **state)
 	    {"", 10, ""},
 	    {"```\ncode  block\n```", 100, "code block"},
 	};
-	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-		char *got = markdown_excerpt(cases[i].in, strlen(cases[i].in),
-					     cases[i].max);
-		if (strcmp(got, cases[i].want) != 0)
+	for (size_t i = 0; i < ARRAY_LEN(excerpts); i++) {
+		char *got = markdown_excerpt(
+		    excerpts[i].in, strlen(excerpts[i].in), excerpts[i].max);
+		if (strcmp(got, excerpts[i].want) != 0)
 			fail_msg("case %zu: excerpt of \"%s\" is \"%s\", want "
 				 "\"%s\"",
-				 i, cases[i].in, got, cases[i].want);
+				 i, excerpts[i].in, got, excerpts[i].want);
 		assert_true(utf8_valid(got, strlen(got)));
 		free(got);
 	}

@@ -91,7 +91,9 @@ static void test_many_sockets(void **state)
 		}
 		for (int i = 0; i < NS; i++) {
 			char got[64], want[64];
-			snprintf(want, sizeof(want), "%s%s", hdr[i], body[i]);
+			/* (snprintf: GCC cannot bound the parts) */
+			strcpy(want, hdr[i]);
+			strcat(want, body[i]);
 			ssize_t n = read(sv[i][1], got, sizeof(got) - 1);
 			assert_int_equal(n, (ssize_t)strlen(want));
 			got[n] = '\0';

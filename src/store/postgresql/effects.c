@@ -58,11 +58,15 @@ static int pw_event_set(struct pgst *st, int64_t id, const char *text,
 	pg_bind_int64(s, 1, id);
 	if (text) {
 		pg_bind_text(s, 2, text);
-		/* the index follows the text (SQLite: a trigger) */
-		if (utf8_valid(text, strlen(text))) {
-			indexed = search_index_text(text, strlen(text));
-			pg_bind_text(s, 4, indexed);
-		}
+		/* the index follows the text and keeps the files' names
+		 * (SQLite: a trigger); only an edit of a message with files
+		 * parses its envelope */
+		json_t *env = strstr(json, "\"files\"")
+				  ? json_loads(json, 0, NULL)
+				  : NULL;
+		indexed = pw_index_text(text, json_object_get(env, "files"));
+		json_decref(env);
+		pg_bind_text(s, 4, indexed); /* NULL: not UTF-8 */
 	}
 	pg_bind_text(s, 3, json);
 	rc = pg_step(s);
@@ -317,6 +321,11 @@ static int pw_target_change(struct pgst *st, struct job *j, int64_t room_id)
 			rc = pw_edits_scrub(st, j, j->target_id);
 		if (rc == STORE_OK)
 			st->fts_purge = true;
+		/* its files stay only where another message uses them */
+		if (rc == STORE_OK) {
+			int r = pw_file_uses_del(st, j->target_id);
+			rc = r == PG_OK ? STORE_OK : pw_fail(r);
+		}
 	}
 	free(text);
 	free(json);

@@ -4,7 +4,8 @@
  * feed.c: the cross-node feed that hands every committed event, this
  * node's and the others', to the commit hook in id order; effects.c: the
  * store effects the writer applies; users.c: users, sessions and the
- * session cache; reads.c: rooms, history, search, events after a cursor).
+ * session cache; reads.c: rooms, history, search, events after a cursor;
+ * files.c: uploads, files, their uses and avatars).
  * Not an interface: only these files include it. The files follow the
  * SQLite backend's one for one (same statements by the same names, same
  * job steps), so a change to one is easy to carry to the other; functions
@@ -25,7 +26,7 @@
 
 #define READERS_MAX 64
 /* The schema version (db/postgresql/NNN-*.sql) this code's statements need. */
-#define SCHEMA_REQUIRED 3
+#define SCHEMA_REQUIRED 4
 /* Session cache slots (a power of two), one entry each. */
 #define SESSION_SLOTS 4096
 /* Bind parameters a statement may have ($1..$PG_PARAMS_MAX). */
@@ -150,6 +151,20 @@ enum q {
 	Q_PRESENCE_SET,
 	Q_LAST_SEEN_SET,
 	Q_PRESENCE_ALL,
+	/* files and avatars (schema 004, files.c); the first two the
+	 * writer's */
+	Q_FILE_USE_ADD,
+	Q_FILE_USES_DEL,
+	Q_FILE_ADD,
+	Q_FILE_GET,
+	Q_FILE_OFFSET,
+	Q_FILE_FINISH,
+	Q_FILE_DEL,
+	Q_FILE_USAGE,
+	Q_FILE_ACCESS,
+	Q_FILE_BLOB_USED,
+	Q_FILES_EXPIRED,
+	Q_USER_AVATAR_SET,
 	Q_COUNT
 };
 
@@ -253,6 +268,34 @@ void pgs_free(struct pgst *st);
 
 /* writer.c */
 void *pgs_writer_main(void *arg);
+
+/* files.c: uploads, files and avatars (schema 004) */
+int pgs_file_create(struct store *base, const struct store_file *f);
+int pgs_file_get(struct store *base, const char *id, struct store_file *out);
+int pgs_file_offset_set(struct store *base, const char *id, int64_t offset);
+int pgs_file_finish(struct store *base, const char *id, int64_t length,
+		    const char *sha256, const char *type, int width, int height,
+		    const char *name);
+int pgs_file_delete(struct store *base, const char *id);
+int pgs_file_usage(struct store *base, int64_t owner_id, int64_t *bytes);
+int pgs_file_access(struct store *base, const char *id, int64_t user_id);
+int pgs_file_blob_used(struct store *base, const char *sha256);
+int pgs_files_sweep(struct store *base, int64_t now_ms,
+		    int64_t unused_before_ms,
+		    bool (*keep)(void *arg, const char *id),
+		    void (*fn)(void *arg, const char *id, const char *sha256),
+		    void *arg);
+int pgs_user_avatar_set(struct store *base, int64_t id, const char *file_id);
+/* The writer's part, inside the job's transaction on st->w: the uses of
+ * the files a message carries (its args' "files" objects), and their
+ * removal when the message is deleted. PG_OK or a step's failure code. */
+int pw_file_uses_add(struct pgst *st, json_t *args, int64_t event_id,
+		     int64_t room_id);
+int pw_file_uses_del(struct pgst *st, int64_t event_id);
+/* What the search index holds for a message: search_index_text() of its
+ * text and its files' names (files: the envelope's "files" array, may be
+ * NULL), as SQLite's index does. NULL when that is not UTF-8. */
+char *pw_index_text(const char *text, json_t *files);
 
 /* The operations (store/backend.h), one file each as above. */
 void pgs_close(struct store *base);

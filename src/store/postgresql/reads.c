@@ -204,7 +204,7 @@ int pgs_room_members(struct store *base, int64_t room_id,
 		snprintf(m->username, sizeof(m->username), "%s", u ? u : "");
 		m->display_name = pgs_col_dup(s, 1);
 		m->role = pg_col_int64(s, 2);
-		m->avatar = NULL; /* not kept on PostgreSQL yet */
+		m->avatar = pg_col_null(s, 3) ? NULL : pgs_col_dup(s, 3);
 	}
 fail:
 	pgs_stmt_done(s);

@@ -75,10 +75,10 @@ const char *const pg_sql_text[Q_COUNT] = {
 		   "(NOT EXISTS (SELECT 1 FROM users))::int) RETURNING id",
     [Q_USER_BY_NAME] = "SELECT id, username, display_name, settings, pwhash, "
 		       "created_ms, admin, disabled_ms IS NOT NULL, "
-		       "disabled_reason FROM users WHERE username = $1",
+		       "disabled_reason, avatar FROM users WHERE username = $1",
     [Q_USER_BY_ID] = "SELECT id, username, display_name, settings, pwhash, "
 		     "created_ms, admin, disabled_ms IS NOT NULL, "
-		     "disabled_reason FROM users WHERE id = $1",
+		     "disabled_reason, avatar FROM users WHERE id = $1",
     [Q_USER_UPDATE] = "UPDATE users SET "
 		      "display_name = coalesce($2, display_name), "
 		      "settings = coalesce($3, settings) WHERE id = $1",
@@ -135,7 +135,8 @@ const char *const pg_sql_text[Q_COUNT] = {
 		   "RETURNING event_id",
     [Q_ROOM_MEMBERS] = "SELECT u.username, u.display_name, "
 		       "CASE WHEN r.created_by = u.id THEN 3 "
-		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END "
+		       "WHEN d.user_id IS NOT NULL THEN 2 ELSE 1 END, "
+		       "u.avatar "
 		       "FROM members m "
 		       "JOIN users u ON u.id = m.user_id "
 		       "JOIN rooms r ON r.id = m.room_id "
@@ -261,6 +262,41 @@ const char *const pg_sql_text[Q_COUNT] = {
 			 "coalesce(max((emoji = $2)::int), 0) FROM reactions "
 			 "WHERE message_id = $1",
     [Q_REACTIONS_DROP] = "DELETE FROM reactions WHERE message_id = $1",
+    /* files and avatars (schema 004) */
+    [Q_FILE_USE_ADD] = "INSERT INTO file_uses (file_id, event_id, room_id) "
+		       "SELECT id, $2, $3 FROM files WHERE id = $1 "
+		       "AND sha256 IS NOT NULL ON CONFLICT DO NOTHING",
+    [Q_FILE_USES_DEL] = "DELETE FROM file_uses WHERE event_id = $1",
+    [Q_FILE_ADD] = "INSERT INTO files (id, owner_id, length, received, name, "
+		   "metadata, created_ms, expires_ms, sha256, type, width, "
+		   "height) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+		   "$11, $12)",
+    [Q_FILE_GET] = "SELECT id, owner_id, length, received, name, metadata, "
+		   "created_ms, expires_ms, sha256, type, width, height "
+		   "FROM files WHERE id = $1",
+    [Q_FILE_OFFSET] = "UPDATE files SET received = $2 WHERE id = $1 AND "
+		      "sha256 IS NULL",
+    [Q_FILE_FINISH] =
+	"UPDATE files SET received = $6, length = $6, created_ms = $8, "
+	"name = coalesce($7, name), "
+	"sha256 = $2, type = $3, width = $4, height = $5 "
+	"WHERE id = $1",
+    [Q_FILE_DEL] = "DELETE FROM files WHERE id = $1 RETURNING sha256",
+    [Q_FILE_USAGE] = "SELECT coalesce(sum(length), 0) FROM files "
+		     "WHERE owner_id = $1",
+    [Q_FILE_ACCESS] = "SELECT 1 FROM files f WHERE f.id = $1 AND "
+		      "(f.owner_id = $2 OR EXISTS (SELECT 1 FROM file_uses u "
+		      "JOIN members m ON m.room_id = u.room_id AND "
+		      "m.user_id = $2 WHERE u.file_id = f.id) OR EXISTS "
+		      "(SELECT 1 FROM users a WHERE a.avatar = f.id))",
+    [Q_FILE_BLOB_USED] = "SELECT 1 FROM files WHERE sha256 = $1 LIMIT 1",
+    [Q_FILES_EXPIRED] = "SELECT id FROM files f WHERE (sha256 IS NULL AND "
+			"expires_ms <= $1) OR (sha256 IS NOT NULL AND "
+			"created_ms < $2 AND NOT EXISTS (SELECT 1 FROM "
+			"file_uses u WHERE u.file_id = f.id) AND NOT EXISTS "
+			"(SELECT 1 FROM users a WHERE a.avatar = f.id)) "
+			"LIMIT 256",
+    [Q_USER_AVATAR_SET] = "UPDATE users SET avatar = $2 WHERE id = $1",
 };
 
 /* The highest $N of a statement: how many parameters it takes. */

@@ -72,7 +72,7 @@ static int user_get(struct pgst *st, enum q q, int64_t id, const char *name,
 	out->admin = pg_col_int64(s, 6) != 0;
 	out->disabled = pg_col_int64(s, 7) != 0;
 	out->disabled_reason = pgs_col_dup(s, 8);
-	out->avatar = NULL; /* avatars are not kept on PostgreSQL yet */
+	out->avatar = pg_col_null(s, 9) ? NULL : pgs_col_dup(s, 9);
 	status = STORE_OK;
 fail:
 	pgs_stmt_done(s);

@@ -27,7 +27,6 @@
 #include <libpq-fe.h>
 
 #include "store/postgresql/pg.h"
-#include "model/search.h"
 #include "util/util.h"
 
 /* --- the writer ----------------------------------------------------------- */
@@ -238,15 +237,14 @@ int pw_event_add(struct pgst *st, struct job *j, int64_t room_id,
 	pg_bind_int64(s, 4, j->user_id);
 	pg_bind_int64(s, 5, ts);
 	if (j->row->searchable) {
-		/* the index holds what search_index_text makes of it, as
-		 * SQLite's (CJK runs as bigrams) */
+		/* the index holds what search_index_text makes of it and
+		 * of its files' names, as SQLite's (CJK runs as bigrams) */
 		if (j->client_id)
 			pg_bind_text(s, 6, j->client_id);
 		pg_bind_text(s, 7, j->text);
-		if (utf8_valid(j->text, strlen(j->text))) {
-			indexed = search_index_text(j->text, strlen(j->text));
-			pg_bind_text(s, 11, indexed);
-		}
+		indexed =
+		    pw_index_text(j->text, json_object_get(j->args, "files"));
+		pg_bind_text(s, 11, indexed); /* NULL: not UTF-8 */
 	}
 	pg_bind_textn(s, 8, json, len);
 	if (j->target_id > 0)
@@ -286,6 +284,12 @@ int pw_event_add(struct pgst *st, struct job *j, int64_t room_id,
 		pgs_stmt_done(s);
 		if (rc != PG_DONE)
 			goto fail;
+	}
+	if (json_object_get(j->args, "files")) {
+		rc = pw_file_uses_add(st, j->args, id, room_id);
+		if (rc != PG_OK)
+			goto fail;
+		rc = 0;
 	}
 	j->ev = event_new(id, j->type, room_id, j->user_id, json, len);
 	if (j->subject_id)
