@@ -132,6 +132,70 @@ struct store_ops {
 			   void *arg);
 };
 
+/* Every op of struct store_ops by name, in order (store.c checks a
+ * table against it: store_ops_missing). */
+#define STORE_OPS(X)                                                           \
+	X(reachable)                                                           \
+	X(close)                                                               \
+	X(write_submit)                                                        \
+	X(set_commit_hook)                                                     \
+	X(last_event_id)                                                       \
+	X(user_create)                                                         \
+	X(user_by_name)                                                        \
+	X(user_by_id)                                                          \
+	X(user_avatar_set)                                                     \
+	X(user_update)                                                         \
+	X(session_create)                                                      \
+	X(session_lookup)                                                      \
+	X(session_delete)                                                      \
+	X(session_user)                                                        \
+	X(room_by_name)                                                        \
+	X(rooms_list)                                                          \
+	X(users_each)                                                          \
+	X(read_marker_set)                                                     \
+	X(invite_add)                                                          \
+	X(invites_list)                                                        \
+	X(room_members)                                                        \
+	X(is_member)                                                           \
+	X(members_each)                                                        \
+	X(presence_set)                                                        \
+	X(last_seen_set)                                                       \
+	X(presence_each)                                                       \
+	X(user_admin_set)                                                      \
+	X(room_role)                                                           \
+	X(moderator_set)                                                       \
+	X(ban_set)                                                             \
+	X(bans_list)                                                           \
+	X(mute_set)                                                            \
+	X(mutes_each)                                                          \
+	X(user_disable)                                                        \
+	X(roles_each)                                                          \
+	X(audit_add)                                                           \
+	X(audit_list)                                                          \
+	X(user_password_set)                                                   \
+	X(history)                                                             \
+	X(search)                                                              \
+	X(events_after)                                                        \
+	X(reactions)                                                           \
+	X(sample_add)                                                          \
+	X(samples_prune)                                                       \
+	X(stats)                                                               \
+	X(users_search)                                                        \
+	X(rooms_created)                                                       \
+	X(file_create)                                                         \
+	X(file_get)                                                            \
+	X(file_offset_set)                                                     \
+	X(file_finish)                                                         \
+	X(file_delete)                                                         \
+	X(file_usage)                                                          \
+	X(file_access)                                                         \
+	X(file_blob_used)                                                      \
+	X(files_sweep)
+
+/* The first op a table lacks (NULL), by name, or NULL when it has all:
+ * store_open refuses to open a backend that lacks one. */
+const char *store_ops_missing(const struct store_ops *ops);
+
 struct store {
 	const struct store_ops *ops;
 };

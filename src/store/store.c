@@ -4,7 +4,7 @@
  * the SQLite backend (store/sqlite/). The plain-struct helpers
  * (store_user_fini, store_rooms_free, store_members_free) are the same for
  * every backend. */
-#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,26 +12,34 @@
 #include "util/log.h"
 #include "util/util.h"
 
-/* A backend may not implement every op yet (store/backend.h): calling a
- * NULL op logs an error once per call site, naming the op and the backend,
- * and fails the call instead of crashing natterd. */
-#define STORE_NEED(st, op, fail)                                               \
-	do {                                                                   \
-		if (!(st)->ops->op) {                                          \
-			static atomic_flag warned_ = ATOMIC_FLAG_INIT;         \
-			if (!atomic_flag_test_and_set(&warned_))               \
-				log_error("store: the %s backend has no %s",   \
-					  (st)->ops->name, #op);               \
-			return fail;                                           \
-		}                                                              \
-	} while (0)
+#define STORE_OP_SIZE(op) +sizeof(((struct store_ops *)0)->op)
+/* STORE_OPS names every member but the name */
+_Static_assert(sizeof(const char *)
+		       STORE_OPS(STORE_OP_SIZE) == sizeof(struct store_ops),
+	       "STORE_OPS (store/backend.h) must list every op");
+
+const char *store_ops_missing(const struct store_ops *ops)
+{
+#define STORE_OP_CHECK(op)                                                     \
+	if (!ops->op)                                                          \
+		return #op;
+	STORE_OPS(STORE_OP_CHECK)
+#undef STORE_OP_CHECK
+	return NULL;
+}
 
 struct store *store_open(const struct store_config *cfg, char *err,
 			 size_t errlen)
 {
-	if (cfg && pg_store_url(cfg->path))
-		return pg_store_open(cfg, err, errlen);
-	return sqlite_store_open(cfg, err, errlen);
+	bool pg = cfg && pg_store_url(cfg->path);
+	const char *missing = store_ops_missing(pg ? &pg_ops : &sq_ops);
+	if (missing) {
+		snprintf(err, errlen, "the %s store lacks %s",
+			 pg ? pg_ops.name : sq_ops.name, missing);
+		return NULL;
+	}
+	return pg ? pg_store_open(cfg, err, errlen)
+		  : sqlite_store_open(cfg, err, errlen);
 }
 
 const char *store_backend_name(struct store *st)
@@ -85,74 +93,63 @@ void store_user_fini(struct store_user *u)
 int store_user_create(struct store *st, const char *username,
 		      const char *pwhash, int64_t *id)
 {
-	STORE_NEED(st, user_create, STORE_ERR);
 	return st->ops->user_create(st, username, pwhash, id);
 }
 
 int store_user_by_name(struct store *st, const char *username,
 		       struct store_user *out)
 {
-	STORE_NEED(st, user_by_name, STORE_ERR);
 	return st->ops->user_by_name(st, username, out);
 }
 
 int store_user_by_id(struct store *st, int64_t id, struct store_user *out)
 {
-	STORE_NEED(st, user_by_id, STORE_ERR);
 	return st->ops->user_by_id(st, id, out);
 }
 
 int store_user_avatar_set(struct store *st, int64_t id, const char *file_id)
 {
-	STORE_NEED(st, user_avatar_set, STORE_ERR);
 	return st->ops->user_avatar_set(st, id, file_id);
 }
 
 int store_user_update(struct store *st, int64_t id, const char *display_name,
 		      const char *settings)
 {
-	STORE_NEED(st, user_update, STORE_ERR);
 	return st->ops->user_update(st, id, display_name, settings);
 }
 
 int store_session_create(struct store *st, const uint8_t hash[32],
 			 int64_t user_id, int64_t expires_ms)
 {
-	STORE_NEED(st, session_create, STORE_ERR);
 	return st->ops->session_create(st, hash, user_id, expires_ms);
 }
 
 int store_session_lookup(struct store *st, const uint8_t hash[32],
 			 int64_t now_ms, int64_t *user_id)
 {
-	STORE_NEED(st, session_lookup, STORE_ERR);
 	return st->ops->session_lookup(st, hash, now_ms, user_id);
 }
 
 int store_session_delete(struct store *st, const uint8_t hash[32])
 {
-	STORE_NEED(st, session_delete, STORE_ERR);
 	return st->ops->session_delete(st, hash);
 }
 
 int store_session_user(struct store *st, const uint8_t hash[32], int64_t now_ms,
 		       int64_t *user_id, char username[33])
 {
-	STORE_NEED(st, session_user, STORE_ERR);
 	return st->ops->session_user(st, hash, now_ms, user_id, username);
 }
 
 int store_room_by_name(struct store *st, const char *name, int64_t *room_id,
 		       char name_out[33])
 {
-	STORE_NEED(st, room_by_name, STORE_ERR);
 	return st->ops->room_by_name(st, name, room_id, name_out);
 }
 
 int store_rooms_list(struct store *st, int64_t user_id, struct store_room **out,
 		     size_t *n)
 {
-	STORE_NEED(st, rooms_list, STORE_ERR);
 	return st->ops->rooms_list(st, user_id, out, n);
 }
 
@@ -169,35 +166,30 @@ int store_users_each(struct store *st,
 		     void (*fn)(void *arg, int64_t id, const char *username),
 		     void *arg)
 {
-	STORE_NEED(st, users_each, STORE_ERR);
 	return st->ops->users_each(st, fn, arg);
 }
 
 int store_read_marker_set(struct store *st, int64_t user_id, int64_t room_id,
 			  int64_t event_id, int64_t *now)
 {
-	STORE_NEED(st, read_marker_set, STORE_ERR);
 	return st->ops->read_marker_set(st, user_id, room_id, event_id, now);
 }
 
 int store_invite_add(struct store *st, int64_t room_id, int64_t user_id,
 		     int64_t by)
 {
-	STORE_NEED(st, invite_add, STORE_ERR);
 	return st->ops->invite_add(st, room_id, user_id, by);
 }
 
 int store_invites_list(struct store *st, int64_t user_id,
 		       struct store_invite **out, size_t *n)
 {
-	STORE_NEED(st, invites_list, STORE_ERR);
 	return st->ops->invites_list(st, user_id, out, n);
 }
 
 int store_room_members(struct store *st, int64_t room_id,
 		       struct store_member **out, size_t *n)
 {
-	STORE_NEED(st, room_members, STORE_ERR);
 	return st->ops->room_members(st, room_id, out, n);
 }
 
@@ -212,7 +204,6 @@ void store_members_free(struct store_member *v, size_t n)
 
 int store_is_member(struct store *st, int64_t room_id, int64_t user_id)
 {
-	STORE_NEED(st, is_member, STORE_ERR);
 	return st->ops->is_member(st, room_id, user_id);
 }
 
@@ -220,21 +211,18 @@ int store_members_each(struct store *st,
 		       void (*fn)(void *arg, int64_t room_id, int64_t user_id),
 		       void *arg)
 {
-	STORE_NEED(st, members_each, STORE_ERR);
 	return st->ops->members_each(st, fn, arg);
 }
 
 int store_presence_set(struct store *st, int64_t user_id, const char *status,
 		       const char *text)
 {
-	STORE_NEED(st, presence_set, STORE_ERR);
 	return st->ops->presence_set(st, user_id, status, text);
 }
 
 int store_last_seen_set(struct store *st, const int64_t *users,
 			const int64_t *ms, size_t n)
 {
-	STORE_NEED(st, last_seen_set, STORE_ERR);
 	return n ? st->ops->last_seen_set(st, users, ms, n) : STORE_OK;
 }
 
@@ -242,7 +230,6 @@ int store_presence_each(struct store *st,
 			void (*fn)(void *arg, const struct store_presence *p),
 			void *arg)
 {
-	STORE_NEED(st, presence_each, -1);
 	return st->ops->presence_each(st, fn, arg);
 }
 
@@ -250,7 +237,6 @@ int store_history(struct store *st, int64_t room_id, int64_t before,
 		  int64_t after, unsigned limit, struct event ***out, size_t *n,
 		  bool *more)
 {
-	STORE_NEED(st, history, STORE_ERR);
 	return st->ops->history(st, room_id, before, after, limit, out, n,
 				more);
 }
@@ -259,7 +245,6 @@ int store_reactions(struct store *st, int64_t user_id, int64_t room_id,
 		    int64_t lo, int64_t hi, struct store_reaction **out,
 		    size_t *n)
 {
-	STORE_NEED(st, reactions, STORE_ERR);
 	return st->ops->reactions(st, user_id, room_id, lo, hi, out, n);
 }
 
@@ -267,7 +252,6 @@ int store_search(struct store *st, int64_t user_id, const char *q,
 		 int64_t before, unsigned limit, struct event ***out, size_t *n,
 		 bool *more)
 {
-	STORE_NEED(st, search, STORE_ERR);
 	return st->ops->search(st, user_id, q, before, limit, out, n, more);
 }
 
@@ -275,40 +259,34 @@ int store_events_after(void *arg, int64_t user_id, int64_t after, size_t limit,
 		       struct event ***out, size_t *n)
 {
 	struct store *st = arg;
-	STORE_NEED(st, events_after, STORE_ERR);
 	return st->ops->events_after(st, user_id, after, limit, out, n);
 }
 
 int store_user_admin_set(struct store *st, int64_t id, bool admin)
 {
-	STORE_NEED(st, user_admin_set, STORE_ERR);
 	return st->ops->user_admin_set(st, id, admin);
 }
 
 int store_room_role(struct store *st, int64_t room_id, int64_t user_id)
 {
-	STORE_NEED(st, room_role, STORE_ERR);
 	return st->ops->room_role(st, room_id, user_id);
 }
 
 int store_moderator_set(struct store *st, int64_t room_id, int64_t user_id,
 			int64_t by, bool on)
 {
-	STORE_NEED(st, moderator_set, STORE_ERR);
 	return st->ops->moderator_set(st, room_id, user_id, by, on);
 }
 
 int store_ban_set(struct store *st, int64_t room_id, int64_t user_id,
 		  int64_t by, const char *reason, bool on)
 {
-	STORE_NEED(st, ban_set, STORE_ERR);
 	return st->ops->ban_set(st, room_id, user_id, by, reason, on);
 }
 
 int store_bans_list(struct store *st, int64_t room_id, struct store_ban **out,
 		    size_t *n)
 {
-	STORE_NEED(st, bans_list, STORE_ERR);
 	return st->ops->bans_list(st, room_id, out, n);
 }
 
@@ -322,7 +300,6 @@ void store_bans_free(struct store_ban *v, size_t n)
 int store_mute_set(struct store *st, int64_t room_id, int64_t user_id,
 		   int64_t until_ms, int64_t by, const char *reason)
 {
-	STORE_NEED(st, mute_set, STORE_ERR);
 	return st->ops->mute_set(st, room_id, user_id, until_ms, by, reason);
 }
 
@@ -331,7 +308,6 @@ int store_mutes_each(struct store *st, int64_t now_ms,
 				int64_t until_ms),
 		     void *arg)
 {
-	STORE_NEED(st, mutes_each, STORE_ERR);
 	return st->ops->mutes_each(st, now_ms, fn, arg);
 }
 
@@ -340,27 +316,23 @@ int store_roles_each(struct store *st, bool rooms,
 				int role),
 		     void *arg)
 {
-	STORE_NEED(st, roles_each, STORE_ERR);
 	return st->ops->roles_each(st, rooms, fn, arg);
 }
 
 int store_user_disable(struct store *st, int64_t id, bool disabled,
 		       const char *reason)
 {
-	STORE_NEED(st, user_disable, STORE_ERR);
 	return st->ops->user_disable(st, id, disabled, reason);
 }
 
 int store_audit_add(struct store *st, const struct store_audit *a)
 {
-	STORE_NEED(st, audit_add, STORE_ERR);
 	return st->ops->audit_add(st, a);
 }
 
 int store_audit_list(struct store *st, int64_t before, unsigned limit,
 		     struct store_audit **out, size_t *n, bool *more)
 {
-	STORE_NEED(st, audit_list, STORE_ERR);
 	return st->ops->audit_list(st, before, limit, out, n, more);
 }
 
@@ -379,33 +351,28 @@ void store_audit_free(struct store_audit *v, size_t n)
 
 int store_user_password_set(struct store *st, int64_t id, const char *pwhash)
 {
-	STORE_NEED(st, user_password_set, STORE_ERR);
 	return st->ops->user_password_set(st, id, pwhash);
 }
 
 int store_sample_add(struct store *st, const struct store_sample *s)
 {
-	STORE_NEED(st, sample_add, STORE_ERR);
 	return st->ops->sample_add(st, s);
 }
 
 int store_samples_prune(struct store *st, int64_t before_s)
 {
-	STORE_NEED(st, samples_prune, STORE_ERR);
 	return st->ops->samples_prune(st, before_s);
 }
 
 json_t *store_stats(struct store *st, int64_t from_ms, int64_t to_ms,
 		    int64_t bucket_s)
 {
-	STORE_NEED(st, stats, NULL);
 	return st->ops->stats(st, from_ms, to_ms, bucket_s);
 }
 
 int store_rooms_created(struct store *st, int64_t user_id, int64_t since_ms,
 			int64_t *count, int64_t *oldest_ms)
 {
-	STORE_NEED(st, rooms_created, STORE_ERR);
 	return st->ops->rooms_created(st, user_id, since_ms, count, oldest_ms);
 }
 
@@ -413,7 +380,6 @@ int store_users_search(struct store *st, const char *q, const char *after,
 		       unsigned limit, struct store_user **out, size_t *n,
 		       bool *more)
 {
-	STORE_NEED(st, users_search, STORE_ERR);
 	return st->ops->users_search(st, q, after, limit, out, n, more);
 }
 
@@ -437,19 +403,16 @@ void store_file_fini(struct store_file *f)
 
 int store_file_create(struct store *st, const struct store_file *f)
 {
-	STORE_NEED(st, file_create, STORE_ERR);
 	return st->ops->file_create(st, f);
 }
 
 int store_file_get(struct store *st, const char *id, struct store_file *out)
 {
-	STORE_NEED(st, file_get, STORE_ERR);
 	return st->ops->file_get(st, id, out);
 }
 
 int store_file_offset_set(struct store *st, const char *id, int64_t offset)
 {
-	STORE_NEED(st, file_offset_set, STORE_ERR);
 	return st->ops->file_offset_set(st, id, offset);
 }
 
@@ -457,32 +420,27 @@ int store_file_finish(struct store *st, const char *id, int64_t length,
 		      const char *sha256, const char *type, int width,
 		      int height, const char *name)
 {
-	STORE_NEED(st, file_finish, STORE_ERR);
 	return st->ops->file_finish(st, id, length, sha256, type, width, height,
 				    name);
 }
 
 int store_file_delete(struct store *st, const char *id)
 {
-	STORE_NEED(st, file_delete, STORE_ERR);
 	return st->ops->file_delete(st, id);
 }
 
 int store_file_usage(struct store *st, int64_t owner_id, int64_t *bytes)
 {
-	STORE_NEED(st, file_usage, STORE_ERR);
 	return st->ops->file_usage(st, owner_id, bytes);
 }
 
 int store_file_access(struct store *st, const char *id, int64_t user_id)
 {
-	STORE_NEED(st, file_access, STORE_ERR);
 	return st->ops->file_access(st, id, user_id);
 }
 
 int store_file_blob_used(struct store *st, const char *sha256)
 {
-	STORE_NEED(st, file_blob_used, STORE_ERR);
 	return st->ops->file_blob_used(st, sha256);
 }
 
@@ -492,7 +450,6 @@ int store_files_sweep(struct store *st, int64_t now_ms,
 		      void (*fn)(void *arg, const char *id, const char *sha256),
 		      void *arg)
 {
-	STORE_NEED(st, files_sweep, STORE_ERR);
 	return st->ops->files_sweep(st, now_ms, unused_before_ms, keep, fn,
 				    arg);
 }

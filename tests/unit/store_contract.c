@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "store/backend.h"
 #include "store_contract.h"
 #include "util/util.h"
 
@@ -1642,6 +1643,12 @@ static void c_backend(void **state)
 	assert_non_null(name);
 	assert_true(!strcmp(name, "sqlite") || !strcmp(name, "postgresql"));
 	assert_true(store_reachable(st));
+	/* both tables are whole: store_open refuses one that is not */
+	assert_null(store_ops_missing(&sq_ops));
+	assert_null(store_ops_missing(&pg_ops));
+	struct store_ops partial = sq_ops;
+	partial.files_sweep = NULL;
+	assert_string_equal(store_ops_missing(&partial), "files_sweep");
 }
 
 struct presence_seen {
