@@ -60,5 +60,10 @@ int ctl_export(struct ctl *c, const char *room, bool secrets);
 int ctl_import(struct ctl *c, const char *file);
 /* Counts as one JSON object on c->out. */
 int ctl_stats(struct ctl *c);
+/* The SQLite database (c->db) copied into the PostgreSQL database at url,
+ * which must hold no users and no events, every id, session and file row
+ * kept, in one transaction (ctl/migrate.c); the rows copied per table as
+ * one JSON object on c->out. */
+int ctl_migrate(struct ctl *c, const char *url);
 
 #endif

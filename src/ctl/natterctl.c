@@ -20,6 +20,7 @@ static const char usage[] =
     "  export [--room R] [--with-secrets]\n"
     "  import FILE             (- for stdin; a fresh database only)\n"
     "  stats\n"
+    "  migrate postgresql://...  (into a fresh PostgreSQL database)\n"
     "Exit status: 0 ok, 1 usage, 2 database, 3 not found, 4 conflict,\n"
     "5 bad input, 6 file I/O. See natterctl(8).\n";
 
@@ -119,5 +120,7 @@ int main(int argc, char **argv)
 		return ctl_import(&c, sub);
 	if (strcmp(cmd, "stats") == 0 && nwords == 1)
 		return ctl_stats(&c);
+	if (strcmp(cmd, "migrate") == 0 && nwords == 2)
+		return ctl_migrate(&c, sub);
 	return bad_usage("unknown command or wrong arguments");
 }
