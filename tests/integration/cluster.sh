@@ -44,7 +44,7 @@ start_node() { # index
 		--argon2-memory-kib 1024 --argon2-time 1 --log-level info \
 		--rate-commands 0 --rate-send 0 --rate-typing 0 \
 		--streams-per-user 0 --streams-per-address 0 \
-		--poll-timeout-max 55 >>"$log" 2>&1 &
+		--poll-timeout-max 55 --files-dir "$WORK/files" >>"$log" 2>&1 &
 	NODE_PID[$i]=$!
 	for _ in $(seq 1 200); do
 		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
@@ -262,4 +262,18 @@ expect 201 "" "the retried send is stored"
 for _ in $(seq 1 100); do grep -q '"text":"outage"' "$WORK/outage.sse" && break; sleep 0.1; done
 check "and reaches node 3's stream that stayed open" grep -q '"text":"outage"' "$WORK/outage.sse"
 kill "$SSE_PID" 2>/dev/null || true
+
+# --- files: rows in PostgreSQL, bytes in one files-dir every node reaches ----
+head -c 3000 /dev/urandom >"$WORK/blob.bin"
+BASE=$N2 api POST /api/rooms/cl/files -H "Authorization: Bearer $S2" \
+	-F "file=@$WORK/blob.bin;filename=zebrafile.bin" -F 'text=a file on node 2'
+expect 201 "" "a file sent on node 2"
+URL=$(jget '.event.files[0].url')
+curl -sS -H "Authorization: Bearer $RPOLL" "$N3$URL" -o "$WORK/blob.n3"
+check "a member downloads it from node 3, the same bytes" cmp -s "$WORK/blob.bin" "$WORK/blob.n3"
+OUT=$(BASE=$N3 register cl_outsider)
+check "an outsider gets 404 on node 3" \
+	test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OUT" "$N3$URL")" = 404
+BASE=$N3 api_get "/api/search?q=zebrafile" "$S3"
+check "the file's name is found from another node" test "$(jget '.results | length')" -ge 1
 finish
