@@ -259,6 +259,7 @@ struct chat *chat_new(struct store *st, struct bus *bus,
 		return NULL;
 	}
 	store_set_commit_hook(st, commit_hook, c);
+	c->user_words = store_set_user_hook(st, chat_user_word, c);
 	return c;
 }
 

@@ -43,6 +43,7 @@ struct chat {
 	 * NULL: the user directory, members of the room only (chat_mention) */
 	markdown_mention_fn mention;
 	void *mention_arg;
+	bool user_words;	   /* the store tells of every account change */
 	struct userdir *users;	   /* every account, for mentions */
 	struct filestore *files;   /* a message's files; may be NULL */
 	struct presence *presence; /* chat_presence.c; NULL until started */
@@ -99,6 +100,10 @@ int roles_load(struct chat *c);
 
 /* Milliseconds left of user's mute in room, 0 when not muted. */
 int64_t mute_left(struct chat *c, int64_t room, int64_t user);
+
+/* The store's user hook (store_set_user_hook): an account registered on
+ * any node joins the directory; one disabled ends its connections here. */
+void chat_user_word(void *arg, char kind, int64_t id, const char *name);
 
 /* Whether u already has the direct conversation with exactly the people
  * in args "users" (moderation.c; asked only when the room quota is spent:

@@ -253,6 +253,9 @@ int64_t chat_mute_left(struct chat *c, const struct chat_user *u,
 	return ms > 0 ? (ms + 999) / 1000 : 0;
 }
 
+static int disabled_publish(struct chat *c, int64_t id, const char *by,
+			    const char *reason);
+
 int chat_user_disable(struct chat *c, const struct chat_user *u,
 		      const char *target, bool disabled, const char *reason,
 		      char target_out[33])
@@ -271,14 +274,22 @@ int chat_user_disable(struct chat *c, const struct chat_user *u,
 		 target_out, u->username);
 	audit(c, u->username, disabled ? "disable" : "enable", target_out, NULL,
 	      reason, NULL);
-	if (!disabled)
+	/* with a store that tells every node (this one too), chat_user_word
+	 * ends the connections */
+	if (!disabled || c->user_words)
 		return CHAT_OK;
-	/* Every live connection of the account ends on this event. */
+	return disabled_publish(c, id, u->username, reason);
+}
+
+/* Every live connection of the account on this node ends on this event. */
+static int disabled_publish(struct chat *c, int64_t id, const char *by,
+			    const char *reason)
+{
 	json_t *args = json_pack("{s:s}", "reason", reason ? reason : "");
 	struct evtype_input in = {.args = args};
 	size_t len;
-	char *json = event_envelope_input(0, EVENT_DISABLED, "", u->username,
-					  now_ms(), &in, &len);
+	char *json = event_envelope_input(0, EVENT_DISABLED, "", by, now_ms(),
+					  &in, &len);
 	json_decref(args);
 	if (!json)
 		return CHAT_EINTERNAL;
@@ -288,6 +299,25 @@ int chat_user_disable(struct chat *c, const struct chat_user *u,
 	bus_publish(c->bus, ev);
 	event_unref(ev);
 	return CHAT_OK;
+}
+
+void chat_user_word(void *arg, char kind, int64_t id, const char *name)
+{
+	struct chat *c = arg;
+	struct store_user u;
+
+	if (kind == 'n' && name) {
+		userdir_add(c->users, id, name); /* ignores a bad name */
+		return;
+	}
+	if (kind != 'u' || store_user_by_id(c->store, id, &u) != STORE_OK)
+		return;
+	if (u.disabled) {
+		log_info("account disabled user=%s: its connections end",
+			 u.username);
+		disabled_publish(c, id, u.username, u.disabled_reason);
+	}
+	store_user_fini(&u);
 }
 
 int chat_audit_list(struct chat *c, const struct chat_user *u, int64_t before,

@@ -18,6 +18,8 @@ struct store_ops {
 	void (*set_commit_hook)(struct store *base,
 				void (*hook)(void *arg, struct event *ev),
 				void *arg);
+	bool (*set_user_hook)(struct store *base, store_user_hook hook,
+			      void *arg);
 	int64_t (*last_event_id)(struct store *base);
 	int (*user_create)(struct store *base, const char *username,
 			   const char *pwhash, int64_t *id);
@@ -139,6 +141,7 @@ struct store_ops {
 	X(close)                                                               \
 	X(write_submit)                                                        \
 	X(set_commit_hook)                                                     \
+	X(set_user_hook)                                                       \
 	X(last_event_id)                                                       \
 	X(user_create)                                                         \
 	X(user_by_name)                                                        \

@@ -64,6 +64,11 @@ void store_write_submit(struct store *st, const struct store_write *w,
 	st->ops->write_submit(st, w, done, arg);
 }
 
+bool store_set_user_hook(struct store *st, store_user_hook hook, void *arg)
+{
+	return st->ops->set_user_hook(st, hook, arg);
+}
+
 void store_set_commit_hook(struct store *st,
 			   void (*hook)(void *arg, struct event *ev), void *arg)
 {

@@ -127,6 +127,15 @@ void store_write_submit(struct store *st, const struct store_write *w,
 void store_set_commit_hook(struct store *st,
 			   void (*hook)(void *arg, struct event *ev),
 			   void *arg);
+/* What another node did to an account (and, with PostgreSQL, this node's
+ * own changes too): 'n' a new account (id, name), 'u' an account disabled,
+ * enabled or given a new password (id; name NULL). Called on a store
+ * thread, never a loop's; set once, before any request. true when the
+ * backend calls it for every change, this node's included (PostgreSQL);
+ * false when it never does (SQLite: one node, every change made here). */
+typedef void (*store_user_hook)(void *arg, char kind, int64_t id,
+				const char *name);
+bool store_set_user_hook(struct store *st, store_user_hook hook, void *arg);
 int64_t store_last_event_id(struct store *st);
 /* The backend's name ("sqlite", "postgresql"), and whether its database
  * can be reached now (SQLite: always; PostgreSQL: this node's connection

@@ -227,6 +227,30 @@ done
 BASE=$N3 api_get /api/me "$LO"
 expect 401 "" "node 3 refuses the ended session within 1 s (its cache keeps 5 s)"
 
+# --- accounts: a new one is @mentionable on every node at once; a disabled
+# one's streams end on every node at once (NOTIFY, not a restart) ----------
+NEWU=$(BASE=$N2 register cl_newcomer)
+BASE=$N2 api_json POST /api/rooms/cl/join "$NEWU" '{}'
+for _ in $(seq 1 40); do
+	BASE=$N3 api_json POST /api/rooms/cl/messages "$S3" '{"text":"welcome @cl_newcomer"}'
+	[ "$(jget '.event.mentions // [] | index("cl_newcomer")')" != null ] && break
+	sleep 0.05
+done
+check "an account registered on node 2 is @mentioned on node 3 at once" \
+	test "$(jget '.event.mentions // [] | index("cl_newcomer")')" != null
+timeout 10 curl -sN -H "Authorization: Bearer $NEWU" "$N3/events" >"$WORK/disabled.sse" 2>/dev/null &
+DIS_PID=$!
+for _ in $(seq 1 40); do grep -q '^: \|^data:\|^event:\|^id:' "$WORK/disabled.sse" 2>/dev/null && break; sleep 0.05; done
+BASE=$N2 api_json POST /api/admin/users/cl_newcomer/disable "$S1" '{"reason":"spam"}'
+expect 200 "" "an admin disables the account on node 2"
+for _ in $(seq 1 60); do kill -0 "$DIS_PID" 2>/dev/null || break; sleep 0.05; done
+check "its SSE stream on node 3 ends within 3 s" bash -c "! kill -0 $DIS_PID 2>/dev/null"
+check "after a disabled event" grep -q '^event: disabled' "$WORK/disabled.sse"
+kill "$DIS_PID" 2>/dev/null || true
+wait "$DIS_PID" 2>/dev/null || true
+BASE=$N3 api_get /api/me "$NEWU"
+expect 403 disabled "node 3 refuses its token with the reason"
+
 # --- PostgreSQL away: 503 for writes, streams stay, recovery without restart --
 curl -s "$N2/healthz" >"$WORK/hz"
 check "/healthz names the backend" grep -q '"store":"postgresql"' "$WORK/hz"

@@ -102,11 +102,20 @@ static int hexval(char c)
 				      : -1;
 }
 
-/* A node ended sessions (users.c): forget them here too. */
+/* A node ended sessions (users.c): forget them here too; tell chat of an
+ * account changed ("u:ID") or registered ("n:ID:NAME") on any node. */
 static void session_word(struct pgst *st, const char *w)
 {
 	if (!strncmp(w, "u:", 2)) {
 		pgs_session_forget_user(st, atoll(w + 2));
+		if (st->user_hook)
+			st->user_hook(st->user_hook_arg, 'u', atoll(w + 2),
+				      NULL);
+	} else if (!strncmp(w, "n:", 2)) {
+		const char *name = strchr(w + 2, ':');
+		if (name && st->user_hook)
+			st->user_hook(st->user_hook_arg, 'n', atoll(w + 2),
+				      name + 1);
 	} else if (!strncmp(w, "h:", 2) && strlen(w) == 2 + 64) {
 		uint8_t hash[32];
 		for (int i = 0; i < 32; i++) {

@@ -390,6 +390,7 @@ const struct store_ops pg_ops = {
     .close = pgs_close,
     .write_submit = pgs_write_submit,
     .set_commit_hook = pgs_set_commit_hook,
+    .set_user_hook = pgs_set_user_hook,
     .last_event_id = pgs_last_event_id,
     .user_create = pgs_user_create,
     .user_by_name = pgs_user_by_name,

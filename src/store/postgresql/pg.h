@@ -223,6 +223,8 @@ struct pgst {
 	bool closing;
 	void (*hook)(void *arg, struct event *ev);
 	void *hook_arg;
+	store_user_hook user_hook; /* the feed thread's, on a session word */
+	void *user_hook_arg;
 
 	/* session cache, guarded by smu (see store_session_user) */
 	pthread_mutex_t smu;
@@ -301,6 +303,7 @@ char *pw_index_text(const char *text, json_t *files);
 void pgs_close(struct store *base);
 void pgs_write_submit(struct store *base, const struct store_write *w,
 		      store_done_fn done, void *arg);
+bool pgs_set_user_hook(struct store *base, store_user_hook hook, void *arg);
 void pgs_set_commit_hook(struct store *base,
 			 void (*hook)(void *arg, struct event *ev), void *arg);
 int64_t pgs_last_event_id(struct store *base);

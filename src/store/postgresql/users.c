@@ -10,7 +10,10 @@
 #include <libpq-fe.h>
 
 #include "store/postgresql/pg.h"
+#include "util/log.h"
 #include "util/util.h"
+
+static int sessions_notify(struct pconn *c, const char *payload);
 
 /* --- users and sessions --------------------------------------------------- */
 
@@ -36,9 +39,19 @@ int pgs_user_create(struct store *base, const char *username,
 		status = pgs_status_of(rc);
 		goto fail;
 	}
+	int64_t new_id = pg_last_insert_id(c);
 	if (id)
-		*id = pg_last_insert_id(c);
+		*id = new_id;
 	status = STORE_OK;
+	pgs_stmt_done(s);
+	s = NULL;
+	/* every node's chat learns the name (mentions) now, not at its
+	 * next start; the account exists either way */
+	char word[48];
+	snprintf(word, sizeof(word), "n:%lld:%s", (long long)new_id, username);
+	if (sessions_notify(c, word) != PG_OK)
+		log_warn("store: cannot tell the other nodes of user %s",
+			 username);
 fail:
 	pgs_stmt_done(s);
 	pgs_pool_put(st, c);

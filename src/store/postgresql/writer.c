@@ -628,6 +628,14 @@ void pgs_write_submit(struct store *base, const struct store_write *w,
 	pthread_mutex_unlock(&st->qmu);
 }
 
+bool pgs_set_user_hook(struct store *base, store_user_hook hook, void *arg)
+{
+	struct pgst *st = pgs_of(base);
+	st->user_hook = hook;
+	st->user_hook_arg = arg;
+	return true;
+}
+
 void pgs_set_commit_hook(struct store *base,
 			 void (*hook)(void *arg, struct event *ev), void *arg)
 {

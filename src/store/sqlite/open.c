@@ -880,6 +880,7 @@ const struct store_ops sq_ops = {
     .close = sq_close,
     .write_submit = sq_write_submit,
     .set_commit_hook = sq_set_commit_hook,
+    .set_user_hook = sq_set_user_hook,
     .last_event_id = sq_last_event_id,
     .user_create = sq_user_create,
     .user_by_name = sq_user_by_name,

@@ -228,6 +228,7 @@ void *sq_writer_main(void *arg);
 void sq_close(struct store *base);
 void sq_write_submit(struct store *base, const struct store_write *w,
 		     store_done_fn done, void *arg);
+bool sq_set_user_hook(struct store *base, store_user_hook hook, void *arg);
 void sq_set_commit_hook(struct store *base,
 			void (*hook)(void *arg, struct event *ev), void *arg);
 int64_t sq_last_event_id(struct store *base);
