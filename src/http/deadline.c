@@ -89,7 +89,7 @@ unsigned deadline_sweep(struct deadline *d, int64_t now)
 		 * connection timeout's business). */
 		if (dc->phase == DEADLINE_HEADERS && dc->idle_rx >= 0) {
 			int64_t rx = rx_bytes(dc);
-			if (rx == dc->idle_rx)
+			if (rx <= dc->idle_rx) /* only growth is a request */
 				continue;
 			dc->idle_rx = -1;
 			dc->since_ms = now;

@@ -254,10 +254,21 @@ static void app_write(struct tls_conn *c, const unsigned char *p, size_t len)
 	size_t off = 0;
 
 	while (off < len && !c->app_gone) {
-		ssize_t n = send(c->app, p + off, len - off, MSG_NOSIGNAL);
+		/* Counted before the send, what is not taken given back after:
+		 * once the bytes are in, the HTTP side may read, answer and go
+		 * idle (deadline.c snapshots this count then) before this
+		 * thread runs again; counted after, those bytes would later
+		 * look like the next request's first ones, and an idle
+		 * keep-alive connection would meet the header deadline. */
+		size_t want = len - off;
+		atomic_fetch_add(&c->rx->bytes, (uint_fast64_t)want);
+		ssize_t n = send(c->app, p + off, want, MSG_NOSIGNAL);
+		size_t took = n > 0 ? (size_t)n : 0;
+		if (took < want)
+			atomic_fetch_sub(&c->rx->bytes,
+					 (uint_fast64_t)(want - took));
 		if (n > 0) {
 			off += (size_t)n;
-			atomic_fetch_add(&c->rx->bytes, (uint_fast64_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
