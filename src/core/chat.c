@@ -338,6 +338,8 @@ static int err_from_store(int status)
 		return CHAT_ETOOMANY;
 	case STORE_UNAVAILABLE:
 		return CHAT_EUNAVAILABLE;
+	case STORE_NOFILE:
+		return CHAT_ENOFILE;
 	default:
 		return CHAT_EINTERNAL;
 	}
@@ -673,24 +675,19 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 		event_unref(ev);
 		return CHAT_OK;
 	}
-	/* The ids a message names become the file objects it carries (a
-	 * store read on the sender's thread, only for such messages). */
+	/* The upload ids a message names become the file objects it carries
+	 * in the writer's transaction (store_write: STORE_NOFILE), so that
+	 * no store read happens on the sender's thread (an event loop) and a
+	 * file deleted meanwhile cannot be carried. */
 	json_t *args = in->args ? json_incref(in->args) : NULL;
 	json_t *ids = row->files ? json_object_get(args, "files") : NULL;
-	if (ids) {
-		int bad;
-		json_t *files =
-		    c->files ? filestore_resolve(c->files, u->id, ids, &bad)
-			     : NULL;
-		if (!files) {
-			json_decref(args);
-			return CHAT_ENOFILE;
-		}
-		json_t *copy = json_copy(args);
-		json_object_set_new(copy, "files", files);
+	if (json_is_null(ids))
+		ids = NULL;
+	if (ids && !c->files) {
 		json_decref(args);
-		args = copy;
-	} else if (row->files) {
+		return CHAT_ENOFILE;
+	}
+	if (!ids && row->files) {
 		/* a plain message: nothing for the store to copy */
 		json_decref(args);
 		args = NULL;

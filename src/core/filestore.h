@@ -33,9 +33,7 @@ enum filestore_err {
 	FILESTORE_ETYPE = -8,	  /* not a raster image (avatars) */
 };
 
-#define FILESTORE_FILES_MAX 10 /* files one message carries */
 /* bytes of the name in a file's url (a path segment holds < 64) */
-#define FILESTORE_URL_NAME_MAX 60
 
 struct filestore_config {
 	const char *dir;
@@ -93,15 +91,6 @@ int filestore_write_end(struct filestore_write *w, int64_t *offset);
 
 /* --- files -------------------------------------------------------------- */
 
-/* The file object a message carries and the API answers: {id, name, size,
- * type, width, height, url} (url: where GET /files/{id}/{name} serves
- * it); a new reference. */
-json_t *filestore_file_json(const struct store_file *f);
-/* For a message by owner: the array of file ids in ids (strings) as file
- * objects, each a finished file of owner's. NULL (with *bad the offending
- * index, or -1 for a malformed array) when one is not. */
-json_t *filestore_resolve(struct filestore *fs, int64_t owner, json_t *ids,
-			  int *bad);
 /* Open finished file id for reading if user may read it: FILESTORE_OK
  * with *fd (caller closes) and *out (caller calls store_file_fini), or
  * FILESTORE_ENOTFOUND. */

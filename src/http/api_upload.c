@@ -186,8 +186,7 @@ enum MHD_Result api_upload_get(struct request *req, const char *id)
 					 "length", (json_int_t)f.length,
 					 "complete", f.sha256 != NULL);
 		if (f.sha256)
-			json_object_set_new(body, "file",
-					    filestore_file_json(&f));
+			json_object_set_new(body, "file", store_file_json(&f));
 		ret = reply_json_headers(req->conn, &req->log, 200, body, h, n);
 	}
 	store_file_fini(&f);
@@ -485,7 +484,7 @@ static enum MHD_Result form_upload(struct request *req, const char *room)
 		struct store_file sf;
 		if (filestore_get(req->srv->files, f->id, req->user_id, &sf))
 			return filestore_fail(req, FILESTORE_EINTERNAL);
-		f->file = filestore_file_json(&sf);
+		f->file = store_file_json(&sf);
 		store_file_fini(&sf);
 		buf_append(&f->text, "", 1);
 		json_t *args = json_pack(

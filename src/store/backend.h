@@ -195,6 +195,17 @@ struct store_ops {
 	X(file_blob_used)                                                      \
 	X(files_sweep)
 
+/* For the writers: the "files" of a job's args (upload ids; anything
+ * else is STORE_NOFILE) replaced by the file objects of the envelope.
+ * get reads a file's row on the writer's connection (STORE_OK,
+ * STORE_NOTFOUND, or a failure status, which is returned as is); each
+ * must be a finished file of owner. STORE_OK, STORE_NOFILE, or get's
+ * failure. */
+int store_files_resolve(json_t *args, int64_t owner,
+			int (*get)(void *arg, const char *id,
+				   struct store_file *out),
+			void *arg);
+
 /* The first op a table lacks (NULL), by name, or NULL when it has all:
  * store_open refuses to open a backend that lacks one. */
 const char *store_ops_missing(const struct store_ops *ops);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/evtype.h"
 #include "store/backend.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -393,6 +394,77 @@ void store_users_free(struct store_user *v, size_t n)
 	for (size_t i = 0; v && i < n; i++)
 		store_user_fini(&v[i]);
 	free(v);
+}
+
+json_t *store_file_json(const struct store_file *f)
+{
+	const char *name = f->name && *f->name ? f->name : "file";
+	size_t n = strlen(name);
+	struct buf url;
+
+	if (n > STORE_FILE_URL_NAME_MAX) {
+		n = STORE_FILE_URL_NAME_MAX;
+		while (n && ((unsigned char)name[n] & 0xc0) == 0x80)
+			n--;
+	}
+	buf_init(&url);
+	buf_printf(&url, "/files/%s/", f->id);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~", c))
+			buf_printf(&url, "%c", c);
+		else if (c == '/' || c < 0x20 || c == 0x7f)
+			buf_puts(&url, "_");
+		else
+			buf_printf(&url, "%%%02X", c);
+	}
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:I, s:s, s:i, s:i, s:s}", "id", f->id, "name",
+	    f->name ? f->name : "", "size", (json_int_t)f->length, "type",
+	    f->type ? f->type : "application/octet-stream", "width", f->width,
+	    "height", f->height, "url", url.data);
+	buf_fini(&url);
+	return o;
+}
+
+int store_files_resolve(json_t *args, int64_t owner,
+			int (*get)(void *arg, const char *id,
+				   struct store_file *out),
+			void *arg)
+{
+	json_t *ids = json_object_get(args, "files"), *v;
+	size_t i;
+
+	if (!json_is_array(ids) || json_array_size(ids) == 0 ||
+	    json_array_size(ids) > EVTYPE_FILES_MAX)
+		return STORE_NOFILE;
+	json_t *out = json_array();
+	json_array_foreach(ids, i, v)
+	{
+		struct store_file f;
+		const char *id = json_string_value(v);
+		int rc = id && strlen(id) < sizeof(f.id) ? get(arg, id, &f)
+							 : STORE_NOTFOUND;
+		if (rc == STORE_NOTFOUND) {
+			json_decref(out);
+			return STORE_NOFILE;
+		}
+		if (rc != STORE_OK) {
+			json_decref(out);
+			return rc;
+		}
+		bool ok = f.owner_id == owner && f.sha256;
+		if (ok)
+			json_array_append_new(out, store_file_json(&f));
+		store_file_fini(&f);
+		if (!ok) {
+			json_decref(out);
+			return STORE_NOFILE;
+		}
+	}
+	json_object_set_new(args, "files", out);
+	return STORE_OK;
 }
 
 void store_file_fini(struct store_file *f)

@@ -45,9 +45,11 @@ enum store_status {
 	STORE_DISABLED = -13, /* the session's account is disabled */
 	STORE_BADREF = -14,   /* a reply_to that is not a message of the room */
 	STORE_LIMIT = -15,    /* a message has EVTYPE_REACTIONS_MAX emoji */
-	STORE_UNAVAILABLE = -16 /* the database server cannot be reached (a
-				   networked backend): nothing of the batch
-				   was applied; retry shortly */
+	STORE_UNAVAILABLE = -16, /* the database server cannot be reached (a
+				    networked backend): nothing of the batch
+				    was applied; retry shortly */
+	STORE_NOFILE = -17 /* a message names a file that is not a finished
+			      upload of its sender */
 };
 
 struct store_config {
@@ -95,7 +97,12 @@ struct store_write {
 	 * does not require the sender to be the message's author. */
 	bool moderated;
 	json_t *args; /* the command's object, for a type with an envelope
-			 extra (evtype.h); borrowed, copied; may be NULL */
+			 extra (evtype.h); borrowed, copied; may be NULL.
+			 A type with files (evtype row files): "files" lists
+			 upload ids, which the writer turns into the file
+			 objects the envelope carries (store_file_json), in
+			 the event's transaction: each must be a finished
+			 upload of user_id, else STORE_NOFILE */
 	/* Searchable types: the users the text mentions (written to the
 	 * mentions table in the event's transaction) and the names its
 	 * envelope lists as "mentions" (evtype_input); both copied. */
@@ -112,7 +119,8 @@ struct store_write {
  * or a delete of a deleted message, the event that made the message what
  * it is), or a negative status with ev NULL. An edit or delete is decided
  * inside the transaction: STORE_NOTARGET (no message of that id in that
- * room), STORE_NOTAUTHOR, STORE_GONE (an edit of a deleted message).
+ * room), STORE_NOTAUTHOR, STORE_GONE (an edit of a deleted message);
+ * STORE_NOFILE for a message naming a file it may not carry.
  * ev is borrowed: event_ref() it to keep it. */
 typedef void (*store_done_fn)(void *arg, int status, struct event *ev);
 /* Queue a job; every string is copied. done is always called exactly once
@@ -496,6 +504,11 @@ struct store_file {
 	int width, height; /* images; 0 when not known */
 };
 void store_file_fini(struct store_file *f);
+/* How a message's envelope shows a file: {"id","name","size","type",
+ * "width","height","url"} (url: /files/ID/NAME, NAME percent-encoded and
+ * cut at STORE_FILE_URL_NAME_MAX bytes). */
+#define STORE_FILE_URL_NAME_MAX 60
+json_t *store_file_json(const struct store_file *f);
 /* A new upload (offset, sha256 and type as given): STORE_OK,
  * STORE_EXISTS (the id is taken). */
 int store_file_create(struct store *st, const struct store_file *f);

@@ -1763,12 +1763,12 @@ static void c_files(void **state)
 	assert_int_equal(used, 10);
 	assert_int_equal(store_file_access(st, f.id, a), 1);
 	assert_int_equal(store_file_access(st, f.id, b), 0);
-	assert_int_equal(
-	    store_file_finish(st, f.id, 10, sha, "image/png", 4, 3, "n.png"),
-	    STORE_OK);
+	assert_int_equal(store_file_finish(st, f.id, 10, sha, "image/png", 4, 3,
+					   "holiday.png"),
+			 STORE_OK);
 	assert_int_equal(store_file_get(st, f.id, &g), STORE_OK);
 	assert_string_equal(g.sha256, sha);
-	assert_string_equal(g.name, "n.png");
+	assert_string_equal(g.name, "holiday.png");
 	assert_string_equal(g.type, "image/png");
 	assert_int_equal(g.offset, 10);
 	assert_int_equal(g.width * 10 + g.height, 43);
@@ -1780,11 +1780,51 @@ static void c_files(void **state)
 	u.expires_ms = 2000;
 	assert_int_equal(store_file_create(st, &u), STORE_OK);
 
+	/* a message may carry only finished uploads of its sender's, named
+	 * by id: the writer decides, in the message's transaction */
+	static const char *const bad[][2] = {
+	    {"00000000000000000000000000000002", "unfinished"},
+	    {"00000000000000000000000000000009", "no such upload"},
+	    {"", "empty"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct waiter wb = {.mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cv = PTHREAD_COND_INITIALIZER};
+		json_t *ba = json_pack("{s:[s]}", "files", bad[i][0]);
+		struct store_write bm = {.type = EVENT_MESSAGE,
+					 .user_id = a,
+					 .room_id = r,
+					 .text = "",
+					 .args = ba};
+		store_write_submit(st, &bm, waiter_done, &wb);
+		pthread_mutex_lock(&wb.mu);
+		while (!wb.done)
+			pthread_cond_wait(&wb.cv, &wb.mu);
+		pthread_mutex_unlock(&wb.mu);
+		json_decref(ba);
+		assert_int_equal(wb.status, STORE_NOFILE);
+	}
+	{ /* someone else's file */
+		struct waiter wb = {.mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cv = PTHREAD_COND_INITIALIZER};
+		json_t *ba = json_pack("{s:[s]}", "files", f.id);
+		struct store_write bm = {.type = EVENT_MESSAGE,
+					 .user_id = b,
+					 .room_id = r,
+					 .text = "",
+					 .args = ba};
+		store_write_submit(st, &bm, waiter_done, &wb);
+		pthread_mutex_lock(&wb.mu);
+		while (!wb.done)
+			pthread_cond_wait(&wb.cv, &wb.mu);
+		pthread_mutex_unlock(&wb.mu);
+		json_decref(ba);
+		assert_int_equal(wb.status, STORE_NOFILE);
+	}
 	/* a message carries the first: the room's members may read it */
 	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
 			   .cv = PTHREAD_COND_INITIALIZER};
-	json_t *args = json_pack("{s:[{s:s, s:s}]}", "files", "id", f.id,
-				 "name", "holiday.png");
+	json_t *args = json_pack("{s:[s]}", "files", f.id);
 	struct store_write msg = {.type = EVENT_MESSAGE,
 				  .user_id = a,
 				  .room_id = r,
@@ -1797,6 +1837,17 @@ static void c_files(void **state)
 	pthread_mutex_unlock(&w.mu);
 	json_decref(args);
 	assert_int_equal(w.status, STORE_OK);
+	/* the envelope carries the file's object, from its row */
+	json_t *env = json_loads(event_json(w.ev, NULL), 0, NULL);
+	json_t *fo = json_array_get(json_object_get(env, "files"), 0);
+	assert_string_equal(json_string_value(json_object_get(fo, "id")), f.id);
+	assert_string_equal(json_string_value(json_object_get(fo, "name")),
+			    "holiday.png");
+	assert_int_equal(json_integer_value(json_object_get(fo, "size")), 10);
+	assert_string_equal(json_string_value(json_object_get(fo, "url")),
+			    "/files/00000000000000000000000000000001/"
+			    "holiday.png");
+	json_decref(env);
 	m = event_id(w.ev);
 	event_unref(w.ev);
 	assert_int_equal(store_file_access(st, f.id, b), 1);

@@ -71,43 +71,52 @@ fail:
 	return status;
 }
 
+/* A file's row read on connection c: STORE_OK, STORE_NOTFOUND, or the
+ * failing pg_step code (positive) for the caller to classify. */
+static int file_read(struct pconn *c, const char *id, struct store_file *out)
+{
+	struct pstmt *s = pgs_stmt(c, Q_FILE_GET);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return pg_errcode(c) ? pg_errcode(c) : PG_ERROR;
+	pg_bind_text(s, 1, id);
+	rc = pg_step(s);
+	if (rc == PG_ROW) {
+		snprintf(out->id, sizeof(out->id), "%s", pg_col_text(s, 0));
+		out->owner_id = pg_col_int64(s, 1);
+		out->length = pg_col_int64(s, 2);
+		out->offset = pg_col_int64(s, 3);
+		out->name = pgs_col_dup(s, 4);
+		out->metadata = pgs_col_dup(s, 5);
+		out->created_ms = pg_col_int64(s, 6);
+		out->expires_ms = pg_col_int64(s, 7);
+		if (!pg_col_null(s, 8))
+			out->sha256 = pgs_col_dup(s, 8);
+		if (!pg_col_null(s, 9))
+			out->type = pgs_col_dup(s, 9);
+		out->width = (int)pg_col_int64(s, 10);
+		out->height = (int)pg_col_int64(s, 11);
+	}
+	pgs_stmt_done(s);
+	return rc == PG_ROW ? STORE_OK : rc == PG_DONE ? STORE_NOTFOUND : rc;
+}
+
 int pgs_file_get(struct store *base, const char *id, struct store_file *out)
 {
 	struct pgst *st = pgs_of(base);
 	struct pconn *c = pgs_pool_get(st);
-	struct pstmt *s = pgs_stmt(c, Q_FILE_GET);
-	int status = STORE_ERR;
-
-	memset(out, 0, sizeof(*out));
-	if (!s)
-		goto fail;
-	pg_bind_text(s, 1, id);
-	int rc = pg_step(s);
-	if (rc == PG_DONE) {
-		status = STORE_NOTFOUND;
-		goto fail;
-	}
-	if (rc != PG_ROW)
-		goto fail;
-	snprintf(out->id, sizeof(out->id), "%s", pg_col_text(s, 0));
-	out->owner_id = pg_col_int64(s, 1);
-	out->length = pg_col_int64(s, 2);
-	out->offset = pg_col_int64(s, 3);
-	out->name = pgs_col_dup(s, 4);
-	out->metadata = pgs_col_dup(s, 5);
-	out->created_ms = pg_col_int64(s, 6);
-	out->expires_ms = pg_col_int64(s, 7);
-	if (!pg_col_null(s, 8))
-		out->sha256 = pgs_col_dup(s, 8);
-	if (!pg_col_null(s, 9))
-		out->type = pgs_col_dup(s, 9);
-	out->width = (int)pg_col_int64(s, 10);
-	out->height = (int)pg_col_int64(s, 11);
-	status = STORE_OK;
-fail:
-	pgs_stmt_done(s);
+	int rc = file_read(c, id, out);
 	pgs_pool_put(st, c);
-	return status;
+	return rc <= 0 ? rc : STORE_ERR;
+}
+
+int pw_file_get(void *arg, const char *id, struct store_file *out)
+{
+	struct pgst *st = arg;
+	int rc = file_read(&st->w, id, out);
+	return rc <= 0 ? rc : pw_fail(rc);
 }
 
 int pgs_file_offset_set(struct store *base, const char *id, int64_t offset)

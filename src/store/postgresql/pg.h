@@ -446,6 +446,9 @@ int pw_user(struct pgst *st, int64_t id, char **name);
 
 /* effects.c */
 int pw_dm_open(struct pgst *st, struct job *j);
+/* files.c: a file's row on the writer's connection (store_files_resolve's
+ * get) */
+int pw_file_get(void *arg, const char *id, struct store_file *out);
 int pw_effect(struct pgst *st, struct job *j, int64_t room_id);
 
 /* stmt.c: statements over libpq, read like sqlite3_step's */

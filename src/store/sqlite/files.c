@@ -76,44 +76,56 @@ fail:
 	return status;
 }
 
+/* A file's row read on connection c: STORE_OK, STORE_NOTFOUND, or the
+ * failing SQLite code (positive) for the caller to classify. */
+static int file_read(struct conn *c, const char *id, struct store_file *out)
+{
+	sqlite3_stmt *s = sq_stmt(c, Q_FILE_GET);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return sqlite3_errcode(c->db) ? sqlite3_errcode(c->db)
+					      : SQLITE_ERROR;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snprintf(out->id, sizeof(out->id), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		out->owner_id = sqlite3_column_int64(s, 1);
+		out->length = sqlite3_column_int64(s, 2);
+		out->offset = sqlite3_column_int64(s, 3);
+		out->name = sq_col_dup(s, 4);
+		out->metadata = sq_col_dup(s, 5);
+		out->created_ms = sqlite3_column_int64(s, 6);
+		out->expires_ms = sqlite3_column_int64(s, 7);
+		if (sqlite3_column_type(s, 8) != SQLITE_NULL)
+			out->sha256 = sq_col_dup(s, 8);
+		if (sqlite3_column_type(s, 9) != SQLITE_NULL)
+			out->type = sq_col_dup(s, 9);
+		out->width = sqlite3_column_int(s, 10);
+		out->height = sqlite3_column_int(s, 11);
+	}
+	sq_stmt_done(s);
+	return rc == SQLITE_ROW	   ? STORE_OK
+	       : rc == SQLITE_DONE ? STORE_NOTFOUND
+				   : rc;
+}
+
 int sq_file_get(struct store *base, const char *id, struct store_file *out)
 {
 	struct sq *st = sq_of(base);
 	struct conn *c = sq_pool_get(st);
-	sqlite3_stmt *s = sq_stmt(c, Q_FILE_GET);
-	int status = STORE_ERR;
-
-	memset(out, 0, sizeof(*out));
-	if (!s)
-		goto fail;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		status = STORE_NOTFOUND;
-		goto fail;
-	}
-	if (rc != SQLITE_ROW)
-		goto fail;
-	snprintf(out->id, sizeof(out->id), "%s",
-		 (const char *)sqlite3_column_text(s, 0));
-	out->owner_id = sqlite3_column_int64(s, 1);
-	out->length = sqlite3_column_int64(s, 2);
-	out->offset = sqlite3_column_int64(s, 3);
-	out->name = sq_col_dup(s, 4);
-	out->metadata = sq_col_dup(s, 5);
-	out->created_ms = sqlite3_column_int64(s, 6);
-	out->expires_ms = sqlite3_column_int64(s, 7);
-	if (sqlite3_column_type(s, 8) != SQLITE_NULL)
-		out->sha256 = sq_col_dup(s, 8);
-	if (sqlite3_column_type(s, 9) != SQLITE_NULL)
-		out->type = sq_col_dup(s, 9);
-	out->width = sqlite3_column_int(s, 10);
-	out->height = sqlite3_column_int(s, 11);
-	status = STORE_OK;
-fail:
-	sq_stmt_done(s);
+	int rc = file_read(c, id, out);
 	sq_pool_put(st, c);
-	return status;
+	return rc <= 0 ? rc : STORE_ERR;
+}
+
+int w_file_get(void *arg, const char *id, struct store_file *out)
+{
+	struct sq *st = arg;
+	int rc = file_read(&st->w, id, out);
+	return rc <= 0 ? rc : w_fail(rc);
 }
 
 int sq_file_offset_set(struct store *base, const char *id, int64_t offset)

@@ -388,6 +388,9 @@ void w_revised_add(struct job *j, struct event *ev);
 
 /* reactions.c: replies and reactions inside a job */
 int w_reply(struct sq *st, struct job *j, int64_t room_id);
+/* files.c: a file's row on the writer's connection (store_files_resolve's
+ * get) */
+int w_file_get(void *arg, const char *id, struct store_file *out);
 int w_react(struct sq *st, struct job *j, int64_t room_id);
 int sq_reactions(struct store *base, int64_t user_id, int64_t room_id,
 		 int64_t lo, int64_t hi, struct store_reaction **out,

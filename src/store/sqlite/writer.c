@@ -215,6 +215,13 @@ int w_event_add(struct sq *st, struct job *j, int64_t room_id, const char *room,
 {
 	int64_t id = st->next_id, ts = j->ts ? j->ts : now_ms();
 	size_t len;
+	if (j->row->files && json_object_get(j->args, "files")) {
+		/* upload ids to file objects, in this transaction */
+		int frc =
+		    store_files_resolve(j->args, j->user_id, w_file_get, st);
+		if (frc != STORE_OK)
+			return frc;
+	}
 	struct evtype_input in = {.target_id = j->target_id,
 				  .room = room,
 				  .text = j->text,
