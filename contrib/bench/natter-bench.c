@@ -88,6 +88,7 @@ static struct opts {
 	bool idle;
 	double hold_s, timeout_s, drain_s;
 	bool json;
+	bool markdown; /* pad with formatting, not 'x' (rendering's cost) */
 	char label[128];
 	char tokens_file[512];
 } O = {
@@ -357,8 +358,13 @@ static int make_text(char *buf, size_t cap, int pub, uint32_t seq)
 {
 	int n = snprintf(buf, cap, "nb:%d:%" PRIu32 ":%" PRId64 ":", pub, seq,
 			 now_ns());
-	while ((long)n < O.size && (size_t)n + 1 < cap)
-		buf[n++] = 'x';
+	/* --markdown: emphasis, code, a link and strikethrough, over and
+	 * over (what cmark-gfm parses and the renderer sanitises), cut at
+	 * --size; one line, as the text goes into JSON unescaped */
+	static const char md[] =
+	    " **bold** _it_ `code` [a link](https://example.org/p?q=1) ~~x~~";
+	for (size_t k = 0; (long)n < O.size && (size_t)n + 1 < cap; k++)
+		buf[n++] = O.markdown ? md[k % (sizeof(md) - 1)] : 'x';
 	buf[n] = '\0';
 	return n;
 }
@@ -1753,7 +1759,7 @@ static void usage(void)
 	    "  [--size BYTES] [--procs J] [--server-pid PID[,PID...]]\n"
 	    "  [--publish-url PATH-FORMAT] [--publish-via ws|http]\n"
 	    "  [--window W] [--idle] [--hold S] [--timeout S] [--drain S]\n"
-	    "  [--json] [--label TEXT]\n");
+	    "  [--json] [--label TEXT] [--markdown]\n");
 	exit(2);
 }
 
@@ -1776,17 +1782,29 @@ static int parse_proto(const char *s)
 static void parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"url", 1, 0, 'u'},		{"transport", 1, 0, 't'},
-	    {"subs", 1, 0, 'n'},	{"rooms", 1, 0, 'k'},
-	    {"pubs", 1, 0, 'p'},	{"messages", 1, 0, 'm'},
-	    {"rate", 1, 0, 'r'},	{"size", 1, 0, 's'},
-	    {"procs", 1, 0, 'j'},	{"server-pid", 1, 0, 'S'},
-	    {"publish-url", 1, 0, 'U'}, {"mode", 1, 0, 'M'},
-	    {"idle", 0, 0, 'i'},	{"json", 0, 0, 'J'},
-	    {"publish-via", 1, 0, 'V'}, {"window", 1, 0, 'w'},
-	    {"hold", 1, 0, 'H'},	{"timeout", 1, 0, 'T'},
-	    {"drain", 1, 0, 'D'},	{"label", 1, 0, 'L'},
-	    {"help", 0, 0, 'h'},	{0, 0, 0, 0},
+	    {"url", 1, 0, 'u'},
+	    {"transport", 1, 0, 't'},
+	    {"subs", 1, 0, 'n'},
+	    {"rooms", 1, 0, 'k'},
+	    {"pubs", 1, 0, 'p'},
+	    {"messages", 1, 0, 'm'},
+	    {"rate", 1, 0, 'r'},
+	    {"size", 1, 0, 's'},
+	    {"procs", 1, 0, 'j'},
+	    {"server-pid", 1, 0, 'S'},
+	    {"publish-url", 1, 0, 'U'},
+	    {"mode", 1, 0, 'M'},
+	    {"idle", 0, 0, 'i'},
+	    {"json", 0, 0, 'J'},
+	    {"publish-via", 1, 0, 'V'},
+	    {"window", 1, 0, 'w'},
+	    {"hold", 1, 0, 'H'},
+	    {"timeout", 1, 0, 'T'},
+	    {"drain", 1, 0, 'D'},
+	    {"label", 1, 0, 'L'},
+	    {"help", 0, 0, 'h'},
+	    {"markdown", 0, 0, 'F'},
+	    {0, 0, 0, 0},
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1818,6 +1836,9 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 's':
 			O.size = atol(optarg);
+			break;
+		case 'F':
+			O.markdown = true;
 			break;
 		case 'j':
 			O.procs = atoi(optarg);

@@ -387,10 +387,26 @@ int pg_step(struct pstmt *s)
 	if (!s->ran) {
 		struct pconn *c = s->c;
 		int n = params_of(pg_sql_text[s->q]);
+		bool idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 		s->ran = true;
 		s->row = -1;
 		s->res = PQexecParams(c->pg, pg_sql_text[s->q], n, s->type,
 				      s->val, s->len, s->fmt, 0);
+		/* A pooled connection the server dropped while it sat idle
+		 * (a restart) fails its next statement: a read outside a
+		 * transaction runs once more on the connection made again,
+		 * so the first request after an outage is not a 503. A write
+		 * is not repeated: it may have run. */
+		if (idle && PQstatus(c->pg) != CONNECTION_OK &&
+		    !strncmp(pg_sql_text[s->q], "SELECT", 6)) {
+			PQclear(s->res);
+			s->res = NULL;
+			PQreset(c->pg);
+			if (PQstatus(c->pg) == CONNECTION_OK)
+				s->res = PQexecParams(c->pg, pg_sql_text[s->q],
+						      n, s->type, s->val,
+						      s->len, s->fmt, 0);
+		}
 		switch (PQresultStatus(s->res)) {
 		case PGRES_TUPLES_OK:
 			s->nrows = PQntuples(s->res);
