@@ -36,7 +36,7 @@ run() { # label extra-args...
 		--subs 0 --rooms 100 --pubs 100 --publish-via ws --window 1 \
 		--messages 8000 --size "$SIZE" --timeout 120 "$@" 2>/dev/null | tail -n1 |
 		jq -c --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
-			'{label, acked, sends_per_s, server_cpu_s, us_per_send: (if .acked > 0 then (.server_cpu_s * 1e6 / .acked) else null end), load1: ($load | tonumber)}' |
+			'{label: .label, acked, sends_per_s, server_cpu_s, us_per_send: (if .acked > 0 then (.server_cpu_s * 1e6 / .acked) else null end), load1: ($load | tonumber)}' |
 		tee -a "$WORK/runs"
 	kill "$PID"
 	wait "$PID" 2>/dev/null || true
