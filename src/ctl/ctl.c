@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -291,6 +292,114 @@ int ctl_room_list(struct ctl *c)
 			sqlite3_column_text(s, 3), sqlite3_column_text(s, 4));
 	if (rc != SQLITE_DONE)
 		code = db_fail(db, "cannot list rooms");
+out:
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return code;
+}
+
+/* One statement bound to (id) or (name), stepped to its end. */
+static int run_bound(sqlite3 *db, const char *sql, int64_t id, const char *t)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (t)
+		sqlite3_bind_text(s, 1, t, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(s, 1, id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int ctl_room_delete(struct ctl *c, const char *name, const char *reason)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s = NULL;
+	int64_t id = 0, events = 0;
+	char canon[33] = "";
+	int code = CTL_EDB;
+
+	if (reason && strlen(reason) > 500)
+		return fail(CTL_EINPUT, "the reason is longer than 500 bytes");
+	if (!strcasecmp(name, "lobby"))
+		return fail(CTL_EINPUT, "the lobby cannot be deleted: every "
+					"account starts in it");
+	db = open_db(c, true);
+	if (!db)
+		return CTL_EDB;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		code = db_fail(db, "cannot begin");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db,
+			       "SELECT id, name, (SELECT count(*) FROM events "
+			       "e WHERE e.room_id = r.id) FROM rooms r WHERE "
+			       "name = ?1 COLLATE NOCASE",
+			       -1, &s, NULL) != SQLITE_OK) {
+		code = db_fail(db, "cannot read the room");
+		goto rollback;
+	}
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		id = sqlite3_column_int64(s, 0);
+		snprintf(canon, sizeof(canon), "%s", sqlite3_column_text(s, 1));
+		events = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (!id) {
+		code = fail(CTL_ENOTFOUND, "no room %s", name);
+		goto rollback;
+	}
+	/* its files stay while another message (or an avatar) uses them;
+	 * natterd's sweep removes the rest; the events' mentions and
+	 * reactions, and the room's members, roles, bans, mutes, invitations
+	 * and read markers go by their foreign keys */
+	if (run_bound(db, "DELETE FROM file_uses WHERE room_id = ?1", id,
+		      NULL) != SQLITE_OK ||
+	    run_bound(db, "DELETE FROM events WHERE room_id = ?1", id, NULL) !=
+		SQLITE_OK ||
+	    run_bound(db, "DELETE FROM rooms WHERE id = ?1", id, NULL) !=
+		SQLITE_OK) {
+		code = db_fail(db, "cannot delete the room");
+		goto rollback;
+	}
+	if (sqlite3_prepare_v2(db,
+			       "INSERT INTO audit (ts_ms, actor, action, "
+			       "target, room, reason, detail) VALUES (?1, "
+			       "'natterctl', 'delete_room', '', ?2, ?3, ?4)",
+			       -1, &s, NULL) != SQLITE_OK) {
+		code = db_fail(db, "cannot write the audit log");
+		goto rollback;
+	}
+	char detail[48];
+	snprintf(detail, sizeof(detail), "%lld events", (long long)events);
+	sqlite3_bind_int64(s, 1, now_ms());
+	sqlite3_bind_text(s, 2, canon, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, reason ? reason : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, detail, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc != SQLITE_DONE) {
+		code = db_fail(db, "cannot write the audit log");
+		goto rollback;
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		code = db_fail(db, "cannot commit");
+		goto rollback;
+	}
+	fprintf(c->out, "deleted room %s (%lld events)\n", canon,
+		(long long)events);
+	code = CTL_OK;
+	goto out;
+rollback:
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 out:
 	sqlite3_finalize(s);
 	sqlite3_close(db);

@@ -48,6 +48,13 @@ int ctl_user_disable(struct ctl *c, const char *name, bool disabled,
 int ctl_user_reset_password(struct ctl *c, const char *name);
 int ctl_user_admin(struct ctl *c, const char *name, bool admin);
 int ctl_room_list(struct ctl *c);
+/* The room named (any case) and everything of it (its events, their
+ * mentions and reactions, members, roles, bans, mutes, invitations, read
+ * markers, its files' uses) gone in one transaction, with an audit row;
+ * the lobby cannot be deleted (CTL_EINPUT). A running natterd forgets the
+ * room at its next start; until then its members' open streams get
+ * nothing more from it and a send to it is refused. */
+int ctl_room_delete(struct ctl *c, const char *name, const char *reason);
 /* A consistent copy of the live database into file (which must not
  * exist), checked with PRAGMA integrity_check. */
 int ctl_backup(struct ctl *c, const char *file);

@@ -15,7 +15,7 @@ static const char usage[] =
     "  user enable NAME\n"
     "  user reset-password NAME [--password-file F]\n"
     "  user grant-admin NAME | user revoke-admin NAME\n"
-    "  room list\n"
+    "  room list | room delete NAME [--reason R]\n"
     "  backup FILE\n"
     "  export [--room R] [--with-secrets]\n"
     "  import FILE             (- for stdin; a fresh database only)\n"
@@ -112,6 +112,9 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "room") == 0 && strcmp(sub, "list") == 0 && nwords == 2)
 		return ctl_room_list(&c);
+	if (strcmp(cmd, "room") == 0 && strcmp(sub, "delete") == 0 && arg &&
+	    nwords == 3)
+		return ctl_room_delete(&c, arg, reason);
 	if (strcmp(cmd, "backup") == 0 && nwords == 2)
 		return ctl_backup(&c, sub);
 	if (strcmp(cmd, "export") == 0 && nwords == 1)

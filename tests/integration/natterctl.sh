@@ -4,7 +4,7 @@
 # revoke admin) and how natterd sees them, a backup taken while 20 senders
 # write (the copy passes integrity_check and holds every message
 # acknowledged before it began), export then import into a fresh database
-# (the same history, ids kept), stats, room list, and every subcommand's
+# (the same history, ids kept), stats, room list, room delete, and every subcommand's
 # errors and exit codes.
 . "$(dirname "$0")/lib.sh"
 : "${NATTERCTL:?NATTERCTL must point at the natterctl binary}"
@@ -219,5 +219,34 @@ for bad in "" "frobnicate" "user" "user create" "user explode x" "room" "backup"
 done
 run "$NATTERCTL" --help
 check "--help: exit 0 with the usage" bash -c "test $RC = 0 && grep -q 'usage: natterctl' '$WORK/out'"
+
+# --- room delete, while natterd runs ---------------------------------------------------
+api_json POST /api/rooms "$ROOT" '{"name":"doomed"}'
+expect 201 "" "a room to delete"
+api_json POST /api/rooms/doomed/messages "$ROOT" '{"text":"quokkaword in the doomed room"}'
+api_json POST /api/rooms/doomed/messages "$ROOT" '{"text":"@s4 also here"}'
+run ctl room delete lobby
+check "room delete lobby: exit 5 (every account starts there)" test "$RC" = 5
+run ctl room delete nosuchroom
+check "room delete of an unknown room: exit 3" test "$RC" = 3
+run ctl room delete DOOMED --reason "spam room"
+check "room delete (any case): exit 0, says how many events went" \
+	bash -c "test $RC = 0 && grep -q 'deleted room doomed (3 events)' '$WORK/out'"
+check "nothing of it is left in the file" test "$(sqlite3 "$WORK/natter.db" \
+	"SELECT (SELECT count(*) FROM rooms WHERE name = 'doomed') +
+		(SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM rooms r WHERE r.id = e.room_id)) +
+		(SELECT count(*) FROM members m WHERE NOT EXISTS (SELECT 1 FROM rooms r WHERE r.id = m.room_id))")" = 0
+check "the audit log says who, what and why" test "$(sqlite3 "$WORK/natter.db" \
+	"SELECT actor || ' ' || action || ' ' || room || ' ' || reason FROM audit ORDER BY id DESC LIMIT 1")" = "natterctl delete_room doomed spam room"
+api_json POST /api/rooms/doomed/messages "$ROOT" '{"text":"into the void"}'
+check "the running natterd refuses a send to it" test "$STATUS" -ge 400
+api_get "/api/search?q=quokkaword" "$ROOT"
+check "its messages are gone from search" test "$(jq '.results | length' <<<"$BODY")" = 0
+stop_natterd
+start_natterd
+api_get /api/rooms/doomed/messages "$ROOT"
+expect 404 no_such_room "after a restart natterd knows no such room"
+api_get /api/rooms "$ROOT"
+check "and does not list it" test "$(jq '[.rooms[] | select(.name == "doomed")] | length' <<<"$BODY")" = 0
 
 finish
