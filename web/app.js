@@ -73,6 +73,7 @@ class Room {
     this.unread = 0;
     this.mentions = 0;     // of the unread, those that mention us
     this.read = 0;         // our read marker (the server's, any device)
+    this.joinedId = 0;     // our newest join: an @room before it was not for us
     this.readTimer = null;
     this.memberList = null;
     this.nodes = new Map();  // render cache: key -> element
@@ -213,13 +214,22 @@ function tNodes(key, texts, nodes) {
 
 // Text with http(s) links made clickable; everything through textContent.
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
-// Whether ev mentions us: the server's list ("room" is everyone), or for
-// an event from before it kept one, @username in the text.
+// Whether an @room in ev was for us: sent after our newest join of its
+// room (the server records @room for the members at the commit).
+function roomMentionForMe(ev) {
+  const r = S.rooms.get(ev.room);
+  return !r || !r.joinedId || !(ev.id <= r.joinedId);
+}
+
+// Whether ev mentions us: the server's list ("room" is everyone who was
+// a member when it was sent, so not us if we joined after it), or for an
+// event from before it kept one, @username in the text.
 function mentionsMe(ev) {
   if (!S.me) return false;
   if (Array.isArray(ev.mentions)) {
     const me = S.me.username.toLowerCase();
-    return ev.mentions.some((n) => typeof n === 'string' && (n.toLowerCase() === me || n === 'room'));
+    const roomForMe = roomMentionForMe(ev);
+    return ev.mentions.some((n) => typeof n === 'string' && (n.toLowerCase() === me || (n === 'room' && roomForMe)));
   }
   return notifyMentions(ev.text, S.me.username);
 }
@@ -232,7 +242,7 @@ function codeRanges(text) {
 // Plain text with the @names the server marked as mentions highlighted
 // (never inside code, where the server did not look). base: where text
 // starts in the message, code: codeRanges of the message.
-function mentionText(text, mentions, base = 0, code = []) {
+function mentionText(text, mentions, base = 0, code = [], roomForMe = true) {
   if (!mentions || !mentions.length) return [text];
   const names = new Set(mentions.map((n) => String(n).toLowerCase()));
   const me = S.me ? S.me.username.toLowerCase() : '';
@@ -244,19 +254,19 @@ function mentionText(text, mentions, base = 0, code = []) {
     const at = m.index + m[1].length;
     if (code.some(([a, b]) => base + at >= a && base + at < b)) continue;
     if (at > last) out.push(text.slice(last, at));
-    out.push(h('span', 'mention' + (name === me || name === 'room' ? ' mention-me' : ''), '@' + m[2]));
+    out.push(h('span', 'mention' + (name === me || (name === 'room' && roomForMe) ? ' mention-me' : ''), '@' + m[2]));
     last = at + 1 + m[2].length;
   }
   if (last < text.length) out.push(text.slice(last));
   return out;
 }
 
-function richText(text, mentions) {
+function richText(text, mentions, roomForMe = true) {
   const frag = document.createDocumentFragment();
   const code = mentions && mentions.length ? codeRanges(text) : [];
   let last = 0;
   for (const m of text.matchAll(URL_RE)) {
-    if (m.index > last) frag.append(...mentionText(text.slice(last, m.index), mentions, last, code));
+    if (m.index > last) frag.append(...mentionText(text.slice(last, m.index), mentions, last, code, roomForMe));
     const a = h('a', null, m[0]);
     a.href = m[0];
     a.rel = 'noopener noreferrer nofollow';
@@ -264,7 +274,7 @@ function richText(text, mentions) {
     frag.append(a);
     last = m.index + m[0].length;
   }
-  if (last < text.length) frag.append(...mentionText(text.slice(last), mentions, last, code));
+  if (last < text.length) frag.append(...mentionText(text.slice(last), mentions, last, code, roomForMe));
   return frag;
 }
 
@@ -491,6 +501,7 @@ async function loadRooms() {
         r.unread = info.unread;
         r.mentions = info.mentions || 0;
       }
+      if (Number.isSafeInteger(info.joined_id)) r.joinedId = info.joined_id;
       r.people = Array.isArray(info.people) ? info.people : null;
       for (const u of r.people || []) S.users.add(u);
       r.known = true;
@@ -1078,12 +1089,13 @@ function messageNode(ev, cont) {
   // messages were rendered has only its text).
   const rendered = typeof ev.html === 'string';
   const text = h('div', 'msg-text' + (rendered ? ' md' : ''));
-  text.append(rendered ? renderMarkup(ev.html) : richText(ev.text || '', ev.mentions));
+  text.append(rendered ? renderMarkup(ev.html) : richText(ev.text || '', ev.mentions, roomMentionForMe(ev)));
   // Mentions of you (or of everyone) stand out; the server marked who.
   const me = S.me ? S.me.username.toLowerCase() : '';
+  const roomForMe = roomMentionForMe(ev);
   for (const span of text.querySelectorAll('span.mention')) {
     const who = (span.dataset.user || '').toLowerCase();
-    if (who === me || who === 'room') span.classList.add('mention-me');
+    if (who === me || (who === 'room' && roomForMe)) span.classList.add('mention-me');
   }
   body.append(text);
   const files = filesNode(ev.files);
@@ -1837,6 +1849,7 @@ function addEvent(r, ev, live) {
 function membershipChanged(r, ev, mine) {
   if (mine) {
     r.joined = ev.type === 'join';
+    if (r.joined && ev.id > r.joinedId) r.joinedId = ev.id;
     refreshRoomsSoon();
   } else {
     r.members += ev.type === 'join' ? 1 : -1;

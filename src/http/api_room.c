@@ -49,6 +49,8 @@ enum MHD_Result api_rooms_list(struct request *req)
 					    json_integer(rooms[i].unread));
 			json_object_set_new(r, "mentions",
 					    json_integer(rooms[i].mentions));
+			json_object_set_new(r, "joined_id",
+					    json_integer(rooms[i].joined_id));
 		}
 		json_array_append_new(arr, r);
 	}

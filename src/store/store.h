@@ -238,6 +238,9 @@ struct store_room {
 	 * belong to, the messages by others after it and those of them that
 	 * mention the user. */
 	int64_t read, unread, mentions;
+	/* The id of their newest join of the room (creating it counts), or
+	 * 0: messages before it were not sent to them. */
+	int64_t joined_id;
 };
 /* The rooms user_id may see, sorted by name: the public ones and those the
  * user is a member of (private rooms and direct conversations of others

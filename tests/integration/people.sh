@@ -210,6 +210,7 @@ api_get "/api/rooms/den/messages?after=$((MID - 1))&limit=1" "$CAROL"
 check "history carries the mentions" test "$(jget '.events[0].mentions|join(",")')" = "bob,carol"
 ZED=$(register zed)
 api_json POST /api/rooms/den/join "$ZED" '{}'
+ZJOIN=$(jget .event.id)
 api_json POST /api/rooms/den/messages "$ALICE" '{"text":"welcome @zed"}'
 check "a user registered a moment ago can be mentioned" test "$(mentions_of)" = "zed"
 
@@ -221,6 +222,11 @@ check "carol: 2 of them mention her (@carol, @room)" test "$(room_field den ment
 api_get /api/rooms "$BOB"
 check "bob: his own messages are not unread" test "$(room_field den unread)" = 3
 check "bob: his own @room does not mention him" test "$(room_field den mentions)" = 1
+api_get /api/rooms "$ZED"
+check "the room list gives zed's join of den (an @room before it was not for zed)" \
+	test "$(room_field den joined_id)" = "$ZJOIN"
+check "and zed's counts start there: the earlier @room is no mention of zed" \
+	test "$(room_field den mentions)" = 1
 # carol's other devices listen on all three transports
 timeout -s KILL 10 "$WSCLIENT" --token "$CAROL" --timeout 6 "$WSBASE/ws" >"$WORK/carol2-ws" 2>/dev/null &
 C2WS=$!

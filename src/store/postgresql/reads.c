@@ -81,6 +81,7 @@ int pgs_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		r->read = pg_col_int64(s, 8);
 		r->unread = pg_col_int64(s, 9);
 		r->mentions = pg_col_int64(s, 10);
+		r->joined_id = pg_col_int64(s, 11);
 	}
 fail:
 	pgs_stmt_done(s);

@@ -132,7 +132,7 @@ static const char *const sql_text[Q_COUNT] = {
 	"CASE WHEN x.joined THEN (SELECT count(*) FROM mentions m "
 	"JOIN events e ON e.id = m.event_id WHERE m.user_id = ?1 "
 	"AND e.room_id = x.id AND e.id > x.marker AND e.user_id <> ?1) "
-	"ELSE 0 END "
+	"ELSE 0 END, x.joined_id "
 	"FROM (SELECT r.id, r.name, r.topic, r.created_ms, "
 	"(SELECT count(*) FROM members m WHERE m.room_id = r.id) AS members, "
 	"EXISTS (SELECT 1 FROM members m "
@@ -149,7 +149,13 @@ static const char *const sql_text[Q_COUNT] = {
 	"WHERE user_id = ?1 AND room_id = r.id), "
 	"(SELECT max(id) FROM events WHERE room_id = r.id "
 	"AND user_id = ?1 AND type IN ('join', 'room', 'dm')), "
-	"0) END AS marker "
+	"0) END AS marker, "
+	/* their newest join (what a client needs to tell an @room of
+	 * before it from one meant for them) */
+	"CASE WHEN ?1 = 0 THEN 0 ELSE coalesce("
+	"(SELECT max(id) FROM events WHERE room_id = r.id "
+	"AND user_id = ?1 AND type IN ('join', 'room', 'dm')), "
+	"0) END AS joined_id "
 	"FROM rooms r WHERE ?1 = 0 OR r.kind = 'public' OR joined) x "
 	"ORDER BY x.name",
     [Q_INVITE_ADD] = "INSERT INTO invites (room_id, user_id, invited_by, "

@@ -77,6 +77,7 @@ int sq_rooms_list(struct store *base, int64_t user_id, struct store_room **out,
 		r->read = sqlite3_column_int64(s, 8);
 		r->unread = sqlite3_column_int64(s, 9);
 		r->mentions = sqlite3_column_int64(s, 10);
+		r->joined_id = sqlite3_column_int64(s, 11);
 	}
 fail:
 	sq_stmt_done(s);

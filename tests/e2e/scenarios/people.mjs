@@ -133,6 +133,20 @@ export default async function () {
     await sam.say('@room lunch?');
     await rita.sees('@room lunch?', 5000);
     assert(await rita.page.evaluate(() => [...document.querySelectorAll('#message-list .msg.mentions-me')].some((e) => /lunch/.test(e.textContent))), '@room mentions rita');
+    // Someone who joins later reads that @room in history, not as a
+    // mention of them; the next @room is theirs.
+    const tess = person(people, 'tess', server.base, DESKTOP);
+    await tess.register();
+    await tess.waitLive();
+    await tess.sees('@room lunch?', 5000);
+    const before = await tess.page.evaluate(() => {
+      const li = [...document.querySelectorAll('#message-list .msg')].find((e) => /lunch\?/.test(e.textContent));
+      return { row: li.classList.contains('mentions-me'), marks: li.querySelectorAll('.mention-me').length };
+    });
+    assert(!before.row && before.marks === 0, `an @room from before tess joined is not highlighted for her (${JSON.stringify(before)})`);
+    await sam.say('@room dessert?');
+    await tess.sees('@room dessert?', 5000);
+    assert(await tess.page.evaluate(() => [...document.querySelectorAll('#message-list .msg.mentions-me')].some((e) => /dessert/.test(e.textContent))), 'an @room after she joined mentions tess');
     await sam.page.evaluate(() => document.activeElement && document.activeElement.blur());
     await sam.shot('mention-desktop.png');
     await assertAccessible(sam.page, 'mentions');
