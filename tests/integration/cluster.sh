@@ -227,6 +227,28 @@ done
 BASE=$N3 api_get /api/me "$LO"
 expect 401 "" "node 3 refuses the ended session within 1 s (its cache keeps 5 s)"
 
+# --- a delete on one node: every node's ring holds the tombstone, so a resume
+# from before the message on another node never brings its text back -----
+BASE=$N2 api_json POST /api/rooms/cl/messages "$S2" '{"text":"secret plans"}'
+expect 201 "" "a message sent on node 2"
+GONE=$(jget .event.id)
+ring_has() { # ring_has PATTERN: node 3's resume from before $GONE shows it
+	local i
+	for i in $(seq 1 40); do
+		BASE=$N3 api_get "/poll?since=$((GONE - 1))&timeout=1" "$RPOLL"
+		jget ".events[] | select(.id == $GONE)" | grep -q "$1" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+check "node 3's resume has it" ring_has "secret plans"
+BASE=$N2 api DELETE "/api/rooms/cl/messages/$GONE" -H "Authorization: Bearer $S2"
+expect 200 "" "its author deletes it on node 2"
+check "node 3's resume from before it gives the tombstone" ring_has '"deleted": true'
+BASE=$N3 api_get "/poll?since=$((GONE - 1))&timeout=1" "$RPOLL"
+no_text() { ! grep -q 'secret plans' <<<"$BODY"; }
+check "and not the text" no_text
+
 # --- accounts: a new one is @mentionable on every node at once; a disabled
 # one's streams end on every node at once (NOTIFY, not a restart) ----------
 NEWU=$(BASE=$N2 register cl_newcomer)

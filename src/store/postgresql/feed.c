@@ -40,6 +40,30 @@ static void hand_over(struct pgst *st, struct event *ev)
 	atomic_store(&st->last_id, st->seen);
 }
 
+/* Under fmu: the envelopes another node's delete rewrote (the message's
+ * tombstone, its edits, the replies quoting it), read back as committed
+ * and handed to the hook as revisions, so that this node's ring holds
+ * what history holds and a resume from before the message never brings
+ * its text back. A read that fails leaves the ring entries to age out. */
+static void revisions_of(struct pgst *st, const int64_t *deletes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct pstmt *s = pgs_stmt(&st->fetch, Q_FEED_REVISED);
+		if (!s)
+			return;
+		pg_bind_int64(s, 1, deletes[i]);
+		while (pg_step(s) == PG_ROW) {
+			struct event *ev = pgs_row_event(s);
+			if (!ev)
+				continue;
+			event_revision_set(ev);
+			st->hook(st->hook_arg, ev);
+			event_unref(ev);
+		}
+		pgs_stmt_done(s);
+	}
+}
+
 /* Under fmu: hand over every committed id in (seen, below), in order.
  * 0, or -1 when the database could not be read (seen is then where it
  * got to; a later wake-up goes on from there). */
@@ -47,6 +71,8 @@ static int catch_up(struct pgst *st, int64_t below)
 {
 	for (;;) {
 		struct pstmt *s = pgs_stmt(&st->fetch, Q_FEED_AFTER);
+		int64_t *deletes = NULL;
+		size_t ndel = 0;
 		int rc, rows = 0;
 
 		if (!s)
@@ -61,10 +87,17 @@ static int catch_up(struct pgst *st, int64_t below)
 				st->seen = pg_col_int64(s, 0);
 				continue;
 			}
+			if (event_type(ev) == EVENT_DELETE) {
+				deletes = xrealloc(
+				    deletes, (ndel + 1) * sizeof(*deletes));
+				deletes[ndel++] = event_id(ev);
+			}
 			hand_over(st, ev);
 			event_unref(ev);
 		}
 		pgs_stmt_done(s);
+		revisions_of(st, deletes, ndel);
+		free(deletes);
 		if (rc != PG_DONE)
 			return -1;
 		if (rows < FEED_PAGE)
@@ -76,8 +109,8 @@ void pgs_feed_own(struct pgst *st, int64_t first, struct event **evs, size_t n,
 		  struct event **revs, size_t nrev)
 {
 	pthread_mutex_lock(&st->fmu);
-	/* Another node's revisions are not fed: its ring entries stay as
-	 * they were until they age out (history reads the table). */
+	/* This batch's revisions come from the writer; another node's are
+	 * read back by catch_up when its delete arrives. */
 	for (size_t i = 0; i < nrev && st->hook; i++)
 		st->hook(st->hook_arg, revs[i]);
 	if (st->hook) {

@@ -136,6 +136,7 @@ enum q {
 	Q_COUNTER_SET,
 	Q_NOTIFY,
 	Q_FEED_AFTER,
+	Q_FEED_REVISED,
 	Q_SESSIONS_NOTIFY,
 	/* start-up role cache and the room-creation limit */
 	Q_ROLES_ALL,

@@ -233,6 +233,12 @@ const char *const pg_sql_text[Q_COUNT] = {
     [Q_FEED_AFTER] =
 	"SELECT id, type, room_id, user_id, json, subject_id FROM events "
 	"WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3",
+    /* what delete $1 rewrote: its message's tombstone, the message's
+     * edits and the replies quoting it (effects.c, pw_edits_scrub) */
+    [Q_FEED_REVISED] =
+	"SELECT e.id, e.type, e.room_id, e.user_id, e.json FROM events e, "
+	"events d WHERE d.id = $1 AND (e.id = d.target_id OR "
+	"(e.target_id = d.target_id AND e.type IN ('edit', 'message')))",
     [Q_ROLES_ALL] = "SELECT id, created_by, 3 FROM rooms "
 		    "WHERE created_by IS NOT NULL UNION ALL "
 		    "SELECT room_id, user_id, 2 FROM moderators",
