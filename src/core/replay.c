@@ -71,15 +71,6 @@ static void ucount_rehash(struct replay *r, size_t cap)
 }
 
 /* The user's count, created at 0. Under mu. */
-/* The user's count if it has one, without adding it. Under mu. */
-static struct ucount *ucount_find(struct replay *r, int64_t user)
-{
-	if (!r->users_cap)
-		return NULL;
-	struct ucount *u = ucount_slot(r->users, r->users_cap, user);
-	return u->user ? u : NULL;
-}
-
 static struct ucount *ucount_get(struct replay *r, int64_t user)
 {
 	if ((r->users_len + 1) * 2 > r->users_cap) {
@@ -180,39 +171,77 @@ void replay_free(struct replay *r)
 	free(r);
 }
 
+/* Under mu: take a queue place and one of user's: true, or false when
+ * either is used up. A place is given back when its job leaves the queue
+ * (queued) and when it is done (the user's). */
+static bool place_take(struct replay *r, int64_t user)
+{
+	struct ucount *u = ucount_get(r, user);
+	if (r->stopping || r->queued >= r->queue_max || u->n >= r->per_user_max)
+		return false;
+	r->queued++;
+	u->n++;
+	return true;
+}
+
+static void place_give_back(struct replay *r, int64_t user)
+{
+	r->queued--;
+	ucount_get(r, user)->n--;
+}
+
+/* Under mu, on a place taken: queue the job. */
+static void job_put(struct replay *r, int64_t user, struct bus_prefetch *p,
+		    replay_done_fn done, void *arg)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->user = user;
+	j->p = p;
+	j->done = done;
+	j->arg = arg;
+	*r->tail = j;
+	r->tail = &j->next;
+	pthread_cond_signal(&r->cv);
+}
+
 int replay_submit(struct replay *r, int64_t user_id, struct bus_prefetch *p,
 		  replay_done_fn done, void *arg)
 {
-	int rc = REPLAY_EBUSY;
-
 	pthread_mutex_lock(&r->mu);
-	struct ucount *u = ucount_get(r, user_id);
-	if (!r->stopping && r->queued < r->queue_max &&
-	    u->n < r->per_user_max) {
-		struct job *j = xcalloc(1, sizeof(*j));
-		j->user = user_id;
-		j->p = p;
-		j->done = done;
-		j->arg = arg;
-		*r->tail = j;
-		r->tail = &j->next;
-		r->queued++;
-		u->n++;
-		pthread_cond_signal(&r->cv);
-		rc = 0;
-	}
+	bool ok = place_take(r, user_id);
+	if (ok)
+		job_put(r, user_id, p, done, arg);
 	pthread_mutex_unlock(&r->mu);
-	return rc;
+	return ok ? 0 : REPLAY_EBUSY;
 }
 
-bool replay_busy(struct replay *r, int64_t user_id)
+int replay_reserve(struct replay *r, int64_t user_id)
 {
 	pthread_mutex_lock(&r->mu);
-	struct ucount *u = ucount_find(r, user_id);
-	bool busy = r->stopping || r->queued >= r->queue_max ||
-		    (u && u->n >= r->per_user_max);
+	bool ok = place_take(r, user_id);
 	pthread_mutex_unlock(&r->mu);
-	return busy;
+	return ok ? 0 : REPLAY_EBUSY;
+}
+
+void replay_release(struct replay *r, int64_t user_id)
+{
+	pthread_mutex_lock(&r->mu);
+	place_give_back(r, user_id);
+	pthread_mutex_unlock(&r->mu);
+}
+
+int replay_submit_reserved(struct replay *r, int64_t user_id,
+			   struct bus_prefetch *p, replay_done_fn done,
+			   void *arg)
+{
+	pthread_mutex_lock(&r->mu);
+	bool ok = !r->stopping;
+	if (ok)
+		job_put(r, user_id, p, done, arg);
+	else
+		place_give_back(r, user_id);
+	pthread_mutex_unlock(&r->mu);
+	return ok ? 0 : REPLAY_EBUSY;
 }
 
 unsigned replay_retry_after(const struct replay *r)

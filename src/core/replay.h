@@ -52,11 +52,21 @@ struct bus_sub *replay_subscribe(struct replay *r, struct bus_shard *shard,
 				 int64_t user_id, int64_t since,
 				 const struct bus_sub_ops *ops, void *arg,
 				 int *err);
-/* Only look: would replay_submit for user_id be refused now (the queue
- * full, or the user at its share)? For refusing a WebSocket before its
- * upgrade (an HTTP 503 a browser backs off from) rather than after it; the
- * answer may change before the submit, which still decides. */
-bool replay_busy(struct replay *r, int64_t user_id);
+/* Hold a place for user_id's fetch now (one of the queue's and one of
+ * the user's), so that the fetch a WebSocket submits after its upgrade is
+ * not refused: the refusal comes before the upgrade, as an HTTP 503 a
+ * browser backs off from, never after it as an error frame. 0, or
+ * REPLAY_EBUSY. A reservation ends in exactly one replay_submit_reserved
+ * or replay_release. */
+int replay_reserve(struct replay *r, int64_t user_id);
+/* The fetch was not needed after all (the ring caught up with the
+ * cursor, or the connection ended before it started). */
+void replay_release(struct replay *r, int64_t user_id);
+/* replay_submit on a reservation: refused only while the pool stops
+ * (REPLAY_EBUSY; the reservation is released then too). */
+int replay_submit_reserved(struct replay *r, int64_t user_id,
+			   struct bus_prefetch *p, replay_done_fn done,
+			   void *arg);
 /* Seconds a refused client should wait before it tries again. */
 unsigned replay_retry_after(const struct replay *r);
 

@@ -219,6 +219,8 @@ static void slot_release(const struct transport_client *cl)
 static void hs_free(struct ws_handshake *hs)
 {
 	slot_release(&hs->cl);
+	if (hs->reserved)
+		replay_release(hs->ws->cfg.replay, hs->cl.user_id);
 	free(hs);
 }
 
@@ -258,20 +260,25 @@ enum MHD_Result ws_handle(struct ws_server *ws, struct MHD_Connection *c,
 				   "encoding of 16 bytes");
 	}
 
-	/* A cursor that needs history while the history pool is full: 503
-	 * busy now, before the upgrade, which a browser sees and backs off
-	 * from; after it only an error frame could say so (conn_fetch). */
+	/* A cursor that needs history takes its place in the history pool
+	 * now: a full pool is a 503 busy before the upgrade, which a browser
+	 * sees and backs off from; after it only an error frame could say
+	 * so. The place is the connection's until conn_start uses it. */
 	struct replay *rp = ws->cfg.replay;
-	if (rp && since >= 0 && bus_history_needed(ws->cfg.bus, since) &&
-	    replay_busy(rp, cl->user_id)) {
-		slot_release(cl);
-		return reply_busy(c, log, replay_retry_after(rp));
+	bool reserved = false;
+	if (rp && since >= 0 && bus_history_needed(ws->cfg.bus, since)) {
+		if (replay_reserve(rp, cl->user_id) < 0) {
+			slot_release(cl);
+			return reply_busy(c, log, replay_retry_after(rp));
+		}
+		reserved = true;
 	}
 
 	struct ws_handshake *hs = xcalloc(1, sizeof(*hs));
 	hs->ws = ws;
 	hs->cl = *cl;
 	hs->since = since;
+	hs->reserved = reserved;
 	struct MHD_Response *r =
 	    MHD_create_response_for_upgrade(upgrade_cb, hs);
 	if (!r) {
@@ -364,14 +371,19 @@ static void fetch_done(void *arg, struct bus_prefetch *p, int rc)
 	loop_post(f->conn->lp, fetch_task, f);
 }
 
-/* Queue p's fetch; a full queue is answered "busy, try again" and 1013. */
+/* Queue p's fetch on the place the handshake reserved (a fetch again,
+ * after the ring moved past it, needs a new one); a refusal (a full
+ * queue, or the pool stopping) is answered "busy, try again" and 1013. */
 static void conn_fetch(struct ws_conn *c, struct bus_prefetch *p)
 {
 	struct replay *r = c->wl->ws->cfg.replay;
 	struct ws_fetch *f = xcalloc(1, sizeof(*f));
+	bool reserved = c->reserved;
 	f->conn = conn_ref(c);
 	f->p = p;
-	if (replay_submit(r, c->user_id, p, fetch_done, f) == 0)
+	c->reserved = false;
+	if ((reserved ? replay_submit_reserved(r, c->user_id, p, fetch_done, f)
+		      : replay_submit(r, c->user_id, p, fetch_done, f)) == 0)
 		return;
 	char s[160];
 	int n =
@@ -407,11 +419,15 @@ static void conn_start(void *arg)
 	/* A cursor older than the ring needs history from the store: read it
 	 * on the replay pool, never here (fetch_task completes it). */
 	struct ws_server *ws = wl->ws;
-	if (ws->cfg.replay && bus_history_needed(ws->cfg.bus, c->since))
+	if (ws->cfg.replay && bus_history_needed(ws->cfg.bus, c->since)) {
 		conn_fetch(c, bus_prefetch_new(c->user_id, c->since));
-	else
+	} else {
+		if (c->reserved) /* the ring holds the cursor now */
+			replay_release(ws->cfg.replay, c->user_id);
+		c->reserved = false;
 		c->sub = bus_subscribe(wl->shard, c->user_id, c->since,
 				       &sub_ops, c, &err);
+	}
 	if (!c->sub && err)
 		sub_failed(c, err);
 	/* Bytes that came with the handshake first, then hello and replay. */
@@ -485,6 +501,8 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection,
 	c->addr[sizeof(c->addr) - 1] = '\0';
 	c->slot = hs->cl.limit; /* the connection releases it now */
 	hs->cl.limit = NULL;
+	c->reserved = hs->reserved; /* and its history-pool place */
+	hs->reserved = false;
 	if (extra_in_size) {
 		c->extra = xmalloc(extra_in_size);
 		memcpy(c->extra, extra_in, extra_in_size);

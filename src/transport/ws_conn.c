@@ -766,6 +766,9 @@ void conn_teardown(struct ws_conn *c)
 	if (c->slot)
 		limit_stream_release(c->slot, c->user_id, c->addr);
 	c->slot = NULL;
+	if (c->reserved)
+		replay_release(c->wl->ws->cfg.replay, c->user_id);
+	c->reserved = false;
 	bus_unsubscribe(c->sub);
 	c->sub = NULL;
 	if (c->watched)

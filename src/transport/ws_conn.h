@@ -83,6 +83,7 @@ struct ws_handshake {
 	struct ws_server *ws;
 	struct transport_client cl;
 	int64_t since;
+	bool reserved; /* a history-pool place is held for this cursor */
 };
 
 /* One outgoing text message: an event's shared bytes, or our own copy. */
@@ -126,6 +127,8 @@ struct ws_conn {
 	char username[33];
 	char addr[64];
 	struct limit *slot; /* holds a stream-cap slot; released at teardown */
+	bool reserved;	    /* holds a history-pool place (replay_reserve) not
+			       used yet; released at teardown */
 	unsigned limited_run; /* commands refused in a row (rate limits) */
 };
 

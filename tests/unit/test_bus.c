@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -1040,6 +1041,57 @@ static void test_replay_pool_bounded(void **state)
 	bus_free(bus);
 }
 
+/* A place reserved before a WebSocket upgrade counts as a queued job
+ * (for the queue and for its user) until it is submitted, which cannot be
+ * refused then, or released. */
+static void test_replay_reserve(void **state)
+{
+	(void)state;
+	struct fake_store fs = {0};
+	struct bus *bus = bus_new(4, 100, 0, fake_history, &fs);
+	fs.bus = bus;
+	fake_member_add(&fs, LOBBY, ALICE);
+	for (int i = 1; i <= 10; i++)
+		store_pub(&fs, i, EVENT_MESSAGE, LOBBY, BOB);
+	pthread_mutex_lock(&pw.mu);
+	int done_before = pw.done;
+	pthread_mutex_unlock(&pw.mu);
+
+	struct replay *r = replay_new(bus, 1, 2, 1);
+	assert_non_null(r);
+	assert_int_equal(replay_reserve(r, ALICE), 0);
+	/* alice's share is taken by the reservation */
+	assert_int_equal(replay_reserve(r, ALICE), REPLAY_EBUSY);
+	struct bus_prefetch *p = bus_prefetch_new(ALICE, 1);
+	assert_int_equal(replay_submit(r, ALICE, p, pool_done, (void *)5),
+			 REPLAY_EBUSY);
+	assert_int_equal(replay_reserve(r, BOB), 0);
+	/* two places held: the queue is full for everyone else */
+	assert_int_equal(replay_reserve(r, CAROL), REPLAY_EBUSY);
+	replay_release(r, BOB);
+	assert_int_equal(replay_reserve(r, CAROL), 0);
+	replay_release(r, CAROL);
+	/* alice's reserved fetch runs */
+	assert_int_equal(
+	    replay_submit_reserved(r, ALICE, p, pool_done, (void *)5), 0);
+	pthread_mutex_lock(&pw.mu);
+	while (pw.done < done_before + 1)
+		pthread_cond_wait(&pw.cv, &pw.mu);
+	pthread_mutex_unlock(&pw.mu);
+	assert_int_equal(pw.rc[5], 0);
+	/* its place is back once done: alice may reserve again */
+	int back = REPLAY_EBUSY;
+	for (int i = 0; i < 300 && back != 0; i++)
+		if ((back = replay_reserve(r, ALICE)) != 0)
+			usleep(10000);
+	assert_int_equal(back, 0);
+	replay_release(r, ALICE);
+	replay_free(r);
+	bus_prefetch_free(p);
+	store_fini(&fs);
+	bus_free(bus);
+}
+
 /* replay_subscribe: a thread that may wait has the read done on the pool
  * and gets the same replay as bus_subscribe; without a pool it is
  * bus_subscribe. */
@@ -1552,6 +1604,7 @@ int main(void)
 	    cmocka_unit_test(test_publish_id_violation),
 	    cmocka_unit_test(test_prefetched_subscribe),
 	    cmocka_unit_test(test_replay_pool_bounded),
+	    cmocka_unit_test(test_replay_reserve),
 	    cmocka_unit_test(test_replay_subscribe),
 	    cmocka_unit_test(test_history_then_ring),
 	    cmocka_unit_test(test_history_overtaken_retries),

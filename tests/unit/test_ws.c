@@ -178,14 +178,34 @@ int replay_submit(struct replay *r, int64_t user_id, struct bus_prefetch *p,
 	return REPLAY_EBUSY;
 }
 
-/* The look before the upgrade: full only when a test says so (the pool
- * filling between the look and the submit is test_history_busy). */
+/* The place taken before the upgrade: refused only when a test says so.
+ * places counts those held; every one must end in a submit or a release
+ * (test_history_busy: the pool stopping after the upgrade). */
 static atomic_bool pool_full_now;
+static atomic_int places;
 
-bool replay_busy(struct replay *r, int64_t user_id)
+int replay_reserve(struct replay *r, int64_t user_id)
 {
 	(void)r, (void)user_id;
-	return atomic_load(&pool_full_now);
+	if (atomic_load(&pool_full_now))
+		return REPLAY_EBUSY;
+	atomic_fetch_add(&places, 1);
+	return 0;
+}
+
+void replay_release(struct replay *r, int64_t user_id)
+{
+	(void)r, (void)user_id;
+	assert_true(atomic_fetch_sub(&places, 1) > 0);
+}
+
+int replay_submit_reserved(struct replay *r, int64_t user_id,
+			   struct bus_prefetch *p, replay_done_fn done,
+			   void *arg)
+{
+	(void)p, (void)done, (void)arg;
+	replay_release(r, user_id); /* as the real pool does when stopping */
+	return REPLAY_EBUSY;
 }
 
 unsigned replay_retry_after(const struct replay *r)
@@ -1198,6 +1218,7 @@ static void test_history_busy(void **state)
 	atomic_store(&history_busy, false);
 	assert_int_equal(atomic_load(&nsubs), subs_before); /* never */
 	assert_true(wait_until(no_ws_connections, f, 3000));
+	assert_int_equal(atomic_load(&places), 0); /* the place was used */
 }
 
 /* The pool is full already when the handshake comes: 503 before the
@@ -1221,6 +1242,7 @@ static void test_history_busy_before_upgrade(void **state)
 	atomic_store(&pool_full_now, false);
 	atomic_store(&history_busy, false);
 	assert_true(wait_until(no_ws_connections, f, 3000));
+	assert_int_equal(atomic_load(&places), 0); /* none taken */
 }
 
 static void test_late_ack(void **state)
