@@ -192,10 +192,16 @@ struct pstmt {
 	bool ran;
 };
 
+/* A statement's state on one server process (stmt.c, exec_stmt). */
+enum prep { PREP_NOT_YET, PREP_DONE, PREP_NEVER };
+
 struct pconn {
 	PGconn *pg;
 	const char *url;
 	struct pstmt stmt[Q_COUNT];
+	unsigned char
+	    prep[Q_COUNT]; /* enum prep, for server process prep_pid */
+	int prep_pid;
 	int64_t changes;     /* rows the last command changed */
 	int64_t last_insert; /* the id an INSERT ... RETURNING id gave */
 	char sqlstate[6];    /* of the last failure */

@@ -392,6 +392,40 @@ static int failure(struct pconn *c, const PGresult *r)
 	return PG_ERROR;
 }
 
+/* Run s's statement. The first time on a server process it is prepared
+ * (parsed and planned once, then run by name with new values: the writer
+ * runs the same few statements for every send, under the events lock),
+ * with the parameter types of that first call. A new server process (a
+ * reconnect) starts again. A statement the server cannot prepare outside
+ * a failed transaction runs unprepared from then on, as it always could;
+ * one that fails to prepare inside a failed transaction is tried again on
+ * its next use (PQexecParams then reports the same failure). */
+static PGresult *exec_stmt(struct pconn *c, struct pstmt *s, int n)
+{
+	const char *sql = pg_sql_text[s->q];
+	int pid = PQbackendPID(c->pg);
+	char name[16];
+
+	if (pid != c->prep_pid) {
+		memset(c->prep, PREP_NOT_YET, sizeof(c->prep));
+		c->prep_pid = pid;
+	}
+	snprintf(name, sizeof(name), "q%d", (int)s->q);
+	if (c->prep[s->q] == PREP_NOT_YET) {
+		PGresult *r = PQprepare(c->pg, name, sql, n, s->type);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK)
+			c->prep[s->q] = PREP_DONE;
+		else if (PQstatus(c->pg) == CONNECTION_OK &&
+			 PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+			c->prep[s->q] = PREP_NEVER;
+		PQclear(r);
+	}
+	if (c->prep[s->q] == PREP_DONE)
+		return PQexecPrepared(c->pg, name, n, s->val, s->len, s->fmt,
+				      0);
+	return PQexecParams(c->pg, sql, n, s->type, s->val, s->len, s->fmt, 0);
+}
+
 int pg_step(struct pstmt *s)
 {
 	if (!s->ran) {
@@ -400,8 +434,7 @@ int pg_step(struct pstmt *s)
 		bool idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 		s->ran = true;
 		s->row = -1;
-		s->res = PQexecParams(c->pg, pg_sql_text[s->q], n, s->type,
-				      s->val, s->len, s->fmt, 0);
+		s->res = exec_stmt(c, s, n);
 		/* A pooled connection the server dropped while it sat idle
 		 * (a restart) fails its next statement: a read outside a
 		 * transaction runs once more on the connection made again,
@@ -413,9 +446,7 @@ int pg_step(struct pstmt *s)
 			s->res = NULL;
 			PQreset(c->pg);
 			if (PQstatus(c->pg) == CONNECTION_OK)
-				s->res = PQexecParams(c->pg, pg_sql_text[s->q],
-						      n, s->type, s->val,
-						      s->len, s->fmt, 0);
+				s->res = exec_stmt(c, s, n);
 		}
 		switch (PQresultStatus(s->res)) {
 		case PGRES_TUPLES_OK:

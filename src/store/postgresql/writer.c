@@ -469,12 +469,12 @@ static bool batch_apply(struct pgst *st, struct job **jobs, size_t n, int *why,
 	if (pw_ids_take(st) != PG_OK)
 		goto fail;
 	*first = st->next_id;
+	if (pgs_run(&st->w, Q_SAVEPOINT) != PG_OK)
+		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = jobs[i];
 		int64_t next = st->next_id;
 
-		if (pgs_run(&st->w, Q_SAVEPOINT) != PG_OK)
-			goto fail;
 		j->status = job_run(st, j);
 		if (j->status == PW_FATAL)
 			goto fail;
@@ -487,7 +487,10 @@ static bool batch_apply(struct pgst *st, struct job **jobs, size_t n, int *why,
 			if (pgs_run(&st->w, Q_ROLLBACK_TO) != PG_OK)
 				goto fail;
 		}
-		if (pgs_run(&st->w, Q_RELEASE) != PG_OK)
+		/* the next job's savepoint in the same round trip: every
+		 * statement here runs while every node waits for the lock */
+		if ((i + 1 < n ? pg_exec(&st->w, "RELEASE job; SAVEPOINT job")
+			       : pgs_run(&st->w, Q_RELEASE)) != PG_OK)
 			goto fail;
 		wrote |= j->fresh;
 	}
