@@ -5,7 +5,10 @@
 #   durable: 100 WebSocket senders, one send in flight each (sends/s);
 #   fanout:  1,000 WebSocket subscribers in one room, 4 publishers
 #            (deliveries per natterd CPU-second, all nodes' CPU summed;
-#            PostgreSQL's own CPU is not in it: it is reported apart).
+#            PostgreSQL's own CPU is not in it: it is reported apart);
+#   paced:   the same 1,000 subscribers, 100 msg/s from 4 HTTP
+#            publishers, one in flight each (latency p50/p99: what the
+#            PostgreSQL path adds to a chat-like message).
 # Prints one JSON line per run and appends them to $OUT
 # (contrib/bench/CLUSTER.jsonl). Nodes share the machine's cores, so compare
 # per-CPU-second figures, not absolute rates.
@@ -18,6 +21,7 @@ BENCH=$B/contrib/bench/natter-bench
 OUT=${OUT:-$top/contrib/bench/CLUSTER.jsonl}
 MSG_DURABLE=${MSG_DURABLE:-40}  # per sender
 MSG_FANOUT=${MSG_FANOUT:-300}
+MSG_PACED=${MSG_PACED:-1000}    # at 100 msg/s
 . "$top/tests/backends.sh"
 backends_need
 WORK=$(mktemp -d /tmp/natter-cluster-bench.XXXXXX)
@@ -66,6 +70,13 @@ run() { # label nodes(0: sqlite) bench-args...
 			node "$WORK/node$i.log" --store "$PG_URL"
 			ports+=("$PORT")
 		done
+	fi
+	if [ "$n" = 1 ]; then
+		# one node needs no balancer: the figures compare the store
+		# path with SQLite's, not haproxy's tunnel (before 2026-12-01
+		# the 1-node runs went through haproxy too)
+		url="http://127.0.0.1:${ports[0]}"
+	elif [ "$n" -gt 1 ]; then
 		local lb
 		lb=$(free_port)
 		{
@@ -84,7 +95,7 @@ run() { # label nodes(0: sqlite) bench-args...
 	cpu1=$( [ "$n" = 0 ] && echo 0 || pg_cpu)
 	if [ -n "$line" ] && jq -e . >/dev/null 2>&1 <<<"$line"; then
 		line=$(jq -c --argjson nodes "$n" --arg pg "$(echo "$cpu1 - $cpu0" | bc)" \
-			'{label: .label, nodes: $nodes, sends_per_s, deliveries_per_s, deliveries_per_cpu_s, server_cpu_s, postgres_cpu_s: ($pg|tonumber), p99_ms, lost, dup, reordered}' <<<"$line")
+			'{label: .label, nodes: $nodes, sends_per_s, deliveries_per_s, deliveries_per_cpu_s, server_cpu_s, postgres_cpu_s: ($pg|tonumber), p50_ms, p99_ms, lost, dup, reordered}' <<<"$line")
 	else
 		line="{\"label\":\"$label\",\"nodes\":$n,\"failed\":\"$(tail -n1 "$WORK/err" | tr -d '"')\"}"
 	fi
@@ -98,4 +109,7 @@ for n in ${NODES:-0 1 2 3}; do
 		--messages $((MSG_DURABLE * 100)) --timeout 120
 	run fanout-1k "$n" --subs 1000 --pubs 4 --messages "$MSG_FANOUT" --procs 1 \
 		--drain 30 --timeout 120
+	# chat-like: what the PostgreSQL path adds to a message's latency
+	run paced-1k-100 "$n" --subs 1000 --pubs 4 --messages "$MSG_PACED" --rate 100 \
+		--procs 2 --drain 30 --timeout 60 --publish-via http --window 1
 done
