@@ -50,14 +50,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t ngot = 0, wrote = 0, si = 0;
 	bool eof = false;
 	unsigned char buf[TLS_CHUNK + 64];
+	unsigned idle = 0; /* steps in a row that moved no byte */
 	for (unsigned steps = 0; !eof && steps < 100000; steps++) {
 		uint8_t op = nscript ? script[si++ % nscript] : 0x45;
+		/* A script that stops sending (or never shuts down) would only
+		 * spin: after a whole pass of it with nothing moved, the
+		 * client sends what is left and shuts its side. */
+		if (idle > nscript + 8)
+			op = (uint8_t)((op | 1) & ~2);
+		size_t before = wrote;
 		/* the client sends the next chunk (its size from the script) */
 		if (wrote < nsent && (op & 1)) {
 			size_t chunk = 1 + (size_t)op * 97 % 9000;
 			if (chunk > nsent - wrote)
 				chunk = nsent - wrote;
-			ssize_t w = send(sp[1], sent + wrote, chunk, MSG_NOSIGNAL);
+			ssize_t w =
+			    send(sp[1], sent + wrote, chunk, MSG_NOSIGNAL);
 			if (w > 0)
 				wrote += (size_t)w;
 		}
@@ -69,11 +77,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* mbedTLS asks: a header, a body, or a big read */
 		size_t want = (op & 0x30) == 0x00   ? 5
 			      : (op & 0x30) == 0x10 ? 1 + (size_t)op % 64
-			      : (op & 0x30) == 0x20 ? 1 + (size_t)op * 131 % 4096
-						    : TLS_RA + (size_t)op * 61 % 9000;
+			      : (op & 0x30) == 0x20
+				  ? 1 + (size_t)op * 131 % 4096
+				  : TLS_RA + (size_t)op * 61 % 9000;
 		int n = bio_recv(c, buf, want);
-		if (n == MBEDTLS_ERR_SSL_WANT_READ)
+		if (n == MBEDTLS_ERR_SSL_WANT_READ) {
+			idle = wrote == before ? idle + 1 : 0;
 			continue;
+		}
+		idle = 0;
 		if (n < 0)
 			abort(); /* a socketpair never fails so */
 		if (n == 0) {
