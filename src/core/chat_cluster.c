@@ -179,8 +179,8 @@ int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
 		snprintf(err, errlen, "cannot start the bus threads");
 		return CHAT_EINVAL;
 	}
-	log_info("bus: redis host=%s port=%d channel=%s node=%016llx", b.host,
-		 b.port, channel, (unsigned long long)c->node_id);
+	log_info("bus: redis host=%s port=%d channel=%s node=%lld", b.host,
+		 b.port, channel, (long long)c->node_id);
 	return CHAT_OK;
 }
 
