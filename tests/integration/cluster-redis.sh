@@ -142,7 +142,8 @@ check "and on node 3" wait_for 3 is_status "$N3" "$W" cr_p online
 # presence_event FILE USER STATUS: an SSE stream shows that presence event.
 presence_event() {
 	grep -a '^data: ' "$1" 2>/dev/null | sed 's/^data: //' |
-		jq -e --arg u "$2" --arg s "$3" 'select(.type=="presence" and .from==$u and .status==$s)' >/dev/null
+		jq -c --arg u "$2" --arg s "$3" 'select(.type=="presence" and .from==$u and .status==$s)' |
+		grep -q .
 }
 check "node 2's SSE subscriber got the presence event" \
 	wait_for 3 presence_event "$WORK/b.sse" cr_p online
@@ -155,9 +156,12 @@ BASE=$N1 api_json PATCH /api/me "$P" '{"status":"online"}'
 check "back to automatic on node 1: online on node 2" wait_for 3 is_status "$N2" "$B" cr_p online
 
 # a stream closed on node 1: offline on node 2 after node 1's grace (1 s)
-kill "$P_WS" 2>/dev/null || true
-check "cr_p's WebSocket on node 1 closed: offline on node 2 within 5 s" \
+# (SIGKILL: wsclient reads 2 s more after a SIGTERM)
+kill -KILL "$P_WS" 2>/dev/null || true
+T0=$SECONDS
+check "cr_p's WebSocket on node 1 closed: offline on node 2 within 5 s (grace 1 s, heartbeat 2 s)" \
 	wait_for 5 is_status "$N2" "$B" cr_p offline
+ok "(it took $((SECONDS - T0)) s)"
 "$WSCLIENT" --token "$P" --timeout 120 "ws://127.0.0.1:${NODE_PORT[1]}/ws" >/dev/null 2>&1 &
 PIDS+=($!)
 check "connected again: online on node 2" wait_for 3 is_status "$N2" "$B" cr_p online
