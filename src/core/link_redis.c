@@ -128,15 +128,33 @@ static void sub_read(struct link_redis *l, redisContext *c)
 	}
 }
 
+/* sub_fd is what link_redis_free shuts down: set before the first
+ * command, so that a hung Redis cannot hold a stopping node. */
+static void sub_fd_set(struct link_redis *l, int fd)
+{
+	pthread_mutex_lock(&l->lock);
+	l->sub_fd = fd;
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Connected and subscribed, or NULL with the reason in why. SUBSCRIBE's
+ * answer gets the I/O timeout; then reads wait as long as it takes (a
+ * quiet channel is no fault). */
 static redisContext *sub_connect(struct link_redis *l, char *why, size_t n)
 {
 	redisContext *c = dial(l, why, n);
 	if (!c)
 		return NULL;
-	redisReply *r = redisCommand(c, "SUBSCRIBE %s", l->channel);
-	if (!r || r->type == REDIS_REPLY_ERROR) {
-		snprintf(why, n, "%s", r ? r->str : c->errstr);
+	sub_fd_set(l, c->fd);
+	redisReply *r = NULL;
+	if (!stopping(l) &&
+	    redisSetTimeout(c, tv_ms(IO_TIMEOUT_MS)) == REDIS_OK)
+		r = redisCommand(c, "SUBSCRIBE %s", l->channel);
+	if (!r || r->type == REDIS_REPLY_ERROR ||
+	    redisSetTimeout(c, tv_ms(0)) != REDIS_OK) {
+		snprintf(why, n, "%s", r && r->str ? r->str : c->errstr);
 		freeReplyObject(r);
+		sub_fd_set(l, -1);
 		redisFree(c);
 		return NULL;
 	}
@@ -154,7 +172,7 @@ static void *sub_main(void *arg)
 		char why[128];
 		redisContext *c = sub_connect(l, why, sizeof(why));
 		if (!c) {
-			if (!warned)
+			if (!warned && !stopping(l))
 				log_warn("bus: cannot subscribe, retrying "
 					 "host=%s port=%d error=%s",
 					 l->where.host, l->where.port, why);
@@ -171,17 +189,11 @@ static void *sub_main(void *arg)
 		was_up = true;
 		warned = false;
 		backoff = BACKOFF_MIN_MS;
-		pthread_mutex_lock(&l->lock);
-		l->sub_fd = c->fd;
-		bool stop = l->stop;
-		pthread_mutex_unlock(&l->lock);
 		set_up(l, &l->sub_up, true);
-		if (!stop)
+		if (!stopping(l))
 			sub_read(l, c);
 		set_up(l, &l->sub_up, false);
-		pthread_mutex_lock(&l->lock);
-		l->sub_fd = -1;
-		pthread_mutex_unlock(&l->lock);
+		sub_fd_set(l, -1);
 		if (!stopping(l))
 			log_warn("bus: subscription lost, reconnecting "
 				 "error=%s",
@@ -227,6 +239,26 @@ static bool pub_send(struct link_redis *l, redisContext *c, struct item *it)
 	return ok;
 }
 
+/* Connected and answering (a stopped Redis still accepts connections in
+ * its kernel's backlog: only an answer says it is there), or NULL. */
+static redisContext *pub_connect(struct link_redis *l, char *why, size_t n)
+{
+	redisContext *c = dial(l, why, n);
+	if (!c)
+		return NULL;
+	redisReply *r = NULL;
+	if (redisSetTimeout(c, tv_ms(IO_TIMEOUT_MS)) == REDIS_OK)
+		r = redisCommand(c, "PING");
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		snprintf(why, n, "%s", r && r->str ? r->str : c->errstr);
+		freeReplyObject(r);
+		redisFree(c);
+		return NULL;
+	}
+	freeReplyObject(r);
+	return c;
+}
+
 static void *pub_main(void *arg)
 {
 	struct link_redis *l = arg;
@@ -239,9 +271,8 @@ static void *pub_main(void *arg)
 		int64_t now = mono_ms();
 		if (!c && now >= retry_at) {
 			char why[128];
-			c = dial(l, why, sizeof(why));
+			c = pub_connect(l, why, sizeof(why));
 			if (c) {
-				redisSetTimeout(c, tv_ms(IO_TIMEOUT_MS));
 				backoff = BACKOFF_MIN_MS;
 				warned = false;
 				set_up(l, &l->pub_up, true);
