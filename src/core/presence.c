@@ -246,10 +246,13 @@ void presence_free(struct presence *p)
 		if (p->users.keys[i] == IMAP_EMPTY)
 			continue;
 		struct puser *u = (struct puser *)p->users.vals[i];
-		/* connected, or gone within the grace time (not saved yet) */
+		/* connected (here or on another node), or gone within the
+		 * grace time (not saved yet) */
 		if (u->conns || u->pub != PRESENCE_OFFLINE) {
 			ids[n] = u->id;
-			ms[n++] = u->conns ? now : u->seen_ms;
+			ms[n++] = u->conns || u->remote != PRESENCE_OFFLINE
+				      ? now
+				      : u->seen_ms;
 		}
 		free(u);
 	}
