@@ -152,10 +152,10 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	       "Committed events the bus refused as out of id order.",
 	       &m->bus_id_violations);
 	single(out, "natter_cluster_bus_received_total", "counter",
-	       "Messages received from the cluster's Redis channel.",
+	       "Messages received from the cluster Redis channel.",
 	       &m->cluster_in);
 	single(out, "natter_cluster_bus_published_total", "counter",
-	       "Messages published to the cluster's Redis channel.",
+	       "Messages published to the cluster Redis channel.",
 	       &m->cluster_out);
 	single(out, "natter_cluster_bus_dropped_total", "counter",
 	       "Messages not published: Redis down or the queue full.",
