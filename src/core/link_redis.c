@@ -67,8 +67,8 @@ static void set_up(struct link_redis *l, bool *which, bool up)
 		atomic_store(&l->m->cluster_up, both ? 1 : 0);
 }
 
-/* Wait ms on the condition variable, or less when stopping. */
-static void nap(struct link_redis *l, int ms)
+/* ms from now on the monotonic clock (the condition variable's). */
+static struct timespec after_ms(int64_t ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -78,6 +78,13 @@ static void nap(struct link_redis *l, int ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
+	return ts;
+}
+
+/* Wait ms on the condition variable, or less when stopping. */
+static void nap(struct link_redis *l, int ms)
+{
+	struct timespec ts = after_ms(ms);
 	pthread_mutex_lock(&l->lock);
 	if (!l->stop)
 		pthread_cond_timedwait(&l->cond, &l->lock, &ts);
@@ -259,63 +266,84 @@ static redisContext *pub_connect(struct link_redis *l, char *why, size_t n)
 	return c;
 }
 
+/* The publisher's connection and its backoff. */
+struct pub {
+	redisContext *c;
+	int64_t retry_at; /* mono_ms */
+	int backoff;
+	bool warned;
+};
+
+/* Connect when not connected and the backoff allows. */
+static void pub_ensure(struct link_redis *l, struct pub *p)
+{
+	int64_t now = mono_ms();
+	if (p->c || now < p->retry_at)
+		return;
+	char why[128];
+	p->c = pub_connect(l, why, sizeof(why));
+	if (p->c) {
+		p->backoff = BACKOFF_MIN_MS;
+		p->warned = false;
+		set_up(l, &l->pub_up, true);
+		return;
+	}
+	if (!p->warned)
+		log_warn("bus: cannot connect to publish, retrying error=%s",
+			 why);
+	p->warned = true;
+	p->retry_at = now + p->backoff;
+	p->backoff =
+	    p->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff * 2;
+}
+
+/* Publish what is queued; a failure drops the connection. */
+static void pub_flush(struct link_redis *l, struct pub *p)
+{
+	pthread_mutex_lock(&l->lock);
+	struct item *items = queue_take(l);
+	pthread_mutex_unlock(&l->lock);
+	if (!items || pub_send(l, p->c, items) || !p->c)
+		return;
+	log_warn("bus: publishing failed, reconnecting error=%s",
+		 p->c->err ? p->c->errstr : "refused");
+	redisFree(p->c);
+	p->c = NULL;
+	set_up(l, &l->pub_up, false);
+}
+
+/* Sleep until the mono_ms deadline unless something is queued or the link
+ * stops: checked and waited for under one hold of the lock, so that a
+ * publish in between cannot be missed until the next tick. */
+static void pub_wait(struct link_redis *l, int64_t until)
+{
+	int64_t ms = until - mono_ms();
+	if (ms <= 0)
+		return;
+	struct timespec ts = after_ms(ms);
+	pthread_mutex_lock(&l->lock);
+	if (!l->head && !l->stop)
+		pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+	pthread_mutex_unlock(&l->lock);
+}
+
 static void *pub_main(void *arg)
 {
 	struct link_redis *l = arg;
-	redisContext *c = NULL;
-	int64_t retry_at = 0, next_tick = mono_ms();
-	int backoff = BACKOFF_MIN_MS;
-	bool warned = false;
+	struct pub p = {.backoff = BACKOFF_MIN_MS};
+	int64_t next_tick = mono_ms();
 	pthread_setname_np(pthread_self(), "bus-pub");
 	while (!stopping(l)) {
-		int64_t now = mono_ms();
-		if (!c && now >= retry_at) {
-			char why[128];
-			c = pub_connect(l, why, sizeof(why));
-			if (c) {
-				backoff = BACKOFF_MIN_MS;
-				warned = false;
-				set_up(l, &l->pub_up, true);
-			} else {
-				if (!warned)
-					log_warn("bus: cannot connect to "
-						 "publish, retrying error=%s",
-						 why);
-				warned = true;
-				retry_at = now + backoff;
-				backoff = backoff * 2 > BACKOFF_MAX_MS
-					      ? BACKOFF_MAX_MS
-					      : backoff * 2;
-			}
-		}
-		pthread_mutex_lock(&l->lock);
-		struct item *items = queue_take(l);
-		pthread_mutex_unlock(&l->lock);
-		if (items && !pub_send(l, c, items) && c) {
-			log_warn("bus: publishing failed, reconnecting "
-				 "error=%s",
-				 c->err ? c->errstr : "refused");
-			redisFree(c);
-			c = NULL;
-			set_up(l, &l->pub_up, false);
-		}
-		now = mono_ms();
-		if (now >= next_tick) {
+		pub_ensure(l, &p);
+		pub_flush(l, &p);
+		if (mono_ms() >= next_tick) {
 			l->ops.tick(l->arg);
-			next_tick = now + LINK_REDIS_TICK_MS;
+			next_tick = mono_ms() + LINK_REDIS_TICK_MS;
 		}
-		pthread_mutex_lock(&l->lock);
-		if (!l->head && !l->stop) {
-			int64_t wait = next_tick - mono_ms();
-			pthread_mutex_unlock(&l->lock);
-			if (wait > 0)
-				nap(l, (int)wait);
-		} else {
-			pthread_mutex_unlock(&l->lock);
-		}
+		pub_wait(l, next_tick);
 	}
-	if (c)
-		redisFree(c);
+	if (p.c)
+		redisFree(p.c);
 	pthread_mutex_lock(&l->lock);
 	struct item *rest = queue_take(l);
 	pthread_mutex_unlock(&l->lock);

@@ -139,6 +139,9 @@ PIDS+=($P_WS)
 check "cr_p, connected to node 1 only, is online in GET /api/presence on node 2 within 3 s" \
 	wait_for 3 is_status "$N2" "$B" cr_p online
 check "and on node 3" wait_for 3 is_status "$N3" "$W" cr_p online
+check "room cr's member list on node 2 says cr_p is online" \
+	test "$(curl -s -H "Authorization: Bearer $B" "$N2/api/rooms/cr/members" |
+		jq -r '.members[] | select(.username=="cr_p") | .status')" = online
 # presence_event FILE USER STATUS: an SSE stream shows that presence event.
 presence_event() {
 	grep -a '^data: ' "$1" 2>/dev/null | sed 's/^data: //' |
