@@ -426,7 +426,13 @@ static bool evaluate(struct presence *p, struct puser *u, int64_t now,
 	if (changed) {
 		u->pub = eff;
 		u->text_dirty = false;
-		u->seq = ++p->seq;
+		/* microseconds of the wall clock, or one more than the last:
+		 * it grows here, and across the nodes of a cluster (clocks in
+		 * step) a later change has the larger seq, so a client that
+		 * reads one node and streams from another orders them right */
+		p->seq = (uint64_t)now * 1000 > p->seq ? (uint64_t)now * 1000
+						       : p->seq + 1;
+		u->seq = p->seq;
 		p->published++;
 		out->user = u->id;
 		out->offline = eff == PRESENCE_OFFLINE;

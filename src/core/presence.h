@@ -44,7 +44,9 @@ struct presence_info {
 	char text[PRESENCE_TEXT_BYTES]; /* "" for none */
 	int64_t last_seen_ms;		/* now while connected; 0: never seen */
 	uint64_t seq; /* grows with every publish, server-wide: the newer of
-			 two infos of one user has the larger seq */
+			 two infos of one user has the larger seq; from the
+			 wall clock in microseconds, so that across a
+			 cluster's nodes too (their clocks in step) */
 };
 
 struct presence_config {

@@ -364,6 +364,32 @@ static void test_remote_choice_newest_wins(void **state)
 	presence_free(p);
 }
 
+/* Two nodes' presence: a change published later on a node that has
+ * published little still has the larger seq (a client reads one node's
+ * GET /api/presence and streams another's events, and keeps the newest
+ * by seq). */
+static void test_seq_across_nodes(void **state)
+{
+	(void)state;
+	struct rec ra, rb;
+	struct presence *a = mk(&ra), *b = mk(&rb);
+	int64_t now = 5000000;
+	for (int64_t u = 1; u <= 20; u++)
+		presence_connect(a, u, now);
+	run(a, &now, now + COALESCE);
+	assert_int_equal(ra.n, 20);
+	presence_remote_set(b, 1, PRESENCE_ONLINE, now);
+	now += 10;
+	presence_tick(b, now + COALESCE);
+	assert_int_equal(rb.n, 1);
+	assert_true(rb.info[0].seq > ra.info[19].seq);
+	/* and within one node, every publish has a larger one */
+	for (size_t i = 1; i < ra.n; i++)
+		assert_true(ra.info[i].seq > ra.info[i - 1].seq);
+	presence_free(a);
+	presence_free(b);
+}
+
 /* ---- the bus URL ---- */
 
 static void test_bus_url(void **state)
@@ -403,6 +429,7 @@ int main(void)
 	    cmocka_unit_test(test_remote_online_offline),
 	    cmocka_unit_test(test_merge_with_local),
 	    cmocka_unit_test(test_remote_choice_newest_wins),
+	    cmocka_unit_test(test_seq_across_nodes),
 	    cmocka_unit_test(test_bus_url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
