@@ -142,10 +142,11 @@ static void on_tick(void *arg)
 
 /* A peer's user changed (under the peers' lock; presence takes its own,
  * and never calls back into the peers). */
-static void on_change(void *arg, int64_t user, enum presence_status st)
+static void on_change(void *arg, int64_t user, enum presence_status st,
+		      int64_t seen_ms)
 {
 	struct chat *c = arg;
-	presence_remote_set(c->presence, user, st, now_ms());
+	presence_remote_set(c->presence, user, st, seen_ms, now_ms());
 }
 
 /* ---- start and stop ---- */

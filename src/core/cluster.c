@@ -15,6 +15,10 @@
 #include "util/util.h"
 
 #define WIRE_VERSION 1
+/* A peer's entry packs seen_ms and the status into one imap value:
+ * seen_ms << 2 | status. Milliseconds up to 2^61 are some 73 million
+ * years. */
+#define SEEN_MAX (INT64_MAX >> 2)
 
 /* ---- the wire ---- */
 
@@ -23,8 +27,9 @@ static const char kinds[] = {
 
 static json_t *user_pack(const struct presence_local *u)
 {
-	return json_pack("[I,i,i,I,s]", (json_int_t)u->user, (int)u->status,
-			 (int)u->chosen, (json_int_t)u->chosen_ms, u->text);
+	return json_pack("[I,i,i,I,s,I]", (json_int_t)u->user, (int)u->status,
+			 (int)u->chosen, (json_int_t)u->chosen_ms, u->text,
+			 (json_int_t)u->seen_ms);
 }
 
 char *cluster_encode(const struct cluster_msg *m, size_t *len)
@@ -60,19 +65,21 @@ static bool status_ok(json_int_t s, bool chosen)
 
 static int user_unpack(json_t *a, struct presence_local *u)
 {
-	json_int_t id, st, ch, ms;
+	json_int_t id, st, ch, ms, seen;
 	const char *text;
 	size_t tlen;
-	if (json_unpack(a, "[I,I,I,I,s%]", &id, &st, &ch, &ms, &text, &tlen) <
-	    0)
+	if (json_unpack(a, "[I,I,I,I,s%,I]", &id, &st, &ch, &ms, &text, &tlen,
+			&seen) < 0)
 		return -1;
 	if (id <= 0 || !status_ok(st, false) || !status_ok(ch, true) ||
-	    ms < 0 || !presence_text_valid(text, tlen))
+	    ms < 0 || seen < 0 || seen > SEEN_MAX ||
+	    !presence_text_valid(text, tlen))
 		return -1;
 	u->user = id;
 	u->status = (enum presence_status)st;
 	u->chosen = (enum presence_status)ch;
 	u->chosen_ms = ms;
+	u->seen_ms = seen;
 	memcpy(u->text, text, tlen + 1);
 	return 0;
 }
@@ -151,7 +158,7 @@ void cluster_msg_fini(struct cluster_msg *m)
 struct node {
 	int64_t id;
 	int64_t heard_ms;
-	struct imap users; /* user -> enum presence_status (not OFFLINE) */
+	struct imap users; /* user -> seen_ms << 2 | status (not OFFLINE) */
 };
 
 struct cluster_peers {
@@ -163,49 +170,64 @@ struct cluster_peers {
 	size_t nnodes, cap;
 };
 
+/* A user over the live nodes: the best status, the newest seen_ms. */
+struct merge {
+	enum presence_status st;
+	int64_t seen_ms;
+};
+
 static int rank(enum presence_status s)
 {
 	return s == PRESENCE_ONLINE ? 2 : s == PRESENCE_AWAY ? 1 : 0;
 }
 
 /* Under the lock. */
-static enum presence_status merged(const struct cluster_peers *cp, int64_t user)
+static struct merge merged(const struct cluster_peers *cp, int64_t user)
 {
-	enum presence_status best = PRESENCE_OFFLINE;
+	struct merge m = {PRESENCE_OFFLINE, 0};
 	for (size_t i = 0; i < cp->nnodes; i++) {
 		uintptr_t v;
-		if (imap_get(&cp->nodes[i].users, user, &v) &&
-		    rank((enum presence_status)v) > rank(best))
-			best = (enum presence_status)v;
+		if (!imap_get(&cp->nodes[i].users, user, &v))
+			continue;
+		enum presence_status st = (enum presence_status)(v & 3);
+		if (rank(st) > rank(m.st))
+			m.st = st;
+		if ((int64_t)(v >> 2) > m.seen_ms)
+			m.seen_ms = (int64_t)(v >> 2);
 	}
-	return best;
+	return m;
 }
 
-/* The users of set, with their merged status now, into *out (n of them,
- * malloc'd). */
+/* The users of set, with their merged state now, into *ids and *before
+ * (n of them, malloc'd). */
 static size_t snapshot(const struct cluster_peers *cp, const struct imap *set,
-		       int64_t **ids, enum presence_status **st)
+		       int64_t **ids, struct merge **before)
 {
 	size_t n = 0;
 	*ids = xmalloc((set->len + 1) * sizeof(**ids));
-	*st = xmalloc((set->len + 1) * sizeof(**st));
+	*before = xmalloc((set->len + 1) * sizeof(**before));
 	for (size_t i = 0; i < set->cap; i++) {
 		if (set->keys[i] == IMAP_EMPTY)
 			continue;
 		(*ids)[n] = set->keys[i];
-		(*st)[n++] = merged(cp, set->keys[i]);
+		(*before)[n++] = merged(cp, set->keys[i]);
 	}
 	return n;
 }
 
-/* Tell of each user of ids whose merged status is not before[i]. */
+/* Tell of each user of ids whose merged status is not before[i]'s; one
+ * gone offline was last seen when the nodes that had it last said. */
 static void tell(struct cluster_peers *cp, const int64_t *ids,
-		 const enum presence_status *before, size_t n)
+		 const struct merge *before, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		enum presence_status now = merged(cp, ids[i]);
-		if (now != before[i] && cp->fn)
-			cp->fn(cp->arg, ids[i], now);
+		struct merge now = merged(cp, ids[i]);
+		if (now.st == before[i].st || !cp->fn)
+			continue;
+		int64_t seen = now.seen_ms > before[i].seen_ms
+				   ? now.seen_ms
+				   : before[i].seen_ms;
+		cp->fn(cp->arg, ids[i], now.st, seen);
 	}
 }
 
@@ -254,7 +276,12 @@ void cluster_peers_update(struct cluster_peers *cp, int64_t node,
 	for (size_t i = 0; i < n; i++) {
 		if (users[i].status == PRESENCE_OFFLINE)
 			continue;
-		imap_put(&fresh, users[i].user, (uintptr_t)users[i].status);
+		uint64_t seen =
+		    users[i].seen_ms > 0 && users[i].seen_ms <= SEEN_MAX
+			? (uint64_t)users[i].seen_ms
+			: 0;
+		imap_put(&fresh, users[i].user,
+			 (uintptr_t)(seen << 2 | (uint64_t)users[i].status));
 		imap_put(&touched, users[i].user, 1);
 	}
 	pthread_mutex_lock(&cp->lock);
@@ -264,7 +291,7 @@ void cluster_peers_update(struct cluster_peers *cp, int64_t node,
 		if (nd->users.keys[i] != IMAP_EMPTY)
 			imap_put(&touched, nd->users.keys[i], 1);
 	int64_t *ids;
-	enum presence_status *before;
+	struct merge *before;
 	size_t nt = snapshot(cp, &touched, &ids, &before);
 	imap_fini(&nd->users);
 	nd->users = fresh;
@@ -285,7 +312,7 @@ void cluster_peers_expire(struct cluster_peers *cp, int64_t now)
 			continue;
 		}
 		int64_t *ids;
-		enum presence_status *before;
+		struct merge *before;
 		size_t nt = snapshot(cp, &nd->users, &ids, &before);
 		struct imap gone = nd->users;
 		cp->nodes[i] = cp->nodes[--cp->nnodes];
@@ -301,7 +328,7 @@ enum presence_status cluster_peers_status(struct cluster_peers *cp,
 					  int64_t user)
 {
 	pthread_mutex_lock(&cp->lock);
-	enum presence_status s = merged(cp, user);
+	enum presence_status s = merged(cp, user).st;
 	pthread_mutex_unlock(&cp->lock);
 	return s;
 }

@@ -59,10 +59,11 @@ void cluster_msg_fini(struct cluster_msg *m);
 /* --- the other nodes' presence ------------------------------------------ */
 
 struct cluster_peers;
-/* user's status over every live remote node changed to status. Runs
- * under the peers' lock: it must not call back into cluster_peers. */
+/* user's status over every live remote node changed to status; seen_ms:
+ * the newest time those nodes said they saw the user (0: never said).
+ * Runs under the peers' lock: it must not call back into cluster_peers. */
 typedef void (*cluster_change_fn)(void *arg, int64_t user,
-				  enum presence_status status);
+				  enum presence_status status, int64_t seen_ms);
 
 struct cluster_peers *cluster_peers_new(int64_t expiry_ms, cluster_change_fn fn,
 					void *arg);

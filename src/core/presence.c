@@ -378,19 +378,24 @@ size_t presence_local_list(struct presence *p, int64_t now,
 		l->chosen = u->chosen;
 		l->chosen_ms = u->chosen_ms;
 		memcpy(l->text, u->text, sizeof(l->text));
+		l->seen_ms = u->conns ? now : u->seen_ms;
 	}
 	pthread_mutex_unlock(&p->lock);
 	return n;
 }
 
 void presence_remote_set(struct presence *p, int64_t user,
-			 enum presence_status status, int64_t now)
+			 enum presence_status status, int64_t seen_ms,
+			 int64_t now)
 {
 	pthread_mutex_lock(&p->lock);
 	struct puser *u = user_get(p, user);
 	if (u->remote != status) {
-		if (status == PRESENCE_OFFLINE)
-			u->seen_ms = now; /* seen elsewhere until now */
+		/* seen elsewhere until then */
+		if (status == PRESENCE_OFFLINE && !seen_ms)
+			seen_ms = now;
+		if (status == PRESENCE_OFFLINE && seen_ms > u->seen_ms)
+			u->seen_ms = seen_ms;
 		u->remote = status;
 		if (effective(p, u, now) != u->pub)
 			schedule(p, u, now + p->cfg.coalesce_ms);

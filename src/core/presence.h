@@ -105,6 +105,8 @@ struct presence_local {
 	enum presence_status chosen; /* ONLINE (automatic), AWAY or DND */
 	int64_t chosen_ms;	     /* when chosen (wall clock); 0: never */
 	char text[PRESENCE_TEXT_BYTES];
+	int64_t seen_ms; /* now while connected, else when its last
+			    connection here went */
 };
 
 /* The users this node's own connections show (within the grace time
@@ -112,13 +114,15 @@ struct presence_local {
  * node tells the others. */
 size_t presence_local_list(struct presence *p, int64_t now,
 			   struct presence_local **out);
-/* What the other nodes show of user: ONLINE, AWAY or OFFLINE. The
+/* What the other nodes show of user: ONLINE, AWAY or OFFLINE, and when
+ * they last saw it (seen_ms; 0: now), its last_seen once offline. The
  * effective state is the best of this node's and theirs (online beats
  * away beats offline), and a change is published by the same rules as a
  * local one (coalescing; a disconnect's grace is applied by the node
  * that had the connection). */
 void presence_remote_set(struct presence *p, int64_t user,
-			 enum presence_status status, int64_t now);
+			 enum presence_status status, int64_t seen_ms,
+			 int64_t now);
 /* A choice made on another node at chosen_ms (wall clock): taken when
  * newer than the one known (the newest wins), ignored otherwise. text
  * as in presence_choose but never NULL; the caller validated both. */

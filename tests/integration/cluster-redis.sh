@@ -171,12 +171,17 @@ check "connected again: online on node 2" wait_for 3 is_status "$N2" "$B" cr_p o
 
 # kill -9 node 1: its users stop counting when it expires (6.5 s)
 T0=$SECONDS
+KILL_MS=$(date +%s%3N)
 kill -KILL "${NODE_PID[1]}"
 wait "${NODE_PID[1]}" 2>/dev/null || true
 NODE_PID[1]=
 check "node 1 killed: cr_p is offline on node 2 within 10 s" \
 	wait_for 10 is_status "$N2" "$B" cr_p offline
 ok "(it took $((SECONDS - T0)) s)"
+LAST=$(curl -s -H "Authorization: Bearer $B" "$N2/api/presence?users=cr_p" | jq -r '.presence[0].last_seen')
+LAST_MS=$(( $(date -d "$LAST" +%s%3N) ))
+check "its last_seen on node 2 ($LAST) is node 1's last word, before the kill" \
+	test "$LAST_MS" -le "$KILL_MS" -a "$LAST_MS" -ge $((KILL_MS - 3000))
 check "node 3 agrees" wait_for 2 is_status "$N3" "$W" cr_p offline
 
 # --- Redis stopped: messages flow, typing and presence degrade -----------------

@@ -62,7 +62,8 @@ static void test_presence_round_trip(void **state)
 	     .status = PRESENCE_AWAY,
 	     .chosen = PRESENCE_DND,
 	     .chosen_ms = 1700000000123,
-	     .text = "in a meeting \xc3\xa9"},
+	     .text = "in a meeting \xc3\xa9",
+	     .seen_ms = 1700000000999},
 	};
 	struct cluster_msg m = {
 	    .kind = CLUSTER_PRESENCE, .node = 5, .users = users, .nusers = 2};
@@ -77,6 +78,7 @@ static void test_presence_round_trip(void **state)
 	assert_int_equal(out.users[1].chosen, PRESENCE_DND);
 	assert_int_equal(out.users[1].chosen_ms, 1700000000123);
 	assert_string_equal(out.users[1].text, "in a meeting \xc3\xa9");
+	assert_int_equal(out.users[1].seen_ms, 1700000000999);
 	cluster_msg_fini(&out);
 	free(data);
 
@@ -101,13 +103,17 @@ static void test_decode_refuses(void **state)
 	    "{\"v\":1,\"n\":-3,\"k\":\"p\",\"s\":[]}", /* negative node */
 	    "{\"v\":1,\"n\":1,\"k\":\"x\",\"s\":[]}",  /* unknown kind */
 	    "{\"v\":1,\"n\":1,\"k\":\"p\"}",	       /* no set */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,9,1,0,\"\"]]}", /* status */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,0,0,\"\"]]}", /* chosen
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,9,1,0,\"\",0]]}", /* status
+								       */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,0,0,\"\",0]]}", /* chosen
 								       offline
 								     */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[0,1,1,0,\"\"]]}", /* user 0 */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,-1,\"\"]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\\u202e\"]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[0,1,1,0,\"\",0]]}", /* user 0
+								       */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,-1,\"\",0]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\",-1]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\"]]}", /* 5 */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\\u202e\",0]]}",
 	    "{\"v\":1,\"n\":1,\"k\":\"c\",\"s\":[]}", /* a choice is one */
 	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":0,\"u\":1,\"j\":\"{}"
 	    "\"}",
@@ -127,7 +133,7 @@ static void test_decode_refuses(void **state)
 			 "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"");
 	memset(big + n, 'x', PRESENCE_TEXT_MAX + 1);
 	snprintf(big + n + PRESENCE_TEXT_MAX + 1,
-		 sizeof(big) - n - PRESENCE_TEXT_MAX - 1, "\"]]}");
+		 sizeof(big) - n - PRESENCE_TEXT_MAX - 1, "\",0]]}");
 	struct cluster_msg out;
 	assert_int_equal(cluster_decode(big, strlen(big), &out), -1);
 }
@@ -137,13 +143,16 @@ static void test_decode_refuses(void **state)
 struct changes {
 	int64_t user[32];
 	enum presence_status status[32];
+	int64_t seen[32];
 	size_t n;
 };
 
-static void on_change(void *arg, int64_t user, enum presence_status st)
+static void on_change(void *arg, int64_t user, enum presence_status st,
+		      int64_t seen_ms)
 {
 	struct changes *c = arg;
 	assert_true(c->n < 32);
+	c->seen[c->n] = seen_ms;
 	c->user[c->n] = user;
 	c->status[c->n++] = st;
 }
@@ -177,7 +186,8 @@ static void test_peers_merge_and_expire(void **state)
 	assert_int_equal(ch.n, 0);
 
 	/* node 11 has user 2 active: online beats away */
-	struct presence_local b[] = {{.user = 2, .status = PRESENCE_ONLINE}};
+	struct presence_local b[] = {
+	    {.user = 2, .status = PRESENCE_ONLINE, .seen_ms = t + 1990}};
 	cluster_peers_update(cp, 11, b, 1, t + 2000);
 	assert_int_equal(ch.n, 1);
 	assert_int_equal(change_of(&ch, 2), PRESENCE_ONLINE);
@@ -199,6 +209,7 @@ static void test_peers_merge_and_expire(void **state)
 	cluster_peers_expire(cp, t + 2000 + CLUSTER_EXPIRY_MS);
 	assert_int_equal(ch.n, 1);
 	assert_int_equal(change_of(&ch, 2), PRESENCE_OFFLINE);
+	assert_int_equal(ch.seen[0], t + 1990); /* when node 11 last saw it */
 	assert_int_equal(cluster_peers_nodes(cp), 1); /* 10, heard at +4 s */
 	assert_true(CLUSTER_EXPIRY_MS <= 10000);
 
@@ -248,7 +259,7 @@ static void test_remote_online_offline(void **state)
 	struct rec r;
 	struct presence *p = mk(&r);
 	int64_t now = 5000000;
-	presence_remote_set(p, 7, PRESENCE_ONLINE, now);
+	presence_remote_set(p, 7, PRESENCE_ONLINE, 0, now);
 	run(p, &now, now + COALESCE);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.info[0].status, PRESENCE_ONLINE);
@@ -263,14 +274,15 @@ static void test_remote_online_offline(void **state)
 	free(l);
 
 	/* a blip (gone and back within the coalescing delay): nothing */
-	presence_remote_set(p, 7, PRESENCE_OFFLINE, now);
-	presence_remote_set(p, 7, PRESENCE_ONLINE, now + 50);
+	presence_remote_set(p, 7, PRESENCE_OFFLINE, 0, now);
+	presence_remote_set(p, 7, PRESENCE_ONLINE, 0, now + 50);
 	run(p, &now, now + 4 * COALESCE);
 	assert_int_equal(r.n, 1);
 
-	/* gone for good (the other node applied its grace already) */
-	presence_remote_set(p, 7, PRESENCE_OFFLINE, now);
-	int64_t gone = now;
+	/* gone for good (the other node applied its grace already): last
+	 * seen when that node last saw the user */
+	int64_t gone = now - 100; /* after the blip */
+	presence_remote_set(p, 7, PRESENCE_OFFLINE, gone, now);
 	run(p, &now, now + COALESCE);
 	assert_int_equal(r.n, 2);
 	assert_int_equal(r.info[1].status, PRESENCE_OFFLINE);
@@ -298,27 +310,27 @@ static void test_merge_with_local(void **state)
 	free(l);
 
 	/* idle here, active on another node: online stays */
-	presence_remote_set(p, 3, PRESENCE_ONLINE, now);
+	presence_remote_set(p, 3, PRESENCE_ONLINE, 0, now);
 	run(p, &now, now + AWAY + 1000);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(presence_local_list(p, now, &l), 1);
 	assert_int_equal(l[0].status, PRESENCE_AWAY); /* what this node says */
 	free(l);
 	/* the other node's connection ends: away, from this node's idleness */
-	presence_remote_set(p, 3, PRESENCE_OFFLINE, now);
+	presence_remote_set(p, 3, PRESENCE_OFFLINE, 0, now);
 	run(p, &now, now + COALESCE);
 	assert_int_equal(r.n, 2);
 	assert_int_equal(r.info[1].status, PRESENCE_AWAY);
 
 	/* this node's last connection goes while another node has the user:
 	 * no offline, even after the grace */
-	presence_remote_set(p, 3, PRESENCE_AWAY, now);
+	presence_remote_set(p, 3, PRESENCE_AWAY, 0, now);
 	presence_disconnect(p, 3, now);
 	run(p, &now, now + GRACE + 1000);
 	assert_int_equal(r.n, 2);
 	assert_int_equal(presence_local_list(p, now, &l), 0);
 	free(l);
-	presence_remote_set(p, 3, PRESENCE_OFFLINE, now);
+	presence_remote_set(p, 3, PRESENCE_OFFLINE, 0, now);
 	run(p, &now, now + COALESCE);
 	assert_int_equal(r.n, 3);
 	assert_int_equal(r.info[2].status, PRESENCE_OFFLINE);
@@ -378,7 +390,7 @@ static void test_seq_across_nodes(void **state)
 		presence_connect(a, u, now);
 	run(a, &now, now + COALESCE);
 	assert_int_equal(ra.n, 20);
-	presence_remote_set(b, 1, PRESENCE_ONLINE, now);
+	presence_remote_set(b, 1, PRESENCE_ONLINE, 0, now);
 	now += 10;
 	presence_tick(b, now + COALESCE);
 	assert_int_equal(rb.n, 1);
