@@ -29,7 +29,7 @@ BUILD_PACKAGES=(
 	libmicrohttpd-dev libsqlite3-dev libjansson-dev libargon2-dev
 	libcmocka-dev libwslay-dev libmbedtls-dev liburing-dev
 	libcmark-gfm-dev libcmark-gfm-extensions-dev libicu-dev libpq-dev
-	libmagic-dev
+	libmagic-dev libhiredis-dev
 	curl ca-certificates sqlite3
 )
 # TEST_PACKAGES: what `test` needs on top of BUILD_PACKAGES: jq for the

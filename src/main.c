@@ -189,6 +189,9 @@ int main(int argc, char **argv)
 				cfg.presence_away_s * (int64_t)1000,
 				cfg.presence_coalesce_ms) < 0)
 		fatal("cannot start presence (path=%s)", where);
+	if (chat_cluster_start(srv.chat, cfg.bus_url, &srv.metrics, err,
+			       sizeof(err)) != 0)
+		fatal("cannot start the bus: %s", err);
 
 	/* Files: files-dir, else "files" beside the database. */
 	char *files_dir = cfg.files_dir ? xstrdup(cfg.files_dir) : NULL;
@@ -302,6 +305,7 @@ int main(int argc, char **argv)
 	http_stop(http);
 	/* after every WebSocket and HTTP worker: none can ask it again */
 	replay_free(replay);
+	chat_cluster_stop(srv.chat);  /* its threads call presence and bus */
 	chat_presence_stop(srv.chat); /* keeps last_seen: before the store */
 	stats_free(srv.stats);	      /* writes the running minute's sample */
 	filestore_free(srv.files);

@@ -267,6 +267,7 @@ void chat_free(struct chat *c)
 {
 	if (!c)
 		return;
+	chat_cluster_stop(c);
 	presence_free(c->presence);
 	free(c->rooms);
 	free(c->mutes);
@@ -670,6 +671,7 @@ int chat_event(struct chat *c, const struct chat_user *u, enum event_type type,
 			return CHAT_EINTERNAL;
 		struct event *ev =
 		    event_new(0, type, room_id, u->id, json, len);
+		chat_cluster_event(c, type, room_id, u->id, json, len);
 		free(json);
 		bus_publish(c->bus, ev);
 		event_unref(ev);

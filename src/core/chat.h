@@ -199,6 +199,20 @@ json_t *chat_presence_peers(struct chat *c, const struct chat_user *u);
 /* Presence events published so far (for /metrics). */
 uint64_t chat_presence_published(struct chat *c);
 
+/* --- the cluster's ephemeral channel (chat_cluster.c) --------------------- */
+
+/* With bus = redis://... (bus_url; NULL: nothing to do, CHAT_OK): typing
+ * and presence reach the other nodes and theirs reach this one's
+ * subscribers (core/cluster.h, core/link_redis.h). After
+ * chat_presence_start. CHAT_OK, or CHAT_EINVAL with the reason in err. */
+int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
+		       char *err, size_t errlen);
+/* Stop its threads: before chat_presence_stop and the loops. Safe when
+ * never started. */
+void chat_cluster_stop(struct chat *c);
+/* "redis" with *ok whether it is up now; NULL without a bus. */
+const char *chat_cluster_bus(struct chat *c, bool *ok);
+
 /* --- reads for the API: membership is checked here ---------------------- */
 
 /* The rooms u may see (see store_rooms_list): CHAT_OK or CHAT_EINTERNAL. */

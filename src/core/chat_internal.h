@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #include "core/chat.h"
+#include "core/cluster.h"
 #include "core/link.h"
+#include "core/link_redis.h"
 #include "core/roles.h"
 #include "core/presence.h"
 #include "core/userdir.h"
@@ -67,6 +69,12 @@ struct chat {
 	size_t mute_cap;
 	_Atomic size_t nmutes;
 	unsigned rooms_per_day; /* chat_set_rooms_per_day; 0: no limit */
+	/* the cluster's ephemeral channel (chat_cluster.c); NULL: none */
+	struct link_redis *bus_link;
+	struct cluster_peers *peers;
+	int64_t node_id;	  /* random at start, > 0 */
+	atomic_bool cluster_poke; /* a connection came: tell the others */
+	int64_t cluster_beat_ms;  /* the last set sent (the link's thread) */
 };
 
 /* Whether actor may act on subject in room_id (remove, ban, mute): actor
@@ -110,5 +118,15 @@ void chat_user_word(void *arg, char kind, int64_t id, const char *name);
  * reopening creates nothing). */
 bool chat_dm_exists(struct chat *c, const struct chat_user *u,
 		    const json_t *args);
+
+/* chat_cluster.c: tell the other nodes of an ephemeral room event of
+ * this node (json: its envelope), of a change in who is connected here,
+ * of user's new choice. Nothing without a bus. */
+void chat_cluster_event(struct chat *c, int type, int64_t room, int64_t user,
+			const char *json, size_t len);
+void chat_cluster_poke(struct chat *c);
+void chat_cluster_choice(struct chat *c, int64_t user,
+			 enum presence_status chosen, const char *text,
+			 int64_t chosen_ms);
 
 #endif

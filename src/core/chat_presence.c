@@ -28,9 +28,10 @@ static void conn_hook(void *arg, int64_t user, int delta)
 	struct chat *c = arg;
 	if (!c->presence)
 		return; /* stopped: shutting down */
-	if (delta > 0)
+	if (delta > 0) {
 		presence_connect(c->presence, user, now_ms());
-	else
+		chat_cluster_poke(c);
+	} else
 		presence_disconnect(c->presence, user, now_ms());
 }
 
@@ -138,7 +139,9 @@ int chat_presence_set(struct chat *c, const struct chat_user *u,
 	if (store_presence_set(c->store, u->id, presence_status_name(st),
 			       keep) != STORE_OK)
 		return CHAT_EINTERNAL;
-	presence_choose(c->presence, u->id, st, text, now_ms());
+	int64_t now = now_ms();
+	presence_choose(c->presence, u->id, st, text, now);
+	chat_cluster_choice(c, u->id, st, keep, now);
 	return CHAT_OK;
 }
 

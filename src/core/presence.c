@@ -42,6 +42,8 @@ struct puser {
 	int64_t active_ms; /* last activity (a connect counts) */
 	int64_t seen_ms;   /* last time connected; 0: never */
 	enum presence_status chosen;
+	int64_t chosen_ms;	     /* when chosen, wall clock; 0: loaded */
+	enum presence_status remote; /* the other nodes' (cluster.h) */
 	char text[PRESENCE_TEXT_BYTES];
 	bool text_dirty; /* text differs from what was published */
 	enum presence_status pub;
@@ -137,9 +139,9 @@ static void schedule(struct presence *p, struct puser *u, int64_t due)
 		pthread_cond_signal(&p->cond);
 }
 
-/* What others should see now. */
-static enum presence_status effective(const struct presence *p,
-				      const struct puser *u, int64_t now)
+/* What this node's own connections show, before any choice. */
+static enum presence_status local(const struct presence *p,
+				  const struct puser *u, int64_t now)
 {
 	/* gone: offline once the grace is over; one never shown online
 	 * stays offline (a connection that came and went within the
@@ -147,21 +149,44 @@ static enum presence_status effective(const struct presence *p,
 	if (!u->conns &&
 	    (u->pub == PRESENCE_OFFLINE || now - u->gone_ms >= p->cfg.grace_ms))
 		return PRESENCE_OFFLINE;
-	if (u->chosen != PRESENCE_ONLINE)
-		return u->chosen;
 	if (now - u->active_ms >= p->cfg.away_ms)
 		return PRESENCE_AWAY;
 	return PRESENCE_ONLINE;
+}
+
+static int rank(enum presence_status s)
+{
+	return s == PRESENCE_ONLINE ? 2 : s == PRESENCE_AWAY ? 1 : 0;
+}
+
+/* What others should see now: the best of this node's and the other
+ * nodes' (online beats away beats offline), then the choice. */
+static enum presence_status effective(const struct presence *p,
+				      const struct puser *u, int64_t now)
+{
+	enum presence_status here = local(p, u, now);
+	if (rank(u->remote) > rank(here))
+		here = u->remote;
+	if (here == PRESENCE_OFFLINE)
+		return PRESENCE_OFFLINE;
+	if (u->chosen != PRESENCE_ONLINE)
+		return u->chosen;
+	return here;
 }
 
 /* When effective() may next change by itself; 0: never. */
 static int64_t next_deadline(const struct presence *p, const struct puser *u,
 			     int64_t now)
 {
-	if (!u->conns)
-		return u->pub != PRESENCE_OFFLINE || u->text_dirty
-			   ? u->gone_ms + p->cfg.grace_ms
+	if (!u->conns) {
+		/* a grace already over: nothing left to wait for here (the
+		 * other nodes may still show the user) */
+		int64_t end = u->gone_ms + p->cfg.grace_ms;
+		return (u->pub != PRESENCE_OFFLINE || u->text_dirty) &&
+			       end > now
+			   ? end
 			   : 0;
+	}
 	if (u->chosen == PRESENCE_ONLINE && now - u->active_ms < p->cfg.away_ms)
 		return u->active_ms + p->cfg.away_ms;
 	return 0;
@@ -174,7 +199,8 @@ static void info_fill(const struct presence *p, const struct puser *u,
 	out->status = u->pub;
 	out->chosen = u->chosen;
 	memcpy(out->text, u->text, sizeof(out->text));
-	out->last_seen_ms = u->conns ? now : u->seen_ms;
+	out->last_seen_ms =
+	    u->conns || u->remote != PRESENCE_OFFLINE ? now : u->seen_ms;
 	out->seq = u->seq;
 }
 
@@ -220,10 +246,13 @@ void presence_free(struct presence *p)
 		if (p->users.keys[i] == IMAP_EMPTY)
 			continue;
 		struct puser *u = (struct puser *)p->users.vals[i];
-		/* connected, or gone within the grace time (not saved yet) */
+		/* connected (here or on another node), or gone within the
+		 * grace time (not saved yet) */
 		if (u->conns || u->pub != PRESENCE_OFFLINE) {
 			ids[n] = u->id;
-			ms[n++] = u->conns ? now : u->seen_ms;
+			ms[n++] = u->conns || u->remote != PRESENCE_OFFLINE
+				      ? now
+				      : u->seen_ms;
 		}
 		free(u);
 	}
@@ -315,6 +344,7 @@ int presence_choose(struct presence *p, int64_t user,
 	pthread_mutex_lock(&p->lock);
 	struct puser *u = user_get(p, user);
 	u->chosen = chosen;
+	u->chosen_ms = now;
 	if (chosen == PRESENCE_ONLINE)
 		u->active_ms = now; /* back from away by choice: active */
 	if (text && strcmp(text, u->text)) {
@@ -327,6 +357,71 @@ int presence_choose(struct presence *p, int64_t user,
 	return 0;
 }
 
+/* ---- the other nodes ---- */
+
+size_t presence_local_list(struct presence *p, int64_t now,
+			   struct presence_local **out)
+{
+	pthread_mutex_lock(&p->lock);
+	size_t n = 0;
+	*out = xmalloc((p->users.len + 1) * sizeof(**out));
+	for (size_t i = 0; i < p->users.cap; i++) {
+		if (p->users.keys[i] == IMAP_EMPTY)
+			continue;
+		struct puser *u = (struct puser *)p->users.vals[i];
+		enum presence_status st = local(p, u, now);
+		if (st == PRESENCE_OFFLINE)
+			continue;
+		struct presence_local *l = &(*out)[n++];
+		l->user = u->id;
+		l->status = st;
+		l->chosen = u->chosen;
+		l->chosen_ms = u->chosen_ms;
+		memcpy(l->text, u->text, sizeof(l->text));
+		l->seen_ms = u->conns ? now : u->seen_ms;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+void presence_remote_set(struct presence *p, int64_t user,
+			 enum presence_status status, int64_t seen_ms,
+			 int64_t now)
+{
+	pthread_mutex_lock(&p->lock);
+	struct puser *u = user_get(p, user);
+	if (u->remote != status) {
+		/* seen elsewhere until then */
+		if (status == PRESENCE_OFFLINE && !seen_ms)
+			seen_ms = now;
+		if (status == PRESENCE_OFFLINE && seen_ms > u->seen_ms)
+			u->seen_ms = seen_ms;
+		u->remote = status;
+		if (effective(p, u, now) != u->pub)
+			schedule(p, u, now + p->cfg.coalesce_ms);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void presence_remote_choose(struct presence *p, int64_t user,
+			    enum presence_status chosen, const char *text,
+			    int64_t chosen_ms, int64_t now)
+{
+	pthread_mutex_lock(&p->lock);
+	struct puser *u = user_get(p, user);
+	if (chosen_ms > u->chosen_ms) {
+		u->chosen = chosen;
+		u->chosen_ms = chosen_ms;
+		if (strcmp(text, u->text)) {
+			snprintf(u->text, sizeof(u->text), "%s", text);
+			u->text_dirty = true;
+		}
+		if (u->text_dirty || effective(p, u, now) != u->pub)
+			schedule(p, u, now + p->cfg.coalesce_ms);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Look at u (its timer fired): note a change in *out. Under the lock. */
 static bool evaluate(struct presence *p, struct puser *u, int64_t now,
 		     struct change *out)
@@ -336,7 +431,13 @@ static bool evaluate(struct presence *p, struct puser *u, int64_t now,
 	if (changed) {
 		u->pub = eff;
 		u->text_dirty = false;
-		u->seq = ++p->seq;
+		/* microseconds of the wall clock, or one more than the last:
+		 * it grows here, and across the nodes of a cluster (clocks in
+		 * step) a later change has the larger seq, so a client that
+		 * reads one node and streams from another orders them right */
+		p->seq = (uint64_t)now * 1000 > p->seq ? (uint64_t)now * 1000
+						       : p->seq + 1;
+		u->seq = p->seq;
 		p->published++;
 		out->user = u->id;
 		out->offline = eff == PRESENCE_OFFLINE;

@@ -44,7 +44,9 @@ struct presence_info {
 	char text[PRESENCE_TEXT_BYTES]; /* "" for none */
 	int64_t last_seen_ms;		/* now while connected; 0: never seen */
 	uint64_t seq; /* grows with every publish, server-wide: the newer of
-			 two infos of one user has the larger seq */
+			 two infos of one user has the larger seq; from the
+			 wall clock in microseconds, so that across a
+			 cluster's nodes too (their clocks in step) */
 };
 
 struct presence_config {
@@ -93,6 +95,40 @@ void presence_activity(struct presence *p, int64_t user, int64_t now);
  * (presence_text_valid) and stored them. -1 on a bad status. */
 int presence_choose(struct presence *p, int64_t user,
 		    enum presence_status chosen, const char *text, int64_t now);
+
+/* --- the other nodes of a cluster (core/cluster.h) ----------------------- */
+
+/* One user as one node sees it by its own connections. */
+struct presence_local {
+	int64_t user;
+	enum presence_status status; /* ONLINE, AWAY (idle) or OFFLINE */
+	enum presence_status chosen; /* ONLINE (automatic), AWAY or DND */
+	int64_t chosen_ms;	     /* when chosen (wall clock); 0: never */
+	char text[PRESENCE_TEXT_BYTES];
+	int64_t seen_ms; /* now while connected, else when its last
+			    connection here went */
+};
+
+/* The users this node's own connections show (within the grace time
+ * too): *out malloc'd (caller frees), their number returned. What a
+ * node tells the others. */
+size_t presence_local_list(struct presence *p, int64_t now,
+			   struct presence_local **out);
+/* What the other nodes show of user: ONLINE, AWAY or OFFLINE, and when
+ * they last saw it (seen_ms; 0: now), its last_seen once offline. The
+ * effective state is the best of this node's and theirs (online beats
+ * away beats offline), and a change is published by the same rules as a
+ * local one (coalescing; a disconnect's grace is applied by the node
+ * that had the connection). */
+void presence_remote_set(struct presence *p, int64_t user,
+			 enum presence_status status, int64_t seen_ms,
+			 int64_t now);
+/* A choice made on another node at chosen_ms (wall clock): taken when
+ * newer than the one known (the newest wins), ignored otherwise. text
+ * as in presence_choose but never NULL; the caller validated both. */
+void presence_remote_choose(struct presence *p, int64_t user,
+			    enum presence_status chosen, const char *text,
+			    int64_t chosen_ms, int64_t now);
 
 /* Run everything due at now: publish what changed. Returns the next
  * deadline (INT64_MAX: none). */

@@ -101,6 +101,21 @@ static bool csrf_ok(struct request *req)
 
 /* --- routing ------------------------------------------------------------- */
 
+/* The bus, with bus = redis://..., is reported, never judged: without it
+ * only typing and presence stay on their node, so the node stays in the
+ * balancer. */
+static enum MHD_Result healthz_reply(struct request *req, unsigned status,
+				     json_t *body)
+{
+	bool bus_ok = false;
+	const char *bus = chat_cluster_bus(req->srv->chat, &bus_ok);
+	if (bus) {
+		json_object_set_new(body, "bus", json_string(bus));
+		json_object_set_new(body, "bus_ok", json_boolean(bus_ok));
+	}
+	return reply_json(req->conn, &req->log, status, body);
+}
+
 /* 503 while the store's disk is full (chat_storage_full): the one
  * condition that makes this node refuse what it exists for. */
 static enum MHD_Result serve_healthz(struct request *req)
@@ -113,7 +128,7 @@ static enum MHD_Result serve_healthz(struct request *req)
 			      "error", "storage_full", "message",
 			      "the database's disk is full; writes are refused",
 			      "store", backend);
-		return reply_json(req->conn, &req->log, 503, body);
+		return healthz_reply(req, 503, body);
 	}
 	/* a node cut off from its database server: the balancer sends
 	 * clients elsewhere; open streams stay, and it recovers by itself */
@@ -123,10 +138,10 @@ static enum MHD_Result serve_healthz(struct request *req)
 		    "store_unavailable", "message",
 		    "the database cannot be reached; writes are refused",
 		    "store", backend);
-		return reply_json(req->conn, &req->log, 503, body);
+		return healthz_reply(req, 503, body);
 	}
-	return reply_json(
-	    req->conn, &req->log, 200,
+	return healthz_reply(
+	    req, 200,
 	    json_pack("{s:s, s:s}", "status", "ok", "store", backend));
 }
 

@@ -1,9 +1,11 @@
 /* addr: "ADDR:PORT" into a sockaddr, numeric only (see addr.h for why
  * "localhost" is refused rather than guessed). */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -101,4 +103,49 @@ unsigned addr_port(const struct addr *a)
 	if (a->ss.ss_family == AF_INET6)
 		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
 	return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+int addr_bus_parse(const char *url, struct addr_bus *out, char *why,
+		   size_t whylen)
+{
+	const char *p = url, *colon, *end;
+	char *stop;
+
+	if (strncmp(p, "redis://", 8) != 0) {
+		snprintf(why, whylen, "'%s' is not redis://HOST:PORT[/DB]",
+			 url);
+		return -1;
+	}
+	p += 8;
+	colon = strrchr(p, ':');
+	end = strchr(p, '/');
+	if (!colon || colon == p || (end && end < colon) ||
+	    (size_t)(colon - p) >= sizeof(out->host)) {
+		snprintf(why, whylen, "'%s' has no HOST:PORT", url);
+		return -1;
+	}
+	memcpy(out->host, p, (size_t)(colon - p));
+	out->host[colon - p] = '\0';
+	errno = 0;
+	long port = strtol(colon + 1, &stop, 10);
+	if (errno || stop == colon + 1 || port < 1 || port > 65535 ||
+	    (*stop && *stop != '/')) {
+		snprintf(why, whylen, "'%s': the port must be 1-65535", url);
+		return -1;
+	}
+	out->port = (int)port;
+	out->db = 0;
+	if (*stop == '/' && stop[1]) {
+		const char *d = stop + 1;
+		long db = strtol(d, &stop, 10);
+		if (stop == d || *stop || db < 0 || db > 65535) {
+			snprintf(why, whylen,
+				 "'%s': the database must be a "
+				 "number",
+				 url);
+			return -1;
+		}
+		out->db = (int)db;
+	}
+	return 0;
 }

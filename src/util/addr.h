@@ -26,4 +26,17 @@ int addr_parse(const char *spec, struct addr *out, char *err, size_t errlen);
 /* The port in a (host order). */
 unsigned addr_port(const struct addr *a);
 
+/* bus = redis://HOST:PORT[/DB], split (the one place that reads it).
+ * Unlike listen addresses, HOST may be a name: it is where to connect,
+ * and hiredis resolves it. DB (default 0) names the cluster's channel,
+ * since Redis pub/sub ignores databases. 0, or -1 with the problem in
+ * why. */
+struct addr_bus {
+	char host[256];
+	int port;
+	int db;
+};
+int addr_bus_parse(const char *url, struct addr_bus *out, char *why,
+		   size_t whylen);
+
 #endif

@@ -79,6 +79,9 @@ static const struct opt opts[] = {
     {"store", "URL", T_STR, F(store_url), 0, 0,
      "postgresql://... to keep everything in PostgreSQL (a cluster of "
      "nodes shares one); unset: the SQLite file in db"},
+    {"bus", "URL", T_STR, F(bus_url), 0, 0,
+     "redis://HOST:PORT[/DB]: typing and presence reach every node of a "
+     "cluster (Redis pub/sub); unset: they stay on their node"},
     {"db-dir", "DIR", T_STR, F(db_dir), 0, 0,
      "directory of schema.sql and migrations/"},
     {"web-root", "DIR", T_STR, F(web_root), 0, 0,
@@ -982,6 +985,7 @@ void config_fini(struct config *cfg)
 	free(cfg->tls_key);
 	free(cfg->db_path);
 	free(cfg->store_url);
+	free(cfg->bus_url);
 	free(cfg->db_dir);
 	free(cfg->web_root);
 	free(cfg->files_dir);

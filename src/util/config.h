@@ -24,6 +24,9 @@ struct config {
 	char *db_path;	 /* SQLite file */
 	char *store_url; /* postgresql://...: the store is PostgreSQL (db is
 			  * then unused); NULL: SQLite */
+	char *bus_url;	 /* redis://host:port[/db]: the cluster's
+			  * ephemeral traffic (typing, presence); NULL:
+			  * none leaves its node */
 	char *db_dir;	 /* schema.sql and migrations/ */
 	char *web_root;	 /* static web client */
 	char *log_file;	 /* NULL: stderr */

@@ -34,6 +34,11 @@ void metrics_init(struct metrics *m)
 	atomic_init(&m->tls_refused_global, 0);
 	atomic_init(&m->tls_refused_addr, 0);
 	atomic_init(&m->bus_id_violations, 0);
+	atomic_init(&m->cluster_in, 0);
+	atomic_init(&m->cluster_out, 0);
+	atomic_init(&m->cluster_dropped, 0);
+	atomic_init(&m->cluster_reconnects, 0);
+	atomic_init(&m->cluster_up, 0);
 	atomic_init(&m->ws_framers, 0);
 	for (int k = 0; k < 3; k++)
 		atomic_init(&m->rate_limited[k], 0);
@@ -146,6 +151,21 @@ void metrics_render(const struct metrics *m, struct buf *out)
 	single(out, "natter_bus_id_violations_total", "counter",
 	       "Committed events the bus refused as out of id order.",
 	       &m->bus_id_violations);
+	single(out, "natter_cluster_bus_received_total", "counter",
+	       "Messages received from the cluster Redis channel.",
+	       &m->cluster_in);
+	single(out, "natter_cluster_bus_published_total", "counter",
+	       "Messages published to the cluster Redis channel.",
+	       &m->cluster_out);
+	single(out, "natter_cluster_bus_dropped_total", "counter",
+	       "Messages not published: Redis down or the queue full.",
+	       &m->cluster_dropped);
+	single(out, "natter_cluster_bus_reconnects_total", "counter",
+	       "Connections to Redis made again after one was lost.",
+	       &m->cluster_reconnects);
+	single(out, "natter_cluster_bus_up", "gauge",
+	       "1 while both Redis connections are up (0 without bus).",
+	       &m->cluster_up);
 	single(out, "natter_ws_framing_contexts", "gauge",
 	       "WebSocket connections holding wslay contexts now (mid-frame "
 	       "or with a control frame to send; idle ones hold none).",

@@ -47,6 +47,11 @@ struct metrics {
 	atomic_uint_fast64_t tls_refused_global, tls_refused_addr;
 	/* events bus_publish refused as out of id order (bus.h) */
 	atomic_uint_fast64_t bus_id_violations;
+	/* the cluster's Redis channel (core/link_redis.h): messages
+	 * received and published, dropped (down or queue full), connections
+	 * made again after a loss, 1 while both connections are up */
+	atomic_uint_fast64_t cluster_in, cluster_out, cluster_dropped,
+	    cluster_reconnects, cluster_up;
 	atomic_uint_fast64_t ws_framers; /* WebSockets holding wslay contexts */
 	atomic_uint_fast64_t client_transport[TRANSPORT_N][REASON_N];
 	/* commands refused by a per-user rate limit, by bucket: all, send,

@@ -19,7 +19,7 @@ fi
 src=${NATTER_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 bld=${NATTER_FUZZ_BUILD:-$PWD/fuzz-build}
 secs=${FUZZ_SECONDS:-20}
-names="route ws_frame cmd auth addr markdown tls_pump tus"
+names="route ws_frame cmd auth addr markdown tls_pump tus cluster"
 
 if ! command -v clang >/dev/null 2>&1; then
 	echo "fuzz: clang is missing: apt-get install clang libclang-rt-14-dev" >&2

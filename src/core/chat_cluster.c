@@ -1,0 +1,202 @@
+/* chat_cluster: the cluster's ephemeral channel wired to core (bus =
+ * redis://...). What goes out: each ephemeral room event chat_event
+ * publishes here (typing), each choice of a status or text, and this
+ * node's set of connected users (presence_local_list) as a heartbeat every
+ * CLUSTER_HEARTBEAT_MS and soon after a connection starts. What comes in,
+ * from any other node (a node's own messages come back and are dropped by
+ * their node id): the event, published on this node's bus to the room's
+ * local subscribers, whatever their transport; the choice, to presence;
+ * the set, to the peers table, whose changes go to presence.
+ *
+ * Losing Redis loses only this: typing stays on its node and presence
+ * falls back to each node's own view once the other nodes expire
+ * (CLUSTER_EXPIRY_MS); persistent events travel through the store.
+ *
+ * Threads: the link's subscriber runs on_message, its publisher on_tick;
+ * chat_cluster_event and the poke run on whichever thread publishes or
+ * connects, and only queue. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/chat_internal.h"
+#include "model/evtype.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static void send_msg(struct chat *c, const struct cluster_msg *m)
+{
+	size_t len;
+	char *data = cluster_encode(m, &len);
+	if (data)
+		link_redis_publish(c->bus_link, data, len);
+	free(data);
+}
+
+void chat_cluster_event(struct chat *c, int type, int64_t room, int64_t user,
+			const char *json, size_t len)
+{
+	if (!c->bus_link || type != EVENT_TYPING || room <= 0)
+		return;
+	struct cluster_msg m = {.kind = CLUSTER_EVENT,
+				.node = c->node_id,
+				.type = type,
+				.room = room,
+				.user = user,
+				.json = (char *)json,
+				.json_len = len};
+	send_msg(c, &m);
+}
+
+void chat_cluster_poke(struct chat *c)
+{
+	if (c->bus_link)
+		atomic_store(&c->cluster_poke, true);
+}
+
+void chat_cluster_choice(struct chat *c, int64_t user,
+			 enum presence_status chosen, const char *text,
+			 int64_t chosen_ms)
+{
+	if (!c->bus_link)
+		return;
+	struct presence_local one = {.user = user,
+				     .status = PRESENCE_OFFLINE,
+				     .chosen = chosen,
+				     .chosen_ms = chosen_ms};
+	snprintf(one.text, sizeof(one.text), "%s", text ? text : "");
+	struct cluster_msg m = {.kind = CLUSTER_CHOICE,
+				.node = c->node_id,
+				.users = &one,
+				.nusers = 1};
+	send_msg(c, &m);
+}
+
+/* ---- coming in (the subscriber thread) ---- */
+
+static void event_in(struct chat *c, const struct cluster_msg *m)
+{
+	/* only what this node would publish itself: never a persistent
+	 * type (those come in id order from the store), never personal */
+	if (m->type != EVENT_TYPING)
+		return;
+	struct event *ev =
+	    event_new(0, m->type, m->room, m->user, m->json, m->json_len);
+	bus_publish(c->bus, ev);
+	event_unref(ev);
+}
+
+static void choices_in(struct chat *c, const struct cluster_msg *m, int64_t now)
+{
+	for (size_t i = 0; i < m->nusers; i++) {
+		const struct presence_local *u = &m->users[i];
+		if (u->chosen_ms)
+			presence_remote_choose(c->presence, u->user, u->chosen,
+					       u->text, u->chosen_ms, now);
+	}
+}
+
+static void on_message(void *arg, const char *data, size_t len)
+{
+	struct chat *c = arg;
+	struct cluster_msg m;
+	if (cluster_decode(data, len, &m) < 0) {
+		log_debug("bus: a malformed message dropped bytes=%zu", len);
+		return;
+	}
+	if (m.node != c->node_id) {
+		int64_t now = now_ms();
+		if (m.kind == CLUSTER_EVENT)
+			event_in(c, &m);
+		else
+			choices_in(c, &m, now);
+		if (m.kind == CLUSTER_PRESENCE)
+			cluster_peers_update(c->peers, m.node, m.users,
+					     m.nusers, now);
+	}
+	cluster_msg_fini(&m);
+}
+
+/* ---- going out (the publisher thread) ---- */
+
+static void beat(struct chat *c, int64_t now)
+{
+	struct cluster_msg m = {.kind = CLUSTER_PRESENCE, .node = c->node_id};
+	m.nusers = presence_local_list(c->presence, now, &m.users);
+	send_msg(c, &m);
+	free(m.users);
+}
+
+static void on_tick(void *arg)
+{
+	struct chat *c = arg;
+	int64_t now = now_ms();
+	cluster_peers_expire(c->peers, now);
+	bool poked = atomic_exchange(&c->cluster_poke, false);
+	if (poked || now - c->cluster_beat_ms >= CLUSTER_HEARTBEAT_MS ||
+	    now < c->cluster_beat_ms) {
+		beat(c, now);
+		c->cluster_beat_ms = now;
+	}
+}
+
+/* A peer's user changed (under the peers' lock; presence takes its own,
+ * and never calls back into the peers). */
+static void on_change(void *arg, int64_t user, enum presence_status st,
+		      int64_t seen_ms)
+{
+	struct chat *c = arg;
+	presence_remote_set(c->presence, user, st, seen_ms, now_ms());
+}
+
+/* ---- start and stop ---- */
+
+int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
+		       char *err, size_t errlen)
+{
+	struct addr_bus b;
+	char channel[64];
+	uint64_t id = 0;
+
+	if (!bus_url)
+		return CHAT_OK;
+	if (!c->presence || addr_bus_parse(bus_url, &b, err, errlen) < 0) {
+		if (!c->presence)
+			snprintf(err, errlen, "presence is not started");
+		return CHAT_EINVAL;
+	}
+	if (getrandom(&id, sizeof(id), 0) != sizeof(id)) {
+		snprintf(err, errlen, "no random node id");
+		return CHAT_EINVAL;
+	}
+	c->node_id = (int64_t)(id >> 1) | 1;
+	/* Redis pub/sub ignores databases: the number names the channel */
+	snprintf(channel, sizeof(channel), "natter:ephemeral:%d", b.db);
+	c->peers = cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, c);
+	struct link_redis_ops ops = {on_message, on_tick};
+	c->bus_link = link_redis_new(&b, channel, &ops, c, m);
+	if (link_redis_start(c->bus_link) < 0) {
+		chat_cluster_stop(c);
+		snprintf(err, errlen, "cannot start the bus threads");
+		return CHAT_EINVAL;
+	}
+	log_info("bus: redis host=%s port=%d channel=%s node=%lld", b.host,
+		 b.port, channel, (long long)c->node_id);
+	return CHAT_OK;
+}
+
+void chat_cluster_stop(struct chat *c)
+{
+	link_redis_free(c->bus_link);
+	c->bus_link = NULL;
+	cluster_peers_free(c->peers);
+	c->peers = NULL;
+}
+
+const char *chat_cluster_bus(struct chat *c, bool *ok)
+{
+	if (!c->bus_link)
+		return NULL;
+	*ok = link_redis_ok(c->bus_link);
+	return "redis";
+}

@@ -1,0 +1,83 @@
+/* cluster: what the nodes of a cluster tell each other about ephemeral
+ * things over the bus (bus = redis://..., core/link_redis.h), and what a
+ * node keeps of the others' presence. Pure: no I/O, no threads of its
+ * own, time is an argument (unit tests use a fake clock).
+ *
+ *   - the wire: one JSON object per message, {"v":1,"n":NODE,"k":KIND,...}.
+ *     KIND "e": an ephemeral room event (typing) with its envelope;
+ *     "p": the sender's whole set of locally connected users and their
+ *     state (sent on a change and as a heartbeat every
+ *     CLUSTER_HEARTBEAT_MS); "c": one user's chosen status and text.
+ *   - the peers: per remote node, its last set and when it was heard;
+ *     a node not heard for CLUSTER_EXPIRY_MS drops out, and with it its
+ *     users. A user's remote status is the best over the live nodes
+ *     (online beats away beats offline); the change callback is told each
+ *     time it changes.
+ *
+ * Persistent events never pass here (PostgreSQL carries them, in id
+ * order); nor do accounts (PostgreSQL NOTIFY) or rate limits (per node). */
+#ifndef NATTER_CLUSTER_H
+#define NATTER_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/presence.h"
+
+#define CLUSTER_HEARTBEAT_MS 2000
+/* three heartbeats missed, and a little slack for a busy node */
+#define CLUSTER_EXPIRY_MS (3 * CLUSTER_HEARTBEAT_MS + 500)
+
+enum cluster_kind {
+	CLUSTER_EVENT,	  /* an ephemeral room event */
+	CLUSTER_PRESENCE, /* a node's set of connected users */
+	CLUSTER_CHOICE	  /* a user chose a status or text */
+};
+
+struct cluster_msg {
+	enum cluster_kind kind;
+	int64_t node; /* the sender, > 0 */
+	/* CLUSTER_EVENT */
+	int type;
+	int64_t room, user;
+	char *json; /* the envelope, NUL-terminated */
+	size_t json_len;
+	/* CLUSTER_PRESENCE: the set; CLUSTER_CHOICE: one (presence.h) */
+	struct presence_local *users;
+	size_t nusers;
+};
+
+/* --- the wire ---------------------------------------------------------- */
+
+/* m as bytes (malloc'd, caller frees; *len set). */
+char *cluster_encode(const struct cluster_msg *m, size_t *len);
+/* Parse data into *out: 0, or -1 for anything malformed (out is then
+ * empty). Caller releases *out with cluster_msg_fini. */
+int cluster_decode(const char *data, size_t len, struct cluster_msg *out);
+void cluster_msg_fini(struct cluster_msg *m);
+
+/* --- the other nodes' presence ------------------------------------------ */
+
+struct cluster_peers;
+/* user's status over every live remote node changed to status; seen_ms:
+ * the newest time those nodes said they saw the user (0: never said).
+ * Runs under the peers' lock: it must not call back into cluster_peers. */
+typedef void (*cluster_change_fn)(void *arg, int64_t user,
+				  enum presence_status status, int64_t seen_ms);
+
+struct cluster_peers *cluster_peers_new(int64_t expiry_ms, cluster_change_fn fn,
+					void *arg);
+void cluster_peers_free(struct cluster_peers *cp); /* NULL is fine */
+/* node's set is now users[0..n) (entries OFFLINE count as absent), heard
+ * at now. */
+void cluster_peers_update(struct cluster_peers *cp, int64_t node,
+			  const struct presence_local *users, size_t n,
+			  int64_t now);
+/* Drop the nodes not heard since now - expiry_ms. */
+void cluster_peers_expire(struct cluster_peers *cp, int64_t now);
+/* user's status over every live remote node. */
+enum presence_status cluster_peers_status(struct cluster_peers *cp,
+					  int64_t user);
+size_t cluster_peers_nodes(struct cluster_peers *cp);
+
+#endif

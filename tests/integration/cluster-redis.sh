@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# cluster-redis: three natterd nodes on one PostgreSQL with `bus =
+# redis://...` (both started by the test from Debian's packages,
+# tests/backends.sh), no balancer: each client names its node.
+#   - typing sent on node 1 reaches a member's SSE stream and long-poll on
+#     node 2 and WebSocket on node 3;
+#   - a user connected only to node 1 is online in GET /api/presence on
+#     node 2 (and an event says so), and a status chosen on node 3 shows
+#     on node 2; kill -9 node 1: the user is offline on node 2 within the
+#     node expiry (6.5 s) plus coalescing, well under 10 s;
+#   - Redis stopped: messages still flow between nodes, /healthz says
+#     "bus_ok": false (and 200: the node stays in the balancer);
+#   - Redis back on its port: typing crosses nodes again, no restart.
+# Skips (77) without postgresql-15 or redis-server, unless
+# NATTER_REQUIRE_ROOT_TESTS=1 or CI is set (as cluster.sh).
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../backends.sh"
+: "${WSCLIENT:?WSCLIENT must point at tests/wsclient}"
+
+backends_need
+
+NODE_PID=() NODE_PORT=() PIDS=()
+cluster_stop() {
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in "${NODE_PID[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${NODE_PID[@]}" "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	backends_stop
+	cleanup
+}
+trap cluster_stop EXIT
+
+pg_start || fail_now "PostgreSQL did not start"
+redis_start
+[ -n "$REDIS_PORT" ] && (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null ||
+	fail_now "redis-server did not start"
+ok "PostgreSQL on port $PG_PORT, Redis on port $REDIS_PORT"
+
+start_node() { # index
+	local i=$1 log=$WORK/node$1.log port
+	"$NATTERD" --listen "127.0.0.1:0" --store "$PG_URL" --bus "$REDIS_URL" \
+		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
+		--argon2-memory-kib 1024 --argon2-time 1 --log-level info \
+		--rate-commands 0 --rate-send 0 --rate-typing 0 \
+		--streams-per-user 0 --streams-per-address 0 \
+		--presence-grace 1 --presence-coalesce-ms 100 \
+		--files-dir "$WORK/files" >>"$log" 2>&1 &
+	NODE_PID[$i]=$!
+	for _ in $(seq 1 200); do
+		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
+		[ -n "$port" ] && [ "$port" != 0 ] && break
+		kill -0 "${NODE_PID[$i]}" 2>/dev/null || { cat "$log"; fail_now "node $i exited at start-up"; }
+		sleep 0.05
+	done
+	[ -n "$port" ] || fail_now "node $i did not report its port"
+	NODE_PORT[$i]=$port
+}
+for i in 1 2 3; do start_node "$i"; done
+N1=http://127.0.0.1:${NODE_PORT[1]}
+N2=http://127.0.0.1:${NODE_PORT[2]}
+N3=http://127.0.0.1:${NODE_PORT[3]}
+ok "three nodes with bus = $REDIS_URL: ports ${NODE_PORT[*]}"
+
+# wait_for SECONDS COMMAND...: until the command succeeds (0) or time is up.
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.1
+	done
+}
+bus_ok() { curl -s "$1/healthz" | jq -e ".bus == \"redis\" and .bus_ok == $2" >/dev/null; }
+check "every node's /healthz says bus redis, bus_ok true" \
+	wait_for 10 bash -c "$(declare -f bus_ok); bus_ok $N1 true && bus_ok $N2 true && bus_ok $N3 true"
+
+# --- people and a room ----------------------------------------------------------
+A=$(BASE=$N1 register cr_a) && B=$(BASE=$N2 register cr_b) &&
+	C=$(BASE=$N2 register cr_c) && W=$(BASE=$N3 register cr_w) &&
+	P=$(BASE=$N1 register cr_p) || fail_now "registering"
+BASE=$N1 api_json POST /api/rooms "$A" '{"name":"cr"}'
+expect 201 "" "a room made on node 1"
+for tok in "$B" "$C" "$W" "$P"; do
+	BASE=$N2 api_json POST /api/rooms/cr/join "$tok" '{}'
+	[ "$STATUS" = 201 ] || [ "$STATUS" = 200 ] || fail "join: $STATUS $BODY"
+done
+CUR=$(jget .event.id)
+
+# sse TOKEN NODE FILE: a raw SSE stream in the background.
+sse() {
+	curl -sN -H "Authorization: Bearer $1" "$2/events" >"$3" 2>/dev/null &
+	PIDS+=($!)
+}
+# typing_in FILE: the file shows cr_a typing in cr.
+typing_in() { grep -q '"type":"typing","room":"cr","from":"cr_a"' "$1" 2>/dev/null; }
+
+# --- typing on node 1 reaches node 2 (SSE, long-poll) and node 3 (WebSocket) ---
+sse "$B" "$N2" "$WORK/b.sse"
+# poll_until FILE: long-polls on node 2 (each answer's cursor the next
+# since) until the typing event arrives, for 20 s at most.
+poll_until() {
+	local cursor=$CUR body end=$((SECONDS + 20))
+	while ! typing_in "$1" && [ $SECONDS -lt $end ]; do
+		body=$(curl -s -H "Authorization: Bearer $C" "$N2/poll?since=$cursor&timeout=5") || continue
+		jq -c '.events[]' <<<"$body" >>"$1"
+		cursor=$(jq -r .cursor <<<"$body")
+	done
+}
+: >"$WORK/c.poll"
+poll_until "$WORK/c.poll" &
+POLL_PID=$!
+PIDS+=($POLL_PID)
+"$WSCLIENT" --token "$W" --timeout 20 "ws://127.0.0.1:${NODE_PORT[3]}/ws" >"$WORK/w.ws" 2>&1 &
+PIDS+=($!)
+sleep 1 # the streams subscribe
+for _ in $(seq 1 30); do
+	BASE=$N1 api_json POST /api/rooms/cr/typing "$A" '{}'
+	typing_in "$WORK/b.sse" && typing_in "$WORK/w.ws" && ! kill -0 "$POLL_PID" 2>/dev/null && break
+	sleep 0.2
+done
+expect 204 "" "typing posted on node 1"
+check "reaches an SSE stream on node 2" typing_in "$WORK/b.sse"
+wait "$POLL_PID" 2>/dev/null || true
+check "reaches a long-poll on node 2" typing_in "$WORK/c.poll"
+check "reaches a WebSocket on node 3" typing_in "$WORK/w.ws"
+check "node 1's own subscriber got it once (its own message from Redis is dropped)" \
+	test "$(grep -c '"type":"typing","room":"cr","from":"cr_a"' "$WORK/b.sse")" -ge 1
+
+# --- presence: cr_p connected to node 1 only is online everywhere ---------------
+presence_on() { # NODE TOKEN USER -> prints the status
+	curl -s -H "Authorization: Bearer $2" "$1/api/presence?users=$3" | jq -r '.presence[0].status'
+}
+is_status() { [ "$(presence_on "$1" "$2" "$3")" = "$4" ]; }
+check "cr_p is offline on node 2 before connecting" is_status "$N2" "$B" cr_p offline
+# cr_p on a WebSocket: its end is seen at once (an SSE stream's only at
+# its next write)
+"$WSCLIENT" --token "$P" --timeout 120 "ws://127.0.0.1:${NODE_PORT[1]}/ws" >/dev/null 2>&1 &
+P_WS=$!
+PIDS+=($P_WS)
+check "cr_p, connected to node 1 only, is online in GET /api/presence on node 2 within 3 s" \
+	wait_for 3 is_status "$N2" "$B" cr_p online
+check "and on node 3" wait_for 3 is_status "$N3" "$W" cr_p online
+check "room cr's member list on node 2 says cr_p is online" \
+	test "$(curl -s -H "Authorization: Bearer $B" "$N2/api/rooms/cr/members" |
+		jq -r '.members[] | select(.username=="cr_p") | .status')" = online
+# presence_event FILE USER STATUS: an SSE stream shows that presence event.
+presence_event() {
+	grep -a '^data: ' "$1" 2>/dev/null | sed 's/^data: //' |
+		jq -c --arg u "$2" --arg s "$3" 'select(.type=="presence" and .from==$u and .status==$s)' |
+		grep -q .
+}
+check "node 2's SSE subscriber got the presence event" \
+	wait_for 3 presence_event "$WORK/b.sse" cr_p online
+BASE=$N3 api_json PATCH /api/me "$P" '{"status":"dnd","status_text":"deep work"}'
+check "cr_p chooses dnd on node 3 (where it has no stream): $STATUS" test "$STATUS" -lt 300
+check "node 2 shows dnd within 3 s" wait_for 3 is_status "$N2" "$B" cr_p dnd
+check "with its text" test "$(curl -s -H "Authorization: Bearer $B" "$N2/api/presence?users=cr_p" |
+	jq -r '.presence[0].status_text')" = "deep work"
+BASE=$N1 api_json PATCH /api/me "$P" '{"status":"online"}'
+check "back to automatic on node 1: online on node 2" wait_for 3 is_status "$N2" "$B" cr_p online
+
+# a stream closed on node 1: offline on node 2 after node 1's grace (1 s)
+# (SIGKILL: wsclient reads 2 s more after a SIGTERM)
+kill -KILL "$P_WS" 2>/dev/null || true
+T0=$SECONDS
+check "cr_p's WebSocket on node 1 closed: offline on node 2 within 5 s (grace 1 s, heartbeat 2 s)" \
+	wait_for 5 is_status "$N2" "$B" cr_p offline
+ok "(it took $((SECONDS - T0)) s)"
+"$WSCLIENT" --token "$P" --timeout 120 "ws://127.0.0.1:${NODE_PORT[1]}/ws" >/dev/null 2>&1 &
+PIDS+=($!)
+check "connected again: online on node 2" wait_for 3 is_status "$N2" "$B" cr_p online
+
+# kill -9 node 1: its users stop counting when it expires (6.5 s)
+T0=$SECONDS
+KILL_MS=$(date +%s%3N)
+kill -KILL "${NODE_PID[1]}"
+wait "${NODE_PID[1]}" 2>/dev/null || true
+NODE_PID[1]=
+check "node 1 killed: cr_p is offline on node 2 within 10 s" \
+	wait_for 10 is_status "$N2" "$B" cr_p offline
+ok "(it took $((SECONDS - T0)) s)"
+LAST=$(curl -s -H "Authorization: Bearer $B" "$N2/api/presence?users=cr_p" | jq -r '.presence[0].last_seen')
+LAST_MS=$(( $(date -d "$LAST" +%s%3N) ))
+check "its last_seen on node 2 ($LAST) is node 1's last word, before the kill" \
+	test "$LAST_MS" -le "$KILL_MS" -a "$LAST_MS" -ge $((KILL_MS - 3000))
+check "node 3 agrees" wait_for 2 is_status "$N3" "$W" cr_p offline
+
+# --- Redis stopped: messages flow, typing and presence degrade -----------------
+sse "$W" "$N3" "$WORK/w2.sse"
+sleep 0.5
+redis_stop
+check "without Redis node 2's /healthz says bus_ok false" wait_for 5 bus_ok "$N2" false
+BASE=$N2 api GET /healthz
+expect 200 "" "and stays 200 (the store is fine)"
+BASE=$N2 api_json POST /api/rooms/cr/messages "$B" '{"text":"no redis","client_id":"nr-1"}'
+expect 201 "" "a message sent on node 2 without Redis is stored"
+check "and reaches node 3's stream" wait_for 5 grep -q '"text":"no redis"' "$WORK/w2.sse"
+BASE=$N3 api_get "/api/rooms/cr/messages?limit=5" "$W"
+check "history on node 3 has it" grep -q '"no redis"' <<<"$BODY"
+
+# --- Redis back on the same port: typing crosses nodes again ----------------------
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+	--appendonly no --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis2.log" \
+	--daemonize no &
+REDIS_PID=$!
+check "Redis back: bus_ok true on nodes 2 and 3 within 10 s" \
+	wait_for 10 bash -c "$(declare -f bus_ok); bus_ok $N2 true && bus_ok $N3 true"
+: >"$WORK/w2.sse.typing"
+for _ in $(seq 1 30); do
+	BASE=$N2 api_json POST /api/rooms/cr/typing "$B" '{}'
+	grep -q '"type":"typing","room":"cr","from":"cr_b"' "$WORK/w2.sse" && break
+	sleep 0.2
+done
+check "typing on node 2 reaches node 3's SSE stream again" \
+	grep -q '"type":"typing","room":"cr","from":"cr_b"' "$WORK/w2.sse"
+check "node 2 counted a reconnect" \
+	bash -c "curl -s '$N2/metrics' | grep -q '^natter_cluster_bus_reconnects_total [1-9]'"
+for i in 2 3; do
+	check "node $i logged no bus order violation" bash -c "! grep -q 'out of id order' '$WORK/node$i.log'"
+done
+finish

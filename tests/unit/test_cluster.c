@@ -1,0 +1,448 @@
+/* test_cluster: what nodes tell each other over the bus (core/cluster.h)
+ * and how presence merges it, on a fake clock: the wire's round trips and
+ * refusals, the other nodes' sets with their expiry, and presence's
+ * merge (online beats away beats offline, the newest choice wins, the
+ * coalescing that keeps a blip from showing). The hiredis link and the
+ * threads are the integration test's (tests/integration/cluster-redis.sh);
+ * the bus URL's parser is here too. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/cluster.h"
+#include "core/presence.h"
+#include "model/evtype.h"
+#include "util/addr.h"
+
+#define GRACE 30000
+#define AWAY 300000
+#define COALESCE 250
+
+/* ---- the wire ---- */
+
+static void test_event_round_trip(void **state)
+{
+	(void)state;
+	const char *env = "{\"type\":\"typing\",\"room\":\"r\",\"from\":\"a\"}";
+	struct cluster_msg m = {.kind = CLUSTER_EVENT,
+				.node = 42,
+				.type = EVENT_TYPING,
+				.room = 7,
+				.user = 9,
+				.json = (char *)env,
+				.json_len = strlen(env)};
+	size_t len;
+	char *data = cluster_encode(&m, &len);
+	assert_non_null(data);
+	struct cluster_msg out;
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_int_equal(out.kind, CLUSTER_EVENT);
+	assert_int_equal(out.node, 42);
+	assert_int_equal(out.type, EVENT_TYPING);
+	assert_int_equal(out.room, 7);
+	assert_int_equal(out.user, 9);
+	assert_int_equal(out.json_len, strlen(env));
+	assert_string_equal(out.json, env);
+	cluster_msg_fini(&out);
+	free(data);
+}
+
+static void test_presence_round_trip(void **state)
+{
+	(void)state;
+	struct presence_local users[2] = {
+	    {.user = 1, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE},
+	    {.user = 2,
+	     .status = PRESENCE_AWAY,
+	     .chosen = PRESENCE_DND,
+	     .chosen_ms = 1700000000123,
+	     .text = "in a meeting \xc3\xa9",
+	     .seen_ms = 1700000000999},
+	};
+	struct cluster_msg m = {
+	    .kind = CLUSTER_PRESENCE, .node = 5, .users = users, .nusers = 2};
+	size_t len;
+	char *data = cluster_encode(&m, &len);
+	struct cluster_msg out;
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_int_equal(out.kind, CLUSTER_PRESENCE);
+	assert_int_equal(out.nusers, 2);
+	assert_int_equal(out.users[1].user, 2);
+	assert_int_equal(out.users[1].status, PRESENCE_AWAY);
+	assert_int_equal(out.users[1].chosen, PRESENCE_DND);
+	assert_int_equal(out.users[1].chosen_ms, 1700000000123);
+	assert_string_equal(out.users[1].text, "in a meeting \xc3\xa9");
+	assert_int_equal(out.users[1].seen_ms, 1700000000999);
+	cluster_msg_fini(&out);
+	free(data);
+
+	/* an empty set is a set: the node has nobody */
+	m.nusers = 0;
+	data = cluster_encode(&m, &len);
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_int_equal(out.nusers, 0);
+	cluster_msg_fini(&out);
+	free(data);
+}
+
+static void test_decode_refuses(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+	    "",
+	    "not json",
+	    "[]",
+	    "{\"v\":2,\"n\":1,\"k\":\"p\",\"s\":[]}",  /* another version */
+	    "{\"v\":1,\"n\":0,\"k\":\"p\",\"s\":[]}",  /* no node */
+	    "{\"v\":1,\"n\":-3,\"k\":\"p\",\"s\":[]}", /* negative node */
+	    "{\"v\":1,\"n\":1,\"k\":\"x\",\"s\":[]}",  /* unknown kind */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\"}",	       /* no set */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,9,1,0,\"\",0]]}", /* status
+								       */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,0,0,\"\",0]]}", /* chosen
+								       offline
+								     */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[0,1,1,0,\"\",0]]}", /* user 0
+								       */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,-1,\"\",0]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\",-1]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\"]]}", /* 5 */
+	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\\u202e\",0]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"c\",\"s\":[]}", /* a choice is one */
+	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":0,\"u\":1,\"j\":\"{}"
+	    "\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":1,\"u\":1,\"j\":\"\"}",
+	    "{\"v\":1,\"n\":1,\"n\":2,\"k\":\"p\",\"s\":[]}", /* twice */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cluster_msg out;
+		if (cluster_decode(bad[i], strlen(bad[i]), &out) == 0)
+			fail_msg("accepted: %s", bad[i]);
+		assert_null(out.users);
+		assert_null(out.json);
+	}
+	/* status text past PRESENCE_TEXT_MAX characters */
+	char big[700];
+	int n = snprintf(big, sizeof(big),
+			 "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"");
+	memset(big + n, 'x', PRESENCE_TEXT_MAX + 1);
+	snprintf(big + n + PRESENCE_TEXT_MAX + 1,
+		 sizeof(big) - n - PRESENCE_TEXT_MAX - 1, "\",0]]}");
+	struct cluster_msg out;
+	assert_int_equal(cluster_decode(big, strlen(big), &out), -1);
+}
+
+/* ---- the other nodes' sets ---- */
+
+struct changes {
+	int64_t user[32];
+	enum presence_status status[32];
+	int64_t seen[32];
+	size_t n;
+};
+
+static void on_change(void *arg, int64_t user, enum presence_status st,
+		      int64_t seen_ms)
+{
+	struct changes *c = arg;
+	assert_true(c->n < 32);
+	c->seen[c->n] = seen_ms;
+	c->user[c->n] = user;
+	c->status[c->n++] = st;
+}
+
+static enum presence_status change_of(const struct changes *c, int64_t user)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->user[i] == user)
+			return c->status[i];
+	fail_msg("no change for user %lld", (long long)user);
+	return PRESENCE_OFFLINE;
+}
+
+static void test_peers_merge_and_expire(void **state)
+{
+	(void)state;
+	struct changes ch = {0};
+	struct cluster_peers *cp =
+	    cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, &ch);
+	int64_t t = 1000000;
+	struct presence_local a[] = {{.user = 1, .status = PRESENCE_ONLINE},
+				     {.user = 2, .status = PRESENCE_AWAY}};
+	cluster_peers_update(cp, 10, a, 2, t);
+	assert_int_equal(ch.n, 2);
+	assert_int_equal(change_of(&ch, 1), PRESENCE_ONLINE);
+	assert_int_equal(change_of(&ch, 2), PRESENCE_AWAY);
+
+	/* the same set again (a heartbeat): no news */
+	ch.n = 0;
+	cluster_peers_update(cp, 10, a, 2, t + 2000);
+	assert_int_equal(ch.n, 0);
+
+	/* node 11 has user 2 active: online beats away */
+	struct presence_local b[] = {
+	    {.user = 2, .status = PRESENCE_ONLINE, .seen_ms = t + 1990}};
+	cluster_peers_update(cp, 11, b, 1, t + 2000);
+	assert_int_equal(ch.n, 1);
+	assert_int_equal(change_of(&ch, 2), PRESENCE_ONLINE);
+	assert_int_equal(cluster_peers_nodes(cp), 2);
+
+	/* node 10 loses both: user 1 offline, user 2 still online (11) */
+	ch.n = 0;
+	cluster_peers_update(cp, 10, NULL, 0, t + 4000);
+	assert_int_equal(ch.n, 1);
+	assert_int_equal(change_of(&ch, 1), PRESENCE_OFFLINE);
+	assert_int_equal(cluster_peers_status(cp, 2), PRESENCE_ONLINE);
+
+	/* node 11 goes silent (kill -9): nothing before the expiry ... */
+	ch.n = 0;
+	cluster_peers_expire(cp, t + 2000 + CLUSTER_EXPIRY_MS - 1);
+	assert_int_equal(ch.n, 0);
+	assert_int_equal(cluster_peers_nodes(cp), 2);
+	/* ... then it drops out, and its users with it */
+	cluster_peers_expire(cp, t + 2000 + CLUSTER_EXPIRY_MS);
+	assert_int_equal(ch.n, 1);
+	assert_int_equal(change_of(&ch, 2), PRESENCE_OFFLINE);
+	assert_int_equal(ch.seen[0], t + 1990); /* when node 11 last saw it */
+	assert_int_equal(cluster_peers_nodes(cp), 1); /* 10, heard at +4 s */
+	assert_true(CLUSTER_EXPIRY_MS <= 10000);
+
+	/* OFFLINE entries count as absent */
+	ch.n = 0;
+	struct presence_local off[] = {{.user = 3, .status = PRESENCE_OFFLINE}};
+	cluster_peers_update(cp, 12, off, 1, t + 9000);
+	assert_int_equal(ch.n, 0);
+	cluster_peers_free(cp);
+}
+
+/* ---- presence, merged ---- */
+
+struct rec {
+	int64_t user[32];
+	struct presence_info info[32];
+	size_t n;
+};
+
+static void publish(void *arg, int64_t user, const struct presence_info *pi)
+{
+	struct rec *r = arg;
+	assert_true(r->n < 32);
+	r->user[r->n] = user;
+	r->info[r->n++] = *pi;
+}
+
+static struct presence *mk(struct rec *r)
+{
+	struct presence_config cfg = {GRACE, AWAY, COALESCE};
+	struct presence_ops ops = {publish, NULL};
+	memset(r, 0, sizeof(*r));
+	return presence_new(&cfg, &ops, r);
+}
+
+static void run(struct presence *p, int64_t *now, int64_t until)
+{
+	while (*now < until) {
+		*now += 50;
+		presence_tick(p, *now);
+	}
+}
+
+static void test_remote_online_offline(void **state)
+{
+	(void)state;
+	struct rec r;
+	struct presence *p = mk(&r);
+	int64_t now = 5000000;
+	presence_remote_set(p, 7, PRESENCE_ONLINE, 0, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.info[0].status, PRESENCE_ONLINE);
+	struct presence_info pi;
+	presence_get(p, 7, now, &pi);
+	assert_int_equal(pi.status, PRESENCE_ONLINE);
+	assert_int_equal(pi.last_seen_ms, now); /* connected elsewhere */
+
+	/* only another node's: this node tells nobody of the user */
+	struct presence_local *l;
+	assert_int_equal(presence_local_list(p, now, &l), 0);
+	free(l);
+
+	/* a blip (gone and back within the coalescing delay): nothing */
+	presence_remote_set(p, 7, PRESENCE_OFFLINE, 0, now);
+	presence_remote_set(p, 7, PRESENCE_ONLINE, 0, now + 50);
+	run(p, &now, now + 4 * COALESCE);
+	assert_int_equal(r.n, 1);
+
+	/* gone for good (the other node applied its grace already): last
+	 * seen when that node last saw the user */
+	int64_t gone = now - 100; /* after the blip */
+	presence_remote_set(p, 7, PRESENCE_OFFLINE, gone, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.info[1].status, PRESENCE_OFFLINE);
+	assert_int_equal(r.info[1].last_seen_ms, gone);
+	/* and no timer left spinning */
+	assert_int_equal(presence_tick(p, now + 1000), INT64_MAX);
+	presence_free(p);
+}
+
+static void test_merge_with_local(void **state)
+{
+	(void)state;
+	struct rec r;
+	struct presence *p = mk(&r);
+	int64_t now = 5000000;
+	presence_connect(p, 3, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.info[0].status, PRESENCE_ONLINE);
+
+	struct presence_local *l;
+	assert_int_equal(presence_local_list(p, now, &l), 1);
+	assert_int_equal(l[0].user, 3);
+	assert_int_equal(l[0].status, PRESENCE_ONLINE);
+	free(l);
+
+	/* idle here, active on another node: online stays */
+	presence_remote_set(p, 3, PRESENCE_ONLINE, 0, now);
+	run(p, &now, now + AWAY + 1000);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(presence_local_list(p, now, &l), 1);
+	assert_int_equal(l[0].status, PRESENCE_AWAY); /* what this node says */
+	free(l);
+	/* the other node's connection ends: away, from this node's idleness */
+	presence_remote_set(p, 3, PRESENCE_OFFLINE, 0, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.info[1].status, PRESENCE_AWAY);
+
+	/* this node's last connection goes while another node has the user:
+	 * no offline, even after the grace */
+	presence_remote_set(p, 3, PRESENCE_AWAY, 0, now);
+	presence_disconnect(p, 3, now);
+	run(p, &now, now + GRACE + 1000);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(presence_local_list(p, now, &l), 0);
+	free(l);
+	presence_remote_set(p, 3, PRESENCE_OFFLINE, 0, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.info[2].status, PRESENCE_OFFLINE);
+	presence_free(p);
+}
+
+static void test_remote_choice_newest_wins(void **state)
+{
+	(void)state;
+	struct rec r;
+	struct presence *p = mk(&r);
+	int64_t now = 5000000;
+	presence_connect(p, 4, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 1);
+
+	/* chosen on another node after this node's load: taken */
+	presence_remote_choose(p, 4, PRESENCE_DND, "busy", now - 10, now);
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.info[1].status, PRESENCE_DND);
+	assert_string_equal(r.info[1].text, "busy");
+
+	/* chosen here later: this one is the newest */
+	presence_choose(p, 4, PRESENCE_ONLINE, "", now);
+	int64_t mine = now;
+	run(p, &now, now + COALESCE);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.info[2].status, PRESENCE_ONLINE);
+	assert_string_equal(r.info[2].text, "");
+
+	/* an older choice arriving late (a heartbeat in flight): ignored */
+	presence_remote_choose(p, 4, PRESENCE_AWAY, "old", mine - 1, now);
+	run(p, &now, now + 4 * COALESCE);
+	assert_int_equal(r.n, 3);
+
+	/* this node tells the others its choice with its time */
+	struct presence_local *l;
+	assert_int_equal(presence_local_list(p, now, &l), 1);
+	assert_int_equal(l[0].chosen, PRESENCE_ONLINE);
+	assert_int_equal(l[0].chosen_ms, mine);
+	free(l);
+	presence_free(p);
+}
+
+/* Two nodes' presence: a change published later on a node that has
+ * published little still has the larger seq (a client reads one node's
+ * GET /api/presence and streams another's events, and keeps the newest
+ * by seq). */
+static void test_seq_across_nodes(void **state)
+{
+	(void)state;
+	struct rec ra, rb;
+	struct presence *a = mk(&ra), *b = mk(&rb);
+	int64_t now = 5000000;
+	for (int64_t u = 1; u <= 20; u++)
+		presence_connect(a, u, now);
+	run(a, &now, now + COALESCE);
+	assert_int_equal(ra.n, 20);
+	presence_remote_set(b, 1, PRESENCE_ONLINE, 0, now);
+	now += 10;
+	presence_tick(b, now + COALESCE);
+	assert_int_equal(rb.n, 1);
+	assert_true(rb.info[0].seq > ra.info[19].seq);
+	/* and within one node, every publish has a larger one */
+	for (size_t i = 1; i < ra.n; i++)
+		assert_true(ra.info[i].seq > ra.info[i - 1].seq);
+	presence_free(a);
+	presence_free(b);
+}
+
+/* ---- the bus URL ---- */
+
+static void test_bus_url(void **state)
+{
+	(void)state;
+	struct addr_bus b;
+	char why[256];
+	assert_int_equal(
+	    addr_bus_parse("redis://127.0.0.1:6379", &b, why, sizeof(why)), 0);
+	assert_string_equal(b.host, "127.0.0.1");
+	assert_int_equal(b.port, 6379);
+	assert_int_equal(b.db, 0);
+	assert_int_equal(addr_bus_parse("redis://cache.internal:6380/3", &b,
+					why, sizeof(why)),
+			 0);
+	assert_string_equal(b.host, "cache.internal");
+	assert_int_equal(b.port, 6380);
+	assert_int_equal(b.db, 3);
+	static const char *const bad[] = {
+	    "127.0.0.1:6379",	 "http://h:1",	     "redis://h",
+	    "redis://:6379",	 "redis://h:0",	     "redis://h:70000",
+	    "redis://h:6379x",	 "redis://h:6379/x", "redis://h/2:6379",
+	    "redis://h:6379/-1",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (addr_bus_parse(bad[i], &b, why, sizeof(why)) == 0)
+			fail_msg("accepted: %s", bad[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_event_round_trip),
+	    cmocka_unit_test(test_presence_round_trip),
+	    cmocka_unit_test(test_decode_refuses),
+	    cmocka_unit_test(test_peers_merge_and_expire),
+	    cmocka_unit_test(test_remote_online_offline),
+	    cmocka_unit_test(test_merge_with_local),
+	    cmocka_unit_test(test_remote_choice_newest_wins),
+	    cmocka_unit_test(test_seq_across_nodes),
+	    cmocka_unit_test(test_bus_url),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
