@@ -493,6 +493,7 @@ int chat_personal(struct chat *c, const struct chat_user *u,
 	if (!json)
 		return CHAT_EINTERNAL;
 	struct event *ev = event_new(0, type, BUS_PERSONAL, u->id, json, len);
+	chat_cluster_event(c, type, BUS_PERSONAL, u->id, json, len);
 	free(json);
 	bus_publish(c->bus, ev);
 	event_unref(ev);
@@ -512,6 +513,7 @@ int chat_profile(struct chat *c, const struct chat_user *u, json_t *args)
 	 * however many rooms they share (as presence goes) ... */
 	struct event *ev =
 	    event_new(0, EVENT_PROFILE, BUS_PEERS, u->id, json, len);
+	chat_cluster_event(c, EVENT_PROFILE, BUS_PEERS, u->id, json, len);
 	free(json);
 	bus_publish(c->bus, ev);
 	event_unref(ev);
@@ -842,6 +844,8 @@ int chat_invite(struct chat *c, const struct chat_user *u, const char *room,
 	if (json) {
 		struct event *ev =
 		    event_new(0, EVENT_INVITE, BUS_PERSONAL, to_id, json, len);
+		chat_cluster_event(c, EVENT_INVITE, BUS_PERSONAL, to_id, json,
+				   len);
 		free(json);
 		bus_publish(c->bus, ev);
 		event_unref(ev);
@@ -873,6 +877,8 @@ int chat_read(struct chat *c, const struct chat_user *u, const char *room,
 	if (json) {
 		struct event *ev =
 		    event_new(0, EVENT_READ, BUS_PERSONAL, u->id, json, len);
+		chat_cluster_event(c, EVENT_READ, BUS_PERSONAL, u->id, json,
+				   len);
 		free(json);
 		bus_publish(c->bus, ev);
 		event_unref(ev);

@@ -1,11 +1,13 @@
 /* chat_cluster: the cluster's ephemeral channel wired to core (bus =
- * redis://...). What goes out: each ephemeral room event chat_event
- * publishes here (typing), each choice of a status or text, and this
+ * redis://...). What goes out: each ephemeral event chat publishes that
+ * no other node would learn of (travels(): typing, and personal and
+ * profile events), each choice of a status or text, and this
  * node's set of connected users (presence_local_list) as a heartbeat every
  * CLUSTER_HEARTBEAT_MS and soon after a connection starts. What comes in,
  * from any other node (a node's own messages come back and are dropped by
  * their node id): the event, published on this node's bus to the room's
- * local subscribers, whatever their transport; the choice, to presence;
+ * (or the user's, or the user's peers') local subscribers, whatever their
+ * transport; the choice, to presence;
  * the set, to the peers table, whose changes go to presence.
  *
  * Losing Redis loses only this: typing stays on its node and presence
@@ -24,6 +26,30 @@
 #include "util/log.h"
 #include "util/util.h"
 
+/* What travels between nodes as an event: what a node publishes on its
+ * own bus and no other node would learn of. Typing, to a room's members;
+ * personal events (settings, a profile, an invitation, a read marker, a
+ * mute) to a user's connections; a profile to the user's peers. Not
+ * presence (each node's set carries it), not "disabled" (the store's
+ * account words end the sessions on every node), never a persistent type
+ * (those come through the store, in id order). */
+static bool travels(int type, int64_t room)
+{
+	switch (type) {
+	case EVENT_TYPING:
+		return room > 0;
+	case EVENT_PROFILE:
+		return room == BUS_PERSONAL || room == BUS_PEERS;
+	case EVENT_SETTINGS:
+	case EVENT_INVITE:
+	case EVENT_READ:
+	case EVENT_MUTE:
+		return room == BUS_PERSONAL;
+	default:
+		return false;
+	}
+}
+
 static void send_msg(struct chat *c, const struct cluster_msg *m)
 {
 	size_t len;
@@ -36,7 +62,7 @@ static void send_msg(struct chat *c, const struct cluster_msg *m)
 void chat_cluster_event(struct chat *c, int type, int64_t room, int64_t user,
 			const char *json, size_t len)
 {
-	if (!c->bus_link || type != EVENT_TYPING || room <= 0)
+	if (!c->bus_link || !travels(type, room))
 		return;
 	struct cluster_msg m = {.kind = CLUSTER_EVENT,
 				.node = c->node_id,
@@ -74,12 +100,28 @@ void chat_cluster_choice(struct chat *c, int64_t user,
 
 /* ---- coming in (the subscriber thread) ---- */
 
+/* A mute made on another node: this node's cache refuses the user's
+ * sends and typing here too (the store has it for the next start). */
+static void mute_in(struct chat *c, const struct cluster_msg *m)
+{
+	json_t *env = json_loadb(m->json, m->json_len, 0, NULL);
+	const char *room = json_string_value(json_object_get(env, "room"));
+	json_int_t secs = json_integer_value(json_object_get(env, "seconds"));
+	int64_t room_id;
+	char name[33];
+	if (room && secs >= 0 &&
+	    resolve_room(c, room, &room_id, name) == CHAT_OK)
+		mute_put(c, room_id, m->user,
+			 secs ? now_ms() + (int64_t)secs * 1000 : 0);
+	json_decref(env);
+}
+
 static void event_in(struct chat *c, const struct cluster_msg *m)
 {
-	/* only what this node would publish itself: never a persistent
-	 * type (those come in id order from the store), never personal */
-	if (m->type != EVENT_TYPING)
+	if (!travels(m->type, m->room))
 		return;
+	if (m->type == EVENT_MUTE)
+		mute_in(c, m);
 	struct event *ev =
 	    event_new(0, m->type, m->room, m->user, m->json, m->json_len);
 	bus_publish(c->bus, ev);

@@ -92,7 +92,8 @@ static int event_unpack(json_t *o, struct cluster_msg *out)
 	if (json_unpack(o, "{s:I,s:I,s:I,s:s%}", "t", &type, "r", &room, "u",
 			&user, "j", &j, &jlen) < 0)
 		return -1;
-	if (type < 0 || type > 1000 || room <= 0 || user <= 0 || !jlen)
+	/* room: a room's id, or BUS_PERSONAL (0) or BUS_PEERS (-1) */
+	if (type < 0 || type > 1000 || room < -1 || user <= 0 || !jlen)
 		return -1;
 	out->type = (int)type;
 	out->room = room;

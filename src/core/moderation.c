@@ -235,6 +235,8 @@ int chat_mute_set(struct chat *c, const struct chat_user *u, const char *room,
 	if (json) {
 		struct event *ev =
 		    event_new(0, EVENT_MUTE, BUS_PERSONAL, subject, json, len);
+		chat_cluster_event(c, EVENT_MUTE, BUS_PERSONAL, subject, json,
+				   len);
 		free(json);
 		bus_publish(c->bus, ev);
 		event_unref(ev);

@@ -125,6 +125,33 @@ check "reaches a WebSocket on node 3" typing_in "$WORK/w.ws"
 check "node 1's own subscriber got it once (its own message from Redis is dropped)" \
 	test "$(grep -c '"type":"typing","room":"cr","from":"cr_a"' "$WORK/b.sse")" -ge 1
 
+# --- personal events follow the user to every node: a read marker and
+# settings changed on node 1 reach cr_b's stream on node 2; a mute made on
+# node 1 reaches cr_b there and is enforced on node 3 -------------------------
+BASE=$N1 api_json POST /api/rooms/cr/messages "$A" '{"text":"read me"}'
+READ_ID=$(jget .event.id)
+BASE=$N1 api_json POST /api/rooms/cr/read "$B" "{\"id\":$READ_ID}"
+check "cr_b marks cr read on node 1: $STATUS" test "$STATUS" -lt 300
+check "the read marker reaches cr_b's SSE stream on node 2" \
+	wait_for 3 grep -q "\"type\":\"read\",\"room\":\"cr\".*\"read\":$READ_ID" "$WORK/b.sse"
+BASE=$N1 api_json PATCH /api/me "$B" '{"settings":{"theme":"dark"}}'
+check "cr_b changes a setting on node 1: $STATUS" test "$STATUS" -lt 300
+check "the settings event reaches cr_b's SSE stream on node 2" \
+	wait_for 3 grep -q '"type":"settings".*"theme":"dark"' "$WORK/b.sse"
+BASE=$N1 api_json POST /api/rooms/cr/mutes "$A" '{"user":"cr_b","seconds":60,"reason":"calm"}'
+expect 201 "" "the owner mutes cr_b on node 1"
+check "the mute reaches cr_b's SSE stream on node 2" \
+	wait_for 3 grep -q '"type":"mute","room":"cr"' "$WORK/b.sse"
+muted_on() { # NODE: cr_b's send there is refused as muted
+	BASE=$1 api_json POST /api/rooms/cr/messages "$B" '{"text":"still here?"}'
+	[ "$STATUS" = 403 ] && [ "$(jget .error)" = muted ]
+}
+check "and cr_b's send on node 3 is refused: muted" wait_for 3 muted_on "$N3"
+BASE=$N1 api DELETE /api/rooms/cr/mutes/cr_b -H "Authorization: Bearer $A"
+check "the owner lifts the mute on node 1: $STATUS" test "$STATUS" -lt 300
+unmuted_on() { BASE=$1 api_json POST /api/rooms/cr/messages "$B" '{"text":"back"}'; [ "$STATUS" = 201 ]; }
+check "and cr_b sends on node 3 again" wait_for 3 unmuted_on "$N3"
+
 # --- presence: cr_p connected to node 1 only is online everywhere ---------------
 presence_on() { # NODE TOKEN USER -> prints the status
 	curl -s -H "Authorization: Bearer $2" "$1/api/presence?users=$3" | jq -r '.presence[0].status'

@@ -115,8 +115,9 @@ static void test_decode_refuses(void **state)
 	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\"]]}", /* 5 */
 	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\\u202e\",0]]}",
 	    "{\"v\":1,\"n\":1,\"k\":\"c\",\"s\":[]}", /* a choice is one */
-	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":0,\"u\":1,\"j\":\"{}"
-	    "\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":-2,\"u\":1,\"j\":\"{}"
+	    "\"}", /* no such room: a room, BUS_PERSONAL (0) or BUS_PEERS (-1)
+		    */
 	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":1,\"u\":1,\"j\":\"\"}",
 	    "{\"v\":1,\"n\":1,\"n\":2,\"k\":\"p\",\"s\":[]}", /* twice */
 	};
@@ -126,6 +127,20 @@ static void test_decode_refuses(void **state)
 			fail_msg("accepted: %s", bad[i]);
 		assert_null(out.users);
 		assert_null(out.json);
+	}
+	/* a personal event (room BUS_PERSONAL) and a peers' one (BUS_PEERS) */
+	static const char *const good[] = {
+	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":0,\"u\":1,\"j\":\"{}"
+	    "\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":-1,\"u\":1,\"j\":\"{}"
+	    "\"}",
+	};
+	for (size_t i = 0; i < 2; i++) {
+		struct cluster_msg out;
+		assert_int_equal(cluster_decode(good[i], strlen(good[i]), &out),
+				 0);
+		assert_int_equal(out.room, -(int64_t)i);
+		cluster_msg_fini(&out);
 	}
 	/* status text past PRESENCE_TEXT_MAX characters */
 	char big[700];
