@@ -25,7 +25,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-# shellcheck source=../backends.sh
+# shellcheck disable=SC1091 # sourced by its path
 . "$top/tests/backends.sh"
 
 die() {
@@ -73,7 +73,8 @@ else
 	work=$(mktemp -d "${TMPDIR:-/tmp}/natter-e2e-cluster.XXXXXX")
 fi
 
-NODE_PID=() NODE_PORT=() HAPROXY_PID= rc=1
+NODE_PID=() NODE_PORT=() HAPROXY_PID='' rc=1
+# shellcheck disable=SC2317 # run by the EXIT trap
 cluster_stop() {
 	for p in "${NODE_PID[@]}" $HAPROXY_PID; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${NODE_PID[@]}" $HAPROXY_PID; do wait "$p" 2>/dev/null || true; done
