@@ -5,7 +5,7 @@
 // share is in kit.mjs; the scenarios are in scenarios/, one file per area,
 // run in the order of AREAS below.
 
-import { browser, killAll, launch, results, server, SHOTS, startShared } from './kit.mjs';
+import { browser, CLUSTER, killAll, launch, results, server, SHOTS, skipped, startShared } from './kit.mjs';
 
 const AREAS = ['chat', 'interface', 'moderation', 'messages', 'people', 'admin', 'files', 'limits'];
 
@@ -34,5 +34,6 @@ const passed = results.filter(Boolean).length;
 const failed = results.length - passed;
 if (failed && server && !crashed) console.log('--- natterd log (tail) ---\n' + server.tail(40));
 console.log(`screenshots: ${SHOTS}`);
-console.log(`e2e: ${passed} passed, ${failed} failed`);
+if (CLUSTER) console.log(`cluster mode: the shared server is ${server ? server.base : '(none)'}, ${skipped.length} skipped`);
+console.log(`e2e: ${passed} passed, ${failed} failed${skipped.length ? `, ${skipped.length} skipped` : ''}`);
 process.exit(failed || !results.length ? 1 : 0);

@@ -429,7 +429,17 @@ export function noDuplicateIds(ids, who) {
   }
 }
 
+// A counter of the shared server in cluster mode is each node's own: the
+// sum over the nodes (as a Prometheus query would), null if none has it.
 export async function metric(base, name, labels) {
+  if (server && server.nodes && server.nodes.length && base === server.base) {
+    let sum = null;
+    for (const node of server.nodes) {
+      const v = await metric(node, name, labels);
+      if (v !== null) sum = (sum || 0) + v;
+    }
+    return sum;
+  }
   const res = await fetch(base + '/metrics');
   const text = await res.text();
   for (const line of text.split('\n')) {
@@ -559,8 +569,9 @@ export async function assertContTime(page, where) {
 
 // --- scenarios ------------------------------------------------------------------------------
 
-export let server; // the shared natterd
+export let server; // the shared natterd (or, in cluster mode, the balancer)
 export const results = [];
+export const skipped = [];
 
 export async function scenario(name, fn) {
   if (ONLY && !ONLY.test(name)) return;
@@ -578,6 +589,11 @@ export async function scenario(name, fn) {
     results.push(true);
     console.log(`ok - ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {
+    if (e instanceof Skip) {
+      skipped.push(name);
+      console.log(`ok - ${name} # SKIP ${e.message}`);
+      return;
+    }
     results.push(false);
     console.log(`not ok - ${name}`);
     console.log('  ' + String(e && e.stack || e).split('\n').slice(0, 6).join('\n  '));
@@ -600,9 +616,59 @@ export const person = (people, ...args) => {
 // The shared natterd every scenario in scenarios/ talks to (per-user rate
 // limits off: scenarios seed rooms with bursts; the limits scenario starts
 // a server of its own).
+//
+// Cluster mode (tests/e2e/cluster.sh): E2E_SHARED_BASE is a balancer in
+// front of several nodes that someone else started and stops; the shared
+// server is then that URL. Scenarios that start a `new Natterd(...)` of
+// their own (admin, restart, reset, limits, presence with a short grace)
+// still get one node on SQLite, in both modes.
+export const CLUSTER = !!env.E2E_SHARED_BASE;
+
+export class SharedCluster {
+  constructor(base, nodes, logs) {
+    this.name = 'cluster';
+    this.base = base.replace(/\/+$/, '');
+    this.port = Number(new URL(this.base).port);
+    this.nodes = nodes; // each node's own URL
+    this.logs = logs;
+    this.log = null; // no one log file: each node has its own
+  }
+
+  async stop() {
+    /* cluster.sh stops the nodes */
+  }
+
+  // Each node's last lines, but for the balancer's health checks (every
+  // 300 ms per node, they would fill the tail).
+  tail(n = 30) {
+    return this.logs.map((f) => {
+      let t = '';
+      try {
+        t = fs.readFileSync(f, 'utf8').trimEnd().split('\n')
+          .filter((l) => !/ path=\/healthz /.test(l)).slice(-n).join('\n');
+      } catch (e) {
+        /* none */
+      }
+      return `--- ${f} ---\n${t}`;
+    }).join('\n');
+  }
+}
+
 export async function startShared() {
+  if (CLUSTER) {
+    const words = (v) => (v || '').split(/\s+/).filter(Boolean);
+    server = new SharedCluster(env.E2E_SHARED_BASE, words(env.E2E_SHARED_NODES), words(env.E2E_SHARED_LOGS));
+    return server;
+  }
   server = await new Natterd('natterd', [
     '--rate-commands', '0', '--rate-send', '0', '--rate-typing', '0',
   ]).start();
   return server;
+}
+
+// A scenario that needs what only one node can give calls this first: in
+// cluster mode it ends the scenario as skipped, with the reason printed.
+export class Skip extends Error {}
+export function singleNodeOnly(reason) {
+  if (CLUSTER) throw new Skip(reason);
 }

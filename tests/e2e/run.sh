@@ -24,6 +24,10 @@
 #                     hand, $NATTER_TEST_TMP/e2e-deps under make check)
 #   E2E_ONLY          a regular expression: run only the matching scenarios
 #   KEEP_WORK=1       keep the work directory (logs) even when all pass
+#   E2E_SHARED_BASE   use this URL as the shared server instead of starting
+#                     a natterd (tests/e2e/cluster.sh sets it to a balancer
+#                     in front of three nodes, with E2E_SHARED_NODES and
+#                     E2E_SHARED_LOGS: the nodes' URLs and log files)
 #   NATTER_REQUIRE_E2E=1  a missing node, npm, chromium or nginx is a
 #                     failure (exit 1) instead of a skip; CI sets it
 #
