@@ -22,6 +22,10 @@
 # NATTER_REQUIRE_ROOT_TESTS=1, CI or NATTER_REQUIRE_E2E=1). Environment as
 # run.sh; KEEP_WORK=1 keeps the nodes' logs.
 set -euo pipefail
+if [ "${NATTER_DISTCHECK_SKIP:-}" = 1 ]; then
+	echo "e2e-cluster: skipped inside make distcheck (make check ran it on the same sources)"
+	exit 77
+fi
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)

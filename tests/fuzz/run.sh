@@ -12,6 +12,10 @@
 # A crash leaves its input in NATTER_FUZZ_BUILD/crashes/NAME/ and fails.
 set -euo pipefail
 
+if [ "${NATTER_DISTCHECK_SKIP:-}" = 1 ]; then
+	echo "fuzz: skipped inside make distcheck (make check ran it on the same sources)"
+	exit 77
+fi
 if [ "${NATTER_FUZZ:-0}" != 1 ]; then
 	echo "fuzz: skipped (set NATTER_FUZZ=1, or run make fuzz)"
 	exit 77
