@@ -15,7 +15,8 @@ static void check(const struct cluster_msg *m)
 {
 	assert(m->node > 0);
 	if (m->kind == CLUSTER_EVENT) {
-		assert(m->room > 0 && m->user > 0 && m->json);
+		/* a room, BUS_PERSONAL (0) or BUS_PEERS (-1) */
+		assert(m->room >= -1 && m->user > 0 && m->json);
 		assert(strlen(m->json) <= m->json_len);
 		return;
 	}
