@@ -1,7 +1,9 @@
 /* test_store_pg: the backend contract (store_contract.c) against
  * PostgreSQL, plus what only a shared database has: two stores on one
  * database (two nodes) whose ids commit in order and whose commit hooks
- * each see every event of both, once, in id order.
+ * each see every event of both, once, in id order; and nodes that start
+ * at once on an empty database all open it (one makes the schema, the
+ * others wait for it).
  *
  * Run by tests/unit/store_pg.sh, which starts a PostgreSQL of its own
  * (tests/backends.sh) and passes it in NATTER_TEST_PG. Each case gets an
@@ -195,6 +197,44 @@ static void test_two_nodes(void **state)
 	store_close(b);
 }
 
+/* Nodes started together on an empty database: every one opens it. */
+struct opener {
+	pthread_barrier_t *go;
+	struct store *st;
+};
+
+static void *open_at_once(void *arg)
+{
+	struct opener *o = arg;
+	pthread_barrier_wait(o->go);
+	o->st = open_pg(64);
+	return NULL;
+}
+
+static void test_nodes_start_together(void **state)
+{
+	(void)state;
+	enum { N = 4 };
+	for (int round = 0; round < 3; round++) {
+		pthread_barrier_t go;
+		pthread_t t[N];
+		struct opener o[N];
+		assert_int_equal(pg_reset(), 0);
+		pthread_barrier_init(&go, NULL, N);
+		for (int i = 0; i < N; i++) {
+			o[i] = (struct opener){.go = &go};
+			pthread_create(&t[i], NULL, open_at_once, &o[i]);
+		}
+		for (int i = 0; i < N; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&go);
+		for (int i = 0; i < N; i++) {
+			assert_non_null(o[i].st);
+			store_close(o[i].st);
+		}
+	}
+}
+
 int main(void)
 {
 	pg_url = getenv("NATTER_TEST_PG");
@@ -206,6 +246,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_two_nodes),
+	    cmocka_unit_test(test_nodes_start_together),
 	};
 	int failed = cmocka_run_group_tests_name("store_pg", tests, NULL, NULL);
 	struct store_contract_factory pg = {

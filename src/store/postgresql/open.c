@@ -131,10 +131,19 @@ static int migrate(struct pconn *c, const char *db_dir, char *err,
 	int v = 0, rc = -1;
 
 	snprintf(dir, sizeof(dir), "%s/postgresql", db_dir);
-	if (pg_exec(c,
-		    "CREATE TABLE IF NOT EXISTS natter_schema ("
-		    "version integer PRIMARY KEY, applied_ms bigint)") != PG_OK)
+	/* Under the lock too: two nodes starting at once on an empty
+	 * database would both create the table, and one would fail
+	 * (CREATE ... IF NOT EXISTS is not safe against a concurrent one). */
+	snprintf(sql, sizeof(sql), "SELECT pg_advisory_xact_lock(%d)",
+		 PG_SCHEMA_LOCK);
+	if (pg_exec(c, "BEGIN") != PG_OK)
 		goto fail;
+	if (pg_exec(c, sql) != PG_OK ||
+	    pg_exec(c, "CREATE TABLE IF NOT EXISTS natter_schema ("
+		       "version integer PRIMARY KEY, applied_ms bigint)") !=
+		PG_OK ||
+	    pg_exec(c, "COMMIT") != PG_OK)
+		goto fail_tx;
 	for (;;) {
 		char *path = NULL, *text = NULL;
 		if (pg_exec(c, "BEGIN") != PG_OK)
