@@ -189,8 +189,8 @@ int main(int argc, char **argv)
 				cfg.presence_away_s * (int64_t)1000,
 				cfg.presence_coalesce_ms) < 0)
 		fatal("cannot start presence (path=%s)", where);
-	if (chat_cluster_start(srv.chat, cfg.bus_url, &srv.metrics, err,
-			       sizeof(err)) != 0)
+	if (chat_cluster_start(srv.chat, cfg.bus_url, srv.auth, srv.limit,
+			       &srv.metrics, err, sizeof(err)) != 0)
 		fatal("cannot start the bus: %s", err);
 
 	/* Files: files-dir, else "files" beside the database. */

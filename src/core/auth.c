@@ -96,6 +96,9 @@ struct auth {
 	struct throttle reg;	       /* registrations per address (TAT) */
 
 	atomic_uint hashing; /* Argon2 runs in progress */
+
+	auth_share_fn share; /* set once, before threads (auth_share) */
+	void *share_arg;
 };
 
 /* --- random numbers ------------------------------------------------------ */
@@ -532,8 +535,15 @@ unsigned auth_login_check(struct auth *a, const char *user, const char *addr,
 	return w;
 }
 
-void auth_login_failed(struct auth *a, const char *user, const char *addr,
-		       int64_t now_ms)
+static void tell(struct auth *a, enum auth_share what, const char *user,
+		 const char *addr)
+{
+	if (a->share)
+		a->share(a->share_arg, what, user, addr);
+}
+
+static void failed(struct auth *a, const char *user, const char *addr,
+		   int64_t now_ms)
 {
 	char pair[512];
 	const char *p = pair_str(pair, sizeof(pair), user, addr);
@@ -552,8 +562,8 @@ void auth_login_failed(struct auth *a, const char *user, const char *addr,
  * reset their address's count between guesses at other accounts by
  * logging in to an account of their own; a legitimate user behind the
  * same address is slowed only until the address count decays. */
-void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
-			  int64_t now_ms)
+static void succeeded(struct auth *a, const char *user, const char *addr,
+		      int64_t now_ms)
 {
 	char pair[512];
 	const char *p = pair_str(pair, sizeof(pair), user, addr);
@@ -583,9 +593,28 @@ void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
 	pthread_mutex_unlock(&a->throttle_lock);
 }
 
+void auth_login_failed(struct auth *a, const char *user, const char *addr,
+		       int64_t now_ms)
+{
+	failed(a, user, addr, now_ms);
+	tell(a, AUTH_SHARE_FAILED, user, addr);
+}
+
+void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
+			  int64_t now_ms)
+{
+	if (!user)
+		return;
+	succeeded(a, user, addr, now_ms);
+	tell(a, AUTH_SHARE_SUCCEEDED, user, addr);
+}
+
 /* GCRA: the entry's window_start_ms holds the theoretical arrival time
- * (TAT); the bucket is full once TAT <= now, and such entries expire. */
-unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms)
+ * (TAT); the bucket is full once TAT <= now, and such entries expire.
+ * force: count it even when the bucket is empty (another node counted it),
+ * at most one interval beyond. */
+static unsigned register_take(struct auth *a, const char *addr, int64_t now_ms,
+			      bool force)
 {
 	int64_t interval = (int64_t)a->cfg.register_interval_s * 1000;
 	int64_t tolerance = interval * (int64_t)(a->cfg.register_burst - 1);
@@ -602,10 +631,15 @@ unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms)
 	int64_t tat = i == NIL ? now_ms : a->reg.e[i].window_start_ms;
 	if (tat < now_ms)
 		tat = now_ms;
-	if (tat - now_ms > tolerance) {
+	if (tat - now_ms > tolerance && force) { /* so i is not NIL */
+		if (tat - now_ms <= tolerance + interval)
+			a->reg.e[i].window_start_ms = tat + interval;
+	} else if (tat - now_ms > tolerance) {
 		int64_t left = tat - now_ms - tolerance;
-		if (left > interval) /* a clock that went backwards */
-			left = interval;
+		/* at most one interval, and one more of debt told by another
+		 * node; beyond, a clock went backwards */
+		if (left > 2 * interval)
+			left = 2 * interval;
 		wait = (unsigned)((left + 999) / 1000);
 	} else {
 		if (i == NIL)
@@ -614,6 +648,37 @@ unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms)
 	}
 	pthread_mutex_unlock(&a->throttle_lock);
 	return wait;
+}
+
+unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms)
+{
+	unsigned wait = register_take(a, addr, now_ms, false);
+	if (wait == 0 && addr)
+		tell(a, AUTH_SHARE_REGISTERED, NULL, addr);
+	return wait;
+}
+
+void auth_share(struct auth *a, auth_share_fn fn, void *arg)
+{
+	a->share = fn;
+	a->share_arg = arg;
+}
+
+void auth_apply(struct auth *a, enum auth_share what, const char *user,
+		const char *addr, int64_t now_ms)
+{
+	switch (what) {
+	case AUTH_SHARE_FAILED:
+		failed(a, user, addr, now_ms);
+		break;
+	case AUTH_SHARE_SUCCEEDED:
+		if (user)
+			succeeded(a, user, addr, now_ms);
+		break;
+	case AUTH_SHARE_REGISTERED:
+		register_take(a, addr, now_ms, true);
+		break;
+	}
 }
 
 /* --- lifecycle -------------------------------------------------------------

@@ -79,6 +79,25 @@ void auth_login_succeeded(struct auth *a, const char *user, const char *addr,
  * seconds until the next is allowed (nothing counted). */
 unsigned auth_register_check(struct auth *a, const char *addr, int64_t now_ms);
 
+/* Sharing the throttles with other nodes (bus = redis://...): each failed
+ * and each successful login, and each registration counted, is told to
+ * fn (on the caller's thread, outside any lock; user may be NULL for a
+ * registration, and for a failure without a name). The other nodes apply
+ * it with auth_apply, as if it had happened there (without telling
+ * again). So a guesser spreading tries over the nodes meets one count,
+ * a few milliseconds late at most. Set fn before other threads use a. */
+enum auth_share {
+	AUTH_SHARE_FAILED = 'f',
+	AUTH_SHARE_SUCCEEDED = 's',
+	AUTH_SHARE_REGISTERED = 'r'
+};
+typedef void (*auth_share_fn)(void *arg, enum auth_share what, const char *user,
+			      const char *addr);
+void auth_share(struct auth *a, auth_share_fn fn, void *arg);
+/* What another node told; a registration is counted without a refusal. */
+void auth_apply(struct auth *a, enum auth_share what, const char *user,
+		const char *addr, int64_t now_ms);
+
 /* --- accounts and sessions in the store ---------------------------------
  * The API's way to them (it does not call the store itself): each has the
  * contract of the store_* call of the same name (store.h). */

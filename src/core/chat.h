@@ -201,12 +201,17 @@ uint64_t chat_presence_published(struct chat *c);
 
 /* --- the cluster's ephemeral channel (chat_cluster.c) --------------------- */
 
+struct auth;
+struct limit;
 /* With bus = redis://... (bus_url; NULL: nothing to do, CHAT_OK): typing
  * and presence reach the other nodes and theirs reach this one's
- * subscribers (core/cluster.h, core/link_redis.h). After
- * chat_presence_start. CHAT_OK, or CHAT_EINVAL with the reason in err. */
-int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
-		       char *err, size_t errlen);
+ * subscribers (core/cluster.h, core/link_redis.h), and the login throttles
+ * of a and the rates of l (either may be NULL) are shared with theirs.
+ * After chat_presence_start, before any thread uses a or l. CHAT_OK, or
+ * CHAT_EINVAL with the reason in err. */
+int chat_cluster_start(struct chat *c, const char *bus_url, struct auth *a,
+		       struct limit *l, struct metrics *m, char *err,
+		       size_t errlen);
 /* Stop its threads: before chat_presence_stop and the loops. Safe when
  * never started. */
 void chat_cluster_stop(struct chat *c);

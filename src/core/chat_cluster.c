@@ -1,22 +1,27 @@
 /* chat_cluster: the cluster's ephemeral channel wired to core (bus =
  * redis://...). What goes out: each ephemeral event chat publishes that
  * no other node would learn of (travels(): typing, and personal and
- * profile events), each choice of a status or text, and this
- * node's set of connected users (presence_local_list) as a heartbeat every
- * CLUSTER_HEARTBEAT_MS and soon after a connection starts. What comes in,
- * from any other node (a node's own messages come back and are dropped by
- * their node id): the event, published on this node's bus to the room's
- * (or the user's, or the user's peers') local subscribers, whatever their
- * transport; the choice, to presence;
- * the set, to the peers table, whose changes go to presence.
+ * profile events), each choice of a status or text, this node's set of
+ * connected users (presence_local_list) as a heartbeat every
+ * CLUSTER_HEARTBEAT_MS and soon after a connection starts, the rate-limit
+ * tokens taken here (limit_uses_take, gathered between two publishing
+ * rounds), and each login failure or success and registration (auth's
+ * share hook). What comes in, from any other node (a node's own messages
+ * come back and are dropped by their node id): the event, published on
+ * this node's bus to the room's (or the user's, or the user's peers')
+ * local subscribers, whatever their transport; the choice, to presence;
+ * the set, to the peers table, whose changes go to presence; the tokens,
+ * charged to this node's buckets; the logins, to this node's throttles.
  *
- * Losing Redis loses only this: typing stays on its node and presence
- * falls back to each node's own view once the other nodes expire
- * (CLUSTER_EXPIRY_MS); persistent events travel through the store.
+ * Losing Redis loses only this: typing stays on its node, presence falls
+ * back to each node's own view once the other nodes expire
+ * (CLUSTER_EXPIRY_MS), and rates and login throttles are per node until it
+ * is back; persistent events travel through the store.
  *
- * Threads: the link's subscriber runs on_message, its publisher on_tick;
- * chat_cluster_event and the poke run on whichever thread publishes or
- * connects, and only queue. */
+ * Threads: the link's subscriber runs on_message, its publisher on_tick
+ * and on_drain; chat_cluster_event, the poke, the limits' wake-up and the
+ * auth hook run on whichever thread publishes, connects, takes a token or
+ * logs in, and only queue. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -98,7 +103,47 @@ void chat_cluster_choice(struct chat *c, int64_t user,
 	send_msg(c, &m);
 }
 
+/* A login failed or succeeded, or a registration was counted, here
+ * (an HTTP worker): the other nodes count it too. */
+static void auth_told(void *arg, enum auth_share what, const char *user,
+		      const char *addr)
+{
+	struct chat *c = arg;
+	if (!addr || !*addr || strlen(addr) > CLUSTER_AUTH_ADDR_MAX)
+		return;
+	/* a name no account can have still counts against its address */
+	if (user && (!*user || strlen(user) > CLUSTER_AUTH_USER_MAX)) {
+		if (what != AUTH_SHARE_FAILED)
+			return;
+		user = NULL;
+	}
+	struct cluster_msg m = {.kind = CLUSTER_AUTH,
+				.node = c->node_id,
+				.what = what,
+				.auth_user = (char *)user,
+				.auth_addr = (char *)addr};
+	send_msg(c, &m);
+}
+
+/* limit_take's first token since the last round (an event loop or an
+ * HTTP worker): ask the publisher for a round now, so the other nodes
+ * hear within milliseconds, and tokens taken meanwhile share one
+ * message. */
+static void limits_wake(void *arg)
+{
+	struct chat *c = arg;
+	link_redis_wake(c->bus_link);
+}
+
 /* ---- coming in (the subscriber thread) ---- */
+
+static void limits_in(struct chat *c, const struct cluster_msg *m)
+{
+	/* limit.h's clock: the monotonic one, as cmd_admit's callers */
+	int64_t now = mono_ms();
+	for (size_t i = 0; c->limit && i < m->nuses; i++)
+		limit_charge(c->limit, &m->uses[i], now);
+}
 
 /* A mute made on another node: this node's cache refuses the user's
  * sends and typing here too (the store has it for the next start). */
@@ -150,6 +195,11 @@ static void on_message(void *arg, const char *data, size_t len)
 		int64_t now = now_ms();
 		if (m.kind == CLUSTER_EVENT)
 			event_in(c, &m);
+		else if (m.kind == CLUSTER_LIMITS)
+			limits_in(c, &m);
+		else if (m.kind == CLUSTER_AUTH && c->auth)
+			auth_apply(c->auth, m.what, m.auth_user, m.auth_addr,
+				   now); /* auth's clock: the wall's */
 		else
 			choices_in(c, &m, now);
 		if (m.kind == CLUSTER_PRESENCE)
@@ -182,6 +232,20 @@ static void on_tick(void *arg)
 	}
 }
 
+/* Each publishing round: the tokens taken here since the last one go out
+ * as one message. */
+static void on_drain(void *arg)
+{
+	struct chat *c = arg;
+	struct cluster_msg m = {.kind = CLUSTER_LIMITS, .node = c->node_id};
+	if (!c->limit)
+		return;
+	m.uses = limit_uses_take(c->limit, &m.nuses);
+	if (m.uses)
+		send_msg(c, &m);
+	free(m.uses);
+}
+
 /* A peer's user changed (under the peers' lock; presence takes its own,
  * and never calls back into the peers). */
 static void on_change(void *arg, int64_t user, enum presence_status st,
@@ -193,8 +257,9 @@ static void on_change(void *arg, int64_t user, enum presence_status st,
 
 /* ---- start and stop ---- */
 
-int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
-		       char *err, size_t errlen)
+int chat_cluster_start(struct chat *c, const char *bus_url, struct auth *a,
+		       struct limit *l, struct metrics *m, char *err,
+		       size_t errlen)
 {
 	struct addr_bus b;
 	char channel[64];
@@ -215,8 +280,14 @@ int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
 	/* Redis pub/sub ignores databases: the number names the channel */
 	snprintf(channel, sizeof(channel), "natter:ephemeral:%d", b.db);
 	c->peers = cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, c);
-	struct link_redis_ops ops = {on_message, on_tick};
+	struct link_redis_ops ops = {on_message, on_tick, on_drain};
 	c->bus_link = link_redis_new(&b, channel, &ops, c, m);
+	c->auth = a;
+	c->limit = l;
+	if (a)
+		auth_share(a, auth_told, c);
+	if (l)
+		limit_share(l, limits_wake, c);
 	if (link_redis_start(c->bus_link) < 0) {
 		chat_cluster_stop(c);
 		snprintf(err, errlen, "cannot start the bus threads");
@@ -229,6 +300,13 @@ int chat_cluster_start(struct chat *c, const char *bus_url, struct metrics *m,
 
 void chat_cluster_stop(struct chat *c)
 {
+	/* after this, a token or a login here tells nobody */
+	if (c->auth)
+		auth_share(c->auth, NULL, NULL);
+	if (c->limit)
+		limit_unshare(c->limit);
+	c->auth = NULL;
+	c->limit = NULL;
 	link_redis_free(c->bus_link);
 	c->bus_link = NULL;
 	cluster_peers_free(c->peers);

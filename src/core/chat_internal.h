@@ -75,6 +75,8 @@ struct chat {
 	int64_t node_id;	  /* random at start, > 0 */
 	atomic_bool cluster_poke; /* a connection came: tell the others */
 	int64_t cluster_beat_ms;  /* the last set sent (the link's thread) */
+	struct auth *auth;	  /* throttles shared with the other nodes */
+	struct limit *limit;	  /* rates shared with the other nodes */
 };
 
 /* Whether actor may act on subject in room_id (remove, ban, mute): actor

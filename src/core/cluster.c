@@ -22,8 +22,11 @@
 
 /* ---- the wire ---- */
 
-static const char kinds[] = {
-    [CLUSTER_EVENT] = 'e', [CLUSTER_PRESENCE] = 'p', [CLUSTER_CHOICE] = 'c'};
+static const char kinds[] = {[CLUSTER_EVENT] = 'e',
+			     [CLUSTER_PRESENCE] = 'p',
+			     [CLUSTER_CHOICE] = 'c',
+			     [CLUSTER_LIMITS] = 'l',
+			     [CLUSTER_AUTH] = 'a'};
 
 static json_t *user_pack(const struct presence_local *u)
 {
@@ -42,6 +45,23 @@ char *cluster_encode(const struct cluster_msg *m, size_t *len)
 		json_object_set_new(o, "r", json_integer(m->room));
 		json_object_set_new(o, "u", json_integer(m->user));
 		json_object_set_new(o, "j", json_stringn(m->json, m->json_len));
+	} else if (m->kind == CLUSTER_LIMITS) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < m->nuses; i++) {
+			const struct limit_use *u = &m->uses[i];
+			json_array_append_new(
+			    arr, json_pack("[I,I,I,I]", (json_int_t)u->user,
+					   (json_int_t)u->n[LIMIT_ALL],
+					   (json_int_t)u->n[LIMIT_SEND],
+					   (json_int_t)u->n[LIMIT_TYPING]));
+		}
+		json_object_set_new(o, "s", arr);
+	} else if (m->kind == CLUSTER_AUTH) {
+		char w[2] = {(char)m->what, '\0'};
+		json_object_set_new(o, "w", json_string(w));
+		if (m->auth_user)
+			json_object_set_new(o, "u", json_string(m->auth_user));
+		json_object_set_new(o, "i", json_string(m->auth_addr));
 	} else {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < m->nusers; i++)
@@ -120,6 +140,68 @@ static int users_unpack(json_t *o, struct cluster_msg *out)
 	return 0;
 }
 
+static int uses_unpack(json_t *o, struct cluster_msg *out)
+{
+	json_t *arr = json_object_get(o, "s");
+	if (!json_is_array(arr) || json_array_size(arr) > LIMIT_USES_MAX)
+		return -1;
+	size_t n = json_array_size(arr);
+	out->uses = n ? xcalloc(n, sizeof(*out->uses)) : NULL;
+	out->nuses = n;
+	for (size_t i = 0; i < n; i++) {
+		json_int_t user, k[LIMIT_KIND_N];
+		if (json_unpack(json_array_get(arr, i), "[I,I,I,I]", &user,
+				&k[LIMIT_ALL], &k[LIMIT_SEND],
+				&k[LIMIT_TYPING]) < 0 ||
+		    user <= 0)
+			return -1;
+		out->uses[i].user = user;
+		for (int j = 0; j < LIMIT_KIND_N; j++) {
+			if (k[j] < 0 || k[j] > UINT32_MAX)
+				return -1;
+			out->uses[i].n[j] = (uint32_t)k[j];
+		}
+	}
+	return 0;
+}
+
+/* A string of 1..max bytes without a NUL, copied. */
+static char *text_copy(json_t *s, size_t max)
+{
+	const char *v = json_string_value(s);
+	size_t n = json_string_length(s);
+	if (!v || n == 0 || n > max || strlen(v) != n)
+		return NULL;
+	return xstrdup(v);
+}
+
+static int auth_unpack(json_t *o, struct cluster_msg *out)
+{
+	const char *w = json_string_value(json_object_get(o, "w"));
+	json_t *u = json_object_get(o, "u");
+	if (!w || strlen(w) != 1 ||
+	    (w[0] != AUTH_SHARE_FAILED && w[0] != AUTH_SHARE_SUCCEEDED &&
+	     w[0] != AUTH_SHARE_REGISTERED))
+		return -1;
+	out->what = (enum auth_share)w[0];
+	out->auth_addr =
+	    text_copy(json_object_get(o, "i"), CLUSTER_AUTH_ADDR_MAX);
+	if (!out->auth_addr)
+		return -1;
+	if (u) {
+		out->auth_user = text_copy(u, CLUSTER_AUTH_USER_MAX);
+		if (!out->auth_user)
+			return -1;
+	}
+	/* a success names its account, a registration none, a failure
+	 * either */
+	if (out->what == AUTH_SHARE_SUCCEEDED && !out->auth_user)
+		return -1;
+	if (out->what == AUTH_SHARE_REGISTERED && out->auth_user)
+		return -1;
+	return 0;
+}
+
 int cluster_decode(const char *data, size_t len, struct cluster_msg *out)
 {
 	json_int_t v, node;
@@ -139,6 +221,12 @@ int cluster_decode(const char *data, size_t len, struct cluster_msg *out)
 	} else if (k[0] == 'p' || k[0] == 'c') {
 		out->kind = k[0] == 'p' ? CLUSTER_PRESENCE : CLUSTER_CHOICE;
 		rc = users_unpack(o, out);
+	} else if (k[0] == 'l') {
+		out->kind = CLUSTER_LIMITS;
+		rc = uses_unpack(o, out);
+	} else if (k[0] == 'a') {
+		out->kind = CLUSTER_AUTH;
+		rc = auth_unpack(o, out);
 	}
 out:
 	json_decref(o);
@@ -151,6 +239,9 @@ void cluster_msg_fini(struct cluster_msg *m)
 {
 	free(m->json);
 	free(m->users);
+	free(m->uses);
+	free(m->auth_user);
+	free(m->auth_addr);
 	memset(m, 0, sizeof(*m));
 }
 

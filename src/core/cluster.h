@@ -15,13 +15,15 @@
  *     time it changes.
  *
  * Persistent events never pass here (PostgreSQL carries them, in id
- * order); nor do accounts (PostgreSQL NOTIFY) or rate limits (per node). */
+ * order); nor do accounts (PostgreSQL NOTIFY). */
 #ifndef NATTER_CLUSTER_H
 #define NATTER_CLUSTER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/auth.h"
+#include "core/limit.h"
 #include "core/presence.h"
 
 #define CLUSTER_HEARTBEAT_MS 2000
@@ -31,8 +33,13 @@
 enum cluster_kind {
 	CLUSTER_EVENT,	  /* an ephemeral room event */
 	CLUSTER_PRESENCE, /* a node's set of connected users */
-	CLUSTER_CHOICE	  /* a user chose a status or text */
+	CLUSTER_CHOICE,	  /* a user chose a status or text */
+	CLUSTER_LIMITS,	  /* rate-limit tokens taken */
+	CLUSTER_AUTH	  /* a login or registration, for the throttles */
 };
+
+#define CLUSTER_AUTH_USER_MAX 256 /* bytes of a login's name, at most */
+#define CLUSTER_AUTH_ADDR_MAX 64  /* bytes of a client address */
 
 struct cluster_msg {
 	enum cluster_kind kind;
@@ -45,6 +52,12 @@ struct cluster_msg {
 	/* CLUSTER_PRESENCE: the set; CLUSTER_CHOICE: one (presence.h) */
 	struct presence_local *users;
 	size_t nusers;
+	/* CLUSTER_LIMITS (at most LIMIT_USES_MAX) */
+	struct limit_use *uses;
+	size_t nuses;
+	/* CLUSTER_AUTH: user may be NULL (a registration) */
+	enum auth_share what;
+	char *auth_user, *auth_addr;
 };
 
 /* --- the wire ---------------------------------------------------------- */

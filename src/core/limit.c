@@ -10,7 +10,9 @@
  *  2. An entry whose buckets are all full (every tat <= now) carries no
  *     state: it is reused first. Only when the whole window is busy is the
  *     entry with the earliest latest-tat (the least limited) reused.
- *  3. A stream-count entry exists exactly while its count is above zero:
+ *  3. The record of uses (sharing) holds each user once: an imap from user
+ *     to its index in uses[], both emptied together by limit_uses_take.
+ *  4. A stream-count entry exists exactly while its count is above zero:
  *     acquire creates it, the release that brings it to zero frees it. */
 #include <pthread.h>
 #include <stdbool.h>
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "core/limit.h"
+#include "util/imap.h"
 #include "util/util.h"
 
 #define PROBE 16
@@ -42,6 +45,14 @@ struct limit {
 	pthread_mutex_t rate_lock;
 	struct rate_entry *rates;
 	uint32_t mask; /* slots - 1 */
+
+	/* sharing (under rate_lock): the tokens taken since the last take */
+	bool sharing;
+	void (*shared_fn)(void *);
+	void *shared_arg;
+	struct imap used; /* user -> index in uses */
+	struct limit_use *uses;
+	size_t nuses, uses_cap;
 
 	pthread_mutex_t count_lock;
 	struct count_entry *counts[STREAM_BUCKETS];
@@ -102,6 +113,8 @@ void limit_free(struct limit *l)
 	}
 	pthread_mutex_destroy(&l->count_lock);
 	pthread_mutex_destroy(&l->rate_lock);
+	imap_fini(&l->used);
+	free(l->uses);
 	free(l->rates);
 	free(l);
 }
@@ -144,11 +157,37 @@ static struct rate_entry *rate_entry(struct limit *l, int64_t user, int64_t now)
 	return e;
 }
 
+/* Note one token of kind taken by user (invariant 3); whether the record
+ * was empty before. Lock held. */
+static bool record_use(struct limit *l, int64_t user, enum limit_kind kind)
+{
+	uintptr_t i;
+	bool first = l->nuses == 0;
+
+	if (!imap_get(&l->used, user, &i)) {
+		if (l->nuses >= LIMIT_USES_MAX)
+			return false;
+		if (l->nuses == l->uses_cap) {
+			l->uses_cap = l->uses_cap ? l->uses_cap * 2 : 64;
+			l->uses =
+			    xrealloc(l->uses, l->uses_cap * sizeof(*l->uses));
+		}
+		i = l->nuses++;
+		memset(&l->uses[i], 0, sizeof(l->uses[i]));
+		l->uses[i].user = user;
+		imap_put(&l->used, user, i);
+	}
+	if (l->uses[i].n[kind] < UINT32_MAX)
+		l->uses[i].n[kind]++;
+	return first;
+}
+
 int limit_take(struct limit *l, int64_t user, enum limit_kind kind,
 	       int64_t now_ms, int64_t *retry_ms)
 {
 	int64_t t = l->interval_us[kind];
 	int64_t now = now_ms * 1000;
+	bool tell = false;
 	int rc = 0;
 
 	*retry_ms = 0;
@@ -166,9 +205,72 @@ int limit_take(struct limit *l, int64_t user, enum limit_kind kind,
 		rc = -1;
 	} else {
 		e->tat[kind] = next;
+		if (l->sharing)
+			tell = record_use(l, user, kind);
 	}
 	pthread_mutex_unlock(&l->rate_lock);
+	if (tell && l->shared_fn)
+		l->shared_fn(l->shared_arg);
 	return rc;
+}
+
+void limit_share(struct limit *l, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&l->rate_lock);
+	l->sharing = true;
+	l->shared_fn = fn;
+	l->shared_arg = arg;
+	pthread_mutex_unlock(&l->rate_lock);
+}
+
+void limit_unshare(struct limit *l)
+{
+	pthread_mutex_lock(&l->rate_lock);
+	l->sharing = false;
+	l->shared_fn = NULL;
+	l->shared_arg = NULL;
+	free(l->uses);
+	l->uses = NULL;
+	l->nuses = l->uses_cap = 0;
+	imap_fini(&l->used);
+	pthread_mutex_unlock(&l->rate_lock);
+}
+
+struct limit_use *limit_uses_take(struct limit *l, size_t *n)
+{
+	pthread_mutex_lock(&l->rate_lock);
+	struct limit_use *u = l->nuses ? l->uses : NULL;
+	*n = l->nuses;
+	if (u) {
+		l->uses = NULL;
+		l->nuses = l->uses_cap = 0;
+		imap_fini(&l->used);
+	}
+	pthread_mutex_unlock(&l->rate_lock);
+	return u;
+}
+
+void limit_charge(struct limit *l, const struct limit_use *u, int64_t now_ms)
+{
+	int64_t now = now_ms * 1000;
+
+	if (u->user == 0)
+		return;
+	pthread_mutex_lock(&l->rate_lock);
+	struct rate_entry *e = rate_entry(l, u->user, now);
+	for (int k = 0; k < LIMIT_KIND_N; k++) {
+		int64_t t = l->interval_us[k];
+		if (!t || !u->n[k])
+			continue;
+		/* at most one burst of debt beyond an empty bucket */
+		int64_t cap = now + 2 * (int64_t)l->cfg.burst[k] * t;
+		int64_t tat = e->tat[k] > now ? e->tat[k] : now;
+		tat += (int64_t)u->n[k] * t; /* < 2^32 * 10^6: no overflow */
+		if (tat > cap)
+			tat = cap > e->tat[k] ? cap : e->tat[k];
+		e->tat[k] = tat;
+	}
+	pthread_mutex_unlock(&l->rate_lock);
 }
 
 const char *limit_kind_name(enum limit_kind kind)

@@ -15,6 +15,13 @@
  * table counts each address's HTTP connections (the caller decides what
  * its cap allows).
  *
+ * Across nodes (bus = redis://...), the rates are shared: limit_share
+ * makes limit_take record every token it hands out, per user and kind;
+ * the cluster code takes that record (limit_uses_take) a few times a second
+ * and tells the other nodes, which charge the same tokens to their own
+ * buckets (limit_charge, never a refusal). So a user's budget is one over
+ * the cluster, give or take what the nodes took in the last flush.
+ *
  * Any thread may call anything here; one mutex each for the two tables.
  * Times are passed in (milliseconds of a monotonic clock) so tests can
  * drive them. Nothing here logs or counts metrics: callers do. */
@@ -60,6 +67,32 @@ int limit_take(struct limit *l, int64_t user, enum limit_kind kind,
 	       int64_t now_ms, int64_t *retry_ms);
 /* "all", "send", "typing": the label of natter_rate_limited_total. */
 const char *limit_kind_name(enum limit_kind kind);
+
+/* --- sharing the rates with other nodes --- */
+
+/* Tokens one user took, per kind (limit_take's successes). */
+struct limit_use {
+	int64_t user;
+	uint32_t n[LIMIT_KIND_N];
+};
+
+#define LIMIT_USES_MAX 65536 /* users recorded between two takes */
+
+/* Record each token limit_take hands out from now on. fn(arg), when not
+ * NULL, runs on the taker's thread (outside the lock) each time the record
+ * goes from empty to not empty, so the reader can come at once. Call before
+ * other threads use l. Past LIMIT_USES_MAX users in one record, further
+ * users' tokens are not recorded (leniency, never a refusal). */
+void limit_share(struct limit *l, void (*fn)(void *arg), void *arg);
+/* Stop recording (and forget the record). */
+void limit_unshare(struct limit *l);
+/* The record since the last call (malloc'd, *n entries; NULL when empty),
+ * and an empty one in its place. */
+struct limit_use *limit_uses_take(struct limit *l, size_t *n);
+/* Tokens another node handed out: each kind's bucket is charged n tokens
+ * at now_ms, without a refusal (a bucket already empty goes further into
+ * debt, at most one more burst). Not recorded again. */
+void limit_charge(struct limit *l, const struct limit_use *u, int64_t now_ms);
 
 /* --- streams --- */
 

@@ -13,6 +13,7 @@
  * 2 s timeout. The subscriber relies on TCP keepalive for that case, and
  * on the publisher noticing first: the health reported is both. */
 #define _GNU_SOURCE /* pthread_setname_np */
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct link_redis {
 	struct item *head, *tail;
 	size_t queued;
 	bool stop, sub_up, pub_up;
+	bool woken; /* link_redis_wake: a publishing round is wanted */
 	int sub_fd; /* -1: none */
 	pthread_t sub_thread, pub_thread;
 	bool sub_started, pub_started;
@@ -86,8 +88,10 @@ static void nap(struct link_redis *l, int ms)
 {
 	struct timespec ts = after_ms(ms);
 	pthread_mutex_lock(&l->lock);
-	if (!l->stop)
-		pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+	/* the publisher's wake-ups come by the same cond: sleep on */
+	while (!l->stop &&
+	       pthread_cond_timedwait(&l->cond, &l->lock, &ts) != ETIMEDOUT)
+		;
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -322,9 +326,19 @@ static void pub_wait(struct link_redis *l, int64_t until)
 		return;
 	struct timespec ts = after_ms(ms);
 	pthread_mutex_lock(&l->lock);
-	if (!l->head && !l->stop)
+	if (!l->head && !l->stop && !l->woken)
 		pthread_cond_timedwait(&l->cond, &l->lock, &ts);
 	pthread_mutex_unlock(&l->lock);
+}
+
+/* The caller's round: what it gathered goes into the queue. */
+static void drain(struct link_redis *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->woken = false;
+	pthread_mutex_unlock(&l->lock);
+	if (l->ops.drain)
+		l->ops.drain(l->arg);
 }
 
 static void *pub_main(void *arg)
@@ -335,6 +349,7 @@ static void *pub_main(void *arg)
 	pthread_setname_np(pthread_self(), "bus-pub");
 	while (!stopping(l)) {
 		pub_ensure(l, &p);
+		drain(l);
 		pub_flush(l, &p);
 		if (mono_ms() >= next_tick) {
 			l->ops.tick(l->arg);
@@ -421,7 +436,16 @@ void link_redis_publish(struct link_redis *l, const char *data, size_t len)
 		l->head = it;
 	l->tail = it;
 	l->queued++;
-	pthread_cond_signal(&l->cond);
+	pthread_cond_broadcast(&l->cond); /* as link_redis_wake */
+	pthread_mutex_unlock(&l->lock);
+}
+
+void link_redis_wake(struct link_redis *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->woken = true;
+	/* broadcast: the subscriber may be napping on the same cond */
+	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
 }
 

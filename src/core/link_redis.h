@@ -34,6 +34,10 @@ struct link_redis_ops {
 	void (*message)(void *arg, const char *data, size_t len);
 	/* Every LINK_REDIS_TICK_MS on the publisher thread. */
 	void (*tick)(void *arg);
+	/* May be NULL. Before each publishing round, on the publisher
+	 * thread: the caller's chance to queue what it gathered since
+	 * (link_redis_wake asks for a round at once). */
+	void (*drain)(void *arg);
 };
 
 /* A link to channel of the Redis at b (copied); nothing runs until
@@ -48,6 +52,9 @@ void link_redis_free(struct link_redis *l);
 
 /* Queue a copy of data for PUBLISH; never blocks. Any thread. */
 void link_redis_publish(struct link_redis *l, const char *data, size_t len);
+/* Ask the publisher for a round now (ops->drain, then PUBLISH); never
+ * blocks. Any thread. */
+void link_redis_wake(struct link_redis *l);
 /* Whether both connections are up now. */
 bool link_redis_ok(struct link_redis *l);
 

@@ -2,7 +2,9 @@
  * process that can publish on the Redis channel could send. A message it
  * accepts has a positive node, a known kind, and for an event a positive
  * room and user and a NUL-terminated envelope of the stated length; every
- * user of a set has a valid status, choice and text. Re-encoding an
+ * user of a set has a valid status, choice and text; every use of
+ * rate-limit tokens a positive user; a login an address and a name
+ * within their bounds, the name where its kind needs one. Re-encoding an
  * accepted message and decoding that gives the same message. */
 #include <assert.h>
 #include <stdint.h>
@@ -18,6 +20,22 @@ static void check(const struct cluster_msg *m)
 		/* a room, BUS_PERSONAL (0) or BUS_PEERS (-1) */
 		assert(m->room >= -1 && m->user > 0 && m->json);
 		assert(strlen(m->json) <= m->json_len);
+		return;
+	}
+	if (m->kind == CLUSTER_LIMITS) {
+		assert(m->nuses <= LIMIT_USES_MAX);
+		for (size_t i = 0; i < m->nuses; i++)
+			assert(m->uses[i].user > 0);
+		return;
+	}
+	if (m->kind == CLUSTER_AUTH) {
+		assert(m->auth_addr && *m->auth_addr &&
+		       strlen(m->auth_addr) <= CLUSTER_AUTH_ADDR_MAX);
+		assert(!m->auth_user ||
+		       (*m->auth_user &&
+			strlen(m->auth_user) <= CLUSTER_AUTH_USER_MAX));
+		assert(m->what != AUTH_SHARE_SUCCEEDED || m->auth_user);
+		assert(m->what != AUTH_SHARE_REGISTERED || !m->auth_user);
 		return;
 	}
 	assert(m->kind == CLUSTER_PRESENCE || m->kind == CLUSTER_CHOICE);
@@ -47,6 +65,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (m.kind == CLUSTER_EVENT)
 		assert(again.json_len == m.json_len &&
 		       memcmp(again.json, m.json, m.json_len) == 0);
+	if (m.kind == CLUSTER_LIMITS)
+		assert(again.nuses == m.nuses &&
+		       (!m.nuses || memcmp(again.uses, m.uses,
+					   m.nuses * sizeof(*m.uses)) == 0));
+	if (m.kind == CLUSTER_AUTH)
+		assert(again.what == m.what &&
+		       strcmp(again.auth_addr, m.auth_addr) == 0 &&
+		       !again.auth_user == !m.auth_user &&
+		       (!m.auth_user ||
+			strcmp(again.auth_user, m.auth_user) == 0));
 	for (size_t i = 0; i < m.nusers; i++)
 		assert(again.users[i].user == m.users[i].user &&
 		       strcmp(again.users[i].text, m.users[i].text) == 0);

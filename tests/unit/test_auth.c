@@ -511,6 +511,106 @@ static void test_register_bucket(void **state)
 	auth_free(a);
 }
 
+/* Two nodes: what one tells, the other applies, as bus = redis:// does. */
+struct told {
+	enum auth_share what[8];
+	char user[8][32], addr[8][32];
+	int n;
+};
+
+static void record(void *arg, enum auth_share what, const char *user,
+		   const char *addr)
+{
+	struct told *t = arg;
+	assert_true(t->n < 8);
+	t->what[t->n] = what;
+	snprintf(t->user[t->n], sizeof(t->user[0]), "%s", user ? user : "");
+	snprintf(t->addr[t->n], sizeof(t->addr[0]), "%s", addr ? addr : "");
+	t->n++;
+}
+
+static void relay(struct auth *to, struct told *t, int64_t now)
+{
+	for (int i = 0; i < t->n; i++)
+		auth_apply(to, t->what[i], t->user[i][0] ? t->user[i] : NULL,
+			   t->addr[i], now);
+	t->n = 0;
+}
+
+static void test_share_login_across_nodes(void **state)
+{
+	struct auth *a = auth_new(&small_cfg), *b = auth_new(&small_cfg);
+	struct told ta = {0}, tb = {0};
+
+	(void)state;
+	auth_share(a, record, &ta);
+	auth_share(b, record, &tb);
+	/* two failures on a, one on b: the address is locked on both */
+	auth_login_failed(a, "ann", "192.0.2.7", T0);
+	auth_login_failed(a, "ann", "192.0.2.7", T0 + 1);
+	assert_int_equal(ta.n, 2);
+	assert_int_equal(ta.what[0], AUTH_SHARE_FAILED);
+	assert_string_equal(ta.user[0], "ann");
+	assert_string_equal(ta.addr[0], "192.0.2.7");
+	relay(b, &ta, T0 + 2);
+	assert_int_equal(tb.n, 0); /* applied, not told again */
+	assert_int_equal(auth_login_check(b, "ann", "192.0.2.7", T0 + 3), 0);
+	auth_login_failed(b, "ann", "192.0.2.7", T0 + 3);
+	relay(a, &tb, T0 + 4);
+	assert_true(auth_login_check(b, "ann", "192.0.2.7", T0 + 5) > 0);
+	assert_true(auth_login_check(a, "ann", "192.0.2.7", T0 + 5) > 0);
+	assert_true(auth_login_check(a, "bob", "192.0.2.7", T0 + 5) > 0);
+
+	/* a success on b clears the account on a too, and exempts the
+	 * address there from the account's lock */
+	for (int i = 0; i < 3; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "10.1.0.%d", i);
+		auth_login_failed(a, "cy", addr, T0);
+	}
+	relay(b, &ta, T0);
+	assert_true(auth_login_check(b, "cy", "198.51.100.1", T0 + 1) > 0);
+	auth_login_succeeded(b, "cy", "198.51.100.2", T0 + 1);
+	assert_int_equal(tb.n, 1);
+	assert_int_equal(tb.what[0], AUTH_SHARE_SUCCEEDED);
+	relay(a, &tb, T0 + 1);
+	assert_int_equal(auth_login_check(a, "cy", "198.51.100.1", T0 + 2), 0);
+	auth_free(a);
+	auth_free(b);
+}
+
+static void test_share_registrations_across_nodes(void **state)
+{
+	struct auth_config c = small_cfg;
+	struct told ta = {0}, tb = {0};
+
+	(void)state;
+	c.register_burst = 2;
+	c.register_interval_s = 100;
+	struct auth *a = auth_new(&c), *b = auth_new(&c);
+	auth_share(a, record, &ta);
+	auth_share(b, record, &tb);
+	assert_int_equal(auth_register_check(a, "192.0.2.8", T0), 0);
+	assert_int_equal(ta.n, 1);
+	assert_int_equal(ta.what[0], AUTH_SHARE_REGISTERED);
+	assert_string_equal(ta.user[0], "");
+	relay(b, &ta, T0);
+	/* b has one left, not two; a refusal is not told */
+	assert_int_equal(auth_register_check(b, "192.0.2.8", T0), 0);
+	assert_int_equal(auth_register_check(b, "192.0.2.8", T0), 100);
+	assert_int_equal(tb.n, 1);
+	/* told while a's bucket is empty: one interval more, not more */
+	assert_int_equal(auth_register_check(a, "192.0.2.8", T0), 0);
+	relay(a, &tb, T0);
+	relay(b, &ta, T0);
+	relay(b, &ta, T0);
+	assert_int_equal(auth_register_check(a, "192.0.2.8", T0), 200);
+	assert_int_equal(auth_register_check(b, "192.0.2.8", T0), 200);
+	assert_int_equal(auth_register_check(b, "192.0.2.8", T0 + 200000), 0);
+	auth_free(a);
+	auth_free(b);
+}
+
 struct hash_run {
 	struct auth *a;
 	pthread_barrier_t *go;
@@ -640,6 +740,8 @@ int main(void)
 		test_throttle_distributed_spares_known_address, setup,
 		teardown),
 	    cmocka_unit_test(test_register_bucket),
+	    cmocka_unit_test(test_share_login_across_nodes),
+	    cmocka_unit_test(test_share_registrations_across_nodes),
 	    cmocka_unit_test(test_hash_max),
 	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 	};

@@ -1,10 +1,10 @@
 /* test_cluster: what nodes tell each other over the bus (core/cluster.h)
  * and how presence merges it, on a fake clock: the wire's round trips and
- * refusals, the other nodes' sets with their expiry, and presence's
- * merge (online beats away beats offline, the newest choice wins, the
- * coalescing that keeps a blip from showing). The hiredis link and the
- * threads are the integration test's (tests/integration/cluster-redis.sh);
- * the bus URL's parser is here too. */
+ * refusals (rate-limit tokens and logins too), the other nodes' sets with their
+ * expiry, and presence's merge (online beats away beats offline, the newest
+ * choice wins, the coalescing that keeps a blip from showing). The hiredis link
+ * and the threads are the integration test's
+ * (tests/integration/cluster-redis.sh); the bus URL's parser is here too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +91,56 @@ static void test_presence_round_trip(void **state)
 	free(data);
 }
 
+static void test_limits_and_auth_round_trip(void **state)
+{
+	(void)state;
+	struct limit_use uses[2] = {
+	    {.user = 3, .n = {5, 2, 0}},
+	    {.user = 1LL << 40, .n = {UINT32_MAX, 0, 7}}};
+	struct cluster_msg m = {
+	    .kind = CLUSTER_LIMITS, .node = 8, .uses = uses, .nuses = 2};
+	size_t len;
+	char *data = cluster_encode(&m, &len);
+	struct cluster_msg out;
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_int_equal(out.kind, CLUSTER_LIMITS);
+	assert_int_equal(out.nuses, 2);
+	assert_memory_equal(out.uses, uses, sizeof(uses));
+	cluster_msg_fini(&out);
+	free(data);
+
+	struct cluster_msg a = {.kind = CLUSTER_AUTH,
+				.node = 8,
+				.what = AUTH_SHARE_FAILED,
+				.auth_user = "ann",
+				.auth_addr = "2001:db8::7"};
+	static const enum auth_share whats[] = {
+	    AUTH_SHARE_FAILED, AUTH_SHARE_SUCCEEDED, AUTH_SHARE_REGISTERED};
+	for (size_t i = 0; i < 3; i++) {
+		a.what = whats[i];
+		a.auth_user = whats[i] == AUTH_SHARE_REGISTERED ? NULL : "ann";
+		data = cluster_encode(&a, &len);
+		assert_int_equal(cluster_decode(data, len, &out), 0);
+		assert_int_equal(out.kind, CLUSTER_AUTH);
+		assert_int_equal(out.what, whats[i]);
+		if (a.auth_user)
+			assert_string_equal(out.auth_user, "ann");
+		else
+			assert_null(out.auth_user);
+		assert_string_equal(out.auth_addr, "2001:db8::7");
+		cluster_msg_fini(&out);
+		free(data);
+	}
+	/* a failure without a name (a login with none) is one */
+	a.what = AUTH_SHARE_FAILED;
+	a.auth_user = NULL;
+	data = cluster_encode(&a, &len);
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_null(out.auth_user);
+	cluster_msg_fini(&out);
+	free(data);
+}
+
 static void test_decode_refuses(void **state)
 {
 	(void)state;
@@ -120,6 +170,22 @@ static void test_decode_refuses(void **state)
 		    */
 	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":1,\"u\":1,\"j\":\"\"}",
 	    "{\"v\":1,\"n\":1,\"n\":2,\"k\":\"p\",\"s\":[]}", /* twice */
+	    /* tokens: a user, three counts of 0..2^32-1 */
+	    "{\"v\":1,\"n\":1,\"k\":\"l\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[0,1,1,1]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,1]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,-1,1,1]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,4294967296,1]]}",
+	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,1,\"1\"]]}",
+	    /* logins: what, an address, a name where it must be */
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"x\",\"i\":\"h\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\",\"u\":\"\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\\u0000x\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\",\"u\":7}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"s\",\"i\":\"h\"}",
+	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"r\",\"i\":\"h\",\"u\":\"a\"}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct cluster_msg out;
@@ -127,6 +193,9 @@ static void test_decode_refuses(void **state)
 			fail_msg("accepted: %s", bad[i]);
 		assert_null(out.users);
 		assert_null(out.json);
+		assert_null(out.uses);
+		assert_null(out.auth_user);
+		assert_null(out.auth_addr);
 	}
 	/* a personal event (room BUS_PERSONAL) and a peers' one (BUS_PEERS) */
 	static const char *const good[] = {
@@ -150,6 +219,13 @@ static void test_decode_refuses(void **state)
 	snprintf(big + n + PRESENCE_TEXT_MAX + 1,
 		 sizeof(big) - n - PRESENCE_TEXT_MAX - 1, "\",0]]}");
 	struct cluster_msg out;
+	assert_int_equal(cluster_decode(big, strlen(big), &out), -1);
+	/* an address past CLUSTER_AUTH_ADDR_MAX bytes */
+	n = snprintf(big, sizeof(big),
+		     "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"r\",\"i\":\"");
+	memset(big + n, '1', CLUSTER_AUTH_ADDR_MAX + 1);
+	snprintf(big + n + CLUSTER_AUTH_ADDR_MAX + 1,
+		 sizeof(big) - n - CLUSTER_AUTH_ADDR_MAX - 1, "\"}");
 	assert_int_equal(cluster_decode(big, strlen(big), &out), -1);
 }
 
@@ -451,6 +527,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_event_round_trip),
 	    cmocka_unit_test(test_presence_round_trip),
+	    cmocka_unit_test(test_limits_and_auth_round_trip),
 	    cmocka_unit_test(test_decode_refuses),
 	    cmocka_unit_test(test_peers_merge_and_expire),
 	    cmocka_unit_test(test_remote_online_offline),

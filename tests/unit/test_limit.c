@@ -2,13 +2,16 @@
  * kind on its own), the bounded user table (a full table reuses idle or
  * least-limited entries and never grows), and the stream caps (per user,
  * per address, server-wide: exactly the cap under concurrent callers,
- * released exactly). Times are passed in. */
+ * released exactly), and sharing with other nodes (what is taken is
+ * recorded once per user, taken away whole; what another node took is
+ * charged without a refusal, with bounded debt). Times are passed in. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -91,6 +94,107 @@ static void test_bounded_table(void **state)
 	assert_int_equal(limit_take(l, 5000, LIMIT_SEND, 5000, &retry), 0);
 	assert_int_equal(limit_take(l, 5000, LIMIT_SEND, 5000, &retry), -1);
 	limit_free(l);
+}
+
+static int poked;
+static void poke(void *arg)
+{
+	(void)arg;
+	poked++;
+}
+
+static void test_share_records_uses(void **state)
+{
+	(void)state;
+	struct limit *l = mk(1, 3, 64);
+	int64_t retry;
+	size_t n;
+
+	/* not sharing: nothing is recorded */
+	assert_int_equal(limit_take(l, 1, LIMIT_SEND, 0, &retry), 0);
+	assert_null(limit_uses_take(l, &n));
+	assert_int_equal(n, 0);
+
+	limit_share(l, poke, NULL);
+	poked = 0;
+	assert_int_equal(limit_take(l, 1, LIMIT_SEND, 0, &retry), 0);
+	assert_int_equal(poked, 1); /* the record was empty */
+	assert_int_equal(limit_take(l, 1, LIMIT_ALL, 0, &retry), 0);
+	assert_int_equal(limit_take(l, 2, LIMIT_SEND, 0, &retry), 0);
+	assert_int_equal(limit_take(l, 1, LIMIT_SEND, 0, &retry), 0);
+	/* user 1 is empty now: a refusal records nothing */
+	assert_int_equal(limit_take(l, 1, LIMIT_SEND, 0, &retry), -1);
+	assert_int_equal(poked, 1);
+
+	struct limit_use *u = limit_uses_take(l, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(u[0].user, 1);
+	assert_int_equal(u[0].n[LIMIT_SEND], 2);
+	assert_int_equal(u[0].n[LIMIT_ALL], 1);
+	assert_int_equal(u[0].n[LIMIT_TYPING], 0);
+	assert_int_equal(u[1].user, 2);
+	assert_int_equal(u[1].n[LIMIT_SEND], 1);
+	free(u);
+
+	/* emptied: the next use pokes again and starts a fresh record */
+	assert_null(limit_uses_take(l, &n));
+	assert_int_equal(limit_take(l, 2, LIMIT_TYPING, 0, &retry), 0);
+	assert_int_equal(poked, 2);
+	u = limit_uses_take(l, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(u[0].user, 2);
+	assert_int_equal(u[0].n[LIMIT_SEND], 0);
+	assert_int_equal(u[0].n[LIMIT_TYPING], 1);
+	free(u);
+	/* unshared: recorded no more, and nothing called */
+	assert_int_equal(limit_take(l, 3, LIMIT_SEND, 0, &retry), 0);
+	limit_unshare(l);
+	assert_null(limit_uses_take(l, &n));
+	assert_int_equal(limit_take(l, 3, LIMIT_SEND, 0, &retry), 0);
+	assert_null(limit_uses_take(l, &n));
+	assert_int_equal(poked, 3);
+	limit_free(l);
+}
+
+static void test_charge_from_another_node(void **state)
+{
+	(void)state;
+	struct limit *a = mk(1, 5, 64), *b = mk(1, 5, 64);
+	int64_t retry;
+	size_t n;
+
+	limit_share(a, NULL, NULL);
+	limit_share(b, NULL, NULL);
+	/* user 7 takes 3 of 5 on node a; node b is told */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(limit_take(a, 7, LIMIT_SEND, 1000, &retry), 0);
+	struct limit_use *u = limit_uses_take(a, &n);
+	assert_int_equal(n, 1);
+	limit_charge(b, &u[0], 1000);
+	free(u);
+	/* so b hands out the other 2, not 5 */
+	assert_int_equal(limit_take(b, 7, LIMIT_SEND, 1000, &retry), 0);
+	assert_int_equal(limit_take(b, 7, LIMIT_SEND, 1000, &retry), 0);
+	assert_int_equal(limit_take(b, 7, LIMIT_SEND, 1000, &retry), -1);
+	assert_int_equal(retry, 1000);
+	/* a charge is not recorded again (no echo between nodes) */
+	u = limit_uses_take(b, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(u[0].n[LIMIT_SEND], 2);
+	free(u);
+	/* a flood of charges leaves at most one burst of debt: 10 s at
+	 * 1/s, not a million seconds */
+	struct limit_use big = {.user = 7, .n = {0, 1000000, 0}};
+	limit_charge(b, &big, 2000);
+	assert_int_equal(limit_take(b, 7, LIMIT_SEND, 2000 + 5999, &retry), -1);
+	assert_int_equal(limit_take(b, 7, LIMIT_SEND, 2000 + 6000, &retry), 0);
+	/* other kinds and users are untouched, user 0 is ignored */
+	assert_int_equal(limit_take(b, 7, LIMIT_TYPING, 2000, &retry), 0);
+	assert_int_equal(limit_take(b, 8, LIMIT_SEND, 2000, &retry), 0);
+	struct limit_use none = {.user = 0, .n = {9, 9, 9}};
+	limit_charge(b, &none, 2000);
+	limit_free(a);
+	limit_free(b);
 }
 
 static void test_stream_caps(void **state)
@@ -197,6 +301,8 @@ int main(void)
 	    cmocka_unit_test(test_rate_zero_is_unlimited),
 	    cmocka_unit_test(test_bounded_table),
 	    cmocka_unit_test(test_stream_caps),
+	    cmocka_unit_test(test_share_records_uses),
+	    cmocka_unit_test(test_charge_from_another_node),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
