@@ -183,6 +183,29 @@ static void choices_in(struct chat *c, const struct cluster_msg *m, int64_t now)
 	}
 }
 
+/* A node's set or its changes; if they cannot be placed, ask it for
+ * the whole set. */
+static void sets_in(struct chat *c, const struct cluster_msg *m, int64_t now)
+{
+	if (!cluster_peers_update(c->peers, m->node, m->seq,
+				  m->kind == CLUSTER_PRESENCE, m->users,
+				  m->nusers, now))
+		return;
+	struct cluster_msg ask = {
+	    .kind = CLUSTER_ASK, .node = c->node_id, .to = m->node};
+	send_msg(c, &ask);
+}
+
+/* Another node wants this one's whole set: the next beat, at once. */
+static void asked_in(struct chat *c, const struct cluster_msg *m)
+{
+	if (m->to != c->node_id)
+		return;
+	atomic_store(&c->cluster_full, true);
+	atomic_store(&c->cluster_poke, true);
+	link_redis_wake(c->bus_link);
+}
+
 static void on_message(void *arg, const char *data, size_t len)
 {
 	struct chat *c = arg;
@@ -200,23 +223,72 @@ static void on_message(void *arg, const char *data, size_t len)
 		else if (m.kind == CLUSTER_AUTH && c->auth)
 			auth_apply(c->auth, m.what, m.auth_user, m.auth_addr,
 				   now); /* auth's clock: the wall's */
+		else if (m.kind == CLUSTER_ASK)
+			asked_in(c, &m);
 		else
 			choices_in(c, &m, now);
-		if (m.kind == CLUSTER_PRESENCE)
-			cluster_peers_update(c->peers, m.node, m.users,
-					     m.nusers, now);
+		if (m.kind == CLUSTER_PRESENCE || m.kind == CLUSTER_CHANGES)
+			sets_in(c, &m, now);
 	}
 	cluster_msg_fini(&m);
 }
 
 /* ---- going out (the publisher thread) ---- */
 
-static void beat(struct chat *c, int64_t now)
+/* A user's state as the others see it, in 64 bits: what the last beat
+ * sent is remembered this way, to find what changed. */
+static uint64_t state_hash(const struct presence_local *u)
 {
-	struct cluster_msg m = {.kind = CLUSTER_PRESENCE, .node = c->node_id};
-	m.nusers = presence_local_list(c->presence, now, &m.users);
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t w[4] = {(uint64_t)u->status | (uint64_t)u->chosen << 8,
+			 (uint64_t)u->chosen_ms, (uint64_t)u->seen_ms, 0};
+	const unsigned char *b = (const unsigned char *)w;
+	for (size_t i = 0; i < 3 * sizeof(w[0]); i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	for (const char *t = u->text; *t; t++)
+		h = (h ^ (unsigned char)*t) * 1099511628211ULL;
+	return h;
+}
+
+/* The set (full) or what changed since the last beat, as the next
+ * number. A connected user's seen_ms goes as 0 ("as of this message"), so
+ * a heartbeat of a quiet node carries nobody. */
+static void beat(struct chat *c, int64_t now, bool full)
+{
+	struct cluster_msg m = {.node = c->node_id};
+	struct presence_local *list;
+	size_t n = presence_local_list(c->presence, now, &list);
+	struct imap sent = {0};
+
+	m.kind = full ? CLUSTER_PRESENCE : CLUSTER_CHANGES;
+	m.users = xmalloc((n + c->cluster_sent.len + 1) * sizeof(*m.users));
+	for (size_t i = 0; i < n; i++) {
+		struct presence_local *u = &list[i];
+		uintptr_t was;
+		if (u->seen_ms == now)
+			u->seen_ms = 0;
+		uint64_t h = state_hash(u);
+		imap_put(&sent, u->user, (uintptr_t)h);
+		if (full || !imap_get(&c->cluster_sent, u->user, &was) ||
+		    was != (uintptr_t)h)
+			m.users[m.nusers++] = *u;
+	}
+	/* gone since the last beat */
+	for (size_t i = 0; !full && i < c->cluster_sent.cap; i++) {
+		int64_t id = c->cluster_sent.keys[i];
+		if (id == IMAP_EMPTY || imap_get(&sent, id, NULL))
+			continue;
+		m.users[m.nusers++] =
+		    (struct presence_local){.user = id,
+					    .status = PRESENCE_OFFLINE,
+					    .chosen = PRESENCE_ONLINE};
+	}
+	imap_fini(&c->cluster_sent);
+	c->cluster_sent = sent;
+	m.seq = ++c->cluster_seq;
 	send_msg(c, &m);
 	free(m.users);
+	free(list);
 }
 
 static void on_tick(void *arg)
@@ -227,7 +299,12 @@ static void on_tick(void *arg)
 	bool poked = atomic_exchange(&c->cluster_poke, false);
 	if (poked || now - c->cluster_beat_ms >= CLUSTER_HEARTBEAT_MS ||
 	    now < c->cluster_beat_ms) {
-		beat(c, now);
+		bool full = atomic_exchange(&c->cluster_full, false) ||
+			    c->cluster_seq == 0 ||
+			    ++c->cluster_beats >= CLUSTER_FULL_EVERY;
+		if (full)
+			c->cluster_beats = 0;
+		beat(c, now, full);
 		c->cluster_beat_ms = now;
 	}
 }
@@ -309,6 +386,7 @@ void chat_cluster_stop(struct chat *c)
 	c->limit = NULL;
 	link_redis_free(c->bus_link);
 	c->bus_link = NULL;
+	imap_fini(&c->cluster_sent);
 	cluster_peers_free(c->peers);
 	c->peers = NULL;
 }

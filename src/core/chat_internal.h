@@ -16,6 +16,7 @@
 #include "core/roles.h"
 #include "core/presence.h"
 #include "core/userdir.h"
+#include "util/imap.h"
 
 /* Every room, by name: loaded at start, then each new room added by the
  * commit hook when its room-creating event commits (before anyone is told
@@ -75,6 +76,13 @@ struct chat {
 	int64_t node_id;	  /* random at start, > 0 */
 	atomic_bool cluster_poke; /* a connection came: tell the others */
 	int64_t cluster_beat_ms;  /* the last set sent (the link's thread) */
+	/* the link's publisher thread only: what the last beat said of each
+	 * user (chat_cluster.c's state_hash), its number, beats since the
+	 * last whole set */
+	struct imap cluster_sent;
+	int64_t cluster_seq;
+	unsigned cluster_beats;
+	atomic_bool cluster_full; /* another node asked for the whole set */
 	struct auth *auth;	  /* throttles shared with the other nodes */
 	struct limit *limit;	  /* rates shared with the other nodes */
 };

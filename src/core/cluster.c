@@ -22,11 +22,10 @@
 
 /* ---- the wire ---- */
 
-static const char kinds[] = {[CLUSTER_EVENT] = 'e',
-			     [CLUSTER_PRESENCE] = 'p',
-			     [CLUSTER_CHOICE] = 'c',
-			     [CLUSTER_LIMITS] = 'l',
-			     [CLUSTER_AUTH] = 'a'};
+static const char kinds[] = {
+    [CLUSTER_EVENT] = 'e',  [CLUSTER_PRESENCE] = 'p', [CLUSTER_CHOICE] = 'c',
+    [CLUSTER_LIMITS] = 'l', [CLUSTER_AUTH] = 'a',     [CLUSTER_CHANGES] = 'd',
+    [CLUSTER_ASK] = 'r'};
 
 static json_t *user_pack(const struct presence_local *u)
 {
@@ -56,6 +55,8 @@ char *cluster_encode(const struct cluster_msg *m, size_t *len)
 					   (json_int_t)u->n[LIMIT_TYPING]));
 		}
 		json_object_set_new(o, "s", arr);
+	} else if (m->kind == CLUSTER_ASK) {
+		json_object_set_new(o, "to", json_integer(m->to));
 	} else if (m->kind == CLUSTER_AUTH) {
 		char w[2] = {(char)m->what, '\0'};
 		json_object_set_new(o, "w", json_string(w));
@@ -67,6 +68,8 @@ char *cluster_encode(const struct cluster_msg *m, size_t *len)
 		for (size_t i = 0; i < m->nusers; i++)
 			json_array_append_new(arr, user_pack(&m->users[i]));
 		json_object_set_new(o, "s", arr);
+		if (m->kind != CLUSTER_CHOICE)
+			json_object_set_new(o, "q", json_integer(m->seq));
 	}
 	char *out = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -137,6 +140,12 @@ static int users_unpack(json_t *o, struct cluster_msg *out)
 	for (size_t i = 0; i < n; i++)
 		if (user_unpack(json_array_get(arr, i), &out->users[i]) < 0)
 			return -1;
+	if (out->kind == CLUSTER_CHOICE)
+		return 0;
+	json_int_t q;
+	if (json_unpack(o, "{s:I}", "q", &q) < 0 || q <= 0)
+		return -1;
+	out->seq = q;
 	return 0;
 }
 
@@ -218,9 +227,16 @@ int cluster_decode(const char *data, size_t len, struct cluster_msg *out)
 	if (k[0] == 'e') {
 		out->kind = CLUSTER_EVENT;
 		rc = event_unpack(o, out);
-	} else if (k[0] == 'p' || k[0] == 'c') {
-		out->kind = k[0] == 'p' ? CLUSTER_PRESENCE : CLUSTER_CHOICE;
+	} else if (k[0] == 'p' || k[0] == 'c' || k[0] == 'd') {
+		out->kind = k[0] == 'p'	  ? CLUSTER_PRESENCE
+			    : k[0] == 'c' ? CLUSTER_CHOICE
+					  : CLUSTER_CHANGES;
 		rc = users_unpack(o, out);
+	} else if (k[0] == 'r') {
+		json_int_t to;
+		out->kind = CLUSTER_ASK;
+		rc = json_unpack(o, "{s:I}", "to", &to) < 0 || to <= 0 ? -1 : 0;
+		out->to = to;
 	} else if (k[0] == 'l') {
 		out->kind = CLUSTER_LIMITS;
 		rc = uses_unpack(o, out);
@@ -250,7 +266,11 @@ void cluster_msg_fini(struct cluster_msg *m)
 struct node {
 	int64_t id;
 	int64_t heard_ms;
-	struct imap users; /* user -> seen_ms << 2 | status (not OFFLINE) */
+	struct imap users; /* user -> seen_ms << 2 | status (not OFFLINE);
+			      seen_ms 0: as of heard_ms */
+	int64_t seq;	   /* the number of its latest set or changes */
+	bool synced;	   /* users is its whole set: no number missed */
+	int64_t asked_ms;  /* when its whole set was last asked for */
 };
 
 struct cluster_peers {
@@ -282,10 +302,13 @@ static struct merge merged(const struct cluster_peers *cp, int64_t user)
 		if (!imap_get(&cp->nodes[i].users, user, &v))
 			continue;
 		enum presence_status st = (enum presence_status)(v & 3);
+		int64_t seen = (int64_t)(v >> 2);
+		if (!seen)
+			seen = cp->nodes[i].heard_ms;
 		if (rank(st) > rank(m.st))
 			m.st = st;
-		if ((int64_t)(v >> 2) > m.seen_ms)
-			m.seen_ms = (int64_t)(v >> 2);
+		if (seen > m.seen_ms)
+			m.seen_ms = seen;
 	}
 	return m;
 }
@@ -360,38 +383,52 @@ static struct node *node_get(struct cluster_peers *cp, int64_t id)
 	return nd;
 }
 
-void cluster_peers_update(struct cluster_peers *cp, int64_t node,
-			  const struct presence_local *users, size_t n,
-			  int64_t now)
+static uintptr_t pack(const struct presence_local *u)
 {
-	struct imap fresh = {0}, touched = {0};
-	for (size_t i = 0; i < n; i++) {
-		if (users[i].status == PRESENCE_OFFLINE)
-			continue;
-		uint64_t seen =
-		    users[i].seen_ms > 0 && users[i].seen_ms <= SEEN_MAX
-			? (uint64_t)users[i].seen_ms
-			: 0;
-		imap_put(&fresh, users[i].user,
-			 (uintptr_t)(seen << 2 | (uint64_t)users[i].status));
+	uint64_t seen =
+	    u->seen_ms > 0 && u->seen_ms <= SEEN_MAX ? (uint64_t)u->seen_ms : 0;
+	return (uintptr_t)(seen << 2 | (uint64_t)u->status);
+}
+
+bool cluster_peers_update(struct cluster_peers *cp, int64_t node, int64_t seq,
+			  bool full, const struct presence_local *users,
+			  size_t n, int64_t now)
+{
+	struct imap touched = {0};
+	for (size_t i = 0; i < n; i++)
 		imap_put(&touched, users[i].user, 1);
-	}
 	pthread_mutex_lock(&cp->lock);
 	struct node *nd = node_get(cp, node);
-	nd->heard_ms = now;
-	for (size_t i = 0; i < nd->users.cap; i++)
-		if (nd->users.keys[i] != IMAP_EMPTY)
-			imap_put(&touched, nd->users.keys[i], 1);
+	if (full)
+		for (size_t i = 0; i < nd->users.cap; i++)
+			if (nd->users.keys[i] != IMAP_EMPTY)
+				imap_put(&touched, nd->users.keys[i], 1);
 	int64_t *ids;
 	struct merge *before;
 	size_t nt = snapshot(cp, &touched, &ids, &before);
-	imap_fini(&nd->users);
-	nd->users = fresh;
+	if (full)
+		imap_fini(&nd->users);
+	for (size_t i = 0; i < n; i++) {
+		if (users[i].status == PRESENCE_OFFLINE)
+			imap_del(&nd->users, users[i].user);
+		else
+			imap_put(&nd->users, users[i].user, pack(&users[i]));
+	}
+	/* a number missed (or the node never heard): not the whole set */
+	nd->synced = full || (nd->synced && seq == nd->seq + 1);
+	nd->seq = seq;
+	nd->heard_ms = now;
 	tell(cp, ids, before, nt);
+	bool ask = !nd->synced &&
+		   (nd->asked_ms == 0 || now - nd->asked_ms >= CLUSTER_ASK_MS ||
+		    now < nd->asked_ms);
+	if (ask)
+		nd->asked_ms = now;
 	pthread_mutex_unlock(&cp->lock);
 	free(ids);
 	free(before);
 	imap_fini(&touched);
+	return ask;
 }
 
 void cluster_peers_expire(struct cluster_peers *cp, int64_t now)

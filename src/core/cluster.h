@@ -6,8 +6,16 @@
  *   - the wire: one JSON object per message, {"v":1,"n":NODE,"k":KIND,...}.
  *     KIND "e": an ephemeral room event (typing) with its envelope;
  *     "p": the sender's whole set of locally connected users and their
- *     state (sent on a change and as a heartbeat every
- *     CLUSTER_HEARTBEAT_MS); "c": one user's chosen status and text.
+ *     state; "d": the users whose state changed since the sender's
+ *     previous "p" or "d" (one gone: OFFLINE). Each "p" and "d" has the
+ *     next number of the sender's sequence; the sender sends one on a
+ *     change and as a heartbeat every CLUSTER_HEARTBEAT_MS, a whole set
+ *     every CLUSTER_FULL_EVERY heartbeats and when asked, changes
+ *     otherwise. "r": a node asks another for its whole set (it missed a
+ *     number, or has just started). "c": one user's chosen status and
+ *     text. "l": the rate-limit tokens users took on the sender since its
+ *     last "l" (limit.h). "a": a login that failed or succeeded, or a
+ *     registration counted, for the throttles (auth.h).
  *   - the peers: per remote node, its last set and when it was heard;
  *     a node not heard for CLUSTER_EXPIRY_MS drops out, and with it its
  *     users. A user's remote status is the best over the live nodes
@@ -19,6 +27,7 @@
 #ifndef NATTER_CLUSTER_H
 #define NATTER_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +36,10 @@
 #include "core/presence.h"
 
 #define CLUSTER_HEARTBEAT_MS 2000
+/* a whole set every 15 heartbeats (30 s), changes in between */
+#define CLUSTER_FULL_EVERY 15
+/* a node asks another for its whole set at most this often */
+#define CLUSTER_ASK_MS 1000
 /* three heartbeats missed, and a little slack for a busy node */
 #define CLUSTER_EXPIRY_MS (3 * CLUSTER_HEARTBEAT_MS + 500)
 
@@ -35,7 +48,9 @@ enum cluster_kind {
 	CLUSTER_PRESENCE, /* a node's set of connected users */
 	CLUSTER_CHOICE,	  /* a user chose a status or text */
 	CLUSTER_LIMITS,	  /* rate-limit tokens taken */
-	CLUSTER_AUTH	  /* a login or registration, for the throttles */
+	CLUSTER_AUTH,	  /* a login or registration, for the throttles */
+	CLUSTER_CHANGES,  /* the users whose state changed */
+	CLUSTER_ASK	  /* send me your whole set */
 };
 
 #define CLUSTER_AUTH_USER_MAX 256 /* bytes of a login's name, at most */
@@ -49,9 +64,12 @@ struct cluster_msg {
 	int64_t room, user;
 	char *json; /* the envelope, NUL-terminated */
 	size_t json_len;
-	/* CLUSTER_PRESENCE: the set; CLUSTER_CHOICE: one (presence.h) */
+	/* CLUSTER_PRESENCE: the set; CLUSTER_CHANGES: what changed;
+	 * CLUSTER_CHOICE: one (presence.h). seen_ms 0: connected now. */
 	struct presence_local *users;
 	size_t nusers;
+	int64_t seq; /* CLUSTER_PRESENCE, CLUSTER_CHANGES: > 0 */
+	int64_t to;  /* CLUSTER_ASK: the node asked, > 0 */
 	/* CLUSTER_LIMITS (at most LIMIT_USES_MAX) */
 	struct limit_use *uses;
 	size_t nuses;
@@ -81,11 +99,16 @@ typedef void (*cluster_change_fn)(void *arg, int64_t user,
 struct cluster_peers *cluster_peers_new(int64_t expiry_ms, cluster_change_fn fn,
 					void *arg);
 void cluster_peers_free(struct cluster_peers *cp); /* NULL is fine */
-/* node's set is now users[0..n) (entries OFFLINE count as absent), heard
- * at now. */
-void cluster_peers_update(struct cluster_peers *cp, int64_t node,
-			  const struct presence_local *users, size_t n,
-			  int64_t now);
+/* node's message number seq, heard at now: its whole set (full; entries
+ * OFFLINE count as absent), or the changes since its number seq - 1
+ * (OFFLINE: gone). A user's seen_ms 0 means connected as of the node's
+ * latest message. Changes are applied even when they cannot be placed
+ * (the node was not heard before, or a number was missed), and then the
+ * return is true: ask node for its whole set (true at most once per
+ * CLUSTER_ASK_MS per node, until a whole set comes). */
+bool cluster_peers_update(struct cluster_peers *cp, int64_t node, int64_t seq,
+			  bool full, const struct presence_local *users,
+			  size_t n, int64_t now);
 /* Drop the nodes not heard since now - expiry_ms. */
 void cluster_peers_expire(struct cluster_peers *cp, int64_t now);
 /* user's status over every live remote node. */

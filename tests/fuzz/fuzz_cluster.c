@@ -2,7 +2,8 @@
  * process that can publish on the Redis channel could send. A message it
  * accepts has a positive node, a known kind, and for an event a positive
  * room and user and a NUL-terminated envelope of the stated length; every
- * user of a set has a valid status, choice and text; every use of
+ * user of a set or of changes has a valid status, choice and text, and
+ * both a number above 0; a question names a node; every use of
  * rate-limit tokens a positive user; a login an address and a name
  * within their bounds, the name where its kind needs one. Re-encoding an
  * accepted message and decoding that gives the same message. */
@@ -38,7 +39,13 @@ static void check(const struct cluster_msg *m)
 		assert(m->what != AUTH_SHARE_REGISTERED || !m->auth_user);
 		return;
 	}
-	assert(m->kind == CLUSTER_PRESENCE || m->kind == CLUSTER_CHOICE);
+	if (m->kind == CLUSTER_ASK) {
+		assert(m->to > 0);
+		return;
+	}
+	assert(m->kind == CLUSTER_PRESENCE || m->kind == CLUSTER_CHOICE ||
+	       m->kind == CLUSTER_CHANGES);
+	assert(m->kind == CLUSTER_CHOICE || m->seq > 0);
 	assert(m->kind != CLUSTER_CHOICE || m->nusers == 1);
 	for (size_t i = 0; i < m->nusers; i++) {
 		const struct presence_local *u = &m->users[i];
@@ -61,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(bytes);
 	assert(cluster_decode(bytes, len, &again) == 0);
 	assert(again.kind == m.kind && again.node == m.node &&
-	       again.nusers == m.nusers);
+	       again.nusers == m.nusers && again.seq == m.seq &&
+	       again.to == m.to);
 	if (m.kind == CLUSTER_EVENT)
 		assert(again.json_len == m.json_len &&
 		       memcmp(again.json, m.json, m.json_len) == 0);

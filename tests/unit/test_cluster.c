@@ -65,13 +65,17 @@ static void test_presence_round_trip(void **state)
 	     .text = "in a meeting \xc3\xa9",
 	     .seen_ms = 1700000000999},
 	};
-	struct cluster_msg m = {
-	    .kind = CLUSTER_PRESENCE, .node = 5, .users = users, .nusers = 2};
+	struct cluster_msg m = {.kind = CLUSTER_PRESENCE,
+				.node = 5,
+				.users = users,
+				.nusers = 2,
+				.seq = 77};
 	size_t len;
 	char *data = cluster_encode(&m, &len);
 	struct cluster_msg out;
 	assert_int_equal(cluster_decode(data, len, &out), 0);
 	assert_int_equal(out.kind, CLUSTER_PRESENCE);
+	assert_int_equal(out.seq, 77);
 	assert_int_equal(out.nusers, 2);
 	assert_int_equal(out.users[1].user, 2);
 	assert_int_equal(out.users[1].status, PRESENCE_AWAY);
@@ -87,6 +91,32 @@ static void test_presence_round_trip(void **state)
 	data = cluster_encode(&m, &len);
 	assert_int_equal(cluster_decode(data, len, &out), 0);
 	assert_int_equal(out.nusers, 0);
+	cluster_msg_fini(&out);
+	free(data);
+
+	/* changes: one user gone (OFFLINE) */
+	struct presence_local gone = {
+	    .user = 9, .status = PRESENCE_OFFLINE, .chosen = PRESENCE_ONLINE};
+	m = (struct cluster_msg){.kind = CLUSTER_CHANGES,
+				 .node = 5,
+				 .users = &gone,
+				 .nusers = 1,
+				 .seq = 78};
+	data = cluster_encode(&m, &len);
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_int_equal(out.kind, CLUSTER_CHANGES);
+	assert_int_equal(out.seq, 78);
+	assert_int_equal(out.nusers, 1);
+	assert_int_equal(out.users[0].status, PRESENCE_OFFLINE);
+	cluster_msg_fini(&out);
+	free(data);
+
+	/* a question to node 6 */
+	m = (struct cluster_msg){.kind = CLUSTER_ASK, .node = 5, .to = 6};
+	data = cluster_encode(&m, &len);
+	assert_int_equal(cluster_decode(data, len, &out), 0);
+	assert_int_equal(out.kind, CLUSTER_ASK);
+	assert_int_equal(out.to, 6);
 	cluster_msg_fini(&out);
 	free(data);
 }
@@ -105,7 +135,11 @@ static void test_limits_and_auth_round_trip(void **state)
 	assert_int_equal(cluster_decode(data, len, &out), 0);
 	assert_int_equal(out.kind, CLUSTER_LIMITS);
 	assert_int_equal(out.nuses, 2);
-	assert_memory_equal(out.uses, uses, sizeof(uses));
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(out.uses[i].user, uses[i].user);
+		for (int k = 0; k < LIMIT_KIND_N; k++)
+			assert_int_equal(out.uses[i].n[k], uses[i].n[k]);
+	}
 	cluster_msg_fini(&out);
 	free(data);
 
@@ -144,53 +178,93 @@ static void test_limits_and_auth_round_trip(void **state)
 static void test_decode_refuses(void **state)
 {
 	(void)state;
-	static const char *const bad[] = {
-	    "",
-	    "not json",
-	    "[]",
-	    "{\"v\":2,\"n\":1,\"k\":\"p\",\"s\":[]}",  /* another version */
-	    "{\"v\":1,\"n\":0,\"k\":\"p\",\"s\":[]}",  /* no node */
-	    "{\"v\":1,\"n\":-3,\"k\":\"p\",\"s\":[]}", /* negative node */
-	    "{\"v\":1,\"n\":1,\"k\":\"x\",\"s\":[]}",  /* unknown kind */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\"}",	       /* no set */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,9,1,0,\"\",0]]}", /* status
-								       */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,0,0,\"\",0]]}", /* chosen
-								       offline
-								     */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[0,1,1,0,\"\",0]]}", /* user 0
-								       */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,-1,\"\",0]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\",-1]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\"]]}", /* 5 */
-	    "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"\\u202e\",0]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"c\",\"s\":[]}", /* a choice is one */
-	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":-2,\"u\":1,\"j\":\"{}"
-	    "\"}", /* no such room: a room, BUS_PERSONAL (0) or BUS_PEERS (-1)
-		    */
-	    "{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":1,\"u\":1,\"j\":\"\"}",
-	    "{\"v\":1,\"n\":1,\"n\":2,\"k\":\"p\",\"s\":[]}", /* twice */
-	    /* tokens: a user, three counts of 0..2^32-1 */
-	    "{\"v\":1,\"n\":1,\"k\":\"l\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[0,1,1,1]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,1]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,-1,1,1]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,4294967296,1]]}",
-	    "{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,1,\"1\"]]}",
-	    /* logins: what, an address, a name where it must be */
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"x\",\"i\":\"h\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\",\"u\":\"\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\\u0000x\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\",\"u\":7}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"s\",\"i\":\"h\"}",
-	    "{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"r\",\"i\":\"h\",\"u\":\"a\"}",
+	/* what a node must refuse, and why */
+	static const char *const bad[][2] = {
+	    // clang-format off
+	    {"",
+	     "empty"},
+	    {"not json",
+	     "not JSON"},
+	    {"[]",
+	     "not an object"},
+	    {"{\"v\":2,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[]}",
+	     "another version"},
+	    {"{\"v\":1,\"n\":0,\"k\":\"p\",\"q\":1,\"s\":[]}",
+	     "no node"},
+	    {"{\"v\":1,\"n\":-3,\"k\":\"p\",\"q\":1,\"s\":[]}",
+	     "a negative node"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"x\",\"s\":[]}",
+	     "an unknown kind"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1}",
+	     "no set"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,9,1,0,\"\",0]]}",
+	     "no such status"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,1,0,0,\"\",0]]}",
+	     "chosen offline"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[0,1,1,0,\"\",0]]}",
+	     "user 0"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,1,1,-1,\"\",0]]}",
+	     "chosen before 1970"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,1,1,0,\"\",-1]]}",
+	     "seen before 1970"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,1,1,0,\"\"]]}",
+	     "5 fields"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,1,1,0,\"\\u202e\",0]]}",
+	     "a bidi control in the text"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"c\",\"s\":[]}",
+	     "a choice is one"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":-2,\"u\":1,\"j\":\"{}\"}",
+	     "no such room (rooms, 0 or -1)"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"e\",\"t\":4,\"r\":1,\"u\":1,\"j\":\"\"}",
+	     "no envelope"},
+	    {"{\"v\":1,\"n\":1,\"n\":2,\"k\":\"p\",\"q\":1,\"s\":[]}",
+	     "a key twice"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[]}",
+	     "a set without its number"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":0,\"s\":[]}",
+	     "number 0"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"d\",\"s\":[]}",
+	     "changes without their number"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"d\",\"q\":\"2\",\"s\":[]}",
+	     "a number as a string"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"r\"}",
+	     "a question to nobody"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"r\",\"to\":0}",
+	     "a question to node 0"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"l\"}",
+	     "tokens: no list"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[0,1,1,1]]}",
+	     "tokens: user 0"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,1]]}",
+	     "tokens: 3 fields"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,-1,1,1]]}",
+	     "tokens: negative"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,4294967296,1]]}",
+	     "tokens: past 2^32-1"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"l\",\"s\":[[1,1,1,\"1\"]]}",
+	     "tokens: a string"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"x\",\"i\":\"h\"}",
+	     "login: no such kind"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\"}",
+	     "login: no address"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"\"}",
+	     "login: an empty address"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\",\"u\":\"\"}",
+	     "login: an empty name"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\\u0000x\"}",
+	     "login: a NUL in the address"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"f\",\"i\":\"h\",\"u\":7}",
+	     "login: a number for a name"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"s\",\"i\":\"h\"}",
+	     "login: a success without a name"},
+	    {"{\"v\":1,\"n\":1,\"k\":\"a\",\"w\":\"r\",\"i\":\"h\",\"u\":\"a\"}",
+	     "login: a registration with a name"},
+	    // clang-format on
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct cluster_msg out;
-		if (cluster_decode(bad[i], strlen(bad[i]), &out) == 0)
-			fail_msg("accepted: %s", bad[i]);
+		if (cluster_decode(bad[i][0], strlen(bad[i][0]), &out) == 0)
+			fail_msg("accepted (%s): %s", bad[i][1], bad[i][0]);
 		assert_null(out.users);
 		assert_null(out.json);
 		assert_null(out.uses);
@@ -213,8 +287,9 @@ static void test_decode_refuses(void **state)
 	}
 	/* status text past PRESENCE_TEXT_MAX characters */
 	char big[700];
-	int n = snprintf(big, sizeof(big),
-			 "{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[[1,1,1,0,\"");
+	int n =
+	    snprintf(big, sizeof(big),
+		     "{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":1,\"s\":[[1,1,1,0,\"");
 	memset(big + n, 'x', PRESENCE_TEXT_MAX + 1);
 	snprintf(big + n + PRESENCE_TEXT_MAX + 1,
 		 sizeof(big) - n - PRESENCE_TEXT_MAX - 1, "\",0]]}");
@@ -257,6 +332,15 @@ static enum presence_status change_of(const struct changes *c, int64_t user)
 	return PRESENCE_OFFLINE;
 }
 
+static int64_t seen_of(const struct changes *c, int64_t user)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->user[i] == user)
+			return c->seen[i];
+	fail_msg("no change for user %lld", (long long)user);
+	return 0;
+}
+
 static void test_peers_merge_and_expire(void **state)
 {
 	(void)state;
@@ -266,27 +350,27 @@ static void test_peers_merge_and_expire(void **state)
 	int64_t t = 1000000;
 	struct presence_local a[] = {{.user = 1, .status = PRESENCE_ONLINE},
 				     {.user = 2, .status = PRESENCE_AWAY}};
-	cluster_peers_update(cp, 10, a, 2, t);
+	assert_false(cluster_peers_update(cp, 10, 1, true, a, 2, t));
 	assert_int_equal(ch.n, 2);
 	assert_int_equal(change_of(&ch, 1), PRESENCE_ONLINE);
 	assert_int_equal(change_of(&ch, 2), PRESENCE_AWAY);
 
 	/* the same set again (a heartbeat): no news */
 	ch.n = 0;
-	cluster_peers_update(cp, 10, a, 2, t + 2000);
+	assert_false(cluster_peers_update(cp, 10, 2, true, a, 2, t + 2000));
 	assert_int_equal(ch.n, 0);
 
 	/* node 11 has user 2 active: online beats away */
 	struct presence_local b[] = {
 	    {.user = 2, .status = PRESENCE_ONLINE, .seen_ms = t + 1990}};
-	cluster_peers_update(cp, 11, b, 1, t + 2000);
+	assert_false(cluster_peers_update(cp, 11, 7, true, b, 1, t + 2000));
 	assert_int_equal(ch.n, 1);
 	assert_int_equal(change_of(&ch, 2), PRESENCE_ONLINE);
 	assert_int_equal(cluster_peers_nodes(cp), 2);
 
 	/* node 10 loses both: user 1 offline, user 2 still online (11) */
 	ch.n = 0;
-	cluster_peers_update(cp, 10, NULL, 0, t + 4000);
+	assert_false(cluster_peers_update(cp, 10, 3, true, NULL, 0, t + 4000));
 	assert_int_equal(ch.n, 1);
 	assert_int_equal(change_of(&ch, 1), PRESENCE_OFFLINE);
 	assert_int_equal(cluster_peers_status(cp, 2), PRESENCE_ONLINE);
@@ -307,8 +391,75 @@ static void test_peers_merge_and_expire(void **state)
 	/* OFFLINE entries count as absent */
 	ch.n = 0;
 	struct presence_local off[] = {{.user = 3, .status = PRESENCE_OFFLINE}};
-	cluster_peers_update(cp, 12, off, 1, t + 9000);
+	assert_false(cluster_peers_update(cp, 12, 1, true, off, 1, t + 9000));
 	assert_int_equal(ch.n, 0);
+	cluster_peers_free(cp);
+}
+
+/* Changes between whole sets: applied in order; a number missed (or a
+ * node first heard by its changes) asks for the whole set, at most once
+ * per CLUSTER_ASK_MS, until it comes; a connected user (seen 0) was last
+ * seen when its node was last heard. */
+static void test_peers_changes(void **state)
+{
+	(void)state;
+	struct changes ch = {0};
+	struct cluster_peers *cp =
+	    cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, &ch);
+	int64_t t = 1000000;
+	struct presence_local set[] = {{.user = 1, .status = PRESENCE_ONLINE},
+				       {.user = 2, .status = PRESENCE_ONLINE}};
+	assert_false(cluster_peers_update(cp, 10, 1, true, set, 2, t));
+	assert_int_equal(ch.n, 2);
+
+	/* an empty change set is a heartbeat: no news, no question */
+	ch.n = 0;
+	assert_false(cluster_peers_update(cp, 10, 2, false, NULL, 0, t + 2000));
+	assert_int_equal(ch.n, 0);
+	/* user 2 idles, user 1 leaves, user 3 comes */
+	struct presence_local d[] = {
+	    {.user = 2, .status = PRESENCE_AWAY, .chosen = PRESENCE_ONLINE},
+	    {.user = 1, .status = PRESENCE_OFFLINE, .chosen = PRESENCE_ONLINE},
+	    {.user = 3, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE}};
+	assert_false(cluster_peers_update(cp, 10, 3, false, d, 3, t + 4000));
+	assert_int_equal(ch.n, 3);
+	assert_int_equal(change_of(&ch, 1), PRESENCE_OFFLINE);
+	assert_int_equal(change_of(&ch, 2), PRESENCE_AWAY);
+	assert_int_equal(change_of(&ch, 3), PRESENCE_ONLINE);
+	/* user 1 was connected (seen 0): last seen when node 10 was last
+	 * heard before this message */
+	assert_int_equal(seen_of(&ch, 1), t + 2000);
+
+	/* number 5 after 3: applied, and the whole set is asked for, once
+	 * a second */
+	ch.n = 0;
+	struct presence_local d5[] = {
+	    {.user = 4, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE}};
+	assert_true(cluster_peers_update(cp, 10, 5, false, d5, 1, t + 6000));
+	assert_int_equal(change_of(&ch, 4), PRESENCE_ONLINE);
+	assert_false(cluster_peers_update(cp, 10, 6, false, NULL, 0, t + 6500));
+	assert_true(cluster_peers_update(cp, 10, 7, false, NULL, 0, t + 7000));
+	/* the whole set comes (number 8): what it lacks is gone, and no
+	 * more questions */
+	ch.n = 0;
+	struct presence_local whole[] = {
+	    {.user = 3, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE},
+	    {.user = 4, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE}};
+	assert_false(cluster_peers_update(cp, 10, 8, true, whole, 2, t + 7200));
+	assert_int_equal(ch.n, 1);
+	assert_int_equal(change_of(&ch, 2), PRESENCE_OFFLINE);
+	assert_false(cluster_peers_update(cp, 10, 9, false, NULL, 0, t + 9000));
+
+	/* a node first heard by its changes (this one just started) asks */
+	assert_true(cluster_peers_update(cp, 11, 40, false, NULL, 0, t + 9000));
+
+	/* node 10 dies: its connected users were last seen when it was
+	 * last heard */
+	ch.n = 0;
+	cluster_peers_expire(cp, t + 9000 + CLUSTER_EXPIRY_MS);
+	assert_int_equal(ch.n, 2);
+	assert_int_equal(ch.seen[0], t + 9000);
+	assert_int_equal(ch.seen[1], t + 9000);
 	cluster_peers_free(cp);
 }
 
@@ -530,6 +681,7 @@ int main(void)
 	    cmocka_unit_test(test_limits_and_auth_round_trip),
 	    cmocka_unit_test(test_decode_refuses),
 	    cmocka_unit_test(test_peers_merge_and_expire),
+	    cmocka_unit_test(test_peers_changes),
 	    cmocka_unit_test(test_remote_online_offline),
 	    cmocka_unit_test(test_merge_with_local),
 	    cmocka_unit_test(test_remote_choice_newest_wins),
