@@ -309,18 +309,30 @@ static void on_tick(void *arg)
 	}
 }
 
-/* Each publishing round: the tokens taken here since the last one go out
- * as one message. */
-static void on_drain(void *arg)
+/* Each publishing round: the tokens taken here since the last "l" go out
+ * as one message, at most one every LIMITS_EVERY_MS (a node taking
+ * thousands of tokens a second sends a hundred messages, not thousands);
+ * what waits keeps the record non-empty, so no wake-up comes meanwhile,
+ * and the publisher comes back when the pause is over. */
+#define LIMITS_EVERY_MS 10
+
+static int on_drain(void *arg)
 {
 	struct chat *c = arg;
 	struct cluster_msg m = {.kind = CLUSTER_LIMITS, .node = c->node_id};
+	int64_t now = mono_ms();
 	if (!c->limit)
-		return;
+		return 0;
+	if (now - c->limits_sent_ms < LIMITS_EVERY_MS &&
+	    now >= c->limits_sent_ms)
+		return (int)(c->limits_sent_ms + LIMITS_EVERY_MS - now);
 	m.uses = limit_uses_take(c->limit, &m.nuses);
-	if (m.uses)
-		send_msg(c, &m);
+	if (!m.uses)
+		return 0;
+	send_msg(c, &m);
 	free(m.uses);
+	c->limits_sent_ms = now;
+	return 0;
 }
 
 /* A peer's user changed (under the peers' lock; presence takes its own,

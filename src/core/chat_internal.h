@@ -83,6 +83,7 @@ struct chat {
 	int64_t cluster_seq;
 	unsigned cluster_beats;
 	atomic_bool cluster_full; /* another node asked for the whole set */
+	int64_t limits_sent_ms;	  /* the last "l" (mono_ms; publisher) */
 	struct auth *auth;	  /* throttles shared with the other nodes */
 	struct limit *limit;	  /* rates shared with the other nodes */
 };

@@ -331,14 +331,15 @@ static void pub_wait(struct link_redis *l, int64_t until)
 	pthread_mutex_unlock(&l->lock);
 }
 
-/* The caller's round: what it gathered goes into the queue. */
-static void drain(struct link_redis *l)
+/* The caller's round: what it gathered goes into the queue. Returns the
+ * mono_ms by which it wants another, or INT64_MAX. */
+static int64_t drain(struct link_redis *l)
 {
 	pthread_mutex_lock(&l->lock);
 	l->woken = false;
 	pthread_mutex_unlock(&l->lock);
-	if (l->ops.drain)
-		l->ops.drain(l->arg);
+	int again = l->ops.drain ? l->ops.drain(l->arg) : 0;
+	return again > 0 ? mono_ms() + again : INT64_MAX;
 }
 
 static void *pub_main(void *arg)
@@ -349,13 +350,13 @@ static void *pub_main(void *arg)
 	pthread_setname_np(pthread_self(), "bus-pub");
 	while (!stopping(l)) {
 		pub_ensure(l, &p);
-		drain(l);
+		int64_t again = drain(l);
 		pub_flush(l, &p);
 		if (mono_ms() >= next_tick) {
 			l->ops.tick(l->arg);
 			next_tick = mono_ms() + LINK_REDIS_TICK_MS;
 		}
-		pub_wait(l, next_tick);
+		pub_wait(l, again < next_tick ? again : next_tick);
 	}
 	if (p.c)
 		redisFree(p.c);

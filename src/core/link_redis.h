@@ -36,8 +36,9 @@ struct link_redis_ops {
 	void (*tick)(void *arg);
 	/* May be NULL. Before each publishing round, on the publisher
 	 * thread: the caller's chance to queue what it gathered since
-	 * (link_redis_wake asks for a round at once). */
-	void (*drain)(void *arg);
+	 * (link_redis_wake asks for a round at once). Returns 0, or the ms
+	 * after which it wants another round (it held something back). */
+	int (*drain)(void *arg);
 };
 
 /* A link to channel of the Redis at b (copied); nothing runs until
