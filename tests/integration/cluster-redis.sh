@@ -35,26 +35,11 @@ redis_start
 	fail_now "redis-server did not start"
 ok "PostgreSQL on port $PG_PORT, Redis on port $REDIS_PORT"
 
-start_node() { # index
-	local i=$1 log=$WORK/node$1.log port
-	"$NATTERD" --listen "127.0.0.1:0" --store "$PG_URL" --bus "$REDIS_URL" \
-		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
-		--argon2-memory-kib 1024 --argon2-time 1 --log-level info \
-		--rate-commands 0 --rate-send 0 --rate-typing 0 \
-		--streams-per-user 0 --streams-per-address 0 \
-		--presence-grace 1 --presence-coalesce-ms 100 \
-		--files-dir "$WORK/files" >>"$log" 2>&1 &
-	NODE_PID[$i]=$!
-	for _ in $(seq 1 200); do
-		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
-		[ -n "$port" ] && [ "$port" != 0 ] && break
-		kill -0 "${NODE_PID[$i]}" 2>/dev/null || { cat "$log"; fail_now "node $i exited at start-up"; }
-		sleep 0.05
-	done
-	[ -n "$port" ] || fail_now "node $i did not report its port"
-	NODE_PORT[$i]=$port
-}
-for i in 1 2 3; do start_node "$i"; done
+for i in 1 2 3; do
+	node_start "$i" "$PG_URL" "$REDIS_URL" "$WORK" --log-level info \
+		--presence-grace 1 --presence-coalesce-ms 100 ||
+		fail_now "node $i did not start"
+done
 N1=http://127.0.0.1:${NODE_PORT[1]}
 N2=http://127.0.0.1:${NODE_PORT[2]}
 N3=http://127.0.0.1:${NODE_PORT[3]}
