@@ -4,6 +4,10 @@
 # tests/backends.sh), no balancer: each client names its node.
 #   - typing sent on node 1 reaches a member's SSE stream and long-poll on
 #     node 2 and WebSocket on node 3;
+#   - personal events made on node 1 reach the user's stream on node 2: a
+#     read marker, settings, a mute (enforced on node 3 too), a profile
+#     change (which also reaches a peer's stream on node 3) and an
+#     invitation to a private room;
 #   - a user connected only to node 1 is online in GET /api/presence on
 #     node 2 (and an event says so), and a status chosen on node 3 shows
 #     on node 2; kill -9 node 1: the user is offline on node 2 within the
@@ -80,6 +84,7 @@ typing_in() { grep -q '"type":"typing","room":"cr","from":"cr_a"' "$1" 2>/dev/nu
 
 # --- typing on node 1 reaches node 2 (SSE, long-poll) and node 3 (WebSocket) ---
 sse "$B" "$N2" "$WORK/b.sse"
+sse "$W" "$N3" "$WORK/w3.sse"
 # poll_until FILE: long-polls on node 2 (each answer's cursor the next
 # since) until the typing event arrives, for 20 s at most.
 poll_until() {
@@ -136,6 +141,31 @@ BASE=$N1 api DELETE /api/rooms/cr/mutes/cr_b -H "Authorization: Bearer $A"
 check "the owner lifts the mute on node 1: $STATUS" test "$STATUS" -lt 300
 unmuted_on() { BASE=$1 api_json POST /api/rooms/cr/messages "$B" '{"text":"back"}'; [ "$STATUS" = 201 ]; }
 check "and cr_b sends on node 3 again" wait_for 3 unmuted_on "$N3"
+
+# sse_event FILE JQ: an SSE stream shows an event for which JQ is true.
+sse_event() {
+	grep -a '^data: ' "$1" 2>/dev/null | sed 's/^data: //' |
+		jq -c "select($2)" 2>/dev/null | grep -q .
+}
+
+# --- a profile change made on node 1 (cr_b clears its avatar: a "profile"
+# event) reaches cr_b's other device on node 2 and a peer's stream (cr_w,
+# who shares room cr) on node 3 ---------------------------------------------------
+BASE=$N1 api DELETE /api/me/avatar -H "Authorization: Bearer $B"
+expect 200 "" "cr_b changes its profile (clears its avatar) on node 1"
+check "the profile event reaches cr_b's own SSE stream on node 2" \
+	wait_for 5 sse_event "$WORK/b.sse" '.type=="profile" and .from=="cr_b"'
+check "and a peer's (cr_w's) SSE stream on node 3" \
+	wait_for 5 sse_event "$WORK/w3.sse" '.type=="profile" and .from=="cr_b"'
+
+# --- an invitation to a private room made on node 1 reaches the invitee's
+# stream on node 2 -------------------------------------------------------------------
+BASE=$N1 api_json POST /api/rooms "$A" '{"name":"crpriv","private":true}'
+expect 201 "" "a private room made on node 1"
+BASE=$N1 api_json POST /api/rooms/crpriv/invites "$A" '{"user":"cr_b"}'
+expect 201 "" "cr_b invited to it on node 1"
+check "the invitation reaches cr_b's SSE stream on node 2" \
+	wait_for 5 sse_event "$WORK/b.sse" '.type=="invite" and .room=="crpriv" and .to=="cr_b"'
 
 # --- presence: cr_p connected to node 1 only is online everywhere ---------------
 presence_on() { # NODE TOKEN USER -> prints the status
