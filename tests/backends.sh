@@ -1,7 +1,9 @@
 # backends.sh: PostgreSQL and Redis for natter's tests, started from Debian's
-# packages by the test itself and stopped when it exits. Sourced by the
-# PostgreSQL store contract run (tests/unit/test_store_pg.sh) and the
-# cluster test (tests/integration/cluster.sh).
+# packages by the test itself and stopped when it exits, and the natterd
+# nodes and haproxy of the cluster tests. Sourced by the PostgreSQL store
+# contract run (tests/unit/store_pg.sh), the cluster tests
+# (tests/integration/cluster.sh, cluster-redis.sh) and the browser suite
+# against a cluster (tests/e2e/cluster.sh).
 #
 #   backends_need          skip (77) when postgresql-15 or redis-server is
 #                          missing; fail instead when NATTER_REQUIRE_ROOT_TESTS=1
@@ -16,6 +18,22 @@
 #                          persistence (--save ''). Sets REDIS_URL, REDIS_PORT.
 #   redis_stop
 #   backends_stop          both (run from the EXIT trap)
+#   node_start I STORE BUS DIR [ARGS...]
+#                          natterd node I in the background on
+#                          127.0.0.1:${NODE_PORT[I]:-0} with --store STORE,
+#                          --bus BUS (none when BUS is empty), the tests'
+#                          limits off (rate limits, streams per user and
+#                          address), fast Argon2, --files-dir DIR/files, then
+#                          ARGS; logs to DIR/nodeI.log. Waits for the port it
+#                          logs: sets NODE_PID[I], NODE_PORT[I]; on failure
+#                          prints the log to stderr and returns 1
+#   haproxy_start DIR PORT...
+#                          haproxy (DIR/haproxy.cfg, log DIR/haproxy.log) on a
+#                          free loopback port: HTTP mode, round robin over
+#                          127.0.0.1:PORT..., no stickiness, health checks on
+#                          /healthz every 300 ms, tunnel timeouts of 120 s
+#                          (WebSocket, SSE, long-poll). Sets LB_PORT,
+#                          HAPROXY_PID; the caller waits for it to answer
 # shellcheck shell=bash
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -107,4 +125,68 @@ backends_stop() {
 	[ -n "$PG_RUN" ] && rm -rf "$PG_RUN"
 	[ -n "$REDIS_DIR" ] && rm -rf "$REDIS_DIR"
 	return 0
+}
+
+node_start() { # index store bus dir [args...]
+	local i=$1 store=$2 bus=$3 dir=$4 log=$4/node$1.log port _
+	shift 4
+	local busarg=()
+	[ -n "$bus" ] && busarg=(--bus "$bus")
+	"$NATTERD" --listen "127.0.0.1:${NODE_PORT[i]:-0}" --store "$store" "${busarg[@]}" \
+		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
+		--argon2-memory-kib 1024 --argon2-time 1 \
+		--rate-commands 0 --rate-send 0 --rate-typing 0 \
+		--streams-per-user 0 --streams-per-address 0 \
+		--files-dir "$dir/files" "$@" >>"$log" 2>&1 &
+	NODE_PID[i]=$!
+	port=
+	for _ in $(seq 1 200); do
+		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
+		[ -n "$port" ] && [ "$port" != 0 ] && break
+		if ! kill -0 "${NODE_PID[i]}" 2>/dev/null; then
+			cat "$log" >&2
+			echo "node $i exited at start-up" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	if [ -z "$port" ] || [ "$port" = 0 ]; then
+		echo "node $i did not report its port" >&2
+		return 1
+	fi
+	NODE_PORT[i]=$port
+}
+
+haproxy_start() { # dir port...
+	local dir=$1 p n=0
+	shift
+	LB_PORT=$(free_port)
+	{
+		cat <<CFG
+global
+	maxconn 2000
+defaults
+	mode http
+	timeout connect 2s
+	timeout client 120s
+	timeout server 120s
+	timeout tunnel 120s
+	retries 3
+	option redispatch
+frontend natter
+	bind 127.0.0.1:$LB_PORT
+	default_backend nodes
+backend nodes
+	balance roundrobin
+	option httpchk GET /healthz
+	default-server inter 300ms fall 1 rise 2
+CFG
+		for p in "$@"; do
+			n=$((n + 1))
+			printf '\tserver n%d 127.0.0.1:%s check\n' "$n" "$p"
+		done
+	} >"$dir/haproxy.cfg"
+	haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
+	# shellcheck disable=SC2034 # the caller stops it
+	HAPROXY_PID=$!
 }

@@ -115,7 +115,10 @@ static int event_unpack(json_t *o, struct cluster_msg *out)
 	if (json_unpack(o, "{s:I,s:I,s:I,s:s%}", "t", &type, "r", &room, "u",
 			&user, "j", &j, &jlen) < 0)
 		return -1;
-	/* room: a room's id, or BUS_PERSONAL (0) or BUS_PEERS (-1) */
+	/* room: a room's id, or BUS_PERSONAL (0) or BUS_PEERS (-1). Only the
+	 * shape is checked here: which event type may use which room is
+	 * decided by travels() in core/chat_cluster.c, on sending and again
+	 * on receiving. */
 	if (type < 0 || type > 1000 || room < -1 || user <= 0 || !jlen)
 		return -1;
 	out->type = (int)type;

@@ -69,24 +69,10 @@ static void set_up(struct link_redis *l, bool *which, bool up)
 		atomic_store(&l->m->cluster_up, both ? 1 : 0);
 }
 
-/* ms from now on the monotonic clock (the condition variable's). */
-static struct timespec after_ms(int64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
 /* Wait ms on the condition variable, or less when stopping. */
 static void nap(struct link_redis *l, int ms)
 {
-	struct timespec ts = after_ms(ms);
+	struct timespec ts = mono_deadline(ms); /* l->cond is monotonic */
 	pthread_mutex_lock(&l->lock);
 	/* the publisher's wake-ups come by the same cond: sleep on */
 	while (!l->stop &&
@@ -324,7 +310,7 @@ static void pub_wait(struct link_redis *l, int64_t until)
 	int64_t ms = until - mono_ms();
 	if (ms <= 0)
 		return;
-	struct timespec ts = after_ms(ms);
+	struct timespec ts = mono_deadline(ms);
 	pthread_mutex_lock(&l->lock);
 	if (!l->head && !l->stop && !l->woken)
 		pthread_cond_timedwait(&l->cond, &l->lock, &ts);

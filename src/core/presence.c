@@ -523,14 +523,7 @@ static void *presence_main(void *arg)
 		if (wait <= 0)
 			continue;
 		p->waiting_until = now + wait;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += wait / 1000;
-		ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = mono_deadline(wait);
 		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 		p->waiting_until = INT64_MAX;
 	}

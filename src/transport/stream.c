@@ -250,15 +250,9 @@ void stream_hub_free(struct stream_hub *h, unsigned drain_ms)
 
 	/* Resuming only raises a flag in MHD: give the streams a moment to
 	 * finish before the daemon is stopped; one whose client does not
-	 * read is left for MHD_stop_daemon() to close. */
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += drain_ms / 1000;
-	until.tv_nsec += (long)(drain_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	 * read is left for MHD_stop_daemon() to close. (h->cond's clock is
+	 * the monotonic one, as mono_deadline's.) */
+	struct timespec until = mono_deadline(drain_ms);
 	while (h->refs > 1 &&
 	       pthread_cond_timedwait(&h->cond, &h->lock, &until) == 0)
 		;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Allocation: abort the process on out-of-memory, so callers never check. */
 void *xmalloc(size_t n);
@@ -18,6 +19,11 @@ char *xstrndup(const char *s, size_t n);
 int64_t now_ms(void);  /* wall clock, milliseconds since the epoch */
 int64_t mono_ms(void); /* monotonic clock, milliseconds */
 int64_t mono_us(void); /* monotonic clock, microseconds */
+/* The monotonic clock ms milliseconds from now (now when ms <= 0), as
+ * pthread_cond_timedwait() takes it for a condition variable whose clock
+ * is CLOCK_MONOTONIC (pthread_condattr_setclock); never for one on the
+ * default CLOCK_REALTIME. */
+struct timespec mono_deadline(int64_t ms);
 /* RFC 3339 UTC with milliseconds, "2026-11-26T12:00:00.123Z"; out needs 25
  * bytes. */
 void format_ts(int64_t ms, char out[32]);

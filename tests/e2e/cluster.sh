@@ -38,31 +38,11 @@ die() {
 	exit 1
 }
 
-if [ -z "${NATTERD:-}" ]; then
-	NATTERD=$top/build/src/natterd
-	[ -x "$NATTERD" ] || NATTERD=$top/src/natterd
-fi
-: "${NATTER_DB_DIR:=$top/db}"
-: "${NATTER_WEB_ROOT:=$top/web}"
-: "${CHROMIUM:=$(command -v chromium || echo /usr/bin/chromium)}"
-: "${NGINX:=$(command -v nginx || echo /usr/sbin/nginx)}"
-export NATTERD NATTER_DB_DIR NATTER_WEB_ROOT CHROMIUM NGINX
-
 # The browser's tools: the same rule as run.sh (which checks again).
-missing() {
-	if [ "${NATTER_REQUIRE_E2E:-0}" = 1 ]; then
-		die "$* (NATTER_REQUIRE_E2E=1: the browser tests must run)"
-	fi
-	echo "e2e: skipped: $*"
-	exit 77
-}
-[ -x "$NATTERD" ] || die "no natterd binary at $NATTERD (build first, or set NATTERD)"
-command -v node >/dev/null || missing "node is missing (Node.js 20 or newer)"
-command -v npm >/dev/null || missing "npm is missing (it comes with Node.js)"
-node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
-	missing "playwright-core needs Node.js 20 or newer (this is $(node --version))"
-[ -x "$CHROMIUM" ] || missing "chromium is missing at $CHROMIUM (apt-get install chromium)"
-[ -x "$NGINX" ] || missing "nginx is missing at $NGINX (apt-get install nginx-light)"
+# shellcheck disable=SC1091 # sourced by its path
+. "$here/tools.sh"
+e2e_tools_check
+export NATTERD NATTER_DB_DIR NATTER_WEB_ROOT CHROMIUM NGINX
 
 # The cluster's: the same rule as tests/integration/cluster.sh; CI's
 # NATTER_REQUIRE_E2E=1 makes them required too.
@@ -99,55 +79,16 @@ echo "e2e-cluster: PostgreSQL on port $PG_PORT, Redis on port $REDIS_PORT"
 
 # The shared server's flags (kit.mjs: rate limits off) plus the cluster
 # tests' (through the balancer every connection comes from 127.0.0.1).
-start_node() { # index
-	local i=$1 log=$work/node$1.log port
-	"$NATTERD" --listen "127.0.0.1:0" --store "$PG_URL" --bus "$REDIS_URL" \
-		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
-		--argon2-memory-kib 1024 --argon2-time 1 --log-level debug \
-		--rate-commands 0 --rate-send 0 --rate-typing 0 \
-		--streams-per-user 0 --streams-per-address 0 \
-		--connections-per-address 0 --poll-timeout-max 55 \
-		--files-dir "$work/files" >>"$log" 2>&1 &
-	NODE_PID[i]=$!
-	for _ in $(seq 1 200); do
-		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
-		[ -n "$port" ] && [ "$port" != 0 ] && break
-		kill -0 "${NODE_PID[i]}" 2>/dev/null || { cat "$log"; die "node $i exited at start-up"; }
-		sleep 0.05
-	done
-	[ -n "$port" ] && [ "$port" != 0 ] || die "node $i did not report its port"
-	NODE_PORT[i]=$port
-}
-for i in 1 2 3; do start_node "$i"; done
+for i in 1 2 3; do
+	node_start "$i" "$PG_URL" "$REDIS_URL" "$work" --log-level debug \
+		--connections-per-address 0 --poll-timeout-max 55 ||
+		die "node $i did not start"
+done
 echo "e2e-cluster: three nodes with bus = $REDIS_URL: ports ${NODE_PORT[*]}"
 
 # haproxy as tests/integration/cluster.sh: HTTP mode, round robin, no
 # stickiness; tunnel timeouts long enough for WebSocket, SSE and long-poll.
-LB_PORT=$(free_port)
-cat >"$work/haproxy.cfg" <<CFG
-global
-	maxconn 2000
-defaults
-	mode http
-	timeout connect 2s
-	timeout client 120s
-	timeout server 120s
-	timeout tunnel 120s
-	retries 3
-	option redispatch
-frontend natter
-	bind 127.0.0.1:$LB_PORT
-	default_backend nodes
-backend nodes
-	balance roundrobin
-	option httpchk GET /healthz
-	default-server inter 300ms fall 1 rise 2
-	server n1 127.0.0.1:${NODE_PORT[1]} check
-	server n2 127.0.0.1:${NODE_PORT[2]} check
-	server n3 127.0.0.1:${NODE_PORT[3]} check
-CFG
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-HAPROXY_PID=$!
+haproxy_start "$work" "${NODE_PORT[1]}" "${NODE_PORT[2]}" "${NODE_PORT[3]}"
 LB=http://127.0.0.1:$LB_PORT
 up=0
 for _ in $(seq 1 100); do

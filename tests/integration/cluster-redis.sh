@@ -4,6 +4,10 @@
 # tests/backends.sh), no balancer: each client names its node.
 #   - typing sent on node 1 reaches a member's SSE stream and long-poll on
 #     node 2 and WebSocket on node 3;
+#   - personal events made on node 1 reach the user's stream on node 2: a
+#     read marker, settings, a mute (enforced on node 3 too), a profile
+#     change (which also reaches a peer's stream on node 3) and an
+#     invitation to a private room;
 #   - a user connected only to node 1 is online in GET /api/presence on
 #     node 2 (and an event says so), and a status chosen on node 3 shows
 #     on node 2; kill -9 node 1: the user is offline on node 2 within the
@@ -35,26 +39,11 @@ redis_start
 	fail_now "redis-server did not start"
 ok "PostgreSQL on port $PG_PORT, Redis on port $REDIS_PORT"
 
-start_node() { # index
-	local i=$1 log=$WORK/node$1.log port
-	"$NATTERD" --listen "127.0.0.1:0" --store "$PG_URL" --bus "$REDIS_URL" \
-		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
-		--argon2-memory-kib 1024 --argon2-time 1 --log-level info \
-		--rate-commands 0 --rate-send 0 --rate-typing 0 \
-		--streams-per-user 0 --streams-per-address 0 \
-		--presence-grace 1 --presence-coalesce-ms 100 \
-		--files-dir "$WORK/files" >>"$log" 2>&1 &
-	NODE_PID[$i]=$!
-	for _ in $(seq 1 200); do
-		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
-		[ -n "$port" ] && [ "$port" != 0 ] && break
-		kill -0 "${NODE_PID[$i]}" 2>/dev/null || { cat "$log"; fail_now "node $i exited at start-up"; }
-		sleep 0.05
-	done
-	[ -n "$port" ] || fail_now "node $i did not report its port"
-	NODE_PORT[$i]=$port
-}
-for i in 1 2 3; do start_node "$i"; done
+for i in 1 2 3; do
+	node_start "$i" "$PG_URL" "$REDIS_URL" "$WORK" --log-level info \
+		--presence-grace 1 --presence-coalesce-ms 100 ||
+		fail_now "node $i did not start"
+done
 N1=http://127.0.0.1:${NODE_PORT[1]}
 N2=http://127.0.0.1:${NODE_PORT[2]}
 N3=http://127.0.0.1:${NODE_PORT[3]}
@@ -95,6 +84,7 @@ typing_in() { grep -q '"type":"typing","room":"cr","from":"cr_a"' "$1" 2>/dev/nu
 
 # --- typing on node 1 reaches node 2 (SSE, long-poll) and node 3 (WebSocket) ---
 sse "$B" "$N2" "$WORK/b.sse"
+sse "$W" "$N3" "$WORK/w3.sse"
 # poll_until FILE: long-polls on node 2 (each answer's cursor the next
 # since) until the typing event arrives, for 20 s at most.
 poll_until() {
@@ -151,6 +141,31 @@ BASE=$N1 api DELETE /api/rooms/cr/mutes/cr_b -H "Authorization: Bearer $A"
 check "the owner lifts the mute on node 1: $STATUS" test "$STATUS" -lt 300
 unmuted_on() { BASE=$1 api_json POST /api/rooms/cr/messages "$B" '{"text":"back"}'; [ "$STATUS" = 201 ]; }
 check "and cr_b sends on node 3 again" wait_for 3 unmuted_on "$N3"
+
+# sse_event FILE JQ: an SSE stream shows an event for which JQ is true.
+sse_event() {
+	grep -a '^data: ' "$1" 2>/dev/null | sed 's/^data: //' |
+		jq -c "select($2)" 2>/dev/null | grep -q .
+}
+
+# --- a profile change made on node 1 (cr_b clears its avatar: a "profile"
+# event) reaches cr_b's other device on node 2 and a peer's stream (cr_w,
+# who shares room cr) on node 3 ---------------------------------------------------
+BASE=$N1 api DELETE /api/me/avatar -H "Authorization: Bearer $B"
+expect 200 "" "cr_b changes its profile (clears its avatar) on node 1"
+check "the profile event reaches cr_b's own SSE stream on node 2" \
+	wait_for 5 sse_event "$WORK/b.sse" '.type=="profile" and .from=="cr_b"'
+check "and a peer's (cr_w's) SSE stream on node 3" \
+	wait_for 5 sse_event "$WORK/w3.sse" '.type=="profile" and .from=="cr_b"'
+
+# --- an invitation to a private room made on node 1 reaches the invitee's
+# stream on node 2 -------------------------------------------------------------------
+BASE=$N1 api_json POST /api/rooms "$A" '{"name":"crpriv","private":true}'
+expect 201 "" "a private room made on node 1"
+BASE=$N1 api_json POST /api/rooms/crpriv/invites "$A" '{"user":"cr_b"}'
+expect 201 "" "cr_b invited to it on node 1"
+check "the invitation reaches cr_b's SSE stream on node 2" \
+	wait_for 5 sse_event "$WORK/b.sse" '.type=="invite" and .room=="crpriv" and .to=="cr_b"'
 
 # --- presence: cr_p connected to node 1 only is online everywhere ---------------
 presence_on() { # NODE TOKEN USER -> prints the status

@@ -36,53 +36,13 @@ trap cluster_stop EXIT
 pg_start || fail_now "PostgreSQL did not start"
 ok "PostgreSQL started on port $PG_PORT"
 
-start_node() { # index
-	local i=$1 log=$WORK/node$1.log port
-	port=${NODE_PORT[$i]:-0}
-	"$NATTERD" --listen "127.0.0.1:$port" --store "$PG_URL" \
-		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
-		--argon2-memory-kib 1024 --argon2-time 1 --log-level info \
-		--rate-commands 0 --rate-send 0 --rate-typing 0 \
-		--streams-per-user 0 --streams-per-address 0 \
-		--poll-timeout-max 55 --files-dir "$WORK/files" >>"$log" 2>&1 &
-	NODE_PID[$i]=$!
-	for _ in $(seq 1 200); do
-		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
-		[ -n "$port" ] && [ "$port" != 0 ] && break
-		kill -0 "${NODE_PID[$i]}" 2>/dev/null || { cat "$log"; fail_now "node $i exited at start-up"; }
-		sleep 0.05
-	done
-	[ -n "$port" ] || fail_now "node $i did not report its port"
-	NODE_PORT[$i]=$port
-}
-for i in 1 2 3; do start_node "$i"; done
+for i in 1 2 3; do
+	node_start "$i" "$PG_URL" "" "$WORK" --log-level info --poll-timeout-max 55 ||
+		fail_now "node $i did not start"
+done
 ok "three nodes on one PostgreSQL: ports ${NODE_PORT[*]}"
 
-LB_PORT=$(free_port)
-cat >"$WORK/haproxy.cfg" <<CFG
-global
-	maxconn 2000
-defaults
-	mode http
-	timeout connect 2s
-	timeout client 120s
-	timeout server 120s
-	timeout tunnel 120s
-	retries 3
-	option redispatch
-frontend natter
-	bind 127.0.0.1:$LB_PORT
-	default_backend nodes
-backend nodes
-	balance roundrobin
-	option httpchk GET /healthz
-	default-server inter 300ms fall 1 rise 2
-	server n1 127.0.0.1:${NODE_PORT[1]} check
-	server n2 127.0.0.1:${NODE_PORT[2]} check
-	server n3 127.0.0.1:${NODE_PORT[3]} check
-CFG
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
-HAPROXY_PID=$!
+haproxy_start "$WORK" "${NODE_PORT[1]}" "${NODE_PORT[2]}" "${NODE_PORT[3]}"
 BASE="http://127.0.0.1:$LB_PORT"
 for _ in $(seq 1 100); do curl -sf -o /dev/null "$BASE/healthz" && break; sleep 0.05; done
 api GET /healthz

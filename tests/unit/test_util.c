@@ -2,8 +2,9 @@
  * (overlong forms, surrogates, code points above U+10FFFF, truncated
  * sequences, stray continuation bytes), code point counting, the name rule,
  * ASCII lower-casing, whole-string int64 parsing, constant-time comparison,
- * RFC 3339 timestamps, the allocation wrappers and struct buf (append,
- * printf growth, reserve, consume). Pure functions: no fixtures. */
+ * RFC 3339 timestamps, monotonic deadlines, the allocation wrappers and
+ * struct buf (append, printf growth, reserve, consume). Pure functions: no
+ * fixtures. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -359,6 +361,47 @@ static void test_clocks(void **state)
 	assert_true(m2 >= m1);
 }
 
+/* A timespec in nanoseconds. */
+static int64_t ts_ns(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void test_mono_deadline(void **state)
+{
+	(void)state;
+	/* Every remainder of a second, so that the nanoseconds carry into
+	 * the seconds for some of them wherever the clock stands. */
+	static const int64_t ms[] = {1,	   7,	 250,  500,  999,
+				     1000, 1001, 1999, 2500, 86400000};
+	for (size_t i = 0; i < ARRAY_LEN(ms); i++) {
+		for (int64_t extra = 0; extra < 1000; extra += 37) {
+			int64_t want = ms[i] + extra;
+			struct timespec a, b;
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			struct timespec d = mono_deadline(want);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			assert_true(d.tv_nsec >= 0);
+			assert_true(d.tv_nsec < 1000000000L);
+			assert_true(ts_ns(d) >= ts_ns(a) + want * 1000000);
+			assert_true(ts_ns(d) <= ts_ns(b) + want * 1000000);
+		}
+	}
+	/* now for 0 and a deadline already past */
+	int64_t cases[] = {0, -1, -1500};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		struct timespec d = mono_deadline(cases[i]);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+		assert_true(ts_ns(d) >= ts_ns(a) && ts_ns(d) <= ts_ns(b));
+	}
+	/* on the monotonic clock, not the wall clock (decades away) */
+	int64_t diff = ts_ns(mono_deadline(1000)) / 1000000 - mono_ms();
+	assert_true(diff <= 1000 && diff > -60000);
+}
+
 /* --- allocation ----------------------------------------------------------- */
 
 static void test_alloc_wrappers(void **state)
@@ -622,6 +665,7 @@ int main(void)
 	    cmocka_unit_test(test_secure_zero),
 	    cmocka_unit_test(test_format_ts),
 	    cmocka_unit_test(test_clocks),
+	    cmocka_unit_test(test_mono_deadline),
 	    cmocka_unit_test(test_alloc_wrappers),
 	    cmocka_unit_test(test_buf_append),
 	    cmocka_unit_test(test_buf_append_growth),
