@@ -130,8 +130,10 @@ backends_stop() {
 node_start() { # index store bus dir [args...]
 	local i=$1 store=$2 bus=$3 dir=$4 log=$4/node$1.log port _
 	shift 4
-	local busarg=()
+	local busarg=() from=0
 	[ -n "$bus" ] && busarg=(--bus "$bus")
+	# a restart appends to the log: only this run's lines count
+	[ -f "$log" ] && from=$(wc -l <"$log")
 	"$NATTERD" --listen "127.0.0.1:${NODE_PORT[i]:-0}" --store "$store" "${busarg[@]}" \
 		--db-dir "$NATTER_DB_DIR" --web-root "$NATTER_WEB_ROOT" \
 		--argon2-memory-kib 1024 --argon2-time 1 \
@@ -141,7 +143,8 @@ node_start() { # index store bus dir [args...]
 	NODE_PID[i]=$!
 	port=
 	for _ in $(seq 1 200); do
-		port=$(sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' "$log" | tail -n1)
+		port=$(tail -n +$((from + 1)) "$log" |
+			sed -n 's/.*listening.* port=\([0-9]*\).*/\1/p' | tail -n1)
 		[ -n "$port" ] && [ "$port" != 0 ] && break
 		if ! kill -0 "${NODE_PID[i]}" 2>/dev/null; then
 			cat "$log" >&2

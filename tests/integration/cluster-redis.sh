@@ -14,7 +14,13 @@
 #     node expiry (6.5 s) plus coalescing, well under 10 s;
 #   - Redis stopped: messages still flow between nodes, /healthz says
 #     "bus_ok": false (and 200: the node stays in the balancer);
-#   - Redis back on its port: typing crosses nodes again, no restart.
+#   - a node restarted while the others' users stay put knows them within
+#     3 s (it asks for the others' whole sets; they would come by
+#     themselves only every 30 s);
+#   - Redis back on its port: typing crosses nodes again, no restart;
+#   - with rate limits on, a user sending through two nodes in turn meets
+#     one budget, not one per node; failed logins on one node lock the
+#     login on the others.
 # Skips (77) without postgresql-15 or redis-server, unless
 # NATTER_REQUIRE_ROOT_TESTS=1 or CI is set (as cluster.sh).
 . "$(dirname "$0")/lib.sh"
@@ -211,6 +217,23 @@ ok "(it took $((SECONDS - T0)) s)"
 PIDS+=($!)
 check "connected again: online on node 2" wait_for 3 is_status "$N2" "$B" cr_p online
 
+# restart_node I [ARGS...]: SIGTERM node I, start it again on its port.
+restart_node() {
+	local i=$1
+	shift
+	kill -TERM "${NODE_PID[i]}"
+	wait "${NODE_PID[i]}" 2>/dev/null || true
+	node_start "$i" "$PG_URL" "$REDIS_URL" "$WORK" --log-level info \
+		--presence-grace 1 --presence-coalesce-ms 100 "$@"
+}
+# Node 3 restarted: cr_p, quiet on node 1 all along, is in none of node
+# 1's change sets; node 3 learns of it by asking node 1 for its whole set.
+restart_node 3 || fail_now "node 3 did not start again"
+T0=$SECONDS
+check "node 3 restarted: cr_p (on node 1, unchanged) is online there within 3 s" \
+	wait_for 3 is_status "$N3" "$W" cr_p online
+ok "(it took $((SECONDS - T0)) s; whole sets come by themselves every 30 s)"
+
 # kill -9 node 1: its users stop counting when it expires (6.5 s)
 T0=$SECONDS
 KILL_MS=$(date +%s%3N)
@@ -259,4 +282,50 @@ check "node 2 counted a reconnect" \
 for i in 2 3; do
 	check "node $i logged no bus order violation" bash -c "! grep -q 'out of id order' '$WORK/node$i.log'"
 done
+
+# --- limits count over the cluster ----------------------------------------------
+# Nodes 2 and 3 again with 1 send a second and bursts of 10, and 3
+# failed logins a window.
+for i in 2 3; do
+	restart_node "$i" --rate-send 1 --rate-send-burst 10 --login-fail-max 3 ||
+		fail_now "node $i did not start with limits"
+done
+check "nodes 2 and 3 are on the bus again" \
+	wait_for 10 bash -c "$(declare -f bus_ok); bus_ok $N2 true && bus_ok $N3 true"
+RL=$(BASE=$N2 register cr_rl) || fail_now "registering cr_rl"
+BASE=$N2 api_json POST /api/rooms/cr/join "$RL" '{}'
+# 40 sends, one at a time, to node 2 and node 3 in turn: one budget is
+# the burst and a token a second; a budget per node would be twice that.
+SENT=0 REFUSED=0 T0=$(date +%s%3N)
+for n in $(seq 1 40); do
+	if [ $((n % 2)) = 0 ]; then NODE=$N2; else NODE=$N3; fi
+	BASE=$NODE api_json POST /api/rooms/cr/messages "$RL" "{\"text\":\"rl $n\"}"
+	case $STATUS in
+	201) SENT=$((SENT + 1)) ;;
+	429) REFUSED=$((REFUSED + 1)) ;;
+	*) fail "send $n on $NODE: $STATUS $BODY" ;;
+	esac
+done
+SECS=$(( ($(date +%s%3N) - T0 + 999) / 1000 ))
+ok "40 sends over ${SECS} s: $SENT accepted, $REFUSED refused (429)"
+check "some were refused" test "$REFUSED" -gt 0
+check "at most one budget was taken: $SENT <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
+	test "$SENT" -le $((10 + SECS + 3))
+BASE=$N3 api_get "/api/rooms/cr/messages?limit=100" "$RL"
+check "history holds exactly the accepted ones" \
+	test "$(jq '[.events[] | select(.from=="cr_rl" and .type=="message")] | length' <<<"$BODY")" = "$SENT"
+for _ in 1 2 3; do
+	BASE=$N2 api_json POST /api/login "" '{"username":"cr_rl","password":"wrong horse"}'
+	[ "$STATUS" = 401 ] || fail "a wrong password on node 2: $STATUS $BODY"
+done
+ok "three wrong passwords for cr_rl on node 2"
+# The failures travel at once; the lock lasts the window (300 s), so a
+# pause for a loaded machine costs nothing.
+sleep 2
+HDRS=$(curl -sS -D - -o "$WORK/login.body" -H 'Content-Type: application/json' \
+	-d '{"username":"cr_rl","password":"correct horse"}' "$N3/api/login")
+check "node 3 throttles the right password too: $(head -n1 <<<"$HDRS" | tr -d '\r')" \
+	grep -q '^HTTP/[0-9.]* 429' <<<"$HDRS"
+check "as too_many_attempts" test "$(jq -r .error "$WORK/login.body")" = too_many_attempts
+check "with a Retry-After" grep -qi '^retry-after: [1-9]' <<<"$HDRS"
 finish
