@@ -84,6 +84,11 @@ struct ws_handshake {
 	struct transport_client cl;
 	int64_t since;
 	bool reserved; /* a history-pool place is held for this cursor */
+	/* Set by upgrade_cb for conn_adopt, which runs on wl's thread. */
+	struct ws_loop *wl;
+	int fd;
+	char *extra; /* bytes read by MHD past the handshake, or NULL */
+	size_t extra_len;
 };
 
 /* One outgoing text message: an event's shared bytes, or our own copy. */
