@@ -15,8 +15,10 @@
  *
  * Threads and lifetime
  *  - ws_handle runs on an MHD worker; it allocates a handshake record that
- *    upgrade_cb (same worker, after the 101 reached the socket) turns into a
- *    struct ws_conn and posts to a loop. MHD offers no callback when a 101
+ *    upgrade_cb (same worker, after the 101 reached the socket) fills with
+ *    the socket and posts to a loop, where conn_adopt turns it into a
+ *    struct ws_conn (allocated on the loop's thread: see conn_adopt for
+ *    why). MHD offers no callback when a 101
  *    never reaches the client, so a record whose upgrade never comes stays
  *    allocated, and keeps the server struct alive past ws_server_free.
  *  - Everything else about a connection happens on its loop's thread. The
@@ -26,8 +28,9 @@
  *    place that releases the socket, wslay, the subscription and queued
  *    events; the last reference frees the struct.
  *  - upgrade_cb takes the socket over: it dup()s it and at once tells MHD
- *    MHD_UPGRADE_ACTION_CLOSE, so MHD frees its connection (and the 32 KiB
- *    memory pool that would otherwise stay for the WebSocket's whole life)
+ *    MHD_UPGRADE_ACTION_CLOSE, so MHD frees its connection (and the 36 KiB
+ *    memory pool that would otherwise stay for the WebSocket's whole life;
+ *    http.c's HTTP_POOL_BYTES)
  *    and closes its copy; MHD does not shutdown() an upgraded socket, so the
  *    connection lives on in ws's descriptor, which conn_teardown closes.
  *  - Bus callbacks (hello, deliver) run with the shard lock held: they only
@@ -556,12 +559,16 @@ static void ws_tick(void *arg)
 			log_debug("ws ping timeout addr=%s user=%s", c->addr,
 				  c->username);
 			conn_teardown(c);
-		} else if (ping_ms && now - c->last_ping >= ping_ms) {
-			struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
-			c->last_ping = now;
-			conn_framer(c);
-			wslay_event_queue_msg(c->ctx, &m);
-			conn_flush(c);
+		} else {
+			conn_idle_trim(c);
+			if (ping_ms && now - c->last_ping >= ping_ms) {
+				struct wslay_event_msg m = {WSLAY_PING, NULL,
+							    0};
+				c->last_ping = now;
+				conn_framer(c);
+				wslay_event_queue_msg(c->ctx, &m);
+				conn_flush(c);
+			}
 		}
 		c = next;
 	}
