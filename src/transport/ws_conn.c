@@ -190,6 +190,7 @@ static void q_push(struct ws_conn *c, struct event *ev, char *own, size_t len)
 		}
 	}
 	c->q[c->qlen++] = (struct ws_frame){ev, own, len};
+	c->q_used = true;
 	c->out_bytes += wire_len(len);
 }
 
@@ -247,6 +248,18 @@ static void q_settle(struct ws_conn *c, uint64_t delivered)
 	}
 	if (delivered)
 		metrics_add(c->metrics->delivered[TRANSPORT_WS], delivered);
+}
+
+/* From the loop's tick: a drained queue left unused for a whole tick is
+ * given back, so an idle connection holds no queue array. */
+void conn_idle_trim(struct ws_conn *c)
+{
+	if (c->q && c->qlen == 0 && !c->q_used) {
+		free(c->q);
+		c->q = NULL;
+		c->qcap = 0;
+	}
+	c->q_used = false;
 }
 
 /* Write queued messages, many per sendmsg(). 0 when everything is written

@@ -49,7 +49,9 @@ struct ws_bslot {
 	struct iovec iov[2 * WS_BATCH_FRAMES];
 	uint8_t hdr[WS_BATCH_FRAMES][WS_FRAME_HDR_MAX];
 };
-/* A drained queue of at most this many slots is kept for reuse. */
+/* A drained queue of at most this many slots is kept for reuse, until a
+ * tick finds it unused since the previous tick (an idle connection holds
+ * no queue). */
 #define WS_QUEUE_KEEP 16
 
 struct ws_conn;
@@ -84,6 +86,11 @@ struct ws_handshake {
 	struct transport_client cl;
 	int64_t since;
 	bool reserved; /* a history-pool place is held for this cursor */
+	/* Set by upgrade_cb for conn_adopt, which runs on wl's thread. */
+	struct ws_loop *wl;
+	int fd;
+	char *extra; /* bytes read by MHD past the handshake, or NULL */
+	size_t extra_len;
 };
 
 /* One outgoing text message: an event's shared bytes, or our own copy. */
@@ -107,6 +114,7 @@ struct ws_conn {
 	bool dirty;
 	bool draining;	     /* close sent, write side shut: read until EOF */
 	bool io_failed;	     /* the socket failed or hit EOF: nothing to say */
+	bool q_used;	     /* queued a message since the last tick */
 	uint16_t close_code; /* close to queue once the queue is empty */
 	const char *close_reason;
 	wslay_event_context_ptr ctx; /* NULL while parked (see conn_park) */
@@ -157,5 +165,6 @@ void conn_framer(struct ws_conn *c);
 void queue_text(struct ws_conn *c, const char *s, size_t len);
 void conn_flush(struct ws_conn *c);
 void conn_teardown(struct ws_conn *c);
+void conn_idle_trim(struct ws_conn *c);
 
 #endif
