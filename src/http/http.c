@@ -804,15 +804,13 @@ static void connection_limits(struct http *h)
 	 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG)
 
 /* Each connection's memory pool (request line, headers, the response's
- * header): 36 KiB, just above libmicrohttpd's 32 KiB default, because a
- * pool above 32 KiB is its own mmap() rather than a malloc() from the
- * worker's arena. Pools from malloc() are freed in whatever order
- * connections end, and the arena keeps the pages of a freed pool that any
- * longer-lived allocation sits beside; a WebSocket's handshake pool is
- * freed at the upgrade, and thousands of them left megabytes of such pages
- * (about 1 KB of RSS per idle WebSocket at 10,000). An mmap()'d pool goes
- * back to the kernel whole, and only the pages a request touched count. */
-#define HTTP_POOL_BYTES (36 * 1024)
+ * header) is libmicrohttpd's default, 32 KiB from the worker's malloc
+ * arena. A WebSocket's is freed at the upgrade, beside longer-lived
+ * allocations, so thousands of upgrades leave the workers' arenas holding
+ * megabytes of free but resident pages; main.c's malloc_trim gives them
+ * back. (A pool above 32 KiB would be its own mmap(), but an mmap() and a
+ * munmap() per connection take the process's mm lock against every
+ * thread's page faults, and a reconnect storm showed it in latency.) */
 
 /* The daemon for TLS connections: like the plain ones (keep them in step),
  * but with no listening socket; the terminator adds each connection. */
@@ -830,7 +828,6 @@ static int start_tls_daemon(struct http *h, char *err, size_t errlen)
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
 	    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES,
 	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_tls_notify, h, MHD_OPTION_END);
 	if (!h->tls_daemon) {
@@ -886,7 +883,6 @@ struct http *http_start(struct server *srv, char *err, size_t errlen)
 		    (unsigned int)cfg->http_threads,
 		    MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
-		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL_BYTES,
 		    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
 		    MHD_OPTION_NOTIFY_CONNECTION, on_notify, h,
 		    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
