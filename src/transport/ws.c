@@ -28,11 +28,11 @@
  *    place that releases the socket, wslay, the subscription and queued
  *    events; the last reference frees the struct.
  *  - upgrade_cb takes the socket over: it dup()s it and at once tells MHD
- *    MHD_UPGRADE_ACTION_CLOSE, so MHD frees its connection (and the 36 KiB
+ *    MHD_UPGRADE_ACTION_CLOSE, so MHD frees its connection (and the 32 KiB
  *    memory pool that would otherwise stay for the WebSocket's whole life;
- *    http.c's HTTP_POOL_BYTES)
- *    and closes its copy; MHD does not shutdown() an upgraded socket, so the
- *    connection lives on in ws's descriptor, which conn_teardown closes.
+ *    main.c's malloc_trim gives its pages back) and closes its copy;
+ *    MHD does not shutdown() an upgraded socket, so the connection lives
+ *    on in ws's descriptor, which conn_teardown closes.
  *  - Bus callbacks (hello, deliver) run with the shard lock held: they only
  *    queue frames and mark the connection dirty; a flush task posted to the
  *    loop writes afterwards. Nothing here tears down inside a bus or wslay
@@ -443,8 +443,8 @@ static void conn_start(void *arg)
  * thread that uses and frees it, not in the worker's among requests'
  * short-lived allocations (where a struct that lives as long as the
  * WebSocket keeps the arena from shrinking past it). On its own this did
- * not lower the idle RSS measurably: the workers' freed 32 KiB pools did
- * (http.c's HTTP_POOL_BYTES). */
+ * not lower the idle RSS measurably: giving back the pages of the workers'
+ * freed 32 KiB pools did (main.c's malloc_trim). */
 static void conn_adopt(void *arg)
 {
 	struct ws_handshake *hs = arg;
