@@ -60,10 +60,7 @@ void audit(struct chat *c, const char *actor, const char *action,
 static size_t room_slot(const struct room_entry *rooms, size_t cap,
 			const char *key)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	size_t i = (size_t)h & (cap - 1);
+	size_t i = (size_t)fnv1a64(key, strlen(key)) & (cap - 1);
 	while (rooms[i].key[0] && strcmp(rooms[i].key, key) != 0)
 		i = (i + 1) & (cap - 1);
 	return i;

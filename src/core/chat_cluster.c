@@ -239,15 +239,9 @@ static void on_message(void *arg, const char *data, size_t len)
  * sent is remembered this way, to find what changed. */
 static uint64_t state_hash(const struct presence_local *u)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	uint64_t w[4] = {(uint64_t)u->status | (uint64_t)u->chosen << 8,
-			 (uint64_t)u->chosen_ms, (uint64_t)u->seen_ms, 0};
-	const unsigned char *b = (const unsigned char *)w;
-	for (size_t i = 0; i < 3 * sizeof(w[0]); i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
-	for (const char *t = u->text; *t; t++)
-		h = (h ^ (unsigned char)*t) * 1099511628211ULL;
-	return h;
+	uint64_t w[] = {(uint64_t)u->status | (uint64_t)u->chosen << 8,
+			(uint64_t)u->chosen_ms, (uint64_t)u->seen_ms};
+	return fnv1a64_more(fnv1a64(w, sizeof(w)), u->text, strlen(u->text));
 }
 
 /* The set (full) or what changed since the last beat, as the next

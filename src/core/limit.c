@@ -69,12 +69,11 @@ static uint32_t hash64(uint64_t x)
 	return (uint32_t)x;
 }
 
+/* Folded so the high half, where FNV mixes best, reaches the bucket. */
 static uint32_t hash_str(const char *s)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
+	uint64_t h = fnv1a64(s, strlen(s));
+	return (uint32_t)(h ^ (h >> 32));
 }
 
 struct limit *limit_new(const struct limit_config *cfg)

@@ -27,10 +27,7 @@ struct userdir {
 
 static size_t slot(const struct entry *v, size_t cap, const char *key)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	size_t i = (size_t)h & (cap - 1);
+	size_t i = (size_t)fnv1a64(key, strlen(key)) & (cap - 1);
 	while (v[i].key[0] && strcmp(v[i].key, key) != 0)
 		i = (i + 1) & (cap - 1);
 	return i;

@@ -48,9 +48,7 @@ static void key_of(const struct sockaddr *sa, uint8_t key[9])
 
 static size_t hash(const uint8_t key[9])
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (int i = 0; i < 9; i++)
-		h = (h ^ key[i]) * 1099511628211ULL;
+	uint64_t h = fnv1a64(key, 9);
 	return (size_t)(h ^ (h >> 29));
 }
 

@@ -261,6 +261,24 @@ void secure_zero(void *p, size_t n)
 		*v++ = 0;
 }
 
+/* The published offset basis and prime (draft-eastlake-fnv): written in hex,
+ * where a dropped digit shows. */
+#define FNV64_BASIS 0xcbf29ce484222325ULL
+#define FNV64_PRIME 0x00000100000001b3ULL
+
+uint64_t fnv1a64(const void *p, size_t n)
+{
+	return fnv1a64_more(FNV64_BASIS, p, n);
+}
+
+uint64_t fnv1a64_more(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * FNV64_PRIME;
+	return h;
+}
+
 void buf_init(struct buf *b)
 {
 	b->data = NULL;

@@ -341,59 +341,93 @@ static int64_t seen_of(const struct changes *c, int64_t user)
 	return 0;
 }
 
+/* A test's view of the other nodes' sets: cp, and in ch what cp reported.
+ * Made by peers_setup and freed by peers_teardown, so that a failed
+ * assertion still frees cp. */
+struct peers {
+	struct cluster_peers *cp;
+	struct changes ch;
+};
+
+#define T0 1000000 /* the fake clock at node 10's first whole set */
+
+static int peers_setup(void **state)
+{
+	struct peers *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	f->cp = cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, &f->ch);
+	*state = f;
+	return 0;
+}
+
+static int peers_teardown(void **state)
+{
+	struct peers *f = *state;
+	cluster_peers_free(f->cp);
+	free(f);
+	return 0;
+}
+
+/* Node 10's first whole set (number 1), at T0: taken without asking for
+ * anything, a change for each of its users. */
+static void peers_first_set(struct peers *f, const struct presence_local *set,
+			    size_t n)
+{
+	assert_false(cluster_peers_update(f->cp, 10, 1, true, set, n, T0));
+	assert_int_equal(f->ch.n, n);
+}
+
 static void test_peers_merge_and_expire(void **state)
 {
-	(void)state;
-	struct changes ch = {0};
-	struct cluster_peers *cp =
-	    cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, &ch);
-	int64_t t = 1000000;
+	struct peers *f = *state;
+	struct cluster_peers *cp = f->cp;
+	struct changes *ch = &f->ch;
+	int64_t t = T0;
 	struct presence_local a[] = {{.user = 1, .status = PRESENCE_ONLINE},
 				     {.user = 2, .status = PRESENCE_AWAY}};
-	assert_false(cluster_peers_update(cp, 10, 1, true, a, 2, t));
-	assert_int_equal(ch.n, 2);
-	assert_int_equal(change_of(&ch, 1), PRESENCE_ONLINE);
-	assert_int_equal(change_of(&ch, 2), PRESENCE_AWAY);
+	peers_first_set(f, a, 2);
+	assert_int_equal(change_of(ch, 1), PRESENCE_ONLINE);
+	assert_int_equal(change_of(ch, 2), PRESENCE_AWAY);
 
 	/* the same set again (a heartbeat): no news */
-	ch.n = 0;
+	ch->n = 0;
 	assert_false(cluster_peers_update(cp, 10, 2, true, a, 2, t + 2000));
-	assert_int_equal(ch.n, 0);
+	assert_int_equal(ch->n, 0);
 
 	/* node 11 has user 2 active: online beats away */
 	struct presence_local b[] = {
 	    {.user = 2, .status = PRESENCE_ONLINE, .seen_ms = t + 1990}};
 	assert_false(cluster_peers_update(cp, 11, 7, true, b, 1, t + 2000));
-	assert_int_equal(ch.n, 1);
-	assert_int_equal(change_of(&ch, 2), PRESENCE_ONLINE);
+	assert_int_equal(ch->n, 1);
+	assert_int_equal(change_of(ch, 2), PRESENCE_ONLINE);
 	assert_int_equal(cluster_peers_nodes(cp), 2);
 
 	/* node 10 loses both: user 1 offline, user 2 still online (11) */
-	ch.n = 0;
+	ch->n = 0;
 	assert_false(cluster_peers_update(cp, 10, 3, true, NULL, 0, t + 4000));
-	assert_int_equal(ch.n, 1);
-	assert_int_equal(change_of(&ch, 1), PRESENCE_OFFLINE);
+	assert_int_equal(ch->n, 1);
+	assert_int_equal(change_of(ch, 1), PRESENCE_OFFLINE);
 	assert_int_equal(cluster_peers_status(cp, 2), PRESENCE_ONLINE);
 
 	/* node 11 goes silent (kill -9): nothing before the expiry ... */
-	ch.n = 0;
+	ch->n = 0;
 	cluster_peers_expire(cp, t + 2000 + CLUSTER_EXPIRY_MS - 1);
-	assert_int_equal(ch.n, 0);
+	assert_int_equal(ch->n, 0);
 	assert_int_equal(cluster_peers_nodes(cp), 2);
 	/* ... then it drops out, and its users with it */
 	cluster_peers_expire(cp, t + 2000 + CLUSTER_EXPIRY_MS);
-	assert_int_equal(ch.n, 1);
-	assert_int_equal(change_of(&ch, 2), PRESENCE_OFFLINE);
-	assert_int_equal(ch.seen[0], t + 1990); /* when node 11 last saw it */
+	assert_int_equal(ch->n, 1);
+	assert_int_equal(change_of(ch, 2), PRESENCE_OFFLINE);
+	assert_int_equal(ch->seen[0], t + 1990); /* when node 11 last saw it */
 	assert_int_equal(cluster_peers_nodes(cp), 1); /* 10, heard at +4 s */
 	assert_true(CLUSTER_EXPIRY_MS <= 10000);
 
 	/* OFFLINE entries count as absent */
-	ch.n = 0;
+	ch->n = 0;
 	struct presence_local off[] = {{.user = 3, .status = PRESENCE_OFFLINE}};
 	assert_false(cluster_peers_update(cp, 12, 1, true, off, 1, t + 9000));
-	assert_int_equal(ch.n, 0);
-	cluster_peers_free(cp);
+	assert_int_equal(ch->n, 0);
 }
 
 /* Changes between whole sets: applied in order; a number missed (or a
@@ -402,52 +436,50 @@ static void test_peers_merge_and_expire(void **state)
  * seen when its node was last heard. */
 static void test_peers_changes(void **state)
 {
-	(void)state;
-	struct changes ch = {0};
-	struct cluster_peers *cp =
-	    cluster_peers_new(CLUSTER_EXPIRY_MS, on_change, &ch);
-	int64_t t = 1000000;
+	struct peers *f = *state;
+	struct cluster_peers *cp = f->cp;
+	struct changes *ch = &f->ch;
+	int64_t t = T0;
 	struct presence_local set[] = {{.user = 1, .status = PRESENCE_ONLINE},
 				       {.user = 2, .status = PRESENCE_ONLINE}};
-	assert_false(cluster_peers_update(cp, 10, 1, true, set, 2, t));
-	assert_int_equal(ch.n, 2);
+	peers_first_set(f, set, 2);
 
 	/* an empty change set is a heartbeat: no news, no question */
-	ch.n = 0;
+	ch->n = 0;
 	assert_false(cluster_peers_update(cp, 10, 2, false, NULL, 0, t + 2000));
-	assert_int_equal(ch.n, 0);
+	assert_int_equal(ch->n, 0);
 	/* user 2 idles, user 1 leaves, user 3 comes */
 	struct presence_local d[] = {
 	    {.user = 2, .status = PRESENCE_AWAY, .chosen = PRESENCE_ONLINE},
 	    {.user = 1, .status = PRESENCE_OFFLINE, .chosen = PRESENCE_ONLINE},
 	    {.user = 3, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE}};
 	assert_false(cluster_peers_update(cp, 10, 3, false, d, 3, t + 4000));
-	assert_int_equal(ch.n, 3);
-	assert_int_equal(change_of(&ch, 1), PRESENCE_OFFLINE);
-	assert_int_equal(change_of(&ch, 2), PRESENCE_AWAY);
-	assert_int_equal(change_of(&ch, 3), PRESENCE_ONLINE);
+	assert_int_equal(ch->n, 3);
+	assert_int_equal(change_of(ch, 1), PRESENCE_OFFLINE);
+	assert_int_equal(change_of(ch, 2), PRESENCE_AWAY);
+	assert_int_equal(change_of(ch, 3), PRESENCE_ONLINE);
 	/* user 1 was connected (seen 0): last seen when node 10 was last
 	 * heard before this message */
-	assert_int_equal(seen_of(&ch, 1), t + 2000);
+	assert_int_equal(seen_of(ch, 1), t + 2000);
 
 	/* number 5 after 3: applied, and the whole set is asked for, once
 	 * a second */
-	ch.n = 0;
+	ch->n = 0;
 	struct presence_local d5[] = {
 	    {.user = 4, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE}};
 	assert_true(cluster_peers_update(cp, 10, 5, false, d5, 1, t + 6000));
-	assert_int_equal(change_of(&ch, 4), PRESENCE_ONLINE);
+	assert_int_equal(change_of(ch, 4), PRESENCE_ONLINE);
 	assert_false(cluster_peers_update(cp, 10, 6, false, NULL, 0, t + 6500));
 	assert_true(cluster_peers_update(cp, 10, 7, false, NULL, 0, t + 7000));
 	/* the whole set comes (number 8): what it lacks is gone, and no
 	 * more questions */
-	ch.n = 0;
+	ch->n = 0;
 	struct presence_local whole[] = {
 	    {.user = 3, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE},
 	    {.user = 4, .status = PRESENCE_ONLINE, .chosen = PRESENCE_ONLINE}};
 	assert_false(cluster_peers_update(cp, 10, 8, true, whole, 2, t + 7200));
-	assert_int_equal(ch.n, 1);
-	assert_int_equal(change_of(&ch, 2), PRESENCE_OFFLINE);
+	assert_int_equal(ch->n, 1);
+	assert_int_equal(change_of(ch, 2), PRESENCE_OFFLINE);
 	assert_false(cluster_peers_update(cp, 10, 9, false, NULL, 0, t + 9000));
 
 	/* a node first heard by its changes (this one just started) asks */
@@ -455,12 +487,11 @@ static void test_peers_changes(void **state)
 
 	/* node 10 dies: its connected users were last seen when it was
 	 * last heard */
-	ch.n = 0;
+	ch->n = 0;
 	cluster_peers_expire(cp, t + 9000 + CLUSTER_EXPIRY_MS);
-	assert_int_equal(ch.n, 2);
-	assert_int_equal(ch.seen[0], t + 9000);
-	assert_int_equal(ch.seen[1], t + 9000);
-	cluster_peers_free(cp);
+	assert_int_equal(ch->n, 2);
+	assert_int_equal(ch->seen[0], t + 9000);
+	assert_int_equal(ch->seen[1], t + 9000);
 }
 
 /* ---- presence, merged ---- */
@@ -680,8 +711,10 @@ int main(void)
 	    cmocka_unit_test(test_presence_round_trip),
 	    cmocka_unit_test(test_limits_and_auth_round_trip),
 	    cmocka_unit_test(test_decode_refuses),
-	    cmocka_unit_test(test_peers_merge_and_expire),
-	    cmocka_unit_test(test_peers_changes),
+	    cmocka_unit_test_setup_teardown(test_peers_merge_and_expire,
+					    peers_setup, peers_teardown),
+	    cmocka_unit_test_setup_teardown(test_peers_changes, peers_setup,
+					    peers_teardown),
 	    cmocka_unit_test(test_remote_online_offline),
 	    cmocka_unit_test(test_merge_with_local),
 	    cmocka_unit_test(test_remote_choice_newest_wins),

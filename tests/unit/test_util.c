@@ -2,9 +2,9 @@
  * (overlong forms, surrogates, code points above U+10FFFF, truncated
  * sequences, stray continuation bytes), code point counting, the name rule,
  * ASCII lower-casing, whole-string int64 parsing, constant-time comparison,
- * RFC 3339 timestamps, monotonic deadlines, the allocation wrappers and
- * struct buf (append, printf growth, reserve, consume). Pure functions: no
- * fixtures. */
+ * FNV-1a 64 against its published vectors, RFC 3339 timestamps, monotonic
+ * deadlines, the allocation wrappers and struct buf (append, printf growth,
+ * reserve, consume). Pure functions: no fixtures. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -325,6 +325,25 @@ static void test_secure_zero(void **state)
 	assert_memory_equal(secret, "kk\0\0\0\0\0\0\0\0\0\0kkkk", 16);
 	secure_zero(secret, 0);
 	assert_int_equal(secret[0], 'k');
+}
+
+/* --- fnv1a64 -------------------------------------------------------------- */
+
+/* The published FNV-1a 64 vectors (draft-eastlake-fnv), and the
+ * continuation form agreeing with one pass over the joined bytes. */
+static void test_fnv1a64(void **state)
+{
+	(void)state;
+
+	assert_int_equal(fnv1a64("", 0), 0xcbf29ce484222325ULL);
+	assert_int_equal(fnv1a64("a", 1), 0xaf63dc4c8601ec8cULL);
+	assert_int_equal(fnv1a64("foobar", 6), 0x85944171f73967e8ULL);
+	assert_int_equal(fnv1a64_more(fnv1a64("foo", 3), "bar", 3),
+			 0x85944171f73967e8ULL);
+	assert_int_equal(fnv1a64_more(fnv1a64("", 0), "a", 1),
+			 0xaf63dc4c8601ec8cULL);
+	assert_int_equal(fnv1a64_more(0x85944171f73967e8ULL, "x", 0),
+			 0x85944171f73967e8ULL);
 }
 
 /* --- time ----------------------------------------------------------------- */
@@ -663,6 +682,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_i64_errors),
 	    cmocka_unit_test(test_ct_memcmp),
 	    cmocka_unit_test(test_secure_zero),
+	    cmocka_unit_test(test_fnv1a64),
 	    cmocka_unit_test(test_format_ts),
 	    cmocka_unit_test(test_clocks),
 	    cmocka_unit_test(test_mono_deadline),
