@@ -20,8 +20,9 @@
 #   - Redis back on its port: typing crosses nodes again, no restart;
 #   - with rate limits on, a user sending through two nodes in turn meets
 #     one budget, not one per node, over HTTP and over a WebSocket on each
-#     node (acks against rate_limited error frames); failed logins on one
-#     node lock the login on the others.
+#     node (acks against rate_limited error frames), and so do typing
+#     notices over those WebSockets; failed logins on one node lock the
+#     login on the others.
 # Skips (77) without postgresql-15 or redis-server, unless
 # NATTER_REQUIRE_ROOT_TESTS=1 or CI is set (as cluster.sh).
 . "$(dirname "$0")/lib.sh"
@@ -285,10 +286,11 @@ for i in 2 3; do
 done
 
 # --- limits count over the cluster ----------------------------------------------
-# Nodes 2 and 3 again with 1 send a second and bursts of 10, and 3
-# failed logins a window.
+# Nodes 2 and 3 again with 1 send and 1 typing notice a second, bursts of
+# 10 each, and 3 failed logins a window.
 for i in 2 3; do
-	restart_node "$i" --rate-send 1 --rate-send-burst 10 --login-fail-max 3 ||
+	restart_node "$i" --rate-send 1 --rate-send-burst 10 \
+		--rate-typing 1 --rate-typing-burst 10 --login-fail-max 3 ||
 		fail_now "node $i did not start with limits"
 done
 check "nodes 2 and 3 are on the bus again" \
@@ -413,6 +415,15 @@ BASE=$N3 api_get "/api/rooms/cr/messages?limit=100" "$WS"
 check "history holds exactly the acked ones" \
 	test "$(jq '[.events[] | select(.from=="cr_ws" and .type=="message")] | length' <<<"$BODY")" = "$ACCEPTED"
 
+# 40 typing notices (1 a second, bursts of 10 on each node): the same.
+ws_round 40 typing
+ok "40 WebSocket typing notices over ${SECS} s: $ACCEPTED taken, $REFUSED refused (rate_limited)"
+check "every notice was taken or refused as rate_limited:${OTHER:- yes}" test -z "$OTHER"
+check "some were refused" test "$REFUSED" -gt 0
+check "the refusal: an error frame rate_limited, what typing, retry_after >= 1" \
+	test "$(ws_refusal typing)" = error/rate_limited/typing/true
+check "at most one budget was taken: $ACCEPTED <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
+	test "$ACCEPTED" -le $((10 + SECS + 3))
 for i in 2 3; do
 	fd=${WS_FD[i]}
 	exec {fd}>&- # (the sockets stay open; cluster_stop ends them)
