@@ -19,7 +19,9 @@
 #     themselves only every 30 s);
 #   - Redis back on its port: typing crosses nodes again, no restart;
 #   - with rate limits on, a user sending through two nodes in turn meets
-#     one budget, not one per node; failed logins on one node lock the
+#     one budget, not one per node, over HTTP and over a WebSocket on each
+#     node (acks against rate_limited error frames), and so do typing
+#     notices over those WebSockets; failed logins on one node lock the
 #     login on the others.
 # Skips (77) without postgresql-15 or redis-server, unless
 # NATTER_REQUIRE_ROOT_TESTS=1 or CI is set (as cluster.sh).
@@ -284,10 +286,11 @@ for i in 2 3; do
 done
 
 # --- limits count over the cluster ----------------------------------------------
-# Nodes 2 and 3 again with 1 send a second and bursts of 10, and 3
-# failed logins a window.
+# Nodes 2 and 3 again with 1 send and 1 typing notice a second, bursts of
+# 10 each, and 3 failed logins a window.
 for i in 2 3; do
-	restart_node "$i" --rate-send 1 --rate-send-burst 10 --login-fail-max 3 ||
+	restart_node "$i" --rate-send 1 --rate-send-burst 10 \
+		--rate-typing 1 --rate-typing-burst 10 --login-fail-max 3 ||
 		fail_now "node $i did not start with limits"
 done
 check "nodes 2 and 3 are on the bus again" \
@@ -314,6 +317,118 @@ check "at most one budget was taken: $SENT <= 10 + ${SECS} + 3 (a budget per nod
 BASE=$N3 api_get "/api/rooms/cr/messages?limit=100" "$RL"
 check "history holds exactly the accepted ones" \
 	test "$(jq '[.events[] | select(.from=="cr_rl" and .type=="message")] | length' <<<"$BODY")" = "$SENT"
+
+# --- the WebSocket path meets the same budgets: cr_ws (fresh buckets) with
+# one WebSocket on node 2 and one on node 3, a command at a time on each in
+# turn. A send is answered by its ack or an error frame with its
+# client_id; an accepted typing notice by nothing, so a ping follows it and
+# its pong says the answer, if any, came before.
+WS=$(BASE=$N2 register cr_ws) || fail_now "registering cr_ws"
+BASE=$N2 api_json POST /api/rooms/cr/join "$WS" '{}'
+WS_FD=() WS_PONGS=()
+for i in 2 3; do
+	mkfifo "$WORK/ws$i.in"
+	"$WSCLIENT" --token "$WS" --send-stdin --timeout 120 \
+		"ws://127.0.0.1:${NODE_PORT[i]}/ws" <"$WORK/ws$i.in" >"$WORK/ws$i.out" 2>&1 &
+	PIDS+=($!)
+	exec {fd}>"$WORK/ws$i.in"
+	WS_FD[i]=$fd WS_PONGS[i]=0
+done
+# ws_answer I ID: what node I's socket answered the command with client_id
+# ID: "ack", the error code, or nothing (yet).
+ws_answer() {
+	local lines
+	lines=$(grep -F "\"client_id\":\"$2\"" "$WORK/ws$1.out" 2>/dev/null |
+		grep -E '"type":"(ack|error)"') || return 0
+	jq -r --arg id "$2" 'select(.client_id == $id) |
+		if .type == "ack" then "ack" elif .type == "error" then .error else empty end' \
+		<<<"$lines" | head -n1
+}
+# ws_pinged I: node I's socket has answered every ping sent on it.
+ws_pinged() { [ "$(grep -c '^{"type":"pong"}$' "$WORK/ws$1.out")" -ge "${WS_PONGS[$1]}" ]; }
+# ws_do I ID JSON: sends the command (client_id ID) and a ping on node I's
+# socket; sets ANSWER to its answer ("none" when it has none), within 10 s.
+# (Not in a subshell: it counts the pings in WS_PONGS.)
+ws_do() {
+	local i=$1 id=$2 json=$3 ans pinged end=$((SECONDS + 10))
+	printf '%s\n{"op":"ping"}\n' "$json" >&"${WS_FD[i]}"
+	WS_PONGS[i]=$((WS_PONGS[i] + 1))
+	for (( ; ; )); do
+		# the pong first: an answer it follows is in the file by then
+		pinged=false
+		ws_pinged "$i" && pinged=true
+		ans=$(ws_answer "$i" "$id")
+		[ -n "$ans" ] && break
+		# (a send's ack may come after the pong, from the store)
+		case $pinged/$json in true/*'"op":"send"'*) ;; true/*) ans=none && break ;; esac
+		[ $SECONDS -lt $end ] || { ans=timeout && break; }
+		sleep 0.02
+	done
+	ANSWER=$ans
+}
+for i in 2 3; do
+	echo '{"op":"ping"}' >&"${WS_FD[i]}"
+	WS_PONGS[i]=1
+	check "cr_ws's WebSocket on node $i answers a ping" wait_for 10 ws_pinged "$i"
+done
+# ws_round N KIND: N commands (client_ids KIND1..KINDN) to node 2 and
+# node 3 in turn; sets ACCEPTED, REFUSED, OTHER (the odd answers) and
+# SECS (whole seconds taken, rounded up).
+ws_round() {
+	local n id json t0
+	ACCEPTED=0 REFUSED=0 OTHER='' t0=$(date +%s%3N)
+	for n in $(seq 1 "$1"); do
+		id=$2$n
+		if [ "$2" = send ]; then
+			json="{\"op\":\"send\",\"room\":\"cr\",\"text\":\"ws $n\",\"client_id\":\"$id\"}"
+		else
+			json="{\"op\":\"typing\",\"room\":\"cr\",\"client_id\":\"$id\"}"
+		fi
+		ws_do $((2 + n % 2)) "$id" "$json"
+		case $ANSWER in
+		ack | none) ACCEPTED=$((ACCEPTED + 1)) ;;
+		rate_limited) REFUSED=$((REFUSED + 1)) ;;
+		*) OTHER="$OTHER $id:$ANSWER" ;;
+		esac
+	done
+	SECS=$(( ($(date +%s%3N) - t0 + 999) / 1000 ))
+}
+# ws_refusal KIND: the first refusal frame of that kind (node 2's, then
+# node 3's), as type/error/what/(retry_after >= 1).
+ws_refusal() {
+	grep -hF "\"client_id\":\"$1" "$WORK/ws2.out" "$WORK/ws3.out" |
+		jq -r --arg k "$1" 'select(.type == "error" and (.client_id | startswith($k))) |
+			[.type, .error, .what, (.retry_after >= 1)] | join("/")' | head -n1
+}
+
+# 40 sends (1 a second, bursts of 10 on each node): one budget is the
+# burst and a token a second; a budget per node would be twice that.
+ws_round 40 send
+ok "40 WebSocket sends over ${SECS} s: $ACCEPTED acked, $REFUSED refused (rate_limited)"
+check "every send was acked or refused as rate_limited:${OTHER:- yes}" test -z "$OTHER"
+check "some were refused" test "$REFUSED" -gt 0
+check "the refusal: an error frame rate_limited, what send, retry_after >= 1" \
+	test "$(ws_refusal send)" = error/rate_limited/send/true
+check "at most one budget was taken: $ACCEPTED <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
+	test "$ACCEPTED" -le $((10 + SECS + 3))
+BASE=$N3 api_get "/api/rooms/cr/messages?limit=100" "$WS"
+check "history holds exactly the acked ones" \
+	test "$(jq '[.events[] | select(.from=="cr_ws" and .type=="message")] | length' <<<"$BODY")" = "$ACCEPTED"
+
+# 40 typing notices (1 a second, bursts of 10 on each node): the same.
+ws_round 40 typing
+ok "40 WebSocket typing notices over ${SECS} s: $ACCEPTED taken, $REFUSED refused (rate_limited)"
+check "every notice was taken or refused as rate_limited:${OTHER:- yes}" test -z "$OTHER"
+check "some were refused" test "$REFUSED" -gt 0
+check "the refusal: an error frame rate_limited, what typing, retry_after >= 1" \
+	test "$(ws_refusal typing)" = error/rate_limited/typing/true
+check "at most one budget was taken: $ACCEPTED <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
+	test "$ACCEPTED" -le $((10 + SECS + 3))
+for i in 2 3; do
+	fd=${WS_FD[i]}
+	exec {fd}>&- # (the sockets stay open; cluster_stop ends them)
+done
+
 for _ in 1 2 3; do
 	BASE=$N2 api_json POST /api/login "" '{"username":"cr_rl","password":"wrong horse"}'
 	[ "$STATUS" = 401 ] || fail "a wrong password on node 2: $STATUS $BODY"
