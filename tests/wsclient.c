@@ -112,10 +112,10 @@ static ssize_t io_recv(struct client *c, void *buf, size_t len)
 	if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
 	    n == MBEDTLS_ERR_SSL_CONN_EOF)
 		return 0;
-	errno = n == MBEDTLS_ERR_SSL_WANT_READ ||
-			n == MBEDTLS_ERR_SSL_WANT_WRITE
-		    ? EAGAIN
-		    : ECONNRESET;
+	errno =
+	    n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE
+		? EAGAIN
+		: ECONNRESET;
 	return -1;
 }
 
@@ -126,10 +126,10 @@ static ssize_t io_send(struct client *c, const void *buf, size_t len)
 	int n = mbedtls_ssl_write(&c->ssl, buf, len);
 	if (n >= 0)
 		return n;
-	errno = n == MBEDTLS_ERR_SSL_WANT_READ ||
-			n == MBEDTLS_ERR_SSL_WANT_WRITE
-		    ? EAGAIN
-		    : EPIPE;
+	errno =
+	    n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE
+		? EAGAIN
+		: EPIPE;
 	return -1;
 }
 
@@ -208,10 +208,9 @@ static void tls_connect(struct client *c, const char *cafile, const char *host,
 		if (rc != MBEDTLS_ERR_SSL_WANT_READ &&
 		    rc != MBEDTLS_ERR_SSL_WANT_WRITE)
 			tls_die("TLS handshake", rc);
-		struct pollfd pf = {c->fd,
-				    rc == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN
-								    : POLLOUT,
-				    0};
+		struct pollfd pf = {
+		    c->fd, rc == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN : POLLOUT,
+		    0};
 		int left = (int)(deadline - now_ms());
 		if (left <= 0 || poll(&pf, 1, left) == 0) {
 			fprintf(stderr, "wsclient: TLS handshake timed out\n");
@@ -652,8 +651,7 @@ int main(int argc, char **argv)
 		int r = ready ? 1 : poll(p, 2, left);
 		if (r < 0 && errno != EINTR)
 			die("poll");
-		if (ready ||
-		    (p[0].revents & (POLLIN | POLLERR | POLLHUP)))
+		if (ready || (p[0].revents & (POLLIN | POLLERR | POLLHUP)))
 			if (wslay_event_recv(ctx) != 0)
 				c.eof = c.eof || c.close_code < 0;
 		/* At the end of stdin keep listening. */
