@@ -37,13 +37,14 @@ BUILD_PACKAGES=(
 # browser end-to-end tests (nginx plays the restrictive proxies), and a
 # Chinese font and a colour emoji font so that their screenshots show
 # characters and reactions, not boxes;
-# clang and its libFuzzer runtime for tests/fuzz (NATTER_FUZZ=1); python3
+# clang and its libFuzzer runtime for tests/fuzz (NATTER_FUZZ=1);
+# clang-format for tests/format.sh (the code follows .clang-format); python3
 # for the reconnect-storm and rate-limit tests; PostgreSQL and Redis for
 # the PostgreSQL store contract and the cluster test, which start their
 # own servers (tests/backends.sh), and haproxy to balance the cluster.
 TEST_PACKAGES=(
 	curl jq openssl chromium nginx-light fonts-wqy-microhei fonts-noto-color-emoji
-	clang libclang-rt-14-dev python3
+	clang libclang-rt-14-dev clang-format python3
 	postgresql postgresql-contrib redis-server haproxy
 )
 # The e2e tests need Node.js >= 20 with npm (this machine image ships it).
