@@ -60,7 +60,7 @@ void audit(struct chat *c, const char *actor, const char *action,
 static size_t room_slot(const struct room_entry *rooms, size_t cap,
 			const char *key)
 {
-	size_t i = (size_t)fnv1a64(key, strlen(key)) & (cap - 1);
+	size_t i = (size_t)table_hash(key, strlen(key)) & (cap - 1);
 	while (rooms[i].key[0] && strcmp(rooms[i].key, key) != 0)
 		i = (i + 1) & (cap - 1);
 	return i;

@@ -69,11 +69,9 @@ static uint32_t hash64(uint64_t x)
 	return (uint32_t)x;
 }
 
-/* Folded so the high half, where FNV mixes best, reaches the bucket. */
 static uint32_t hash_str(const char *s)
 {
-	uint64_t h = fnv1a64(s, strlen(s));
-	return (uint32_t)(h ^ (h >> 32));
+	return (uint32_t)table_hash(s, strlen(s));
 }
 
 struct limit *limit_new(const struct limit_config *cfg)

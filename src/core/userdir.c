@@ -27,7 +27,7 @@ struct userdir {
 
 static size_t slot(const struct entry *v, size_t cap, const char *key)
 {
-	size_t i = (size_t)fnv1a64(key, strlen(key)) & (cap - 1);
+	size_t i = (size_t)table_hash(key, strlen(key)) & (cap - 1);
 	while (v[i].key[0] && strcmp(v[i].key, key) != 0)
 		i = (i + 1) & (cap - 1);
 	return i;

@@ -48,8 +48,7 @@ static void key_of(const struct sockaddr *sa, uint8_t key[9])
 
 static size_t hash(const uint8_t key[9])
 {
-	uint64_t h = fnv1a64(key, 9);
-	return (size_t)(h ^ (h >> 29));
+	return (size_t)table_hash(key, 9);
 }
 
 /* Under mu: the slot holding key, or the empty slot where it would go. */

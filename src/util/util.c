@@ -2,11 +2,14 @@
  * out-of-memory condition as fatal rather than threading NULL checks
  * through every caller. */
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -277,6 +280,82 @@ uint64_t fnv1a64_more(uint64_t h, const void *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ b[i]) * FNV64_PRIME;
 	return h;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t rotl64(uint64_t x, int b)
+{
+	return x << b | x >> (64 - b);
+}
+
+#define SIPROUND                                                               \
+	do {                                                                   \
+		v0 += v1, v1 = rotl64(v1, 13), v1 ^= v0, v0 = rotl64(v0, 32);  \
+		v2 += v3, v3 = rotl64(v3, 16), v3 ^= v2;                       \
+		v0 += v3, v3 = rotl64(v3, 21), v3 ^= v0;                       \
+		v2 += v1, v1 = rotl64(v1, 17), v1 ^= v2, v2 = rotl64(v2, 32);  \
+	} while (0)
+
+uint64_t siphash24(const uint8_t key[16], const void *p, size_t n)
+{
+	const uint8_t *b = p, *end = b + (n & ~(size_t)7);
+	uint64_t k0 = le64(key), k1 = le64(key + 8);
+	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL,
+		 v1 = k1 ^ 0x646f72616e646f6dULL,
+		 v2 = k0 ^ 0x6c7967656e657261ULL,
+		 v3 = k1 ^ 0x7465646279746573ULL;
+	uint64_t m;
+
+	for (; b != end; b += 8) {
+		m = le64(b);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	/* the last 0-7 bytes, and the length's low byte on top */
+	m = (uint64_t)n << 56;
+	for (size_t i = 0; i < (n & 7); i++)
+		m |= (uint64_t)b[i] << (8 * i);
+	v3 ^= m;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= m;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint8_t table_key[16];
+static pthread_once_t table_key_once = PTHREAD_ONCE_INIT;
+
+static void table_key_init(void)
+{
+	/* getrandom() without flags only waits for the kernel's pool at
+	 * early boot; should it fail, the clocks and the pid still keep the
+	 * key from being one an attacker can know in advance */
+	if (getrandom(table_key, sizeof(table_key), 0) == sizeof(table_key))
+		return;
+	uint64_t a = (uint64_t)mono_us() ^ (uint64_t)getpid() << 32;
+	uint64_t b = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ULL;
+	memcpy(table_key, &a, 8);
+	memcpy(table_key + 8, &b, 8);
+}
+
+uint64_t table_hash(const void *p, size_t n)
+{
+	pthread_once(&table_key_once, table_key_init);
+	return siphash24(table_key, p, n);
 }
 
 void buf_init(struct buf *b)

@@ -50,13 +50,21 @@ int ct_memcmp(const void *a, const void *b, size_t n);
 /* Zero memory in a way the compiler will not elide (for secrets). */
 void secure_zero(void *p, size_t n);
 
-/* FNV-1a, 64-bit: a fast hash for in-process tables and change detection,
- * not for anything an attacker's input must not steer (no key, no
- * resistance to chosen collisions). fnv1a64_more goes on from h, so a
+/* FNV-1a, 64-bit: a fast hash for change detection, not for a table whose
+ * keys come from outside (no key, no resistance to chosen collisions: use
+ * table_hash). fnv1a64_more goes on from h, so a
  * hash can cover pieces that are not one contiguous run of bytes:
  * fnv1a64_more(fnv1a64(a, na), b, nb) == fnv1a64(ab, na + nb). */
 uint64_t fnv1a64(const void *p, size_t n);
 uint64_t fnv1a64_more(uint64_t h, const void *p, size_t n);
+
+/* SipHash-2-4 of p under a 128-bit key (Aumasson and Bernstein): a keyed
+ * hash whose collisions cannot be found without the key. */
+uint64_t siphash24(const uint8_t key[16], const void *p, size_t n);
+/* The hash for a table whose keys come from outside (user and room names,
+ * addresses): SipHash-2-4 under a key drawn at random once per process,
+ * so nobody can choose names that all land in one run of slots. */
+uint64_t table_hash(const void *p, size_t n);
 
 /* A growable byte buffer; always NUL-terminated after data[len]. */
 struct buf {

@@ -327,6 +327,29 @@ static void test_secure_zero(void **state)
 	assert_int_equal(secret[0], 'k');
 }
 
+/* --- siphash24, table_hash ------------------------------------------------ */
+
+/* The reference vectors (key 00 01 .. 0f, message 00 01 .. n-1) for
+ * lengths that take each path: empty, a tail only, one block and a tail
+ * of 7, and two whole blocks. */
+static void test_siphash24(void **state)
+{
+	uint8_t key[16], msg[16];
+	(void)state;
+
+	for (int i = 0; i < 16; i++)
+		key[i] = msg[i] = (uint8_t)i;
+	assert_int_equal(siphash24(key, msg, 0), 0x726fdb47dd0e0e31ULL);
+	assert_int_equal(siphash24(key, msg, 1), 0x74f839c593dc67fdULL);
+	assert_int_equal(siphash24(key, msg, 15), 0xa129ca6149be45e5ULL);
+	assert_int_equal(siphash24(key, msg, 8), 0x93f5f5799a932462ULL);
+	/* the process's key is not the zero key, and is the same each call */
+	uint8_t zero[16] = {0};
+	assert_true(table_hash("alice", 5) != siphash24(zero, "alice", 5));
+	assert_int_equal(table_hash("alice", 5), table_hash("alice", 5));
+	assert_true(table_hash("alice", 5) != table_hash("alicf", 5));
+}
+
 /* --- fnv1a64 -------------------------------------------------------------- */
 
 /* The published FNV-1a 64 vectors (draft-eastlake-fnv), and the
@@ -682,6 +705,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_i64_errors),
 	    cmocka_unit_test(test_ct_memcmp),
 	    cmocka_unit_test(test_secure_zero),
+	    cmocka_unit_test(test_siphash24),
 	    cmocka_unit_test(test_fnv1a64),
 	    cmocka_unit_test(test_format_ts),
 	    cmocka_unit_test(test_clocks),
