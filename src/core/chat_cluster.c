@@ -12,6 +12,8 @@
  * local subscribers, whatever their transport; the choice, to presence;
  * the set, to the peers table, whose changes go to presence; the tokens,
  * charged to this node's buckets; the logins, to this node's throttles.
+ * While a node of the release before the numbers is live, every beat is
+ * the whole set (cluster.h's compatibility window).
  *
  * Losing Redis loses only this: typing stays on its node, presence falls
  * back to each node's own view once the other nodes expire
@@ -246,8 +248,13 @@ static uint64_t state_hash(const struct presence_local *u)
 
 /* The set (full) or what changed since the last beat, as the next
  * number. A connected user's seen_ms goes as 0 ("as of this message"), so
- * a heartbeat of a quiet node carries nobody. */
-static void beat(struct chat *c, int64_t now, bool full)
+ * a heartbeat of a quiet node carries nobody; but as now when an older
+ * node listens (real_seen), which has no "as of this message" (it would
+ * keep 0, and its last_seen of the user would be when it noticed the user
+ * gone, not when this node last saw it). What was sent is remembered as
+ * 0 either way, so the first change set after the older nodes are gone
+ * carries no false news. */
+static void beat(struct chat *c, int64_t now, bool full, bool real_seen)
 {
 	struct cluster_msg m = {.node = c->node_id};
 	struct presence_local *list;
@@ -263,9 +270,13 @@ static void beat(struct chat *c, int64_t now, bool full)
 			u->seen_ms = 0;
 		uint64_t h = state_hash(u);
 		imap_put(&sent, u->user, (uintptr_t)h);
-		if (full || !imap_get(&c->cluster_sent, u->user, &was) ||
-		    was != (uintptr_t)h)
-			m.users[m.nusers++] = *u;
+		if (!full && imap_get(&c->cluster_sent, u->user, &was) &&
+		    was == (uintptr_t)h)
+			continue;
+		m.users[m.nusers] = *u;
+		if (real_seen && !u->seen_ms)
+			m.users[m.nusers].seen_ms = now;
+		m.nusers++;
 	}
 	/* gone since the last beat */
 	for (size_t i = 0; !full && i < c->cluster_sent.cap; i++) {
@@ -293,12 +304,16 @@ static void on_tick(void *arg)
 	bool poked = atomic_exchange(&c->cluster_poke, false);
 	if (poked || now - c->cluster_beat_ms >= CLUSTER_HEARTBEAT_MS ||
 	    now < c->cluster_beat_ms) {
+		/* an older node drops "d": while one is live, every beat is
+		 * the whole set it reads, or this node's users would expire
+		 * there between whole sets */
+		bool older = cluster_peers_unnumbered(c->peers);
 		bool full = atomic_exchange(&c->cluster_full, false) ||
-			    c->cluster_seq == 0 ||
+			    c->cluster_seq == 0 || older ||
 			    ++c->cluster_beats >= CLUSTER_FULL_EVERY;
 		if (full)
 			c->cluster_beats = 0;
-		beat(c, now, full);
+		beat(c, now, full, older);
 		c->cluster_beat_ms = now;
 	}
 }

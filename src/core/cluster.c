@@ -68,7 +68,8 @@ char *cluster_encode(const struct cluster_msg *m, size_t *len)
 		for (size_t i = 0; i < m->nusers; i++)
 			json_array_append_new(arr, user_pack(&m->users[i]));
 		json_object_set_new(o, "s", arr);
-		if (m->kind != CLUSTER_CHOICE)
+		/* seq 0: an older node's set, which has no number */
+		if (m->kind != CLUSTER_CHOICE && m->seq)
 			json_object_set_new(o, "q", json_integer(m->seq));
 	}
 	char *out = json_dumps(o, JSON_COMPACT);
@@ -144,6 +145,10 @@ static int users_unpack(json_t *o, struct cluster_msg *out)
 		if (user_unpack(json_array_get(arr, i), &out->users[i]) < 0)
 			return -1;
 	if (out->kind == CLUSTER_CHOICE)
+		return 0;
+	/* a node of the release before the numbers sends its whole set
+	 * without one, every beat: seq 0 */
+	if (out->kind == CLUSTER_PRESENCE && !json_object_get(o, "q"))
 		return 0;
 	json_int_t q;
 	if (json_unpack(o, "{s:I}", "q", &q) < 0 || q <= 0)
@@ -274,6 +279,7 @@ struct node {
 	int64_t seq;	   /* the number of its latest set or changes */
 	bool synced;	   /* users is its whole set: no number missed */
 	int64_t asked_ms;  /* when its whole set was last asked for */
+	bool unnumbered;   /* an older node: whole sets, no numbers */
 };
 
 struct cluster_peers {
@@ -419,6 +425,9 @@ bool cluster_peers_update(struct cluster_peers *cp, int64_t node, int64_t seq,
 	}
 	/* a number missed (or the node never heard): not the whole set */
 	nd->synced = full || (nd->synced && seq == nd->seq + 1);
+	/* an older node (seq 0: always whole) is never asked: it drops "r",
+	 * and its whole set comes every beat anyway */
+	nd->unnumbered = seq == 0;
 	nd->seq = seq;
 	nd->heard_ms = now;
 	tell(cp, ids, before, nt);
@@ -471,4 +480,14 @@ size_t cluster_peers_nodes(struct cluster_peers *cp)
 	size_t n = cp->nnodes;
 	pthread_mutex_unlock(&cp->lock);
 	return n;
+}
+
+bool cluster_peers_unnumbered(struct cluster_peers *cp)
+{
+	bool any = false;
+	pthread_mutex_lock(&cp->lock);
+	for (size_t i = 0; i < cp->nnodes && !any; i++)
+		any = cp->nodes[i].unnumbered;
+	pthread_mutex_unlock(&cp->lock);
+	return any;
 }

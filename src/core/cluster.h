@@ -21,6 +21,14 @@
  *     users. A user's remote status is the best over the live nodes
  *     (online beats away beats offline); the change callback is told each
  *     time it changes.
+ *   - the compatibility window of a rolling upgrade: the release before
+ *     the numbers sends its whole set ("p" without "q", a connected
+ *     user's seen_ms as its real time) every heartbeat, and drops "d",
+ *     "r", "l" and "a" (an unknown kind). Its "p" decodes as seq 0,
+ *     applied whole and never asked for; while such a node is live
+ *     (cluster_peers_unnumbered), a node sends its whole set every beat
+ *     in that shape (the extra "q" is ignored there), so the older node
+ *     never lets this one's users expire.
  *
  * Persistent events never pass here (PostgreSQL carries them, in id
  * order); nor do accounts (PostgreSQL NOTIFY). */
@@ -68,8 +76,10 @@ struct cluster_msg {
 	 * CLUSTER_CHOICE: one (presence.h). seen_ms 0: connected now. */
 	struct presence_local *users;
 	size_t nusers;
-	int64_t seq; /* CLUSTER_PRESENCE, CLUSTER_CHANGES: > 0 */
-	int64_t to;  /* CLUSTER_ASK: the node asked, > 0 */
+	/* CLUSTER_PRESENCE, CLUSTER_CHANGES: > 0; a CLUSTER_PRESENCE
+	 * without one (seq 0) is from an older node (below) */
+	int64_t seq;
+	int64_t to; /* CLUSTER_ASK: the node asked, > 0 */
 	/* CLUSTER_LIMITS (at most LIMIT_USES_MAX) */
 	struct limit_use *uses;
 	size_t nuses;
@@ -105,7 +115,9 @@ void cluster_peers_free(struct cluster_peers *cp); /* NULL is fine */
  * latest message. Changes are applied even when they cannot be placed
  * (the node was not heard before, or a number was missed), and then the
  * return is true: ask node for its whole set (true at most once per
- * CLUSTER_ASK_MS per node, until a whole set comes). */
+ * CLUSTER_ASK_MS per node, until a whole set comes). seq 0: a whole set
+ * from an older node, which does not number its sets and is never
+ * asked. */
 bool cluster_peers_update(struct cluster_peers *cp, int64_t node, int64_t seq,
 			  bool full, const struct presence_local *users,
 			  size_t n, int64_t now);
@@ -115,5 +127,8 @@ void cluster_peers_expire(struct cluster_peers *cp, int64_t now);
 enum presence_status cluster_peers_status(struct cluster_peers *cp,
 					  int64_t user);
 size_t cluster_peers_nodes(struct cluster_peers *cp);
+/* Whether any live node is an older one (its last set had seq 0): while
+ * one is, this node's beats must be whole sets it can read. */
+bool cluster_peers_unnumbered(struct cluster_peers *cp);
 
 #endif

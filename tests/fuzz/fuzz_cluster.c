@@ -45,7 +45,9 @@ static void check(const struct cluster_msg *m)
 	}
 	assert(m->kind == CLUSTER_PRESENCE || m->kind == CLUSTER_CHOICE ||
 	       m->kind == CLUSTER_CHANGES);
-	assert(m->kind == CLUSTER_CHOICE || m->seq > 0);
+	/* a whole set without a number: an older node's (seq 0) */
+	assert(m->kind == CLUSTER_CHOICE || m->seq > 0 ||
+	       (m->kind == CLUSTER_PRESENCE && m->seq == 0));
 	assert(m->kind != CLUSTER_CHOICE || m->nusers == 1);
 	for (size_t i = 0; i < m->nusers; i++) {
 		const struct presence_local *u = &m->users[i];

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "core/cluster.h"
 #include "core/presence.h"
@@ -219,8 +220,6 @@ static void test_decode_refuses(void **state)
 	     "no envelope"},
 	    {"{\"v\":1,\"n\":1,\"n\":2,\"k\":\"p\",\"q\":1,\"s\":[]}",
 	     "a key twice"},
-	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"s\":[]}",
-	     "a set without its number"},
 	    {"{\"v\":1,\"n\":1,\"k\":\"p\",\"q\":0,\"s\":[]}",
 	     "number 0"},
 	    {"{\"v\":1,\"n\":1,\"k\":\"d\",\"s\":[]}",
@@ -302,6 +301,80 @@ static void test_decode_refuses(void **state)
 	snprintf(big + n + CLUSTER_AUTH_ADDR_MAX + 1,
 		 sizeof(big) - n - CLUSTER_AUTH_ADDR_MAX - 1, "\"}");
 	assert_int_equal(cluster_decode(big, strlen(big), &out), -1);
+}
+
+/* A node of the release before the numbers (aa31b8e^) sends its whole set
+ * as "p" without "q" every heartbeat, a connected user's seen_ms as the
+ * time of the beat; these are its bytes, copied from Redis (redis-cli
+ * SUBSCRIBE natter:ephemeral:0) with one such node running. */
+static void test_older_node_wire(void **state)
+{
+	(void)state;
+	static const char empty[] =
+	    "{\"v\":1,\"n\":2918450031005528203,\"k\":\"p\",\"s\":[]}";
+	static const char one[] = "{\"v\":1,\"n\":2918450031005528203,\"k\":"
+				  "\"p\",\"s\":[[1,1,1,0,\"\",1796195200847]]}";
+	struct cluster_msg out;
+	assert_int_equal(cluster_decode(empty, strlen(empty), &out), 0);
+	assert_int_equal(out.kind, CLUSTER_PRESENCE);
+	assert_int_equal(out.node, 2918450031005528203);
+	assert_int_equal(out.seq, 0);
+	assert_int_equal(out.nusers, 0);
+	cluster_msg_fini(&out);
+	assert_int_equal(cluster_decode(one, strlen(one), &out), 0);
+	assert_int_equal(out.kind, CLUSTER_PRESENCE);
+	assert_int_equal(out.seq, 0);
+	assert_int_equal(out.nusers, 1);
+	assert_int_equal(out.users[0].user, 1);
+	assert_int_equal(out.users[0].status, PRESENCE_ONLINE);
+	assert_int_equal(out.users[0].chosen, PRESENCE_ONLINE);
+	assert_int_equal(out.users[0].seen_ms, 1796195200847);
+	cluster_msg_fini(&out);
+
+	/* this node's whole set, read as that release reads it (its
+	 * cluster_decode's unpacking, which ignores keys it does not ask
+	 * for, such as "q") */
+	struct presence_local u = {.user = 3,
+				   .status = PRESENCE_AWAY,
+				   .chosen = PRESENCE_DND,
+				   .chosen_ms = 1700000000123,
+				   .text = "back soon",
+				   .seen_ms = 1796195200847};
+	struct cluster_msg m = {.kind = CLUSTER_PRESENCE,
+				.node = 5,
+				.users = &u,
+				.nusers = 1,
+				.seq = 9};
+	size_t len;
+	char *data = cluster_encode(&m, &len);
+	json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+	json_int_t v, node, id, st, ch, ms, seen;
+	const char *k, *text;
+	size_t tlen;
+	assert_non_null(o);
+	assert_int_equal(
+	    json_unpack(o, "{s:I,s:I,s:s}", "v", &v, "n", &node, "k", &k), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(node, 5);
+	assert_string_equal(k, "p");
+	json_t *arr = json_object_get(o, "s");
+	assert_true(json_is_array(arr));
+	assert_int_equal(json_array_size(arr), 1);
+	assert_int_equal(json_unpack(json_array_get(arr, 0), "[I,I,I,I,s%,I]",
+				     &id, &st, &ch, &ms, &text, &tlen, &seen),
+			 0);
+	assert_int_equal(id, 3);
+	assert_int_equal(st, PRESENCE_AWAY);
+	assert_int_equal(ch, PRESENCE_DND);
+	assert_int_equal(ms, 1700000000123);
+	assert_string_equal(text, "back soon");
+	assert_int_equal(seen, 1796195200847);
+	json_decref(o);
+	free(data);
+
+	/* changes still need their number: only a whole set can be older */
+	static const char d[] = "{\"v\":1,\"n\":1,\"k\":\"d\",\"s\":[]}";
+	assert_int_equal(cluster_decode(d, strlen(d), &out), -1);
 }
 
 /* ---- the other nodes' sets ---- */
@@ -492,6 +565,59 @@ static void test_peers_changes(void **state)
 	assert_int_equal(ch->n, 2);
 	assert_int_equal(ch->seen[0], t + 9000);
 	assert_int_equal(ch->seen[1], t + 9000);
+}
+
+/* An older node (seq 0, its whole set every beat) beside a numbered one:
+ * each of its sets is applied whole, it is never asked for one, and
+ * cluster_peers_unnumbered says so until it drops out. */
+static void test_peers_older_node(void **state)
+{
+	struct peers *f = *state;
+	struct cluster_peers *cp = f->cp;
+	struct changes *ch = &f->ch;
+	int64_t t = T0;
+	struct presence_local n10[] = {{.user = 1, .status = PRESENCE_ONLINE}};
+	peers_first_set(f, n10, 1);
+	assert_false(cluster_peers_unnumbered(cp));
+
+	/* node 20, older: its users come, nothing asked */
+	ch->n = 0;
+	struct presence_local a[] = {
+	    {.user = 5, .status = PRESENCE_ONLINE, .seen_ms = t + 100},
+	    {.user = 6, .status = PRESENCE_ONLINE, .seen_ms = t + 100}};
+	assert_false(cluster_peers_update(cp, 20, 0, true, a, 2, t + 100));
+	assert_int_equal(ch->n, 2);
+	assert_int_equal(change_of(ch, 5), PRESENCE_ONLINE);
+	assert_int_equal(change_of(ch, 6), PRESENCE_ONLINE);
+	assert_true(cluster_peers_unnumbered(cp));
+
+	/* its next beat, without user 6: whole, so 6 is gone; still no
+	 * question, beat after beat */
+	ch->n = 0;
+	a[0].seen_ms = t + 2100;
+	assert_false(cluster_peers_update(cp, 20, 0, true, a, 1, t + 2100));
+	assert_int_equal(ch->n, 1);
+	assert_int_equal(change_of(ch, 6), PRESENCE_OFFLINE);
+	assert_int_equal(seen_of(ch, 6), t + 100);
+	ch->n = 0;
+	assert_false(cluster_peers_update(cp, 20, 0, true, a, 1, t + 4100));
+	assert_int_equal(ch->n, 0);
+	assert_int_equal(cluster_peers_status(cp, 5), PRESENCE_ONLINE);
+
+	/* node 10 keeps beating; node 20 stops (upgraded: it comes back
+	 * under a new id): it drops out with its user, and the window
+	 * closes */
+	assert_false(cluster_peers_update(cp, 10, 2, false, NULL, 0, t + 8000));
+	cluster_peers_expire(cp, t + 4100 + CLUSTER_EXPIRY_MS - 1);
+	assert_true(cluster_peers_unnumbered(cp));
+	ch->n = 0;
+	cluster_peers_expire(cp, t + 4100 + CLUSTER_EXPIRY_MS);
+	assert_int_equal(ch->n, 1);
+	assert_int_equal(change_of(ch, 5), PRESENCE_OFFLINE);
+	assert_int_equal(seen_of(ch, 5), t + 2100);
+	assert_false(cluster_peers_unnumbered(cp));
+	assert_int_equal(cluster_peers_nodes(cp), 1);
+	assert_int_equal(cluster_peers_status(cp, 1), PRESENCE_ONLINE);
 }
 
 /* ---- presence, merged ---- */
@@ -711,9 +837,12 @@ int main(void)
 	    cmocka_unit_test(test_presence_round_trip),
 	    cmocka_unit_test(test_limits_and_auth_round_trip),
 	    cmocka_unit_test(test_decode_refuses),
+	    cmocka_unit_test(test_older_node_wire),
 	    cmocka_unit_test_setup_teardown(test_peers_merge_and_expire,
 					    peers_setup, peers_teardown),
 	    cmocka_unit_test_setup_teardown(test_peers_changes, peers_setup,
+					    peers_teardown),
+	    cmocka_unit_test_setup_teardown(test_peers_older_node, peers_setup,
 					    peers_teardown),
 	    cmocka_unit_test(test_remote_online_offline),
 	    cmocka_unit_test(test_merge_with_local),
