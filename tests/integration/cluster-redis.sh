@@ -401,29 +401,25 @@ ws_refusal() {
 			[.type, .error, .what, (.retry_after >= 1)] | join("/")' | head -n1
 }
 
-# 40 sends (1 a second, bursts of 10 on each node): one budget is the
+# ws_budget KIND WHAT TAKEN: 40 commands of KIND through the two nodes in
+# turn (1 a second, bursts of 10 on each node) are held to one budget: the
 # burst and a token a second; a budget per node would be twice that.
-ws_round 40 send
-ok "40 WebSocket sends over ${SECS} s: $ACCEPTED acked, $REFUSED refused (rate_limited)"
-check "every send was acked or refused as rate_limited:${OTHER:- yes}" test -z "$OTHER"
-check "some were refused" test "$REFUSED" -gt 0
-check "the refusal: an error frame rate_limited, what send, retry_after >= 1" \
-	test "$(ws_refusal send)" = error/rate_limited/send/true
-check "at most one budget was taken: $ACCEPTED <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
-	test "$ACCEPTED" -le $((10 + SECS + 3))
+ws_budget() {
+	ws_round 40 "$1"
+	ok "40 WebSocket $2 over ${SECS} s: $ACCEPTED $3, $REFUSED refused (rate_limited)"
+	check "every one was $3 or refused as rate_limited:${OTHER:- yes}" test -z "$OTHER"
+	check "some were refused" test "$REFUSED" -gt 0
+	check "the refusal: an error frame rate_limited, what $1, retry_after >= 1" \
+		test "$(ws_refusal "$1")" = "error/rate_limited/$1/true"
+	check "at most one budget was taken: $ACCEPTED <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
+		test "$ACCEPTED" -le $((10 + SECS + 3))
+}
+
+ws_budget send sends acked
 BASE=$N3 api_get "/api/rooms/cr/messages?limit=100" "$WS"
 check "history holds exactly the acked ones" \
 	test "$(jq '[.events[] | select(.from=="cr_ws" and .type=="message")] | length' <<<"$BODY")" = "$ACCEPTED"
-
-# 40 typing notices (1 a second, bursts of 10 on each node): the same.
-ws_round 40 typing
-ok "40 WebSocket typing notices over ${SECS} s: $ACCEPTED taken, $REFUSED refused (rate_limited)"
-check "every notice was taken or refused as rate_limited:${OTHER:- yes}" test -z "$OTHER"
-check "some were refused" test "$REFUSED" -gt 0
-check "the refusal: an error frame rate_limited, what typing, retry_after >= 1" \
-	test "$(ws_refusal typing)" = error/rate_limited/typing/true
-check "at most one budget was taken: $ACCEPTED <= 10 + ${SECS} + 3 (a budget per node: 20 + 2 x ${SECS})" \
-	test "$ACCEPTED" -le $((10 + SECS + 3))
+ws_budget typing "typing notices" taken
 for i in 2 3; do
 	fd=${WS_FD[i]}
 	exec {fd}>&- # (the sockets stay open; cluster_stop ends them)
